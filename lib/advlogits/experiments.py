@@ -1,0 +1,189 @@
+"""The few calls a chapter makes: get a profile's models, their evaluation and their logits, all through the store.
+
+Each function computes once and stores the result under the config that made it, so re-running a chapter
+(or another chapter asking for the same model) costs a file read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .attacks import autoattack_accuracy, pgd
+from .data import input_shape, load_dataset
+from .models import build_model
+from .profiles import Profile
+from .store import Store
+from .train import TrainConfig, train_adversarial, train_distilled, train_standard
+
+
+def model_for(config: TrainConfig) -> nn.Module:
+    """A freshly initialised model of ``config`` (initialisation seeded by ``config.seed``)."""
+    torch.manual_seed(config.seed)
+    return build_model(config.arch, num_classes=10, in_channels=input_shape(config.dataset)[0])
+
+
+def train_from_config(config: TrainConfig, *, device: str | torch.device, checkpoint: Any = None,
+                      progress: bool = True, store: Store | None = None) -> tuple[nn.Module, dict]:
+    """Train the model ``config`` describes (resuming from ``checkpoint`` if it exists); returns (model, history)."""
+    x, y = load_dataset(config.dataset, "train", n=config.n_train, seed=config.seed)
+    x_val, y_val = load_dataset(config.dataset, "test", n=config.n_val, seed=config.seed)
+    model = model_for(config).to(device)
+    common = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                  weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint, progress=progress,
+                  x_val=x_val, y_val=y_val)
+    if config.method == "standard":
+        history = train_standard(model, x, y, **common)
+    elif config.method == "adversarial":
+        history = train_adversarial(model, x, y, eps=config.eps, alpha=config.alpha, steps=config.steps, **common)
+    elif config.method == "distilled":
+        targets = distillation_targets(config, x, y, device=device, store=store or Store())
+        history = train_distilled(model, x, targets, T=config.T, y=y, **common)
+    else:
+        raise ValueError(f"method must be one of standard, adversarial, distilled (got {config.method!r})")
+    return model.eval(), history
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1000) -> Tensor:
+    """Logits (N, K) of ``model`` on clean ``x``, in eval mode, returned on the CPU; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x[i : i + batch_size].to(device, non_blocking=True)).float().cpu() for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def train_logits(config: TrainConfig, *, device: str | torch.device = "cpu", store: Store | None = None) -> Tensor:
+    """Logits of the model ``config`` on its own training inputs (the distillation targets), stored once."""
+    store = store or Store()
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = store.get_or_train(config, device=device)
+        x, _ = load_dataset(config.dataset, "train", n=config.n_train, seed=config.seed)
+        return {"logits": predict_logits(model, x)}
+
+    params = {"dataset": config.dataset, "n_train": config.n_train, "seed": config.seed}
+    return store.get_or_compute_tensors(config, "train-logits", params, compute)["logits"]
+
+
+def distillation_targets(config: TrainConfig, x: Tensor, y: Tensor, *, device: str | torch.device,
+                         store: Store) -> Tensor:
+    """The targets of a distilled student: its teacher's training logits passed through ``config.targets``."""
+    from .distill import make_targets
+
+    if config.teacher is None:
+        raise ValueError("a distilled config needs a teacher config")
+    for other in (config.teacher, config.reference):
+        if other is not None and (other.dataset, other.n_train, other.seed) != (config.dataset, config.n_train,
+                                                                               config.seed):
+            raise ValueError("teacher and reference must be trained on the student's images: dataset, n_train "
+                             "and seed must match the student's")
+    teacher = train_logits(config.teacher, device=device, store=store)
+    reference = train_logits(config.reference, device=device, store=store) if config.reference else None
+    return make_targets(config.targets, teacher, y=y, reference=reference,
+                        generator=torch.Generator().manual_seed(config.seed), **dict(config.extras))
+
+
+def eval_split(profile: Profile) -> tuple[Tensor, Tensor]:
+    """The profile's fixed, seeded evaluation subset of the test split: (x, y)."""
+    return load_dataset(profile.dataset, "test", n=profile.n_eval, seed=profile.seed)
+
+
+def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, autoattack: bool = True,
+             progress: bool = True) -> dict:
+    """Clean, PGD (CE loss) and AutoAttack accuracy of the model ``config`` on the profile's evaluation subset.
+
+    PGD: ``eval_steps`` steps of ``eval_alpha`` with a random start, ``eval_restarts`` restarts, on all
+    ``n_eval`` images; AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them, with PGD
+    re-reported on that same subset so the two can be compared. Accuracies are fractions in [0, 1].
+    Per-image correctness is kept so chapters can bootstrap confidence intervals.
+    """
+    store = store or Store()
+    params = {k: getattr(profile, k) for k in ("eps", "eval_alpha", "eval_steps", "eval_restarts", "n_eval",
+                                               "n_autoattack", "autoattack_version", "seed", "dataset")}
+    params["autoattack"] = autoattack
+
+    def compute() -> dict:
+        model, _ = store.get_or_train(config, device=profile.device, progress=progress)
+        x, y = eval_split(profile)
+        logits = predict_logits(model, x)
+        clean = (logits.argmax(1) == y)
+        robust = pgd_correct(model, x, y, eps=profile.eps, alpha=profile.eval_alpha, steps=profile.eval_steps,
+                             restarts=profile.eval_restarts, seed=profile.seed)
+        result = {"clean_acc": clean.float().mean().item(), "pgd_acc": robust.float().mean().item(),
+                  "clean_correct": clean.tolist(), "pgd_correct": robust.tolist(), "n_eval": len(y)}
+        if autoattack and profile.n_autoattack > 0:
+            k = profile.n_autoattack
+            result["autoattack_acc"] = autoattack_accuracy(model, x[:k], y[:k], eps=profile.eps,
+                                                           version=profile.autoattack_version, seed=profile.seed)
+            result["pgd_acc_on_autoattack_subset"] = robust[:k].float().mean().item()
+            result["n_autoattack"] = k
+        return result
+
+    return store.get_or_compute_json(config, "evaluation", params, compute)
+
+
+def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
+                restarts: int = 1, seed: int = 0, loss: str = "ce", batch_size: int = 500) -> Tensor:
+    """Per-image robustness (N,) bool under L-inf PGD, computed in batches on the model's device (CPU result)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        x_adv = pgd(model, xb, yb, eps=eps, alpha=alpha, steps=steps, restarts=restarts, loss=loss,
+                    generator=generator)
+        with torch.inference_mode():
+            out.append((model(x_adv).argmax(1) == yb).cpu())
+    return torch.cat(out)
+
+
+def test_logits(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:
+    """Logits (n_eval, K) of the model ``config`` on the profile's evaluation subset, stored once."""
+    store = store or Store()
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = store.get_or_train(config, device=profile.device)
+        return {"logits": predict_logits(model, eval_split(profile)[0])}
+
+    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
+    return store.get_or_compute_tensors(config, "test-logits", params, compute)["logits"]
+
+
+def describe(config: TrainConfig) -> dict:
+    """A flat, JSON-able view of a config for tables (teachers shown by their method)."""
+    out = dataclasses.asdict(config)
+    for key in ("teacher", "reference"):
+        if out[key] is not None:
+            out[key] = getattr(config, key).method
+    return out
+
+
+GAP_FLAG = 0.05  # PAPER.md: flag a PGD / AutoAttack gap above 5 points
+
+
+def accuracy_table(results: dict[str, dict], *, pgd_steps: int):
+    """A table (pandas DataFrame, percent) of clean, PGD and AutoAttack accuracy, one row per model."""
+    import pandas as pd
+
+    columns = {"clean_acc": "clean", "pgd_acc": f"PGD-{pgd_steps}",
+               "pgd_acc_on_autoattack_subset": f"PGD-{pgd_steps} (AutoAttack subset)",
+               "autoattack_acc": "AutoAttack"}
+    rows = {name: {label: 100 * r[key] for key, label in columns.items() if key in r} for name, r in results.items()}
+    return pd.DataFrame(rows).T.round(1)
+
+
+def gap_note(results: dict[str, dict]) -> str:
+    """A sentence flagging models whose PGD accuracy exceeds their AutoAttack accuracy by more than 5 points."""
+    flagged = [f"{name} ({100 * (r['pgd_acc_on_autoattack_subset'] - r['autoattack_acc']):.1f} points)"
+               for name, r in results.items()
+               if "autoattack_acc" in r and r["pgd_acc_on_autoattack_subset"] - r["autoattack_acc"] > GAP_FLAG]
+    if not flagged:
+        return "No model's PGD accuracy exceeds its AutoAttack accuracy by more than 5 points on the same images."
+    return ("Flagged: PGD overstates the robustness of " + ", ".join(flagged) +
+            " compared with AutoAttack on the same images; trust the AutoAttack number.")

@@ -1,0 +1,296 @@
+"""Training loops: standard training (ST), PGD adversarial training (AT) and knowledge distillation.
+
+All three share one loop (`_fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
+a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), a
+checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict for the curves.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .attacks import pgd
+from .distill import kd_loss
+
+Method = Literal["standard", "adversarial", "distilled"]
+METHODS: tuple[str, ...] = ("standard", "adversarial", "distilled")
+
+# A loss step maps (model, x batch, target batch, attack generator) to a scalar loss and the logits used
+# for the training-accuracy count.
+LossStep = Callable[[nn.Module, Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model. Its hash (with the code version) names the stored entry."""
+
+    dataset: str  # "fashion-mnist" or "cifar10"
+    arch: str  # see advlogits.models.build_model
+    method: Method  # "standard", "adversarial" (PGD-AT) or "distilled" (KD on clean inputs only)
+    epochs: int  # passes over the training set
+    batch_size: int  # images per SGD step
+    lr: float  # peak learning rate of the triangular schedule (SGD, Nesterov momentum 0.9)
+    weight_decay: float  # L2 penalty on all parameters
+    n_train: int | None  # seeded subset of the training split; None = all of it
+    seed: int  # fixes initialisation, data order and the attacks' random starts
+    n_val: int = 1000  # test images whose clean accuracy is logged after every epoch (curves only)
+    eps: float = 0.0  # AT: L-inf radius in [0, 1] pixel units
+    alpha: float = 0.0  # AT: PGD step size, pixel units
+    steps: int = 0  # AT: PGD steps per training batch
+    teacher: TrainConfig | None = None  # distilled: the model whose logits are the targets
+    targets: str = "kd"  # distilled: how the teacher's logits are turned into targets (advlogits.distill)
+    reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
+    T: float = 1.0  # distilled: softmax temperature of the KD loss
+    extras: tuple[tuple[str, float], ...] = field(default=())  # named numbers a target kind needs
+
+
+def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
+    """Learning-rate factor in [0, 1]: linear rise over the first ``warmup`` fraction of steps, then linear decay to 0."""
+    peak = max(1, round(warmup * total))
+    if step < peak:
+        return (step + 1) / peak
+    return max(0.0, (total - step) / max(1, total - peak))
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """A CPU generator for one (seed, epoch, purpose) triple, so resuming at an epoch reproduces its randomness."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) -> float:
+    """Clean accuracy of ``model`` on (x, y), evaluated in eval mode on the model's device; mode restored."""
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size].to(device, non_blocking=True))
+        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / max(1, len(x))
+
+
+def _check_common(x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int) -> None:
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (N, C, H, W) (got {tuple(x.shape)})")
+    if len(target) != len(x):
+        raise ValueError(f"targets must have one row per image: len(x)={len(x)} but got {len(target)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0 (got {lr})")
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0 (got {weight_decay})")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0 (got {seed})")
+
+
+def _fit(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    *,
+    step: LossStep,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    checkpoint: str | Path | None,
+    progress: bool,
+    desc: str,
+    x_val: Tensor | None,
+    y_val: Tensor | None,
+    y_true: Tensor | None,
+) -> dict:
+    """The shared loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts accuracy."""
+    _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
+    device = _device(model)
+    n = len(x)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total = epochs * steps_per_epoch
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: triangular_lr(s, total))
+    history: dict = {"epoch": [], "train_loss": [], "train_acc": [], "val_acc": [], "seconds": [], "batch_loss": []}
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = _load_checkpoint(ckpt)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = state["history"]
+        start = state["epoch"] + 1
+    model.train()
+    for epoch in range(start, epochs):
+        began = time.perf_counter()
+        order = torch.randperm(n, generator=_generator(seed, epoch, 0))
+        attack_gen = _generator(seed, epoch, 1)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not progress,
+                   mininterval=2.0, leave=False)
+        batch_losses = []
+        for b in bar:
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            xb = x[idx].to(device, non_blocking=True)
+            tb = target[idx].to(device, non_blocking=True)
+            loss, logits = step(model, xb, tb, attack_gen)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            model.train()
+            detached = loss.detach()
+            batch_losses.append(detached)
+            loss_sum += detached * len(idx)
+            if y_true is not None:
+                correct += (logits.detach().argmax(1) == y_true[idx].to(device, non_blocking=True)).sum()
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(loss_sum.item() / n)
+        history["train_acc"].append(correct.item() / n if y_true is not None else float("nan"))
+        history["batch_loss"].extend(torch.stack(batch_losses).tolist())
+        history["val_acc"].append(accuracy(model, x_val, y_val) if x_val is not None else float("nan"))
+        history["seconds"].append(time.perf_counter() - began)
+        model.train()
+        if ckpt is not None:
+            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history})
+    model.eval()
+    return history
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    from .store import atomic_torch_save  # local import: store imports this module
+
+    atomic_torch_save(state, path)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    from .store import safe_torch_load
+
+    return safe_torch_load(path)
+
+
+def train_standard(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+) -> dict:
+    """Standard (clean) training with cross-entropy. x: (N, C, H, W) in [0, 1]; y: (N,) int64.
+
+    Returns the history: per-epoch ``train_loss``, ``train_acc``, ``val_acc`` (clean accuracy on x_val),
+    ``seconds``, and every batch's loss in ``batch_loss``.
+    """
+
+    def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        logits = m(xb)
+        return F.cross_entropy(logits, yb), logits
+
+    return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y)
+
+
+def train_adversarial(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+) -> dict:
+    """PGD adversarial training (Madry et al. 2018): every batch is replaced by its L-inf PGD attack.
+
+    The attack (random start, ``steps`` steps of size ``alpha`` in the ``eps`` ball, pixel units) runs in eval
+    mode; its random starts come from a generator seeded by (seed, epoch). ``train_acc`` is the accuracy on the
+    adversarial batches, ``val_acc`` the clean accuracy on x_val.
+    """
+    if not 0 < eps < 1:
+        raise ValueError(f"eps must be in (0, 1) (got {eps})")
+    if not 0 < alpha <= eps:
+        raise ValueError(f"alpha must be in (0, eps={eps}] (got {alpha})")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1 (got {steps!r})")
+
+    def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        x_adv = pgd(m, xb, yb, eps=eps, alpha=alpha, steps=steps, generator=gen)
+        m.train()
+        logits = m(x_adv)
+        return F.cross_entropy(logits, yb), logits
+
+    return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y)
+
+
+def train_distilled(
+    student: nn.Module,
+    x: Tensor,
+    targets: Tensor,
+    *,
+    T: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    y: Tensor | None = None,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+) -> dict:
+    """Distillation on clean inputs only: the student matches ``targets`` (N, K teacher logits) with the KD loss.
+
+    ``targets`` are precomputed (the teacher never runs inside the loop). Integer ``targets`` of shape (N,)
+    are hard labels and use cross-entropy. ``y`` (true labels), if given, is only used to log ``train_acc``.
+    """
+    if not T > 0:
+        raise ValueError(f"T must be > 0 (got {T})")
+    hard = targets.ndim == 1
+    if not hard and (targets.ndim != 2 or not targets.is_floating_point()):
+        raise ValueError(f"targets must be (N, K) float logits or (N,) int64 labels (got {tuple(targets.shape)}, "
+                         f"{targets.dtype})")
+
+    def step(m: nn.Module, xb: Tensor, tb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        logits = m(xb)
+        loss = F.cross_entropy(logits, tb) if hard else kd_loss(logits, tb, T=T)
+        return loss, logits
+
+    return _fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
+                weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, progress=progress, desc="KD",
+                x_val=x_val, y_val=y_val, y_true=y)
