@@ -1,0 +1,291 @@
+"""The networks of the book, each a ``Normalize`` layer followed by a classifier that returns logits.
+
+Normalisation is the model's first layer, so inputs, ``eps`` and ``alpha`` all live in [0, 1] pixel
+units (RobustBench's convention). The normalisation statistics follow from ``in_channels``: 1 channel
+is Fashion-MNIST (28x28), 3 channels is CIFAR-10 (32x32); the CNNs size their heads for that input
+(``model.net.input_shape``), the ResNets pool globally and take any size.
+
+Architectures (written here from the papers):
+
+* ``cnn-small``: conv(32)-pool-conv(64)-pool-fc(128)-fc(K), the CPU workhorse (PGD-AT on 60k images):
+  forward + backward of 256 Fashion-MNIST images takes 0.3-0.5 s on 2 CPU cores.
+* ``cnn``: conv(32)-conv(32)-pool-conv(64)-conv(64)-pool-fc(200)-fc(200)-fc(K) (Carlini & Wagner 2017's
+  MNIST network).
+* ``preact-resnet18``: PreActResNet-18 (He et al. 2016, "Identity Mappings in Deep Residual Networks").
+* ``wrn-34-10``: WideResNet-34-10 (Zagoruyko & Komodakis 2016), the usual PGD-AT network on CIFAR-10.
+
+``load_robustbench`` loads a pretrained RobustBench model zoo entry; those take [0, 1] inputs and (almost
+all) normalise internally, so they slot in where ``build_model``'s models do.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from advlogits._compat import import_robustbench_utils
+from advlogits.data import DOWNLOAD_TIMEOUT_S, input_shape, socket_timeout
+
+Arch = Literal["cnn-small", "cnn", "preact-resnet18", "wrn-34-10"]
+ARCHS: tuple[str, ...] = get_args(Arch)
+
+# Per-channel pixel statistics of the training sets, keyed by number of input channels.
+NORMALIZATION: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    1: ((0.2860,), (0.3530,)),  # Fashion-MNIST
+    3: ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),  # CIFAR-10
+}
+INPUT_SHAPES: dict[int, tuple[int, int, int]] = {1: input_shape("fashion-mnist"), 3: input_shape("cifar10")}
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, for x (N, C, H, W) in [0, 1]; mean and std are buffers."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or len(mean) == 0:
+            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+        if min(std) <= 0:
+            raise ValueError(f"std must be positive, got {tuple(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = None) -> nn.Module:
+    """A freshly initialised ``nn.Sequential(Normalize, network)`` mapping x (N, C, H, W) in [0, 1] to logits
+    (N, num_classes). ``in_channels`` defaults to 1 for the CNNs and 3 for the ResNets; initialisation draws
+    from torch's global generator, so ``torch.manual_seed`` fixes it.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if in_channels is None:
+        in_channels = 1 if arch.startswith("cnn") else 3
+    if in_channels not in NORMALIZATION:
+        raise ValueError(f"in_channels must be 1 (Fashion-MNIST) or 3 (CIFAR-10), got {in_channels!r}")
+
+    if arch == "cnn-small":
+        net: nn.Module = SmallCNN(INPUT_SHAPES[in_channels], num_classes)
+    elif arch == "cnn":
+        net = CNN(INPUT_SHAPES[in_channels], num_classes)
+    elif arch == "preact-resnet18":
+        net = PreActResNet(in_channels, num_classes, blocks=(2, 2, 2, 2))
+    else:
+        net = WideResNet(in_channels, num_classes, depth=34, width=10)
+    mean, std = NORMALIZATION[in_channels]
+    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+
+
+# ----------------------------------------------------------------------------------------------
+# Small CNNs (Fashion-MNIST, CPU)
+# ----------------------------------------------------------------------------------------------
+
+def _conv_out(size: int, convs: int) -> int:
+    """Side length after ``convs`` unpadded 3x3 convs and then a 2x2 max-pool (floor)."""
+    return (size - 2 * convs) // 2
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(32)-pool-ReLU-conv3x3(64)-pool-ReLU-fc(128)-ReLU-fc(K); 0.23M parameters on 28x28.
+
+    Max-pool comes before ReLU (the two commute, and the pool shrinks what ReLU touches). The head's input
+    size is computed from ``input_shape`` (C, H, W), kept as an attribute.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        self.input_shape = input_shape
+        c, h, w = input_shape
+        h, w = _conv_out(_conv_out(h, 1), 1), _conv_out(_conv_out(w, 1), 1)  # 28 -> 26 -> 13 -> 11 -> 5
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(32, 64, 3), nn.MaxPool2d(2), nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * h * w, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+class CNN(nn.Module):
+    """Four 3x3 convs (32-32-pool-64-64-pool) and fc(200)-fc(200)-fc(K) (Carlini & Wagner 2017's MNIST
+    network); 0.31M parameters on 28x28. The head's input size follows ``input_shape`` (C, H, W)."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        self.input_shape = input_shape
+        c, h, w = input_shape
+        h, w = _conv_out(_conv_out(h, 2), 2), _conv_out(_conv_out(w, 2), 2)  # 28 -> 24 -> 12 -> 8 -> 4
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.MaxPool2d(2), nn.ReLU(),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * h * w, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(),
+            nn.Linear(200, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# Pre-activation residual networks (CIFAR-10)
+# ----------------------------------------------------------------------------------------------
+
+def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus identity, or a strided 1x1 conv of the pre-activated input
+    when the shape changes (He et al. 2016, Fig. 4e; also the wide block of Zagoruyko & Komodakis 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), _conv3x3(c_in, c_out, stride)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), _conv3x3(c_out, c_out)
+        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+                         if stride != 1 or c_in != c_out else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(x))
+        skip = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + skip
+
+
+class _PreActNet(nn.Module):
+    """Stem conv, stages of ``PreActBlock``s, final BN-ReLU, global average pool, linear head."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, stem: int, stages: Sequence[tuple[int, int, int]]):
+        super().__init__()
+        self.stem = _conv3x3(in_channels, stem)
+        blocks: list[nn.Module] = []
+        c_in = stem
+        for c_out, n_blocks, stride in stages:
+            for i in range(n_blocks):
+                blocks.append(PreActBlock(c_in, c_out, stride if i == 0 else 1))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.fc = nn.Linear(c_in, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn(self.blocks(self.stem(x))))
+        return self.fc(out.mean(dim=(2, 3)))
+
+
+class PreActResNet(_PreActNet):
+    """PreActResNet with widths 64-128-256-512; ``blocks=(2, 2, 2, 2)`` is PreActResNet-18: 11,172,170
+    parameters, i.e. the common CIFAR implementation (11,171,146) plus He et al.'s final BN before pooling."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, blocks: Sequence[int] = (2, 2, 2, 2)) -> None:
+        widths, strides = (64, 128, 256, 512), (1, 2, 2, 2)
+        super().__init__(in_channels, num_classes, stem=64, stages=list(zip(widths, blocks, strides)))
+
+
+class WideResNet(_PreActNet):
+    """WRN-depth-width: three groups of (depth - 4) / 6 blocks, widths 16w-32w-64w; WRN-34-10 has 46.16M params."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, depth: int = 34, width: int = 10) -> None:
+        if (depth - 4) % 6 != 0:
+            raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 28, 34), got {depth}")
+        n = (depth - 4) // 6
+        stages = [(16 * width, n, 1), (32 * width, n, 2), (64 * width, n, 2)]
+        super().__init__(in_channels, num_classes, stem=16, stages=stages)
+
+
+# ----------------------------------------------------------------------------------------------
+# RobustBench
+# ----------------------------------------------------------------------------------------------
+
+def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf",
+                     model_dir: str | Path) -> nn.Module:
+    """Load RobustBench zoo model ``name`` in eval mode on the CPU.
+
+    The checkpoint is ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` (ensembles: ``<name>.pt_m<i>.pt``),
+    downloaded only if absent. Before RobustBench reads it, it is opened here with
+    ``torch.load(weights_only=True)``, so a checkpoint that would run code when unpickled is refused even
+    if ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` turns off torch's safe default in RobustBench's own call.
+    The model takes x (N, 3, H, W) in [0, 1] and returns logits; RobustBench models normalise internally.
+    """
+    rb_utils = import_robustbench_utils()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    datasets = tuple(d.value for d in BenchmarkDataset)
+    threats = tuple(t.value for t in ThreatModel)
+    if dataset not in datasets:
+        raise ValueError(f"dataset must be one of {datasets}, got {dataset!r}")
+    if threat_model not in threats:
+        raise ValueError(f"threat_model must be one of {threats}, got {threat_model!r}")
+    zoo = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {})
+    if name not in zoo:
+        known = ", ".join(list(zoo)[:6])
+        raise ValueError(f"unknown RobustBench model {name!r} for {dataset}/{threat_model}; known ones include "
+                         f"{known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
+
+    folder = Path(model_dir).expanduser() / dataset / threat_model
+    ids = zoo[name]["gdrive_id"]
+    files: dict[Path, str | None]
+    if dataset == "imagenet" and "Standard" in name:  # RobustBench takes these from torchvision, no file
+        files = {}
+    elif isinstance(ids, list):  # ensembles: one file per member
+        files = {folder / f"{name}.pt_m{i}.pt": gid for i, gid in enumerate(ids)}
+    else:
+        files = {folder / f"{name}.pt": ids}
+    for path, gid in files.items():
+        if not path.is_file():
+            _download_checkpoint(gid, path)
+        _check_checkpoint(path)
+
+    model = rb_utils.load_model(model_name=name, model_dir=model_dir, dataset=dataset, threat_model=threat_model)
+    return model.cpu().eval()
+
+
+def _download_checkpoint(gdrive_id: str | None, path: Path) -> None:
+    """Download a RobustBench checkpoint to ``path`` via a ``.part`` file, so a failure leaves nothing behind."""
+    rb_utils = import_robustbench_utils()
+    where = f"Put the checkpoint at {path} (from the RobustBench model zoo)"
+    if not gdrive_id:
+        raise FileNotFoundError(f"{path} does not exist and RobustBench has no download for it. {where}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    try:
+        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+            rb_utils.download_gdrive(gdrive_id, part)
+        _check_checkpoint(part)
+    except Exception as exc:  # any download failure becomes one actionable message
+        part.unlink(missing_ok=True)
+        raise FileNotFoundError(f"{path} does not exist and downloading it (Google Drive id {gdrive_id}) failed: "
+                                f"{type(exc).__name__}: {exc}. {where}.") from exc
+    part.replace(path)
+
+
+def _check_checkpoint(path: Path) -> None:
+    """Open ``path`` with ``torch.load(weights_only=True)``: it must hold tensors and containers only."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise RuntimeError(f"refusing to load {path}: torch.load(weights_only=True) cannot open it, so it is "
+                           f"corrupt or would run code when unpickled ({type(exc).__name__}: {exc}). Replace it "
+                           f"with the official RobustBench checkpoint.") from exc

@@ -1,0 +1,327 @@
+"""Tests for advlogits.data: the real Debian Fashion-MNIST, test-written IDX and CIFAR-10 sets, lookup
+order, corrupt files, the failing download, and the restricted CIFAR unpickler."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import socket
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advlogits import data
+from advlogits.data import DatasetError, class_names, input_shape, load_dataset
+
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+needs_debian = pytest.mark.skipif(not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
+                                  reason="Debian package dataset-fashion-mnist is not installed")
+
+
+def _online(host: str) -> bool:
+    """True if ``host`` resolves: then a download would really start, and the offline tests do not apply."""
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(data.ENV_VAR, raising=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers writing data sets in the real formats
+# ---------------------------------------------------------------------------------------------
+
+def _idx_images(images: np.ndarray) -> bytes:
+    return struct.pack(">iiii", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes()
+
+
+def _idx_labels(labels: np.ndarray) -> bytes:
+    return struct.pack(">ii", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
+
+
+def _write_idx_set(folder: Path, split: str, images: np.ndarray, labels: np.ndarray, *, gz: bool) -> None:
+    """Write ``images`` (N, 28, 28) and ``labels`` (N,) as the IDX files of ``split``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = "train" if split == "train" else "t10k"
+    for stem, payload in ((f"{prefix}-images-idx3-ubyte", _idx_images(images)),
+                          (f"{prefix}-labels-idx1-ubyte", _idx_labels(labels))):
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / stem).write_bytes(payload)
+
+
+def _random_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
+
+
+def _cifar_batch(n: int, seed: int) -> dict[bytes, object]:
+    """A batch dict exactly like CIFAR-10's python version: bytes keys, (N, 3072) uint8, list of ints."""
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def _write_cifar(root: Path, batches: dict[str, dict[bytes, object]], *, protocol: int = 2) -> Path:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, batch in batches.items():
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in class_names("cifar10")],
+            b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST: the real Debian copy
+# ---------------------------------------------------------------------------------------------
+
+@needs_debian
+@pytest.mark.parametrize(("split", "size", "prefix"), [("train", 60000, "train"), ("test", 10000, "t10k")])
+def test_debian_fashion_mnist(no_env: None, split: str, size: int, prefix: str) -> None:
+    x, y = load_dataset("fashion-mnist", split)
+    assert x.shape == (size, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (size,) and y.dtype == torch.int64
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert torch.bincount(y, minlength=10).tolist() == [size // 10] * 10
+    # Independent decode of the first labels and image with gzip + numpy.
+    with gzip.open(DEBIAN / f"{prefix}-labels-idx1-ubyte.gz") as fh:
+        first_labels = np.frombuffer(fh.read(20)[8:], dtype=np.uint8)
+    with gzip.open(DEBIAN / f"{prefix}-images-idx3-ubyte.gz") as fh:
+        first_image = np.frombuffer(fh.read(16 + 784)[16:], dtype=np.uint8).reshape(28, 28)
+    assert y[:12].tolist() == first_labels.tolist()
+    torch.testing.assert_close(x[0, 0], torch.from_numpy(first_image.astype(np.float32) / 255), rtol=0, atol=0)
+    if split == "train":  # the well-known first labels: ankle boot, T-shirt, T-shirt, dress, ...
+        assert y[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+
+
+@needs_debian
+def test_subset_is_seeded_permutation(no_env: None) -> None:
+    full = load_dataset("fashion-mnist", "test")
+    a = load_dataset("fashion-mnist", "test", n=100, seed=3)
+    b = load_dataset("fashion-mnist", "test", n=100, seed=3)
+    c = load_dataset("fashion-mnist", "test", n=100, seed=4)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert not torch.equal(a.y, c.y)
+    idx = torch.randperm(10000, generator=torch.Generator().manual_seed(3))[:100]
+    assert torch.equal(a.x, full.x[idx]) and torch.equal(a.y, full.y[idx])
+
+
+@needs_debian
+def test_returns_fresh_tensors(no_env: None) -> None:
+    first = load_dataset("fashion-mnist", "test", n=5)
+    first.x.zero_()
+    first.y.fill_(7)
+    again = load_dataset("fashion-mnist", "test", n=5)
+    assert float(again.x.max()) > 0 and again.y.tolist() != [7] * 5
+
+
+@needs_debian
+def test_bad_arguments_raise_before_loading(no_env: None) -> None:
+    with pytest.raises(ValueError, match=r"name must be one of \('fashion-mnist', 'cifar10'\), got 'mnist'"):
+        load_dataset("mnist", "train")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'test'\), got 'val'"):
+        load_dataset("fashion-mnist", "val")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"n must be None or a positive int .*got 0"):
+        load_dataset("fashion-mnist", "test", n=0)
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0, got -1"):
+        load_dataset("fashion-mnist", "test", seed=-1)
+    with pytest.raises(ValueError, match=r"n=10001 exceeds the size of the fashion-mnist test split \(10000 images\)"):
+        load_dataset("fashion-mnist", "test", n=10001)
+
+
+def test_class_names_and_shapes() -> None:
+    assert class_names("fashion-mnist")[0] == "T-shirt/top" and class_names("fashion-mnist")[9] == "Ankle boot"
+    assert class_names("cifar10") == ("airplane", "automobile", "bird", "cat", "deer",
+                                      "dog", "frog", "horse", "ship", "truck")
+    assert input_shape("fashion-mnist") == (1, 28, 28) and input_shape("cifar10") == (3, 32, 32)
+    with pytest.raises(ValueError, match="name must be one of"):
+        class_names("svhn")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST: test-written IDX files, lookup, corruption, missing data
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("layout", "gz"), [(".", True), (".", False), ("fashion-mnist", True),
+                                            ("FashionMNIST/raw", False)])
+def test_small_idx_set_via_root(tmp_path: Path, layout: str, gz: bool) -> None:
+    images, labels = _random_set(20, seed=0)
+    _write_idx_set(tmp_path / layout, "test", images, labels, gz=gz)
+    x, y = load_dataset("fashion-mnist", "test", root=tmp_path)
+    assert x.shape == (20, 1, 28, 28)
+    assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
+    torch.testing.assert_close(x[:, 0], torch.from_numpy(images.astype(np.float32) / 255), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"n=21 exceeds .* \(20 images\)"):
+        load_dataset("fashion-mnist", "test", n=21, root=tmp_path)
+
+
+def test_env_lookup_uses_full_size_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(10000, 28, 28), dtype=np.uint8)
+    labels = np.repeat(np.arange(10, dtype=np.uint8), 1000)
+    rng.shuffle(labels)
+    _write_idx_set(tmp_path / "fashion-mnist", "test", images, labels, gz=False)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    x, y = load_dataset("fashion-mnist", "test", n=50, seed=2)
+    idx = torch.randperm(10000, generator=torch.Generator().manual_seed(2))[:50].numpy()
+    assert torch.equal(y, torch.from_numpy(labels[idx].astype(np.int64)))
+    torch.testing.assert_close(x[:, 0], torch.from_numpy(images[idx].astype(np.float32) / 255), rtol=0, atol=0)
+
+
+def test_env_lookup_rejects_small_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_idx_set(tmp_path, "train", *_random_set(20, seed=0), gz=True)
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte.gz has 20 items; the Fashion-MNIST train "
+                                           r"split has 60000.*pass root= to load a smaller set"):
+        load_dataset("fashion-mnist", "train")
+
+
+def test_truncated_idx_file(tmp_path: Path) -> None:
+    _write_idx_set(tmp_path, "test", *_random_set(20, seed=0), gz=False)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte is truncated: 15596 bytes for 20 items, "
+                                           r"expected 15696"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)
+
+
+def test_truncated_gz_file(tmp_path: Path) -> None:
+    _write_idx_set(tmp_path, "test", *_random_set(20, seed=0), gz=True)
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(DatasetError, match=r"cannot read .*t10k-images-idx3-ubyte\.gz: EOFError.*truncated"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)
+
+
+def test_wrong_magic_and_mismatched_counts(tmp_path: Path) -> None:
+    images, labels = _random_set(20, seed=0)
+    _write_idx_set(tmp_path, "test", images, labels, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_labels(labels[:19]))
+    with pytest.raises(DatasetError, match=r"has 20 images but .*t10k-labels-idx1-ubyte has 19 labels"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_images(images))  # images where labels belong
+    with pytest.raises(DatasetError, match=r"t10k-labels-idx1-ubyte has IDX magic number 2051, expected 2049"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)
+
+
+def test_missing_under_root(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"(?s)not found under root=.*FashionMNIST/raw.*"
+                                           r"apt-get install -y dataset-fashion-mnist"):
+        load_dataset("fashion-mnist", "train", root=tmp_path)
+
+
+@pytest.mark.skipif(_online("fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
+                    reason="network reachable: the download would succeed")
+def test_failing_download_lists_places_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv(data.ENV_VAR, str(home))
+    monkeypatch.setattr(data, "SYSTEM_FASHION_MNIST", tmp_path / "not-installed")
+    with pytest.raises(DatasetError) as info:
+        load_dataset("fashion-mnist", "test")
+    msg = str(info.value)
+    assert f"{tmp_path / 'not-installed'}\n" in msg and f"{home / 'FashionMNIST' / 'raw'}\n" in msg
+    assert f"the download into {home} failed" in msg
+    assert "`apt-get install -y dataset-fashion-mnist`" in msg and "set ADVLOGITS_DATA" in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10
+# ---------------------------------------------------------------------------------------------
+
+def test_tiny_cifar_pixels_and_layout(tmp_path: Path) -> None:
+    b1, b2, test = _cifar_batch(30, seed=0), _cifar_batch(10, seed=1), _cifar_batch(20, seed=2)
+    _write_cifar(tmp_path, {"data_batch_1": b1, "test_batch": test})
+    _write_cifar(tmp_path, {"data_batch_2": b2}, protocol=5)  # numpy's other pickle path (_frombuffer)
+    x, y = load_dataset("cifar10", "train", root=tmp_path)
+    assert x.shape == (40, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert y.tolist() == b1[b"labels"] + b2[b"labels"]
+    # CIFAR stores the R plane, then G, then B, each 32x32 row-major: pixel (c, r, k) is at c*1024 + r*32 + k.
+    raw = b1[b"data"]
+    for i, c, r, k in [(0, 0, 0, 0), (3, 1, 5, 7), (29, 2, 31, 30)]:
+        assert x[i, c, r, k].item() == np.float32(raw[i, c * 1024 + r * 32 + k]) / np.float32(255)
+    assert x[30, 2, 31, 31].item() == np.float32(b2[b"data"][0, 3071]) / np.float32(255)
+    xt, yt = load_dataset("cifar10", "test", root=tmp_path, n=5, seed=0)
+    idx = torch.randperm(20, generator=torch.Generator().manual_seed(0))[:5]
+    assert yt.tolist() == [test[b"labels"][i] for i in idx]
+    assert torch.equal(xt, torch.from_numpy(test[b"data"][idx.numpy()].reshape(5, 3, 32, 32)).float() / 255)
+
+
+def test_cifar_batch_gap_is_refused(tmp_path: Path) -> None:
+    _write_cifar(tmp_path, {"data_batch_1": _cifar_batch(5, 0), "data_batch_3": _cifar_batch(5, 1)})
+    with pytest.raises(DatasetError, match=r"has data_batch_3 but not data_batch_2"):
+        load_dataset("cifar10", "train", root=tmp_path)
+
+
+def test_cifar_bad_batch_content(tmp_path: Path) -> None:
+    batch = _cifar_batch(5, 0)
+    batch[b"labels"] = batch[b"labels"][:4]
+    _write_cifar(tmp_path, {"test_batch": batch})
+    with pytest.raises(DatasetError, match=r"test_batch has 5 images and 4 labels"):
+        load_dataset("cifar10", "test", root=tmp_path)
+    batch = _cifar_batch(5, 0)
+    batch[b"data"] = batch[b"data"].astype(np.float32)
+    _write_cifar(tmp_path, {"test_batch": batch})
+    with pytest.raises(DatasetError, match=r"b'data' must be a uint8 array of shape \(N, 3072\), got ndarray float32"):
+        load_dataset("cifar10", "test", root=tmp_path)
+
+
+class _Exploit:
+    """What a malicious batch would carry: unpickling it runs a shell command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_malicious_cifar_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    batch = _cifar_batch(5, 0)
+    batch[b"labels"] = _Exploit(marker)
+    folder = _write_cifar(tmp_path, {"data_batch_1": batch})
+    with pytest.raises(DatasetError, match=r"refusing to unpickle .*data_batch_1: it references (posix|os|nt)\.system"):
+        load_dataset("cifar10", "train", root=tmp_path)
+    assert not marker.exists()
+    # Control: an ordinary unpickler does run it, so the refusal above is what protected us.
+    with (folder / "data_batch_1").open("rb") as fh:
+        pickle.load(fh, encoding="bytes")
+    assert marker.exists()
+
+
+def test_cifar_missing_under_root(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match=r"data_batch_1 does not exist \(nothing is downloaded into an "
+                                           r"explicit root\).*cifar-10-python\.tar\.gz"):
+        load_dataset("cifar10", "train", root=tmp_path)
+
+
+def test_cifar_env_lookup_requires_full_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_cifar(tmp_path, {"data_batch_1": _cifar_batch(30, 0)})
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(DatasetError, match=r"is not the full CIFAR-10 train split: found 1 batch\(es\) of sizes "
+                                           r"\[30\], expected 5 x 10000"):
+        load_dataset("cifar10", "train")
+
+
+@pytest.mark.skipif(_online("www.cs.toronto.edu"), reason="network reachable: the download would succeed")
+def test_cifar_failing_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(DatasetError, match=rf"looked in {tmp_path}/cifar-10-batches-py and the download into "
+                                           rf"{tmp_path} failed.*Fix: download https://www\.cs\.toronto\.edu"):
+        load_dataset("cifar10", "test")

@@ -1,0 +1,247 @@
+"""Tests for advlogits.models: shapes, the Normalize layer, parameter counts against published numbers,
+forward passes against RobustBench's independent implementations, and offline RobustBench loading."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from advlogits._compat import import_robustbench_utils
+from advlogits.models import ARCHS, Normalize, WideResNet, build_model, load_robustbench
+
+import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
+from robustbench.model_zoo import model_dicts  # noqa: E402
+from robustbench.model_zoo.architectures import resnet as rb_resnet  # noqa: E402
+from robustbench.model_zoo.architectures import wide_resnet as rb_wrn  # noqa: E402
+from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel  # noqa: E402
+
+FMNIST_STATS = ((0.2860,), (0.3530,))
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616))
+RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry: a WRN-28-4, 5.8M parameters
+
+
+def _n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _copy_in_order(src: nn.Module, dst: nn.Module) -> None:
+    """Copy ``src``'s state into ``dst`` entry by entry, in registration order (same layout, other names)."""
+    src_state, dst_state = list(src.state_dict().values()), dst.state_dict()
+    assert len(src_state) == len(dst_state)
+    for (key, target), value in zip(dst_state.items(), src_state):
+        assert target.shape == value.shape, key
+        target.copy_(value)
+
+
+def _randomise_bn(model: nn.Module, generator: torch.Generator) -> None:
+    """Non-trivial BN statistics and affine parameters, so eval-mode comparisons test them too."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=generator))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=generator))
+                m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=generator))
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
+
+
+# ---------------------------------------------------------------------------------------------
+# build_model
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("arch", "in_channels", "size"), [
+    ("cnn-small", None, 28), ("cnn", None, 28), ("cnn-small", 3, 32), ("cnn", 3, 32),
+    ("preact-resnet18", None, 32), ("preact-resnet18", 1, 28),
+])
+def test_output_shape(arch: str, in_channels: int | None, size: int) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, in_channels=in_channels).eval()  # type: ignore[arg-type]
+    c = in_channels or (1 if arch.startswith("cnn") else 3)
+    with torch.no_grad():
+        logits = model(torch.rand(3, c, size, size))
+    assert logits.shape == (3, 10) and torch.isfinite(logits).all()
+
+
+def test_num_classes() -> None:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert build_model("cnn-small", num_classes=7)(torch.rand(2, 1, 28, 28)).shape == (2, 7)
+        assert build_model("preact-resnet18", num_classes=100).eval()(torch.rand(1, 3, 32, 32)).shape == (1, 100)
+
+
+def test_small_wideresnet_forward() -> None:
+    # WRN-34-10 itself is too slow for a unit-test forward; the same class at depth 16, width 2 is not.
+    torch.manual_seed(0)
+    net = WideResNet(3, 10, depth=16, width=2).eval()
+    with torch.no_grad():
+        assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"depth must be 6n \+ 4 \(e.g. 28, 34\), got 30"):
+        WideResNet(3, 10, depth=30, width=2)
+
+
+@pytest.mark.parametrize(("arch", "in_channels", "stats"), [
+    ("cnn-small", None, FMNIST_STATS), ("cnn", None, FMNIST_STATS),
+    ("preact-resnet18", None, CIFAR_STATS), ("cnn", 3, CIFAR_STATS),
+])
+def test_normalize_is_first_and_closed_form(arch: str, in_channels: int | None,
+                                            stats: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, in_channels=in_channels).eval()  # type: ignore[arg-type]
+    first = next(iter(model.children()))
+    assert isinstance(first, Normalize) and first is model.normalize
+    x = torch.rand(2, len(stats[0]), 28, 28, generator=torch.Generator().manual_seed(1))
+    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in stats)
+    torch.testing.assert_close(first(x), (x - mean) / std, rtol=0, atol=0)
+    assert all(b.dtype == torch.float32 for b in first.buffers()) and not list(first.parameters())
+    assert [name for name, _ in model.named_children()] == ["normalize", "net"]
+    if arch.startswith("cnn"):  # the whole model is the network applied to normalised pixels
+        x = torch.rand(2, *model.net.input_shape)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), model.net(first(x)), rtol=0, atol=0)
+
+
+def test_normalize_rejects_bad_stats() -> None:
+    with pytest.raises(ValueError, match="one value per channel, got 2 and 1"):
+        Normalize((0.1, 0.2), (0.3,))
+    with pytest.raises(ValueError, match=r"std must be positive, got \(0.0,\)"):
+        Normalize((0.1,), (0.0,))
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match=r"arch must be one of \('cnn-small', 'cnn', 'preact-resnet18', "
+                                         r"'wrn-34-10'\), got 'resnet50'"):
+        build_model("resnet50")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"num_classes must be an int >= 2, got 1"):
+        build_model("cnn", num_classes=1)
+    with pytest.raises(ValueError, match=r"in_channels must be 1 \(Fashion-MNIST\) or 3 \(CIFAR-10\), got 2"):
+        build_model("cnn", in_channels=2)
+    assert ARCHS == ("cnn-small", "cnn", "preact-resnet18", "wrn-34-10")
+
+
+def test_init_is_seeded() -> None:
+    states = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        states.append(build_model("cnn").state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not torch.equal(states[0]["net.features.0.weight"], states[2]["net.features.0.weight"])
+
+
+def test_published_parameter_counts() -> None:
+    # He et al. 2016 / Zagoruyko & Komodakis 2016 as reported for CIFAR-10: 11.17M and 46.16M parameters.
+    preact, wrn = build_model("preact-resnet18"), build_model("wrn-34-10")
+    assert abs(_n_params(preact) - 11.17e6) / 11.17e6 < 0.01
+    assert abs(_n_params(wrn) - 46.16e6) / 46.16e6 < 0.01
+    # Exact match with RobustBench's implementations (its PreActResNet-18 has the final BN as an option).
+    assert _n_params(wrn) == _n_params(rb_wrn.WideResNet(depth=34, widen_factor=10)) == 46_160_474
+    rb_preact = rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True)
+    assert _n_params(preact) == _n_params(rb_preact) == 11_172_170
+
+
+def test_small_cnn_sizes() -> None:
+    # cnn-small: conv(1->32) 320, conv(32->64) 18496, fc(64*5*5->128) 204928, fc(128->10) 1290.
+    assert _n_params(build_model("cnn-small")) == 320 + 18496 + 204928 + 1290
+    # cnn: convs 320 + 9248 + 18496 + 36928, fc(1024->200) 205000, fc(200->200) 40200, fc(200->10) 2010.
+    assert _n_params(build_model("cnn")) == 320 + 9248 + 18496 + 36928 + 205000 + 40200 + 2010
+    assert build_model("cnn").net.input_shape == (1, 28, 28)
+    assert build_model("cnn-small", in_channels=3).net.input_shape == (3, 32, 32)
+
+
+def test_resnets_match_robustbench_forward() -> None:
+    """Same weights in our networks and RobustBench's (independent code) give the same logits."""
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    pairs = [
+        (build_model("preact-resnet18").net,
+         rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True)),
+        (WideResNet(3, 10, depth=16, width=2), rb_wrn.WideResNet(depth=16, widen_factor=2)),
+    ]
+    x = torch.rand(2, 3, 32, 32, generator=gen)
+    for ours, theirs in pairs:
+        _randomise_bn(theirs, gen)
+        _copy_in_order(theirs, ours)
+        ours.eval(), theirs.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_robustbench (offline: the test writes the checkpoint where RobustBench looks first)
+# ---------------------------------------------------------------------------------------------
+
+def _zoo_model(name: str) -> nn.Module:
+    return model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf][name]["model"]()
+
+
+def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reference = _zoo_model(RB_NAME)
+    _randomise_bn(reference, torch.Generator().manual_seed(1))
+    saved = {k: v.clone() for k, v in reference.state_dict().items()}
+    folder = tmp_path / "cifar10" / "Linf"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": saved}, folder / f"{RB_NAME}.pt")
+
+    torch.manual_seed(123)  # the loaded weights must come from the file, not from a fresh init
+    model = load_robustbench(RB_NAME, dataset="cifar10", threat_model="Linf", model_dir=tmp_path)
+    assert not model.training and all(p.device.type == "cpu" for p in model.parameters())
+    state = model.state_dict()
+    assert state.keys() == saved.keys() and all(torch.equal(state[k], saved[k]) for k in saved)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        logits = model(x)
+        assert logits.shape == (2, 10)
+        torch.testing.assert_close(logits, reference.eval()(x), rtol=0, atol=0)
+
+
+class _Exploit:
+    """A checkpoint payload that runs a shell command when unpickled without restrictions."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cifar10" / "Linf"
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": _Exploit(marker)}, folder / f"{RB_NAME}.pt")
+    with pytest.raises(RuntimeError, match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="
+                                           r"True\) cannot open it"):
+        load_robustbench(RB_NAME, model_dir=tmp_path)
+    assert not marker.exists()
+
+
+def test_load_robustbench_bad_names(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown RobustBench model 'NoSuchModel' for cifar10/Linf; known ones "
+                                         r"include Andriushchenko2020Understanding, Carmon2019Unlabeled"):
+        load_robustbench("NoSuchModel", model_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"dataset must be one of \('cifar10', 'cifar100', 'imagenet'"):
+        load_robustbench(RB_NAME, dataset="mnist", model_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"threat_model must be one of \('Linf', 'L2', 'corruptions'\), got 'L1'"):
+        load_robustbench(RB_NAME, threat_model="L1", model_dir=tmp_path)
+    assert not any(tmp_path.iterdir())  # nothing created before the arguments were checked
+
+
+def _online(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_online("docs.google.com"), reason="network reachable: the download would succeed")
+def test_load_robustbench_missing_offline(tmp_path: Path) -> None:
+    path = tmp_path / "cifar10" / "Linf" / f"{RB_NAME}.pt"
+    with pytest.raises(FileNotFoundError, match=rf"{path} does not exist and downloading it \(Google Drive id "
+                                                rf".*\) failed: ConnectionError.*Put the checkpoint at {path}"):
+        load_robustbench(RB_NAME, model_dir=tmp_path)
+    assert list(path.parent.iterdir()) == []  # no partial download left behind
