@@ -1,0 +1,416 @@
+"""Adversarial attacks and robust accuracy: FGSM, PGD (L-inf / L2), and AutoAttack.
+
+Threat model: a perturbation of L-inf (or L2) norm at most ``eps`` in pixel space, images in [0, 1];
+normalisation lives inside the model, so ``eps`` is in pixel units (0.1 = 10% of the intensity range).
+PGD follows Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks" (ICLR 2018),
+with the vocabulary of torchattacks: ``eps, alpha, steps, random_start``. Attacks take input gradients
+with ``torch.autograd.grad`` (parameters' ``.grad`` are never touched) and run the model in eval mode,
+restoring every submodule's train/eval flag afterwards.
+
+Shapes: ``x`` is (N, C, H, W) (any (N, ...) works) with values in [0, 1], ``y`` is int64 (N,), and the
+model maps ``x`` to logits (N, K).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import numbers
+from collections.abc import Callable, Iterator
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from advlogits._compat import import_autoattack
+
+Norm = Literal["linf", "l2"]
+Loss = Literal["ce", "cw"]
+AttackName = Literal["none", "fgsm", "pgd"]
+AANorm = Literal["Linf", "L2"]
+AAVersion = Literal["standard", "fast"]
+
+_RANGE_TOL = 1e-6  # how far outside [0, 1] an input may stray (float rounding) before it is rejected
+_NORM_TINY = 1e-12  # guards the L2 normalisations against division by zero
+_AA_FAST_ATTACKS = ["apgd-ce", "apgd-t"]  # PAPER.md: AutoAttack means APGD-CE + APGD-T at least
+_AA_MAX_TARGETS = 9  # AutoAttack's standard number of target classes for APGD-T and FAB-T
+_AA_MIN_CLASSES = 4  # the targeted DLR loss reads the 4th-largest logit
+
+
+# ----------------------------------------------------------------------------------------------------
+# validation (always before any compute)
+
+
+def _check_real(name: str, value: object, *, positive: bool) -> None:
+    """Raise ValueError unless ``value`` is a finite real number, > 0 if ``positive`` else >= 0."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    bound = "> 0" if positive else ">= 0"
+    if not ok or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {bound} (got {value!r})")
+
+
+def _check_count(name: str, value: object) -> None:
+    """Raise ValueError unless ``value`` is an int >= 1."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)} (got {value!r})")
+
+
+def _check_data(x: object, y: object) -> None:
+    """Check that x is a float (N, ...) tensor in [0, 1] and y an integer (N,) tensor."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
+        got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a floating-point tensor of shape (N, C, H, W) (got {got})")
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        got = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
+        raise ValueError(f"y must be an integer tensor of shape (N,) holding class indices (got {got})")
+    if y.device != x.device:
+        raise ValueError(f"y must be on x's device (x on {x.device}, y on {y.device}); move both with .to(device)")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"y must have one label per row of x: x has N={x.shape[0]} samples but y has {y.shape[0]}"
+        )
+    if x.numel() > 0:
+        lo, hi = x.min().item(), x.max().item()
+        if not (lo >= -_RANGE_TOL and hi <= 1 + _RANGE_TOL):  # also catches NaN
+            raise ValueError(
+                f"x must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); pass raw pixel values and "
+                "put any normalisation inside the model"
+            )
+
+
+def _check_pgd_args(
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: str,
+    restarts: int,
+    loss: str,
+    generator: torch.Generator | None,
+) -> None:
+    _check_real("eps", eps, positive=False)
+    _check_real("alpha", alpha, positive=True)
+    _check_count("steps", steps)
+    _check_count("restarts", restarts)
+    _check_choice("norm", norm, get_args(Norm))
+    _check_choice("loss", loss, get_args(Loss))
+    if generator is not None and (
+        not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
+    ):
+        raise ValueError(
+            f"generator must be a CPU torch.Generator or None (got {generator!r}); random starts are "
+            "drawn on the CPU so that a seed gives the same x_adv on every device"
+        )
+    _check_data(x, y)
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own train/eval flag on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    """The device of the model's first parameter (or buffer); ``fallback`` for a stateless model."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return fallback
+
+
+def _per_sample_loss(logits: Tensor, y: Tensor, loss: Loss) -> Tensor:
+    """Loss to maximise, shape (N,): cross-entropy, or the CW margin max_{j != y} z_j - z_y."""
+    if loss == "ce":
+        return F.cross_entropy(logits, y, reduction="none")
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return others.amax(dim=1) - z_y
+
+
+def _per_sample_view(t: Tensor, like: Tensor) -> Tensor:
+    """Reshape a (N,) tensor to (N, 1, 1, ...) so it broadcasts against ``like``."""
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _random_start(x: Tensor, *, eps: float, norm: Norm, generator: torch.Generator | None) -> Tensor:
+    """A uniform draw from the eps-ball, shape of x, drawn on the CPU then moved to x's device.
+
+    L-inf: uniform in [-eps, eps] per coordinate. L2: uniform in the ball, i.e. a Gaussian direction
+    normalised to unit length times a radius eps * u^(1/d), with d the number of features per sample.
+    """
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if norm == "linf":
+        delta = torch.rand(x.shape, generator=generator, dtype=dtype).mul_(2).sub_(1).mul_(eps)
+    else:
+        n, d = x.shape[0], x[0].numel()
+        direction = torch.randn(x.shape, generator=generator, dtype=dtype)
+        u = torch.rand(n, generator=generator, dtype=dtype)
+        lengths = direction.flatten(1).norm(dim=1).clamp_min(_NORM_TINY)
+        delta = direction.mul_(_per_sample_view(eps * u.pow(1.0 / d) / lengths, direction))
+    return delta.to(device=x.device, dtype=x.dtype)
+
+
+def _pgd_single(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm,
+    random_start: bool,
+    loss: Loss,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """One PGD run (model already in eval mode); returns x_adv, detached."""
+    if random_start:
+        delta = _random_start(x, eps=eps, norm=norm, generator=generator)
+    else:
+        delta = torch.zeros_like(x)
+    delta.add_(x).clamp_(0, 1).sub_(x)  # start inside the box [0, 1]
+    delta.requires_grad_(True)
+
+    for _ in range(steps):
+        with torch.enable_grad():
+            objective = _per_sample_loss(model(x + delta), y, loss).sum()  # sum: step size independent of N
+        (grad,) = torch.autograd.grad(objective, delta)
+        with torch.no_grad():
+            if norm == "linf":
+                delta.add_(grad.sign_(), alpha=alpha).clamp_(-eps, eps)
+            else:
+                grad_norm = grad.flatten(1).norm(dim=1).clamp_min_(_NORM_TINY)
+                delta.add_(grad.div_(_per_sample_view(grad_norm, grad)), alpha=alpha)
+                delta_norm = delta.flatten(1).norm(dim=1).clamp_min_(_NORM_TINY)
+                delta.mul_(_per_sample_view((eps / delta_norm).clamp_max_(1.0), delta))
+            delta.add_(x).clamp_(0, 1).sub_(x)
+    return (x + delta.detach()).clamp_(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# attacks
+
+
+def pgd(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm = "linf",
+    random_start: bool = True,
+    restarts: int = 1,
+    loss: Loss = "ce",
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Projected gradient ascent on ``loss`` within the ``norm`` ball of radius ``eps`` around x.
+
+    x: (N, C, H, W) in [0, 1]; y: int64 (N,); returns x_adv with x's shape, dtype and device, detached.
+    Each step moves by ``alpha`` (L-inf: along the gradient's sign; L2: along the per-sample unit
+    gradient), projects onto the eps-ball and clamps to [0, 1]. ``loss`` "ce" is cross-entropy, "cw" the
+    Carlini-Wagner margin max_{j != y} z_j - z_y. With ``restarts`` > 1 each sample keeps its worst case:
+    a misclassified x_adv first, then the highest loss. Random starts draw from ``generator`` (a CPU
+    generator; the global RNG if None). eps == 0 returns a copy of x.
+    """
+    _check_pgd_args(
+        x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, restarts=restarts, loss=loss, generator=generator
+    )
+    if eps == 0:
+        return x.detach().clone()
+
+    x, y = x.detach(), y.detach()
+    run = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start, loss=loss)
+    with _eval_mode(model):
+        x_adv = _pgd_single(model, x, y, generator=generator, **run)
+        if restarts == 1:
+            return x_adv
+        best_fooled, best_loss = _fooled_and_loss(model, x_adv, y, loss)
+        for _ in range(restarts - 1):
+            candidate = _pgd_single(model, x, y, generator=generator, **run)
+            fooled, cand_loss = _fooled_and_loss(model, candidate, y, loss)
+            better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (cand_loss > best_loss))
+            x_adv = torch.where(_per_sample_view(better, x_adv), candidate, x_adv)
+            best_loss = torch.where(better, cand_loss, best_loss)
+            best_fooled |= fooled
+    return x_adv
+
+
+@torch.no_grad()
+def _fooled_and_loss(model: nn.Module, x_adv: Tensor, y: Tensor, loss: Loss) -> tuple[Tensor, Tensor]:
+    """Per sample (N,): whether x_adv is misclassified, and its attack loss."""
+    logits = model(x_adv)
+    return logits.argmax(dim=1) != y, _per_sample_loss(logits, y, loss)
+
+
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
+    """Fast Gradient Sign Method (Goodfellow et al., ICLR 2015): x + eps * sign(grad_x CE), clamped to [0, 1].
+
+    Exactly one L-inf PGD step from x with alpha = eps and no random start. Shapes as in ``pgd``.
+    """
+    _check_real("eps", eps, positive=False)
+    _check_data(x, y)
+    if eps == 0:
+        return x.detach().clone()
+    return pgd(model, x, y, eps=eps, alpha=eps, steps=1, norm="linf", random_start=False, loss="ce")
+
+
+_ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd}
+
+
+def _resolve_attack(
+    model: nn.Module, x: Tensor, y: Tensor, attack: object, kw: dict[str, object]
+) -> Callable[..., Tensor] | None:
+    """The attack function for ``robust_accuracy`` (None for clean accuracy), its ``kw`` validated."""
+    if callable(attack):
+        return attack
+    _check_choice("attack", attack, get_args(AttackName))
+    if attack == "none":
+        if kw:
+            raise ValueError(f"attack='none' takes no attack hyper-parameters (got {sorted(kw)})")
+        return None
+    attack_fn = _ATTACKS[attack]
+    try:
+        bound = inspect.signature(attack_fn).bind(model, x, y, **kw)
+    except TypeError as err:
+        raise ValueError(f"bad hyper-parameters for attack={attack!r}: {err}") from err
+    bound.apply_defaults()
+    args = {k: v for k, v in bound.arguments.items() if k not in ("model", "random_start")}
+    if attack == "pgd":
+        _check_pgd_args(**args)
+    else:
+        _check_real("eps", args["eps"], positive=False)
+    return attack_fn
+
+
+# ----------------------------------------------------------------------------------------------------
+# accuracy under attack
+
+
+def robust_accuracy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attack: AttackName | Callable[..., Tensor],
+    batch_size: int,
+    **kw: object,
+) -> float:
+    """Fraction in [0, 1] of samples the model still classifies correctly after ``attack``.
+
+    ``attack``: "none" (clean accuracy), "fgsm" or "pgd" (``kw`` are their hyper-parameters, e.g.
+    eps, alpha, steps), or a callable ``attack(model, xb, yb, **kw) -> x_adv``. Runs in batches of
+    ``batch_size`` on the model's device; a ``generator`` in ``kw`` is shared by all batches, so a seeded
+    generator gives a deterministic result. The model's train/eval modes are restored afterwards.
+    """
+    _check_count("batch_size", batch_size)
+    attack_fn = _resolve_attack(model, x, y, attack, kw)
+    _check_data(x, y)
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one sample (got N=0)")
+
+    device = _model_device(model, fallback=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with _eval_mode(model):
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size].to(device)
+            yb = y[start : start + batch_size].to(device)
+            if attack_fn is not None:
+                xb = attack_fn(model, xb, yb, **kw)
+                model.eval()  # a user callable may have switched modes; predictions are made in eval mode
+            with torch.inference_mode():
+                correct += (model(xb).argmax(dim=1) == yb).sum()
+    return correct.item() / x.shape[0]
+
+
+def autoattack_accuracy(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: AANorm = "Linf",
+    version: AAVersion = "standard",
+    batch_size: int = 500,
+    seed: int = 0,
+) -> float:
+    """Robust accuracy in [0, 1] under AutoAttack (Croce & Hein, ICML 2020), package ``pyautoattack``.
+
+    version "standard": APGD-CE, APGD-T, FAB-T and Square (the RobustBench protocol); "fast": APGD-CE
+    and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes).
+    Runs on the model's device with AutoAttack's ``seed``; its logging is silenced, the global RNG state
+    (which AutoAttack reseeds) and the model's train/eval modes are restored. x: (N, C, H, W) in [0, 1];
+    y: int64 (N,). The model needs at least 4 classes (the targeted DLR loss reads the 4th logit).
+    """
+    _check_real("eps", eps, positive=False)
+    _check_choice("norm", norm, get_args(AANorm))
+    _check_choice("version", version, get_args(AAVersion))
+    _check_count("batch_size", batch_size)
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer (got {seed!r})")
+    _check_data(x, y)
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one sample (got N=0)")
+    if eps == 0:
+        return robust_accuracy(model, x, y, attack="none", batch_size=batch_size)
+
+    device = _model_device(model, fallback=x.device)
+    with _eval_mode(model):
+        with torch.inference_mode():
+            n_classes = model(x[:1].to(device)).shape[1]
+        if n_classes < _AA_MIN_CLASSES:
+            raise ValueError(
+                f"autoattack_accuracy needs a model with at least {_AA_MIN_CLASSES} classes (got K={n_classes}): "
+                "AutoAttack's targeted DLR loss is undefined below that; use robust_accuracy(attack='pgd') instead"
+            )
+        n_targets = min(_AA_MAX_TARGETS, n_classes - 1)
+
+        aa_module = import_autoattack()
+        aa_version = "standard" if version == "standard" else "custom"
+        attacks = None if version == "standard" else list(_AA_FAST_ATTACKS)
+        adversary = aa_module.AutoAttack(
+            model, attacks=attacks, norm=norm, eps=eps, version=aa_version, device=device, seed=seed
+        )
+        adversary.verbose = False
+        adversary.apgd.n_restarts = 1  # the standard setting; "custom" would default to 5
+        adversary.apgd_targeted.n_restarts = 1
+        adversary.apgd_targeted.n_target_classes = n_targets
+        adversary.fab.n_target_classes = n_targets
+
+        fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
+        with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
+            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+        return robust_accuracy(model, x_adv, y, attack="none", batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _silenced_logger(logger: logging.Logger) -> Iterator[None]:
+    """Disable a ``logging.Logger`` (AutoAttack's progress and sanity-check messages) for the block."""
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
