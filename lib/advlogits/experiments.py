@@ -74,7 +74,7 @@ def train_logits(config: TrainConfig, *, device: str | torch.device = "cpu", sto
 def distillation_targets(config: TrainConfig, x: Tensor, y: Tensor, *, device: str | torch.device,
                          store: Store) -> Tensor:
     """The targets of a distilled student: its teacher's training logits passed through ``config.targets``."""
-    from .distill import make_targets
+    from .distill import correct_labels, make_targets
 
     if config.teacher is None:
         raise ValueError("a distilled config needs a teacher config")
@@ -85,8 +85,13 @@ def distillation_targets(config: TrainConfig, x: Tensor, y: Tensor, *, device: s
                              "and seed must match the student's")
     teacher = train_logits(config.teacher, device=device, store=store)
     reference = train_logits(config.reference, device=device, store=store) if config.reference else None
-    return make_targets(config.targets, teacher, y=y, reference=reference,
-                        generator=torch.Generator().manual_seed(config.seed), **dict(config.extras))
+    average = None
+    if config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
+        from .logits import confidence
+
+        average = confidence(correct_labels(teacher, y) if config.corrected else teacher).mean().item()
+    return make_targets(config.targets, teacher, y=y, corrected=config.corrected, reference=reference,
+                        confidence=average, generator=torch.Generator().manual_seed(config.seed))
 
 
 def eval_split(profile: Profile) -> tuple[Tensor, Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -50,7 +50,7 @@ class TrainConfig:
     targets: str = "kd"  # distilled: how the teacher's logits are turned into targets (advlogits.distill)
     reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
     T: float = 1.0  # distilled: softmax temperature of the KD loss
-    extras: tuple[tuple[str, float], ...] = field(default=())  # named numbers a target kind needs
+    corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
 
 
 def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
