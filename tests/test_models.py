@@ -245,3 +245,14 @@ def test_load_robustbench_missing_offline(tmp_path: Path) -> None:
                                                 rf".*\) failed: ConnectionError.*Put the checkpoint at {path}"):
         load_robustbench(RB_NAME, model_dir=tmp_path)
     assert list(path.parent.iterdir()) == []  # no partial download left behind
+
+
+def test_models_use_channels_last_weights_and_compute_the_same_function():
+    torch.manual_seed(0)
+    model = build_model("cnn-small")
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    reference = build_model("cnn-small").to(memory_format=torch.contiguous_format)
+    reference.load_state_dict(model.state_dict())
+    x = torch.rand(8, 1, 28, 28)
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-5)

@@ -85,7 +85,10 @@ def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = 
     else:
         net = WideResNet(in_channels, num_classes, depth=34, width=10)
     mean, std = NORMALIZATION[in_channels]
-    return nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+    model = nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
+    # Convolution weights in channels_last layout: the same function, and convolutions run 1.2-2.5x faster
+    # on CPUs (oneDNN) and with tensor cores; inputs may stay in the default layout.
+    return model.to(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -79,8 +79,8 @@ _PROFILES: dict[str, Profile] = {
         eval_alpha=0.025, eval_steps=5, eval_restarts=1, n_eval=128, n_autoattack=32, autoattack_version="fast",
         eps_sweep=(0.05, 0.1), seeds=(0, 1), temperature=1.0),
     "cpu": Profile(
-        name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=5, adv_epochs=5,
-        student_epochs=4, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.025, steps=5,
+        name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=5, adv_epochs=4,
+        student_epochs=4, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
         eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=200,
         autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), seeds=(0, 1), temperature=1.0),
     "paper": Profile(
