@@ -128,6 +128,7 @@ $(PARAMS_FILE): FORCE
 $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 	@echo "==> executing $< (profile=$(PROFILE), device=$(DEVICE))"
 	@mkdir -p $(EXEC_DIR)/.partial
+	ADVLOGITS_EXECUTED_DIR="$(abspath $(EXEC_DIR))" \
 	$(VPY) -m papermill $< $(EXEC_DIR)/.partial/$*.ipynb -k python3 --cwd chapters $(PAPERMILL_FLAGS) \
 	  -p profile $(PROFILE) -p device $(DEVICE) \
 	  || { echo "error: $< failed at PROFILE=$(PROFILE); the partly executed notebook is $(EXEC_DIR)/.partial/$*.ipynb" >&2; exit 1; }
