@@ -30,7 +30,7 @@ def store(tmp_path, monkeypatch):
 def test_distilled_student_gets_manipulated_teacher_logits_computed_once(store):
     student = dataclasses.replace(TEACHER, method="distilled", teacher=TEACHER, targets="shuffle", seed=0)
     model, history = store.get_or_train(student, progress=False)
-    teacher_logits = experiments.train_logits(TEACHER, store=store)
+    teacher_logits = experiments.train_logits(TEACHER, dataset="fashion-mnist", n_train=256, seed=0, store=store)
     assert teacher_logits.shape == (256, 10)
     stored = list((store.entry(TEACHER) / "results").glob("train-logits-*.pt"))
     assert len(stored) == 1, "the teacher's logits are computed once and stored"
@@ -45,15 +45,15 @@ def test_flatten_targets_use_the_teachers_average_confidence(store):
     student = dataclasses.replace(TEACHER, method="distilled", teacher=TEACHER, targets="flatten")
     x, y = experiments.load_dataset("fashion-mnist", "train", n=256, seed=0)
     targets = experiments.distillation_targets(student, x, y, device="cpu", store=store)
-    teacher = experiments.train_logits(TEACHER, store=store)
+    teacher = experiments.train_logits(TEACHER, dataset="fashion-mnist", n_train=256, seed=0, store=store)
     average = torch.softmax(teacher, 1).max(1).values.mean()
     torch.testing.assert_close(torch.softmax(targets, 1).max(1).values, average.expand(256), atol=1e-4, rtol=0)
 
 
-def test_a_teacher_on_other_images_is_refused(store):
-    student = dataclasses.replace(TEACHER, method="distilled", teacher=dataclasses.replace(TEACHER, n_train=512))
+def test_a_teacher_of_another_data_set_is_refused(store):
+    student = dataclasses.replace(TEACHER, method="distilled", teacher=dataclasses.replace(TEACHER, dataset="cifar10"))
     x, y = experiments.load_dataset("fashion-mnist", "train", n=256, seed=0)
-    with pytest.raises(ValueError, match="teacher and reference must be trained on the student's images"):
+    with pytest.raises(ValueError, match="teacher and reference must be trained on the student's data set"):
         experiments.distillation_targets(student, x, y, device="cpu", store=store)
 
 

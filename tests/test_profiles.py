@@ -100,3 +100,12 @@ def test_cuda_without_cuda_is_refused(device):
 def test_profile_errors_are_value_errors():
     assert issubclass(ProfileError, ValueError)
     assert set(profiles.PROFILES) == {"smoke", "cpu", "paper"}
+
+
+def test_sweep_models_use_the_reduced_budget():
+    p = resolve("cpu", device="cpu")
+    c = p.sweep(0.2)
+    assert (c.eps, c.n_train, c.epochs, c.method) == (0.2, p.sweep_n_train, p.sweep_epochs, "adversarial")
+    assert c.alpha == pytest.approx(p.alpha * 2)
+    with pytest.raises(ProfileError, match=r"student_n_train must be None or in \[1, 60000\]"):
+        resolve("cpu", device="cpu", student_n_train=0)

@@ -58,33 +58,38 @@ def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1000) -> Te
     return torch.cat(out)
 
 
-def train_logits(config: TrainConfig, *, device: str | torch.device = "cpu", store: Store | None = None) -> Tensor:
-    """Logits of the model ``config`` on its own training inputs (the distillation targets), stored once."""
+def train_logits(config: TrainConfig, *, dataset: str, n_train: int | None, seed: int,
+                 device: str | torch.device = "cpu", store: Store | None = None) -> Tensor:
+    """Logits of the model ``config`` on the training images ``load_dataset(dataset, "train", n=n_train, seed=seed)``.
+
+    These are a student's distillation targets (before any manipulation); stored once per teacher and image set.
+    """
     store = store or Store()
 
     def compute() -> dict[str, Tensor]:
         model, _ = store.get_or_train(config, device=device)
-        x, _ = load_dataset(config.dataset, "train", n=config.n_train, seed=config.seed)
+        x, _ = load_dataset(dataset, "train", n=n_train, seed=seed)
         return {"logits": predict_logits(model, x)}
 
-    params = {"dataset": config.dataset, "n_train": config.n_train, "seed": config.seed}
+    params = {"dataset": dataset, "n_train": n_train, "seed": seed}
     return store.get_or_compute_tensors(config, "train-logits", params, compute)["logits"]
 
 
 def distillation_targets(config: TrainConfig, x: Tensor, y: Tensor, *, device: str | torch.device,
                          store: Store) -> Tensor:
-    """The targets of a distilled student: its teacher's training logits passed through ``config.targets``."""
+    """The targets of a distilled student: its teacher's logits on the student's training images, passed
+    through ``config.targets`` (see `advlogits.distill.make_targets`)."""
     from .distill import correct_labels, make_targets
 
     if config.teacher is None:
         raise ValueError("a distilled config needs a teacher config")
     for other in (config.teacher, config.reference):
-        if other is not None and (other.dataset, other.n_train, other.seed) != (config.dataset, config.n_train,
-                                                                               config.seed):
-            raise ValueError("teacher and reference must be trained on the student's images: dataset, n_train "
-                             "and seed must match the student's")
-    teacher = train_logits(config.teacher, device=device, store=store)
-    reference = train_logits(config.reference, device=device, store=store) if config.reference else None
+        if other is not None and other.dataset != config.dataset:
+            raise ValueError(f"teacher and reference must be trained on the student's data set {config.dataset!r} "
+                             f"(got {other.dataset!r})")
+    images = dict(dataset=config.dataset, n_train=config.n_train, seed=config.seed, device=device, store=store)
+    teacher = train_logits(config.teacher, **images)
+    reference = train_logits(config.reference, **images) if config.reference else None
     average = None
     if config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
         from .logits import confidence

@@ -52,6 +52,9 @@ class Profile:
     n_autoattack: int  # first images of that subset also attacked with AutoAttack
     autoattack_version: str  # "fast" (APGD-CE + APGD-T) or "standard" (full AutoAttack)
     eps_sweep: tuple[float, ...]  # radii of the AT models in the eps sweep (chapter 2)
+    sweep_n_train: int | None  # training images of the eps-sweep models (a reduced budget; None = all)
+    sweep_epochs: int  # epochs of the eps-sweep models
+    student_n_train: int | None  # training images of distilled students (a subset of the teachers' images)
     seeds: tuple[int, ...]  # seeds of the repeated runs (seed baselines, mean +- std)
     temperature: float  # KD temperature
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"; resolved by `resolve`
@@ -62,6 +65,10 @@ class Profile:
         return TrainConfig(dataset=self.dataset, arch=self.arch, method="standard", epochs=self.epochs,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed)
+
+    def sweep(self, eps: float) -> TrainConfig:
+        """Config of the eps-sweep AT model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs)."""
+        return dataclasses.replace(self.adversarial(eps=eps), n_train=self.sweep_n_train, epochs=self.sweep_epochs)
 
     def adversarial(self, *, seed: int | None = None, eps: float | None = None) -> TrainConfig:
         """Config of the PGD-AT model; a different ``eps`` scales the step size with it."""
@@ -77,18 +84,20 @@ _PROFILES: dict[str, Profile] = {
         name="smoke", dataset="fashion-mnist", arch="cnn-small", n_train=512, n_val=128, epochs=1, adv_epochs=1,
         student_epochs=1, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.05, steps=2,
         eval_alpha=0.025, eval_steps=5, eval_restarts=1, n_eval=128, n_autoattack=32, autoattack_version="fast",
-        eps_sweep=(0.05, 0.1), seeds=(0, 1), temperature=1.0),
+        eps_sweep=(0.05, 0.1), sweep_n_train=512, sweep_epochs=1, student_n_train=512, seeds=(0, 1),
+        temperature=1.0),
     "cpu": Profile(
         name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=5, adv_epochs=4,
         student_epochs=4, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
         eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=200,
-        autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), seeds=(0, 1), temperature=1.0),
+        autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), sweep_n_train=20_000, sweep_epochs=4,
+        student_n_train=20_000, seeds=(0, 1), temperature=1.0),
     "paper": Profile(
         name="paper", dataset="cifar10", arch="preact-resnet18", n_train=None, n_val=1000, epochs=30, adv_epochs=30,
         student_epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, eps=8 / 255, alpha=2 / 255, steps=10,
         eval_alpha=2 / 255, eval_steps=20, eval_restarts=1, n_eval=2000, n_autoattack=1000,
-        autoattack_version="standard", eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255), seeds=(0, 1),
-        temperature=1.0),
+        autoattack_version="standard", eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255), sweep_n_train=None,
+        sweep_epochs=30, student_n_train=None, seeds=(0, 1), temperature=1.0),
 }
 PROFILES: tuple[str, ...] = tuple(_PROFILES)
 
@@ -153,13 +162,15 @@ def _check(p: Profile) -> None:
     need(p.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)} (got {p.arch!r})")
     need(p.arch in ARCHS_FOR[p.dataset],
          f"arch {p.arch!r} does not fit dataset {p.dataset!r}; use one of {', '.join(ARCHS_FOR[p.dataset])}")
-    need(p.n_train is None or 1 <= p.n_train <= TRAIN_SIZE[p.dataset],
-         f"n_train must be None or in [1, {TRAIN_SIZE[p.dataset]}] for {p.dataset} (got {p.n_train})")
+    for name in ("n_train", "sweep_n_train", "student_n_train"):
+        value = getattr(p, name)
+        need(value is None or 1 <= value <= TRAIN_SIZE[p.dataset],
+             f"{name} must be None or in [1, {TRAIN_SIZE[p.dataset]}] for {p.dataset} (got {value})")
     for name in ("n_val", "n_eval"):
         value = getattr(p, name)
         need(1 <= value <= TEST_SIZE[p.dataset], f"{name} must be in [1, {TEST_SIZE[p.dataset]}] (got {value})")
     need(0 <= p.n_autoattack <= p.n_eval, f"n_autoattack must be in [0, n_eval={p.n_eval}] (got {p.n_autoattack})")
-    for name in ("epochs", "adv_epochs", "student_epochs", "batch_size", "steps", "eval_steps", "eval_restarts"):
+    for name in ("epochs", "adv_epochs", "student_epochs", "sweep_epochs", "batch_size", "steps", "eval_steps", "eval_restarts"):
         value = getattr(p, name)
         need(value >= 1, f"{name} must be an integer >= 1 (got {value})")
     need(0 < p.eps < 1, f"eps must be in (0, 1), an L-inf radius in [0, 1] pixel units (got {p.eps})")
