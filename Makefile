@@ -75,12 +75,15 @@ help:
 	@echo "  make test      set up, pytest, execute every chapter at PROFILE=smoke, build the book (-W), site tests"
 	@echo "  make setup     create $(VENV) and install the project (redone only when pyproject.toml changes)"
 	@echo "  make data      install Debian's $(FASHION_MNIST_PACKAGE) if it is missing and we are root"
+	@echo "  make offline   pack MathJax and the widget scripts with npm into $(OFFLINE_DIR) (the site reads offline)"
+	@echo "  make browser   install Debian's chromium and chromium-driver for the site tests, if missing and root"
 	@echo "  make execute   execute the chapters into _build/executed/PROFILE/ (skips up-to-date ones)"
 	@echo "  make site      execute, stage _build/src/PROFILE/ and build it into $(JB_OUT)/_build/html"
 	@echo "  make clean     remove _build (never the store)"
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
+	@echo "          REPO_URL=$(REPO_URL) (empty: no launch buttons)  REPO_BRANCH=$(REPO_BRANCH)  NPM=$(NPM)"
 	@echo "          ADVLOGITS_HOME=$${ADVLOGITS_HOME:-(library default, ~/.cache/advlogits)}"
 	@echo "          ADVLOGITS_DATA=$${ADVLOGITS_DATA:-(library default)}"
 
@@ -99,6 +102,69 @@ setup: $(STAMP)
 	d = pathlib.Path(KernelSpecManager().find_kernel_specs()["python3"]).absolute(); \
 	sys.exit(0 if d.is_relative_to(pathlib.Path(sys.prefix).absolute()) else \
 	f"the python3 kernelspec at {d} is not the one of $(VENV); remove it or run `make setup` again")'
+
+# ---- site settings: override on the command line or from the environment -----------------------
+# The repository's public address (e.g. https://github.com/OWNER/advlogits) and branch: with an address,
+# the site gets launch buttons (Colab, Binder) and a repository button; without one (the default) it has
+# none of them. Download buttons (.ipynb, source, PDF) need no address and are always there.
+REPO_URL ?=
+REPO_BRANCH ?= main
+NPM ?= npm
+
+# ---- offline assets: the site serves MathJax 3, RequireJS and the ipywidgets HTML manager itself ----
+# package-lock.json pins them; `npm ci` fetches them into node_modules/ and the files the pages load are
+# copied to $(OFFLINE_DIR)/, which `stage` puts into the book as _offline/ (html_static_path in
+# _config.yml, so they end up in _static/). Not the book's _static/ itself: Jupyter Book would add every
+# .js file in it to every page.
+OFFLINE_DIR := _build/offline
+OFFLINE_STAMP := _build/offline.stamp
+# tex-mml-chtml.js is what Sphinx loads; the folders hold the parts it loads on demand (fonts, menu, a11y).
+# The widget manager's icon fonts go to widgets/html-manager/ (see book/_assets/widgets/offline-setup.js).
+MATHJAX_PARTS := tex-mml-chtml.js a11y adaptors input output sre ui
+HTML_MANAGER := node_modules/@jupyter-widgets/html-manager
+
+# npm writes node_modules/.package-lock.json on every install: it marks node_modules as up to date.
+NODE_STAMP := node_modules/.package-lock.json
+
+$(NODE_STAMP): package.json package-lock.json
+	@if ! command -v $(NPM) >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "==> installing Debian's npm to pack the site's offline assets"; \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y npm; \
+	  else \
+	    echo "error: '$(NPM)' not found: the site build needs npm (Node.js) to pack MathJax and the widget" >&2; \
+	    echo "       scripts; install Node.js with npm, or pass NPM=/path/to/npm" >&2; exit 1; \
+	  fi; \
+	fi
+	@echo "==> installing the offline assets pinned in package-lock.json with npm"
+	$(NPM) ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# Copying is cheap, so it is redone whenever the Makefile changes too.
+$(OFFLINE_STAMP): $(NODE_STAMP) Makefile
+	rm -rf $(OFFLINE_DIR)
+	mkdir -p $(OFFLINE_DIR)/mathjax $(OFFLINE_DIR)/widgets
+	cd node_modules/mathjax/es5 && cp -R $(MATHJAX_PARTS) $(abspath $(OFFLINE_DIR))/mathjax/
+	cp node_modules/mathjax/LICENSE $(OFFLINE_DIR)/mathjax/
+	cp node_modules/requirejs/require.js $(HTML_MANAGER)/dist/embed-amd.js $(OFFLINE_DIR)/widgets/
+	mkdir -p $(OFFLINE_DIR)/widgets/html-manager
+	cp $(addprefix $(HTML_MANAGER)/dist/*.,woff2 woff ttf) $(OFFLINE_DIR)/widgets/html-manager/
+	touch $@
+
+.PHONY: offline browser
+offline: $(OFFLINE_STAMP)
+
+# ---- the browser for the site tests: Debian's chromium and chromium-driver, never a browser download
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+	  :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "==> installing Debian's chromium and chromium-driver for the site tests"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
+	else \
+	  echo "note: /usr/bin/chromium or /usr/bin/chromedriver is missing and apt-get is not usable here (not root"; \
+	  echo "      or not Debian): the site tests will fail until Debian's chromium and chromium-driver are installed."; \
+	fi
 
 # ---- data: Fashion-MNIST from Debian if we can, else torchvision downloads it on first use -------
 data:
@@ -138,14 +204,32 @@ execute: $(EXECUTED)
 	@if [ -z "$(CHAPTERS)" ]; then echo "error: no chapters/*.ipynb to execute" >&2; exit 1; fi
 
 # ---- the site: a source tree whose chapters are the executed copies, built with warnings as errors
-stage: execute
+stage: execute $(OFFLINE_STAMP)
 	rm -rf $(SRC_DIR)
 	mkdir -p $(SRC_DIR)
 	cp _config.yml _toc.yml $(SRC_DIR)/
 	cp -R book chapters $(SRC_DIR)/
 	cp $(EXECUTED) $(SRC_DIR)/chapters/
+	cp -R $(OFFLINE_DIR) $(SRC_DIR)/_offline
+ifneq ($(strip $(REPO_URL)),)
+	$(VPY) -c "$$REPO_CONFIG_PY" $(SRC_DIR)/_config.yml '$(REPO_URL)' '$(REPO_BRANCH)'
+endif
+
+# With REPO_URL set, the staged _config.yml gains the repository and the launch buttons (Colab, Binder).
+define REPO_CONFIG_PY
+import sys, yaml
+path, url, branch = sys.argv[1:]
+config = yaml.safe_load(open(path, encoding="utf8"))
+config["repository"] = {"url": url, "branch": branch, "path_to_book": ""}
+config["launch_buttons"] = {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
+                            "colab_url": "https://colab.research.google.com"}
+config.setdefault("html", {})["use_repository_button"] = True
+yaml.safe_dump(config, open(path, "w", encoding="utf8"), sort_keys=False)
+endef
+export REPO_CONFIG_PY
 
 site: stage
+	rm -rf $(JB_OUT)  # a page removed from the book must not linger in the site
 	$(BIN)/jupyter-book build $(SRC_DIR) --path-output $(JB_OUT) --all -W --keep-going
 	@echo "==> built $(SITE_DIR)/index.html from _build/executed/$(PROFILE)/"
 
@@ -155,7 +239,7 @@ book: site
 	@echo "==> the book (PROFILE=$(PROFILE)) is at _build/html/index.html"
 
 # ---- tests: unit tests, then every chapter at the smoke profile, then the site ------------------
-test: setup
+test: setup browser
 	@$(MAKE) --no-print-directory data PROFILE=smoke
 	$(BIN)/pytest -m "not site$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory site PROFILE=smoke
