@@ -86,3 +86,15 @@ def test_chapter_refuses_a_negative_eps_through_papermill(tmp_path):
     assert proc.returncode != 0
     assert "eps must be in (0, 1)" in proc.stderr + proc.stdout
     assert not (tmp_path / "store" / "entries").exists(), "nothing was trained or stored"
+
+
+def test_accuracy_table_shows_bootstrap_intervals():
+    results = {"ST": {"clean_correct": [True] * 90 + [False] * 10, "pgd_correct": [True] * 5 + [False] * 95,
+                      "autoattack_acc": 0.02, "n_autoattack": 50}}
+    table = experiments.accuracy_table(results, pgd_steps=20)
+    assert list(table.columns) == ["clean", "PGD-20", "PGD-20, AutoAttack subset", "AutoAttack"]
+    assert table.loc["ST", "clean"].startswith("90.0 [")
+    assert table.loc["ST", "AutoAttack"].startswith("2.0 [0.0, ")
+    estimate, low, high = experiments.accuracy_interval([True] * 500 + [False] * 500)
+    half_width = 1.96 * 100 * (0.25 / 1000) ** 0.5  # normal approximation: 3.1 points
+    assert estimate == 50 and abs((high - low) / 2 - half_width) < 0.5

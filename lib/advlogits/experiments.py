@@ -177,15 +177,32 @@ def describe(config: TrainConfig) -> dict:
 GAP_FLAG = 0.05  # PAPER.md: flag a PGD / AutoAttack gap above 5 points
 
 
+def accuracy_interval(correct: list[bool] | Tensor, *, seed: int = 0) -> tuple[float, float, float]:
+    """Accuracy and its bootstrap 95% CI, in percent, from per-image correctness (N,)."""
+    from .logits import bootstrap_ci
+
+    values = torch.as_tensor(correct, dtype=torch.float64)
+    estimate, low, high = bootstrap_ci("mean", values, seed=seed)
+    return 100 * estimate, 100 * low, 100 * high
+
+
 def accuracy_table(results: dict[str, dict], *, pgd_steps: int):
-    """A table (pandas DataFrame, percent) of clean, PGD and AutoAttack accuracy, one row per model."""
+    """Clean, PGD and AutoAttack accuracy (percent, with bootstrap 95% CIs), one row per model (a DataFrame).
+
+    AutoAttack's interval is bootstrapped from its count of robust images (the same distribution as resampling
+    its per-image outcomes).
+    """
     import pandas as pd
 
-    columns = {"clean_acc": "clean", "pgd_acc": f"PGD-{pgd_steps}",
-               "pgd_acc_on_autoattack_subset": f"PGD-{pgd_steps} (AutoAttack subset)",
-               "autoattack_acc": "AutoAttack"}
-    rows = {name: {label: 100 * r[key] for key, label in columns.items() if key in r} for name, r in results.items()}
-    return pd.DataFrame(rows).T.round(1)
+    rows = {}
+    for name, r in results.items():
+        row = {"clean": accuracy_interval(r["clean_correct"]), f"PGD-{pgd_steps}": accuracy_interval(r["pgd_correct"])}
+        if "autoattack_acc" in r:
+            k, n = round(r["autoattack_acc"] * r["n_autoattack"]), r["n_autoattack"]
+            row[f"PGD-{pgd_steps}, AutoAttack subset"] = accuracy_interval(r["pgd_correct"][:n])
+            row["AutoAttack"] = accuracy_interval([True] * k + [False] * (n - k))
+        rows[name] = {key: f"{e:.1f} [{lo:.1f}, {hi:.1f}]" for key, (e, lo, hi) in row.items()}
+    return pd.DataFrame(rows).T
 
 
 def gap_note(results: dict[str, dict]) -> str:
