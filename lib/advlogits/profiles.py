@@ -7,13 +7,14 @@ Every default of the book is read from the table below. ``resolve(name, **overri
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 import torch
 
-from .train import TrainConfig
+from .train import SEED_MAX, TrainConfig
 
 DATASETS = ("fashion-mnist", "cifar10")
 ARCHS = ("cnn-small", "cnn", "preact-resnet18", "wrn-34-10")
@@ -178,13 +179,16 @@ def _check(p: Profile) -> None:
     need(0 < p.eval_alpha <= p.eps, f"eval_alpha must be in (0, eps={p.eps}] (got {p.eval_alpha})")
     need(all(0 < e < 1 for e in p.eps_sweep) and len(p.eps_sweep) >= 1,
          f"eps_sweep must be one or more radii in (0, 1) (got {p.eps_sweep})")
-    need(p.lr > 0, f"lr must be > 0 (got {p.lr})")
-    need(p.weight_decay >= 0, f"weight_decay must be >= 0 (got {p.weight_decay})")
-    need(p.temperature > 0, f"temperature must be > 0 (got {p.temperature})")
+    need(math.isfinite(p.lr) and p.lr > 0, f"lr must be > 0 and finite (got {p.lr})")
+    need(math.isfinite(p.weight_decay) and p.weight_decay >= 0,
+         f"weight_decay must be >= 0 and finite (got {p.weight_decay})")
+    need(math.isfinite(p.temperature) and p.temperature > 0,
+         f"temperature must be > 0 and finite (got {p.temperature})")
     need(p.autoattack_version in AUTOATTACK_VERSIONS,
          f"autoattack_version must be one of {', '.join(AUTOATTACK_VERSIONS)} (got {p.autoattack_version!r})")
-    need(len(p.seeds) >= 1 and all(s >= 0 for s in p.seeds), f"seeds must be integers >= 0 (got {p.seeds})")
-    need(p.seed >= 0, f"seed must be an integer >= 0 (got {p.seed})")
+    need(len(p.seeds) >= 1 and all(0 <= s <= SEED_MAX for s in p.seeds),
+         f"seeds must be integers >= 0 and <= {SEED_MAX} (got {p.seeds})")
+    need(0 <= p.seed <= SEED_MAX, f"seed must be an integer >= 0 and <= {SEED_MAX} (got {p.seed})")
 
 
 def resolve(name: str = "cpu", **overrides: Any) -> Profile:

@@ -5,6 +5,12 @@ matters (`code_version`), so a changed config or a changed training/attack code 
 Every file is written atomically (temporary file, fsync, rename) and followed by a checksum record; a file
 whose record is missing was never completed and is ignored, a file that disagrees with its record is refused.
 Weights are always read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
+
+Layout: ``entries/<key>/`` holds ``config.json``, ``history.json``, ``model.pt`` (each with a ``.sha256``
+record), ``results/``, ``checkpoint.pt`` while training, and ``training.log`` (one JSON line per completed
+training run: pid, time, whether it resumed from a checkpoint). Inter-process locks live apart, in
+``locks/<key>.lock``, so a run that fails before writing anything leaves no entry behind and deleting an
+entry never deletes a lock another process holds.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -132,7 +139,10 @@ class Store:
         return self.root / "entries" / config_key(config)
 
     def _writable_entry(self, config: Any) -> Path:
-        folder = self.entry(config)
+        return self._writable(self.entry(config))
+
+    def _writable(self, folder: Path) -> Path:
+        """``folder``, created if needed; StoreError naming ADVLOGITS_HOME if it cannot be written."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / ".write-probe"
@@ -148,9 +158,10 @@ class Store:
         """An inter-process lock on ``config``'s entry: two processes asking for one model train it once.
 
         One lock object per path (``is_singleton``), so it is re-entrant within a process: computing a result
-        under the lock may itself ask for the model of the same entry.
+        under the lock may itself ask for the model of the same entry. The lock file is ``locks/<key>.lock``,
+        outside the entry (see the module docstring).
         """
-        return FileLock(str(self._writable_entry(config) / ".lock"), is_singleton=True)
+        return FileLock(str(self._writable(self.root / "locks") / f"{config_key(config)}.lock"), is_singleton=True)
 
     # -- checked files --------------------------------------------------------------------------------------------
     def write_file(self, path: Path, data: bytes) -> None:
@@ -225,11 +236,27 @@ class Store:
             if self.has_model(config):  # another process finished it while we waited
                 return self.load_model(config, device=device)
             folder = self.entry(config)
-            model, history = train_from_config(config, device=device, checkpoint=folder / "checkpoint.pt",
-                                               progress=progress, store=self)
+            checkpoint = folder / "checkpoint.pt"
+            # Under the lock no other writer is active in this entry: temporary files are from killed writers.
+            for stale in folder.rglob(".*.tmp") if folder.is_dir() else ():
+                stale.unlink(missing_ok=True)
+            resumed = checkpoint.exists()
+            model, history = train_from_config(config, device=device, checkpoint=checkpoint, progress=progress,
+                                               store=self)
             self.save_model(config, model, history)
-            (folder / "checkpoint.pt").unlink(missing_ok=True)
+            self._log_training(folder, resumed=resumed)
+            checkpoint.unlink(missing_ok=True)
         return model.eval(), history
+
+    @staticmethod
+    def _log_training(folder: Path, *, resumed: bool) -> None:
+        """Append one JSON line to the entry's ``training.log``: which process trained it, when, and whether it
+        resumed from a checkpoint (so one can see that concurrent runs trained a model once)."""
+        line = json.dumps({"pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed})
+        with open(folder / "training.log", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     # -- results --------------------------------------------------------------------------------------------------
     def result_path(self, config: Any, name: str, params: dict, suffix: str) -> Path:
@@ -285,7 +312,9 @@ def load_state_dict_checked(model: nn.Module, state: dict, *, source: str | Path
         parts = [f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
                  for label, keys in (("missing keys", missing), ("unexpected keys", extra),
                                      ("mis-shaped keys", shapes)) if keys]
-        raise StoreError(f"weights in {source} do not fit {type(model).__name__}: " + "; ".join(parts))
+        raise StoreError(f"weights in {source} do not fit {type(model).__name__}: " + "; ".join(parts)
+                         + ". They were saved from another architecture or are corrupt: delete the file to recompute "
+                           "it, or load it into the model it was saved from.")
     model.load_state_dict(state)
 
 

@@ -23,6 +23,8 @@ from .distill import kd_loss
 
 Method = Literal["standard", "adversarial", "distilled"]
 METHODS: tuple[str, ...] = ("standard", "adversarial", "distilled")
+# Largest seed: `_generator` multiplies the seed by ~1e6 and torch generators take seeds below 2**64.
+SEED_MAX = 2**32 - 1
 
 # A loss step maps (model, x batch, target batch, attack generator) to a scalar loss and the logits used
 # for the training-accuracy count.
@@ -51,6 +53,45 @@ class TrainConfig:
     reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
     T: float = 1.0  # distilled: softmax temperature of the KD loss
     corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
+
+    def __post_init__(self) -> None:
+        _check_config(self)
+
+
+def _check_config(c: TrainConfig) -> None:
+    """Refuse an invalid config when it is made, so a bad value fails before anything is trained (a student's
+    temperature, say, before its teacher). Sizes that depend on the data set are checked when it is loaded."""
+    from .data import DATASETS
+    from .distill import TARGET_KINDS
+    from .models import ARCHS
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ValueError(f"TrainConfig: {message}")
+
+    def is_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    need(c.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} (got {c.dataset!r})")
+    need(c.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)} (got {c.arch!r})")
+    need(c.method in METHODS, f"method must be one of {', '.join(METHODS)} (got {c.method!r})")
+    for name in ("epochs", "batch_size", "n_val"):
+        need(is_int(getattr(c, name)) and getattr(c, name) >= 1,
+             f"{name} must be an integer >= 1 (got {getattr(c, name)!r})")
+    need(c.n_train is None or (is_int(c.n_train) and c.n_train >= 1),
+         f"n_train must be None (all images) or an integer >= 1 (got {c.n_train!r})")
+    need(is_int(c.seed) and 0 <= c.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}] (got {c.seed!r})")
+    need(math.isfinite(c.lr) and c.lr > 0, f"lr must be > 0 and finite (got {c.lr!r})")
+    need(math.isfinite(c.weight_decay) and c.weight_decay >= 0,
+         f"weight_decay must be >= 0 and finite (got {c.weight_decay!r})")
+    if c.method == "adversarial":
+        need(0 < c.eps < 1, f"eps must be in (0, 1), an L-inf radius in pixel units (got {c.eps!r})")
+        need(0 < c.alpha <= c.eps, f"alpha must be in (0, eps={c.eps}] (got {c.alpha!r})")
+        need(is_int(c.steps) and c.steps >= 1, f"steps must be an integer >= 1 (got {c.steps!r})")
+    if c.method == "distilled":
+        need(c.teacher is not None, "a distilled config needs a teacher config (teacher=...)")
+        need(c.targets in TARGET_KINDS, f"targets must be one of {', '.join(TARGET_KINDS)} (got {c.targets!r})")
+        need(math.isfinite(c.T) and c.T > 0, f"T must be > 0 and finite (got {c.T!r})")
 
 
 def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
@@ -92,12 +133,12 @@ def _check_common(x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: f
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
-    if not lr > 0:
+    if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be > 0 (got {lr})")
-    if weight_decay < 0:
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be >= 0 (got {weight_decay})")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0 (got {seed})")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be in [0, {SEED_MAX}] (got {seed})")
 
 
 def _fit(
@@ -130,8 +171,7 @@ def _fit(
     start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt)
-        model.load_state_dict(state["model"])
+        state = _load_checkpoint(ckpt, model, epochs=epochs)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = state["history"]
@@ -181,10 +221,22 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_torch_save(state, path)
 
 
-def _load_checkpoint(path: Path) -> dict:
-    from .store import safe_torch_load
+def _load_checkpoint(path: Path, model: nn.Module, *, epochs: int) -> dict:
+    """Read a checkpoint of `_fit` safely and load its weights into ``model``, refusing one that does not fit
+    (wrong keys or shapes, named; missing parts; an epoch outside this run) with a StoreError that says what to do."""
+    from .store import StoreError, load_state_dict_checked, safe_torch_load
 
-    return safe_torch_load(path)
+    state = safe_torch_load(path)
+    parts = ("model", "optimizer", "scheduler", "epoch", "history")
+    missing = [k for k in parts if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise StoreError(f"checkpoint {path} lacks {', '.join(missing)}: it was not written by this training loop. "
+                         f"Delete it to train from scratch.")
+    if not (isinstance(state["epoch"], int) and 0 <= state["epoch"] < epochs):
+        raise StoreError(f"checkpoint {path} ends at epoch index {state['epoch']!r}, outside this run of {epochs} "
+                         f"epochs: it belongs to another run. Delete it to train from scratch.")
+    load_state_dict_checked(model, state["model"], source=f"checkpoint {path}")
+    return state
 
 
 def train_standard(
