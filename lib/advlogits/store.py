@@ -31,7 +31,8 @@ from torch import nn
 
 # Modules whose source cannot change a stored model or result (figures, claim files, import shims, the
 # profile table, whose values enter the keys through the configs); every other module's source is hashed.
-_CODE_EXEMPT = ("__init__.py", "_compat.py", "agreement.py", "claims.py", "figures_logits.py", "plots.py", "profiles.py")
+_CODE_EXEMPT = ("__init__.py", "_compat.py", "agreement.py", "claims.py", "figures_logits.py", "plots.py",
+                "profiles.py")
 
 
 class StoreError(RuntimeError):
