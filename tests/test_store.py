@@ -163,3 +163,17 @@ def test_default_store_follows_advlogits_home(tmp_path, monkeypatch):
     assert Store().root == tmp_path / "h"
     monkeypatch.delenv("ADVLOGITS_HOME")
     assert store_module.home() == Path.home() / ".cache" / "advlogits"
+
+
+def test_results_are_keyed_by_the_source_of_the_module_that_computes_them(tmp_path):
+    from advlogits import experiments, theory
+    from advlogits.store import _CORE_MODULES, _source_version, code_version
+
+    assert "theory.py" not in _CORE_MODULES and "train.py" in _CORE_MODULES
+    assert _source_version(theory.train_linear) == code_version(("theory.py",)) != ""
+    assert _source_version(experiments.evaluate) == code_version(("experiments.py",))
+    assert _source_version(lambda: None) == "", "code outside the package (tests, notebooks) adds nothing"
+    s = Store(tmp_path)
+    a = s.result_path(TINY, "r", {}, ".json", theory.train_linear)
+    b = s.result_path(TINY, "r", {}, ".json", experiments.evaluate)
+    assert a != b and a.parent == b.parent == s.entry(TINY) / "results"

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +30,12 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-# Modules whose source cannot change a stored model or result (figures, claim files, import shims, the
-# profile table, whose values enter the keys through the configs); every other module's source is hashed.
-_CODE_EXEMPT = ("__init__.py", "_compat.py", "agreement.py", "claims.py", "figures_logits.py", "plots.py",
-                "profiles.py")
+# Modules whose source decides what a trained model contains: their bytes are part of every entry's key.
+# A stored result (get_or_compute_*) is keyed, in addition, by the source of the module that computes it, so
+# editing an analysis module (theory, students, ...) recomputes its own results and never retrains a model.
+# Modules not listed and computing nothing stored (figures, claim files, the profile table, whose values enter
+# the keys through the configs) never invalidate anything.
+_CORE_MODULES = ("attacks.py", "data.py", "distill.py", "experiments.py", "logits.py", "models.py", "train.py")
 
 
 class StoreError(RuntimeError):
@@ -44,15 +47,23 @@ def home() -> Path:
     return Path(os.environ.get("ADVLOGITS_HOME") or Path.home() / ".cache" / "advlogits").expanduser()
 
 
-def code_version() -> str:
-    """Hash of the library sources that determine results (part of every key)."""
+def code_version(modules: tuple[str, ...] = _CORE_MODULES) -> str:
+    """Hash of the sources of ``modules`` (file names in this package); by default those that train models."""
     digest = hashlib.sha256()
     package = Path(__file__).parent
-    for path in sorted(package.glob("*.py")):
-        if path.name not in _CODE_EXEMPT:
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for name in sorted(modules):
+        digest.update(name.encode())
+        digest.update((package / name).read_bytes())
     return digest.hexdigest()[:12]
+
+
+def _source_version(function: Callable) -> str:
+    """Hash of the package module that defines ``function`` ('' for code outside the package, e.g. a notebook)."""
+    module = sys.modules.get(getattr(function, "__module__", "") or "")
+    path = Path(getattr(module, "__file__", "") or "")
+    if path.parent != Path(__file__).parent or path.suffix != ".py":
+        return ""
+    return code_version((path.name,))
 
 
 def _canonical(value: Any) -> Any:
@@ -260,12 +271,15 @@ class Store:
             os.fsync(f.fileno())
 
     # -- results --------------------------------------------------------------------------------------------------
-    def result_path(self, config: Any, name: str, params: dict, suffix: str) -> Path:
-        return self.entry(config) / "results" / f"{name}-{config_key(params, code='')}{suffix}"
+    def result_path(self, config: Any, name: str, params: dict, suffix: str, compute: Callable | None = None
+                    ) -> Path:
+        """Where a result of ``config`` lives: keyed by ``params`` and the source of ``compute``'s module."""
+        code = _source_version(compute) if compute is not None else ""
+        return self.entry(config) / "results" / f"{name}-{config_key(params, code=code)}{suffix}"
 
     def get_or_compute_json(self, config: Any, name: str, params: dict, compute: Callable[[], dict]) -> dict:
         """A JSON result of ``config`` (e.g. metrics), keyed by ``name`` and ``params``; computed once and stored."""
-        path = self.result_path(config, name, params, ".json")
+        path = self.result_path(config, name, params, ".json", compute)
         data = self.read_file(path)
         if data is not None:
             return json.loads(data)
@@ -282,7 +296,7 @@ class Store:
         """Tensors derived from ``config`` (e.g. teacher logits on the training set); computed once and stored."""
         import io
 
-        path = self.result_path(config, name, params, ".pt")
+        path = self.result_path(config, name, params, ".pt", compute)
         data = self.read_file(path)
         if data is None:
             with self.lock(config):
