@@ -3,6 +3,7 @@
 #   make book                           set up, execute every chapter (profile cpu), build _build/html
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
 #   make test                           set up, pytest, every chapter at profile smoke, book build, site tests
+#   make bench                          time PGD, training epochs and the book build (JSON in _build/bench/)
 #   make help                           everything else
 #
 # Chapters are executed by papermill into _build/executed/$(PROFILE)/ and the site is built from those
@@ -29,6 +30,8 @@ PYTEST_ARGS ?=
 PYTEST_MARK ?=
 PAPERMILL_FLAGS ?= --no-progress-bar --log-output
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+# Benchmarks run by `make bench`, any of: $(BENCHMARKS)
+BENCH ?= attack_throughput train_epoch book
 
 # Pinned first so that pip never resolves another torch; torchattacks is a test-only reference
 # installed without its dependencies (they would downgrade requests/idna and break Sphinx).
@@ -36,6 +39,8 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NO_DEPS_PINS := torchattacks==3.5.1
 FASHION_MNIST_PACKAGE := dataset-fashion-mnist
 PROFILES := smoke cpu paper
+BENCHMARKS := attack_throughput train_epoch book
+BENCH_DIR := _build/bench
 
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
@@ -57,16 +62,21 @@ ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE=$(PROFILE) is not one of: $(PROFILES). Run e.g. `make book PROFILE=cpu`)
 endif
 
+ifneq ($(filter-out $(BENCHMARKS),$(BENCH)),)
+$(error BENCH=$(BENCH) names unknown benchmarks; choose from: $(BENCHMARKS), e.g. `make bench BENCH=attack_throughput`)
+endif
+
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 LIB_SOURCES := $(sort $(shell find lib/advlogits -name '*.py' 2>/dev/null))
 EXEC_DIR := _build/executed/$(PROFILE)
 EXECUTED := $(CHAPTERS:chapters/%=$(EXEC_DIR)/%)
+SCORECARD := $(EXEC_DIR)/05_scorecard.ipynb
 PARAMS_FILE := $(EXEC_DIR)/.params
 SRC_DIR := _build/src/$(PROFILE)
 JB_OUT := _build/jb/$(PROFILE)
 SITE_DIR := $(JB_OUT)/_build/html
 
-.PHONY: help setup data execute stage site book test clean FORCE
+.PHONY: help setup data execute stage site book test bench clean FORCE
 
 help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
@@ -79,6 +89,7 @@ help:
 	@echo "  make browser   install Debian's chromium and chromium-driver for the site tests, if missing and root"
 	@echo "  make execute   execute the chapters into _build/executed/PROFILE/ (skips up-to-date ones)"
 	@echo "  make site      execute, stage _build/src/PROFILE/ and build it into $(JB_OUT)/_build/html"
+	@echo "  make bench     run the benchmarks in benchmarks/ (BENCH=$(BENCH)), JSON results in $(BENCH_DIR)/"
 	@echo "  make clean     remove _build (never the store)"
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
@@ -200,6 +211,9 @@ $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | s
 	  || { echo "error: $< failed at PROFILE=$(PROFILE); the partly executed notebook is $(EXEC_DIR)/.partial/$*.ipynb" >&2; exit 1; }
 	mv $(EXEC_DIR)/.partial/$*.ipynb $@
 
+# The scorecard gathers every other chapter's claims: it re-runs whenever any of them re-executes.
+$(SCORECARD): $(filter-out $(SCORECARD),$(EXECUTED))
+
 execute: $(EXECUTED)
 	@if [ -z "$(CHAPTERS)" ]; then echo "error: no chapters/*.ipynb to execute" >&2; exit 1; fi
 
@@ -249,6 +263,14 @@ test: setup browser
 	else \
 	  echo "note: no tests/test_site.py, so no site tests to run"; \
 	fi
+
+# ---- benchmarks (issue 5): each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json ----
+# `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
+bench: setup data
+	@for name in $(BENCH); do \
+	  echo "==> benchmark $$name (profile=$(PROFILE), device=$(DEVICE))"; \
+	  $(VPY) -m benchmarks.$$name --profile $(PROFILE) --device $(DEVICE) --out $(BENCH_DIR)/$$name.json; \
+	done
 
 clean:
 	rm -rf _build

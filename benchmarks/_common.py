@@ -1,0 +1,168 @@
+"""What the benchmarks share: interleaved timing, the machine's description, and writing the result.
+
+Timings are wall-clock seconds from ``time.perf_counter`` (the number issue 5's targets are about), with the
+process's CPU seconds from ``time.process_time`` beside them. On a shared machine the load changes while a
+benchmark runs, so the contenders are timed in interleaved rounds (A, B, C, A, B, C, ...) and compared by
+their medians: a burst of load then hits every contender alike instead of one of them. Beside the ratio of
+medians (the headline number), ``Timings.ratios`` gives the ratio of the fastest calls (load only adds time),
+of median CPU times (less disturbed by other processes, since time spent descheduled does not count) and the
+median of per-round ratios; when these disagree, the machine's load, not the code, decides the headline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from advlogits.profiles import PROFILES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO_ROOT / "_build" / "bench"  # where `make bench` collects the JSON files
+Clock = Literal["wall", "cpu"]
+Stat = Literal["median", "min"]
+QUICK_HELP = "a tiny run that only checks that the benchmark works (its numbers mean nothing)"
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits for ``device``'s queued work (a no-op on the CPU, where calls are synchronous)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    if device.type == "mps":
+        return torch.mps.synchronize
+    return lambda: None
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds of every timed call of every run, on two clocks, listed in round order."""
+
+    wall_s: dict[str, list[float]]  # wall-clock time (time.perf_counter)
+    cpu_s: dict[str, list[float]]  # CPU time of this process, all threads together (time.process_time)
+
+    def medians(self, clock: Clock = "wall") -> dict[str, float]:
+        """The median seconds of each run on ``clock``."""
+        return {name: statistics.median(values) for name, values in self._clock(clock).items()}
+
+    def minimums(self, clock: Clock = "wall") -> dict[str, float]:
+        """The fastest call of each run on ``clock`` (load only adds time: the best guess at an idle machine)."""
+        return {name: min(values) for name, values in self._clock(clock).items()}
+
+    def ratio(self, a: str, b: str, clock: Clock = "wall", *, stat: Stat = "median") -> float:
+        """Run ``a``'s median (or minimum) divided by run ``b``'s (below 1: ``a`` is faster)."""
+        summary = self.medians(clock) if stat == "median" else self.minimums(clock)
+        return summary[a] / summary[b]
+
+    def ratios(self, a: str, b: str) -> dict[str, float]:
+        """``a`` / ``b`` four ways: median and minimum wall time, median CPU time, and median of per-round ratios."""
+        return {"median_wall": self.ratio(a, b), "min_wall": self.ratio(a, b, stat="min"),
+                "median_cpu": self.ratio(a, b, "cpu"), "paired_rounds": self.paired_ratio(a, b)}
+
+    def paired_ratio(self, a: str, b: str) -> float:
+        """Median over rounds of a's wall time over b's in the same round (neighbours share the machine's load)."""
+        return statistics.median(x / y for x, y in zip(self.wall_s[a], self.wall_s[b]))
+
+    def _clock(self, clock: Clock) -> dict[str, list[float]]:
+        return self.wall_s if clock == "wall" else self.cpu_s
+
+
+def interleaved_times(
+    runs: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int,
+    warmup: int = 1,
+    sync: Callable[[], None] = lambda: None,
+) -> Timings:
+    """Time ``repeats`` rounds after ``warmup`` untimed ones; every round calls each run once, in the mapping's order.
+
+    ``sync`` is called before the clocks start and before they stop, so queued device work is counted where it
+    belongs.
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0 (got repeats={repeats}, warmup={warmup})")
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(warmup + repeats):
+        for name, run in runs.items():
+            sync()
+            wall_began, cpu_began = time.perf_counter(), time.process_time()
+            run()
+            sync()
+            wall_s, cpu_s = time.perf_counter() - wall_began, time.process_time() - cpu_began
+            if round_ >= warmup:
+                wall[name].append(wall_s)
+                cpu[name].append(cpu_s)
+    return Timings(wall_s=wall, cpu_s=cpu)
+
+
+def load_average() -> list[float]:
+    """The machine's load average over 1, 5 and 15 minutes (runnable processes; compare with the core count)."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def environment(*, load_avg_start: list[float]) -> dict[str, Any]:
+    """What the numbers depend on: torch version, thread counts, CPU count, the load average at start and end."""
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_start": load_avg_start,
+        "load_avg": load_average(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text})")
+    return value
+
+
+def base_parser(description: str | None, *, name: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every benchmark takes: --profile, --device, --out, --threads."""
+    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the book's run profile to measure")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    parser.add_argument("--out", type=Path, default=OUT_DIR / f"{name}.json", help="where to write the JSON result")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch's intra-op threads (default: torch's own choice, one per core)")
+    return parser
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (None keeps torch's default)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
+def write_result(result: dict[str, Any], out: Path, summary: list[str]) -> None:
+    """Write ``result`` as JSON to ``out``, then print it as one JSON line followed by the human summary."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, separators=(",", ":")))
+    for line in summary:
+        print(line)
+    print(f"(written to {out})")
+    sys.stdout.flush()
+
+
+def verdict(value: float, target: float) -> str:
+    """"met" or "NOT met" for a ratio that must be at most ``target``."""
+    return "met" if value <= target else "NOT met"
