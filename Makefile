@@ -255,7 +255,7 @@ book: site
 # ---- tests: unit tests, then every chapter at the smoke profile, then the site ------------------
 test: setup browser
 	@$(MAKE) --no-print-directory data PROFILE=smoke
-	$(BIN)/pytest -m "not site$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory site PROFILE=smoke
 	@if [ -f tests/test_site.py ]; then \
 	  echo "==> site tests against _build/jb/smoke/_build/html"; \
@@ -267,6 +267,7 @@ test: setup browser
 # ---- benchmarks (issue 5): each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json ----
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
 bench: setup data
+	$(BIN)/pytest -m bench tests/test_benchmarks.py $(PYTEST_ARGS)
 	@for name in $(BENCH); do \
 	  echo "==> benchmark $$name (profile=$(PROFILE), device=$(DEVICE))"; \
 	  $(VPY) -m benchmarks.$$name --profile $(PROFILE) --device $(DEVICE) --out $(BENCH_DIR)/$$name.json; \

@@ -140,7 +140,7 @@ def test_train_epoch_quick_writes_epoch_times(tmp_path):
     assert "distilled / standard = " in stdout
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
     out = tmp_path / "book.json"
     result, stdout = run_benchmark("book", "--profile", "smoke", "--device", "cpu", "--out", str(out), timeout=1800)
