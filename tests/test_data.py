@@ -16,6 +16,7 @@ import torch
 
 from advlogits import data
 from advlogits.data import DatasetError, class_names, input_shape, load_dataset
+from payloads import CodeRunningPayload
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
@@ -281,20 +282,10 @@ def test_cifar_bad_batch_content(tmp_path: Path) -> None:
         load_dataset("cifar10", "test", root=tmp_path)
 
 
-class _Exploit:
-    """What a malicious batch would carry: unpickling it runs a shell command."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_malicious_cifar_pickle_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     batch = _cifar_batch(5, 0)
-    batch[b"labels"] = _Exploit(marker)
+    batch[b"labels"] = CodeRunningPayload(marker)
     folder = _write_cifar(tmp_path, {"data_batch_1": batch})
     with pytest.raises(DatasetError, match=r"refusing to unpickle .*data_batch_1: it references (posix|os|nt)\.system"):
         load_dataset("cifar10", "train", root=tmp_path)

@@ -48,6 +48,7 @@ from advlogits.models import build_model, load_robustbench
 from advlogits.profiles import ProfileError
 from advlogits.store import Store, StoreError, code_version, config_key, safe_torch_load
 from advlogits.train import TrainConfig
+from payloads import CodeRunningPayload
 
 pytestmark = pytest.mark.faults
 
@@ -674,20 +675,10 @@ def test_two_papermill_runs_of_a_chapter_on_one_store_both_succeed(tmp_path):
 # 4. unsafe checkpoints
 # =====================================================================================================
 
-class _Exploit:
-    """Unpickling this runs ``touch <marker>``."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def _crafted(marker: Path, fmt: str, *, wrap) -> bytes:
     import pickle
 
-    payload = wrap(_Exploit(marker))
+    payload = wrap(CodeRunningPayload(marker))
     if fmt == "raw-pickle":
         return pickle.dumps(payload, protocol=2)
     buffer = io.BytesIO()

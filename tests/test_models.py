@@ -13,6 +13,7 @@ from torch import nn
 
 from advlogits._compat import import_robustbench_utils
 from advlogits.models import ARCHS, Normalize, WideResNet, build_model, load_robustbench
+from payloads import CodeRunningPayload
 
 import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
 from robustbench.model_zoo import model_dicts  # noqa: E402
@@ -198,21 +199,11 @@ def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
         torch.testing.assert_close(logits, reference.eval()(x), rtol=0, atol=0)
 
 
-class _Exploit:
-    """A checkpoint payload that runs a shell command when unpickled without restrictions."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[object, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     folder = tmp_path / "cifar10" / "Linf"
     folder.mkdir(parents=True)
-    torch.save({"state_dict": _Exploit(marker)}, folder / f"{RB_NAME}.pt")
+    torch.save({"state_dict": CodeRunningPayload(marker)}, folder / f"{RB_NAME}.pt")
     with pytest.raises(RuntimeError, match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="
                                            r"True\) cannot open it"):
         load_robustbench(RB_NAME, model_dir=tmp_path)

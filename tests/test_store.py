@@ -19,6 +19,7 @@ from torch import nn
 from advlogits import store as store_module
 from advlogits.store import Store, StoreError, atomic_write_bytes, config_key, load_state_dict_checked, safe_torch_load
 from advlogits.train import TrainConfig
+from payloads import CodeRunningPayload
 
 TINY = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64, lr=0.05,
                    weight_decay=5e-4, n_train=256, n_val=64, seed=0)
@@ -82,18 +83,10 @@ def test_checked_files_detect_corruption_and_incomplete_writes(tmp_path):
     assert s.read_file(path) is None
 
 
-class _Evil:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"weight": _Evil(str(marker))}, path)
+    torch.save({"weight": CodeRunningPayload(marker)}, path)
     with pytest.raises(StoreError, match="refusing to load .*evil.pt"):
         safe_torch_load(path)
     assert not marker.exists()
