@@ -4,7 +4,6 @@ order, corrupt files, the failing download, and the restricted CIFAR unpickler."
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import socket
 import struct

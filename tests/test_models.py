@@ -3,7 +3,6 @@ forward passes against RobustBench's independent implementations, and offline Ro
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 
