@@ -45,3 +45,22 @@ def test_executed_dir_defaults_to_the_repository_build_folder(tmp_path, monkeypa
     (tmp_path / "chapters").mkdir()
     monkeypatch.chdir(tmp_path / "chapters")
     assert claims.executed_dir("smoke") == tmp_path / "_build" / "executed" / "smoke"
+
+
+def test_scorecard_rows_summary_and_table():
+    records = [dict(claims.claim("C1", claim="lower max logits", criterion="CI < 0", measured={"d": -0.51234},
+                                 holds=True), chapter="02_logit_distributions"),
+               dict(claims.claim("C6", claim="KD-AT robust", criterion=">= 10 points", measured={"gain": [1.0, 2]},
+                                 holds=False), chapter="04_distillation")]
+    rows = claims.scorecard_rows(records)
+    assert [r["id"] for r in rows] == list(claims.CLAIM_IDS)
+    assert rows[0]["verdict"] == "✓ reproduced" and rows[0]["measured"] == "`d` = -0.5123"
+    assert rows[5]["verdict"] == "✗ not reproduced" and rows[5]["measured"] == "`gain` = [1, 2]"
+    assert rows[3] == {"id": "C4", "verdict": "– not measured", "claim": f"{claims.STATEMENTS['C4']} (03_sample_confidence)",
+                       "criterion": "(no record)", "measured": ""}
+    s = claims.summary(records)
+    assert (s["n_reproduced"], s["n_measured"], s["n_claims"]) == (1, 2, 8)
+    assert "C2, C3, C4, C5, C7, C8" in s["missing_note"] and "03_sample_confidence" in s["missing_note"]
+    table = claims.markdown_table([{"a": "x|y", "b": 1}])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+    assert tuple(claims.STATEMENTS) == claims.CLAIM_IDS == tuple(sorted(claims.CHAPTER_OF))

@@ -76,3 +76,66 @@ def write_scorecard(profile: str) -> Path:
     path = executed_dir(profile) / "scorecard.json"
     atomic_write_bytes(json.dumps(gather(profile), indent=1).encode(), path)
     return path
+
+
+# The claims as the introduction states them, and the chapter expected to test each.
+STATEMENTS = {
+    "C1": "AT models have lower max logits than ST models",
+    "C2": "AT models have smaller logit gaps than ST models",
+    "C3": "theory explains the smaller max logits and gaps",
+    "C4": "AT and ST models differ on which samples get high or low confidence",
+    "C5": "the samples with the largest confidence difference differ visibly",
+    "C6": "distilling an AT teacher on clean inputs gives the student robustness",
+    "C7": "information about incorrect classes is essential",
+    "C8": "sample-wise confidences matter",
+}
+CHAPTERS = {"02_logit_distributions": ("C1", "C2", "C3"), "03_sample_confidence": ("C4", "C5"),
+            "04_distillation": ("C6", "C7", "C8")}
+CHAPTER_OF = {cid: chapter for chapter, ids in CHAPTERS.items() for cid in ids}
+VERDICT = {True: "✓ reproduced", False: "✗ not reproduced"}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def scorecard_rows(records: list[dict]) -> list[dict]:
+    """One row per record (id, verdict, claim, criterion, measured), claims without a record marked not measured."""
+    rows = []
+    for cid, statement in STATEMENTS.items():
+        found = [r for r in records if r["id"] == cid]
+        rows += [{"id": cid, "verdict": VERDICT[r["holds"]], "claim": f"{r['claim']} ({r['chapter']})",
+                  "criterion": r["criterion"],
+                  "measured": "; ".join(f"`{k}` = {_fmt(v)}" for k, v in r["measured"].items())} for r in found]
+        if not found:
+            rows.append({"id": cid, "verdict": "– not measured", "claim": f"{statement} ({CHAPTER_OF[cid]})",
+                         "criterion": "(no record)", "measured": ""})
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A Markdown table of ``rows`` (dicts with the same keys), pipes in cells escaped."""
+    columns = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[c]).replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary(records: list[dict]) -> dict:
+    """Counts for the scorecard's prose: reproduced, measured, all claims, and a note on what is missing.
+
+    A claim counts as reproduced only when every record of it holds.
+    """
+    measured = {r["id"] for r in records}
+    reproduced = {i for i in measured if all(r["holds"] for r in records if r["id"] == i)}
+    missing = [i for i in STATEMENTS if i not in measured]
+    silent = [chapter for chapter in CHAPTERS if chapter not in {r.get("chapter") for r in records}]
+    note = "Every claim has a record." if not missing else (
+        f"Claims without a record: {', '.join(missing)}. Chapters that wrote no claims at this profile: "
+        f"{', '.join(silent) or 'none'} (run them first).")
+    return {"n_reproduced": len(reproduced), "n_measured": len(measured), "n_claims": len(STATEMENTS),
+            "missing_note": note}
