@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import pickle
-import socket
 import struct
 from pathlib import Path
 
@@ -15,20 +14,11 @@ import torch
 
 from advlogits import data
 from advlogits.data import DatasetError, class_names, input_shape, load_dataset
-from payloads import CodeRunningPayload
+from helpers import CodeRunningPayload, online
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
                                   reason="Debian package dataset-fashion-mnist is not installed")
-
-
-def _online(host: str) -> bool:
-    """True if ``host`` resolves: then a download would really start, and the offline tests do not apply."""
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -226,7 +216,7 @@ def test_missing_under_root(tmp_path: Path) -> None:
         load_dataset("fashion-mnist", "train", root=tmp_path)
 
 
-@pytest.mark.skipif(_online("fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
+@pytest.mark.skipif(online("fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
                     reason="network reachable: the download would succeed")
 def test_failing_download_lists_places_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
@@ -309,7 +299,7 @@ def test_cifar_env_lookup_requires_full_set(tmp_path: Path, monkeypatch: pytest.
         load_dataset("cifar10", "train")
 
 
-@pytest.mark.skipif(_online("www.cs.toronto.edu"), reason="network reachable: the download would succeed")
+@pytest.mark.skipif(online("www.cs.toronto.edu"), reason="network reachable: the download would succeed")
 def test_cifar_failing_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     with pytest.raises(DatasetError, match=rf"looked in {tmp_path}/cifar-10-batches-py and the download into "

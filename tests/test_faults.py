@@ -48,7 +48,7 @@ from advlogits.models import build_model, load_robustbench
 from advlogits.profiles import ProfileError
 from advlogits.store import Store, StoreError, code_version, config_key, safe_torch_load
 from advlogits.train import TrainConfig
-from payloads import CodeRunningPayload
+from helpers import CodeRunningPayload
 
 pytestmark = pytest.mark.faults
 

@@ -3,7 +3,6 @@ forward passes against RobustBench's independent implementations, and offline Ro
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from torch import nn
 
 from advlogits._compat import import_robustbench_utils
 from advlogits.models import ARCHS, Normalize, WideResNet, build_model, load_robustbench
-from payloads import CodeRunningPayload
+from helpers import CodeRunningPayload, online
 
 import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
 from robustbench.model_zoo import model_dicts  # noqa: E402
@@ -220,15 +219,7 @@ def test_load_robustbench_bad_names(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing created before the arguments were checked
 
 
-def _online(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(_online("docs.google.com"), reason="network reachable: the download would succeed")
+@pytest.mark.skipif(online("docs.google.com"), reason="network reachable: the download would succeed")
 def test_load_robustbench_missing_offline(tmp_path: Path) -> None:
     path = tmp_path / "cifar10" / "Linf" / f"{RB_NAME}.pt"
     with pytest.raises(FileNotFoundError, match=rf"{path} does not exist and downloading it \(Google Drive id "

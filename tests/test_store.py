@@ -19,7 +19,7 @@ from torch import nn
 from advlogits import store as store_module
 from advlogits.store import Store, StoreError, atomic_write_bytes, config_key, load_state_dict_checked, safe_torch_load
 from advlogits.train import TrainConfig
-from payloads import CodeRunningPayload
+from helpers import CodeRunningPayload
 
 TINY = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64, lr=0.05,
                    weight_decay=5e-4, n_train=256, n_val=64, seed=0)
