@@ -157,9 +157,10 @@ class Store:
         """``folder``, created if needed; StoreError naming ADVLOGITS_HOME if it cannot be written."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / ".write-probe"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # A probe file of this process's own: a shared name raced when two processes probed at once.
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+            os.close(fd)
+            os.unlink(probe)
         except OSError as err:
             raise StoreError(
                 f"the store at {self.root} is not writable ({err.strerror}). Set ADVLOGITS_HOME to a writable folder."
