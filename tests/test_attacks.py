@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from advlogits.attacks import autoattack_accuracy, fgsm, pgd, robust_accuracy
+from advlogits.attacks import autoattack_accuracy, autoattack_correct, fgsm, pgd, robust_accuracy
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -417,6 +417,16 @@ def test_autoattack_standard_adds_attacks_to_fast_with_five_classes():
 def test_autoattack_eps_zero_is_clean_accuracy(cnn, test_data):
     x, y = test_data[0][:100], test_data[1][:100]
     assert autoattack_accuracy(cnn, x, y, eps=0.0) == _accuracy(cnn, x, y)
+
+
+def test_autoattack_correct_is_per_image_and_never_marks_a_misclassified_image(cnn, test_data):
+    x, y = test_data[0][:60], test_data[1][:60]
+    correct = autoattack_correct(cnn, x, y, eps=0.05, version="fast", batch_size=25)
+    assert correct.dtype == torch.bool and correct.shape == (60,) and correct.device.type == "cpu"
+    with torch.no_grad():
+        clean = cnn(x).argmax(1) == y
+    assert not (correct & ~clean).any()
+    assert correct.sum().item() / 60 == autoattack_accuracy(cnn, x, y, eps=0.05, version="fast", batch_size=25)
 
 
 def test_autoattack_rejects_models_with_fewer_than_four_classes():

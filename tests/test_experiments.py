@@ -64,6 +64,11 @@ def test_evaluate_reports_consistent_accuracies_and_is_stored(store):
     assert result["clean_acc"] == pytest.approx(sum(result["clean_correct"]) / 64)
     assert result["pgd_acc"] <= result["clean_acc"] + 1 / 64
     assert 0 <= result["autoattack_acc"] <= 1 and result["n_autoattack"] == 16
+    pgd, aa = torch.tensor(result["pgd_correct"][:16]), torch.tensor(result["autoattack_correct"])
+    assert not (aa & ~pgd).any(), "an image PGD broke never counts as robust under AutoAttack"
+    assert result["n_autoattacked"] == int(pgd.sum()), "AutoAttack runs on exactly the images PGD did not break"
+    assert result["autoattack_acc"] == pytest.approx(aa.float().mean().item())
+    assert not (torch.tensor(result["pgd_correct"]) & ~torch.tensor(result["clean_correct"])).any()
     again = experiments.evaluate(p, TEACHER, store=store)
     assert again == json.loads(json.dumps(result))
     assert len(list((store.entry(TEACHER) / "results").glob("evaluation-*.json"))) == 1

@@ -356,7 +356,23 @@ def autoattack_accuracy(
     batch_size: int = 500,
     seed: int = 0,
 ) -> float:
-    """Robust accuracy in [0, 1] under AutoAttack (Croce & Hein, ICML 2020), package ``pyautoattack``.
+    """Robust accuracy in [0, 1] under AutoAttack: the mean of `autoattack_correct` (same arguments)."""
+    correct = autoattack_correct(model, x, y, eps=eps, norm=norm, version=version, batch_size=batch_size, seed=seed)
+    return correct.sum().item() / correct.numel()
+
+
+def autoattack_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: AANorm = "Linf",
+    version: AAVersion = "standard",
+    batch_size: int = 500,
+    seed: int = 0,
+) -> Tensor:
+    """Per-image robustness (N,) bool on the CPU under AutoAttack (Croce & Hein, ICML 2020), ``pyautoattack``.
 
     version "standard": APGD-CE, APGD-T, FAB-T and Square (the RobustBench protocol); "fast": APGD-CE
     and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes).
@@ -373,10 +389,10 @@ def autoattack_accuracy(
     _check_data(x, y)
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one sample (got N=0)")
-    if eps == 0:
-        return robust_accuracy(model, x, y, attack="none", batch_size=batch_size)
-
     device = _model_device(model, fallback=x.device)
+    if eps == 0:
+        return _correct(model, x, y, batch_size=batch_size, device=device)
+
     with _eval_mode(model):
         with torch.inference_mode():
             n_classes = model(x[:1].to(device)).shape[1]
@@ -402,7 +418,17 @@ def autoattack_accuracy(
         fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
         with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-        return robust_accuracy(model, x_adv, y, attack="none", batch_size=batch_size)
+    return _correct(model, x_adv, y, batch_size=batch_size, device=device)
+
+
+def _correct(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, device: torch.device) -> Tensor:
+    """Per-image correctness (N,) bool on the CPU of ``model`` (in eval mode) on clean ``x``."""
+    out = []
+    with _eval_mode(model), torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
+            out.append((model(xb).argmax(dim=1) == yb).cpu())
+    return torch.cat(out)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .attacks import autoattack_accuracy, pgd
+from .attacks import autoattack_correct, pgd
 from .data import input_shape, load_dataset
 from .models import build_model
 from .profiles import Profile
@@ -109,9 +109,12 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
     """Clean, PGD (CE loss) and AutoAttack accuracy of the model ``config`` on the profile's evaluation subset.
 
     PGD: ``eval_steps`` steps of ``eval_alpha`` with a random start, ``eval_restarts`` restarts, on all
-    ``n_eval`` images; AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them, with PGD
-    re-reported on that same subset so the two can be compared. Accuracies are fractions in [0, 1].
-    Per-image correctness is kept so chapters can bootstrap confidence intervals.
+    ``n_eval`` images. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them, as an ensemble
+    with that PGD: an image counts as robust only if it is classified correctly and survives both, so AutoAttack
+    runs only on the images PGD did not break (the ones it broke are non-robust whatever AutoAttack finds; this
+    is what makes weak models cheap to evaluate, and the number can only be lower than AutoAttack's alone).
+    PGD is re-reported on the AutoAttack images so the two can be compared. Accuracies are fractions in [0, 1];
+    per-image correctness is kept so chapters can bootstrap confidence intervals.
     """
     store = store or Store()
     params = {k: getattr(profile, k) for k in ("eps", "eval_alpha", "eval_steps", "eval_restarts", "n_eval",
@@ -123,16 +126,20 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
         x, y = eval_split(profile)
         logits = predict_logits(model, x)
         clean = (logits.argmax(1) == y)
-        robust = pgd_correct(model, x, y, eps=profile.eps, alpha=profile.eval_alpha, steps=profile.eval_steps,
-                             restarts=profile.eval_restarts, seed=profile.seed)
+        robust = clean & pgd_correct(model, x, y, eps=profile.eps, alpha=profile.eval_alpha,
+                                     steps=profile.eval_steps, restarts=profile.eval_restarts, seed=profile.seed)
         result = {"clean_acc": clean.float().mean().item(), "pgd_acc": robust.float().mean().item(),
                   "clean_correct": clean.tolist(), "pgd_correct": robust.tolist(), "n_eval": len(y)}
         if autoattack and profile.n_autoattack > 0:
             k = profile.n_autoattack
-            result["autoattack_acc"] = autoattack_accuracy(model, x[:k], y[:k], eps=profile.eps,
-                                                           version=profile.autoattack_version, seed=profile.seed)
-            result["pgd_acc_on_autoattack_subset"] = robust[:k].float().mean().item()
-            result["n_autoattack"] = k
+            attacked = robust[:k].nonzero().flatten()
+            survived = torch.zeros(k, dtype=torch.bool)
+            if len(attacked):
+                survived[attacked] = autoattack_correct(model, x[attacked], y[attacked], eps=profile.eps,
+                                                        version=profile.autoattack_version, seed=profile.seed)
+            result.update(autoattack_acc=survived.float().mean().item(), autoattack_correct=survived.tolist(),
+                          pgd_acc_on_autoattack_subset=robust[:k].float().mean().item(), n_autoattack=k,
+                          n_autoattacked=len(attacked))
         return result
 
     return store.get_or_compute_json(config, "evaluation", params, compute)

@@ -88,11 +88,11 @@ _PROFILES: dict[str, Profile] = {
         eps_sweep=(0.05, 0.1), sweep_n_train=512, sweep_epochs=1, student_n_train=512, seeds=(0, 1),
         temperature=1.0),
     "cpu": Profile(
-        name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=5, adv_epochs=4,
-        student_epochs=4, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
+        name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=4, adv_epochs=3,
+        student_epochs=5, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
         eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=200,
-        autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), sweep_n_train=20_000, sweep_epochs=4,
-        student_n_train=20_000, seeds=(0, 1), temperature=1.0),
+        autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), sweep_n_train=10_000, sweep_epochs=4,
+        student_n_train=10_000, seeds=(0, 1), temperature=1.0),
     "paper": Profile(
         name="paper", dataset="cifar10", arch="preact-resnet18", n_train=None, n_val=1000, epochs=30, adv_epochs=30,
         student_epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, eps=8 / 255, alpha=2 / 255, steps=10,
