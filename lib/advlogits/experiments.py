@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .accel import accelerate
 from .attacks import autoattack_correct, pgd
 from .data import input_shape, load_dataset
 from .models import build_model
@@ -34,7 +35,7 @@ def train_from_config(config: TrainConfig, *, device: str | torch.device, checkp
     model = model_for(config).to(device)
     common = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                   weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint, progress=progress,
-                  x_val=x_val, y_val=y_val)
+                  x_val=x_val, y_val=y_val, precision=config.precision, compile=config.compile)
     if config.method == "standard":
         history = train_standard(model, x, y, **common)
     elif config.method == "adversarial":
@@ -123,6 +124,7 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
 
     def compute() -> dict:
         model, _ = store.get_or_train(config, device=profile.device, progress=progress)
+        model = accelerate(model, precision=profile.precision)
         x, y = eval_split(profile)
         logits = predict_logits(model, x)
         clean = (logits.argmax(1) == y)

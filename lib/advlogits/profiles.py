@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 import torch
 
+from .accel import PRECISIONS
 from .train import SEED_MAX, TrainConfig
 
 DATASETS = ("fashion-mnist", "cifar10")
@@ -58,6 +59,8 @@ class Profile:
     student_n_train: int | None  # training images of distilled students (a subset of the teachers' images)
     seeds: tuple[int, ...]  # seeds of the repeated runs (seed baselines, mean +- std)
     temperature: float  # KD temperature
+    precision: str = "fp32"  # forward passes in "fp32" or "bf16" (autocast; fast on recent GPUs, slow on CPUs)
+    compile: bool = False  # train through torch.compile (GPUs; needs Triton, and a first slow compiling epoch)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"; resolved by `resolve`
     seed: int = 0  # seed of the main run and of the evaluation subset
 
@@ -65,7 +68,8 @@ class Profile:
         """Config of the standard-training (ST) model of this profile."""
         return TrainConfig(dataset=self.dataset, arch=self.arch, method="standard", epochs=self.epochs,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed)
+                           n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
+                           precision=self.precision, compile=self.compile)
 
     def sweep(self, eps: float) -> TrainConfig:
         """Config of the eps-sweep AT model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs)."""
@@ -77,7 +81,8 @@ class Profile:
         return TrainConfig(dataset=self.dataset, arch=self.arch, method="adversarial", epochs=self.adv_epochs,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
-                           eps=radius, alpha=self.alpha * radius / self.eps, steps=self.steps)
+                           eps=radius, alpha=self.alpha * radius / self.eps, steps=self.steps,
+                           precision=self.precision, compile=self.compile)
 
 
 _PROFILES: dict[str, Profile] = {
@@ -98,7 +103,7 @@ _PROFILES: dict[str, Profile] = {
         student_epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, eps=8 / 255, alpha=2 / 255, steps=10,
         eval_alpha=2 / 255, eval_steps=20, eval_restarts=1, n_eval=2000, n_autoattack=1000,
         autoattack_version="standard", eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255), sweep_n_train=None,
-        sweep_epochs=30, student_n_train=None, seeds=(0, 1), temperature=1.0),
+        sweep_epochs=30, student_n_train=None, seeds=(0, 1), temperature=1.0, precision="bf16"),
 }
 PROFILES: tuple[str, ...] = tuple(_PROFILES)
 
@@ -112,6 +117,13 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[,\s]+", str(value)) if v]
         inner = float if "float" in text else int
         return tuple(_coerce(name, v, inner) for v in items)
+    if "bool" in text:
+        words = {"true": True, "1": True, "false": False, "0": False}
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        raise ProfileError(f"{name} must be True or False (got {value!r})")
     kind = int if "int" in text else float if "float" in text else str
     if kind is str:
         if not isinstance(value, str):
@@ -189,6 +201,7 @@ def _check(p: Profile) -> None:
     need(len(p.seeds) >= 1 and all(0 <= s <= SEED_MAX for s in p.seeds),
          f"seeds must be integers >= 0 and <= {SEED_MAX} (got {p.seeds})")
     need(0 <= p.seed <= SEED_MAX, f"seed must be an integer >= 0 and <= {SEED_MAX} (got {p.seed})")
+    need(p.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {p.precision!r})")
 
 
 def resolve(name: str = "cpu", **overrides: Any) -> Profile:

@@ -35,7 +35,7 @@ from torch import nn
 # editing an analysis module (theory, students, ...) recomputes its own results and never retrains a model.
 # Modules not listed and computing nothing stored (figures, claim files, the profile table, whose values enter
 # the keys through the configs) never invalidate anything.
-_CORE_MODULES = ("attacks.py", "data.py", "distill.py", "experiments.py", "logits.py", "models.py", "train.py")
+_CORE_MODULES = ("accel.py", "attacks.py", "data.py", "distill.py", "experiments.py", "logits.py", "models.py", "train.py")
 
 
 class StoreError(RuntimeError):

@@ -3,6 +3,7 @@
 All three share one loop (`_fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
 a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), a
 checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict for the curves.
+A config's ``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .accel import Precision, accelerate, check_options, to_device
 from .attacks import pgd
 from .distill import kd_loss
 
@@ -53,6 +55,8 @@ class TrainConfig:
     reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
     T: float = 1.0  # distilled: softmax temperature of the KD loss
     corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
+    precision: str = "fp32"  # "fp32", or "bf16" autocast for forward passes (advlogits.accel; GPUs)
+    compile: bool = False  # train through torch.compile (advlogits.accel; GPUs)
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -75,6 +79,10 @@ def _check_config(c: TrainConfig) -> None:
     need(c.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} (got {c.dataset!r})")
     need(c.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)} (got {c.arch!r})")
     need(c.method in METHODS, f"method must be one of {', '.join(METHODS)} (got {c.method!r})")
+    try:
+        check_options(c.precision, c.compile)
+    except ValueError as error:
+        need(False, str(error))
     for name in ("epochs", "batch_size", "n_val"):
         need(is_int(getattr(c, name)) and getattr(c, name) >= 1,
              f"{name} must be an integer >= 1 (got {getattr(c, name)!r})")
@@ -158,10 +166,18 @@ def _fit(
     x_val: Tensor | None,
     y_val: Tensor | None,
     y_true: Tensor | None,
+    precision: Precision,
+    compile: bool,
 ) -> dict:
-    """The shared loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts accuracy."""
+    """The shared loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts accuracy.
+
+    ``step`` gets the `accelerate`-d model (bf16 autocast and/or compiled, sharing ``model``'s weights); the loop
+    never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
+    """
     _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
+    check_options(precision, compile)
     device = _device(model)
+    net = accelerate(model, precision=precision, compile=compile)
     n = len(x)
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
@@ -188,9 +204,8 @@ def _fit(
         batch_losses = []
         for b in bar:
             idx = order[b * batch_size : (b + 1) * batch_size]
-            xb = x[idx].to(device, non_blocking=True)
-            tb = target[idx].to(device, non_blocking=True)
-            loss, logits = step(model, xb, tb, attack_gen)
+            xb, tb = to_device(x[idx], device), to_device(target[idx], device)
+            loss, logits = step(net, xb, tb, attack_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -200,7 +215,7 @@ def _fit(
             batch_losses.append(detached)
             loss_sum += detached * len(idx)
             if y_true is not None:
-                correct += (logits.detach().argmax(1) == y_true[idx].to(device, non_blocking=True)).sum()
+                correct += (logits.detach().argmax(1) == to_device(y_true[idx], device)).sum()
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(loss_sum.item() / n)
         history["train_acc"].append(correct.item() / n if y_true is not None else float("nan"))
@@ -253,6 +268,8 @@ def train_standard(
     progress: bool = True,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
+    precision: Precision = "fp32",
+    compile: bool = False,
 ) -> dict:
     """Standard (clean) training with cross-entropy. x: (N, C, H, W) in [0, 1]; y: (N,) int64.
 
@@ -265,7 +282,8 @@ def train_standard(
         return F.cross_entropy(logits, yb), logits
 
     return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y)
+                seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y,
+                precision=precision, compile=compile)
 
 
 def train_adversarial(
@@ -285,6 +303,8 @@ def train_adversarial(
     progress: bool = True,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
+    precision: Precision = "fp32",
+    compile: bool = False,
 ) -> dict:
     """PGD adversarial training (Madry et al. 2018): every batch is replaced by its L-inf PGD attack.
 
@@ -306,7 +326,8 @@ def train_adversarial(
         return F.cross_entropy(logits, yb), logits
 
     return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y)
+                seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y,
+                precision=precision, compile=compile)
 
 
 def train_distilled(
@@ -325,6 +346,8 @@ def train_distilled(
     y: Tensor | None = None,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
+    precision: Precision = "fp32",
+    compile: bool = False,
 ) -> dict:
     """Distillation on clean inputs only: the student matches ``targets`` (N, K teacher logits) with the KD loss.
 
@@ -345,4 +368,4 @@ def train_distilled(
 
     return _fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, progress=progress, desc="KD",
-                x_val=x_val, y_val=y_val, y_true=y)
+                x_val=x_val, y_val=y_val, y_true=y, precision=precision, compile=compile)
