@@ -181,9 +181,11 @@ def test_explore_redraws_when_the_index_changes() -> None:
     x, y, z = _data()
     calls = []
 
-    def draw(*args, **kwargs) -> Figure:
-        calls.append(args[3])
-        return logit_figure(*args, **kwargs)
+    def draw(x, y, logits, index, *, class_names) -> Figure:  # a pyplot figure: explore must close it
+        calls.append(index)
+        fig, ax = plt.subplots(figsize=(2, 1))
+        ax.set_title(f"image {index}: {class_names[int(y[index])]}")
+        return fig
 
     open_figures = plt.get_fignums()
     view = explorer.explore(x, y, z, class_names=NAMES, index=1, draw=draw)

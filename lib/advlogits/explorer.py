@@ -124,7 +124,7 @@ def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int,
         color = MODEL_COLORS.get(name, f"C{j + 4}")
         top2 = z.topk(2).values
         pred = int(z.argmax())
-        probs = z.softmax(dim=0)
+        probs = 100 * z.softmax(dim=0)
         ax_logit, ax_prob = fig.add_subplot(grid[0, 1 + j]), fig.add_subplot(grid[1, 1 + j])
         for ax, values in ((ax_logit, z.numpy()), (ax_prob, probs.numpy())):
             colors = [color if c == pred else OTHER_BAR for c in range(k)]
@@ -210,7 +210,7 @@ def explore(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_names: 
     present = [(name, c) for c, name in enumerate(class_names) if sizes[c] > 0]
 
     mode = widgets.ToggleButtons(options=[("sample", "sample"), ("class and rank", "rank")], value="sample",
-                                 description="choose by")
+                                 description="choose by", style={"description_width": "initial"})
     slider = widgets.IntSlider(value=first, min=0, max=n - 1, description="image #", continuous_update=False)
     number = widgets.BoundedIntText(value=first, min=0, max=n - 1, layout=widgets.Layout(width="7em"))
     widgets.link((slider, "value"), (number, "value"))
