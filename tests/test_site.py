@@ -7,6 +7,7 @@ render, a broken internal link or `#fragment`, a failed local request, any reque
 server (the site must read offline: no CDN), and a page without its download button. It saves a
 full-page screenshot of each page to `_build/screenshots/`. Two more tests check the checker: it must
 flag a page broken on purpose, and the site's own packed widget scripts must render a widget offline.
+One more opens the chapters' exercise solutions: hidden when the page opens, shown on a click.
 
 Run after the book build, which `make test` does for the smoke profile:
 
@@ -396,6 +397,32 @@ def test_page_renders_offline_without_errors(page: str, site_dir: Path, base_url
     problems = check_page(driver, base_url, page, link_cache=link_cache, download=download,
                           screenshot=screenshot_dir / (page.removesuffix(".html").replace("/", "__") + ".png"))
     assert not problems, f"{page}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
+
+
+def test_exercise_solutions_are_hidden_until_opened(site_dir: Path, base_url: str, driver: Any) -> None:
+    """The chapters' exercise solutions (sphinx-exercise, ``:class: dropdown``) are collapsed when a page opens
+    and open when the reader clicks their toggle (sphinx-togglebutton). tests/test_exercises.py checks that
+    every chapter has them."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    pages = [page for page in _pages(site_dir) if page.startswith("chapters/")
+             and 'class="solution' in (site_dir / page).read_text(encoding="utf8")]
+    assert pages, f"no chapter page of {site_dir} has an exercise solution: the exercises are missing"
+    for page in pages:
+        driver.get(base_url + page)
+        _wait_until_settled(driver)
+        solutions = driver.find_elements(By.CSS_SELECTOR, "div.solution")
+        assert solutions, f"{page}: the solutions were not rendered"
+        for number, solution in enumerate(solutions, 1):
+            body = solution.find_element(By.CSS_SELECTOR, ":scope > section")
+            assert not body.is_displayed(), f"{page}: solution {number} is shown before the reader opens it"
+            driver.execute_script("arguments[0].click()", solution.find_element(By.CSS_SELECTOR, ".toggle-button"))
+            try:  # the dropdown opens with a short animation
+                WebDriverWait(driver, 5).until(lambda _: body.is_displayed())
+            except TimeoutException:
+                pytest.fail(f"{page}: solution {number} does not open when its toggle is clicked")
 
 
 def _page_html(head: str, body: str) -> str:
