@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gzip
 from pathlib import Path
 
@@ -498,3 +500,42 @@ def test_bad_input_raises_before_compute(call, match):
     with pytest.raises(ValueError, match=match):
         call(model)
     assert model.calls == 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# early stopping (the book's evaluation attack)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 1.0)])
+def test_early_stop_is_never_weaker_and_a_survivor_followed_the_plain_path(norm, eps, cnn, test_data):
+    """In float64 a survivor's image matches the plain run's to rounding (a smaller batch may round differently)."""
+    model = copy.deepcopy(cnn).double().eval()
+    x, y = test_data[0][:200].double(), test_data[1][:200]
+    args = dict(eps=eps, alpha=eps / 4, steps=10, norm=norm)
+    plain = pgd(model, x, y, generator=torch.Generator().manual_seed(1), **args)
+    early = pgd(model, x, y, generator=torch.Generator().manual_seed(1), early_stop=True, **args)
+    with torch.no_grad():
+        plain_ok, early_ok = model(plain).argmax(1) == y, model(early).argmax(1) == y
+    assert not (early_ok & ~plain_ok).any(), "an image early stopping leaves robust is robust for plain PGD"
+    torch.testing.assert_close(early[early_ok], plain[early_ok], atol=1e-9, rtol=0)
+    assert 0 < early_ok.sum() < len(y), "the model must be partly robust for the test to mean anything"
+    norms = (early - x).flatten(1).abs().amax(1) if norm == "linf" else (early - x).flatten(1).norm(dim=1)
+    assert (norms <= eps + 1e-9).all() and early.min() >= 0 and early.max() <= 1
+
+
+def test_early_stop_masked_path_equals_shrinking_path(cnn, test_data):
+    """The GPU variant (freeze by mask, no host read) gives the CPU variant's images (shrinking batch)."""
+    from advlogits.attacks import _pgd_single
+
+    x, y = test_data[0][:150], test_data[1][:150]
+    run = dict(eps=0.05, alpha=0.0125, steps=8, norm="linf", random_start=True, loss="ce", early_stop=True)
+    shrunk = _pgd_single(cnn, x, y, generator=torch.Generator().manual_seed(3), shrink=True, **run)
+    masked = _pgd_single(cnn, x, y, generator=torch.Generator().manual_seed(3), shrink=False, **run)
+    torch.testing.assert_close(shrunk, masked, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        assert torch.equal(cnn(shrunk).argmax(1), cnn(masked).argmax(1))
+
+
+def test_early_stop_rejects_a_non_boolean(cnn, test_data):
+    with pytest.raises(ValueError, match=r"early_stop must be True or False \(got 1\)"):
+        pgd(cnn, test_data[0][:4], test_data[1][:4], eps=0.1, alpha=0.01, steps=1, early_stop=1)

@@ -149,14 +149,18 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
 
 def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
                 restarts: int = 1, seed: int = 0, loss: str = "ce", batch_size: int = 500) -> Tensor:
-    """Per-image robustness (N,) bool under L-inf PGD, computed in batches on the model's device (CPU result)."""
+    """Per-image robustness (N,) bool under L-inf PGD, computed in batches on the model's device (CPU result).
+
+    The attack stops on each image at its first misclassified iterate (`pgd`'s ``early_stop``): the same or a
+    lower accuracy than the plain attack, at a fraction of its cost against models that are easy to fool.
+    """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
         x_adv = pgd(model, xb, yb, eps=eps, alpha=alpha, steps=steps, restarts=restarts, loss=loss,
-                    generator=generator)
+                    generator=generator, early_stop=True)
         with torch.inference_mode():
             out.append((model(x_adv).argmax(1) == yb).cpu())
     return torch.cat(out)
