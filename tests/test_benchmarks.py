@@ -101,7 +101,8 @@ def test_attack_throughput_quick_writes_ratios(tmp_path):
     out = tmp_path / "attack_throughput.json"
     result, stdout = run_benchmark("attack_throughput", "--quick", "--device", "cpu", "--out", str(out))
     median = result["median_s"]
-    assert set(median) == {"ours", "torchattacks", "bare"} and min(median.values()) > 0
+    assert set(median) == {"ours", "ours_plain", "torchattacks", "bare"} and min(median.values()) > 0
+    assert result["plain_ratio_vs_bare"] == pytest.approx(median["ours_plain"] / median["bare"], rel=1e-12)
     assert result["ratio_vs_torchattacks"] == pytest.approx(median["ours"] / median["torchattacks"], rel=1e-12)
     assert result["ratio_vs_bare"] == pytest.approx(median["ours"] / median["bare"], rel=1e-12)
     cpu, fastest = result["cpu_median_s"], result["min_s"]
@@ -115,7 +116,7 @@ def test_attack_throughput_quick_writes_ratios(tmp_path):
         assert result["targets"][key] == {"at_most": at_most, "met": result[key] <= at_most}
     settings = result["settings"]
     assert (settings["eps"], settings["alpha"], settings["random_start"]) == (0.1, 0.0125, True)
-    for who in ("ours", "torchattacks"):  # both attacks stay in the eps-ball
+    for who in ("ours", "ours_plain", "torchattacks"):  # every attack stays in the eps-ball
         assert result["sanity"][f"max_perturbation_{who}"] <= settings["eps"] + 1e-6
     check_env(result["env"])
     assert "ratio_vs_torchattacks = " in stdout and "ratio_vs_bare = " in stdout
