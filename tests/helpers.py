@@ -1,10 +1,17 @@
-"""Helpers shared by several test files: a crafted pickle payload and an internet check."""
+"""Helpers shared by several test files: a crafted pickle payload, an internet check, a CIFAR-10 set in the
+real on-disk format, and RobustBench checkpoints where RobustBench looks first."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class CodeRunningPayload:
@@ -24,3 +31,52 @@ def online(host: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def cifar_batch(n: int, seed: int, *, labels: list[int] | None = None) -> dict[bytes, object]:
+    """A batch dict exactly like CIFAR-10's python version: bytes keys, (N, 3072) uint8, list of ints.
+
+    Random pixels; ``labels`` (N ints in 0..9) default to random classes."""
+    rng = np.random.default_rng(seed)
+    return {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [int(v) for v in rng.integers(0, 10, size=n)] if labels is None else [int(v) for v in labels],
+        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def write_cifar(root: Path, batches: dict[str, dict[bytes, object]], *, protocol: int = 2) -> Path:
+    """Pickle ``batches`` (file name -> batch dict) and CIFAR-10's ``batches.meta`` into
+    ``root/cifar-10-batches-py/``, as in the official tarball; returns that folder."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, batch in batches.items():
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in CIFAR10_CLASSES],
+            b"num_vis": 3072}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
+
+
+def robustbench_zoo_model(name: str) -> Any:
+    """A freshly initialised (random-weight) network of CIFAR-10 L-inf RobustBench zoo entry ``name``."""
+    from advlogits._compat import import_robustbench_utils
+
+    import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    return model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf][name]["model"]()
+
+
+def write_robustbench_checkpoint(model_dir: Path, name: str, state: object) -> Path:
+    """Save ``{"state_dict": state}`` (RobustBench's checkpoint layout) at ``model_dir/cifar10/Linf/<name>.pt``,
+    where `robustbench.utils.load_model` looks before downloading; returns the path."""
+    import torch
+
+    folder = model_dir / "cifar10" / "Linf"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pt"
+    torch.save({"state_dict": state}, path)
+    return path

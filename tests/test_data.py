@@ -14,11 +14,17 @@ import torch
 
 from advlogits import data
 from advlogits.data import DatasetError, class_names, input_shape, load_dataset
-from helpers import CodeRunningPayload, online
+from helpers import CodeRunningPayload, cifar_batch, online, write_cifar
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
                                   reason="Debian package dataset-fashion-mnist is not installed")
+
+
+@pytest.fixture(autouse=True)
+def no_root_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's $ADVLOGITS_DATA_ROOT must not change what these tests see."""
+    monkeypatch.delenv(data.ROOT_ENV_VAR, raising=False)
 
 
 @pytest.fixture
@@ -53,28 +59,6 @@ def _write_idx_set(folder: Path, split: str, images: np.ndarray, labels: np.ndar
 def _random_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
-
-
-def _cifar_batch(n: int, seed: int) -> dict[bytes, object]:
-    """A batch dict exactly like CIFAR-10's python version: bytes keys, (N, 3072) uint8, list of ints."""
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"testing batch 1 of 1",
-        b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
-        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-    }
-
-
-def _write_cifar(root: Path, batches: dict[str, dict[bytes, object]], *, protocol: int = 2) -> Path:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, batch in batches.items():
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
-    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in class_names("cifar10")],
-            b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,9 +219,9 @@ def test_failing_download_lists_places_and_fix(tmp_path: Path, monkeypatch: pyte
 # ---------------------------------------------------------------------------------------------
 
 def test_tiny_cifar_pixels_and_layout(tmp_path: Path) -> None:
-    b1, b2, test = _cifar_batch(30, seed=0), _cifar_batch(10, seed=1), _cifar_batch(20, seed=2)
-    _write_cifar(tmp_path, {"data_batch_1": b1, "test_batch": test})
-    _write_cifar(tmp_path, {"data_batch_2": b2}, protocol=5)  # numpy's other pickle path (_frombuffer)
+    b1, b2, test = cifar_batch(30, seed=0), cifar_batch(10, seed=1), cifar_batch(20, seed=2)
+    write_cifar(tmp_path, {"data_batch_1": b1, "test_batch": test})
+    write_cifar(tmp_path, {"data_batch_2": b2}, protocol=5)  # numpy's other pickle path (_frombuffer)
     x, y = load_dataset("cifar10", "train", root=tmp_path)
     assert x.shape == (40, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert y.tolist() == b1[b"labels"] + b2[b"labels"]
@@ -253,29 +237,29 @@ def test_tiny_cifar_pixels_and_layout(tmp_path: Path) -> None:
 
 
 def test_cifar_batch_gap_is_refused(tmp_path: Path) -> None:
-    _write_cifar(tmp_path, {"data_batch_1": _cifar_batch(5, 0), "data_batch_3": _cifar_batch(5, 1)})
+    write_cifar(tmp_path, {"data_batch_1": cifar_batch(5, 0), "data_batch_3": cifar_batch(5, 1)})
     with pytest.raises(DatasetError, match=r"has data_batch_3 but not data_batch_2"):
         load_dataset("cifar10", "train", root=tmp_path)
 
 
 def test_cifar_bad_batch_content(tmp_path: Path) -> None:
-    batch = _cifar_batch(5, 0)
+    batch = cifar_batch(5, 0)
     batch[b"labels"] = batch[b"labels"][:4]
-    _write_cifar(tmp_path, {"test_batch": batch})
+    write_cifar(tmp_path, {"test_batch": batch})
     with pytest.raises(DatasetError, match=r"test_batch has 5 images and 4 labels"):
         load_dataset("cifar10", "test", root=tmp_path)
-    batch = _cifar_batch(5, 0)
+    batch = cifar_batch(5, 0)
     batch[b"data"] = batch[b"data"].astype(np.float32)
-    _write_cifar(tmp_path, {"test_batch": batch})
+    write_cifar(tmp_path, {"test_batch": batch})
     with pytest.raises(DatasetError, match=r"b'data' must be a uint8 array of shape \(N, 3072\), got ndarray float32"):
         load_dataset("cifar10", "test", root=tmp_path)
 
 
 def test_malicious_cifar_pickle_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    batch = _cifar_batch(5, 0)
+    batch = cifar_batch(5, 0)
     batch[b"labels"] = CodeRunningPayload(marker)
-    folder = _write_cifar(tmp_path, {"data_batch_1": batch})
+    folder = write_cifar(tmp_path, {"data_batch_1": batch})
     with pytest.raises(DatasetError, match=r"refusing to unpickle .*data_batch_1: it references (posix|os|nt)\.system"):
         load_dataset("cifar10", "train", root=tmp_path)
     assert not marker.exists()
@@ -292,11 +276,34 @@ def test_cifar_missing_under_root(tmp_path: Path) -> None:
 
 
 def test_cifar_env_lookup_requires_full_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write_cifar(tmp_path, {"data_batch_1": _cifar_batch(30, 0)})
+    write_cifar(tmp_path, {"data_batch_1": cifar_batch(30, 0)})
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     with pytest.raises(DatasetError, match=r"is not the full CIFAR-10 train split: found 1 batch\(es\) of sizes "
                                            r"\[30\], expected 5 x 10000"):
         load_dataset("cifar10", "train")
+
+
+def test_root_env_var_is_an_explicit_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ADVLOGITS_DATA_ROOT acts as root= for calls without one: a small set loads (the same set found through
+    $ADVLOGITS_DATA is refused, above), it is still checked batch by batch, and root= wins over it."""
+    small, other = tmp_path / "small", tmp_path / "other"
+    train = cifar_batch(30, 0)
+    write_cifar(small, {"data_batch_1": train, "test_batch": cifar_batch(10, 1)})
+    write_cifar(other, {"test_batch": cifar_batch(7, 2)})
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "never-used"))
+    monkeypatch.setenv(data.ROOT_ENV_VAR, str(small))
+    x, y = load_dataset("cifar10", "train")
+    assert x.shape == (30, 3, 32, 32) and y.tolist() == train[b"labels"]
+    assert len(load_dataset("cifar10", "test", root=other).y) == 7
+    assert not (tmp_path / "never-used").exists(), "nothing downloaded"
+    bad = cifar_batch(5, 3)
+    bad[b"labels"] = bad[b"labels"][:4]
+    write_cifar(small, {"test_batch": bad})
+    with pytest.raises(DatasetError, match=r"test_batch has 5 images and 4 labels"):
+        load_dataset("cifar10", "test")
+    monkeypatch.setenv(data.ROOT_ENV_VAR, str(tmp_path / "empty"))
+    with pytest.raises(DatasetError, match=r"nothing is downloaded into an explicit root"):
+        load_dataset("cifar10", "test")
 
 
 @pytest.mark.skipif(online("www.cs.toronto.edu"), reason="network reachable: the download would succeed")

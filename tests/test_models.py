@@ -11,13 +11,11 @@ from torch import nn
 
 from advlogits._compat import import_robustbench_utils
 from advlogits.models import ARCHS, Normalize, WideResNet, build_model, load_robustbench
-from helpers import CodeRunningPayload, online
+from helpers import CodeRunningPayload, online, robustbench_zoo_model, write_robustbench_checkpoint
 
 import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
-from robustbench.model_zoo import model_dicts  # noqa: E402
 from robustbench.model_zoo.architectures import resnet as rb_resnet  # noqa: E402
 from robustbench.model_zoo.architectures import wide_resnet as rb_wrn  # noqa: E402
-from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel  # noqa: E402
 
 FMNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616))
@@ -172,18 +170,12 @@ def test_resnets_match_robustbench_forward() -> None:
 # load_robustbench (offline: the test writes the checkpoint where RobustBench looks first)
 # ---------------------------------------------------------------------------------------------
 
-def _zoo_model(name: str) -> nn.Module:
-    return model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf][name]["model"]()
-
-
 def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    reference = _zoo_model(RB_NAME)
+    reference = robustbench_zoo_model(RB_NAME)
     _randomise_bn(reference, torch.Generator().manual_seed(1))
     saved = {k: v.clone() for k, v in reference.state_dict().items()}
-    folder = tmp_path / "cifar10" / "Linf"
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": saved}, folder / f"{RB_NAME}.pt")
+    write_robustbench_checkpoint(tmp_path, RB_NAME, saved)
 
     torch.manual_seed(123)  # the loaded weights must come from the file, not from a fresh init
     model = load_robustbench(RB_NAME, dataset="cifar10", threat_model="Linf", model_dir=tmp_path)
@@ -199,9 +191,7 @@ def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
 
 def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    folder = tmp_path / "cifar10" / "Linf"
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": CodeRunningPayload(marker)}, folder / f"{RB_NAME}.pt")
+    folder = write_robustbench_checkpoint(tmp_path, RB_NAME, CodeRunningPayload(marker)).parent
     with pytest.raises(RuntimeError, match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="
                                            r"True\) cannot open it"):
         load_robustbench(RB_NAME, model_dir=tmp_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import pickle
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,13 +16,9 @@ from torch import nn
 
 from advlogits import experiments, figures_logits, profiles, theory
 from advlogits.attacks import pgd
-from advlogits._compat import import_robustbench_utils
 from advlogits.logits import logit_gap, max_logit
 from advlogits.store import Store
-
-import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
-from robustbench.model_zoo import model_dicts  # noqa: E402
-from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel  # noqa: E402
+from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
 
 RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry (WRN-28-4)
 
@@ -334,23 +329,16 @@ def test_robustbench_model_list():
 
 def _write_cifar_test_split(root: Path) -> None:
     """A full-size CIFAR-10 test batch (10000 random images, 1000 per class), in the official format."""
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    batch = {b"data": rng.integers(0, 256, size=(10000, 3072), dtype=np.uint8),
-             b"labels": [int(v) for v in np.repeat(np.arange(10), 1000)]}
-    with (folder / "test_batch").open("wb") as fh:
-        pickle.dump(batch, fh, protocol=2)
+    write_cifar(root, {"test_batch": cifar_batch(10000, seed=0, labels=np.repeat(np.arange(10), 1000))})
 
 
 def test_robustbench_logits_and_statistics_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLOGITS_DATA", str(tmp_path / "data"))
     _write_cifar_test_split(tmp_path / "data")
     torch.manual_seed(0)
-    reference = model_dicts[BenchmarkDataset.cifar_10][ThreatModel.Linf][RB_NAME]["model"]()
+    reference = robustbench_zoo_model(RB_NAME)
     model_dir = tmp_path / "robustbench"
-    (model_dir / "cifar10" / "Linf").mkdir(parents=True)
-    torch.save({"state_dict": reference.state_dict()}, model_dir / "cifar10" / "Linf" / f"{RB_NAME}.pt")
+    checkpoint = write_robustbench_checkpoint(model_dir, RB_NAME, reference.state_dict())
 
     p = profiles.resolve("paper", device="cpu", n_eval=6, n_autoattack=0)
     store = Store(tmp_path / "store")
@@ -364,7 +352,7 @@ def test_robustbench_logits_and_statistics_offline(tmp_path, monkeypatch):
     diff = theory.compare(z, z + 1.0, n_resamples=200)
     assert diff["max logit"] == pytest.approx((-1.0, -1.0, -1.0), abs=1e-5)
     # stored: a second call reads the store even when the checkpoint is gone
-    (model_dir / "cifar10" / "Linf" / f"{RB_NAME}.pt").unlink()
+    checkpoint.unlink()
     torch.testing.assert_close(theory.robustbench_logits(p, RB_NAME, model_dir=model_dir, store=store), z)
 
 

@@ -8,6 +8,9 @@ torchvision is used only to *download* a missing data set.
 Where the files are looked for (first hit wins; a corrupt copy raises instead of falling through):
 
 * ``root=`` given: only there. Nothing is downloaded into an explicit ``root``.
+* otherwise ``$ADVLOGITS_DATA_ROOT`` (if set) is that explicit ``root`` for every call, with the same rules:
+  it lets a process that cannot pass ``root=`` (a chapter run by papermill, in tests) read a small set. Store
+  keys do not record which copy of the data a model saw, so give such a run its own ``$ADVLOGITS_HOME``.
 * otherwise ``$ADVLOGITS_DATA`` (if set), then, for Fashion-MNIST, the Debian folder
   ``/usr/share/datasets/fashion-mnist``, then a download into the data home (``$ADVLOGITS_DATA`` or
   ``~/.cache/advlogits/data``).
@@ -18,8 +21,8 @@ A Fashion-MNIST folder may hold the four IDX files directly, in ``fashion-mnist/
 Size rule: every file is checked for internal consistency (magic number, image size, counts that match
 the file length, labels in 0..9). A copy found by the automatic lookup must also be the full data set
 (Fashion-MNIST 60000/10000 images, CIFAR-10 5 x 10000 + 10000, balanced classes); an explicit ``root``
-may hold a smaller set in the same format (tests, excerpts). CIFAR-10's train split is
-``data_batch_1``, ``data_batch_2``, ... up to the first missing number (at least ``data_batch_1``).
+(or ``$ADVLOGITS_DATA_ROOT``) may hold a smaller set in the same format (tests, excerpts). CIFAR-10's train
+split is ``data_batch_1``, ``data_batch_2``, ... up to the first missing number (at least ``data_batch_1``).
 
 Decoded uint8 arrays are cached in-process (keyed by path, size and mtime); every call returns new
 float tensors, so callers may modify what they get.
@@ -48,6 +51,7 @@ DATASETS: tuple[str, ...] = get_args(DatasetName)
 SPLITS: tuple[str, ...] = get_args(SplitName)
 
 ENV_VAR = "ADVLOGITS_DATA"
+ROOT_ENV_VAR = "ADVLOGITS_DATA_ROOT"  # the explicit root= of every call that passes none (small sets allowed)
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, so an unreachable mirror fails instead of hanging
 
@@ -116,6 +120,8 @@ def load_dataset(name: DatasetName, split: SplitName, *, n: int | None = None, s
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
 
+    if root is None and os.environ.get(ROOT_ENV_VAR, "").strip():
+        root = os.environ[ROOT_ENV_VAR].strip()
     root_path = None if root is None else Path(root).expanduser()
     if name == "fashion-mnist":
         images, labels = _load_fashion_mnist(split, root_path)

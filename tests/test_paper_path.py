@@ -1,0 +1,123 @@
+"""Every chapter through the `paper` profile's code path, on the CPU, so that the GPU path cannot rot.
+
+The paper profile's own data set, architecture and precision (CIFAR-10, PreAct ResNet-18, bf16 autocast) and
+chapter 2's RobustBench models run here at a tiny scale: a CIFAR-10 set of 70 random images written in the
+real on-disk format (read through ``$ADVLOGITS_DATA_ROOT``, which loads a small set the way ``root=`` does),
+random-weight RobustBench checkpoints written where RobustBench looks before downloading, and tiny budgets
+passed through the chapters' ``overrides`` parameter. The chapters are executed with papermill in sorted order,
+as ``make execute`` does, into a temporary store and executed-claims folder. The numbers mean nothing (random
+data, one-batch trainings); the test checks that every chapter runs and that every claim gets its record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from advlogits import claims, data
+from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+# Two small CIFAR-10 L-inf zoo entries of different families: a WRN-28-4 (5.8M parameters) and a PreAct ResNet-18.
+RB_MODELS = ["Ding2020MMA", "Wong2020Fast"]
+N_PER_BATCH, N_TRAIN_BATCHES, N_TEST = 10, 5, 20  # 50 training and 20 test images, every class in every batch
+
+# The paper profile at a tiny scale; its data set, architecture and precision (bf16) are left as they are.
+# Every training is one step (16 images, batch 16, one epoch, one PGD step). The sweep's 8/255 model is the AT
+# model itself (same images, epochs and radius), so the sweep adds one model. The evaluation subset keeps 16
+# images (chapter 3's grids show 16). AutoAttack "fast" (APGD-CE + APGD-T; the profile's "standard" adds FAB-T and
+# Square) attacks only those of the first 4 images that PGD did not break: on one image it costs seconds here.
+OVERRIDES = {
+    "n_train": 16, "n_val": 8, "n_eval": 16, "n_autoattack": 4, "autoattack_version": "fast",
+    "epochs": 1, "adv_epochs": 1, "student_epochs": 1, "sweep_epochs": 1, "sweep_n_train": 16, "student_n_train": 16,
+    "steps": 1, "eval_steps": 1, "batch_size": 16, "eps_sweep": [4 / 255, 8 / 255],
+}
+CHAPTER_TIMEOUT_S = 900
+
+
+def _write_tiny_cifar(root: Path) -> None:
+    """data_batch_1..5 and test_batch of random pixels, labels cycling through the ten classes, and batches.meta."""
+    batches = {f"data_batch_{i}": cifar_batch(N_PER_BATCH, seed=i, labels=[k % 10 for k in range(N_PER_BATCH)])
+               for i in range(1, N_TRAIN_BATCHES + 1)}
+    batches["test_batch"] = cifar_batch(N_TEST, seed=0, labels=[k % 10 for k in range(N_TEST)])
+    write_cifar(root, batches)
+
+
+def _write_robustbench(model_dir: Path) -> None:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        for name in RB_MODELS:
+            write_robustbench_checkpoint(model_dir, name, robustbench_zoo_model(name).state_dict())
+
+
+def _errors(notebook: Path) -> list[str]:
+    nb = nbformat.read(notebook, as_version=4)
+    return [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+            if o.output_type == "error"]
+
+
+def _glued(notebook: Path) -> dict[str, str]:
+    glued = {}
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                glued[name] = output["data"].get("application/papermill.record/text/plain")
+    return glued
+
+
+@pytest.mark.slow
+def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path) -> None:
+    home, executed, cifar = tmp_path / "store", tmp_path / "executed", tmp_path / "cifar"
+    _write_tiny_cifar(cifar)
+    _write_robustbench(home / "robustbench")  # chapter 2's model_dir: the store's robustbench/ folder
+    executed.mkdir()
+    env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(executed),
+           data.ROOT_ENV_VAR: str(cifar), data.ENV_VAR: str(tmp_path / "no-downloads"),
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "JUPYTER_PREFER_ENV_PATH": "1",
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    assert [c.name[:3] for c in CHAPTERS] == ["01_", "02_", "03_", "04_", "05_"]
+    for chapter in CHAPTERS:
+        out = executed / chapter.name
+        parameters = {"overrides": OVERRIDES}
+        if chapter.name.startswith("02_"):
+            parameters["robustbench_models"] = RB_MODELS
+        cmd = [sys.executable, "-m", "papermill", str(chapter), str(out), "-k", "python3", "--cwd",
+               str(chapter.parent), "--no-progress-bar", "-p", "profile", "paper", "-p", "device", "cpu",
+               "-y", json.dumps(parameters)]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=CHAPTER_TIMEOUT_S)
+        print(f"{chapter.stem}: {time.perf_counter() - start:.1f} s", flush=True)  # shown with pytest -s
+        assert proc.returncode == 0, f"{chapter.name} failed at the paper profile:\n{proc.stderr[-4000:]}"
+        assert _errors(out) == [], chapter.name
+
+    # Every trained model has the paper profile's data set, architecture and precision.
+    configs = [json.loads(p.read_text()) for p in (home / "entries").glob("*/config.json")]
+    trained = [c for c in configs if "arch" in c]
+    assert trained and all((c["dataset"], c["arch"], c["precision"]) == ("cifar10", "preact-resnet18", "bf16")
+                           for c in trained), trained
+    # Nothing was downloaded: the data came from the tiny set, chapter 2's two RobustBench models from the planted
+    # random-weight checkpoints (a missing file would have meant a download attempt, which fails offline).
+    assert not (tmp_path / "no-downloads").exists()
+    assert sorted(p.name for p in (home / "robustbench" / "cifar10" / "Linf").iterdir()) == sorted(
+        f"{name}.pt" for name in RB_MODELS)
+    note = _glued(executed / "02_logit_distributions.ipynb")["robustbench_note"]
+    assert note.strip("'\"").startswith(f"{len(RB_MODELS)} RobustBench models were analysed"), note
+    # Each claim has its record from the chapter that tests it, and the scorecard gathered them all.
+    written = {p.stem: [r["id"] for r in json.loads(p.read_text())] for p in (executed / "claims").glob("*.json")}
+    assert sorted(i for ids in written.values() for i in ids) == list(claims.CLAIM_IDS), written
+    card = json.loads((executed / "scorecard.json").read_text())
+    assert [r["id"] for r in card] == list(claims.CLAIM_IDS)
+    assert all(isinstance(r["holds"], bool) and r["chapter"] in written for r in card)
+    shutil.rmtree(home)  # about 1 GB of ResNet weights; a failed run keeps its store for inspection
