@@ -28,6 +28,9 @@ PYTEST_ARGS ?=
 # An extra pytest marker expression for the unit tests, e.g. PYTEST_MARK='not slow'; it is combined with
 # `not site` (a `-m` inside PYTEST_ARGS would replace that instead).
 PYTEST_MARK ?=
+# Unit tests run in this many pytest-xdist worker processes, each with one torch thread (a worker per core
+# beats threads inside one process for these small models); 0 runs them in this process instead.
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PAPERMILL_FLAGS ?= --no-progress-bar --log-output
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # Benchmarks run by `make bench`, any of: $(BENCHMARKS)
@@ -255,7 +258,9 @@ book: site
 # ---- tests: unit tests, then every chapter at the smoke profile, then the site ------------------
 test: setup browser
 	@$(MAKE) --no-print-directory data PROFILE=smoke
-	$(BIN)/pytest -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" $(PYTEST_ARGS)
+	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
+	  -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" \
+	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory site PROFILE=smoke
 	@if [ -f tests/test_site.py ]; then \
 	  echo "==> site tests against _build/jb/smoke/_build/html"; \

@@ -50,12 +50,12 @@ def test_executed_dir_defaults_to_the_repository_build_folder(tmp_path, monkeypa
 def test_scorecard_rows_summary_and_table():
     records = [dict(claims.claim("C1", claim="lower max logits", criterion="CI < 0", measured={"d": -0.51234},
                                  holds=True), chapter="02_logit_distributions"),
-               dict(claims.claim("C6", claim="KD-AT robust", criterion=">= 10 points", measured={"gain": [1.0, 2]},
+               dict(claims.claim("C6", claim="KD-AT robust", criterion=">= 10 points", measured={"gain": [1.0, 2], "checks": {"a_b": True}},
                                  holds=False), chapter="04_distillation")]
     rows = claims.scorecard_rows(records)
     assert [r["id"] for r in rows] == list(claims.CLAIM_IDS)
-    assert rows[0]["verdict"] == "✓ reproduced" and rows[0]["measured"] == "`d` = -0.5123"
-    assert rows[5]["verdict"] == "✗ not reproduced" and rows[5]["measured"] == "`gain` = [1, 2]"
+    assert rows[0]["verdict"] == "✓ reproduced" and rows[0]["measured"] == "d = -0.512"
+    assert rows[5]["verdict"] == "✗ not reproduced" and rows[5]["measured"] == "gain = [1, 2]; checks = {a b: true}"
     assert rows[3] == {"id": "C4", "verdict": "– not measured", "claim": f"{claims.STATEMENTS['C4']} (03_sample_confidence)",
                        "criterion": "(no record)", "measured": ""}
     s = claims.summary(records)

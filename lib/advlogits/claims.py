@@ -96,11 +96,19 @@ VERDICT = {True: "✓ reproduced", False: "✗ not reproduced"}
 
 
 def _fmt(value: Any) -> str:
+    """A measured value for the table: 3 significant digits, lists in brackets, dicts as ``key value`` pairs."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.3g}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return json.dumps(value) if isinstance(value, dict) else str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_words(k)}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value) if isinstance(value, bool) else str(value)
+
+
+def _words(key: str) -> str:
+    """``robust_kd_at_pct`` -> ``robust kd at pct``: names that wrap in a narrow table column."""
+    return str(key).replace("_", " ")
 
 
 def scorecard_rows(records: list[dict]) -> list[dict]:
@@ -110,7 +118,7 @@ def scorecard_rows(records: list[dict]) -> list[dict]:
         found = [r for r in records if r["id"] == cid]
         rows += [{"id": cid, "verdict": VERDICT[r["holds"]], "claim": f"{r['claim']} ({r['chapter']})",
                   "criterion": r["criterion"],
-                  "measured": "; ".join(f"`{k}` = {_fmt(v)}" for k, v in r["measured"].items())} for r in found]
+                  "measured": "; ".join(f"{_words(k)} = {_fmt(v)}" for k, v in r["measured"].items())} for r in found]
         if not found:
             rows.append({"id": cid, "verdict": "– not measured", "claim": f"{statement} ({CHAPTER_OF[cid]})",
                          "criterion": "(no record)", "measured": ""})
