@@ -367,7 +367,7 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
                 markdown += output["data"]["text/markdown"].splitlines()
     rows = {line.split("|")[1].strip(): line for line in markdown if line.startswith("| C")}
     assert list(rows) == list(claims.CLAIM_IDS)
-    assert rows["C6"] == "| C6 | ✓ reproduced | c (04_distillation) | k | `gain_points` = 12.5 |"
+    assert rows["C6"] == "| C6 | ✓ reproduced | c (04_distillation) | k | gain points = 12.5 |"
     assert rows["C1"].startswith("| C1 | – not measured | AT models have lower max logits")
     assert rows["C1"].endswith("(02_logit_distributions) | (no record) |  |")
     assert (glued["n_reproduced"], glued["n_measured"], glued["n_claims"]) == ("1", "1", "8")
