@@ -98,7 +98,7 @@ def test_compiled_training_matches_eager_training():
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
 
-def test_config_and_profile_pass_the_options_to_training(tmp_path):
+def test_config_and_profile_pass_the_options_to_training():
     p = profiles.resolve("smoke", device="cpu", precision="bf16", compile="false")
     assert p.standard().precision == "bf16" and p.adversarial().precision == "bf16"
     assert p.sweep(0.05).precision == "bf16" and p.standard().compile is False
