@@ -263,7 +263,7 @@ test: setup browser
 	@$(MAKE) --no-print-directory data PROFILE=smoke
 	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
 	  -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" \
-	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
+	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) --durations=10 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory site PROFILE=smoke
 	@if [ -f tests/test_site.py ]; then \
 	  echo "==> site tests against _build/jb/smoke/_build/html"; \
