@@ -369,6 +369,20 @@ def robust_accuracy(
     ``batch_size`` on the model's device; a ``generator`` in ``kw`` is shared by all batches, so a seeded
     generator gives a deterministic result. The model's train/eval modes are restored afterwards.
     """
+    correct = robust_correct(model, x, y, attack=attack, batch_size=batch_size, **kw)
+    return correct.sum().item() / correct.numel()
+
+
+def robust_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attack: AttackName | Callable[..., Tensor],
+    batch_size: int,
+    **kw: object,
+) -> Tensor:
+    """Per-sample robustness (N,) bool on the CPU: `robust_accuracy`'s arguments, one verdict per sample."""
     _check_count("batch_size", batch_size)
     attack_fn = _resolve_attack(model, x, y, attack, kw)
     _check_data(x, y)
@@ -376,7 +390,7 @@ def robust_accuracy(
         raise ValueError("x must hold at least one sample (got N=0)")
 
     device = _model_device(model, fallback=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    out = []
     with _eval_mode(model):
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device)
@@ -385,8 +399,8 @@ def robust_accuracy(
                 xb = attack_fn(model, xb, yb, **kw)
                 model.eval()  # a user callable may have switched modes; predictions are made in eval mode
             with torch.inference_mode():
-                correct += (model(xb).argmax(dim=1) == yb).sum()
-    return correct.item() / x.shape[0]
+                out.append((model(xb).argmax(dim=1) == yb).cpu())
+    return torch.cat(out)
 
 
 def autoattack_accuracy(
@@ -435,7 +449,7 @@ def autoattack_correct(
         raise ValueError("x must hold at least one sample (got N=0)")
     device = _model_device(model, fallback=x.device)
     if eps == 0:
-        return _correct(model, x, y, batch_size=batch_size, device=device)
+        return robust_correct(model, x, y, attack="none", batch_size=batch_size)
 
     with _eval_mode(model):
         with torch.inference_mode():
@@ -462,17 +476,7 @@ def autoattack_correct(
         fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
         with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    return _correct(model, x_adv, y, batch_size=batch_size, device=device)
-
-
-def _correct(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int, device: torch.device) -> Tensor:
-    """Per-image correctness (N,) bool on the CPU of ``model`` (in eval mode) on clean ``x``."""
-    out = []
-    with _eval_mode(model), torch.inference_mode():
-        for start in range(0, x.shape[0], batch_size):
-            xb, yb = x[start : start + batch_size].to(device), y[start : start + batch_size].to(device)
-            out.append((model(xb).argmax(dim=1) == yb).cpu())
-    return torch.cat(out)
+    return robust_correct(model, x_adv, y, attack="none", batch_size=batch_size)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .accel import accelerate
-from .attacks import autoattack_correct, pgd
+from .attacks import autoattack_correct, robust_correct
 from .data import input_shape, load_dataset
 from .models import build_model
 from .profiles import Profile
@@ -123,8 +123,7 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
     params["autoattack"] = autoattack
 
     def compute() -> dict:
-        model, _ = store.get_or_train(config, device=profile.device, progress=progress)
-        model = accelerate(model, precision=profile.precision)
+        model = evaluation_model(profile, config, store=store, progress=progress)
         x, y = eval_split(profile)
         logits = predict_logits(model, x)
         clean = (logits.argmax(1) == y)
@@ -147,6 +146,12 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
     return store.get_or_compute_json(config, "evaluation", params, compute)
 
 
+def evaluation_model(profile: Profile, config: TrainConfig, *, store: Store, progress: bool = True) -> nn.Module:
+    """The model ``config`` (from the store, trained there if missing), run at the profile's ``precision``."""
+    model, _ = store.get_or_train(config, device=profile.device, progress=progress)
+    return accelerate(model, precision=profile.precision)
+
+
 def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
                 restarts: int = 1, seed: int = 0, loss: str = "ce", batch_size: int = 500) -> Tensor:
     """Per-image robustness (N,) bool under L-inf PGD, computed in batches on the model's device (CPU result).
@@ -154,16 +159,9 @@ def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: fl
     The attack stops on each image at its first misclassified iterate (`pgd`'s ``early_stop``): the same or a
     lower accuracy than the plain attack, at a fraction of its cost against models that are easy to fool.
     """
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-        x_adv = pgd(model, xb, yb, eps=eps, alpha=alpha, steps=steps, restarts=restarts, loss=loss,
-                    generator=generator, early_stop=True)
-        with torch.inference_mode():
-            out.append((model(x_adv).argmax(1) == yb).cpu())
-    return torch.cat(out)
+    return robust_correct(model, x, y, attack="pgd", batch_size=batch_size, eps=eps, alpha=alpha, steps=steps,
+                          restarts=restarts, loss=loss, generator=torch.Generator().manual_seed(seed),
+                          early_stop=True)
 
 
 def test_logits(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:

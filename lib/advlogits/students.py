@@ -30,7 +30,6 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from . import experiments
-from .accel import accelerate
 from .distill import TARGET_KINDS
 from .profiles import Profile
 from .store import Store
@@ -167,8 +166,7 @@ def pgd_cw(p: Profile, config: TrainConfig, *, store: Store, progress: bool = Tr
     params["loss"] = "cw"
 
     def compute() -> dict:
-        model, _ = store.get_or_train(config, device=p.device, progress=progress)
-        model = accelerate(model, precision=p.precision)
+        model = experiments.evaluation_model(p, config, store=store, progress=progress)
         x, y = experiments.eval_split(p)
         robust = experiments.pgd_correct(model, x, y, eps=p.eps, alpha=p.eval_alpha, steps=p.eval_steps,
                                          restarts=p.eval_restarts, seed=p.seed, loss="cw")

@@ -175,9 +175,8 @@ def _fit(
     never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
     """
     _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
-    check_options(precision, compile)
+    net = accelerate(model, precision=precision, compile=compile)  # checks both options
     device = _device(model)
-    net = accelerate(model, precision=precision, compile=compile)
     n = len(x)
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
