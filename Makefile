@@ -228,7 +228,7 @@ stage: execute $(OFFLINE_STAMP)
 	rm -rf $(SRC_DIR)
 	mkdir -p $(SRC_DIR)
 	cp _config.yml _toc.yml $(SRC_DIR)/
-	cp -R book chapters $(SRC_DIR)/
+	cp -R book chapters docs $(SRC_DIR)/
 	cp $(EXECUTED) $(SRC_DIR)/chapters/
 	cp -R $(OFFLINE_DIR) $(SRC_DIR)/_offline
 ifneq ($(strip $(REPO_URL)),)
@@ -272,7 +272,7 @@ test: setup browser
 	  echo "note: no tests/test_site.py, so no site tests to run"; \
 	fi
 
-# ---- benchmarks (issue 5): each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json ----
+# ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
 bench: setup data
 	$(BIN)/pytest -m bench tests/test_benchmarks.py $(PYTEST_ARGS)

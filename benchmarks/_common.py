@@ -1,6 +1,6 @@
 """What the benchmarks share: interleaved timing, the machine's description, and writing the result.
 
-Timings are wall-clock seconds from ``time.perf_counter`` (the number issue 5's targets are about), with the
+Timings are wall-clock seconds from ``time.perf_counter`` (the number the performance targets are about), with the
 process's CPU seconds from ``time.process_time`` beside them. On a shared machine the load changes while a
 benchmark runs, so the contenders are timed in interleaved rounds (A, B, C, A, B, C, ...) and compared by
 their medians: a burst of load then hits every contender alike instead of one of them. Beside the ratio of

@@ -40,7 +40,7 @@ from typing import Any
 from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
 
 NAME = "book"
-TARGETS_S = {"cold_s": 600.0, "warm_s": 120.0}  # issue 5: at most 10 minutes cold, under 2 minutes warm
+TARGETS_S = {"cold_s": 600.0, "warm_s": 120.0}  # performance targets: at most 10 minutes cold, under 2 minutes warm
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 # Variables a parent make (e.g. `make bench`) exports; the timed make must start as if typed by a user.

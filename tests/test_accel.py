@@ -1,18 +1,22 @@
-"""GPU execution options (bf16 autocast, torch.compile, non-blocking copies), checked on the CPU against fp32."""
+"""Tests for advlogits.accel: GPU execution options (bf16 autocast, torch.compile, non-blocking copies), checked on
+the CPU against fp32, and where computations run (`resolve_device`, `model_device`)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from advlogits import profiles
-from advlogits.accel import Autocast, accelerate, to_device
+from advlogits import accel
+from advlogits.accel import Autocast, accelerate, model_device, resolve_device, to_device
 from advlogits.attacks import pgd
 from advlogits.data import load_dataset
-from advlogits.experiments import model_for, pgd_correct, train_from_config
+from advlogits.pipeline.measures import pgd_correct
+from advlogits.pipeline.training import init_model, train_model
 from advlogits.train import TrainConfig, train_standard
 
 CONFIG = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64,
@@ -21,7 +25,7 @@ CONFIG = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard
 
 @pytest.fixture(scope="module")
 def trained() -> nn.Module:
-    model, _ = train_from_config(dataclasses.replace(CONFIG, epochs=2, n_train=2048), device="cpu", progress=False)
+    model, _ = train_model(dataclasses.replace(CONFIG, epochs=2, n_train=2048), device="cpu", progress=False)
     return model
 
 
@@ -69,7 +73,7 @@ def test_pgd_under_bf16_stays_in_the_ball_and_matches_fp32_robust_accuracy(train
 
 def _train(precision: str, compile: bool) -> tuple[nn.Module, dict]:
     x, y = load_dataset("fashion-mnist", "train", n=512, seed=0)
-    model = model_for(CONFIG)
+    model = init_model(CONFIG)
     history = train_standard(model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False,
                              precision=precision, compile=compile)
     return model, history
@@ -102,19 +106,92 @@ def test_config_and_profile_pass_the_options_to_training():
     p = profiles.resolve("smoke", device="cpu", precision="bf16", compile="false")
     assert p.standard().precision == "bf16" and p.adversarial().precision == "bf16"
     assert p.sweep(0.05).precision == "bf16" and p.standard().compile is False
-    with pytest.raises(ValueError, match=r"TrainConfig: precision must be one of fp32, bf16 \(got 'fp16'\)"):
+    with pytest.raises(ValueError, match=r"TrainConfig: precision must be one of 'fp32', 'bf16' \(got 'fp16'\)"):
         dataclasses.replace(CONFIG, precision="fp16")
     with pytest.raises(ValueError, match=r"TrainConfig: compile must be True or False \(got 1\)"):
         dataclasses.replace(CONFIG, compile=1)
     with pytest.raises(profiles.ProfileError, match=r"compile must be True or False \(got 'yes please'\)"):
         profiles.resolve("smoke", compile="yes please")
-    with pytest.raises(ValueError, match=r"precision must be one of fp32, bf16 \(got 'half'\)"):
+    with pytest.raises(ValueError, match=r"precision must be one of 'fp32', 'bf16' \(got 'half'\)"):
         accelerate(nn.Linear(2, 2), precision="half")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"compile must be True or False \(got 'no'\)"):
+        accelerate(nn.Linear(2, 2), compile="no")  # type: ignore[arg-type]
 
 
 def test_to_device_on_the_cpu_is_a_plain_copy_target():
     t = torch.arange(4)
     assert to_device(t, torch.device("cpu")) is t
+    moved = to_device(t, torch.device("meta"))  # any other device: an ordinary copy there
+    assert moved.device.type == "meta" and moved.shape == t.shape
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resolve_device, model_device
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, *, cuda: int, mps: bool) -> None:
+    """Pretend this machine has ``cuda`` CUDA devices and MPS or not (resolve_device only asks torch)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+    monkeypatch.setattr(accel, "_mps_available", lambda: mps)
+
+
+def test_resolve_device_auto_picks_the_best_available(monkeypatch):
+    expected = "cuda" if torch.cuda.is_available() else "mps" if accel._mps_available() else "cpu"
+    assert resolve_device("auto") == expected  # this machine, as it is
+    _machine(monkeypatch, cuda=2, mps=True)
+    assert resolve_device("auto") == "cuda"
+    _machine(monkeypatch, cuda=0, mps=True)
+    assert resolve_device("auto") == "mps"
+    _machine(monkeypatch, cuda=0, mps=False)
+    assert resolve_device("auto") == "cpu"
+
+
+def test_resolve_device_keeps_an_available_device(monkeypatch):
+    assert resolve_device("cpu") == "cpu"
+    _machine(monkeypatch, cuda=2, mps=True)
+    assert resolve_device("cuda") == "cuda"
+    assert resolve_device("cuda:0") == "cuda:0" and resolve_device("cuda:1") == "cuda:1"
+    assert resolve_device("mps") == "mps"
+
+
+def test_resolve_device_refuses_cuda_on_a_machine_without_cuda(monkeypatch):
+    _machine(monkeypatch, cuda=0, mps=False)
+    for device in ("cuda", "cuda:0"):
+        with pytest.raises(ValueError, match=rf"^device must be 'cpu' or 'auto' on this machine \(got '{device}'\); "
+                                             r"CUDA is not available here$"):
+            resolve_device(device)
+    with pytest.raises(ValueError, match=r"^device must be 'cpu' or 'auto' on this machine \(got 'mps'\); "
+                                         r"MPS is not available here$"):
+        resolve_device("mps")
+
+
+def test_resolve_device_refuses_a_cuda_index_that_does_not_exist(monkeypatch):
+    _machine(monkeypatch, cuda=2, mps=False)
+    with pytest.raises(ValueError, match=r"^device must be a CUDA device below cuda:2 \(got 'cuda:2'\); "
+                                         r"only 2 CUDA device\(s\) exist$"):
+        resolve_device("cuda:2")
+
+
+@pytest.mark.parametrize("bad", ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "", "cpu:0", None, 0])
+def test_resolve_device_refuses_a_bad_device(bad):
+    with pytest.raises(ValueError, match=rf"^device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' "
+                                         rf"\(got {re.escape(repr(bad))}\)$"):
+        resolve_device(bad)  # type: ignore[arg-type]
+
+
+def test_model_device_reads_the_first_parameter_or_buffer():
+    assert model_device(nn.Linear(2, 2)) == torch.device("cpu")
+    assert model_device(nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    buffers_only = nn.BatchNorm1d(3, affine=False, device="meta")  # running statistics, no parameters
+    assert not list(buffers_only.parameters()) and model_device(buffers_only) == torch.device("meta")
+    # a stateless model runs where the fallback says
+    assert model_device(nn.ReLU()) == torch.device("cpu")
+    assert model_device(nn.ReLU(), fallback="meta") == torch.device("meta")
+    assert model_device(nn.Sequential(), fallback=torch.device("meta")) == torch.device("meta")
+    # the parameter decides, not the fallback
+    assert model_device(nn.Linear(2, 2, device="meta"), fallback="cpu") == torch.device("meta")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -127,3 +204,7 @@ def test_pgd_never_synchronises_with_the_host_on_cuda(trained, test_images):
     finally:
         torch.cuda.set_sync_debug_mode("default")
         trained.cpu()
+
+
+def test_resolve_device_accepts_a_torch_device():
+    assert resolve_device(torch.device("cpu")) == "cpu"

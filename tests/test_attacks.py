@@ -14,7 +14,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from advlogits.attacks import autoattack_accuracy, autoattack_correct, fgsm, pgd, robust_accuracy
+from advlogits.attacks import (autoattack_accuracy, autoattack_correct, eval_mode, fgsm, pgd, predict_logits,
+                               robust_accuracy)
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -204,6 +205,66 @@ def test_attack_runs_in_eval_mode(test_data):
     ]
     assert torch.equal(runs[0], runs[1])
     assert model.training
+
+
+def test_eval_mode_sets_every_submodule_to_eval_and_restores_each_own_flag():
+    torch.manual_seed(0)
+    model = _BnDropNet().train()
+    model.head.eval()
+    model.features[1].eval()  # mixed modes, also below the top level
+    modes = {name: m.training for name, m in model.named_modules()}
+    assert len(set(modes.values())) == 2, "the test needs both modes"
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_eval_mode_restores_the_flags_on_an_exception():
+    model = _BnDropNet().train()
+    model.features[3].eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    with pytest.raises(RuntimeError, match="inside"):
+        with eval_mode(model):
+            assert not model.training
+            raise RuntimeError("inside")
+    assert {name: m.training for name, m in model.named_modules()} == modes
+
+
+def test_predict_logits_equals_the_model_in_eval_mode_batch_by_batch(test_data):
+    x = test_data[0][:23]
+    torch.manual_seed(0)
+    model = _BnDropNet().train()
+    with torch.no_grad():
+        model.features[1].running_mean.uniform_(-0.5, 0.5)  # non-trivial BatchNorm statistics
+        model.features[1].running_var.uniform_(0.5, 2.0)
+    model.head.eval()
+    modes = {name: m.training for name, m in model.named_modules()}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    got = [predict_logits(model, x, batch_size=b) for b in (1000, 23, 5, 1)]
+    assert {name: m.training for name, m in model.named_modules()} == modes  # modes restored
+    for name, b in model.named_buffers():  # eval mode: BatchNorm statistics untouched
+        assert torch.equal(b, buffers[name]), name
+    reference = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        expected = reference(x)
+    for logits in got:
+        assert logits.dtype == torch.float32 and logits.device.type == "cpu" and not logits.requires_grad
+        torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)  # eval mode: no Dropout, BN running stats
+    with torch.no_grad():  # in train mode the model gives other logits, so eval mode is what was used
+        assert not torch.allclose(model.train()(x), expected, atol=1e-3)
+
+
+def test_predict_logits_returns_float32_on_the_cpu_for_a_float64_model():
+    model = _linear2(torch.float64)
+    x = torch.rand(7, 3, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    logits = predict_logits(model, x, batch_size=3)
+    assert logits.dtype == torch.float32 and logits.shape == (7, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x).float())
+    assert predict_logits(model, x[:0]).numel() == 0  # no images: no logits
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"batch_size must be an integer >= 1 \(got {bad}\)"):
+            predict_logits(model, x, batch_size=bad)
 
 
 def test_pgd_works_inside_no_grad(cnn, test_data):
@@ -434,7 +495,7 @@ def test_autoattack_correct_is_per_image_and_never_marks_a_misclassified_image(c
 def test_autoattack_rejects_models_with_fewer_than_four_classes():
     model = _linear2(torch.float32)
     x = torch.rand(8, 3, 4, 4, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(ValueError, match=r"at least 4 classes \(got K=2\)"):
+    with pytest.raises(ValueError, match=r"model must be a model with at least 4 classes for AutoAttack \(got K=2\)"):
         autoattack_accuracy(model, x, torch.zeros(8, dtype=torch.int64), eps=0.1, version="fast")
 
 
@@ -469,30 +530,38 @@ _PGD = dict(eps=0.1, alpha=0.01, steps=2)
         (lambda m: pgd(m, _X, _Y, **{**_PGD, "alpha": -1.0}), r"alpha must be a finite number > 0"),
         (lambda m: pgd(m, _X, _Y, **{**_PGD, "steps": 0}), r"steps must be an integer >= 1 \(got 0\)"),
         (lambda m: pgd(m, _X, _Y, **_PGD, restarts=0), r"restarts must be an integer >= 1 \(got 0\)"),
-        (lambda m: pgd(m, _X, _Y, **_PGD, norm="l3"), r"norm must be one of \['linf', 'l2'\] \(got 'l3'\)"),
-        (lambda m: pgd(m, _X, _Y, **_PGD, loss="foo"), r"loss must be one of \['ce', 'cw'\] \(got 'foo'\)"),
-        (lambda m: pgd(m, _X, _Y, **_PGD, generator=42), r"generator must be a CPU torch.Generator"),
-        (lambda m: pgd(m, _X + 0.6, _Y, **_PGD), r"x must lie in \[0, 1\] \(got min 1\.1, max 1\.1\)"),
-        (lambda m: pgd(m, _X - 0.6, _Y, **_PGD), r"x must lie in \[0, 1\]"),
-        (lambda m: pgd(m, _X, _Y[:3], **_PGD), r"y must have one label per row of x: x has N=4 samples but y has 3"),
-        (lambda m: pgd(m, _X, _Y.float(), **_PGD), r"y must be an integer tensor"),
-        (lambda m: pgd(m, _X, _Y.to("meta"), **_PGD), r"y must be on x's device"),
-        (lambda m: pgd(m, _X.long(), _Y, **_PGD), r"x must be a floating-point tensor"),
+        (lambda m: pgd(m, _X, _Y, **_PGD, norm="l3"), r"norm must be one of 'linf', 'l2' \(got 'l3'\)"),
+        (lambda m: pgd(m, _X, _Y, **_PGD, loss="foo"), r"loss must be one of 'ce', 'cw' \(got 'foo'\)"),
+        (lambda m: pgd(m, _X, _Y, **_PGD, generator=42), r"generator must be a CPU torch.Generator or None \(got 42\)"),
+        (lambda m: pgd(m, _X + 0.6, _Y, **_PGD), r"x must be in \[0, 1\] \(got min 1\.1, max 1\.1\)"),
+        (lambda m: pgd(m, _X - 0.6, _Y, **_PGD), r"x must be in \[0, 1\] \(got min -0\.1, max -0\.1\)"),
+        (lambda m: pgd(m, _X, _Y[:3], **_PGD), r"y must be one label per row of x \(4 samples\) \(got 3 labels\)"),
+        (lambda m: pgd(m, _X, _Y.float(), **_PGD), r"y must be an integer tensor of shape \(N,\) holding class "
+                                                   r"indices \(got torch.float32 tensor of shape \(4,\)\)"),
+        (lambda m: pgd(m, _X, _Y.to("meta"), **_PGD), r"y must be on x's device \(cpu\) \(got meta\)"),
+        (lambda m: pgd(m, _X.long(), _Y, **_PGD), r"x must be a floating-point tensor of shape \(N, C, H, W\) "
+                                                  r"\(got torch.int64 tensor"),
+        (lambda m: pgd(m, _X, _Y, **{**_PGD, "eps": True}), r"eps must be a finite number >= 0 \(got True\)"),
+        (lambda m: pgd(m, _X, _Y, **{**_PGD, "steps": 2.0}), r"steps must be an integer >= 1 \(got 2.0\)"),
+        (lambda m: pgd(m, _X, _Y, **{**_PGD, "alpha": float("inf")}), r"alpha must be a finite number > 0 "
+                                                                       r"\(got inf\)"),
         (lambda m: fgsm(m, _X, _Y, eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
-        (lambda m: fgsm(m, _X, _Y[:2], eps=0.1), r"y must have one label per row of x"),
+        (lambda m: fgsm(m, _X, _Y[:2], eps=0.1), r"y must be one label per row of x \(4 samples\) \(got 2 labels\)"),
         (lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="cw", batch_size=4), r"attack must be one of \['none', 'fgsm', 'pgd'\] \(got 'cw'\)"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, eps=0.1), r"bad hyper-parameters for attack='pgd'.*'alpha'"),
+        (lambda m: robust_accuracy(m, _X, _Y, attack="cw", batch_size=4), r"attack must be one of 'none', 'fgsm', 'pgd' \(got 'cw'\); or pass a callable"),
+        (lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, eps=0.1), r"kw must be hyper-parameters of attack='pgd' \(got \['eps'\]\); .*'alpha'"),
         (lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, **{**_PGD, "steps": 0}), r"steps must be an integer >= 1"),
         (lambda m: robust_accuracy(m, _X, _Y, attack="fgsm", batch_size=4, eps=-1.0), r"eps must be a finite number >= 0"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=4, eps=0.1), r"attack='none' takes no attack hyper-parameters"),
-        (lambda m: robust_accuracy(m, _X[:0], _Y[:0], attack="none", batch_size=4), r"x must hold at least one sample"),
-        (lambda m: robust_accuracy(m, _X + 0.6, _Y, attack="none", batch_size=4), r"x must lie in \[0, 1\]"),
+        (lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=4, eps=0.1), r"kw must be empty for attack='none' \(clean accuracy takes no attack hyper-parameters\) \(got \['eps'\]\)"),
+        (lambda m: robust_accuracy(m, _X[:0], _Y[:0], attack="none", batch_size=4), r"x must be at least one sample \(got N=0\)"),
+        (lambda m: robust_accuracy(m, _X + 0.6, _Y, attack="none", batch_size=4), r"x must be in \[0, 1\] \(got min 1\.1"),
         (lambda m: autoattack_accuracy(m, _X, _Y, eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, norm="linf"), r"norm must be one of \['Linf', 'L2'\] \(got 'linf'\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, version="plus"), r"version must be one of \['standard', 'fast'\]"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, batch_size=0), r"batch_size must be an integer >= 1"),
-        (lambda m: autoattack_accuracy(m, _X, _Y[:3], eps=0.1), r"y must have one label per row of x"),
+        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, norm="linf"), r"norm must be one of 'Linf', 'L2' \(got 'linf'\)"),
+        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, version="plus"), r"version must be one of 'standard', 'fast' \(got 'plus'\)"),
+        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
+        (lambda m: autoattack_accuracy(m, _X, _Y[:3], eps=0.1), r"y must be one label per row of x \(4 samples\) "
+                                                                 r"\(got 3 labels\)"),
+        (lambda m: predict_logits(m, _X, batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
     ],
 )
 def test_bad_input_raises_before_compute(call, match):
@@ -539,3 +608,9 @@ def test_early_stop_masked_path_equals_shrinking_path(cnn, test_data):
 def test_early_stop_rejects_a_non_boolean(cnn, test_data):
     with pytest.raises(ValueError, match=r"early_stop must be True or False \(got 1\)"):
         pgd(cnn, test_data[0][:4], test_data[1][:4], eps=0.1, alpha=0.01, steps=1, early_stop=1)
+
+
+def test_predict_logits_of_no_images_has_one_column_per_class():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    logits = predict_logits(model, torch.zeros(0, 1, 2, 2))
+    assert logits.shape == (0, 3) and logits.dtype == torch.float32

@@ -1,4 +1,5 @@
-"""The benchmarks of benchmarks/ keep working: each runs in a tiny mode and writes the JSON issue 5 asks for.
+"""The benchmarks of benchmarks/ keep working: each runs in a tiny mode and writes the JSON result the performance
+targets are read from (ratios, medians, settings, the machine's load; see benchmarks/README.md).
 
 The benchmarks are scripts (``python -m benchmarks.<name>`` from the repository root), so they are run here
 the same way, in a subprocess; their timing helper is also checked directly.

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from advlogits import data
-from advlogits.data import DatasetError, class_names, input_shape, load_dataset
+from advlogits.data import (DATASET_INFO, DATASETS, DatasetError, DatasetInfo, class_names, dataset_info, input_shape,
+                            load_dataset, num_classes)
 from helpers import CodeRunningPayload, cifar_batch, online, write_cifar
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
@@ -107,15 +108,19 @@ def test_returns_fresh_tensors(no_env: None) -> None:
 
 @needs_debian
 def test_bad_arguments_raise_before_loading(no_env: None) -> None:
-    with pytest.raises(ValueError, match=r"name must be one of \('fashion-mnist', 'cifar10'\), got 'mnist'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"):
         load_dataset("mnist", "train")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"split must be one of \('train', 'test'\), got 'val'"):
+    with pytest.raises(ValueError, match=r"split must be one of 'train', 'test' \(got 'val'\)"):
         load_dataset("fashion-mnist", "val")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"n must be None or a positive int .*got 0"):
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1 \(got 0\); n is the subset size; None loads "
+                                         r"the whole split"):
         load_dataset("fashion-mnist", "test", n=0)
-    with pytest.raises(ValueError, match=r"seed must be an int >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"n must be an integer >= 1 \(got True\)"):
+        load_dataset("fashion-mnist", "test", n=True)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 and <= 4294967295 \(got -1\)"):
         load_dataset("fashion-mnist", "test", seed=-1)
-    with pytest.raises(ValueError, match=r"n=10001 exceeds the size of the fashion-mnist test split \(10000 images\)"):
+    with pytest.raises(ValueError, match=r"n must be at most the size of the fashion-mnist test split \(10000 "
+                                         r"images\) \(got 10001\); pass a smaller n, or n=None for all of it"):
         load_dataset("fashion-mnist", "test", n=10001)
 
 
@@ -124,8 +129,42 @@ def test_class_names_and_shapes() -> None:
     assert class_names("cifar10") == ("airplane", "automobile", "bird", "cat", "deer",
                                       "dog", "frog", "horse", "ship", "truck")
     assert input_shape("fashion-mnist") == (1, 28, 28) and input_shape("cifar10") == (3, 32, 32)
-    with pytest.raises(ValueError, match="name must be one of"):
-        class_names("svhn")  # type: ignore[arg-type]
+    for function in (class_names, input_shape, num_classes, dataset_info):
+        with pytest.raises(ValueError, match=r"dataset must be one of 'fashion-mnist', 'cifar10' \(got 'svhn'\)"):
+            function("svhn")  # type: ignore[arg-type]
+
+
+def test_the_dataset_registry() -> None:
+    assert set(DATASET_INFO) == set(DATASETS) == {"fashion-mnist", "cifar10"}
+    assert all(isinstance(info, DatasetInfo) for info in DATASET_INFO.values())
+    # the published sizes of the two data sets
+    fashion, cifar = DATASET_INFO["fashion-mnist"], DATASET_INFO["cifar10"]
+    assert (fashion.input_shape, fashion.train_size, fashion.test_size) == ((1, 28, 28), 60_000, 10_000)
+    assert (cifar.input_shape, cifar.train_size, cifar.test_size) == ((3, 32, 32), 50_000, 10_000)
+    for name in DATASETS:
+        info = dataset_info(name)  # type: ignore[arg-type]
+        assert info is DATASET_INFO[name]
+        assert class_names(name) == info.classes and input_shape(name) == info.input_shape  # type: ignore[arg-type]
+        assert num_classes(name) == len(info.classes) == 10  # type: ignore[arg-type]
+        assert len(set(info.classes)) == len(info.classes)  # distinct names
+    # the sizes the loaders check a full copy against are the registry's
+    assert data._IDX_FILES["train"][2] == fashion.train_size and data._IDX_FILES["test"][2] == fashion.test_size
+    assert data._CIFAR_FULL["train"][0] * data._CIFAR_FULL["train"][1] == cifar.train_size
+    assert data._CIFAR_FULL["test"][0] * data._CIFAR_FULL["test"][1] == cifar.test_size
+
+
+def test_num_classes_follows_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = DATASET_INFO["cifar10"]
+    monkeypatch.setitem(DATASET_INFO, "cifar10", entry._replace(classes=entry.classes[:3]))
+    assert num_classes("cifar10") == 3 and class_names("cifar10") == ("airplane", "automobile", "bird")
+
+
+@needs_debian
+def test_registry_sizes_match_the_debian_copy(no_env: None) -> None:
+    info = dataset_info("fashion-mnist")
+    for split, size in (("train", info.train_size), ("test", info.test_size)):
+        x, y = load_dataset("fashion-mnist", split)
+        assert x.shape == (size, *info.input_shape) and int(y.max()) + 1 == num_classes("fashion-mnist")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,7 +180,8 @@ def test_small_idx_set_via_root(tmp_path: Path, layout: str, gz: bool) -> None:
     assert x.shape == (20, 1, 28, 28)
     assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
     torch.testing.assert_close(x[:, 0], torch.from_numpy(images.astype(np.float32) / 255), rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"n=21 exceeds .* \(20 images\)"):
+    with pytest.raises(ValueError, match=r"n must be at most the size of the fashion-mnist test split \(20 images\) "
+                                         r"\(got 21\)"):
         load_dataset("fashion-mnist", "test", n=21, root=tmp_path)
 
 

@@ -12,10 +12,11 @@ from advlogits.distill import (
     HARD_LABEL_MARGIN,
     TARGET_KINDS,
     argmax_labels,
-    correct_labels,
+    average_confidence,
     flatten_confidence,
     hard_label_logits,
     kd_loss,
+    label_correct,
     label_smoothing,
     make_targets,
     mean_nonmax,
@@ -87,9 +88,10 @@ def test_kd_loss_gradient_reaches_student_only(teacher: torch.Tensor) -> None:
 
 def test_kd_loss_validation(teacher: torch.Tensor) -> None:
     for bad in (0.0, -1.0, math.inf):
-        with pytest.raises(ValueError, match="T must be a finite temperature > 0"):
+        with pytest.raises(ValueError, match=rf"T must be a finite number > 0 \(got {bad}\); a temperature"):
             kd_loss(teacher, teacher, T=bad)
-    with pytest.raises(ValueError, match="teacher_logits must have the same shape"):
+    with pytest.raises(ValueError, match=r"teacher_logits must be of the shape of the logits it pairs with, "
+                                         r"\(1000, 10\) \(got \(1000, 5\)\)"):
         kd_loss(teacher, teacher[:, :5], T=1.0)
 
 
@@ -144,7 +146,8 @@ def test_reorder_ranks_nonmax_like_reference(teacher: torch.Tensor, reference: t
 
 
 def test_reorder_validation(teacher: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match="reference must have the same shape"):
+    with pytest.raises(ValueError, match=r"reference must be of the shape of the logits it pairs with, "
+                                         r"\(1000, 10\) \(got \(10, 10\)\)"):
         reorder_nonmax_like(teacher, teacher[:10])
 
 
@@ -200,7 +203,8 @@ def test_flatten_edge_rows_tied_max_and_constant() -> None:
 
 def test_flatten_validation(teacher: torch.Tensor) -> None:
     for bad in (0.1, 0.05, 1.0, 1.2):  # 1/K = 0.1 is excluded
-        with pytest.raises(ValueError, match=r"to must be a probability in the open interval \(1/K, 1\)"):
+        with pytest.raises(ValueError, match=rf"to must be a finite number > 0.1 and < 1 \(got {bad}\); a "
+                                             r"probability in \(1/K, 1\) for K=10 classes"):
             flatten_confidence(teacher, to=bad)
 
 
@@ -211,9 +215,10 @@ def test_label_smoothing_distribution(y: torch.Tensor) -> None:
     expected[torch.arange(N), y] = 0.7
     torch.testing.assert_close(p, expected)
     assert torch.equal(out.argmax(dim=1), y)
-    with pytest.raises(ValueError, match=r"confidence must be a probability in the open interval \(1/K, 1\)"):
+    with pytest.raises(ValueError, match=r"confidence must be a finite number > 0.1 and < 1 \(got 1.0\); a "
+                                         r"probability in \(1/K, 1\) for K=10 classes"):
         label_smoothing(y, 1.0, num_classes=K)
-    with pytest.raises(ValueError, match=r"y must hold class indices in \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 5\) \(got values in \[0, 9\]\)"):
         label_smoothing(y, 0.7, num_classes=5)
 
 
@@ -222,8 +227,8 @@ def test_label_smoothing_distribution(y: torch.Tensor) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_correct_labels(teacher: torch.Tensor, y: torch.Tensor) -> None:
-    out = correct_labels(teacher, y)
+def test_label_correct(teacher: torch.Tensor, y: torch.Tensor) -> None:
+    out = label_correct(teacher, y)
     assert torch.equal(out.argmax(dim=1), y)
     assert torch.equal(out.sort(dim=1).values, teacher.sort(dim=1).values)
     right = teacher.argmax(dim=1) == y
@@ -232,8 +237,9 @@ def test_correct_labels(teacher: torch.Tensor, y: torch.Tensor) -> None:
     wrong = ~right
     # On wrong rows exactly two entries move: the old argmax and y swap values.
     assert bool(((out != teacher)[wrong].sum(dim=1) == 2).all())
-    with pytest.raises(ValueError, match=r"y must have shape \(1000,\)"):
-        correct_labels(teacher, y[:10])
+    with pytest.raises(ValueError, match=r"y must be of shape \(1000,\), one class index per sample \(got "
+                                         r"torch.int64 tensor of shape \(10,\)\)"):
+        label_correct(teacher, y[:10])
 
 
 def test_argmax_labels_and_hard_label_logits_give_cross_entropy(teacher: torch.Tensor) -> None:
@@ -261,14 +267,14 @@ def _targets(kind: str, teacher: torch.Tensor, y: torch.Tensor, reference: torch
     return make_targets(kind, teacher, y=y, **extra, **kw)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("corrected", [False, True])
+@pytest.mark.parametrize("label_corrected", [False, True])
 @pytest.mark.parametrize("kind", TARGET_KINDS)
 def test_make_targets_keeps_argmax(
-    kind: str, corrected: bool, teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor
+    kind: str, label_corrected: bool, teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor
 ) -> None:
-    out = _targets(kind, teacher, y, reference, corrected=corrected)
+    out = _targets(kind, teacher, y, reference, label_corrected=label_corrected)
     assert out.shape == teacher.shape and out.dtype == teacher.dtype and not out.requires_grad
-    assert torch.equal(out.argmax(dim=1), y if corrected else teacher.argmax(dim=1))
+    assert torch.equal(out.argmax(dim=1), y if label_corrected else teacher.argmax(dim=1))
     if kind in ("kd", "shuffle", "mean", "reorder", "flatten"):
         assert torch.equal(out.amax(dim=1), teacher.amax(dim=1))
 
@@ -281,34 +287,70 @@ def test_make_targets_dispatches(teacher: torch.Tensor, y: torch.Tensor, referen
     assert torch.equal(
         _targets("shuffle", teacher, y, reference), shuffle_nonmax(teacher, generator=torch.Generator().manual_seed(4))
     )
-    corrected = correct_labels(teacher, y)
-    assert torch.equal(_targets("mean", teacher, y, reference, corrected=True), mean_nonmax(corrected))
+    corrected = label_correct(teacher, y)
+    assert torch.equal(_targets("mean", teacher, y, reference, label_corrected=True), mean_nonmax(corrected))
     assert torch.equal(
-        _targets("label_smoothing", teacher, y, reference, corrected=True), label_smoothing(y, 0.8, num_classes=K)
+        _targets("label_smoothing", teacher, y, reference, label_corrected=True),
+        label_smoothing(y, 0.8, num_classes=K),
     )
-    assert torch.equal(_targets("argmax", teacher, y, reference, corrected=True), hard_label_logits(y, num_classes=K))
+    assert torch.equal(
+        _targets("argmax", teacher, y, reference, label_corrected=True), hard_label_logits(y, num_classes=K)
+    )
 
 
 def test_make_targets_validation(teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match=r"kind must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', "
+                                         r"'label_smoothing', 'argmax' \(got 'permute'\)"):
         make_targets("permute", teacher, y=y)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="reference is required for kind='reorder'"):
+    with pytest.raises(ValueError, match=r"reference must be the ST teacher's logits \(same shape\) for "
+                                         r"kind='reorder' \(got None\)"):
         make_targets("reorder", teacher, y=y)
-    with pytest.raises(ValueError, match="reference must have the same shape"):
+    with pytest.raises(ValueError, match=r"reference must be of the shape of the logits it pairs with, "
+                                         r"\(1000, 10\) \(got \(1000, 5\)\)"):
         make_targets("reorder", teacher, y=y, reference=reference[:, :5])
-    with pytest.raises(ValueError, match="reference is only used by kind='reorder'"):
+    with pytest.raises(ValueError, match=r"reference must be None for kind='shuffle' \(only kind='reorder' uses "
+                                         r"it\) \(got torch.float32 tensor of shape \(1000, 10\)\); drop it"):
         make_targets("shuffle", teacher, y=y, reference=reference)
-    with pytest.raises(ValueError, match="confidence is required for kind='flatten'"):
+    with pytest.raises(ValueError, match=r"confidence must be the teacher's data-set average confidence in "
+                                         r"\(1/K, 1\) for kind='flatten' \(got None\)"):
         make_targets("flatten", teacher, y=y)
-    with pytest.raises(ValueError, match=r"confidence must be a probability in the open interval \(1/K, 1\)"):
+    with pytest.raises(ValueError, match=r"confidence must be a finite number > 0.1 and < 1 \(got 0.05\); a "
+                                         r"probability in \(1/K, 1\) for K=10 classes"):
         make_targets("label_smoothing", teacher, y=y, confidence=0.05)
-    with pytest.raises(ValueError, match="confidence is only used by"):
+    with pytest.raises(ValueError, match=r"confidence must be None for kind='kd' \(only 'flatten' and "
+                                         r"'label_smoothing' use it\) \(got 0.8\); drop it"):
         make_targets("kd", teacher, y=y, confidence=0.8)
-    with pytest.raises(ValueError, match=r"y must have shape \(1000,\)"):
+    with pytest.raises(ValueError, match=r"y must be of shape \(1000,\), one class index per sample \(got "
+                                         r"torch.int64 tensor of shape \(999,\)\)"):
         make_targets("kd", teacher, y=y[:-1])
+    with pytest.raises(ValueError, match=r"label_corrected must be True or False \(got 1\)"):
+        make_targets("kd", teacher, y=y, label_corrected=1)  # type: ignore[arg-type]
 
 
 def test_make_targets_accepts_a_tensor_confidence(teacher: torch.Tensor, y: torch.Tensor) -> None:
     average = confidence(teacher).mean()  # 0-dim tensor, as a chapter computes it
     out = make_targets("flatten", teacher, y=y, confidence=average)
     torch.testing.assert_close(confidence(out), average.expand(N), atol=1e-4, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# average_confidence
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_average_confidence_by_hand() -> None:
+    # row 0: e^2 / (e^2 + e^0 + e^0); row 1: a tie on top, e^1 / (2 e^1 + e^-1); mean of the two
+    z = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, -1.0]])
+    e = math.e
+    expected = (e**2 / (e**2 + 2) + e / (2 * e + 1 / e)) / 2
+    got = average_confidence(z)
+    assert isinstance(got, float) and got == pytest.approx(expected, rel=1e-6)
+    assert average_confidence(torch.zeros(4, 5)) == pytest.approx(1 / 5)  # uniform rows: 1/K
+
+
+def test_average_confidence_is_the_mean_of_the_per_image_confidence(teacher: torch.Tensor) -> None:
+    p = torch.exp(teacher.double()) / torch.exp(teacher.double()).sum(dim=1, keepdim=True)
+    assert average_confidence(teacher) == pytest.approx(p.max(dim=1).values.mean().item(), rel=1e-6)
+    assert average_confidence(teacher) == pytest.approx(confidence(teacher).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes"):
+        average_confidence(torch.zeros(3))

@@ -1,26 +1,20 @@
-"""Tests for advlogits.logits: hand-computed statistics, rank helpers and the paired bootstrap."""
+"""Tests for advlogits.logits: per-image statistics of logits, by hand and against manual softmax."""
 
 from __future__ import annotations
 
 import math
-import time
 
-import numpy as np
 import pytest
 import torch
-from scipy import stats
 
 from advlogits.logits import (
-    bootstrap_ci,
     confidence,
+    confidence_log_odds,
     logit_gap,
     margins,
     max_logit,
-    rank_difference,
-    rank_normalise,
+    runner_up,
     sorted_logits,
-    spearman,
-    top_fraction_jaccard,
 )
 
 # Row 0: unique max at class 1; row 1: max tied between classes 0 and 1; row 2: max at class 2.
@@ -83,134 +77,99 @@ def test_margins_by_hand_and_sign() -> None:
     assert bool((m[correct] > 0).all()) and bool((m[~correct] < 0).all())
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(4), torch.zeros(3, 1), torch.zeros(3, 4, dtype=torch.long)])
-def test_logit_functions_reject_bad_shapes_and_dtypes(bad: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match="logits must"):
-        max_logit(bad)
+FUNCTIONS = [max_logit, logit_gap, sorted_logits, confidence, confidence_log_odds]
 
 
-def test_labels_validated() -> None:
-    with pytest.raises(ValueError, match=r"y must have shape \(3,\)"):
-        margins(Z, torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match=r"y must hold class indices in \[0, 4\)"):
-        confidence(Z, torch.tensor([0, 1, 4]))
+@pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(("bad", "match"), [
+    (torch.zeros(4), r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got torch.float32 "
+                     r"tensor of shape \(4,\)\)"),
+    (torch.zeros(3, 1), r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got "
+                        r"torch.float32 tensor of shape \(3, 1\)\)"),
+    (torch.zeros(3, 4, dtype=torch.long), r"logits must be a floating-point tensor \(got torch.int64 tensor of shape "
+                                          r"\(3, 4\)\); cast it with \.float\(\)"),
+    (torch.tensor([[0.0, math.nan]]), r"logits must be finite \(got NaN or infinite values\)"),
+], ids=["1-d", "one-class", "integer", "nan"])
+def test_logit_functions_reject_bad_shapes_and_dtypes(function, bad: torch.Tensor, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        function(bad)
 
 
-def test_spearman_hand_cases_and_scipy() -> None:
-    a = [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert spearman(a, [10.0, 20.0, 25.0, 100.0, 1000.0]) == pytest.approx(1.0)
-    assert spearman(a, [5.0, 4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
-    rng = np.random.default_rng(2)
-    x = rng.normal(size=300)
-    y = x + rng.normal(size=300)
-    assert spearman(torch.from_numpy(x), y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
-    with pytest.raises(ValueError, match="same length"):
-        spearman([1.0, 2.0, 3.0], [1.0, 2.0])
+@pytest.mark.parametrize("function", [confidence, margins, runner_up, confidence_log_odds], ids=lambda f: f.__name__)
+def test_labels_validated(function) -> None:
+    with pytest.raises(ValueError, match=r"y must be of shape \(3,\), one class index per sample \(got torch.int64 "
+                                         r"tensor of shape \(2,\)\)"):
+        function(Z, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 4\) \(got values in \[0, 4\]\)"):
+        function(Z, torch.tensor([0, 1, 4]))
+    with pytest.raises(ValueError, match=r"y must be an integer tensor of class indices \(got torch.float32 tensor of "
+                                         r"shape \(3,\)\); cast it with \.long\(\)"):
+        function(Z, torch.tensor([0.0, 1.0, 2.0]))
 
 
-def test_rank_normalise_by_hand() -> None:
-    # ranks of [3, 1, 2, 2] with average ties: 4, 1, 2.5, 2.5 -> (r - 1) / 3
-    np.testing.assert_allclose(rank_normalise([3.0, 1.0, 2.0, 2.0]), [1.0, 0.0, 0.5, 0.5])
-    np.testing.assert_allclose(rank_normalise(torch.tensor([7.0, 7.0, 7.0])), [0.5, 0.5, 0.5])
-    np.testing.assert_allclose(rank_normalise([42.0]), [0.5])
+# ---------------------------------------------------------------------------------------------------------
+# runner_up
+# ---------------------------------------------------------------------------------------------------------
 
 
-def test_rank_difference_by_hand() -> None:
-    # [1, 0, 1/2, 1/2] - [0, 1/3, 2/3, 1]
-    np.testing.assert_allclose(
-        rank_difference([3.0, 1.0, 2.0, 2.0], [1.0, 2.0, 3.0, 4.0]), [1.0, -1.0 / 3, -1.0 / 6, -0.5]
-    )
-    with pytest.raises(ValueError, match="same length"):
-        rank_difference([1.0, 2.0], [1.0])
+def test_runner_up_by_hand() -> None:
+    # row 0, y = 1: others 1, 0, 2 -> class 3; row 1, y = 0: the other maximum, class 1 (tied with y);
+    # row 2, y = 3 (wrong): the predicted class 2
+    got = runner_up(Z, Y)
+    assert got.tolist() == [3, 1, 2] and got.dtype == torch.int64
 
 
-def test_top_fraction_jaccard_hand_cases() -> None:
-    a = np.arange(10.0)
-    assert top_fraction_jaccard(a, a.copy(), fraction=0.3) == 1.0
-    assert top_fraction_jaccard(a, -a, fraction=0.3) == 0.0  # {7, 8, 9} vs {0, 1, 2}
-    # 0.3 * 10 must give k = 3 (not 4 through 3.0000000000000004): tops {0, 1, 2} and {0, 1, 5}, 2 / 4.
-    b = np.array([10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
-    c = np.array([10.0, 9.0, 0.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0, 0.0])
-    assert top_fraction_jaccard(b, c, fraction=0.3) == pytest.approx(0.5)
-    assert top_fraction_jaccard(b, c, fraction=1.0) == 1.0
-    for bad in (0.0, 1.5, -0.1):
-        with pytest.raises(ValueError, match=r"fraction must be a number in \(0, 1\]"):
-            top_fraction_jaccard(b, c, fraction=bad)
+def test_runner_up_ties_go_to_the_first_class_and_y_is_never_chosen() -> None:
+    z = torch.tensor([[5.0, 5.0, 5.0], [0.0, 2.0, 2.0]])
+    assert runner_up(z, torch.tensor([0, 0])).tolist() == [1, 1]
+    assert runner_up(z, torch.tensor([1, 1])).tolist() == [0, 2]
+    g = torch.Generator().manual_seed(2)
+    z = torch.randn(300, 10, generator=g)
+    y = torch.randint(0, 10, (300,), generator=g)
+    j = runner_up(z, y)
+    assert bool((j != y).all())
+    # independent: the best of the other classes, by a loop over rows
+    for i in range(0, 300, 17):
+        others = [c for c in range(10) if c != int(y[i])]
+        assert int(j[i]) == max(others, key=lambda c: float(z[i, c]))
+    # the margin to the runner-up is margins()
+    torch.testing.assert_close(z[torch.arange(300), y] - z[torch.arange(300), j], margins(z, y))
 
 
-def test_bootstrap_mean_ci_covers_truth_with_normal_width() -> None:
-    rng = np.random.default_rng(3)
-    mu, sigma, n = 5.0, 2.0, 2000
-    x = rng.normal(mu, sigma, size=n)
-    estimate, low, high = bootstrap_ci("mean", x)
-    assert estimate == pytest.approx(x.mean())
-    assert low < mu < high
-    assert low < estimate < high
-    assert high - low == pytest.approx(2 * 1.96 * sigma / math.sqrt(n), rel=0.15)
+# ---------------------------------------------------------------------------------------------------------
+# confidence_log_odds
+# ---------------------------------------------------------------------------------------------------------
 
 
-def test_bootstrap_is_seeded() -> None:
-    x = np.random.default_rng(4).normal(size=500)
-    assert bootstrap_ci("mean", x, seed=7) == bootstrap_ci("mean", x, seed=7)
-    assert bootstrap_ci("mean", x, seed=7) != bootstrap_ci("mean", x, seed=8)
+def test_log_odds_is_the_logit_of_the_softmax_confidence() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(50, 10) * 3
+    y = torch.randint(0, 10, (50,))
+    for labels in (None, y):
+        p = confidence(z.double(), labels)
+        expected = torch.log(p / (1 - p))
+        torch.testing.assert_close(confidence_log_odds(z, labels), expected, rtol=1e-9, atol=1e-9)
+    assert confidence_log_odds(z).dtype == torch.float64
 
 
-def test_bootstrap_paired_difference_centres_on_shift() -> None:
-    rng = np.random.default_rng(5)
-    n, shift, noise = 1000, 0.3, 0.05
-    st = rng.normal(0.0, 1.0, size=n)
-    at = st + shift + rng.normal(0.0, noise, size=n)
-    estimate, low, high = bootstrap_ci("mean_difference", at, st)
-    assert estimate == pytest.approx(at.mean() - st.mean())
-    assert 0.0 < low < shift < high
-    # Paired resampling: the width reflects only the noise of the difference (an unpaired bootstrap would
-    # give about sqrt(2) * 1 / 0.05 = 28 times more).
-    assert high - low == pytest.approx(2 * 1.96 * noise / math.sqrt(n), rel=0.2)
-    # A constant shift has no sampling variability at all when paired.
-    estimate, low, high = bootstrap_ci("mean_difference", st + shift, st, n_resamples=200)
-    assert estimate == pytest.approx(shift) and low == pytest.approx(shift) and high == pytest.approx(shift)
+def test_log_odds_separates_images_whose_float32_confidence_rounds_to_one() -> None:
+    z = torch.tensor([[50.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    assert confidence(z)[:2].tolist() == [1.0, 1.0]  # tied after rounding
+    # z_top - log(e^0 + e^0) = z_top - log 2; uniform row: 0 - log 2 (p = 1/3, odds 1/2)
+    expected = torch.tensor([50 - math.log(2), 40 - math.log(2), -math.log(2)], dtype=torch.float64)
+    torch.testing.assert_close(confidence_log_odds(z), expected)
 
 
-def test_bootstrap_vectorised_paths_equal_the_loop() -> None:
-    rng = np.random.default_rng(6)
-    a = rng.normal(size=200)
-    b = a + rng.normal(size=200)
-    b[::10] = b[0]  # ties in b
-    loop = bootstrap_ci(lambda u, v: stats.spearmanr(u, v).statistic, a, b, n_resamples=200, seed=1)
-    named = bootstrap_ci("spearman", a, b, n_resamples=200, seed=1)
-    assert named[0] == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
-    np.testing.assert_allclose(named, loop, atol=1e-12)
-    mean_loop = bootstrap_ci(np.mean, a, n_resamples=300, seed=2)
-    mean_vec = bootstrap_ci(lambda x: x.mean(axis=1), a, n_resamples=300, seed=2, vectorized=True)
-    np.testing.assert_allclose(bootstrap_ci("mean", a, n_resamples=300, seed=2), mean_loop, atol=1e-12)
-    np.testing.assert_allclose(mean_vec, mean_loop, atol=1e-12)
+def test_log_odds_of_a_tied_top_and_of_a_given_class_by_hand() -> None:
+    z = torch.tensor([[1.0, 1.0, 0.0]])
+    # predicted class 0 (first maximum): 1 - log(e^1 + e^0)
+    assert confidence_log_odds(z).item() == pytest.approx(1 - math.log(math.e + 1))
+    # true class 2: 0 - log(2 e)
+    assert confidence_log_odds(z, torch.tensor([2])).item() == pytest.approx(-math.log(2 * math.e))
 
 
-def test_bootstrap_validation_names_the_parameter() -> None:
-    x = np.arange(10.0)
-    for level in (0.0, 1.0, 1.5, -0.2):
-        with pytest.raises(ValueError, match=r"level must be in the open interval \(0, 1\)"):
-            bootstrap_ci("mean", x, level=level)
-    with pytest.raises(ValueError, match="n_resamples must be an integer >= 1"):
-        bootstrap_ci("mean", x, n_resamples=0)
-    with pytest.raises(ValueError, match="samples must all have the same length"):
-        bootstrap_ci("mean_difference", x, x[:5])
-    with pytest.raises(ValueError, match=r"samples\[0\] must hold at least 1 value"):
-        bootstrap_ci("mean", np.array([]))
-    with pytest.raises(ValueError, match="statistic 'spearman' needs 2 sample"):
-        bootstrap_ci("spearman", x)
-    with pytest.raises(ValueError, match="statistic must be one of"):
-        bootstrap_ci("median", x)
-    with pytest.raises(ValueError, match="samples: pass at least one"):
-        bootstrap_ci(np.mean)
-
-
-def test_bootstrap_spearman_is_fast_at_book_scale() -> None:
-    rng = np.random.default_rng(7)
-    a = rng.normal(size=10_000)
-    b = a + rng.normal(size=10_000)
-    start = time.perf_counter()
-    estimate, low, high = bootstrap_ci("spearman", a, b, n_resamples=2000)
-    elapsed = time.perf_counter() - start
-    assert low < estimate < high
-    assert elapsed < 10.0, f"spearman bootstrap took {elapsed:.1f} s"  # about 1.5 s on 2 CPU cores
+def test_log_odds_validates_its_inputs() -> None:
+    with pytest.raises(ValueError, match=r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes"):
+        confidence_log_odds(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 3\) \(got values in \[0, 3\]\)"):
+        confidence_log_odds(torch.zeros(2, 3), torch.tensor([0, 3]))

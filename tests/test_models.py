@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from advlogits._compat import import_robustbench_utils
-from advlogits.models import ARCHS, Normalize, WideResNet, build_model, load_robustbench
+from advlogits.data import DATASET_INFO, DATASETS
+from advlogits.models import ARCHS, ARCHS_FOR, Normalize, WideResNet, build_for, build_model, load_robustbench
 from helpers import CodeRunningPayload, online, robustbench_zoo_model, write_robustbench_checkpoint
 
 import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
@@ -76,7 +77,7 @@ def test_small_wideresnet_forward() -> None:
     net = WideResNet(3, 10, depth=16, width=2).eval()
     with torch.no_grad():
         assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
-    with pytest.raises(ValueError, match=r"depth must be 6n \+ 4 \(e.g. 28, 34\), got 30"):
+    with pytest.raises(ValueError, match=r"depth must be 6n \+ 4 \(e.g. 28, 34\) for a WideResNet \(got 30\)"):
         WideResNet(3, 10, depth=30, width=2)
 
 
@@ -102,21 +103,91 @@ def test_normalize_is_first_and_closed_form(arch: str, in_channels: int | None,
 
 
 def test_normalize_rejects_bad_stats() -> None:
-    with pytest.raises(ValueError, match="one value per channel, got 2 and 1"):
+    with pytest.raises(ValueError, match=r"std must be one value per channel, as many as mean \(2\) \(got \(0.3,\)\)"):
         Normalize((0.1, 0.2), (0.3,))
-    with pytest.raises(ValueError, match=r"std must be positive, got \(0.0,\)"):
+    with pytest.raises(ValueError, match=r"std must be positive \(got \(0.0,\)\)"):
         Normalize((0.1,), (0.0,))
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match=r"arch must be one of \('cnn-small', 'cnn', 'preact-resnet18', "
-                                         r"'wrn-34-10'\), got 'resnet50'"):
+    with pytest.raises(ValueError, match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', "
+                                         r"'wrn-34-10', 'linear' \(got 'resnet50'\)"):
         build_model("resnet50")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"num_classes must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match=r"num_classes must be an integer >= 2 \(got 1\)"):
         build_model("cnn", num_classes=1)
-    with pytest.raises(ValueError, match=r"in_channels must be 1 \(Fashion-MNIST\) or 3 \(CIFAR-10\), got 2"):
+    with pytest.raises(ValueError, match=r"num_classes must be an integer >= 2 \(got True\)"):
+        build_model("linear", num_classes=True)
+    with pytest.raises(ValueError, match=r"in_channels must be 1 \(Fashion-MNIST\) or 3 \(CIFAR-10\) \(got 2\)"):
         build_model("cnn", in_channels=2)
-    assert ARCHS == ("cnn-small", "cnn", "preact-resnet18", "wrn-34-10")
+    with pytest.raises(ValueError, match=r"in_channels must be 1 \(Fashion-MNIST\) or 3 \(CIFAR-10\) \(got 2\)"):
+        build_model("linear", in_channels=2)
+    assert ARCHS == ("cnn-small", "cnn", "preact-resnet18", "wrn-34-10", "linear")
+
+
+# ---------------------------------------------------------------------------------------------
+# the linear model, and models sized for a data set of the registry
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("in_channels", "shape"), [(None, (1, 28, 28)), (1, (1, 28, 28)), (3, (3, 32, 32))])
+def test_linear_is_flatten_then_linear_on_raw_pixels(in_channels: int | None, shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model("linear", num_classes=7, in_channels=in_channels)
+    assert [name for name, _ in model.named_children()] == ["flatten", "linear"]
+    assert isinstance(model.flatten, nn.Flatten) and type(model.linear) is nn.Linear
+    assert not any(isinstance(m, Normalize) for m in model.modules()) and not list(model.buffers())
+    d = shape[0] * shape[1] * shape[2]
+    assert model.linear.weight.shape == (7, d) and model.linear.bias.shape == (7,)
+    assert _n_params(model) == 7 * d + 7
+    assert set(model.state_dict()) == {"linear.weight", "linear.bias"}
+    # raw pixels: the logits are W x + b of the flattened image, no normalisation in between
+    x = torch.rand(4, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), x.flatten(1) @ model.linear.weight.T + model.linear.bias)
+
+
+def test_archs_for_each_dataset_of_the_registry() -> None:
+    assert set(ARCHS_FOR) == set(DATASETS) == set(DATASET_INFO)
+    assert ARCHS_FOR["fashion-mnist"] == ("cnn-small", "cnn", "linear")
+    assert ARCHS_FOR["cifar10"] == ARCHS
+    assert all(set(archs) <= set(ARCHS) for archs in ARCHS_FOR.values())
+
+
+@pytest.mark.parametrize(("arch", "dataset"), [("cnn-small", "fashion-mnist"), ("cnn", "fashion-mnist"),
+                                               ("linear", "fashion-mnist"), ("linear", "cifar10"),
+                                               ("cnn-small", "cifar10"), ("preact-resnet18", "cifar10")])
+def test_build_for_sizes_the_model_from_the_data_registry(arch: str, dataset: str) -> None:
+    info = DATASET_INFO[dataset]
+    torch.manual_seed(0)
+    model = build_for(arch, dataset).eval()  # type: ignore[arg-type]
+    with torch.no_grad():
+        logits = model(torch.rand(2, *info.input_shape))
+    assert logits.shape == (2, len(info.classes)) and torch.isfinite(logits).all()
+    torch.manual_seed(0)  # the same network build_model makes with the registry's sizes
+    same = build_model(arch, num_classes=len(info.classes), in_channels=info.input_shape[0])  # type: ignore[arg-type]
+    state, other = model.state_dict(), same.state_dict()
+    assert state.keys() == other.keys() and all(torch.equal(state[k], other[k]) for k in state)
+
+
+def test_build_for_uses_the_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry entry with 4 classes gives a 4-class head: the sizes are read from the registry, not assumed."""
+    from advlogits import data
+
+    entry = data.DATASET_INFO["fashion-mnist"]
+    monkeypatch.setitem(data.DATASET_INFO, "fashion-mnist", entry._replace(classes=entry.classes[:4]))
+    model = build_for("linear", "fashion-mnist")
+    assert model.linear.weight.shape == (4, 784)
+
+
+def test_build_for_refuses_an_arch_that_does_not_fit_the_dataset() -> None:
+    for arch in ("preact-resnet18", "wrn-34-10"):
+        with pytest.raises(ValueError, match=rf"arch must be one of 'cnn-small', 'cnn', 'linear' \(got '{arch}'\)"
+                                             r"; those are the architectures that fit fashion-mnist"):
+            build_for(arch, "fashion-mnist")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', "
+                                         r"'linear' \(got 'resnet50'\); those are the architectures that fit cifar10"):
+        build_for("resnet50", "cifar10")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"):
+        build_for("cnn", "mnist")
 
 
 def test_init_is_seeded() -> None:
@@ -199,12 +270,12 @@ def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
 
 
 def test_load_robustbench_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown RobustBench model 'NoSuchModel' for cifar10/Linf; known ones "
-                                         r"include Andriushchenko2020Understanding, Carmon2019Unlabeled"):
+    with pytest.raises(ValueError, match=r"name must be a RobustBench model of cifar10/Linf \(got 'NoSuchModel'\); "
+                                         r"known ones include Andriushchenko2020Understanding, Carmon2019Unlabeled"):
         load_robustbench("NoSuchModel", model_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"dataset must be one of \('cifar10', 'cifar100', 'imagenet'"):
+    with pytest.raises(ValueError, match=r"dataset must be one of 'cifar10', 'cifar100', 'imagenet'.* \(got 'mnist'\)"):
         load_robustbench(RB_NAME, dataset="mnist", model_dir=tmp_path)
-    with pytest.raises(ValueError, match=r"threat_model must be one of \('Linf', 'L2', 'corruptions'\), got 'L1'"):
+    with pytest.raises(ValueError, match=r"threat_model must be one of 'Linf', 'L2', 'corruptions' \(got 'L1'\)"):
         load_robustbench(RB_NAME, threat_model="L1", model_dir=tmp_path)
     assert not any(tmp_path.iterdir())  # nothing created before the arguments were checked
 

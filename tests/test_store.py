@@ -1,172 +1,324 @@
-"""The store: keys, atomic writes that survive a kill, checksums, safe loading, get_or_train reuse."""
+"""advlogits.store, the generic store: keys, entries, locks, "get or compute" of weights, JSON and tensors (each
+computed once, by a compute function the tests count), and housekeeping (keys, verify, stale files, remove).
+
+The store knows nothing of training: the computations here are plain functions; training through the store is
+tested in tests/test_pipeline_stored.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
+import types
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from advlogits import store as store_module
-from advlogits.store import Store, StoreError, atomic_write_bytes, config_key, load_state_dict_checked, safe_torch_load
+from advlogits.fileio import StoreError, read_checked, record_path, write_checked
+from advlogits.store import Store, canonical, config_key, home, source_digest
 from advlogits.train import TrainConfig
 from helpers import CodeRunningPayload
 
 TINY = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64, lr=0.05,
                    weight_decay=5e-4, n_train=256, n_val=64, seed=0)
+KEY = config_key(TINY, code="code-a")
+HISTORY = {"epoch": [1], "train_loss": [0.5]}
+
+
+class Counter:
+    """A compute function that counts its calls."""
+
+    def __init__(self, result):
+        self.calls = 0
+        self.result = result
+
+    def __call__(self, *args):
+        self.calls += 1
+        self.args = args
+        return self.result() if callable(self.result) else self.result
+
+
+def _state(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {"w": torch.randn(3, 2, generator=g), "b": torch.randn(3, generator=g)}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# keys
 
 
 def test_config_key_is_stable_and_sensitive():
-    assert config_key(TINY) == config_key(dataclasses.replace(TINY))
-    assert config_key(TINY) != config_key(dataclasses.replace(TINY, seed=1))
-    assert config_key(TINY) != config_key(dataclasses.replace(TINY, lr=0.050001))
+    assert config_key(TINY, code="a") == config_key(dataclasses.replace(TINY), code="a")
+    assert config_key(TINY, code="a") != config_key(dataclasses.replace(TINY, seed=1), code="a")
+    assert config_key(TINY, code="a") != config_key(dataclasses.replace(TINY, lr=0.050001), code="a")
     assert config_key(TINY, code="a") != config_key(TINY, code="b"), "the code version is part of the key"
-    assert len(config_key(TINY)) == 16
+    assert len(config_key(TINY, code="a")) == 16
+    assert config_key({"b": 1, "a": 2}, code="") == config_key({"a": 2, "b": 1}, code=""), "dicts by sorted keys"
+    assert config_key({"a": 1}, code="") != config_key({"a": 1.0}, code=""), "an int is not a float"
+    with pytest.raises(TypeError):
+        config_key(TINY)  # the code that computes an entry is always named
 
 
-def test_write_killed_midway_leaves_old_file_intact(tmp_path):
-    target = tmp_path / "result.json"
-    atomic_write_bytes(b'{"old": true}', target)
-    ready = tmp_path / "ready"
-    script = textwrap.dedent(f"""
-        import os, time
-        from pathlib import Path
-        from advlogits import store
-        real_fsync = os.fsync
-        def slow_fsync(fd):  # the new bytes are written to the temporary file; stop before the rename
-            real_fsync(fd)
-            Path({str(ready)!r}).touch()
-            time.sleep(60)
-        store.os.fsync = slow_fsync
-        store.atomic_write_bytes(b"x" * 5_000_000, Path({str(target)!r}))
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.time() + 60
-        while not ready.exists():
-            assert proc.poll() is None, "writer exited before reaching the kill point"
-            assert time.time() < deadline
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
-    assert target.read_bytes() == b'{"old": true}'
-    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(".result.json.")]
-    assert leftovers and leftovers[0].stat().st_size == 5_000_000, "the kill happened after the new bytes were written"
+def test_canonical_names_dataclasses_by_type_and_floats_by_repr():
+    c = canonical(TINY)
+    assert c["__type__"] == "TrainConfig" and c["lr"] == "0.05" and c["seed"] == 0 and c["teacher"] is None
+    student = dataclasses.replace(TINY, method="distilled", teacher=TINY)
+    assert canonical(student)["teacher"] == c, "a nested config is canonical too"
+    assert canonical({"x": (1, 2.5), "a": [0.1]}) == {"a": ["0.1"], "x": [1, "2.5"]}
+    json.dumps(canonical(student))
 
 
-def test_checked_files_detect_corruption_and_incomplete_writes(tmp_path):
-    s = Store(tmp_path)
-    path = tmp_path / "entry" / "metrics.json"
-    assert s.read_file(path) is None
-    s.write_file(path, b'{"acc": 0.9}')
-    assert s.read_file(path) == b'{"acc": 0.9}'
-    path.write_bytes(b'{"acc": 1.0}')  # same size, different bytes
-    with pytest.raises(StoreError, match="corrupt.*Delete the entry folder"):
-        s.read_file(path)
-    path.write_bytes(b'{"acc"')  # truncated
-    with pytest.raises(StoreError, match="corrupt"):
-        s.read_file(path)
-    path.with_name("metrics.json.sha256").unlink()  # never completed: ignored, not served
-    assert s.read_file(path) is None
+def _module(tmp_path: Path, name: str, source: str) -> types.ModuleType:
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    return module
 
 
-def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.pt"
-    torch.save({"weight": CodeRunningPayload(marker)}, path)
-    with pytest.raises(StoreError, match="refusing to load .*evil.pt"):
-        safe_torch_load(path)
-    assert not marker.exists()
+def test_source_digest_follows_the_source_bytes_and_not_the_order(tmp_path):
+    a, b = _module(tmp_path, "a", "x = 1\n"), _module(tmp_path, "b", "y = 2\n")
+    digest = source_digest([a, b])
+    assert len(digest) == 12 and digest == source_digest([b, a])
+    assert source_digest([a]) != digest
+    Path(a.__file__).write_text("x = 1\n# a comment\n")
+    assert source_digest([a, b]) != digest, "even a comment changes the digest"
+    Path(a.__file__).write_text("x = 1\n")
+    assert source_digest([a, b]) == digest
+    renamed = _module(tmp_path, "c", "x = 1\n")
+    assert source_digest([renamed, b]) != digest, "the module's name counts, not only its bytes"
 
 
-def test_a_truncated_checkpoint_is_refused(tmp_path):
-    path = tmp_path / "model.pt"
-    torch.save({"w": torch.zeros(1000)}, path)
-    path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(StoreError, match="refusing to load"):
-        safe_torch_load(path)
-
-
-def test_mismatched_weights_are_refused_with_the_bad_keys():
-    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    state.pop("1.bias")
-    state["2.weight"] = torch.zeros(1)
-    state["0.weight"] = torch.zeros(5, 5)
-    with pytest.raises(StoreError, match=r"missing keys: 1.bias; unexpected keys: 2.weight; mis-shaped keys: 0.weight"):
-        load_state_dict_checked(model, state, source="x.pt")
-    good = {k: torch.full_like(v, 0.5) for k, v in model.state_dict().items()}
-    load_state_dict_checked(model, good, source="x.pt")
-    assert torch.all(model[0].weight == 0.5)
+def test_default_store_follows_advlogits_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLOGITS_HOME", str(tmp_path / "h"))
+    assert Store().root == tmp_path / "h" == home()
+    monkeypatch.delenv("ADVLOGITS_HOME")
+    assert store_module.home() == Path.home() / ".cache" / "advlogits"
+    assert Store().root == Path.home() / ".cache" / "advlogits"
 
 
 def test_unwritable_home_names_the_variable(tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("ADVLOGITS_HOME", str(blocker / "store"))
+    compute = Counter({"a": 1})
     with pytest.raises(StoreError, match="not writable.*Set ADVLOGITS_HOME"):
-        Store().get_or_compute_json(TINY, "x", {}, lambda: {"a": 1})
+        Store().get_or_compute_json(KEY, "x", {}, compute, code="")
+    with pytest.raises(StoreError, match="not writable.*Set ADVLOGITS_HOME"):
+        Store().writable_entry(KEY)
+    assert compute.calls == 0, "nothing is computed that could not be stored"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# entries and locks
+
+
+def test_entries_and_locks_live_apart(tmp_path):
+    s = Store(tmp_path)
+    assert s.entry(KEY) == tmp_path / "entries" / KEY and not s.entry(KEY).exists()
+    assert s.writable_entry(KEY) == s.entry(KEY) and s.entry(KEY).is_dir()
+    assert list(s.entry(KEY).iterdir()) == [], "the write probe leaves nothing behind"
+    lock = s.lock(KEY)
+    assert Path(lock.lock_file) == tmp_path / "locks" / f"{KEY}.lock"
+    with lock:
+        with s.lock(KEY):  # re-entrant within a process: a result computed under the lock may ask for the entry
+            assert s.lock(KEY).is_locked
+    assert not s.lock(KEY).is_locked
+    s.remove(KEY)
+    assert not s.entry(KEY).exists() and (tmp_path / "locks" / f"{KEY}.lock").exists(), "removing keeps the lock"
+
+
+def test_the_lock_excludes_another_process(tmp_path):
+    s = Store(tmp_path)
+    probe = textwrap.dedent(f"""
+        from filelock import FileLock, Timeout
+        try:
+            FileLock({str(tmp_path / "locks" / f"{KEY}.lock")!r}, timeout=0).acquire()
+        except Timeout:
+            print("held")
+        else:
+            print("free")
+    """)
+
+    def other_process_sees() -> str:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                              check=True).stdout.strip()
+
+    with s.lock(KEY):
+        assert other_process_sees() == "held"
+    assert other_process_sees() == "free"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# weights
+
+
+def test_weights_are_computed_once_then_loaded(tmp_path):
+    s = Store(tmp_path)
+    compute = Counter(lambda: (_state(0), HISTORY))
+    assert not s.has_weights(KEY)
+    state, history, computed = s.get_or_compute_weights(KEY, config=TINY, compute=compute)
+    assert computed and compute.calls == 1 and compute.args == (s.entry(KEY) / "checkpoint.pt",)
+    assert s.has_weights(KEY) and history == HISTORY
+    again, history2, computed2 = s.get_or_compute_weights(KEY, config=TINY, compute=compute)
+    assert not computed2 and compute.calls == 1, "stored weights are loaded, not computed again"
+    assert history2 == HISTORY and again.keys() == state.keys()
+    assert all(torch.equal(again[k], state[k]) for k in state)
+    assert json.loads(read_checked(s.entry(KEY) / "config.json")) == canonical(TINY) == s.config_of(KEY)
+    log = [json.loads(line) for line in (s.entry(KEY) / "training.log").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["resumed"] is False
+    other = config_key(TINY, code="code-b")
+    s.get_or_compute_weights(other, config=TINY, compute=compute)
+    assert compute.calls == 2, "another key is another entry"
+
+
+def test_a_computation_resumes_from_its_checkpoint_and_cleans_up(tmp_path):
+    """The compute function gets the entry's checkpoint path; one left by a killed run is there to resume from,
+    temporary files of killed writers are removed first, and the checkpoint is deleted once weights are stored."""
+    s = Store(tmp_path)
+    folder = s.writable_entry(KEY)
+    (folder / "checkpoint.pt").write_bytes(b"progress")
+    (folder / ".model.pt.abc.tmp").write_bytes(b"torn")
+    (folder / "results").mkdir()
+    (folder / "results" / ".metrics.json.x.tmp").write_bytes(b"torn")
+    seen = []
+
+    def compute(checkpoint: Path):
+        seen.append((checkpoint.read_bytes(), sorted(p.name for p in folder.rglob(".*.tmp"))))
+        return _state(1), HISTORY
+
+    s.get_or_compute_weights(KEY, config=TINY, compute=compute)
+    assert seen == [(b"progress", [])]
+    assert not (folder / "checkpoint.pt").exists()
+    log = [json.loads(line) for line in (folder / "training.log").read_text().splitlines()]
+    assert [line["resumed"] for line in log] == [True]
+
+
+def test_a_failed_computation_stores_nothing(tmp_path):
+    s = Store(tmp_path)
+
+    def compute(checkpoint: Path):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        s.get_or_compute_weights(KEY, config=TINY, compute=compute)
+    assert not s.has_weights(KEY)
+    assert not s.lock(KEY).is_locked, "the lock is released"
+    ok = Counter(lambda: (_state(2), HISTORY))
+    assert s.get_or_compute_weights(KEY, config=TINY, compute=ok)[2] and ok.calls == 1
+
+
+def test_a_failed_computation_leaves_no_entry(tmp_path):
+    """The store's promise (module docstring): locks live apart, so a run that fails before writing anything
+    leaves no entry behind, and `Store.keys` does not list a key that holds nothing."""
+    s = Store(tmp_path)
+
+    def compute(checkpoint: Path):
+        raise ValueError("n must be at most the size of the split")
+
+    with pytest.raises(ValueError):
+        s.get_or_compute_weights(KEY, config=TINY, compute=compute)
+    assert s.keys() == []
+    assert not (tmp_path / "entries").exists()
+
+
+def test_stored_weights_are_read_safely(tmp_path):
+    s = Store(tmp_path)
+    with pytest.raises(StoreError, match=r"no stored weights in .*; compute them first \(advlogits\.pipeline\.get_model\)"):
+        s.load_weights(KEY)
+    s.save_weights(KEY, state=_state(0), config=TINY, history=HISTORY)
+    marker = tmp_path / "pwned"
+    buffer = io.BytesIO()
+    torch.save({"w": CodeRunningPayload(marker)}, buffer)
+    write_checked(s.entry(KEY) / "model.pt", buffer.getvalue())
+    with pytest.raises(StoreError, match=r"refusing to load .*model\.pt: .*Delete it to recompute it"):
+        s.load_weights(KEY)
+    assert not marker.exists()
+    (s.entry(KEY) / "history.json").write_bytes(b"{}")  # corrupt: disagrees with its record
+    with pytest.raises(StoreError, match=r"corrupt.*Delete the entry folder"):
+        s.load_weights(KEY)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results
 
 
 def test_results_are_computed_once(tmp_path):
     s = Store(tmp_path)
-    calls = []
-    compute = lambda: calls.append(1) or {"value": 3}
-    assert s.get_or_compute_json(TINY, "metric", {"k": 1}, compute) == {"value": 3}
-    assert s.get_or_compute_json(TINY, "metric", {"k": 1}, compute) == {"value": 3}
-    assert len(calls) == 1
-    s.get_or_compute_json(TINY, "metric", {"k": 2}, compute)
-    assert len(calls) == 2, "other parameters are another result"
-    tensors = s.get_or_compute_tensors(TINY, "logits", {}, lambda: {"z": torch.arange(6.0).reshape(2, 3)})
-    again = s.get_or_compute_tensors(TINY, "logits", {}, lambda: pytest.fail("recomputed"))
-    assert torch.equal(tensors["z"], again["z"])
+    compute = Counter({"value": 3})
+    assert s.get_or_compute_json(KEY, "metric", {"k": 1}, compute, code="c") == {"value": 3}
+    assert s.get_or_compute_json(KEY, "metric", {"k": 1}, compute, code="c") == {"value": 3}
+    assert compute.calls == 1
+    assert s.has_result(KEY, "metric", {"k": 1}, ".json", code="c")
+    s.get_or_compute_json(KEY, "metric", {"k": 2}, compute, code="c")
+    assert compute.calls == 2, "other parameters are another result"
+    s.get_or_compute_json(KEY, "metric", {"k": 1}, compute, code="d")
+    assert compute.calls == 3, "other code is another result"
+    tensors = Counter(lambda: {"z": torch.arange(6.0).reshape(2, 3)})
+    first = s.get_or_compute_tensors(KEY, "logits", {}, tensors, code="c")
+    again = s.get_or_compute_tensors(KEY, "logits", {}, tensors, code="c")
+    assert tensors.calls == 1 and torch.equal(first["z"], again["z"])
+    assert s.config_of(KEY) is None, "an entry of results only has no config"
 
 
-@pytest.mark.slow
-def test_get_or_train_trains_once_then_loads(tmp_path):
+def test_results_are_keyed_by_name_parameters_and_code(tmp_path):
     s = Store(tmp_path)
-    model, history = s.get_or_train(TINY, progress=False)
-    entry = s.entry(TINY)
-    stamp = (entry / "model.pt").stat().st_mtime_ns
-    assert not (entry / "checkpoint.pt").exists(), "the training checkpoint is removed once the model is stored"
-    assert json.loads((entry / "config.json").read_text())["seed"] == 0
-    loaded, history2 = s.get_or_train(TINY, progress=False)
-    assert (entry / "model.pt").stat().st_mtime_ns == stamp
-    assert history2 == json.loads(json.dumps(history))
-    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
-        assert torch.equal(a, b)
-    assert not loaded.training
+    a = s.result_path(KEY, "r", {}, ".json", code="one")
+    b = s.result_path(KEY, "r", {}, ".json", code="two")
+    assert a != b and a.parent == b.parent == s.entry(KEY) / "results"
+    assert a.name.startswith("r-") and a.suffix == ".json"
+    assert s.result_path(KEY, "r", {"n": 1}, ".json", code="one") != a
+    assert s.result_path(KEY, "r", {}, ".pt", code="one") == a.with_suffix(".pt")
+    assert not s.has_result(KEY, "r", {}, ".json", code="one")
 
 
-def test_default_store_follows_advlogits_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVLOGITS_HOME", str(tmp_path / "h"))
-    assert Store().root == tmp_path / "h"
-    monkeypatch.delenv("ADVLOGITS_HOME")
-    assert store_module.home() == Path.home() / ".cache" / "advlogits"
-
-
-def test_results_are_keyed_by_the_source_of_the_module_that_computes_them(tmp_path):
-    from advlogits import experiments, theory
-    from advlogits.store import _CORE_MODULES, _source_version, code_version
-
-    assert "theory.py" not in _CORE_MODULES and "train.py" in _CORE_MODULES
-    assert _source_version(theory.train_linear) == code_version(("theory.py",)) != ""
-    assert _source_version(experiments.evaluate) == code_version(("experiments.py",))
-    assert _source_version(lambda: None) == "", "code outside the package (tests, notebooks) adds nothing"
+def test_a_corrupt_result_is_refused_not_recomputed_silently(tmp_path):
     s = Store(tmp_path)
-    a = s.result_path(TINY, "r", {}, ".json", theory.train_linear)
-    b = s.result_path(TINY, "r", {}, ".json", experiments.evaluate)
-    assert a != b and a.parent == b.parent == s.entry(TINY) / "results"
+    compute = Counter({"acc": 0.9})
+    s.get_or_compute_json(KEY, "m", {}, compute, code="")
+    path = s.result_path(KEY, "m", {}, ".json", code="")
+    path.write_bytes(path.read_bytes().replace(b"0.9", b"1.0"))
+    with pytest.raises(StoreError, match="corrupt"):
+        s.get_or_compute_json(KEY, "m", {}, compute, code="")
+    record_path(path).unlink()  # an incomplete write is recomputed
+    assert s.get_or_compute_json(KEY, "m", {}, compute, code="") == {"acc": 0.9} and compute.calls == 2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# housekeeping
+
+
+def test_keys_files_verify_stale_files_and_remove(tmp_path):
+    s = Store(tmp_path)
+    assert s.keys() == [] and s.verify() == {} and s.stale_files() == []
+    other = config_key(TINY, code="code-b")
+    s.save_weights(KEY, state=_state(0), config=TINY, history=HISTORY)
+    s.get_or_compute_json(other, "m", {}, Counter({"a": 1}), code="")
+    assert s.keys() == sorted([KEY, other])
+    assert [p.name for p in s.files(KEY)] == ["config.json", "history.json", "model.pt"]
+    assert len(list(s.files(other))) == 1
+    checked = s.verify()
+    assert len(checked) == 4 and set(checked.values()) == {"ok"}
+    assert s.stale_files() == [(tmp_path / "locks" / f"{other}.lock")], "a lock no process holds is stale"
+
+    (s.entry(KEY) / "history.json").write_bytes(b'{"epoch": [2], "train_loss": [0.5]}')
+    assert s.verify()[s.entry(KEY) / "history.json"] == "corrupt"
+    torn = s.entry(KEY) / ".model.pt.123.tmp"
+    torn.write_bytes(b"x")
+    never_completed = s.entry(other) / "results" / "half.json"
+    never_completed.write_bytes(b"{")
+    (s.entry(KEY) / "training.log").write_text("{}\n")
+    (s.entry(KEY) / "checkpoint.pt").write_bytes(b"progress")
+    with s.lock(KEY):
+        stale = s.stale_files()
+    assert sorted(stale) == sorted([torn, never_completed, tmp_path / "locks" / f"{other}.lock"]), \
+        "torn and never-completed files and unheld locks; not the log, the checkpoint or a held lock"
+    s.remove(KEY)
+    assert s.keys() == [other] and not s.has_weights(KEY)
+    s.remove(KEY)  # removing what is gone is fine

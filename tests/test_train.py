@@ -1,7 +1,9 @@
-"""Training loops: they learn, they are seeded, they resume after a kill, AT buys robustness."""
+"""advlogits.train: the training loops learn, are seeded, resume after a kill, and AT buys robustness; a
+`TrainConfig` is refused when it is made if any value is bad (the bad-input table `CONFIG_CASES`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import subprocess
 import sys
@@ -11,12 +13,17 @@ import time
 import pytest
 import torch
 
-from advlogits.attacks import robust_accuracy
+from advlogits import profiles
+from advlogits.attacks import predict_logits, robust_accuracy
 from advlogits.data import load_dataset
-from advlogits.experiments import predict_logits
+from advlogits.fileio import safe_torch_load
 from advlogits.models import build_model
-from advlogits.store import safe_torch_load
-from advlogits.train import accuracy, train_adversarial, train_distilled, train_standard, triangular_lr
+from advlogits.train import TrainConfig, accuracy, train_adversarial, train_distilled, train_standard, triangular_lr
+
+ST = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=3, batch_size=32, lr=0.05,
+                 weight_decay=5e-4, n_train=128, n_val=32, seed=0)
+AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
+_DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +123,13 @@ def test_adversarial_training_buys_robustness(data):
 
 def test_adversarial_training_validates_before_compute(data):
     x, y, *_ = data
-    with pytest.raises(ValueError, match=r"alpha must be in \(0, eps=0.1\]"):
+    with pytest.raises(ValueError, match=r"^alpha must be a finite number > 0 and <= 0\.1 \(got 0\.2\)"):
         train_adversarial(fresh(), x, y, eps=0.1, alpha=0.2, steps=3, epochs=1, batch_size=64, lr=0.1)
-    with pytest.raises(ValueError, match=r"eps must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"^eps must be a finite number > 0 and < 1 \(got 0\.0\)"):
         train_adversarial(fresh(), x, y, eps=0.0, alpha=0.2, steps=3, epochs=1, batch_size=64, lr=0.1)
-    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"^epochs must be an integer >= 1 \(got 0\)"):
         train_standard(fresh(), x, y, epochs=0, batch_size=64, lr=0.1)
-    with pytest.raises(ValueError, match="targets must have one row per image"):
+    with pytest.raises(ValueError, match=r"^targets must be one row per image \(2000\) \(got 10 rows\)"):
         train_standard(fresh(), x, y[:10], epochs=1, batch_size=64, lr=0.1)
 
 
@@ -144,7 +151,71 @@ def test_distillation_with_hard_labels_and_bad_input(data):
     history = train_distilled(student, x[:512], y[:512], T=1.0, epochs=1, batch_size=64, lr=0.05, y=y[:512],
                               progress=False)
     assert len(history["train_loss"]) == 1
-    with pytest.raises(ValueError, match=r"T must be > 0 \(got 0"):
+    with pytest.raises(ValueError, match=r"^T must be a finite number > 0 \(got 0\.0\)"):
         train_distilled(student, x, torch.zeros(len(x), 10), T=0.0, epochs=1, batch_size=64, lr=0.05)
-    with pytest.raises(ValueError, match="targets must be"):
+    with pytest.raises(ValueError, match=r"^targets must be \(N, K\) float logits or \(N,\) int64 labels "
+                                         r"\(got \(2000, 10\), torch\.int64\)"):
         train_distilled(student, x, torch.zeros(len(x), 10, dtype=torch.long), T=1.0, epochs=1, batch_size=64, lr=0.05)
+
+
+def test_accuracy_of_no_images_is_zero_and_the_mode_is_restored(data):
+    x, y, *_ = data
+    model = fresh().train()
+    assert accuracy(model, x[:0], y[:0]) == 0.0
+    assert accuracy(model, x[:100], y[:100]) == pytest.approx(
+        (predict_logits(model, x[:100]).argmax(1) == y[:100]).float().mean().item())
+    assert model.training
+
+
+# --------------------------------------------------------------------------------------------------------------
+# bad configs: refused when made, before any compute (part of the bad-input matrix counted in
+# tests/test_pipeline_stored.py)
+
+
+CONFIG_CASES = [
+    # (id, the bad config's fields, expected message): refused when the config is made, before any compute
+    ("unknown-dataset", dict(dataset="mnist"),
+     r"^TrainConfig: dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"),
+    ("unknown-arch", dict(arch="vit"),
+     r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', 'linear' \(got 'vit'\)"),
+    ("arch-of-another-data-set", dict(arch="preact-resnet18"),
+     r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'linear' \(got 'preact-resnet18'\); those are the "
+     r"architectures that fit fashion-mnist"),
+    ("unknown-method", dict(method="fancy"),
+     r"^TrainConfig: method must be one of 'standard', 'adversarial', 'distilled' \(got 'fancy'\)"),
+    ("alpha-above-eps", dict(method="adversarial", eps=0.1, alpha=0.2, steps=2),
+     r"^TrainConfig: alpha must be a finite number > 0 and <= 0\.1 \(got 0\.2\)"),
+    ("zero-pgd-steps", dict(method="adversarial", eps=0.1, alpha=0.05, steps=0),
+     r"^TrainConfig: steps must be an integer >= 1 \(got 0\)"),
+    ("eps-of-one", dict(method="adversarial", eps=1.0, alpha=0.05, steps=2),
+     r"^TrainConfig: eps must be a finite number > 0 and < 1 \(got 1\.0\); an L-inf radius in pixel units"),
+    ("negative-seed", dict(seed=-3), r"^TrainConfig: seed must be an integer >= 0 and <= 4294967295 \(got -3\)"),
+    ("zero-epochs", dict(epochs=0), r"^TrainConfig: epochs must be an integer >= 1 \(got 0\)"),
+    ("zero-n-train", dict(n_train=0), r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 \(got 0\); None "
+                                      r"trains on all 60000 images of fashion-mnist"),
+    ("n-train-beyond-the-split", dict(n_train=60_001), r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 "
+                                                        r"\(got 60001\)"),
+    ("unknown-precision", dict(precision="fp16"), r"^TrainConfig: precision must be one of 'fp32', 'bf16' \(got 'fp16'\)"),
+    ("student-temperature-zero", dict(method="distilled", teacher=ST, T=0.0),
+     r"^TrainConfig: T must be a finite number > 0 \(got 0\.0\)"),
+    ("student-unknown-targets", dict(method="distilled", teacher=ST, targets="bogus"),
+     r"^TrainConfig: targets must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', 'label_smoothing', "
+     r"'argmax' \(got 'bogus'\)"),
+    ("student-without-teacher", dict(method="distilled"),
+     r"^TrainConfig: teacher must be a teacher config for a distilled config \(got None\)"),
+]
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("fields, message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_bad_train_configs_are_refused_when_made(fields, message):
+    """A config is checked when it is made, so a student with T=0 or unknown targets is refused before its
+    teacher is trained."""
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(ST, **fields)
+
+
+@pytest.mark.faults
+def test_valid_students_and_adversarial_configs_are_accepted():
+    assert _DISTILLED.teacher == ST and AT.alpha <= AT.eps
+    assert profiles.resolve("smoke", device="cpu", seed=2**32 - 1).standard().seed == 2**32 - 1

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
-import numbers
 from collections.abc import Callable, Iterator
 from typing import Literal, get_args
 
@@ -25,7 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from advlogits._compat import import_autoattack
+from ._compat import import_autoattack
+from .accel import model_device, to_device
+from .checks import check_bool, check_choice, check_images, check_int, check_number, describe, fail
 
 Norm = Literal["linf", "l2"]
 Loss = Literal["ce", "cw"]
@@ -33,9 +33,8 @@ AttackName = Literal["none", "fgsm", "pgd"]
 AANorm = Literal["Linf", "L2"]
 AAVersion = Literal["standard", "fast"]
 
-_RANGE_TOL = 1e-6  # how far outside [0, 1] an input may stray (float rounding) before it is rejected
 _NORM_TINY = 1e-12  # guards the L2 normalisations against division by zero
-_AA_FAST_ATTACKS = ["apgd-ce", "apgd-t"]  # PAPER.md: AutoAttack means APGD-CE + APGD-T at least
+_AA_FAST_ATTACKS = ["apgd-ce", "apgd-t"]  # the book's protocol: AutoAttack means APGD-CE + APGD-T at least
 _AA_MAX_TARGETS = 9  # AutoAttack's standard number of target classes for APGD-T and FAB-T
 _AA_MIN_CLASSES = 4  # the targeted DLR loss reads the 4th-largest logit
 
@@ -44,46 +43,15 @@ _AA_MIN_CLASSES = 4  # the targeted DLR loss reads the 4th-largest logit
 # validation (always before any compute)
 
 
-def _check_real(name: str, value: object, *, positive: bool) -> None:
-    """Raise ValueError unless ``value`` is a finite real number, > 0 if ``positive`` else >= 0."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    bound = "> 0" if positive else ">= 0"
-    if not ok or (value <= 0 if positive else value < 0):
-        raise ValueError(f"{name} must be a finite number {bound} (got {value!r})")
-
-
-def _check_count(name: str, value: object) -> None:
-    """Raise ValueError unless ``value`` is an int >= 1."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
-
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)} (got {value!r})")
-
-
 def _check_data(x: object, y: object) -> None:
-    """Check that x is a float (N, ...) tensor in [0, 1] and y an integer (N,) tensor."""
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
-        got = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x must be a floating-point tensor of shape (N, C, H, W) (got {got})")
+    """Check that x is a float (N, ...) tensor in [0, 1] and y an integer (N,) tensor on x's device."""
+    check_images(x)
     if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
-        got = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-        raise ValueError(f"y must be an integer tensor of shape (N,) holding class indices (got {got})")
+        fail("y", "an integer tensor of shape (N,) holding class indices", y, shown=describe(y))
     if y.device != x.device:
-        raise ValueError(f"y must be on x's device (x on {x.device}, y on {y.device}); move both with .to(device)")
+        fail("y", f"on x's device ({x.device})", y, shown=str(y.device), hint="move both with .to(device)")
     if y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"y must have one label per row of x: x has N={x.shape[0]} samples but y has {y.shape[0]}"
-        )
-    if x.numel() > 0:
-        lo, hi = x.min().item(), x.max().item()
-        if not (lo >= -_RANGE_TOL and hi <= 1 + _RANGE_TOL):  # also catches NaN
-            raise ValueError(
-                f"x must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); pass raw pixel values and "
-                "put any normalisation inside the model"
-            )
+        fail("y", f"one label per row of x ({x.shape[0]} samples)", y, shown=f"{y.shape[0]} labels")
 
 
 def _check_pgd_args(
@@ -99,30 +67,25 @@ def _check_pgd_args(
     generator: torch.Generator | None,
     early_stop: bool = False,
 ) -> None:
-    _check_real("eps", eps, positive=False)
-    if not isinstance(early_stop, bool):
-        raise ValueError(f"early_stop must be True or False (got {early_stop!r})")
-    _check_real("alpha", alpha, positive=True)
-    _check_count("steps", steps)
-    _check_count("restarts", restarts)
-    _check_choice("norm", norm, get_args(Norm))
-    _check_choice("loss", loss, get_args(Loss))
-    if generator is not None and (
-        not isinstance(generator, torch.Generator) or generator.device.type != "cpu"
-    ):
-        raise ValueError(
-            f"generator must be a CPU torch.Generator or None (got {generator!r}); random starts are "
-            "drawn on the CPU so that a seed gives the same x_adv on every device"
-        )
+    check_number("eps", eps, at_least=0)
+    check_bool("early_stop", early_stop)
+    check_number("alpha", alpha, above=0)
+    check_int("steps", steps, at_least=1)
+    check_int("restarts", restarts, at_least=1)
+    check_choice("norm", norm, get_args(Norm))
+    check_choice("loss", loss, get_args(Loss))
+    if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
+        fail("generator", "a CPU torch.Generator or None", generator,
+             hint="random starts are drawn on the CPU so that a seed gives the same x_adv on every device")
     _check_data(x, y)
 
 
 # ----------------------------------------------------------------------------------------------------
-# helpers
+# the model in eval mode, and batched inference
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode; restore each one's own train/eval flag on exit."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -133,13 +96,27 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    """The device of the model's first parameter (or buffer); ``fallback`` for a stateless model."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
+def predict_logits(model: nn.Module, x: Tensor, *, batch_size: int = 1000) -> Tensor:
+    """Logits (N, K) of ``model`` on clean ``x`` (N, C, H, W), in eval mode, in batches on the model's device.
+
+    Returned in float32 on the CPU; the model's train/eval modes are restored. The one batched inference loop
+    of the library: accuracies, stored logits and feature hooks all go through it.
+
+    Examples::
+
+        logits = predict_logits(model, x)
+        accuracy = (logits.argmax(1) == y).float().mean()
+    """
+    check_int("batch_size", batch_size, at_least=1)
+    device = model_device(model, fallback=x.device)
+    with eval_mode(model), torch.no_grad():  # not inference_mode: callers may combine the logits with parameters
+        starts = range(0, len(x), batch_size) if len(x) else (0,)  # an empty x still gives (0, K) logits
+        out = [model(to_device(x[i : i + batch_size], device)).float().cpu() for i in starts]
+    return torch.cat(out)
+
+
+# ----------------------------------------------------------------------------------------------------
+# helpers
 
 
 def _per_sample_loss(logits: Tensor, y: Tensor, loss: Loss) -> Tensor:
@@ -287,7 +264,7 @@ def pgd(
     x, y = x.detach(), y.detach()
     run = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start, loss=loss,
                early_stop=early_stop)
-    with _eval_mode(model):
+    with eval_mode(model):
         x_adv = _pgd_single(model, x, y, generator=generator, **run)
         if restarts == 1:
             return x_adv
@@ -314,7 +291,7 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, *, eps: float) -> Tensor:
 
     Exactly one L-inf PGD step from x with alpha = eps and no random start. Shapes as in ``pgd``.
     """
-    _check_real("eps", eps, positive=False)
+    check_number("eps", eps, at_least=0)
     _check_data(x, y)
     if eps == 0:
         return x.detach().clone()
@@ -330,22 +307,22 @@ def _resolve_attack(
     """The attack function for ``robust_accuracy`` (None for clean accuracy), its ``kw`` validated."""
     if callable(attack):
         return attack
-    _check_choice("attack", attack, get_args(AttackName))
+    check_choice("attack", attack, get_args(AttackName), hint="or pass a callable attack(model, x, y, **kw)")
     if attack == "none":
         if kw:
-            raise ValueError(f"attack='none' takes no attack hyper-parameters (got {sorted(kw)})")
+            fail("kw", "empty for attack='none' (clean accuracy takes no attack hyper-parameters)", sorted(kw))
         return None
     attack_fn = _ATTACKS[attack]
     try:
         bound = inspect.signature(attack_fn).bind(model, x, y, **kw)
     except TypeError as err:
-        raise ValueError(f"bad hyper-parameters for attack={attack!r}: {err}") from err
+        raise ValueError(f"kw must be hyper-parameters of attack={attack!r} (got {sorted(kw)}); {err}") from err
     bound.apply_defaults()
     args = {k: v for k, v in bound.arguments.items() if k not in ("model", "random_start")}
     if attack == "pgd":
         _check_pgd_args(**args)
     else:
-        _check_real("eps", args["eps"], positive=False)
+        check_number("eps", args["eps"], at_least=0)
     return attack_fn
 
 
@@ -383,15 +360,15 @@ def robust_correct(
     **kw: object,
 ) -> Tensor:
     """Per-sample robustness (N,) bool on the CPU: `robust_accuracy`'s arguments, one verdict per sample."""
-    _check_count("batch_size", batch_size)
+    check_int("batch_size", batch_size, at_least=1)
     attack_fn = _resolve_attack(model, x, y, attack, kw)
     _check_data(x, y)
     if x.shape[0] == 0:
-        raise ValueError("x must hold at least one sample (got N=0)")
+        fail("x", "at least one sample", 0, shown="N=0")
 
-    device = _model_device(model, fallback=x.device)
+    device = model_device(model, fallback=x.device)
     out = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
@@ -438,27 +415,25 @@ def autoattack_correct(
     (which AutoAttack reseeds) and the model's train/eval modes are restored. x: (N, C, H, W) in [0, 1];
     y: int64 (N,). The model needs at least 4 classes (the targeted DLR loss reads the 4th logit).
     """
-    _check_real("eps", eps, positive=False)
-    _check_choice("norm", norm, get_args(AANorm))
-    _check_choice("version", version, get_args(AAVersion))
-    _check_count("batch_size", batch_size)
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an integer (got {seed!r})")
+    check_number("eps", eps, at_least=0)
+    check_choice("norm", norm, get_args(AANorm))
+    check_choice("version", version, get_args(AAVersion))
+    check_int("batch_size", batch_size, at_least=1)
+    check_int("seed", seed)
     _check_data(x, y)
     if x.shape[0] == 0:
-        raise ValueError("x must hold at least one sample (got N=0)")
-    device = _model_device(model, fallback=x.device)
+        fail("x", "at least one sample", 0, shown="N=0")
+    device = model_device(model, fallback=x.device)
     if eps == 0:
         return robust_correct(model, x, y, attack="none", batch_size=batch_size)
 
-    with _eval_mode(model):
+    with eval_mode(model):
         with torch.inference_mode():
             n_classes = model(x[:1].to(device)).shape[1]
         if n_classes < _AA_MIN_CLASSES:
-            raise ValueError(
-                f"autoattack_accuracy needs a model with at least {_AA_MIN_CLASSES} classes (got K={n_classes}): "
-                "AutoAttack's targeted DLR loss is undefined below that; use robust_accuracy(attack='pgd') instead"
-            )
+            fail("model", f"a model with at least {_AA_MIN_CLASSES} classes for AutoAttack", n_classes,
+                 shown=f"K={n_classes}", hint="AutoAttack's targeted DLR loss is undefined below that; use "
+                 "robust_accuracy(attack='pgd') instead")
         n_targets = min(_AA_MAX_TARGETS, n_classes - 1)
 
         aa_module = import_autoattack()

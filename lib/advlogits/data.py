@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checks import check_choice, check_int, check_seed, fail
+
 DatasetName = Literal["fashion-mnist", "cifar10"]
 SplitName = Literal["train", "test"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
@@ -58,11 +60,24 @@ DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation, so an unreachable mirror fail
 APT_HINT = "apt-get install -y dataset-fashion-mnist"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
-_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-_CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                    "dog", "frog", "horse", "ship", "truck")
-_INPUT_SHAPES = {"fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+class DatasetInfo(NamedTuple):
+    """What the rest of the library needs to know about a data set without reading it."""
+
+    classes: tuple[str, ...]  # class names, indexed by label
+    input_shape: tuple[int, int, int]  # (C, H, W) of one image
+    train_size: int  # images in the full train split
+    test_size: int  # images in the full test split
+
+
+# The one registry of data sets: every other module reads these facts from here.
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "fashion-mnist": DatasetInfo(("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), (1, 28, 28), 60_000, 10_000),
+    "cifar10": DatasetInfo(("airplane", "automobile", "bird", "cat", "deer",
+                            "dog", "frog", "horse", "ship", "truck"), (3, 32, 32), 50_000, 10_000),
+}
 
 # Fashion-MNIST: split -> (images stem, labels stem, full-size count)
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
@@ -85,16 +100,25 @@ class DatasetError(RuntimeError):
     """The data set is missing or its files are corrupt; the message says how to get a good copy."""
 
 
-def class_names(name: DatasetName) -> tuple[str, ...]:
+def dataset_info(dataset: DatasetName) -> DatasetInfo:
+    """The registry entry of a data set (class names, image shape, split sizes)."""
+    check_choice("dataset", dataset, DATASETS)
+    return DATASET_INFO[dataset]
+
+
+def class_names(dataset: DatasetName) -> tuple[str, ...]:
     """Class names of a data set, indexed by label."""
-    _check_name(name)
-    return _FASHION_CLASSES if name == "fashion-mnist" else _CIFAR10_CLASSES
+    return dataset_info(dataset).classes
 
 
-def input_shape(name: DatasetName) -> tuple[int, int, int]:
+def num_classes(dataset: DatasetName) -> int:
+    """Number of classes of a data set."""
+    return len(dataset_info(dataset).classes)
+
+
+def input_shape(dataset: DatasetName) -> tuple[int, int, int]:
     """Shape (C, H, W) of one image of the data set."""
-    _check_name(name)
-    return _INPUT_SHAPES[name]
+    return dataset_info(dataset).input_shape
 
 
 def data_home() -> Path:
@@ -103,7 +127,7 @@ def data_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "advlogits" / "data"
 
 
-def load_dataset(name: DatasetName, split: SplitName, *, n: int | None = None, seed: int = 0,
+def load_dataset(dataset: DatasetName, split: SplitName, *, n: int | None = None, seed: int = 0,
                  root: str | Path | None = None) -> Split:
     """Load a split as tensors (see the module docstring for where files are looked for).
 
@@ -112,18 +136,16 @@ def load_dataset(name: DatasetName, split: SplitName, *, n: int | None = None, s
     (deterministic for a seed). ``n=None`` returns the whole split in file order.
     Returns ``Split(x, y)``: x (N, C, H, W) float32 = uint8 pixels / 255, y (N,) int64.
     """
-    _check_name(name)
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"n must be None or a positive int (the subset size), got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    check_choice("dataset", dataset, DATASETS)
+    check_choice("split", split, SPLITS)
+    if n is not None:
+        check_int("n", n, at_least=1, hint="n is the subset size; None loads the whole split")
+    check_seed("seed", seed)
 
     if root is None and os.environ.get(ROOT_ENV_VAR, "").strip():
         root = os.environ[ROOT_ENV_VAR].strip()
     root_path = None if root is None else Path(root).expanduser()
-    if name == "fashion-mnist":
+    if dataset == "fashion-mnist":
         images, labels = _load_fashion_mnist(split, root_path)
     else:
         images, labels = _load_cifar10(split, root_path)
@@ -133,18 +155,13 @@ def load_dataset(name: DatasetName, split: SplitName, *, n: int | None = None, s
         index = torch.arange(size)
     else:
         if n > size:
-            raise ValueError(f"n={n} exceeds the size of the {name} {split} split ({size} images); "
-                             f"pass n <= {size} or n=None for all of it")
+            fail("n", f"at most the size of the {dataset} {split} split ({size} images)", n,
+                 hint="pass a smaller n, or n=None for all of it")
         index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
     idx = index.numpy()
     x = torch.from_numpy(images[idx]).to(torch.float32).div_(255.0)
     y = torch.from_numpy(labels[idx].astype(np.int64))
     return Split(x, y)
-
-
-def _check_name(name: str) -> None:
-    if name not in DATASETS:
-        raise ValueError(f"name must be one of {DATASETS}, got {name!r}")
 
 
 @contextlib.contextmanager

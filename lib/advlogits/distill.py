@@ -13,14 +13,13 @@ it is, and only the strictly smaller logits (the "non-max" logits) move.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from advlogits.logits import _check_labels, _check_logits
+from .checks import check_bool, check_choice, check_int, check_labels, check_logits, check_number, describe, fail
 
 TargetKind = Literal["kd", "shuffle", "mean", "reorder", "flatten", "label_smoothing", "argmax"]
 """What :func:`make_targets` does to the teacher's logits (see there)."""
@@ -35,24 +34,27 @@ _BISECTION_STEPS = 64  # halves the bracket of flatten_confidence's scale to flo
 
 
 def _check_temperature(T: object) -> None:
-    if isinstance(T, bool) or not isinstance(T, numbers.Real) or not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be a finite temperature > 0 (1 = plain softmax, Hinton et al. use 2-20); got {T!r}.")
+    check_number("T", T, above=0, hint="a temperature: 1 = plain softmax, Hinton et al. use 2-20")
 
 
 def _check_same_shape(logits: Tensor, other: Tensor, name: str) -> None:
     if other.shape != logits.shape:
-        raise ValueError(
-            f"{name} must have the same shape as the logits it pairs with, {tuple(logits.shape)}; "
-            f"got {tuple(other.shape)}."
-        )
+        fail(name, f"of the shape of the logits it pairs with, {tuple(logits.shape)}", other,
+             shown=str(tuple(other.shape)))
 
 
 def _check_confidence(value: object, k: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 1.0 / k < float(value) < 1.0:
-        raise ValueError(
-            f"{name} must be a probability in the open interval (1/K, 1) = ({1.0 / k:.4g}, 1) for K={k} classes, "
-            f"e.g. the teacher's data-set average confidence; got {value!r}."
-        )
+    check_number(name, value, above=1.0 / k, below=1.0,
+                 hint=f"a probability in (1/K, 1) for K={k} classes, e.g. the teacher's data-set average confidence")
+
+
+def average_confidence(logits: Tensor) -> float:
+    """The data-set average confidence of a teacher: the mean over rows of the largest softmax probability.
+
+    (N, K) -> a float in (1/K, 1]; the confidence the flattened and label-smoothing targets are set to.
+    """
+    check_logits(logits)
+    return logits.softmax(dim=1).amax(dim=1).mean().item()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -67,8 +69,8 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, T: float) -> Tens
     magnitudes comparable across temperatures. The teacher is detached: gradients reach the student only.
     """
     _check_temperature(T)
-    _check_logits(student_logits, "student_logits")
-    _check_logits(teacher_logits, "teacher_logits")
+    check_logits(student_logits, "student_logits")
+    check_logits(teacher_logits, "teacher_logits")
     _check_same_shape(student_logits, teacher_logits, "teacher_logits")
     log_p_student = F.log_softmax(student_logits / T, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.detach().to(student_logits.dtype) / T, dim=1)
@@ -82,7 +84,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, *, T: float) -> Tens
 
 def argmax_labels(logits: Tensor) -> Tensor:
     """The teacher's predicted class as hard labels: (N, K) -> (N,) int64 (first index on a tie)."""
-    _check_logits(logits)
+    check_logits(logits)
     return logits.argmax(dim=1)
 
 
@@ -107,7 +109,7 @@ def shuffle_nonmax(logits: Tensor, *, generator: torch.Generator | None = None) 
     The max logit and argmax stay; what the teacher says about the incorrect classes is scrambled. Each row
     gets an independent uniform permutation drawn from ``generator`` (on the logits' device).
     """
-    _check_logits(logits)
+    check_logits(logits)
     keys = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=torch.float64)
     return _assign_nonmax(logits, keys)
 
@@ -118,7 +120,7 @@ def mean_nonmax(logits: Tensor) -> Tensor:
     The teacher's confidence changes (it depends on all logits) but no incorrect class is favoured any more.
     A row whose entries all equal its maximum is returned unchanged.
     """
-    _check_logits(logits)
+    check_logits(logits)
     is_nonmax = logits < logits.amax(dim=1, keepdim=True)
     count = is_nonmax.sum(dim=1, keepdim=True).clamp(min=1)
     mean = torch.where(is_nonmax, logits, 0.0).sum(dim=1, keepdim=True) / count
@@ -135,8 +137,8 @@ def reorder_nonmax_like(logits: Tensor, reference: Tensor) -> Tensor:
     classes. Where the reference's own argmax differs, that class simply takes part in the ranking. Max logit,
     argmax and the multiset of values are kept; only which incorrect class gets which value changes.
     """
-    _check_logits(logits)
-    _check_logits(reference, "reference")
+    check_logits(logits)
+    check_logits(reference, "reference")
     _check_same_shape(logits, reference, "reference")
     return _assign_nonmax(logits, reference.to(logits.device))
 
@@ -150,14 +152,14 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
     (the data-set average confidence of the teacher, in ``(1/K, 1)``). The confidence is increasing in ``s``,
     so a bracketing bisection with a fixed number of steps solves all rows at once (in float64).
 
-    PAPER.md requires the max logit to be kept only for C7; here it happens to be kept too (the shift by
+    The book's protocol requires the max logit to be kept only for C7; here it happens to be kept too (the shift by
     ``max z`` does not change the softmax), but the other logits and so the logit gap do change.
 
     Edge cases: a row whose maximum is tied keeps its first maximal class as argmax and treats the other tied
     classes as ranked just below it (halfway to the next lower value, or at -1 in a constant row), since no
     rescaling can separate tied logits; a row whose non-max logits are all equal is solved like any other.
     """
-    _check_logits(logits)
+    check_logits(logits)
     k = logits.shape[1]
     _check_confidence(to, k, "to")
     z = logits.to(torch.float64)
@@ -193,26 +195,25 @@ def label_smoothing(y: Tensor, confidence: float, *, num_classes: int = 10) -> T
     ``T = 1`` gives the distribution back (at other temperatures it is sharpened or flattened like any
     teacher). ``confidence`` must be in ``(1/K, 1)`` so that ``y`` is the strict argmax and log stays finite.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    check_int("num_classes", num_classes, at_least=2)
     _check_confidence(confidence, num_classes, "confidence")
     if not isinstance(y, Tensor) or y.ndim != 1 or y.shape[0] < 1:
-        raise ValueError(f"y must be a non-empty 1-D tensor of class indices; got {getattr(y, 'shape', type(y))}.")
-    _check_labels(y, y.shape[0], num_classes)
+        fail("y", "a non-empty 1-D tensor of class indices", y, shown=str(getattr(y, "shape", type(y))))
+    check_labels(y, y.shape[0], num_classes)
     off = math.log((1.0 - confidence) / (num_classes - 1))
     out = torch.full((y.shape[0], num_classes), off, dtype=torch.float32, device=y.device)
     return out.scatter_(1, y.long().unsqueeze(1), math.log(confidence))
 
 
-def correct_labels(logits: Tensor, y: Tensor) -> Tensor:
+def label_correct(logits: Tensor, y: Tensor) -> Tensor:
     """The label-corrected teacher: where the argmax is not ``y``, swap the logits of the argmax and of ``y``.
 
     (N, K), (N,) -> (N, K). Class ``y`` ends on top with the same set of values per row; rows already correct
-    are unchanged. This is a control (PAPER.md): it removes the relabelling an imperfect teacher does. When
+    are unchanged. This is a control of the book (docs/protocol.md): it removes the relabelling an imperfect teacher does. When
     ``y`` is tied with the maximum, the swap changes nothing and ``y`` stays tied on top.
     """
-    _check_logits(logits)
-    _check_labels(y, logits.shape[0], logits.shape[1])
+    check_logits(logits)
+    check_labels(y, logits.shape[0], logits.shape[1])
     y = y.to(logits.device).long().unsqueeze(1)
     top = logits.argmax(dim=1, keepdim=True)
     at_top = logits.gather(1, top)
@@ -225,12 +226,11 @@ def hard_label_logits(labels: Tensor, *, num_classes: int) -> Tensor:
 
     Through :func:`kd_loss` at ``T = 1`` these give exactly cross-entropy on ``labels`` (times 1).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2; got {num_classes!r}.")
+    check_int("num_classes", num_classes, at_least=2)
     if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.shape[0] < 1:
-        got = getattr(labels, "shape", type(labels))
-        raise ValueError(f"labels must be a non-empty 1-D tensor of class indices; got {got}.")
-    _check_labels(labels, labels.shape[0], num_classes, "labels")
+        fail("labels", "a non-empty 1-D tensor of class indices", labels,
+             shown=str(getattr(labels, "shape", type(labels))))
+    check_labels(labels, labels.shape[0], num_classes, "labels")
     out = torch.full((labels.shape[0], num_classes), -HARD_LABEL_MARGIN, device=labels.device)
     return out.scatter_(1, labels.long().unsqueeze(1), 0.0)
 
@@ -245,7 +245,7 @@ def make_targets(
     teacher_logits: Tensor,
     *,
     y: Tensor,
-    corrected: bool = False,
+    label_corrected: bool = False,
     reference: Tensor | None = None,
     confidence: float | None = None,
     generator: torch.Generator | None = None,
@@ -263,48 +263,44 @@ def make_targets(
     - ``"argmax"``: :func:`hard_label_logits` of the teacher's argmax (control (i)); with ``kd_loss`` at
       ``T = 1`` this is cross-entropy on the teacher's hard labels.
 
-    With ``corrected=True`` the teacher is first label-corrected (:func:`correct_labels` with ``y``; control
+    With ``label_corrected=True`` the teacher is first label-corrected (:func:`label_correct` with ``y``; control
     (ii)) and then manipulated, so every kind keeps ``y`` as the argmax (unless ``y`` is exactly tied with the
     maximum); then ``"argmax"`` means training on the true labels and ``"label_smoothing"`` is ordinary label
     smoothing. Otherwise smoothing and hard labels follow the teacher's argmax (not ``y``), so that every kind
-    keeps the teacher's argmax, as PAPER.md asks.
+    keeps the teacher's argmax, as the protocol asks.
 
     ``reference`` is required by, and only accepted for, ``"reorder"``; ``confidence`` likewise for
-    ``"flatten"`` and ``"label_smoothing"`` (pass the data-set average, e.g. ``confidence(teacher_logits).mean()``
-    from :mod:`advlogits.logits`, computed once on the whole training set, not per batch). ``generator`` is
+    ``"flatten"`` and ``"label_smoothing"`` (pass the data-set average, `average_confidence` of the teacher's
+    logits, computed once on the whole training set, not per batch). ``generator`` is
     used by ``"shuffle"`` only. The result has the teacher's dtype and device and never requires grad.
     """
-    if kind not in TARGET_KINDS:
-        raise ValueError(f"kind must be one of {TARGET_KINDS}; got {kind!r}.")
-    if not isinstance(corrected, bool):
-        raise ValueError(f"corrected must be True or False; got {corrected!r}.")
-    _check_logits(teacher_logits, "teacher_logits")
+    check_choice("kind", kind, TARGET_KINDS)
+    check_bool("label_corrected", label_corrected)
+    check_logits(teacher_logits, "teacher_logits")
     n, k = teacher_logits.shape
-    _check_labels(y, n, k)
+    check_labels(y, n, k)
     if kind == "reorder":
         if reference is None:
-            raise ValueError("reference is required for kind='reorder': pass the ST teacher's logits, same shape.")
-        _check_logits(reference, "reference")
+            fail("reference", "the ST teacher's logits (same shape) for kind='reorder'", None)
+        check_logits(reference, "reference")
         _check_same_shape(teacher_logits, reference, "reference")
     elif reference is not None:
-        raise ValueError(f"reference is only used by kind='reorder'; got a reference with kind={kind!r}. Drop it.")
+        fail("reference", f"None for kind={kind!r} (only kind='reorder' uses it)", reference,
+             shown=describe(reference), hint="drop it")
     if kind in ("flatten", "label_smoothing"):
         if confidence is None:
-            raise ValueError(
-                f"confidence is required for kind={kind!r}: pass the teacher's data-set average confidence in (1/K, 1)."
-            )
+            fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
         if isinstance(confidence, Tensor) and confidence.numel() == 1:
-            confidence = confidence.item()  # e.g. advlogits.logits.confidence(teacher_logits).mean()
+            confidence = confidence.item()  # e.g. average_confidence(teacher_logits) as a tensor
         _check_confidence(confidence, k, "confidence")
         confidence = float(confidence)
     elif confidence is not None:
-        raise ValueError(
-            f"confidence is only used by kind='flatten' and kind='label_smoothing'; got it with kind={kind!r}. Drop it."
-        )
+        fail("confidence", f"None for kind={kind!r} (only 'flatten' and 'label_smoothing' use it)", confidence,
+             hint="drop it")
 
     teacher = teacher_logits.detach()
-    if corrected:
-        teacher = correct_labels(teacher, y)
+    if label_corrected:
+        teacher = label_correct(teacher, y)
     if kind == "kd":
         out = teacher.clone()
     elif kind == "shuffle":

@@ -13,6 +13,11 @@ Architectures (written here from the papers):
   MNIST network).
 * ``preact-resnet18``: PreActResNet-18 (He et al. 2016, "Identity Mappings in Deep Residual Networks").
 * ``wrn-34-10``: WideResNet-34-10 (Zagoruyko & Komodakis 2016), the usual PGD-AT network on CIFAR-10.
+* ``linear``: multinomial logistic regression on raw pixels (``Flatten`` then ``Linear(D, K)``, no normalisation
+  layer), the model of the book's proposition: its weights are read in pixel units.
+
+`ARCHS_FOR` says which architectures fit which data set; `build_for` builds one for a data set of the registry
+in `advlogits.data` (input channels and number of classes from there).
 
 ``load_robustbench`` loads a pretrained RobustBench model zoo entry; those take [0, 1] inputs and (almost
 all) normalise internally, so they slot in where ``build_model``'s models do.
@@ -29,11 +34,14 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from advlogits._compat import import_robustbench_utils
-from advlogits.data import DOWNLOAD_TIMEOUT_S, input_shape, socket_timeout
+from ._compat import import_robustbench_utils
+from .checks import check_choice, check_int, fail
+from .data import DATASETS, DOWNLOAD_TIMEOUT_S, input_shape, num_classes, socket_timeout
 
-Arch = Literal["cnn-small", "cnn", "preact-resnet18", "wrn-34-10"]
+Arch = Literal["cnn-small", "cnn", "preact-resnet18", "wrn-34-10", "linear"]
 ARCHS: tuple[str, ...] = get_args(Arch)
+# The architectures that fit each data set: the CNNs size their heads for 28x28 inputs.
+ARCHS_FOR: dict[str, tuple[str, ...]] = {"fashion-mnist": ("cnn-small", "cnn", "linear"), "cifar10": ARCHS}
 
 # Per-channel pixel statistics of the training sets, keyed by number of input channels.
 NORMALIZATION: dict[int, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -49,9 +57,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std) or len(mean) == 0:
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+            fail("std", f"one value per channel, as many as mean ({len(mean)})", tuple(std))
         if min(std) <= 0:
-            raise ValueError(f"std must be positive, got {tuple(std)}")
+            fail("std", "positive", tuple(std))
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -63,19 +71,23 @@ class Normalize(nn.Module):
 
 
 def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = None) -> nn.Module:
-    """A freshly initialised ``nn.Sequential(Normalize, network)`` mapping x (N, C, H, W) in [0, 1] to logits
-    (N, num_classes). ``in_channels`` defaults to 1 for the CNNs and 3 for the ResNets; initialisation draws
-    from torch's global generator, so ``torch.manual_seed`` fixes it.
-    """
-    if arch not in ARCHS:
-        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if in_channels is None:
-        in_channels = 1 if arch.startswith("cnn") else 3
-    if in_channels not in NORMALIZATION:
-        raise ValueError(f"in_channels must be 1 (Fashion-MNIST) or 3 (CIFAR-10), got {in_channels!r}")
+    """A freshly initialised network mapping x (N, C, H, W) in [0, 1] to logits (N, num_classes).
 
+    Every architecture but ``linear`` is ``nn.Sequential(Normalize, network)``; ``linear`` is
+    ``nn.Sequential(flatten, linear)`` on raw pixels. ``in_channels`` defaults to 1 for the CNNs and the linear
+    model and 3 for the ResNets; initialisation draws from torch's global generator, so ``torch.manual_seed``
+    fixes it.
+    """
+    check_choice("arch", arch, ARCHS)
+    check_int("num_classes", num_classes, at_least=2)
+    if in_channels is None:
+        in_channels = 3 if arch in ("preact-resnet18", "wrn-34-10") else 1
+    if in_channels not in NORMALIZATION:
+        fail("in_channels", "1 (Fashion-MNIST) or 3 (CIFAR-10)", in_channels)
+
+    if arch == "linear":
+        c, h, w = INPUT_SHAPES[in_channels]
+        return nn.Sequential(OrderedDict(flatten=nn.Flatten(), linear=nn.Linear(c * h * w, num_classes)))
     if arch == "cnn-small":
         net: nn.Module = SmallCNN(INPUT_SHAPES[in_channels], num_classes)
     elif arch == "cnn":
@@ -89,6 +101,13 @@ def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = 
     # Convolution weights in channels_last layout: the same function, and convolutions run 1.2-2.5x faster
     # on CPUs (oneDNN) and with tensor cores; inputs may stay in the default layout.
     return model.to(memory_format=torch.channels_last)
+
+
+def build_for(arch: Arch, dataset: str) -> nn.Module:
+    """`build_model` sized for ``dataset`` (its input channels and number of classes, from `advlogits.data`)."""
+    check_choice("dataset", dataset, DATASETS)
+    check_choice("arch", arch, ARCHS_FOR[dataset], hint=f"those are the architectures that fit {dataset}")
+    return build_model(arch, num_classes=num_classes(dataset), in_channels=input_shape(dataset)[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,7 +230,7 @@ class WideResNet(_PreActNet):
 
     def __init__(self, in_channels: int, num_classes: int, *, depth: int = 34, width: int = 10) -> None:
         if (depth - 4) % 6 != 0:
-            raise ValueError(f"WideResNet depth must be 6n + 4 (e.g. 28, 34), got {depth}")
+            fail("depth", "6n + 4 (e.g. 28, 34) for a WideResNet", depth)
         n = (depth - 4) // 6
         stages = [(16 * width, n, 1), (32 * width, n, 2), (64 * width, n, 2)]
         super().__init__(in_channels, num_classes, stem=16, stages=stages)
@@ -237,15 +256,13 @@ def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str =
 
     datasets = tuple(d.value for d in BenchmarkDataset)
     threats = tuple(t.value for t in ThreatModel)
-    if dataset not in datasets:
-        raise ValueError(f"dataset must be one of {datasets}, got {dataset!r}")
-    if threat_model not in threats:
-        raise ValueError(f"threat_model must be one of {threats}, got {threat_model!r}")
+    check_choice("dataset", dataset, datasets)
+    check_choice("threat_model", threat_model, threats)
     zoo = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {})
     if name not in zoo:
         known = ", ".join(list(zoo)[:6])
-        raise ValueError(f"unknown RobustBench model {name!r} for {dataset}/{threat_model}; known ones include "
-                         f"{known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
+        fail("name", f"a RobustBench model of {dataset}/{threat_model}", name,
+             hint=f"known ones include {known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
 
     folder = Path(model_dir).expanduser() / dataset / threat_model
     ids = zoo[name]["gdrive_id"]

@@ -12,16 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
-import torch
+from .accel import PRECISIONS, resolve_device
+from .checks import check_choice, check_int, check_number, check_seed, fail
+from .data import DATASETS, dataset_info
+from .distill import TARGET_KINDS
+from .models import ARCHS, ARCHS_FOR
+from .train import TrainConfig
 
-from .accel import PRECISIONS
-from .train import SEED_MAX, TrainConfig
-
-DATASETS = ("fashion-mnist", "cifar10")
-ARCHS = ("cnn-small", "cnn", "preact-resnet18", "wrn-34-10")
-ARCHS_FOR = {"fashion-mnist": ("cnn-small", "cnn"), "cifar10": ARCHS}
-TRAIN_SIZE = {"fashion-mnist": 60_000, "cifar10": 50_000}
-TEST_SIZE = {"fashion-mnist": 10_000, "cifar10": 10_000}
 AUTOATTACK_VERSIONS = ("fast", "standard")
 
 
@@ -72,8 +69,41 @@ class Profile:
                            precision=self.precision, compile=self.compile)
 
     def sweep(self, eps: float) -> TrainConfig:
-        """Config of the eps-sweep AT model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs)."""
-        return dataclasses.replace(self.adversarial(eps=eps), n_train=self.sweep_n_train, epochs=self.sweep_epochs)
+        """Config of the eps-sweep model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs).
+
+        ``eps = 0`` is the sweep's reference point: standard training on the same budget.
+        """
+        base = self.standard() if eps == 0 else self.adversarial(eps=eps)
+        return dataclasses.replace(base, n_train=self.sweep_n_train, epochs=self.sweep_epochs)
+
+    def linear(self, eps: float) -> TrainConfig:
+        """Config of the linear model (multinomial logistic regression on pixels) at radius ``eps`` (0 = ST).
+
+        The eps-sweep budget and the profile's AT recipe (step size scaled with eps), in float32 whatever the
+        profile's precision: the proposition reads its weights.
+        """
+        base = self.sweep(eps)
+        return dataclasses.replace(base, arch="linear", precision="fp32", compile=False)
+
+    def student(self, *, teacher: TrainConfig | None, targets: str = "kd", T: float | None = None,
+                label_corrected: bool = False, reference: TrainConfig | None = None,
+                seed: int | None = None) -> TrainConfig:
+        """A distilled student: the teachers' architecture, ``student_n_train`` clean images, ``student_epochs``.
+
+        ``teacher=None`` gives the hard-label student: standard cross-entropy training on the true labels of the
+        same images, same seed, same optimiser (a "standard" config; it does not depend on ``T``). ``T`` defaults
+        to the profile's ``temperature``.
+        """
+        check_choice("targets", targets, TARGET_KINDS)
+        T = self.temperature if T is None else check_number("T", T, above=0)
+        if (targets == "reorder") != (reference is not None):
+            fail("reference", "the ST teacher's config for targets='reorder', and None otherwise", reference,
+                 shown="None" if reference is None else "a config")
+        base = dataclasses.replace(self.standard(seed=seed), n_train=self.student_n_train, epochs=self.student_epochs)
+        if teacher is None:
+            return base
+        return dataclasses.replace(base, method="distilled", teacher=teacher, targets=targets, reference=reference,
+                                   T=float(T), label_corrected=label_corrected)
 
     def adversarial(self, *, seed: int | None = None, eps: float | None = None) -> TrainConfig:
         """Config of the PGD-AT model; a different ``eps`` scales the step size with it."""
@@ -123,85 +153,60 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return value
         if isinstance(value, str) and value.strip().lower() in words:
             return words[value.strip().lower()]
-        raise ProfileError(f"{name} must be True or False (got {value!r})")
+        fail(name, "True or False", value)
     kind = int if "int" in text else float if "float" in text else str
     if kind is str:
         if not isinstance(value, str):
-            raise ProfileError(f"{name} must be a string (got {value!r})")
+            fail(name, "a string", value)
         return value
     if isinstance(value, bool):
-        raise ProfileError(f"{name} must be a number (got {value!r})")
+        fail(name, "a number", value)
     try:
         number = float(value) if isinstance(value, str) else value
     except ValueError:
-        raise ProfileError(f"{name} must be a number (got {value!r})") from None
+        fail(name, "a number", value)
     if not isinstance(number, (int, float)):
-        raise ProfileError(f"{name} must be a number (got {value!r})")
+        fail(name, "a number", value)
     if kind is int:
-        if float(number) != int(number):
-            raise ProfileError(f"{name} must be an integer (got {value!r})")
+        if not math.isfinite(float(number)) or float(number) != int(number):
+            fail(name, "an integer", value)
         return int(number)
     return float(number)
 
 
-def _resolve_device(device: str) -> str:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if re.fullmatch(r"cuda(:\d+)?", device):
-        if not torch.cuda.is_available():
-            raise ProfileError(f"device={device!r} but CUDA is not available on this machine; "
-                               "use device='cpu' or device='auto'")
-        index = int(device.split(":")[1]) if ":" in device else 0
-        if index >= torch.cuda.device_count():
-            raise ProfileError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        return device
-    if device == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ProfileError("device='mps' but MPS is not available on this machine; use device='cpu' or 'auto'")
-        return device
-    raise ProfileError(f"device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' (got {device!r})")
-
-
-def _check(p: Profile) -> None:
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ProfileError(message)
-
-    need(p.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} (got {p.dataset!r})")
-    need(p.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)} (got {p.arch!r})")
-    need(p.arch in ARCHS_FOR[p.dataset],
-         f"arch {p.arch!r} does not fit dataset {p.dataset!r}; use one of {', '.join(ARCHS_FOR[p.dataset])}")
+def _check(profile: Profile) -> None:
+    check_choice("dataset", profile.dataset, DATASETS)
+    info = dataset_info(profile.dataset)
+    check_choice("arch", profile.arch, ARCHS)
+    check_choice("arch", profile.arch, ARCHS_FOR[profile.dataset], hint=f"those are the architectures that fit {profile.dataset}")
     for name in ("n_train", "sweep_n_train", "student_n_train"):
-        value = getattr(p, name)
-        need(value is None or 1 <= value <= TRAIN_SIZE[p.dataset],
-             f"{name} must be None or in [1, {TRAIN_SIZE[p.dataset]}] for {p.dataset} (got {value})")
+        value = getattr(profile, name)
+        if value is not None:
+            check_int(name, value, at_least=1, at_most=info.train_size,
+                      hint=f"None uses the whole training split of {profile.dataset}")
     for name in ("n_val", "n_eval"):
-        value = getattr(p, name)
-        need(1 <= value <= TEST_SIZE[p.dataset], f"{name} must be in [1, {TEST_SIZE[p.dataset]}] (got {value})")
-    need(0 <= p.n_autoattack <= p.n_eval, f"n_autoattack must be in [0, n_eval={p.n_eval}] (got {p.n_autoattack})")
-    for name in ("epochs", "adv_epochs", "student_epochs", "sweep_epochs", "batch_size", "steps", "eval_steps", "eval_restarts"):
-        value = getattr(p, name)
-        need(value >= 1, f"{name} must be an integer >= 1 (got {value})")
-    need(0 < p.eps < 1, f"eps must be in (0, 1), an L-inf radius in [0, 1] pixel units (got {p.eps})")
-    need(0 < p.alpha <= p.eps, f"alpha must be in (0, eps={p.eps}] (got {p.alpha})")
-    need(0 < p.eval_alpha <= p.eps, f"eval_alpha must be in (0, eps={p.eps}] (got {p.eval_alpha})")
-    need(all(0 < e < 1 for e in p.eps_sweep) and len(p.eps_sweep) >= 1,
-         f"eps_sweep must be one or more radii in (0, 1) (got {p.eps_sweep})")
-    need(math.isfinite(p.lr) and p.lr > 0, f"lr must be > 0 and finite (got {p.lr})")
-    need(math.isfinite(p.weight_decay) and p.weight_decay >= 0,
-         f"weight_decay must be >= 0 and finite (got {p.weight_decay})")
-    need(math.isfinite(p.temperature) and p.temperature > 0,
-         f"temperature must be > 0 and finite (got {p.temperature})")
-    need(p.autoattack_version in AUTOATTACK_VERSIONS,
-         f"autoattack_version must be one of {', '.join(AUTOATTACK_VERSIONS)} (got {p.autoattack_version!r})")
-    need(len(p.seeds) >= 1 and all(0 <= s <= SEED_MAX for s in p.seeds),
-         f"seeds must be integers >= 0 and <= {SEED_MAX} (got {p.seeds})")
-    need(0 <= p.seed <= SEED_MAX, f"seed must be an integer >= 0 and <= {SEED_MAX} (got {p.seed})")
-    need(p.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {p.precision!r})")
+        check_int(name, getattr(profile, name), at_least=1, at_most=info.test_size)
+    check_int("n_autoattack", profile.n_autoattack, at_least=0, at_most=profile.n_eval, hint=f"n_eval is {profile.n_eval}")
+    for name in ("epochs", "adv_epochs", "student_epochs", "sweep_epochs", "batch_size", "steps", "eval_steps",
+                 "eval_restarts"):
+        check_int(name, getattr(profile, name), at_least=1)
+    check_number("eps", profile.eps, above=0, below=1, hint="an L-inf radius in [0, 1] pixel units")
+    check_number("alpha", profile.alpha, above=0, at_most=profile.eps)
+    check_number("eval_alpha", profile.eval_alpha, above=0, at_most=profile.eps)
+    if len(profile.eps_sweep) < 1:
+        fail("eps_sweep", "one or more radii in (0, 1)", profile.eps_sweep)
+    for eps in profile.eps_sweep:
+        check_number("eps_sweep", eps, above=0, below=1, hint="every radius of the sweep is in (0, 1)")
+    check_number("lr", profile.lr, above=0)
+    check_number("weight_decay", profile.weight_decay, at_least=0)
+    check_number("temperature", profile.temperature, above=0)
+    check_choice("autoattack_version", profile.autoattack_version, AUTOATTACK_VERSIONS)
+    if len(profile.seeds) < 1:
+        fail("seeds", "one or more seeds", profile.seeds)
+    for seed in profile.seeds:
+        check_seed("seeds", seed)
+    check_seed("seed", profile.seed)
+    check_choice("precision", profile.precision, PRECISIONS)
 
 
 def resolve(name: str = "cpu", **overrides: Any) -> Profile:
@@ -210,21 +215,25 @@ def resolve(name: str = "cpu", **overrides: Any) -> Profile:
     Overrides of ``None`` are ignored (a papermill parameter left at None keeps the profile's value).
     Changing ``eps`` without ``alpha``/``eval_alpha`` scales those step sizes with it.
     """
-    if name not in _PROFILES:
-        raise ProfileError(f"profile must be one of {', '.join(PROFILES)} (got {name!r})")
-    base = _PROFILES[name]
-    hints = get_type_hints(Profile)
-    fields = {f.name for f in dataclasses.fields(Profile)} - {"name"}
-    values: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if key not in fields:
-            raise ProfileError(f"unknown parameter {key!r}; profile parameters are: {', '.join(sorted(fields))}")
-        if value is None and "None" not in str(hints[key]):
-            continue
-        values[key] = _coerce(key, value, hints[key])
-    if "eps" in values:
-        for step in ("alpha", "eval_alpha"):
-            values.setdefault(step, getattr(base, step) * values["eps"] / base.eps)
-    profile = dataclasses.replace(base, **values)
-    _check(profile)
-    return dataclasses.replace(profile, device=_resolve_device(profile.device))
+    try:
+        check_choice("profile", name, PROFILES)
+        base = _PROFILES[name]
+        hints = get_type_hints(Profile)
+        fields = {f.name for f in dataclasses.fields(Profile)} - {"name"}
+        values: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key not in fields:
+                fail("overrides", f"profile parameters, one of {', '.join(sorted(fields))}", key)
+            if value is None and "None" not in str(hints[key]):
+                continue
+            values[key] = _coerce(key, value, hints[key])
+        if "eps" in values:
+            for step in ("alpha", "eval_alpha"):
+                values.setdefault(step, getattr(base, step) * values["eps"] / base.eps)
+        profile = dataclasses.replace(base, **values)
+        _check(profile)
+        return dataclasses.replace(profile, device=resolve_device(profile.device))
+    except ProfileError:
+        raise
+    except ValueError as error:
+        raise ProfileError(str(error)) from None

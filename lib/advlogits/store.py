@@ -1,15 +1,18 @@
-"""A content-addressed store of trained models and computed results.
+"""A content-addressed store of computed things: model weights with their history, and results.
 
-An entry is a folder named by the hash of the frozen config that produced it and of the source code that
-matters (`code_version`), so a changed config or a changed training/attack code never serves stale results.
-Every file is written atomically (temporary file, fsync, rename) and followed by a checksum record; a file
-whose record is missing was never completed and is ignored, a file that disagrees with its record is refused.
-Weights are always read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
+The store is generic: it knows keys, checked files, locks and "get or compute", nothing of training. A caller
+(`advlogits.pipeline`) names an entry by `config_key` of a config and a digest of the source code that
+produced it (`source_digest`), so a changed config or changed code never serves a stale result, and passes the
+function that computes a missing one.
+
+Every file is written atomically and followed by a checksum record (`advlogits.fileio`); a file whose record
+is missing was never completed and is ignored, a file that disagrees with its record is refused. Weights are
+always read with ``weights_only=True``: a stored file cannot run code.
 
 Layout: ``entries/<key>/`` holds ``config.json``, ``history.json``, ``model.pt`` (each with a ``.sha256``
-record), ``results/``, ``checkpoint.pt`` while training, and ``training.log`` (one JSON line per completed
-training run: pid, time, whether it resumed from a checkpoint). Inter-process locks live apart, in
-``locks/<key>.lock``, so a run that fails before writing anything leaves no entry behind and deleting an
+record), ``results/``, ``checkpoint.pt`` while a model is being computed, and ``training.log`` (one JSON line
+per completed computation: pid, time, whether it resumed from a checkpoint). Inter-process locks live apart,
+in ``locks/<key>.lock``, so a run that fails before writing anything leaves no entry behind and deleting an
 entry never deletes a lock another process holds.
 """
 
@@ -20,26 +23,22 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any
 
-import torch
 from filelock import FileLock
-from torch import nn
+from torch import Tensor
 
-# Modules whose source decides what a trained model contains: their bytes are part of every entry's key.
-# A stored result (get_or_compute_*) is keyed, in addition, by the source of the module that computes it, so
-# editing an analysis module (theory, students, ...) recomputes its own results and never retrains a model.
-# Modules not listed and computing nothing stored (figures, claim files, the profile table, whose values enter
-# the keys through the configs) never invalidate anything.
-_CORE_MODULES = ("accel.py", "attacks.py", "data.py", "distill.py", "experiments.py", "logits.py", "models.py", "train.py")
+from .fileio import (StoreError, read_checked, record_path, safe_torch_load, tensor_bytes, verify_checked,
+                     write_checked)
 
+__all__ = ["Store", "StoreError", "config_key", "home", "source_digest"]
 
-class StoreError(RuntimeError):
-    """The store cannot be used (unwritable home) or an entry is corrupt; the message says what to do."""
+MODEL_FILES = ("config.json", "history.json", "model.pt")
 
 
 def home() -> Path:
@@ -47,114 +46,51 @@ def home() -> Path:
     return Path(os.environ.get("ADVLOGITS_HOME") or Path.home() / ".cache" / "advlogits").expanduser()
 
 
-def code_version(modules: tuple[str, ...] = _CORE_MODULES) -> str:
-    """Hash of the sources of ``modules`` (file names in this package); by default those that train models."""
+def source_digest(modules: Iterable[ModuleType]) -> str:
+    """12 hex digits of the source files of ``modules`` (by module name, order-independent)."""
     digest = hashlib.sha256()
-    package = Path(__file__).parent
-    for name in sorted(modules):
-        digest.update(name.encode())
-        digest.update((package / name).read_bytes())
+    for module in sorted(modules, key=lambda m: m.__name__):
+        digest.update(module.__name__.encode())
+        digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:12]
 
 
-def _source_version(function: Callable) -> str:
-    """Hash of the package module that defines ``function`` ('' for code outside the package, e.g. a notebook)."""
-    module = sys.modules.get(getattr(function, "__module__", "") or "")
-    path = Path(getattr(module, "__file__", "") or "")
-    if path.parent != Path(__file__).parent or path.suffix != ".py":
-        return ""
-    return code_version((path.name,))
-
-
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
+    """A JSON-able form of a config (frozen dataclasses by type and fields, floats by repr) for hashing."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"__type__": type(value).__name__,
-                **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+                **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [canonical(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+        return {str(k): canonical(v) for k, v in sorted(value.items())}
     if isinstance(value, float):
         return repr(value)
     return value
 
 
-def config_key(config: Any, *, code: str | None = None) -> str:
-    """16 hex digits naming ``config`` (a frozen dataclass or JSON-able dict) under the current code version."""
-    payload = json.dumps({"config": _canonical(config), "code": code or code_version()}, sort_keys=True)
+def config_key(config: Any, *, code: str) -> str:
+    """16 hex digits naming ``config`` (a frozen dataclass or JSON-able dict) computed by the code ``code``."""
+    payload = json.dumps({"config": canonical(config), "code": code}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(data: bytes, path: str | Path) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` through a temporary file and a rename (used for training checkpoints)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(buffer.getvalue(), path)
-
-
-def safe_torch_load(path: str | Path) -> Any:
-    """Load tensors/containers with ``weights_only=True``; a file that is not a plain checkpoint is refused."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError, RuntimeError (truncated zip), EOFError, ...
-        raise StoreError(
-            f"refusing to load {path}: it is not a plain tensor checkpoint or it is corrupt ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Delete it to recompute it; never load a checkpoint "
-            f"you do not trust with weights_only=False."
-        ) from err
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class Store:
-    """Models and results keyed by config hash under ``root`` (default: `home()`)."""
+    """Entries keyed by `config_key` under ``root`` (default: `home()`)."""
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else home()
 
     # -- layout ---------------------------------------------------------------------------------------------------
-    def entry(self, config: Any) -> Path:
-        """The folder of ``config``'s entry (not created)."""
-        return self.root / "entries" / config_key(config)
+    def entry(self, key: str) -> Path:
+        """The folder of entry ``key`` (not created)."""
+        return self.root / "entries" / key
 
-    def _writable_entry(self, config: Any) -> Path:
-        return self._writable(self.entry(config))
+    def writable_entry(self, key: str) -> Path:
+        """The folder of entry ``key``, created; StoreError naming ADVLOGITS_HOME if it cannot be written."""
+        return self._writable(self.entry(key))
 
     def _writable(self, folder: Path) -> Path:
-        """``folder``, created if needed; StoreError naming ADVLOGITS_HOME if it cannot be written."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
             # A probe file of this process's own: a shared name raced when two processes probed at once.
@@ -167,104 +103,68 @@ class Store:
             ) from err
         return folder
 
-    def lock(self, config: Any) -> FileLock:
-        """An inter-process lock on ``config``'s entry: two processes asking for one model train it once.
+    def lock(self, key: str) -> FileLock:
+        """An inter-process lock on entry ``key``: two processes asking for one model compute it once.
 
         One lock object per path (``is_singleton``), so it is re-entrant within a process: computing a result
         under the lock may itself ask for the model of the same entry. The lock file is ``locks/<key>.lock``,
         outside the entry (see the module docstring).
         """
-        return FileLock(str(self._writable(self.root / "locks") / f"{config_key(config)}.lock"), is_singleton=True)
+        return FileLock(str(self._writable(self.root / "locks") / f"{key}.lock"), is_singleton=True)
 
-    # -- checked files --------------------------------------------------------------------------------------------
-    def write_file(self, path: Path, data: bytes) -> None:
-        """Atomically write ``data`` then its checksum record; the record's presence marks the file complete."""
-        sum_path = path.with_name(path.name + ".sha256")
-        sum_path.unlink(missing_ok=True)
-        atomic_write_bytes(data, path)
-        atomic_write_bytes(json.dumps({"sha256": _sha256(data), "size": len(data)}).encode(), sum_path)
+    # -- weights --------------------------------------------------------------------------------------------------
+    def has_weights(self, key: str) -> bool:
+        """True when entry ``key`` holds complete weights and history."""
+        folder = self.entry(key)
+        return record_path(folder / "model.pt").exists() and record_path(folder / "history.json").exists()
 
-    def read_file(self, path: Path) -> bytes | None:
-        """The bytes of a complete file, None if it was never completed; StoreError if it is corrupt."""
-        sum_path = path.with_name(path.name + ".sha256")
-        if not sum_path.exists() or not path.exists():
-            return None
-        try:
-            record = json.loads(sum_path.read_text())
-            data = path.read_bytes()
-        except (OSError, ValueError) as err:
-            raise StoreError(f"cannot read {path} ({err}). Delete {path.parent} to recompute it.") from err
-        if len(data) != record.get("size") or _sha256(data) != record.get("sha256"):
-            raise StoreError(
-                f"stored file {path} is corrupt (size or checksum differs from its record). "
-                f"Delete the entry folder {path.parent} to recompute it."
-            )
-        return data
-
-    # -- models ---------------------------------------------------------------------------------------------------
-    def save_model(self, config: Any, model: nn.Module, history: dict) -> Path:
-        """Store a trained model with its config and training history; returns the entry folder."""
-        import io
-
-        folder = self._writable_entry(config)
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
-        self.write_file(folder / "config.json", json.dumps(_canonical(config), indent=1).encode())
-        self.write_file(folder / "history.json", json.dumps(history).encode())
-        self.write_file(folder / "model.pt", buffer.getvalue())
+    def save_weights(self, key: str, *, state: dict[str, Tensor], config: Any, history: dict) -> Path:
+        """Store weights (a state dict) with the config that produced them and their history; returns the folder."""
+        folder = self.writable_entry(key)
+        write_checked(folder / "config.json", json.dumps(canonical(config), indent=1).encode())
+        write_checked(folder / "history.json", json.dumps(history).encode())
+        write_checked(folder / "model.pt", tensor_bytes({k: v.detach().cpu() for k, v in state.items()}))
         return folder
 
-    def has_model(self, config: Any) -> bool:
-        folder = self.entry(config)
-        return (folder / "model.pt.sha256").exists() and (folder / "history.json.sha256").exists()
-
-    def load_model(self, config: Any, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-        """The stored (model in eval mode on ``device``, history) of ``config``; StoreError if absent or corrupt."""
-        from .data import input_shape
-        from .models import build_model
-
-        folder = self.entry(config)
-        weights = self.read_file(folder / "model.pt")
-        history = self.read_file(folder / "history.json")
+    def load_weights(self, key: str) -> tuple[dict[str, Tensor], dict]:
+        """The stored (state dict on the CPU, history) of entry ``key``; StoreError if absent, corrupt or unsafe."""
+        folder = self.entry(key)
+        weights = read_checked(folder / "model.pt")
+        history = read_checked(folder / "history.json")
         if weights is None or history is None:
-            raise StoreError(f"no stored model for this config in {folder}; call get_or_train(config) to train it.")
-        import io
+            raise StoreError(f"no stored weights in {folder}; compute them first (advlogits.pipeline.get_model).")
+        return safe_torch_load(weights, name=folder / "model.pt"), json.loads(history)
 
-        try:
-            state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise StoreError(f"refusing to load {folder / 'model.pt'}: {err}. Delete {folder} to retrain.") from err
-        model = build_model(config.arch, num_classes=10, in_channels=input_shape(config.dataset)[0])
-        load_state_dict_checked(model, state, source=folder / "model.pt")
-        return model.to(device).eval(), json.loads(history)
+    def get_or_compute_weights(self, key: str, *, config: Any,
+                               compute: Callable[[Path], tuple[dict[str, Tensor], dict]]
+                               ) -> tuple[dict[str, Tensor], dict, bool]:
+        """The stored (state, history) of entry ``key``, or ``compute(checkpoint)`` run once and stored.
 
-    def get_or_train(self, config: Any, *, device: str | torch.device = "cpu", progress: bool = True
-                     ) -> tuple[nn.Module, dict]:
-        """The model of ``config`` from the store, or trained now (once, even across processes) and stored."""
-        from .experiments import train_from_config
-
-        if self.has_model(config):
-            return self.load_model(config, device=device)
-        with self.lock(config):
-            if self.has_model(config):  # another process finished it while we waited
-                return self.load_model(config, device=device)
-            folder = self.entry(config)
+        Returns ``(state, history, computed)``. The computation runs under the entry's lock, so processes asking
+        at once compute it once; ``checkpoint`` is a path in the entry where ``compute`` may save progress and
+        resume from after a crash (deleted once the weights are stored).
+        """
+        if self.has_weights(key):
+            return *self.load_weights(key), False
+        with self.lock(key):
+            if self.has_weights(key):  # another process finished it while we waited
+                return *self.load_weights(key), False
+            folder = self.entry(key)  # not created here: a computation that fails first leaves no entry behind
             checkpoint = folder / "checkpoint.pt"
             # Under the lock no other writer is active in this entry: temporary files are from killed writers.
             for stale in folder.rglob(".*.tmp") if folder.is_dir() else ():
                 stale.unlink(missing_ok=True)
             resumed = checkpoint.exists()
-            model, history = train_from_config(config, device=device, checkpoint=checkpoint, progress=progress,
-                                               store=self)
-            self.save_model(config, model, history)
-            self._log_training(folder, resumed=resumed)
+            state, history = compute(checkpoint)
+            self.save_weights(key, state=state, config=config, history=history)
+            self._log_computation(folder, resumed=resumed)
             checkpoint.unlink(missing_ok=True)
-        return model.eval(), history
+        return state, history, True
 
     @staticmethod
-    def _log_training(folder: Path, *, resumed: bool) -> None:
-        """Append one JSON line to the entry's ``training.log``: which process trained it, when, and whether it
-        resumed from a checkpoint (so one can see that concurrent runs trained a model once)."""
+    def _log_computation(folder: Path, *, resumed: bool) -> None:
+        """Append one JSON line to the entry's ``training.log``: which process computed it, when, and whether it
+        resumed from a checkpoint (so one can see that concurrent runs computed an entry once)."""
         line = json.dumps({"pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed})
         with open(folder / "training.log", "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -272,68 +172,85 @@ class Store:
             os.fsync(f.fileno())
 
     # -- results --------------------------------------------------------------------------------------------------
-    def result_path(self, config: Any, name: str, params: dict, suffix: str, compute: Callable | None = None
-                    ) -> Path:
-        """Where a result of ``config`` lives: keyed by ``params`` and the source of ``compute``'s module."""
-        code = _source_version(compute) if compute is not None else ""
-        return self.entry(config) / "results" / f"{name}-{config_key(params, code=code)}{suffix}"
+    def result_path(self, key: str, name: str, params: dict, suffix: str, *, code: str) -> Path:
+        """Where result ``name`` of entry ``key`` lives: keyed by ``params`` and the code ``code`` computing it."""
+        return self.entry(key) / "results" / f"{name}-{config_key(params, code=code)}{suffix}"
 
-    def get_or_compute_json(self, config: Any, name: str, params: dict, compute: Callable[[], dict]) -> dict:
-        """A JSON result of ``config`` (e.g. metrics), keyed by ``name`` and ``params``; computed once and stored."""
-        path = self.result_path(config, name, params, ".json", compute)
-        data = self.read_file(path)
+    def has_result(self, key: str, name: str, params: dict, suffix: str, *, code: str) -> bool:
+        """True when the result is stored complete."""
+        return record_path(self.result_path(key, name, params, suffix, code=code)).exists()
+
+    def _get_or_compute(self, path: Path, key: str, compute: Callable[[], Any], encode: Callable[[Any], bytes],
+                        decode: Callable[[bytes], Any]) -> Any:
+        data = read_checked(path)
         if data is not None:
-            return json.loads(data)
-        with self.lock(config):
-            data = self.read_file(path)
+            return decode(data)
+        with self.lock(key):
+            data = read_checked(path)
             if data is not None:
-                return json.loads(data)
-            result = compute()
-            self.write_file(path, json.dumps(result, indent=1).encode())
-        return result
+                return decode(data)
+            self._writable(path.parent)
+            data = encode(compute())
+            write_checked(path, data)
+        return decode(data)
 
-    def get_or_compute_tensors(self, config: Any, name: str, params: dict,
-                               compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Tensors derived from ``config`` (e.g. teacher logits on the training set); computed once and stored."""
-        import io
+    def get_or_compute_json(self, key: str, name: str, params: dict, compute: Callable[[], dict], *,
+                            code: str) -> dict:
+        """A JSON result of entry ``key`` (e.g. metrics), keyed by ``name``, ``params`` and ``code``; computed once."""
+        path = self.result_path(key, name, params, ".json", code=code)
+        return self._get_or_compute(path, key, compute, lambda r: json.dumps(r, indent=1).encode(), json.loads)
 
-        path = self.result_path(config, name, params, ".pt", compute)
-        data = self.read_file(path)
-        if data is None:
-            with self.lock(config):
-                data = self.read_file(path)
-                if data is None:
-                    result = {k: v.detach().cpu() for k, v in compute().items()}
-                    buffer = io.BytesIO()
-                    torch.save(result, buffer)
-                    self.write_file(path, buffer.getvalue())
-                    return result
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    def get_or_compute_tensors(self, key: str, name: str, params: dict, compute: Callable[[], dict[str, Tensor]],
+                               *, code: str) -> dict[str, Tensor]:
+        """Tensors of entry ``key`` (e.g. logits), keyed by ``name``, ``params`` and ``code``; computed once."""
+        path = self.result_path(key, name, params, ".pt", code=code)
 
-    def remove(self, config: Any) -> None:
-        """Delete ``config``'s entry (model and results), e.g. after a corruption error."""
-        shutil.rmtree(self.entry(config), ignore_errors=True)
+        def encode(result: dict[str, Tensor]) -> bytes:
+            return tensor_bytes({k: v.detach().cpu() for k, v in result.items()})
 
+        return self._get_or_compute(path, key, compute, encode, lambda data: safe_torch_load(data, name=path))
 
-def load_state_dict_checked(model: nn.Module, state: dict, *, source: str | Path) -> None:
-    """Load ``state`` into ``model``, refusing missing, unexpected or mis-shaped keys and naming them."""
-    if not isinstance(state, dict):
-        raise StoreError(f"{source} does not hold a state dict (got {type(state).__name__}).")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(state)
-                    if not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)
-    if missing or extra or shapes:
-        parts = [f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                 for label, keys in (("missing keys", missing), ("unexpected keys", extra),
-                                     ("mis-shaped keys", shapes)) if keys]
-        raise StoreError(f"weights in {source} do not fit {type(model).__name__}: " + "; ".join(parts)
-                         + ". They were saved from another architecture or are corrupt: delete the file to recompute "
-                           "it, or load it into the model it was saved from.")
-    model.load_state_dict(state)
+    # -- housekeeping ---------------------------------------------------------------------------------------------
+    def keys(self) -> list[str]:
+        """The keys of every entry folder, sorted."""
+        folder = self.root / "entries"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
+    def config_of(self, key: str) -> dict | None:
+        """The stored config (JSON form) of entry ``key``; None for an entry of results only."""
+        data = read_checked(self.entry(key) / "config.json")
+        return None if data is None else json.loads(data)
 
-def get_or_train(config: Any, *, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
-    """`Store.get_or_train` on the default store (``$ADVLOGITS_HOME``)."""
-    return Store().get_or_train(config, device=device, progress=progress)
+    def files(self, key: str) -> Iterator[Path]:
+        """Every checked file of entry ``key`` (those with a checksum record)."""
+        for record in sorted(self.entry(key).rglob("*.sha256")):
+            yield record.with_name(record.name[: -len(".sha256")])
+
+    def verify(self) -> dict[Path, str]:
+        """Every checked file of the store, read whole: ``"ok"`` or ``"corrupt"`` (files without a record are
+        incomplete writes and are listed by `stale_files`)."""
+        return {path: verify_checked(path) for key in self.keys() for path in self.files(key)}
+
+    def stale_files(self) -> list[Path]:
+        """Temporary files of killed writers, files never completed, and lock files no process holds."""
+        out: list[Path] = []
+        for key in self.keys():
+            folder = self.entry(key)
+            out += sorted(folder.rglob(".*.tmp"))
+            out += [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".sha256")
+                    and not p.name.startswith(".") and p.name not in ("training.log", "checkpoint.pt")
+                    and not record_path(p).exists()]
+        locks = self.root / "locks"
+        for lock in sorted(locks.glob("*.lock")) if locks.is_dir() else ():
+            probe = FileLock(str(lock), timeout=0)
+            try:
+                probe.acquire()
+            except Exception:  # held by a live process: not stale
+                continue
+            probe.release()
+            out.append(lock)
+        return out
+
+    def remove(self, key: str) -> None:
+        """Delete entry ``key`` (weights and results), e.g. after a corruption error."""
+        shutil.rmtree(self.entry(key), ignore_errors=True)

@@ -1,6 +1,7 @@
-"""Training loops: standard training (ST), PGD adversarial training (AT) and knowledge distillation.
+"""Training: the config that determines a model (`TrainConfig`) and the three training methods, standard (ST),
+PGD adversarial (AT) and distillation on clean images (KD).
 
-All three share one loop (`_fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
+All three share one loop (`fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
 a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), a
 checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict for the curves.
 A config's ``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
@@ -19,14 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .accel import Precision, accelerate, check_options, to_device
-from .attacks import pgd
-from .distill import kd_loss
+from .accel import Precision, accelerate, check_options, model_device, to_device
+from .attacks import pgd, predict_logits
+from .checks import check_choice, check_int, check_number, check_seed, fail
+from .data import DATASETS, dataset_info
+from .distill import TARGET_KINDS, kd_loss
+from .fileio import StoreError, atomic_torch_save, load_state_dict_checked, safe_torch_load
+from .models import ARCHS, ARCHS_FOR
 
 Method = Literal["standard", "adversarial", "distilled"]
 METHODS: tuple[str, ...] = ("standard", "adversarial", "distilled")
-# Largest seed: `_generator` multiplies the seed by ~1e6 and torch generators take seeds below 2**64.
-SEED_MAX = 2**32 - 1
 
 # A loss step maps (model, x batch, target batch, attack generator) to a scalar loss and the logits used
 # for the training-accuracy count.
@@ -54,7 +57,7 @@ class TrainConfig:
     targets: str = "kd"  # distilled: how the teacher's logits are turned into targets (advlogits.distill)
     reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
     T: float = 1.0  # distilled: softmax temperature of the KD loss
-    corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
+    label_corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
     precision: str = "fp32"  # "fp32", or "bf16" autocast for forward passes (advlogits.accel; GPUs)
     compile: bool = False  # train through torch.compile (advlogits.accel; GPUs)
 
@@ -65,41 +68,37 @@ class TrainConfig:
 def _check_config(c: TrainConfig) -> None:
     """Refuse an invalid config when it is made, so a bad value fails before anything is trained (a student's
     temperature, say, before its teacher). Sizes that depend on the data set are checked when it is loaded."""
-    from .data import DATASETS
-    from .distill import TARGET_KINDS
-    from .models import ARCHS
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            raise ValueError(f"TrainConfig: {message}")
-
-    def is_int(value: object) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    need(c.dataset in DATASETS, f"dataset must be one of {', '.join(DATASETS)} (got {c.dataset!r})")
-    need(c.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)} (got {c.arch!r})")
-    need(c.method in METHODS, f"method must be one of {', '.join(METHODS)} (got {c.method!r})")
     try:
+        check_choice("dataset", c.dataset, DATASETS)
+        check_choice("arch", c.arch, ARCHS)
+        check_choice("arch", c.arch, ARCHS_FOR[c.dataset], hint=f"those are the architectures that fit {c.dataset}")
+        check_choice("method", c.method, METHODS)
         check_options(c.precision, c.compile)
+        info = dataset_info(c.dataset)
+        for name in ("epochs", "batch_size"):
+            check_int(name, getattr(c, name), at_least=1)
+        check_int("n_val", c.n_val, at_least=1, at_most=info.test_size, hint=f"the {c.dataset} test split's size")
+        if c.n_train is not None:
+            check_int("n_train", c.n_train, at_least=1, at_most=info.train_size,
+                      hint=f"None trains on all {info.train_size} images of {c.dataset}")
+        check_seed("seed", c.seed)
+        check_number("lr", c.lr, above=0)
+        check_number("weight_decay", c.weight_decay, at_least=0)
+        if c.method == "adversarial":
+            check_number("eps", c.eps, above=0, below=1, hint="an L-inf radius in pixel units")
+            check_number("alpha", c.alpha, above=0, at_most=c.eps)
+            check_int("steps", c.steps, at_least=1)
+        if c.method == "distilled":
+            if c.teacher is None:
+                fail("teacher", "a teacher config for a distilled config", None)
+            check_choice("targets", c.targets, TARGET_KINDS)
+            check_number("T", c.T, above=0)
+            for name in ("teacher", "reference"):
+                other = getattr(c, name)
+                if other is not None and other.dataset != c.dataset:
+                    fail(name, f"a model of the student's data set {c.dataset!r}", other.dataset)
     except ValueError as error:
-        need(False, str(error))
-    for name in ("epochs", "batch_size", "n_val"):
-        need(is_int(getattr(c, name)) and getattr(c, name) >= 1,
-             f"{name} must be an integer >= 1 (got {getattr(c, name)!r})")
-    need(c.n_train is None or (is_int(c.n_train) and c.n_train >= 1),
-         f"n_train must be None (all images) or an integer >= 1 (got {c.n_train!r})")
-    need(is_int(c.seed) and 0 <= c.seed <= SEED_MAX, f"seed must be an integer in [0, {SEED_MAX}] (got {c.seed!r})")
-    need(math.isfinite(c.lr) and c.lr > 0, f"lr must be > 0 and finite (got {c.lr!r})")
-    need(math.isfinite(c.weight_decay) and c.weight_decay >= 0,
-         f"weight_decay must be >= 0 and finite (got {c.weight_decay!r})")
-    if c.method == "adversarial":
-        need(0 < c.eps < 1, f"eps must be in (0, 1), an L-inf radius in pixel units (got {c.eps!r})")
-        need(0 < c.alpha <= c.eps, f"alpha must be in (0, eps={c.eps}] (got {c.alpha!r})")
-        need(is_int(c.steps) and c.steps >= 1, f"steps must be an integer >= 1 (got {c.steps!r})")
-    if c.method == "distilled":
-        need(c.teacher is not None, "a distilled config needs a teacher config (teacher=...)")
-        need(c.targets in TARGET_KINDS, f"targets must be one of {', '.join(TARGET_KINDS)} (got {c.targets!r})")
-        need(math.isfinite(c.T) and c.T > 0, f"T must be > 0 and finite (got {c.T!r})")
+        raise ValueError(f"TrainConfig: {error}") from None
 
 
 def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
@@ -115,41 +114,27 @@ def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.inference_mode()
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) -> float:
     """Clean accuracy of ``model`` on (x, y), evaluated in eval mode on the model's device; mode restored."""
-    was_training = model.training
-    model.eval()
-    device = _device(model)
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i : i + batch_size].to(device, non_blocking=True))
-        correct += (logits.argmax(1).cpu() == y[i : i + batch_size]).sum().item()
-    model.train(was_training)
-    return correct / max(1, len(x))
+    if len(x) == 0:
+        return 0.0
+    return (predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()).sum().item() / len(x)
 
 
-def _check_common(x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (N, C, H, W) (got {tuple(x.shape)})")
+def _check_common(x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float,
+                  seed: int) -> None:
+    if not isinstance(x, Tensor) or x.ndim != 4:
+        fail("x", "a tensor of shape (N, C, H, W)", x, shown=str(tuple(getattr(x, "shape", ()))))
     if len(target) != len(x):
-        raise ValueError(f"targets must have one row per image: len(x)={len(x)} but got {len(target)}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be > 0 (got {lr})")
-    if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be >= 0 (got {weight_decay})")
-    if not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"seed must be in [0, {SEED_MAX}] (got {seed})")
+        fail("targets", f"one row per image ({len(x)})", target, shown=f"{len(target)} rows")
+    check_int("epochs", epochs, at_least=1)
+    check_int("batch_size", batch_size, at_least=1)
+    check_number("lr", lr, above=0)
+    check_number("weight_decay", weight_decay, at_least=0)
+    check_seed("seed", seed)
 
 
-def _fit(
+def fit(
     model: nn.Module,
     x: Tensor,
     target: Tensor,
@@ -169,14 +154,15 @@ def _fit(
     precision: Precision,
     compile: bool,
 ) -> dict:
-    """The shared loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts accuracy.
+    """The one training loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts
+    accuracy. ``step(net, x batch, target batch, attack generator)`` returns the loss and the logits.
 
     ``step`` gets the `accelerate`-d model (bf16 autocast and/or compiled, sharing ``model``'s weights); the loop
     never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
     """
     _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
     net = accelerate(model, precision=precision, compile=compile)  # checks both options
-    device = _device(model)
+    device = model_device(model)
     n = len(x)
     steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
@@ -230,16 +216,12 @@ def _fit(
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    from .store import atomic_torch_save  # local import: store imports this module
-
     atomic_torch_save(state, path)
 
 
 def _load_checkpoint(path: Path, model: nn.Module, *, epochs: int) -> dict:
-    """Read a checkpoint of `_fit` safely and load its weights into ``model``, refusing one that does not fit
+    """Read a checkpoint of `fit` safely and load its weights into ``model``, refusing one that does not fit
     (wrong keys or shapes, named; missing parts; an epoch outside this run) with a StoreError that says what to do."""
-    from .store import StoreError, load_state_dict_checked, safe_torch_load
-
     state = safe_torch_load(path)
     parts = ("model", "optimizer", "scheduler", "epoch", "history")
     missing = [k for k in parts if not isinstance(state, dict) or k not in state]
@@ -280,7 +262,7 @@ def train_standard(
         logits = m(xb)
         return F.cross_entropy(logits, yb), logits
 
-    return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+    return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                 seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y,
                 precision=precision, compile=compile)
 
@@ -311,12 +293,9 @@ def train_adversarial(
     mode; its random starts come from a generator seeded by (seed, epoch). ``train_acc`` is the accuracy on the
     adversarial batches, ``val_acc`` the clean accuracy on x_val.
     """
-    if not 0 < eps < 1:
-        raise ValueError(f"eps must be in (0, 1) (got {eps})")
-    if not 0 < alpha <= eps:
-        raise ValueError(f"alpha must be in (0, eps={eps}] (got {alpha})")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1 (got {steps!r})")
+    check_number("eps", eps, above=0, below=1)
+    check_number("alpha", alpha, above=0, at_most=eps)
+    check_int("steps", steps, at_least=1)
 
     def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         x_adv = pgd(m, xb, yb, eps=eps, alpha=alpha, steps=steps, generator=gen)
@@ -324,7 +303,7 @@ def train_adversarial(
         logits = m(x_adv)
         return F.cross_entropy(logits, yb), logits
 
-    return _fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+    return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                 seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y,
                 precision=precision, compile=compile)
 
@@ -353,18 +332,17 @@ def train_distilled(
     ``targets`` are precomputed (the teacher never runs inside the loop). Integer ``targets`` of shape (N,)
     are hard labels and use cross-entropy. ``y`` (true labels), if given, is only used to log ``train_acc``.
     """
-    if not T > 0:
-        raise ValueError(f"T must be > 0 (got {T})")
+    check_number("T", T, above=0)
     hard = targets.ndim == 1
     if not hard and (targets.ndim != 2 or not targets.is_floating_point()):
-        raise ValueError(f"targets must be (N, K) float logits or (N,) int64 labels (got {tuple(targets.shape)}, "
-                         f"{targets.dtype})")
+        fail("targets", "(N, K) float logits or (N,) int64 labels", targets,
+             shown=f"{tuple(targets.shape)}, {targets.dtype}")
 
     def step(m: nn.Module, xb: Tensor, tb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         logits = m(xb)
         loss = F.cross_entropy(logits, tb) if hard else kd_loss(logits, tb, T=T)
         return loss, logits
 
-    return _fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
+    return fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, progress=progress, desc="KD",
                 x_val=x_val, y_val=y_val, y_true=y, precision=precision, compile=compile)

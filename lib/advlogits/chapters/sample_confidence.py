@@ -1,20 +1,19 @@
-"""Do two models agree on WHICH images they are sure about? Per-sample confidence comparisons (claims C4, C5).
+"""Chapter 3, which images the models are sure about (claims C4, C5): per-image confidence compared by ranks.
 
-Per-sample values are 1-D arrays over the same evaluation images (one entry per image, same order for every
+Per-image values are 1-D arrays over the same evaluation images (one entry per image, same order for every
 model). Models are compared by ranks: a Spearman correlation with a paired bootstrap interval (C4), the
 overlap of their most-confident sets (C5), and the images whose rank moves most from one model to the other
-(the image grids). The claim criteria are fixed in the claims issue (`C4_MIN_GAP`, `C5_FRACTION`) and are
-not parameters, so a chapter cannot tune them.
+(the image grids). The criteria are in the claims registry (`advlogits.chapters.claims`).
 
-Confidences are ranked through their log-odds (`confidence_log_odds`), a monotone transform of the softmax
-probability that does not round to 1: a confident standard model puts many images at a float32 confidence of
-exactly 1.0, and ranks among those would otherwise be decided by rounding and tie-breaking, not by the model.
+Confidences are ranked through their log-odds (`advlogits.logits.confidence_log_odds`), a monotone transform of
+the softmax probability that does not round to 1: a confident standard model puts many images at a float32
+confidence of exactly 1.0, and ranks among those would otherwise be decided by rounding and tie-breaking, not by
+the model.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,47 +24,17 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
-from .logits import (
-    _as_1d,
-    _check_labels,
-    _check_logits,
-    bootstrap_ci,
-    rank_difference,
-    rank_normalise,
-    spearman,
-    top_fraction_jaccard,
-)
-
-Interval = tuple[float, float, float]
-"""``(estimate, low, high)`` as returned by `advlogits.logits.bootstrap_ci`."""
+from ..checks import check_index, check_int, check_labels, check_logits, check_vector, fail
+from ..stats import Interval, bootstrap_ci, rank_difference, rank_normalise, spearman, top_fraction_jaccard
+from .claims import C5_FRACTION
 
 Values = ArrayLike | Tensor
 
-C4_MIN_GAP = 0.1  # C4: Spearman(ST, AT) must lie at least this far below each seed baseline's Spearman
-C5_FRACTION = 0.1  # C5: Jaccard overlap of the most-confident 10% of the evaluation images
-_GAP_TOLERANCE = 1e-12  # so that a gap of exactly C4_MIN_GAP (e.g. 0.9 - 0.8 in floats) counts as reached
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Per-sample confidence
 # ---------------------------------------------------------------------------------------------------------
-
-
-def confidence_log_odds(logits: Tensor, y: Tensor | None = None) -> Tensor:
-    """Log-odds ``log(p / (1 - p))`` of the softmax probability p of the predicted class (or of class ``y``).
-
-    (N, K), (N,) -> (N,) float64, computed as ``z_c - logsumexp_{j != c} z_j`` so it stays exact where p
-    rounds to 1. Strictly increasing in p, hence the same ranks as `advlogits.logits.confidence`, without
-    rounding ties. On a tie at the top the predicted class is the first maximal one and p <= 1/2 (log-odds <= 0).
-    """
-    _check_logits(logits)
-    if y is not None:
-        _check_labels(y, logits.shape[0], logits.shape[1])
-    z = logits.detach().double()
-    c = z.argmax(dim=1) if y is None else y.to(z.device).long()
-    own = z.gather(1, c.unsqueeze(1)).squeeze(1)
-    others = z.scatter(1, c.unsqueeze(1), -math.inf)
-    return own - torch.logsumexp(others, dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -76,14 +45,14 @@ def confidence_log_odds(logits: Tensor, y: Tensor | None = None) -> Tensor:
 def _check_pairs(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]]) -> None:
     """Raise ValueError unless every pair names two models present in ``values``."""
     if not pairs:
-        raise ValueError("pairs must map at least one label to a (model, model) pair, e.g. {'ST vs AT': ('ST', 'AT')}.")
+        fail("pairs", "a mapping of at least one label to a (model, model) pair, e.g. {'ST vs AT': ('ST', 'AT')}",
+             pairs)
     for label, pair in pairs.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
-            raise ValueError(f"pairs[{label!r}] must be a (model, model) tuple of two names; got {pair!r}.")
+            fail(f"pairs[{label!r}]", "a (model, model) tuple of two names", pair)
         for name in pair:
             if name not in values:
-                raise ValueError(f"pairs[{label!r}] names model {name!r}, which is not in values; "
-                                 f"values holds {sorted(values)}.")
+                fail(f"pairs[{label!r}]", f"names of models in values ({', '.join(sorted(values))})", name)
 
 
 def spearman_intervals(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]], *,
@@ -99,35 +68,6 @@ def spearman_intervals(values: Mapping[str, Values], pairs: Mapping[str, tuple[s
             for label, (a, b) in pairs.items()}
 
 
-def _check_interval(interval: object, name: str) -> tuple[float, float, float]:
-    if not (isinstance(interval, (tuple, list)) and len(interval) == 3
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in interval)):
-        raise ValueError(f"{name} must be an (estimate, low, high) tuple of numbers, as bootstrap_ci returns; "
-                         f"got {interval!r}.")
-    estimate, low, high = (float(v) for v in interval)
-    if low > high:
-        raise ValueError(f"{name} must have low <= high; got low={low}, high={high}.")
-    return estimate, low, high
-
-
-def c4_verdict(pair: Interval, baselines: Mapping[str, Interval]) -> dict:
-    """Claim C4 on measured intervals: does the (ST, AT) correlation lie clearly below every seed baseline?
-
-    For each baseline b (e.g. ST vs ST', AT vs AT'): ``gap = estimate_b - estimate_pair`` must be at least
-    `C4_MIN_GAP`, and the pair's interval must lie entirely below b's (``high_pair < low_b``). Returns
-    ``{"holds": bool, "checks": {b: {"gap", "gap_ok", "ci_below"}}}``; a NaN anywhere fails its check.
-    """
-    estimate, _, high = _check_interval(pair, "pair")
-    if not baselines:
-        raise ValueError("baselines must hold at least one seed baseline interval, e.g. {'ST vs ST prime': (...)}.")
-    checks = {}
-    for name, interval in baselines.items():
-        b_estimate, b_low, _ = _check_interval(interval, f"baselines[{name!r}]")
-        gap = b_estimate - estimate
-        checks[name] = {"gap": gap, "gap_ok": bool(gap >= C4_MIN_GAP - _GAP_TOLERANCE), "ci_below": bool(high < b_low)}
-    return {"holds": all(c["gap_ok"] and c["ci_below"] for c in checks.values()), "checks": checks}
-
-
 # ---------------------------------------------------------------------------------------------------------
 # C5: overlap of the most-confident sets
 # ---------------------------------------------------------------------------------------------------------
@@ -135,23 +75,9 @@ def c4_verdict(pair: Interval, baselines: Mapping[str, Interval]) -> dict:
 
 def jaccard_overlaps(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]], *,
                      fraction: float = C5_FRACTION) -> dict[str, float]:
-    """Jaccard overlap of each pair's top-``fraction`` sets (`advlogits.logits.top_fraction_jaccard`): {label: J}."""
+    """Jaccard overlap of each pair's top-``fraction`` sets (`advlogits.stats.top_fraction_jaccard`): {label: J}."""
     _check_pairs(values, pairs)
     return {label: top_fraction_jaccard(values[a], values[b], fraction=fraction) for label, (a, b) in pairs.items()}
-
-
-def c5_verdict(pair: float, baselines: Mapping[str, float]) -> dict:
-    """Claim C5 on measured overlaps: is Jaccard(ST, AT) strictly lower than every seed baseline's?
-
-    Returns ``{"holds": bool, "below": {b: bool}}``; a NaN fails its comparison.
-    """
-    for name, value in (("pair", pair), *((f"baselines[{k!r}]", v) for k, v in baselines.items())):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{name} must be a Jaccard overlap (a number in [0, 1]); got {value!r}.")
-    if not baselines:
-        raise ValueError("baselines must hold at least one seed baseline overlap, e.g. {'ST vs ST prime': 0.6}.")
-    below = {name: bool(float(pair) < float(value)) for name, value in baselines.items()}
-    return {"holds": all(below.values()), "below": below}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -165,21 +91,10 @@ def largest_rank_differences(a: Values, b: Values, *, k: int) -> NDArray[np.intp
     The difference is ``rank_normalise(a) - rank_normalise(b)`` in [-1, 1]; only images where it is > 0
     qualify (so the sets for (a, b) and (b, a) are disjoint), ties go to the lower index. (N,), (N,) -> (<= k,).
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1 (the number of images to select); got {k!r}.")
+    check_int("k", k, at_least=1, hint="k is the number of images to select")
     difference = rank_difference(a, b)
     order = np.argsort(-difference, kind="stable")
     return order[: int(k)][difference[order[: int(k)]] > 0]
-
-
-def _check_index(index: Values, n: int, name: str = "index") -> NDArray[np.intp]:
-    arr = np.asarray(index.detach().cpu().numpy() if isinstance(index, Tensor) else index)
-    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a 1-D array of integer image indices; got shape {arr.shape}, "
-                         f"dtype {arr.dtype}.")
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValueError(f"{name} must hold indices in [0, {n}); got values in [{arr.min()}, {arr.max()}].")
-    return arr.astype(np.intp)
 
 
 def class_counts(y: Values, selections: Mapping[str, Values], *, class_names: Sequence[str]):
@@ -192,11 +107,11 @@ def class_counts(y: Values, selections: Mapping[str, Values], *, class_names: Se
 
     labels = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
     if labels.ndim != 1:
-        raise ValueError(f"y must be 1-D, one true class per evaluation image; got shape {tuple(labels.shape)}.")
-    _check_labels(labels, labels.shape[0], len(class_names))
+        fail("y", "1-D, one true class per evaluation image", y, shown=f"shape {tuple(labels.shape)}")
+    check_labels(labels, labels.shape[0], len(class_names))
     y_arr = labels.cpu().numpy()
     k = len(class_names)
-    columns = {label: np.bincount(y_arr[_check_index(index, len(y_arr), f"selections[{label!r}]")], minlength=k)
+    columns = {label: np.bincount(y_arr[check_index(index, len(y_arr), f"selections[{label!r}]")], minlength=k)
                for label, index in selections.items()}
     columns["evaluation subset"] = np.bincount(y_arr, minlength=k)
     return pd.DataFrame(columns, index=pd.Index(list(class_names), name="true class"))
@@ -221,21 +136,21 @@ def tiles(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: Values, *, 
     on the same images; ``difference`` (N,) is shown per tile when given (e.g. a rank difference).
     """
     if not (isinstance(x, Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)):
-        raise ValueError(f"x must be a tensor of images (N, C, H, W) with C = 1 or 3; got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
+        fail("x", "a tensor of images (N, C, H, W) with C = 1 or 3", x,
+             shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__)
     n = x.shape[0]
-    _check_labels(y, n, len(class_names))
+    check_labels(y, n, len(class_names))
     if not logits:
-        raise ValueError("logits must map at least one model name to its (N, K) logits.")
+        fail("logits", "a mapping of at least one model name to its (N, K) logits", logits)
     for name, z in logits.items():
-        _check_logits(z, f"logits[{name!r}]")
+        check_logits(z, f"logits[{name!r}]")
         if z.shape != (n, len(class_names)):
-            raise ValueError(f"logits[{name!r}] must have shape ({n}, {len(class_names)}), one row per image of x "
-                             f"and one column per class name; got {tuple(z.shape)}.")
-    idx = _check_index(index, n)
-    diff = np.full(n, np.nan) if difference is None else _as_1d(difference, "difference")
+            fail(f"logits[{name!r}]", f"of shape ({n}, {len(class_names)}), one row per image of x and one column "
+                 "per class name", z, shown=str(tuple(z.shape)))
+    idx = check_index(index, n)
+    diff = np.full(n, np.nan) if difference is None else check_vector(difference, "difference")
     if diff.shape[0] != n:
-        raise ValueError(f"difference must have one value per image of x ({n}); got {diff.shape[0]}.")
+        fail("difference", f"one value per image of x ({n})", difference, shown=f"{diff.shape[0]} values")
     probs = {name: z.detach().double().softmax(dim=1).cpu() for name, z in logits.items()}
     out = []
     for i in idx.tolist():
@@ -267,8 +182,7 @@ def rank_scatter(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, st
 
 def tile_grid(grid: Sequence[Tile], *, title: str, ncols: int = 8) -> Figure:
     """The tiles in rows of ``ncols``: each image with its true label, every model's prediction and confidence."""
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"ncols must be an integer >= 1; got {ncols!r}.")
+    check_int("ncols", ncols, at_least=1)
     nrows = max(1, math.ceil(len(grid) / ncols))
     lines = 2 + (len(grid[0].predictions) if grid else 0)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, (1.45 + 0.2 * lines) * nrows + 0.4), squeeze=False,

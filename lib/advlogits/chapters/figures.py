@@ -1,4 +1,7 @@
-"""Figures shared by the chapters: labelled matplotlib figures, returned (not shown) so chapters can glue them."""
+"""Figure code shared by the chapters: colours, smoothing, training curves, accuracy bars, histograms.
+
+Every function returns a labelled matplotlib figure (not shown), so a chapter can glue it into its prose.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from torch import Tensor
 COLORS = {"ST": "tab:blue", "AT": "tab:red"}
 
 
-def _color(label: str, i: int) -> str:
+def color(label: str, i: int) -> str:
+    """The colour of model ``label`` (ST blue, AT red), or the ``i``-th colour of the cycle after those two."""
     return COLORS.get(label, f"C{i + 2}")
 
 
@@ -35,8 +39,8 @@ def training_curves(histories: Mapping[str, dict]) -> Figure:
         epochs = len(history["epoch"])
         steps_per_epoch = max(1, len(losses) // max(1, epochs))
         x = np.arange(1, len(losses) + 1) / steps_per_epoch
-        ax_loss.plot(x, smooth(losses, max(1, steps_per_epoch // 10)), color=_color(label, i), label=label)
-        ax_acc.plot(history["epoch"], 100 * np.asarray(history["val_acc"]), marker="o", color=_color(label, i),
+        ax_loss.plot(x, smooth(losses, max(1, steps_per_epoch // 10)), color=color(label, i), label=label)
+        ax_acc.plot(history["epoch"], 100 * np.asarray(history["val_acc"]), marker="o", color=color(label, i),
                     label=f"{label} (clean)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)",
                 title="Training loss (AT: on its PGD examples)")
@@ -74,9 +78,17 @@ def histograms(logits: Mapping[str, Tensor], statistics: Mapping[str, Callable[[
         hi = max(v.max() for v in values.values())
         bins = np.linspace(lo, hi, 50)
         for i, (label, v) in enumerate(values.items()):
-            ax.hist(v, bins=bins, alpha=0.5, color=_color(label, i), label=f"{label} (mean {v.mean():.2f})")
-            ax.axvline(v.mean(), color=_color(label, i), linestyle="--")
+            ax.hist(v, bins=bins, alpha=0.5, color=color(label, i), label=f"{label} (mean {v.mean():.2f})")
+            ax.axvline(v.mean(), color=color(label, i), linestyle="--")
         ax.set(xlabel=f"{name} ({units})", ylabel="test images", title=name)
         ax.legend()
         ax.grid(alpha=0.3)
     return fig
+
+
+def errorbar(ax, xs, intervals, **kw) -> None:  # noqa: ANN001
+    """Points with error bars from ``(estimate, low, high)`` intervals at positions ``xs``."""
+    est = np.array([iv[0] for iv in intervals])
+    low = np.array([iv[1] for iv in intervals])
+    high = np.array([iv[2] for iv in intervals])
+    ax.errorbar(xs, est, yerr=[est - low, high - est], capsize=3, marker="o", **kw)

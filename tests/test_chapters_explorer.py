@@ -1,4 +1,5 @@
-"""Tests for advlogits.explorer: the figure draws the logits it is given, the rank selection, the widget redraws."""
+"""Tests for advlogits.chapters.explorer (chapter 3): the figure draws the logits it is given, the rank selection,
+the widget redraws."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import torch
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from advlogits import explorer
-from advlogits.explorer import MODEL_COLORS, OTHER_BAR, TRUE_EDGE, index_by_rank, logit_figure, static_views
+from advlogits.chapters import explorer
+from advlogits.chapters.explorer import MODEL_COLORS, OTHER_BAR, TRUE_EDGE, index_by_rank, logit_figure, static_views
 
 NAMES = ("cat", "dog", "emu")
 
@@ -98,9 +99,10 @@ def test_any_set_of_models_gets_its_own_panels() -> None:
     x, y, z = _data()
     fig = logit_figure(x, y, {"ST": z["ST"], "ST'": z["AT"], "AT'": z["ST"]}, 0, class_names=NAMES)
     assert len(fig.axes) == 1 + 2 * 3
-    with pytest.raises(ValueError, match=r"logits\['AT'\] must have shape \(6, 3\)"):
+    with pytest.raises(ValueError, match=r"logits\['AT'\] must be of shape \(6, 3\), one row per image and one "
+                                         r"column per class name \(got \(5, 3\)\)"):
         logit_figure(x, y, {"AT": torch.zeros(5, 3)}, 0, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"index must be an integer image index in \[0, 6\); got 6"):
+    with pytest.raises(ValueError, match=r"index must be an integer image index in \[0, 6\) \(got 6\)"):
         logit_figure(x, y, z, 6, class_names=NAMES)
 
 
@@ -127,18 +129,21 @@ def test_index_by_rank_on_hand_made_logits() -> None:
 
 def test_index_by_rank_errors_name_the_bad_argument() -> None:
     _, y, z = _data()
-    with pytest.raises(ValueError, match=r"cls 'cow' is not a class name; choose one of \['cat', 'dog', 'emu'\]"):
+    with pytest.raises(ValueError, match=r"cls must be a class name, one of cat, dog, emu \(got 'cow'\)"):
         index_by_rank(z, y, model="ST", cls="cow", rank=1, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"cls must be a class name or a label in \[0, 3\); got 3"):
+    with pytest.raises(ValueError, match=r"cls must be a class name or a label in \[0, 3\) \(got 3\)"):
         index_by_rank(z, y, model="ST", cls=3, rank=1, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 3\] .*'cat'.*got 4"):
+    with pytest.raises(ValueError, match=r"rank must be an integer >= 1 and <= 3 \(got 4\); 3 images have the true "
+                                         r"class 'cat'"):
         index_by_rank(z, y, model="ST", cls="cat", rank=4, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 2\] .*got 0"):
+    with pytest.raises(ValueError, match=r"rank must be an integer >= 1 and <= 2 \(got 0\); 2 images have the true "
+                                         r"class 'dog'"):
         index_by_rank(z, y, model="ST", cls="dog", rank=0, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"model 'TRADES' is not one of the models given: \['ST', 'AT'\]"):
+    with pytest.raises(ValueError, match=r"model must be one of the models given \(ST, AT\) \(got 'TRADES'\)"):
         index_by_rank(z, y, model="TRADES", cls="cat", rank=1, class_names=NAMES)
     no_emu = torch.tensor([0, 1, 0, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"rank must be an integer impossible: no image has this true class"):
+    with pytest.raises(ValueError, match=r"cls must be a class that some image has \(got 'emu'\); no evaluation image "
+                                         r"has this true class"):
         index_by_rank(z, no_emu, model="ST", cls="emu", rank=1, class_names=NAMES)
 
 
@@ -160,9 +165,10 @@ def test_static_views_pick_both_ends_and_the_class_rank_image() -> None:
     for view in views.values():
         image_axes = [ax for ax in view.figure.axes if ax.images]
         assert image_axes[0].get_title().startswith(f"evaluation image #{view.index}\n")
-    with pytest.raises(ValueError, match=r"no image is ranked more confident by AT than by ST"):
+    with pytest.raises(ValueError, match=r"pair must be two models that rank some images differently "
+                                         r"\(got \('ST', 'AT'\)\); no image is ranked more confident by AT than by ST"):
         static_views(x, y, {"ST": z["ST"], "AT": z["ST"].clone()}, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"model 'AT' is not one of the models given"):
+    with pytest.raises(ValueError, match=r"model must be one of the models given \(ST\) \(got 'AT'\)"):
         static_views(x, y, {"ST": z["ST"]}, class_names=NAMES)
 
 
@@ -223,5 +229,5 @@ def test_explore_in_class_and_rank_mode_shows_the_selected_image() -> None:
     view.mode.value = "sample"
     assert calls[-1] == view.index.value == 0
     assert [o[0] for o in view.cls.options] == list(NAMES)
-    with pytest.raises(ValueError, match=r"index must be an integer image index in \[0, 6\)"):
+    with pytest.raises(ValueError, match=r"index must be an integer image index in \[0, 6\) \(got -1\)"):
         explorer.explore(x, y, z, class_names=NAMES, index=-1)

@@ -25,9 +25,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from torch import Tensor
 
-from .agreement import confidence_log_odds, largest_rank_differences
-from .logits import _check_labels, _check_logits
-from .plots import COLORS
+from ..checks import check_int, check_labels, check_logits, fail
+from ..logits import confidence_log_odds
+from .figures import COLORS
+from .sample_confidence import largest_rank_differences
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -48,26 +49,27 @@ Draw = Callable[..., Figure]
 def _check_inputs(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], class_names: Sequence[str]) -> None:
     """Raise ValueError unless x (N, C, H, W), y (N,) and every model's logits (N, K = len(class_names)) agree."""
     if not (isinstance(x, Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)):
-        raise ValueError(f"x must be a tensor of images (N, C, H, W) with C = 1 or 3; got "
-                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}.")
+        fail("x", "a tensor of images (N, C, H, W) with C = 1 or 3", x,
+             shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__)
     n, k = x.shape[0], len(class_names)
-    _check_labels(y, n, k)
+    check_labels(y, n, k)
     _check_models(logits, n, k)
 
 
 def _check_models(logits: Mapping[str, Tensor], n: int, k: int) -> None:
     if not isinstance(logits, Mapping) or not logits:
-        raise ValueError("logits must map at least one model name to its (N, K) logits, e.g. {'ST': z_st, 'AT': z_at}.")
+        fail("logits", "a mapping of at least one model name to its (N, K) logits, e.g. {'ST': z_st, 'AT': z_at}",
+             logits)
     for name, z in logits.items():
-        _check_logits(z, f"logits[{name!r}]")
+        check_logits(z, f"logits[{name!r}]")
         if tuple(z.shape) != (n, k):
-            raise ValueError(f"logits[{name!r}] must have shape ({n}, {k}), one row per image and one column per "
-                             f"class name; got {tuple(z.shape)}.")
+            fail(f"logits[{name!r}]", f"of shape ({n}, {k}), one row per image and one column per class name", z,
+                 shown=str(tuple(z.shape)))
 
 
 def _check_image_index(index: object, n: int) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < n:
-        raise ValueError(f"index must be an integer image index in [0, {n}); got {index!r}.")
+        fail("index", f"an integer image index in [0, {n})", index)
     return int(index)
 
 
@@ -75,16 +77,16 @@ def _class_index(cls: int | str, class_names: Sequence[str]) -> int:
     """The label of ``cls``, given as a class name or a label; ValueError naming ``cls`` otherwise."""
     if isinstance(cls, str):
         if cls not in class_names:
-            raise ValueError(f"cls {cls!r} is not a class name; choose one of {list(class_names)}.")
+            fail("cls", f"a class name, one of {', '.join(class_names)}", cls)
         return list(class_names).index(cls)
     if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or not 0 <= cls < len(class_names):
-        raise ValueError(f"cls must be a class name or a label in [0, {len(class_names)}); got {cls!r}.")
+        fail("cls", f"a class name or a label in [0, {len(class_names)})", cls)
     return int(cls)
 
 
 def _check_model(model: str, logits: Mapping[str, Tensor]) -> None:
     if model not in logits:
-        raise ValueError(f"model {model!r} is not one of the models given: {list(logits)}.")
+        fail("model", f"one of the models given ({', '.join(logits)})", model)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -159,21 +161,21 @@ def index_by_rank(logits: Mapping[str, Tensor], y: Tensor, *, model: str, cls: i
     """Index of the image of true class ``cls`` that ``model`` ranks ``rank``-th by confidence (1 = most confident).
 
     Confidence is the softmax probability of the model's predicted class, ranked through its log-odds
-    (`advlogits.agreement.confidence_log_odds`) as in the chapters, so images whose float32 probability
+    (`advlogits.logits.confidence_log_odds`) as in the chapters, so images whose float32 probability
     rounds to 1 still have distinct ranks; exact ties go to the lower index. ``cls`` is a class name or a
     label. Raises ValueError naming the argument when ``model``, ``cls`` or ``rank`` is not valid.
     """
     _check_model(model, logits)
-    _check_logits(logits[model], f"logits[{model!r}]")
+    check_logits(logits[model], f"logits[{model!r}]")
     n, k = logits[model].shape[0], len(class_names)
     _check_models({model: logits[model]}, n, k)
-    _check_labels(y, n, k)
+    check_labels(y, n, k)
     c = _class_index(cls, class_names)
     members = np.flatnonzero(y.detach().cpu().numpy() == c)
-    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or not 1 <= rank <= len(members):
-        allowed = f"in [1, {len(members)}]" if len(members) else "impossible: no image has this true class"
-        raise ValueError(f"rank must be an integer {allowed} (the number of images of class "
-                         f"{class_names[c]!r}); got {rank!r}.")
+    if not len(members):
+        fail("cls", "a class that some image has", cls, hint="no evaluation image has this true class")
+    check_int("rank", rank, at_least=1, at_most=len(members),
+              hint=f"{len(members)} images have the true class {class_names[c]!r}")
     score = confidence_log_odds(logits[model]).cpu().numpy()[members]
     return int(members[np.argsort(-score, kind="stable")[int(rank) - 1]])
 
@@ -275,7 +277,7 @@ def static_views(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_na
     """The explorer's figure for a few preselected images, for pages where no kernel can redraw the widget.
 
     With ``pair = (a, b)``: ``"b >> a"``, the image b ranks most above a by confidence (the largest
-    rank-normalised difference, `advlogits.agreement.largest_rank_differences`), and ``"a >> b"``, the
+    rank-normalised difference, `advlogits.chapters.sample_confidence.largest_rank_differences`), and ``"a >> b"``, the
     reverse; with ``pick = (cls, model, rank)`` also ``"class and rank"``, the image `index_by_rank` selects.
     Raises ValueError when no image qualifies for one of the first two (the models rank all images alike).
     """
@@ -288,8 +290,9 @@ def static_views(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_na
     for high, low in ((b, a), (a, b)):
         top = largest_rank_differences(score[high], score[low], k=1)
         if len(top) == 0:
-            raise ValueError(f"pair: no image is ranked more confident by {high} than by {low}, so there is no "
-                             f"'{high} >> {low}' image to show; the two models rank every image alike.")
+            fail("pair", "two models that rank some images differently", pair,
+                 hint=f"no image is ranked more confident by {high} than by {low}, so there is no "
+                      f"'{high} >> {low}' image to show")
         chosen[f"{high} >> {low}"] = (int(top[0]), f"the image {high} ranks most above {low} by confidence")
     if pick is not None:
         cls, model, rank = pick

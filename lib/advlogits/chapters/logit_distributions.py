@@ -1,0 +1,165 @@
+"""Chapter 2, the logit distributions of ST and AT models (claims C1, C2, C3): the logit statistics with
+bootstrap intervals, the sorted-logit curve, the margin drops, the RobustBench models, and the chapter's figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from ..checks import fail
+from ..logits import logit_gap, max_logit, sorted_logits
+from ..profiles import Profile
+from ..stats import Interval, bootstrap_ci
+from .figures import color, errorbar
+
+STATISTICS = {"max logit": max_logit, "logit gap": logit_gap}  # the per-image statistics of claims C1, C2
+N_RESAMPLES = 2000  # bootstrap resamples of every confidence interval of the chapter
+
+# Chapter 2 analyses these RobustBench CIFAR-10 L-inf models at the paper profile when no list is given.
+PAPER_ROBUSTBENCH_MODELS: tuple[str, ...] = (
+    "Engstrom2019Robustness", "Rice2020Overfitting", "Carmon2019Unlabeled", "Gowal2020Uncovering_28_10_extra")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# statistics
+# ----------------------------------------------------------------------------------------------------------
+
+def summarise(logits: Tensor, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, Interval]:
+    """Mean max logit and mean logit gap of ``logits`` (N, K) with percentile-bootstrap 95% CIs."""
+    return {name: bootstrap_ci("mean", f(logits), n_resamples=n_resamples, seed=seed)
+            for name, f in STATISTICS.items()}
+
+
+def compare(logits_a: Tensor, logits_b: Tensor, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, Interval]:
+    """``mean(a) - mean(b)`` of each statistic with a paired bootstrap CI (both models on the same images)."""
+    if logits_a.shape != logits_b.shape:
+        fail("logits_b", f"the same images' logits as logits_a, of shape {tuple(logits_a.shape)}", logits_b,
+             shown=str(tuple(logits_b.shape)))
+    return {name: bootstrap_ci("mean_difference", f(logits_a), f(logits_b), n_resamples=n_resamples, seed=seed)
+            for name, f in STATISTICS.items()}
+
+
+def sorted_logit_curve(logits: Tensor, *, n_resamples: int = N_RESAMPLES, seed: int = 0) -> dict[str, np.ndarray]:
+    """Mean of the k-th largest logit for k = 1..K, with bootstrap 95% CIs: arrays ``mean``, ``low``, ``high`` (K,).
+
+    One seed for every rank, so every rank's interval is computed on the same resamples of the images."""
+    ranked = sorted_logits(logits)
+    rows = np.array([bootstrap_ci("mean", ranked[:, k], n_resamples=n_resamples, seed=seed)
+                     for k in range(ranked.shape[1])])
+    return {"mean": rows[:, 0], "low": rows[:, 1], "high": rows[:, 2]}
+
+
+def drop_summary(drops: Mapping[str, Sequence[float]]) -> dict[str, float]:
+    """Means of the observed (PGD) and first-order margin drops, their ratio, the fraction of images whose
+    PGD drop exceeds the first-order one, and the Pearson correlation of the two drops over images."""
+    clean = np.asarray(drops["clean"], dtype=float)
+    observed = clean - np.asarray(drops["pgd"], dtype=float)
+    predicted = clean - np.asarray(drops["first_order"], dtype=float)
+    return {"observed": float(observed.mean()), "predicted": float(predicted.mean()),
+            "ratio": float(observed.mean() / predicted.mean()) if predicted.mean() > 0 else math.nan,
+            "beyond_first_order": float((observed > predicted).mean()),
+            "correlation": float(np.corrcoef(observed, predicted)[0, 1]) if len(clean) > 1 else math.nan,
+            "grad_l1": float(np.mean(drops["grad_l1"]))}
+
+
+def robustbench_models(profile: Profile, requested: Sequence[str] | None) -> tuple[str, ...]:
+    """The RobustBench CIFAR-10 L-inf models to analyse: ``requested``, or when it is None the paper profile's
+    default `PAPER_ROBUSTBENCH_MODELS` (none at other profiles). Refused for a non-CIFAR-10 profile."""
+    if requested is None:
+        return PAPER_ROBUSTBENCH_MODELS if profile.name == "paper" else ()
+    if isinstance(requested, str) or not all(isinstance(n, str) for n in requested):
+        fail("robustbench_models", f"a list of RobustBench model names, e.g. {list(PAPER_ROBUSTBENCH_MODELS[:1])}",
+             requested)
+    if requested and profile.dataset != "cifar10":
+        fail("robustbench_models", f"empty for profile {profile.name!r} (they are CIFAR-10 models and it uses "
+             f"{profile.dataset})", list(requested), hint="pass robustbench_models=[] or use the paper profile")
+    return tuple(requested)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# figures
+# ----------------------------------------------------------------------------------------------------------
+
+def sorted_logit_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
+    """Mean k-th largest logit against k, one line per model with its 95% CI band (`sorted_logit_curve`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.6), constrained_layout=True)
+    for i, (label, curve) in enumerate(curves.items()):
+        k = np.arange(1, len(curve["mean"]) + 1)
+        ax.plot(k, curve["mean"], marker="o", color=color(label, i), label=label)
+        ax.fill_between(k, curve["low"], curve["high"], color=color(label, i), alpha=0.25)
+    ax.set(xlabel="rank k of the logit within its image (1 = largest)", ylabel="mean k-th largest logit (logit units)",
+           title="Mean sorted-logit curve")
+    ax.set_xticks(k)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def eps_sweep(series: Mapping[str, Mapping[float, Mapping[str, Interval]]],
+              norms: Mapping[str, Mapping[float, float]]) -> Figure:
+    """Three panels against the training radius eps: mean max logit and mean logit gap with 95% CIs (one line
+    per model family in ``series``: eps -> statistic -> interval), and the mean weight difference
+    ``||w_i - w_j||_1`` relative to its value at eps = 0 (one line per entry of ``norms``: eps -> value)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), constrained_layout=True)
+    for i, (label, by_eps) in enumerate(series.items()):
+        xs = sorted(by_eps)
+        for ax, stat in zip(axes[:2], ("max logit", "logit gap")):
+            errorbar(ax, xs, [by_eps[e][stat] for e in xs], color=f"C{i}", label=label)
+    for ax, stat in zip(axes[:2], ("max logit", "logit gap")):
+        ax.set(xlabel="training radius eps (pixel units; 0 = standard training)",
+               ylabel=f"mean {stat} (logit units)", title=f"Mean {stat} against eps")
+    for i, (label, by_eps) in enumerate(norms.items()):
+        xs = sorted(by_eps)
+        base = by_eps[xs[0]]
+        axes[2].plot(xs, [by_eps[e] / base for e in xs], marker="s", color=f"C{i}", label=label)
+    axes[2].set(xlabel="training radius eps (pixel units; 0 = standard training)",
+                ylabel=r"mean $\|w_i - w_j\|_1$ relative to eps = 0", title="Weight differences against eps")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def closed_form_check(checks: Mapping[str, Mapping[str, Tensor]]) -> Figure:
+    """PGD's worst-case pairwise margin against the closed form, one panel per check (`advlogits.margins.linear_check`
+    results); every point on the diagonal means PGD reached the exact minimum."""
+    cols = min(2, len(checks))
+    rows = -(-len(checks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), constrained_layout=True, squeeze=False)
+    for ax in axes.flat[len(checks):]:
+        ax.set_visible(False)
+    for ax, (label, check) in zip(axes.flat, checks.items()):
+        finite = check["closed_form"].isfinite()
+        closed, found = check["closed_form"][finite].numpy(), check["pgd"][finite].numpy()
+        lo, hi = min(closed.min(), found.min()), max(closed.max(), found.max())
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8, label="y = x")
+        ax.scatter(closed, found, s=4, alpha=0.4, color="tab:purple", label="(image, class j) pairs")
+        ax.set(xlabel="closed-form worst-case margin (logit units)", ylabel="PGD worst-case margin (logit units)",
+               title=f"{label}\nmax |difference| = {check['error'].max().item():.1e}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def margin_drop_figure(drops: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Observed (PGD) against first-order margin drop per image, one panel per model, with the diagonal."""
+    fig, axes = plt.subplots(1, len(drops), figsize=(4.6 * len(drops), 3.8), constrained_layout=True,
+                             squeeze=False)
+    for i, (ax, (label, d)) in enumerate(zip(axes[0], drops.items())):
+        clean = np.asarray(d["clean"], dtype=float)
+        predicted = clean - np.asarray(d["first_order"], dtype=float)
+        observed = clean - np.asarray(d["pgd"], dtype=float)
+        hi = max(predicted.max(), observed.max())
+        ax.plot([0, hi], [0, hi], color="grey", linewidth=0.8, label="y = x (linear model)")
+        ax.scatter(predicted, observed, s=5, alpha=0.4, color=color(label, i), label="test images")
+        ax.set(xlabel="first-order drop (logit units)", ylabel="PGD drop (logit units)", title=label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,119 @@
+"""The book's models, by name: the configs every chapter asks the pipeline for.
+
+One place lists them, so the chapters and a plan of the whole book's work see the same models. Nothing here
+enters a store key: renaming a model or moving it between groups never retrains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from ..checks import fail
+from ..profiles import Profile
+from ..train import TrainConfig
+
+Role = Literal["teacher", "baseline", "claim", "control", "sweep"]
+
+HARD, KD_ST, KD_AT = "hard labels", "KD-ST", "KD-AT"
+C7_KINDS: dict[str, str] = {"shuffle": "shuffled", "mean": "mean", "reorder": "ST order"}  # kind -> row label
+C8_KINDS: dict[str, str] = {"flatten": "flattened", "label_smoothing": "label smoothing"}
+ARGMAX = "AT argmax"  # control (i): the AT teacher's predictions as hard labels
+LABEL_CORRECTED = "AT-corr"  # control (ii): the label-corrected AT teacher, as a row-label prefix
+SWEEP_TEMPERATURES: tuple[float, ...] = (1.0, 4.0)  # the temperature sweep (KD-AT and one manipulation)
+SWEEP_KIND = "shuffle"  # the manipulation repeated in the temperature sweep
+
+
+@dataclass(frozen=True)
+class Student:
+    """One row of the distillation line-up: a model, the part it plays, the claim that reads it, its config."""
+
+    name: str  # row label in tables and figures (unique in a line-up)
+    role: Role  # "teacher", "baseline" (C6's references), "claim" (C6-C8), "control" (ours), "sweep"
+    claim: str | None  # the claim whose criterion reads this model ("C6", "C7", "C8"), else None
+    config: TrainConfig  # what the store trains and keys it by
+
+
+def teachers(profile: Profile) -> dict[str, TrainConfig]:
+    """The ST and AT models of the profile's main seed: the pair every chapter compares."""
+    return {"ST": profile.standard(), "AT": profile.adversarial()}
+
+
+def other_seed(profile: Profile) -> int:
+    """The seed of the seed baselines ST' and AT': the profile's first seed other than its main one."""
+    seed = next((s for s in profile.seeds if s != profile.seed), None)
+    if seed is None:
+        fail("seeds", f"at least one seed other than seed={profile.seed} (the seed baselines need it)",
+             profile.seeds, hint="pass e.g. overrides={'seeds': (0, 1)}")
+    return seed
+
+
+def seed_baselines(profile: Profile) -> dict[str, TrainConfig]:
+    """ST, AT and their seed twins ST', AT': the same configs with the other seed (chapter 3)."""
+    twin = other_seed(profile)
+    return {**teachers(profile), "ST'": profile.standard(seed=twin), "AT'": profile.adversarial(seed=twin)}
+
+
+def eps_sweep(profile: Profile) -> dict[float, TrainConfig]:
+    """The eps-sweep networks by radius, with the standard model of the same budget at eps = 0 (chapter 2)."""
+    return {0.0: profile.sweep(0.0), **{float(eps): profile.sweep(eps) for eps in profile.eps_sweep}}
+
+
+def linear_radii(profile: Profile) -> list[float]:
+    """The radii of the linear models of chapter 2: 0, the sweep's radii and the profile's eps."""
+    return sorted({0.0, *map(float, profile.eps_sweep), float(profile.eps)})
+
+
+def linear_models(profile: Profile) -> dict[float, TrainConfig]:
+    """The linear models of chapter 2 by radius (0 = standard training)."""
+    return {eps: profile.linear(eps) for eps in linear_radii(profile)}
+
+
+def student_label(kind: str, *, label_corrected: bool = False) -> str:
+    """Row label of the AT teacher manipulated by ``kind`` (e.g. "AT shuffled", "AT-corr shuffled")."""
+    names = {"kd": "KD", **C7_KINDS, **C8_KINDS, "argmax": "argmax"}
+    if kind not in names:
+        fail("kind", f"one of {', '.join(names)}", kind)
+    if not label_corrected:
+        return KD_AT if kind == "kd" else f"AT {names[kind]}"
+    return f"{LABEL_CORRECTED} {names[kind]}"
+
+
+def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float] = SWEEP_TEMPERATURES
+             ) -> list[Student]:
+    """The distillation chapter's models in table order: teachers, C6-C8 students, controls, the temperature sweep.
+
+    ``T`` is the KD temperature of every student (default: the profile's ``temperature``); ``sweep`` adds
+    KD-AT and the `SWEEP_KIND` student at each other temperature. Teachers are the profile's ST and AT models
+    (seed ``profile.seed``), the same ones chapter 1 trains. The claims read AutoAttack accuracy, so a profile
+    with ``n_autoattack == 0`` is refused here, before anything is trained.
+    """
+    if profile.n_autoattack < 1:
+        fail("n_autoattack", ">= 1 for the distillation line-up (the claims' robust accuracy is AutoAttack "
+             "accuracy)", profile.n_autoattack, hint="keep the profile's value")
+    T = profile.temperature if T is None else T
+    st, at = profile.standard(), profile.adversarial()
+
+    def kd(kind: str, *, label_corrected: bool = False, temperature: float = T) -> TrainConfig:
+        return profile.student(teacher=at, targets=kind, T=temperature, label_corrected=label_corrected,
+                               reference=st if kind == "reorder" else None)
+
+    out = [Student("ST teacher", "teacher", None, st), Student("AT teacher", "teacher", None, at),
+           Student(HARD, "baseline", "C6", profile.student(teacher=None)),
+           Student(KD_ST, "baseline", "C6", profile.student(teacher=st, T=T)),
+           Student(KD_AT, "claim", "C6", kd("kd"))]
+    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
+        out += [Student(student_label(k), "claim", claim, kd(k)) for k in kinds]
+    out.append(Student(ARGMAX, "control", None, kd("argmax")))
+    out += [Student(student_label(k, label_corrected=True), "control", None, kd(k, label_corrected=True))
+            for k in ("kd", *C7_KINDS, *C8_KINDS)]
+    for temperature in sweep:
+        if temperature != T:
+            out += [Student(f"{student_label(k)} (T={temperature:g})", "sweep", None, kd(k, temperature=temperature))
+                    for k in ("kd", SWEEP_KIND)]
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        fail("sweep", "temperatures that give unique student names", tuple(sweep),
+             hint="is a sweep temperature repeated?")
+    return out

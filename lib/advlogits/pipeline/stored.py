@@ -1,0 +1,213 @@
+"""The book's computations through the store: "the model of this config, trained on a miss", its evaluation,
+its logits, and the teachers' logits that distillation targets are built from.
+
+Each function computes once and stores the result under a key, so re-running a chapter (or another chapter
+asking for the same model) costs a file read. Which source code enters a key is declared here, once:
+
+* a model's key: its config and the source of `MODEL_SOURCES`, the modules that train it;
+* a stored result's key: the model's key, the result's parameters and the source of `RESULT_SOURCES`, the
+  modules that compute it.
+
+Statistics, tables, figures, claims and the chapter modules are in no key: editing them never retrains a model
+or recomputes a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import accel, attacks, data, distill, margins, models, train
+from ..accel import accelerate
+from ..attacks import predict_logits
+from ..data import load_dataset
+from ..profiles import Profile
+from ..store import Store, config_key, source_digest
+from ..train import TrainConfig
+from . import measures, training
+
+# The modules whose source decides what a trained model contains.
+MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
+# The modules whose source decides a stored result, beside the model's: what measures it.
+RESULT_SOURCES = (measures, margins)
+
+log = logging.getLogger("advlogits")
+
+
+def model_code() -> str:
+    """Digest of `MODEL_SOURCES`."""
+    return source_digest(MODEL_SOURCES)
+
+
+def result_code() -> str:
+    """Digest of `RESULT_SOURCES` and `MODEL_SOURCES`."""
+    return source_digest(MODEL_SOURCES + RESULT_SOURCES)
+
+
+def model_key(config: Any) -> str:
+    """The store key of the model (or other entry) ``config`` names."""
+    return config_key(config, code=model_code())
+
+
+def describe(config: TrainConfig) -> str:
+    """A short readable name of a config for logs: method, architecture, data set, seed (and eps, teacher)."""
+    parts = [config.method, config.arch, config.dataset, f"seed {config.seed}"]
+    if config.method == "adversarial":
+        parts.append(f"eps {config.eps:.4g}")
+    if config.method == "distilled":
+        corrected = "label-corrected " if config.label_corrected else ""
+        parts.append(f"targets {corrected}{config.targets} of the {config.teacher.method} teacher")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# models
+
+
+def get_model(config: TrainConfig, *, store: Store | None = None, device: str | torch.device = "cpu",
+              progress: bool = True) -> tuple[nn.Module, dict]:
+    """The model of ``config`` in eval mode on ``device`` with its training history: from the store, or trained
+    now (once, even across processes; a distilled student's teachers first) and stored."""
+    store = store or Store()
+    key = model_key(config)
+    began = time.perf_counter()
+
+    def compute(checkpoint: Path) -> tuple[dict[str, Tensor], dict]:
+        teacher = reference = None
+        if config.method == "distilled":
+            images = dict(dataset=config.dataset, n_train=config.n_train, seed=config.seed, store=store, device=device)
+            teacher = train_logits(config.teacher, **images)
+            if config.reference is not None:
+                reference = train_logits(config.reference, **images)
+        model, history = training.train_model(config, device=device, teacher_logits=teacher,
+                                              reference_logits=reference, checkpoint=checkpoint, progress=progress)
+        return model.state_dict(), history
+
+    state, history, trained = store.get_or_compute_weights(key, config=config, compute=compute)
+    log.info("%s %s (%.1f s)", "trained" if trained else "from store", describe(config),
+             time.perf_counter() - began)
+    model = training.model_from_state(config, state, source=store.entry(key) / "model.pt")
+    return model.to(device), history
+
+
+def has_model(config: TrainConfig, *, store: Store | None = None) -> bool:
+    """True when the store holds the model of ``config``."""
+    return (store or Store()).has_weights(model_key(config))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# results
+
+
+def _stored(config: Any, name: str, params: dict, compute: Callable[[], Any], *, store: Store, tensors: bool
+            ) -> Any:
+    key, code = model_key(config), result_code()
+    if tensors:
+        return store.get_or_compute_tensors(key, name, params, compute, code=code)
+    return store.get_or_compute_json(key, name, params, compute, code=code)
+
+
+def train_logits(config: TrainConfig, *, dataset: str, n_train: int | None, seed: int, store: Store | None = None,
+                 device: str | torch.device = "cpu") -> Tensor:
+    """Logits of the model ``config`` on the training images ``load_dataset(dataset, "train", n=n_train,
+    seed=seed)``: a student's distillation targets before any manipulation, stored once per teacher and image set.
+    """
+    store = store or Store()
+    params = {"dataset": dataset, "n_train": n_train, "seed": seed}
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = get_model(config, store=store, device=device)
+        x, _ = load_dataset(dataset, "train", n=n_train, seed=seed)
+        return {"logits": predict_logits(model, x)}
+
+    return _stored(config, "train-logits", params, compute, store=store, tensors=True)["logits"]
+
+
+def eval_split(profile: Profile) -> tuple[Tensor, Tensor]:
+    """The profile's fixed, seeded evaluation subset of the test split: (x, y)."""
+    return load_dataset(profile.dataset, "test", n=profile.n_eval, seed=profile.seed)
+
+
+def eval_logits(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:
+    """Logits (n_eval, K) of the model ``config`` on the profile's evaluation subset, stored once."""
+    store = store or Store()
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = get_model(config, store=store, device=profile.device)
+        return {"logits": predict_logits(model, eval_split(profile)[0])}
+
+    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
+    return _stored(config, "eval-logits", params, compute, store=store, tensors=True)["logits"]
+
+
+def _attack_params(profile: Profile) -> dict:
+    return {k: getattr(profile, k) for k in ("eps", "eval_alpha", "eval_steps", "eval_restarts", "n_eval",
+                                            "n_autoattack", "seed", "dataset")}
+
+
+def _evaluation_model(profile: Profile, config: TrainConfig, *, store: Store, progress: bool) -> nn.Module:
+    """The model ``config`` run at the profile's ``precision``."""
+    model, _ = get_model(config, store=store, device=profile.device, progress=progress)
+    return accelerate(model, precision=profile.precision)
+
+
+def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, progress: bool = True) -> dict:
+    """Clean, PGD (CE and CW loss) and AutoAttack outcomes of the model ``config`` on the profile's evaluation
+    subset, per image and as accuracies (fractions in [0, 1]); each part stored once.
+
+    PGD: ``eval_steps`` steps of ``eval_alpha`` from a random start, ``eval_restarts`` restarts, on all
+    ``n_eval`` images, with each loss. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them,
+    as an ensemble with PGD-CE (see `measures.clean_pgd_autoattack`).
+    """
+    store = store or Store()
+    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version, "autoattack": True}
+    attack = dict(eps=profile.eps, alpha=profile.eval_alpha, steps=profile.eval_steps,
+                  restarts=profile.eval_restarts, seed=profile.seed, n_autoattack=profile.n_autoattack)
+
+    def clean_ce_autoattack() -> dict:
+        model = _evaluation_model(profile, config, store=store, progress=progress)
+        return measures.clean_pgd_autoattack(model, *eval_split(profile), **attack,
+                                             autoattack_version=profile.autoattack_version)
+
+    def cw() -> dict:
+        model = _evaluation_model(profile, config, store=store, progress=progress)
+        return measures.pgd_cw(model, *eval_split(profile), **attack)
+
+    return {**_stored(config, "evaluation", params, clean_ce_autoattack, store=store, tensors=False),
+            **_stored(config, "pgd-cw", {**_attack_params(profile), "loss": "cw"}, cw, store=store, tensors=False)}
+
+
+def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> dict[str, list]:
+    """`advlogits.margins.margin_drops` of the model ``config`` on the profile's evaluation images, with the
+    profile's evaluation PGD (eps, eval_alpha, eval_steps, eval_restarts, seeded); stored once as JSON lists."""
+    store = store or Store()
+    params = {k: v for k, v in _attack_params(profile).items() if k != "n_autoattack"}
+
+    def compute() -> dict[str, list]:
+        model, _ = get_model(config, store=store, device=profile.device)
+        x, y = eval_split(profile)
+        return measures.margin_drop_lists(model, x, y, eps=profile.eps, alpha=profile.eval_alpha,
+                                          steps=profile.eval_steps, restarts=profile.eval_restarts,
+                                          seed=profile.seed)
+
+    return _stored(config, "margin-drops", params, compute, store=store, tensors=False)
+
+
+def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, store: Store | None = None) -> Tensor:
+    """Logits (n_eval, 10) of RobustBench model ``name`` (CIFAR-10, L-inf) on the profile's evaluation images,
+    stored once. The checkpoint is read from (or downloaded into) ``model_dir`` by `models.load_robustbench`."""
+    store = store or Store()
+    entry = {"robustbench": name, "dataset": "cifar10", "threat_model": "Linf"}
+
+    def compute() -> dict[str, Tensor]:
+        model = models.load_robustbench(name, dataset="cifar10", threat_model="Linf", model_dir=model_dir)
+        return {"logits": predict_logits(model.to(profile.device), eval_split(profile)[0])}
+
+    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
+    return _stored(entry, "eval-logits", params, compute, store=store, tensors=True)["logits"]

@@ -1,0 +1,74 @@
+"""Train the model a `TrainConfig` describes: data, initialisation, targets and the training method.
+
+Pure computation, no store: `advlogits.pipeline.stored` calls it on a cache miss and stores what it returns.
+The source of this module is part of every model's store key (see `advlogits.pipeline.stored.MODEL_SOURCES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..distill import average_confidence, label_correct, make_targets
+from ..fileio import load_state_dict_checked
+from ..checks import fail
+from ..data import load_dataset
+from ..models import build_for
+from ..train import TrainConfig, train_adversarial, train_distilled, train_standard
+
+
+def init_model(config: TrainConfig) -> nn.Module:
+    """A freshly initialised model of ``config`` (initialisation seeded by ``config.seed``), on the CPU."""
+    torch.manual_seed(config.seed)
+    return build_for(config.arch, config.dataset)
+
+
+def model_from_state(config: TrainConfig, state: dict[str, Tensor], *, source: str | Path) -> nn.Module:
+    """The model of ``config`` holding the weights ``state`` (checked key by key), in eval mode on the CPU."""
+    model = build_for(config.arch, config.dataset)
+    load_state_dict_checked(model, state, source=source)
+    return model.eval()
+
+
+def student_images(config: TrainConfig) -> tuple[Tensor, Tensor]:
+    """The training images (x, y) of ``config``: its seeded subset of the training split."""
+    return load_dataset(config.dataset, "train", n=config.n_train, seed=config.seed)
+
+
+def distillation_targets(config: TrainConfig, y: Tensor, teacher: Tensor, reference: Tensor | None) -> Tensor:
+    """The targets of a distilled student: its teacher's logits on its training images (``teacher``, (N, K)),
+    passed through ``config.targets`` (see `advlogits.distill.make_targets`); ``reference`` is the second
+    teacher's logits that ``targets="reorder"`` needs."""
+    average = None
+    if config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
+        average = average_confidence(label_correct(teacher, y) if config.label_corrected else teacher)
+    return make_targets(config.targets, teacher, y=y, label_corrected=config.label_corrected, reference=reference,
+                        confidence=average, generator=torch.Generator().manual_seed(config.seed))
+
+
+def train_model(config: TrainConfig, *, device: str | torch.device, teacher_logits: Tensor | None = None,
+                reference_logits: Tensor | None = None, checkpoint: str | Path | None = None,
+                progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train the model ``config`` describes (resuming from ``checkpoint`` if it exists); returns (model, history).
+
+    A distilled config needs its teacher's logits on its training images (``teacher_logits``, and
+    ``reference_logits`` for ``targets="reorder"``), computed by the caller.
+    """
+    x, y = student_images(config)
+    x_val, y_val = load_dataset(config.dataset, "test", n=config.n_val, seed=config.seed)
+    model = init_model(config).to(device)
+    common = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                  weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint, progress=progress,
+                  x_val=x_val, y_val=y_val, precision=config.precision, compile=config.compile)
+    if config.method == "standard":
+        history = train_standard(model, x, y, **common)
+    elif config.method == "adversarial":
+        history = train_adversarial(model, x, y, eps=config.eps, alpha=config.alpha, steps=config.steps, **common)
+    else:
+        if teacher_logits is None:
+            fail("teacher_logits", "the teacher's logits on the student's images for a distilled config", None)
+        targets = distillation_targets(config, y, teacher_logits, reference_logits)
+        history = train_distilled(model, x, targets, T=config.T, y=y, **common)
+    return model.eval(), history

@@ -1,0 +1,205 @@
+"""Statistics the book reports: paired bootstrap intervals, ranks, Spearman correlation, Jaccard overlap.
+
+Functions take 1-D NumPy arrays or tensors of per-sample values (one value per image) and return NumPy
+values or floats, since they feed tables and figures. Per-image statistics of logits are in
+`advlogits.logits`; this module only summarises them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Literal, get_args
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+from torch import Tensor
+
+from .checks import check_choice, check_int, check_number, check_same_length, check_vector, fail
+
+Interval = tuple[float, float, float]
+"""``(estimate, low, high)``: a statistic and its confidence interval."""
+
+StatisticName = Literal["mean", "mean_difference", "spearman"]
+"""Statistics :func:`bootstrap_ci` computes vectorised over resamples, by name."""
+
+STATISTIC_NAMES: tuple[str, ...] = get_args(StatisticName)
+
+# Elements of the (resamples x N) index matrix drawn at once; bounds bootstrap memory to a few 100 MB.
+_BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Ranks (claims C4, C5)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor) -> float:
+    """Spearman rank correlation of two equal-length 1-D arrays (``scipy.stats.spearmanr``); in [-1, 1]."""
+    a_arr = check_vector(a, "a", min_len=2)
+    b_arr = check_vector(b, "b", min_len=2)
+    check_same_length(a_arr, b_arr)
+    return float(stats.spearmanr(a_arr, b_arr).statistic)
+
+
+def rank_normalise(values: ArrayLike | Tensor) -> NDArray[np.float64]:
+    """Ranks scaled to [0, 1]: smallest -> 0, largest -> 1, ties get their average rank (N,) -> (N,).
+
+    Puts per-sample statistics of differently calibrated models on one scale (claim C5). A single value or an
+    all-tied array maps to 0.5.
+    """
+    arr = check_vector(values, "values")
+    n = arr.shape[0]
+    if n == 1:
+        return np.array([0.5])
+    return (stats.rankdata(arr, method="average") - 1.0) / (n - 1)
+
+
+def rank_difference(a: ArrayLike | Tensor, b: ArrayLike | Tensor) -> NDArray[np.float64]:
+    """``rank_normalise(a) - rank_normalise(b)``, in [-1, 1]: (N,), (N,) -> (N,). Large where a ranks far above b."""
+    a_arr = check_vector(a, "a")
+    b_arr = check_vector(b, "b")
+    check_same_length(a_arr, b_arr)
+    return rank_normalise(a_arr) - rank_normalise(b_arr)
+
+
+def top_fraction_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float) -> float:
+    """Jaccard overlap ``|A & B| / |A | B|`` of the indices of the top ``fraction`` of samples by ``a`` and by ``b``.
+
+    Each set holds ``k = max(1, floor(fraction * N + 1/2))`` indices (nearest integer); ties at the cut are
+    broken towards lower indices. 1 when both arrays select the same samples, 0 when they select disjoint ones.
+    """
+    check_number("fraction", fraction, above=0, at_most=1, hint="e.g. 0.05 for the top 5%")
+    a_arr = check_vector(a, "a")
+    b_arr = check_vector(b, "b")
+    check_same_length(a_arr, b_arr)
+    n = a_arr.shape[0]
+    k = max(1, math.floor(fraction * n + 0.5))
+    top_a = set(np.argsort(-a_arr, kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b_arr, kind="stable")[:k].tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Paired bootstrap
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _resampled_ranks(dense: NDArray[np.intp], n_unique: int, idx: NDArray[np.intp]) -> NDArray[np.float64]:
+    """Average ranks within each resample, without sorting: (R, N) indices -> (R, N) ranks.
+
+    ``dense`` maps each original sample to the rank of its value among the ``n_unique`` distinct values. In a
+    resample the rank of a value is (count of smaller values) + (count of equal values + 1) / 2, which counts
+    give directly; resamples repeat samples, so ties are the rule and must get average ranks.
+    """
+    d = dense[idx]
+    r = idx.shape[0]
+    flat = (d + n_unique * np.arange(r)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=r * n_unique).reshape(r, n_unique)
+    average = np.cumsum(counts, axis=1) - counts + (counts + 1) / 2.0
+    return np.take_along_axis(average, d, axis=1)
+
+
+def _row_pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Pearson correlation of each row pair: (R, N), (R, N) -> (R,); NaN for a constant row."""
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+
+
+def _named_statistic(
+    name: str, samples: tuple[NDArray[np.float64], ...]
+) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+    """Vectorised statistic: (R, N) resample indices -> (R,) values, for one of STATISTIC_NAMES."""
+    if name == "mean":
+        (x,) = samples
+        return lambda idx: x[idx].mean(axis=1)
+    if name == "mean_difference":
+        diff = samples[0] - samples[1]  # mean(a) - mean(b) over the same resampled indices = mean(a - b)
+        return lambda idx: diff[idx].mean(axis=1)
+    a_unique, a_dense = np.unique(samples[0], return_inverse=True)
+    b_unique, b_dense = np.unique(samples[1], return_inverse=True)
+    return lambda idx: _row_pearson(
+        _resampled_ranks(a_dense, a_unique.shape[0], idx), _resampled_ranks(b_dense, b_unique.shape[0], idx)
+    )
+
+
+def bootstrap_ci(
+    statistic: StatisticName | Callable[..., float],
+    *samples: ArrayLike | Tensor,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+    vectorized: bool = False,
+) -> tuple[float, float, float]:
+    """Paired percentile-bootstrap confidence interval: returns ``(estimate, low, high)``.
+
+    ``samples`` are equal-length 1-D arrays (or tensors) of per-sample values on the SAME test images, so one
+    resample draws N indices with replacement and applies them to every sample jointly (paired bootstrap).
+    ``low``/``high`` are the ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of the statistic over
+    ``n_resamples`` resamples; ``estimate`` is the statistic on the original samples. Resample indices come
+    from ``numpy.random.default_rng(seed)``, so a seed fixes the interval.
+
+    ``statistic`` is either a name, computed vectorised over resamples:
+
+    - ``"mean"`` (one sample): the mean, e.g. mean max logit (C1);
+    - ``"mean_difference"`` (two samples a, b): ``mean(a) - mean(b)``, e.g. AT minus ST (C1, C2);
+    - ``"spearman"`` (two samples): Spearman rank correlation (C4);
+
+    or a callable taking one 1-D float64 array per sample and returning a float (evaluated in a loop), or, with
+    ``vectorized=True``, taking ``(R, N)`` arrays (one resample per row) and returning ``(R,)``. A statistic
+    that is undefined on some resample (e.g. correlation of a constant resample) yields NaN bounds.
+    """
+    if isinstance(statistic, str):
+        check_choice("statistic", statistic, STATISTIC_NAMES, hint="or pass a callable")
+        if vectorized:
+            fail("vectorized", "False for a named statistic (named statistics are always vectorised)", vectorized)
+        needed = 1 if statistic == "mean" else 2
+        if len(samples) != needed:
+            fail("samples", f"{needed} array(s) for statistic {statistic!r}", len(samples), shown=f"{len(samples)}")
+    elif not callable(statistic):
+        fail("statistic", f"one of {', '.join(STATISTIC_NAMES)} or a callable", statistic,
+             shown=type(statistic).__name__)
+    if not samples:
+        fail("samples", "at least one 1-D array of per-sample values after the statistic", 0, shown="none")
+    check_int("n_resamples", n_resamples, at_least=1, hint="2000 is usual")
+    check_number("level", level, above=0, below=1, hint="e.g. 0.95")
+    check_int("seed", seed)
+    min_len = 2 if statistic == "spearman" else 1
+    arrays = tuple(check_vector(s, f"samples[{i}]", min_len=min_len) for i, s in enumerate(samples))
+    lengths = {a.shape[0] for a in arrays}
+    if len(lengths) != 1:
+        fail("samples", "of one length (paired values on the same test images)", None,
+             shown=f"lengths {[a.shape[0] for a in arrays]}")
+    n = arrays[0].shape[0]
+
+    if isinstance(statistic, str):
+        on_indices = _named_statistic(statistic, arrays)
+    else:
+        user_statistic = statistic
+
+        def on_indices(idx: NDArray[np.intp]) -> NDArray[np.float64]:
+            if vectorized:
+                return np.asarray(user_statistic(*(a[idx] for a in arrays)), dtype=np.float64).reshape(idx.shape[0])
+            return np.array([float(user_statistic(*(a[row] for a in arrays))) for row in idx])
+
+    estimate = float(on_indices(np.arange(n)[None, :])[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // n))
+    replicates = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        replicates[start:stop] = on_indices(rng.integers(0, n, size=(stop - start, n)))
+    alpha = 1.0 - level
+    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return estimate, float(low), float(high)
+
+
+def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval:
+    """Accuracy and its bootstrap 95% interval, in percent, from per-image correctness (N,) booleans."""
+    values = check_vector(np.asarray(correct.cpu() if isinstance(correct, Tensor) else correct, dtype=np.float64),
+                          "correct")
+    estimate, low, high = bootstrap_ci("mean", values, seed=seed)
+    return 100 * estimate, 100 * low, 100 * high

@@ -1,0 +1,153 @@
+"""The library's shape: layers that import only downwards, no import cycle, one way of writing internal imports.
+
+Read from the source with `ast` (nothing is imported), so a function-level import counts as much as one at the
+top. The layers, bottom to top, are the package docstring's: basics, concepts, training and profiles, the
+pipeline, the chapters.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "advlogits"
+
+LAYERS: dict[str, int] = {
+    "_compat": 0, "checks": 0, "fileio": 0, "accel": 0,
+    "data": 1, "models": 1, "attacks": 1, "distill": 1, "logits": 1, "margins": 1, "stats": 1, "store": 1,
+    "train": 2, "profiles": 2,
+    "pipeline": 3,
+    "chapters": 4,
+}
+ROOT = "advlogits"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int:
+    """The layer of ``advlogits.<first part>``; the package root sits above everything but the chapters."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return 3
+    return LAYERS[parts[1]]
+
+
+def imports(path: Path) -> list[tuple[str, ast.AST, bool]]:
+    """(imported advlogits module, node, at module level) for every import of the package in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    top = {id(node) for node in tree.body}
+    for node in tree.body:  # imports under `if TYPE_CHECKING:` count as module level
+        if isinstance(node, ast.If):
+            top |= {id(n) for n in node.body}
+    out = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name == ROOT or a.name.startswith(ROOT + ".")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target == ROOT or target.startswith(ROOT + "."):
+                # `from . import x` and `from .. import x` import submodules x
+                names = [f"{target}.{a.name}" if not node.module and node.level else target for a in node.names]
+        for name in names:
+            out.append((name, node, id(node) in top))
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {}
+    known = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = module_name(path)
+        targets = set()
+        for name, _, _ in imports(path):
+            while name not in known and "." in name:  # `from .pipeline import get_model` names an attribute
+                name = name.rpartition(".")[0]
+            if name != me:
+                targets.add(name)
+        edges[me] = targets
+    return edges
+
+
+def test_every_module_has_a_layer():
+    for module in graph():
+        layer_of(module)  # KeyError names a module that no layer claims
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    edges = graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = stack[stack.index(nxt):] + [nxt]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node)
+
+
+def test_each_module_imports_only_from_its_layer_or_below():
+    edges = graph()
+    upward = [f"{a} (layer {layer_of(a)}) imports {b} (layer {layer_of(b)})"
+              for a, targets in edges.items() for b in targets
+              if layer_of(b) > layer_of(a) and not (a == ROOT and layer_of(b) <= 3)]
+    assert not upward, "\n".join(upward)
+
+
+def test_nothing_outside_the_chapters_imports_them():
+    edges = graph()
+    offenders = [f"{a} imports {b}" for a, targets in edges.items() for b in targets
+                 if b.startswith(f"{ROOT}.chapters") and not a.startswith(f"{ROOT}.chapters")]
+    assert not offenders, offenders
+
+
+def test_internal_imports_are_relative_and_at_module_level():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name, node, top in imports(path):
+            where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+            if isinstance(node, ast.Import) or not node.level:
+                problems.append(f"{where} imports {name} absolutely; write it relative (from .x import y)")
+            if not top:
+                problems.append(f"{where} imports {name} inside a function; import it at module level")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
+    """The tests above can fail: a package with a cycle and an upward import is caught."""
+    fake = tmp_path / "advlogits"
+    (fake / "pipeline").mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "checks.py").write_text("from .data import x\n")
+    (fake / "data.py").write_text("from .checks import y\n")
+    (fake / "pipeline" / "__init__.py").write_text("")
+    (fake / "train.py").write_text("def f():\n    from .pipeline import z\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", fake)
+    with pytest.raises(pytest.fail.Exception, match="import cycle"):
+        test_no_import_cycle_anywhere_in_the_package()
+    with pytest.raises(AssertionError, match="imports advlogits.pipeline"):
+        test_each_module_imports_only_from_its_layer_or_below()
+    with pytest.raises(AssertionError, match="inside a function"):
+        test_internal_imports_are_relative_and_at_module_level()

@@ -1,0 +1,191 @@
+"""Tests for advlogits.chapters.sample_confidence (chapter 3): rank correlations and overlaps of per-image values,
+the images whose rank moves most, class counts, the image grids' data and the chapter's figures.
+
+The decisions of claims C4 and C5 on these numbers are tested with the claims registry
+(tests/test_chapters_claims.py); the confidence log-odds with advlogits.logits (tests/test_logits.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from advlogits.chapters import sample_confidence
+from advlogits.chapters.claims import C5_FRACTION
+from advlogits.chapters.sample_confidence import (
+    class_counts,
+    jaccard_overlaps,
+    largest_rank_differences,
+    spearman_intervals,
+    tiles,
+)
+from advlogits.stats import bootstrap_ci
+
+# ---------------------------------------------------------------------------------------------------------
+# C4's numbers: rank correlations with intervals
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_spearman_intervals_by_hand_and_equal_to_bootstrap_ci() -> None:
+    a = np.arange(10.0)
+    values = {"A": a, "B": a ** 3, "C": -a}
+    out = spearman_intervals(values, {"same ranks": ("A", "B"), "reversed": ("A", "C")}, n_resamples=200)
+    assert out["same ranks"] == pytest.approx((1.0, 1.0, 1.0))
+    assert out["reversed"] == pytest.approx((-1.0, -1.0, -1.0))
+    rng = np.random.default_rng(1)
+    x, w = rng.normal(size=100), rng.normal(size=100)
+    got = spearman_intervals({"x": x, "w": x + w}, {"p": ("x", "w")}, n_resamples=300, seed=4)["p"]
+    assert got == bootstrap_ci("spearman", x, x + w, n_resamples=300, seed=4)
+    assert got[0] == pytest.approx(stats.spearmanr(x, x + w).statistic)
+    assert got[1] < got[0] < got[2]
+
+
+def test_spearman_intervals_name_a_missing_model() -> None:
+    with pytest.raises(ValueError, match=r"pairs\['p'\] must be names of models in values \(A\) \(got 'Z'\)"):
+        spearman_intervals({"A": [1.0, 2.0]}, {"p": ("A", "Z")})
+    with pytest.raises(ValueError, match="pairs must be a mapping of at least one label"):
+        spearman_intervals({"A": [1.0, 2.0]}, {})
+    with pytest.raises(ValueError, match=r"pairs\['p'\] must be a \(model, model\) tuple of two names"):
+        spearman_intervals({"A": [1.0, 2.0]}, {"p": ["A", "A"]})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# C5's numbers: overlaps of the most-confident sets
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_jaccard_overlaps_by_hand() -> None:
+    a = np.arange(20.0)  # top 10% (2 images): {19, 18}
+    b = a.copy()
+    b[18] = -1.0  # top: {19, 17}
+    c = -a  # top: {0, 1}
+    out = jaccard_overlaps({"a": a, "b": b, "c": c}, {"ab": ("a", "b"), "ac": ("a", "c"), "aa": ("a", "a")})
+    assert C5_FRACTION == 0.1
+    assert out == {"ab": pytest.approx(1 / 3), "ac": 0.0, "aa": 1.0}
+    assert jaccard_overlaps({"a": a, "b": b}, {"ab": ("a", "b")}, fraction=0.5)["ab"] == pytest.approx(9 / 11)
+    with pytest.raises(ValueError, match=r"pairs\['ab'\] must be names of models in values \(a\) \(got 'b'\)"):
+        jaccard_overlaps({"a": a}, {"ab": ("a", "b")})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Selections, counts, grid data
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_largest_rank_differences_by_hand() -> None:
+    a = [0.0, 1.0, 2.0, 3.0, 4.0]
+    b = [4.0, 3.0, 2.0, 1.0, 0.0]  # rank differences a - b: -1, -0.5, 0, 0.5, 1
+    assert largest_rank_differences(a, b, k=2).tolist() == [4, 3]
+    assert largest_rank_differences(b, a, k=2).tolist() == [0, 1]
+    assert largest_rank_differences(a, b, k=5).tolist() == [4, 3]  # only positive differences qualify
+    assert largest_rank_differences(a, a, k=3).tolist() == []
+
+
+def test_largest_rank_differences_ties_go_to_the_lower_index_and_directions_are_disjoint() -> None:
+    assert largest_rank_differences([1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], k=1).tolist() == [0]
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200)
+    up, down = largest_rank_differences(a, b, k=150), largest_rank_differences(b, a, k=150)
+    assert not set(up.tolist()) & set(down.tolist())
+    d = stats.rankdata(a) - stats.rankdata(b)
+    assert np.all(np.diff(d[up]) <= 0) and d[up[0]] == d.max()
+    with pytest.raises(ValueError, match=r"k must be an integer >= 1 \(got 0\); k is the number of images to select"):
+        largest_rank_differences(a, b, k=0)
+
+
+def test_class_counts_by_hand() -> None:
+    y = torch.tensor([0, 1, 1, 2, 2, 2])
+    table = class_counts(y, {"A": [1, 2, 3], "B": np.array([], dtype=int)}, class_names=("a", "b", "c"))
+    assert list(table.columns) == ["A", "B", "evaluation subset"]
+    assert list(table.index) == ["a", "b", "c"]
+    assert table["A"].tolist() == [0, 2, 1]
+    assert table["B"].tolist() == [0, 0, 0]
+    assert table["evaluation subset"].tolist() == [1, 2, 3]
+    assert class_counts(y.numpy(), {"A": [3, 4]}, class_names=("a", "b", "c"))["A"].tolist() == [0, 0, 2]
+    with pytest.raises(ValueError, match=r"selections\['A'\] must be indices in \[0, 6\) \(got values in \[6, 6\]\)"):
+        class_counts(y, {"A": [6]}, class_names=("a", "b", "c"))
+    with pytest.raises(ValueError, match=r"y must be class indices in \[0, 2\) \(got values in \[0, 2\]\)"):
+        class_counts(y, {"A": [0]}, class_names=("a", "b"))
+    with pytest.raises(ValueError, match=r"y must be 1-D, one true class per evaluation image \(got shape \(2, 3\)\)"):
+        class_counts(y.reshape(2, 3), {"A": [0]}, class_names=("a", "b", "c"))
+
+
+def test_tiles_carry_the_selected_images_labels_and_predictions() -> None:
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 1, 2, 2) / 12
+    y = torch.tensor([0, 1, 2])
+    st = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 3.0, 0.0]])
+    at = torch.tensor([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])
+    grid = tiles(x, y, {"ST": st, "AT": at}, [2, 0], class_names=("cat", "dog", "emu"), difference=[0.1, 0.2, 0.3])
+    assert [t.index for t in grid] == [2, 0]
+    np.testing.assert_array_equal(grid[0].image, x[2, 0].double().numpy())
+    assert [t.label for t in grid] == ["emu", "cat"]
+    e = math.e
+    assert grid[0].predictions == (("ST", "dog", pytest.approx(e**3 / (e**3 + 2))),
+                                   ("AT", "emu", pytest.approx(e**2 / (e**2 + 2))))
+    assert grid[1].predictions == (("ST", "cat", pytest.approx(e**2 / (e**2 + 2))), ("AT", "cat", pytest.approx(1 / 3)))
+    assert [t.difference for t in grid] == [0.3, 0.1]
+    colour = tiles(torch.rand(2, 3, 4, 5), torch.tensor([0, 1]), {"m": torch.zeros(2, 2)}, [1], class_names=("a", "b"))
+    assert colour[0].image.shape == (4, 5, 3) and math.isnan(colour[0].difference)
+
+
+def test_tiles_validate_shapes_before_selecting() -> None:
+    x, y = torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 2])
+    names = ("a", "b", "c")
+    with pytest.raises(ValueError, match=r"logits\['AT'\] must be of shape \(3, 3\), one row per image of x .*"
+                                         r"\(got \(2, 3\)\)"):
+        tiles(x, y, {"AT": torch.zeros(2, 3)}, [0], class_names=names)
+    with pytest.raises(ValueError, match=r"index must be indices in \[0, 3\) \(got values in \[3, 3\]\)"):
+        tiles(x, y, {"AT": torch.zeros(3, 3)}, [3], class_names=names)
+    with pytest.raises(ValueError, match=r"x must be a tensor of images \(N, C, H, W\) with C = 1 or 3 "
+                                         r"\(got \(3, 2, 2\)\)"):
+        tiles(torch.zeros(3, 2, 2), y, {"AT": torch.zeros(3, 3)}, [0], class_names=names)
+    with pytest.raises(ValueError, match="logits must be a mapping of at least one model name"):
+        tiles(x, y, {}, [0], class_names=names)
+    with pytest.raises(ValueError, match=r"difference must be one value per image of x \(3\) \(got 2 values\)"):
+        tiles(x, y, {"AT": torch.zeros(3, 3)}, [0], class_names=names, difference=[1.0, 2.0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_figures_draw_what_they_are_given() -> None:
+    a = np.arange(10.0)
+    fig = sample_confidence.rank_scatter({"A": a, "B": -a}, {"A vs B": ("A", "B"), "A vs A": ("A", "A")})
+    assert [ax.get_title() for ax in fig.axes] == ["A vs B: Spearman -1.00", "A vs A: Spearman 1.00"]
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets()[:, 1], 1 - a / 9)
+    assert fig.axes[0].get_xlabel() == "confidence rank, A (0 lowest, 1 highest)"
+    assert fig.axes[0].get_ylabel() == "confidence rank, B"
+    plt.close(fig)
+
+    x, y = torch.rand(5, 1, 3, 3), torch.tensor([0, 1, 0, 1, 0])
+    grid = tiles(x, y, {"ST": torch.randn(5, 2)}, [4, 1, 2], class_names=("a", "b"))
+    fig = sample_confidence.tile_grid(grid, title="t", ncols=2)
+    assert sum(len(ax.images) for ax in fig.axes) == 3 and len(fig.axes) == 4
+    assert fig.axes[0].get_title(loc="left").startswith("#4 true: a\nST: ")
+    assert fig._suptitle.get_text() == "t"
+    plt.close(fig)
+    fig = sample_confidence.tile_grid([], title="t")
+    assert fig._suptitle.get_text() == "t (no image qualifies)"
+    plt.close(fig)
+    with pytest.raises(ValueError, match=r"ncols must be an integer >= 1 \(got 0\)"):
+        sample_confidence.tile_grid(grid, title="t", ncols=0)
+
+    table = class_counts(y, {"S": [0, 2]}, class_names=("a", "b"))
+    fig = sample_confidence.class_count_bars(table)
+    heights = [bar.get_height() for bar in fig.axes[0].patches]
+    assert heights == pytest.approx([100.0, 0.0, 60.0, 40.0])  # S: a, b; then the evaluation subset: a, b
+    assert fig.axes[0].get_ylabel() == "share of the images (%)"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["S (2 images)",
+                                                                            "evaluation subset (5 images)"]
+    plt.close(fig)

@@ -1,0 +1,49 @@
+"""Tests for advlogits.chapters.standard_vs_adversarial (chapter 1): the run's settings table and the means of the
+per-image statistics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advlogits import profiles
+from advlogits.chapters import standard_vs_adversarial as chapter
+from advlogits.logits import confidence, logit_gap, max_logit
+
+
+def test_settings_table_shows_the_profiles_values():
+    p = profiles.resolve("smoke", device="cpu")
+    table = chapter.settings_table(p)
+    assert list(table.columns) == ["value"]
+    assert table["value"].to_dict() == {
+        "data set, architecture": "fashion-mnist, cnn-small",
+        "training images": 512,
+        "ST / AT epochs": "1 / 1",
+        "batch size, peak learning rate": "128, 0.05",
+        "AT attack: eps, alpha, steps": "0.1, 0.05, 2",
+        "PGD evaluation: images, alpha, steps": "128, 0.025, 5",
+        "AutoAttack: images, version": "32, fast",
+        "device": "cpu",
+    }
+
+
+def test_settings_table_follows_overrides_and_the_whole_training_split():
+    p = profiles.resolve("cpu", device="cpu", eps=8 / 255, epochs=2, n_eval=300)
+    value = chapter.settings_table(p)["value"]
+    assert value["training images"] == "all"  # n_train None: the whole split
+    assert value["ST / AT epochs"] == f"2 / {p.adv_epochs}"
+    assert value["AT attack: eps, alpha, steps"] == f"0.03137, {p.alpha:.4g}, {p.steps}"
+    assert value["PGD evaluation: images, alpha, steps"] == f"300, {p.eval_alpha:.4g}, {p.eval_steps}"
+
+
+def test_statistic_means_by_hand():
+    z = {"ST": torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0]]), "AT": torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.5, 0.0]])}
+    means = chapter.statistic_means(z, {"max logit": max_logit, "logit gap": logit_gap, "confidence": confidence})
+    assert list(means.index) == ["ST", "AT"] and list(means.columns) == ["max logit", "logit gap", "confidence"]
+    assert means.loc["ST", "max logit"] == pytest.approx(2.5)  # (3 + 2) / 2
+    assert means.loc["ST", "logit gap"] == pytest.approx(1.5)  # (2 + 1) / 2
+    assert means.loc["AT", "max logit"] == pytest.approx(0.75)
+    assert means.loc["AT", "logit gap"] == pytest.approx(0.25)  # a tie at the top has gap 0; (0 + 0.5) / 2
+    e = torch.e
+    expected = (1 / (2 + 1 / e) + e ** 0.5 / (e ** 0.5 + 2)) / 2
+    assert means.loc["AT", "confidence"] == pytest.approx(expected, rel=1e-6)

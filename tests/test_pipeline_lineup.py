@@ -1,0 +1,101 @@
+"""advlogits.pipeline.lineup: the book's models by name (teachers, seed baselines, the eps sweep, the linear
+models and the distillation line-up), their configs, and bad line-up input refused before any training."""
+
+from __future__ import annotations
+
+import pytest
+
+from advlogits import profiles
+from advlogits.pipeline import lineup, model_key
+
+C7 = ("AT shuffled", "AT mean", "AT ST order")
+C8 = ("AT flattened", "AT label smoothing")
+
+
+def by_name(students):
+    return {s.name: s for s in students}
+
+
+def test_lineup_holds_the_claims_students_controls_and_sweep_with_distinct_keys():
+    p = profiles.resolve("cpu", device="cpu")
+    students = lineup.students(p)
+    s = by_name(students)
+    assert len({model_key(x.config) for x in students}) == len(students) == 19
+    assert [x.name for x in students if x.claim == "C6"] == ["hard labels", "KD-ST", "KD-AT"]
+    assert [x.name for x in students if x.claim == "C7"] == list(C7)
+    assert [x.name for x in students if x.claim == "C8"] == list(C8)
+    st, at = p.standard(), p.adversarial()
+    assert s["ST teacher"].config == st and s["AT teacher"].config == at
+    for x in students:
+        if x.role == "teacher":
+            continue
+        c = x.config
+        assert (c.arch, c.n_train, c.epochs, c.seed) == (p.arch, p.student_n_train, p.student_epochs, p.seed)
+    assert s["hard labels"].config.method == "standard"
+    assert s["KD-ST"].config.teacher == st and s["KD-ST"].config.targets == "kd"
+    expected = {"KD-AT": ("kd", False), "AT shuffled": ("shuffle", False), "AT mean": ("mean", False),
+                "AT ST order": ("reorder", False), "AT flattened": ("flatten", False),
+                "AT label smoothing": ("label_smoothing", False), "AT argmax": ("argmax", False),
+                "AT-corr KD": ("kd", True), "AT-corr shuffled": ("shuffle", True), "AT-corr mean": ("mean", True),
+                "AT-corr ST order": ("reorder", True), "AT-corr flattened": ("flatten", True),
+                "AT-corr label smoothing": ("label_smoothing", True)}
+    for name, (kind, corrected) in expected.items():
+        c = s[name].config
+        assert (c.method, c.teacher, c.targets, c.label_corrected, c.T) == ("distilled", at, kind, corrected, 1.0), name
+        assert c.reference == (st if kind == "reorder" else None), name
+    assert {x.name: (x.config.targets, x.config.T) for x in students if x.role == "sweep"} == {
+        "KD-AT (T=4)": ("kd", 4.0), "AT shuffled (T=4)": ("shuffle", 4.0)}
+    assert {x.role for x in students if x.name.startswith("AT-corr") or x.name == "AT argmax"} == {"control"}
+
+
+def test_the_temperature_comes_from_the_profile_and_the_sweep_adds_the_others():
+    p = profiles.resolve("smoke", device="cpu", temperature=2.0)
+    s = by_name(lineup.students(p))
+    assert s["KD-AT"].config.T == 2.0 and s["AT flattened"].config.T == 2.0
+    assert {n for n, x in s.items() if x.role == "sweep"} == {"KD-AT (T=1)", "AT shuffled (T=1)", "KD-AT (T=4)",
+                                                                "AT shuffled (T=4)"}
+    assert s["hard labels"].config == lineup.students(profiles.resolve("smoke", device="cpu"))[2].config
+    assert by_name(lineup.students(p, T=4.0, sweep=()))["KD-AT"].config.T == 4.0
+    assert not [x for x in lineup.students(p, sweep=()) if x.role == "sweep"]
+
+
+def test_bad_line_up_input_is_refused_before_training():
+    p = profiles.resolve("smoke", device="cpu")
+    with pytest.raises(ValueError, match=r"^sweep must be temperatures that give unique student names "
+                                         r"\(got \(4\.0, 4\.0\)\); is a sweep temperature repeated\?"):
+        lineup.students(p, sweep=(4.0, 4.0))
+    with pytest.raises(ValueError, match=r"^n_autoattack must be >= 1 for the distillation line-up .*\(got 0\)"):
+        lineup.students(profiles.resolve("smoke", device="cpu", n_autoattack=0))
+    with pytest.raises(ValueError, match=r"^kind must be one of kd, shuffle, .*argmax \(got 'bogus'\)"):
+        lineup.student_label("bogus")
+
+
+def test_student_labels():
+    assert lineup.student_label("kd") == lineup.KD_AT == "KD-AT"
+    assert lineup.student_label("reorder") == "AT ST order"
+    assert lineup.student_label("kd", label_corrected=True) == f"{lineup.LABEL_CORRECTED} KD" == "AT-corr KD"
+    assert lineup.student_label("label_smoothing", label_corrected=True) == "AT-corr label smoothing"
+    assert lineup.student_label("argmax") == lineup.ARGMAX == "AT argmax"
+    assert lineup.SWEEP_KIND in lineup.C7_KINDS
+
+
+def test_teachers_seed_baselines_sweep_and_linear_models():
+    p = profiles.resolve("cpu", device="cpu", seeds=(0, 3))
+    assert lineup.teachers(p) == {"ST": p.standard(), "AT": p.adversarial()}
+    assert lineup.other_seed(p) == 3
+    baselines = lineup.seed_baselines(p)
+    assert list(baselines) == ["ST", "AT", "ST'", "AT'"]
+    assert baselines["ST'"] == p.standard(seed=3) and baselines["AT'"] == p.adversarial(seed=3)
+    sweep = lineup.eps_sweep(p)
+    assert list(sweep) == [0.0, *p.eps_sweep]
+    assert sweep[0.0] == p.sweep(0.0) and sweep[0.0].method == "standard"
+    assert sweep[0.0].n_train == p.sweep_n_train and sweep[0.0].epochs == p.sweep_epochs
+    assert all(sweep[e] == p.sweep(e) for e in p.eps_sweep)
+    radii = lineup.linear_radii(profiles.resolve("cpu", device="cpu", eps=0.12))
+    assert radii == sorted({0.0, *p.eps_sweep, 0.12}), "the profile's eps is added to the sweep's radii"
+    linear = lineup.linear_models(p)
+    assert list(linear) == lineup.linear_radii(p) == [0.0, *p.eps_sweep]  # the profile's eps is in its sweep
+    assert all(c == p.linear(e) and c.arch == "linear" for e, c in linear.items())
+    with pytest.raises(ValueError, match=r"^seeds must be at least one seed other than seed=0 .*\(got \(0,\)\); "
+                                         r"pass e\.g\. overrides="):
+        lineup.seed_baselines(profiles.resolve("cpu", device="cpu", seeds=(0,)))
