@@ -14,8 +14,8 @@ import torch.nn.functional as F
 import torchattacks
 from torch import nn
 
-from advlogits.attacks import (autoattack_accuracy, autoattack_correct, eval_mode, fgsm, pgd, predict_logits,
-                               robust_accuracy)
+from advlogits.attacks import (autoattack_accuracy, autoattack_attacks_correct, autoattack_correct, eval_mode, fgsm,
+                               pgd, predict_logits, robust_accuracy)
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -614,3 +614,88 @@ def test_predict_logits_of_no_images_has_one_column_per_class():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     logits = predict_logits(model, torch.zeros(0, 1, 2, 2))
     assert logits.shape == (0, 3) and logits.dtype == torch.float32
+
+
+# ----------------------------------------------------------------------------------------------------
+# AutoAttack's attacks one by one (autoattack_attacks_correct): Square, the black-box check of masked gradients
+
+
+class _RoundedInput(nn.Module):
+    """``model`` on its input rounded to 8 bits: the same predictions on 8-bit images, a zero input gradient."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.round(x * 255) / 255)
+
+
+def test_autoattack_attacks_apgd_ce_and_apgd_t_are_the_fast_version(cnn, test_data):
+    x, y = test_data[0][:40], test_data[1][:40]
+    chosen = autoattack_attacks_correct(cnn, x, y, attacks=["apgd-ce", "apgd-t"], eps=0.05, batch_size=25, seed=3)
+    fast = autoattack_correct(cnn, x, y, eps=0.05, version="fast", batch_size=25, seed=3)
+    assert chosen.dtype == torch.bool and chosen.shape == (40,) and chosen.device.type == "cpu"
+    assert torch.equal(chosen, fast)
+
+
+def test_square_needs_no_gradient_and_restores_modes_and_the_rng(cnn, test_data):
+    """On a model whose input gradient is zero, APGD-CE only has its random start; Square, a black-box attack,
+    still breaks images. Square is seeded, leaves the global RNG state and the model's modes as they were."""
+    x, y = test_data[0][:60], test_data[1][:60]
+    rounded = _RoundedInput(cnn)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(rounded(xr), y), xr)
+    assert not grad.any()
+    clean = rounded(x).argmax(1) == y
+    apgd = autoattack_attacks_correct(rounded, x, y, attacks=["apgd-ce"], eps=0.1, seed=0)
+    rounded.train()
+    rng_before = torch.get_rng_state()
+    square = autoattack_attacks_correct(rounded, x, y, attacks=["square"], eps=0.1, square_queries=300, seed=0)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert rounded.training and cnn.training
+    rounded.eval()
+    assert not (square & ~clean).any() and not (apgd & ~clean).any()
+    assert square.sum() <= apgd.sum() - 10
+    again = autoattack_attacks_correct(rounded, x, y, attacks=["square"], eps=0.1, square_queries=300, seed=0)
+    assert torch.equal(square, again)
+    more = autoattack_attacks_correct(rounded, x, y, attacks=["square"], eps=0.1, square_queries=1000, seed=0)
+    assert more.sum() <= square.sum()  # the same seeded search, run longer, finds at least as much
+
+
+def test_square_runs_on_two_classes_where_apgd_t_is_refused():
+    model = _linear2(torch.float32)
+    x = torch.rand(16, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    square = autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.3, square_queries=100)
+    assert square.shape == (16,) and square.sum() < 16
+    assert torch.equal(autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.0), torch.ones(16, dtype=bool))
+    with pytest.raises(ValueError, match=r"model must be a model with at least 4 classes for AutoAttack's apgd-t "
+                                         r"\(got K=2\); its DLR loss is undefined below that"):
+        autoattack_attacks_correct(model, x, y, attacks=["square", "apgd-t"], eps=0.1)
+
+
+_AA_NAMES = r"'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'"
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(attacks=[]), rf"attacks must be a non-empty list of distinct AutoAttack attacks from {_AA_NAMES} "
+                           r"\(got \[\]\)"),
+        (dict(attacks="square"), r"attacks must be a non-empty list .* \(got 'square'\)"),
+        (dict(attacks=["sqaure"]), r"attacks must be a non-empty list .* \(got \['sqaure'\]\)"),
+        (dict(attacks=["square", "square"]), r"attacks must be a non-empty list of distinct"),
+        (dict(square_queries=0), r"square_queries must be an integer >= 1 \(got 0\)"),
+        (dict(eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
+        (dict(norm="linf"), r"norm must be one of 'Linf', 'L2' \(got 'linf'\)"),
+        (dict(batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
+        (dict(seed=0.5), r"seed must be an integer \(got 0.5\)"),
+    ],
+)
+def test_autoattack_attacks_refuses_bad_input_before_compute(kw, match):
+    model = _CountingModel()
+    with pytest.raises(ValueError, match=match):
+        autoattack_attacks_correct(model, _X, _Y, **{**dict(attacks=["square"], eps=0.1), **kw})
+    assert model.calls == 0

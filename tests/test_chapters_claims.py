@@ -1,5 +1,5 @@
-"""Tests for advlogits.chapters.claims: the registry, every claim's decision on hand-made numbers, the records
-and their files.
+"""Tests for advlogits.chapters.claims: the registry, every claim's decision on hand-made numbers, the three-valued
+rule on intervals, the records and their files.
 
 The criteria and thresholds are the book's protocol (docs/protocol.md), fixed before any result: these tests pin
 them, boundaries included, so that a change to a decision cannot pass unnoticed.
@@ -14,27 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import hand_made_robust
-
 from advlogits.chapters import claims
-from advlogits.chapters.claims import (
-    C3_TOLERANCE,
-    C4_MIN_DISTANCE,
-    C5_FRACTION,
-    C6_MARGIN,
-    CLAIMS,
-    REMOVED_SHARE,
-    c6_gain,
-    decide_c3,
-    decide_c4,
-    decide_c5,
-    decide_distillation,
-    lower_on_average,
-    removal,
-    strictly_decreasing,
-)
+from advlogits.chapters.claims import (C3_TOLERANCE, C4_MIN_DISTANCE, C5_FRACTION, C5_MIN_DISTANCE, C6_MARGIN,
+                                       CLAIMS, REMOVED_SHARE, conjunction, decide_c3, decide_c4, decide_c5, decide_c6,
+                                       decide_lower, decide_removal, distillation_statistics, gain, removed_share,
+                                       side_verdict)
+from advlogits.pipeline import lineup
+from advlogits.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
+REPRODUCED = claims.outcome("reproduced", (1.0, 0.5, 1.5), 0.0, n_seeds=1, n_images=10)
+NOT_REPRODUCED = claims.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_seeds=1, n_images=10)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -48,269 +38,225 @@ def test_the_registry_holds_each_claim_once_with_a_chapter_that_exists():
     for cid, claim in CLAIMS.items():
         assert claim.id == cid
         assert claim.chapter in chapters, (cid, claim.chapter)
-        assert claim.statement and claim.claim and claim.criterion and callable(claim.decide)
-    assert {c: CLAIMS[c].chapter for c in CLAIMS} == {
-        "C1": "02_logit_distributions", "C2": "02_logit_distributions", "C3": "02_logit_distributions",
-        "C4": "03_sample_confidence", "C5": "03_sample_confidence",
-        "C6": "04_distillation", "C7": "04_distillation", "C8": "04_distillation"}
-    # CHAPTERS inverts the mapping: every claim under exactly one chapter, in claim order
+        assert claim.statement and claim.claim and claim.criterion and claim.statistic and callable(claim.decide)
     assert claims.CHAPTERS == {"02_logit_distributions": ("C1", "C2", "C3"),
                                "03_sample_confidence": ("C4", "C5"), "04_distillation": ("C6", "C7", "C8")}
-    assert sorted(i for ids in claims.CHAPTERS.values() for i in ids) == list(claims.CLAIM_IDS)
 
 
 def test_the_thresholds_are_the_protocols_and_the_criteria_name_them():
-    assert (C3_TOLERANCE, C4_MIN_DISTANCE, C5_FRACTION, C6_MARGIN, REMOVED_SHARE) == (1e-4, 0.1, 0.1, 0.10, 0.5)
-    assert CLAIMS["C3"].thresholds == {"tolerance": 1e-4} and "within 0.0001" in CLAIMS["C3"].criterion
-    assert CLAIMS["C4"].thresholds == {"min_distance": 0.1} and "at least 0.1 below" in CLAIMS["C4"].criterion
-    assert CLAIMS["C5"].thresholds == {"fraction": 0.1} and "most-confident 10%" in CLAIMS["C5"].criterion
-    assert CLAIMS["C6"].thresholds == {"margin": 0.1} and "+ 10 points" in CLAIMS["C6"].criterion
-    for cid in ("C7", "C8"):
-        assert CLAIMS[cid].thresholds == {"removed_share": 0.5} and "gain / 2" in CLAIMS[cid].criterion
+    assert (C3_TOLERANCE, C4_MIN_DISTANCE, C5_FRACTION, C5_MIN_DISTANCE, C6_MARGIN, REMOVED_SHARE) == (
+        1e-4, 0.1, 0.1, 0.05, 0.10, 0.5)
+    assert [CLAIMS[c].threshold for c in claims.CLAIM_IDS] == [0.0, 0.0, 0.0, 0.1, 0.05, 0.1, 0.5, 0.5]
+    assert "within 0.0001" in CLAIMS["C3"].criterion and "above 0" in CLAIMS["C3"].criterion
+    assert "at or above 0.1" in CLAIMS["C4"].criterion
+    assert "most-confident 10%" in CLAIMS["C5"].criterion and "at or above 0.05" in CLAIMS["C5"].criterion
+    assert "KD-ST soft" in CLAIMS["C6"].criterion and "at or above 10 points" in CLAIMS["C6"].criterion
+    assert "shuffled, spread and ST-order" in CLAIMS["C7"].criterion and "0.5" in CLAIMS["C7"].criterion
+    assert "flattened and label-smoothing" in CLAIMS["C8"].criterion
+    assert claims.C6_BASELINES == (lineup.HARD, lineup.KD_ST, lineup.KD_ST_SOFT)
+    assert claims.C7_STUDENTS == ("AT shuffled", "AT spread", "AT ST order")
+    assert claims.C8_STUDENTS == ("AT flattened", "AT label smoothing")
 
 
-def test_verdict_words_and_labels():
-    assert [claims.verdict(h) for h in (True, False, None)] == ["reproduced", "not reproduced", "not measured"]
-    assert claims.verdict(np.bool_(True)) == "reproduced" and claims.verdict(np.bool_(False)) == "not reproduced"
-    assert [claims.verdict_label(h) for h in (True, False, None)] == [
-        "✓ reproduced", "✗ not reproduced", "– not measured"]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# C1, C2: lower on average, the paired interval excluding 0
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_lower_on_average_needs_a_negative_estimate_and_an_interval_below_zero():
-    assert lower_on_average((-1.0, -1.0, -1.0))
-    assert lower_on_average((-0.5, -0.8, -0.1))
-    assert not lower_on_average((-0.5, -1.0, 0.1))  # CI includes 0
-    assert not lower_on_average((-0.5, -1.0, 0.0))  # CI touches 0
-    assert not lower_on_average((0.5, 0.1, 1.0))
-    assert not lower_on_average((0.0, 0.0, 0.0))
-    assert not lower_on_average((math.nan, math.nan, math.nan))
-    for cid in ("C1", "C2"):
-        assert CLAIMS[cid].decide((-0.5, -0.8, -0.1)) == {"holds": True}
-        assert CLAIMS[cid].decide((-0.5, -1.0, 0.1)) == {"holds": False}
+def test_verdict_labels():
+    assert [claims.verdict_label(v) for v in (*claims.VERDICTS, claims.NOT_MEASURED)] == [
+        "✓ reproduced", "✗ not reproduced", "? inconclusive", "– not testable", "· not measured"]
+    with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
+        claims.verdict_label("holds")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C3: PGD reaches the closed form, and the sweep's mean gap decreases strictly
+# The three-valued rule
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_strictly_decreasing():
-    assert strictly_decreasing([3.0, 2.0, 1.5])
-    assert strictly_decreasing([2.0, 1.0])
-    assert not strictly_decreasing([3.0, 3.0, 1.0])
-    assert not strictly_decreasing([1.0, 2.0])
-    assert not strictly_decreasing([3.0, 1.0, 2.0])
-    with pytest.raises(ValueError, match=r"values must be at least two finite numbers in sweep order \(got \[1\.0\]\)"):
-        strictly_decreasing([1.0])
-    with pytest.raises(ValueError, match="values must be at least two finite numbers"):
-        strictly_decreasing([2.0, float("nan")])
-    with pytest.raises(ValueError, match="values must be at least two finite numbers"):
-        strictly_decreasing([2.0, -math.inf])
+@pytest.mark.parametrize("low, high, threshold, side, expected", [
+    (0.12, 0.20, 0.10, "at least", "reproduced"),
+    (0.10, 0.20, 0.10, "at least", "reproduced"),  # touching the threshold from the claim's side counts
+    (0.05, 0.20, 0.10, "at least", "inconclusive"),  # straddles: neither
+    (0.01, 0.09, 0.10, "at least", "not reproduced"),
+    (0.00, 0.10, 0.00, "above", "inconclusive"),  # "above 0" is strict: a low end of exactly 0 is not above
+    (0.01, 0.10, 0.00, "above", "reproduced"),
+    (-0.2, 0.00, 0.00, "above", "not reproduced"),
+    (-0.3, -0.1, 0.00, "below", "reproduced"),
+    (-0.3, 0.00, 0.00, "below", "inconclusive"),
+    (0.00, 0.30, 0.00, "below", "not reproduced"),
+    (math.nan, 0.3, 0.0, "below", "inconclusive"),  # an undefined bound decides nothing
+])
+def test_side_verdict(low, high, threshold, side, expected):
+    assert side_verdict(low, high, threshold, side) == expected
 
 
-def test_c3_needs_both_the_tolerance_and_a_strictly_decreasing_sweep():
-    decreasing = [2.0, 1.5, 1.2]
-    assert decide_c3(0.0, decreasing) is True
-    assert decide_c3(0.99e-4, decreasing) is True
-    assert decide_c3(C3_TOLERANCE, decreasing) is False  # within the tolerance means strictly below it
-    assert decide_c3(2e-4, decreasing) is False
-    assert decide_c3(math.nan, decreasing) is False
-    assert decide_c3(0.0, [2.0, 2.0, 1.2]) is False  # a plateau is not a decrease
-    assert decide_c3(0.0, [2.0, 1.5, 1.6]) is False
-    assert decide_c3(0.0, [2.0]) is False  # one radius: nothing to decrease, and no error raised
-    assert decide_c3(0.0, []) is False
-    with pytest.raises(ValueError, match="values must be at least two finite numbers"):
-        decide_c3(0.0, [2.0, math.nan])
-    assert CLAIMS["C3"].decide(1e-6, decreasing) == {"holds": True}
-    assert CLAIMS["C3"].decide(1e-3, decreasing) == {"holds": False}
-    assert CLAIMS["C3"].decide(1e-6, [1.0, 1.5]) == {"holds": False}
+def test_the_conjunction_needs_every_comparison():
+    assert conjunction(["reproduced", "reproduced"]) == "reproduced"
+    assert conjunction(["reproduced", "inconclusive"]) == "inconclusive"
+    assert conjunction(["inconclusive", "not reproduced", "reproduced"]) == "not reproduced"
+    with pytest.raises(ValueError, match=r"^verdicts must be at least one verdict"):
+        conjunction([])
+    with pytest.raises(ValueError, match=r"^side must be one of"):
+        side_verdict(0, 1, 0, "over")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C4: Spearman(ST, AT) clearly below every seed baseline
+# C1, C2
 # ---------------------------------------------------------------------------------------------------------
 
 
-BASE_ST = (0.80, 0.75, 0.85)
-BASE_AT = (0.70, 0.60, 0.75)
-
-
-def test_c4_holds_when_clearly_below_both_baselines():
-    verdict = decide_c4((0.50, 0.45, 0.55), {"ST": BASE_ST, "AT": BASE_AT})
-    assert verdict["holds"] is True
-    assert verdict["checks"]["ST"]["distance"] == pytest.approx(0.30)
-    assert verdict["checks"]["AT"]["distance"] == pytest.approx(0.20)
-    assert verdict["checks"]["AT"]["ci_below"] is True
-    assert verdict["checks"]["ST"] == {"distance": pytest.approx(0.30), "distance_ok": True, "ci_below": True}
-    assert CLAIMS["C4"].decide((0.50, 0.45, 0.55), {"ST": BASE_ST, "AT": BASE_AT}) == verdict
-
-
-def test_c4_fails_on_a_small_distance_even_with_separated_intervals():
-    verdict = decide_c4((0.62, 0.55, 0.59), {"AT": BASE_AT})  # distance 0.08, interval 0.59 < 0.60
-    assert verdict["checks"]["AT"] == {"distance": pytest.approx(0.08), "distance_ok": False, "ci_below": True}
-    assert verdict["holds"] is False
-
-
-def test_c4_fails_on_overlapping_intervals_even_with_a_large_distance():
-    verdict = decide_c4((0.40, 0.20, 0.76), {"ST": BASE_ST})  # distance 0.4, but 0.76 >= 0.75
-    assert verdict["checks"]["ST"]["distance_ok"] is True
-    assert verdict["checks"]["ST"]["ci_below"] is False
-    assert verdict["holds"] is False
-
-
-def test_c4_needs_every_baseline():
-    # clearly below the ST baseline, not below the AT one (distance 0.05)
-    verdict = decide_c4((0.65, 0.62, 0.68), {"ST": BASE_ST, "AT": BASE_AT})
-    assert verdict["checks"]["ST"]["distance_ok"] and verdict["checks"]["ST"]["ci_below"]
-    assert not verdict["checks"]["AT"]["distance_ok"]
-    assert verdict["holds"] is False
-
-
-def test_c4_boundaries_distance_of_exactly_the_minimum_holds_touching_intervals_fail():
-    assert C4_MIN_DISTANCE == 0.1
-    assert 0.9 - 0.8 < C4_MIN_DISTANCE  # in floats the distance below is 0.09999999999999998
-    assert decide_c4((0.8, 0.7, 0.74), {"b": (0.9, 0.75, 0.95)})["holds"] is True  # exactly the minimum
-    assert decide_c4((0.5, 0.4, 0.74), {"b": (0.6, 0.75, 0.95)})["checks"]["b"]["distance_ok"] is True
-    assert decide_c4((0.81, 0.7, 0.74), {"b": (0.9, 0.75, 0.95)})["holds"] is False  # distance 0.09
-    # the slack only absorbs float rounding: a billionth below the minimum fails
-    assert decide_c4((0.8 + 1e-9, 0.7, 0.74), {"b": (0.9, 0.75, 0.95)})["checks"]["b"]["distance_ok"] is False
-    assert decide_c4((0.5, 0.4, 0.75), {"b": (0.9, 0.75, 0.95)})["holds"] is False  # high == low
-
-
-def test_c4_nan_fails_and_bad_intervals_raise():
-    assert decide_c4((math.nan, math.nan, math.nan), {"b": BASE_ST})["holds"] is False
-    assert decide_c4((0.1, 0.0, 0.2), {"b": (math.nan, math.nan, math.nan)})["holds"] is False
-    with pytest.raises(ValueError, match=r"pair must be an \(estimate, low, high\) tuple of numbers.*"
-                                         r"\(got \(0\.1, 0\.2\)\)"):
-        decide_c4((0.1, 0.2), {"b": BASE_ST})
-    with pytest.raises(ValueError, match=r"pair must be an \(estimate, low, high\) tuple"):
-        decide_c4((0.1, True, 0.2), {"b": BASE_ST})
-    with pytest.raises(ValueError, match=r"baselines\['b'\] must be an interval with low <= high "
-                                         r"\(got \(0\.85, 0\.9, 0\.8\)\)"):
-        decide_c4((0.1, 0.0, 0.2), {"b": (0.85, 0.9, 0.8)})
-    with pytest.raises(ValueError, match=r"baselines\['b'\] must be an \(estimate, low, high\) tuple"):
-        decide_c4((0.1, 0.0, 0.2), {"b": "0.8"})
-    with pytest.raises(ValueError, match="baselines must be at least one seed baseline interval"):
-        decide_c4((0.1, 0.0, 0.2), {})
+def test_c1_c2_need_every_comparison_below_zero_and_report_the_first():
+    comparisons = {"ST/AT, all images": (-3.0, -3.1, -2.9), "ST'/AT', all images": (-2.8, -3.0, -2.6),
+                   "budget-matched": (-1.0, -1.4, -0.6)}
+    decided = decide_lower(comparisons, n_seeds=2, n_images=1000)
+    assert decided["verdict"] == "reproduced" and decided["holds"] is True
+    assert (decided["estimate"], decided["ci"], decided["threshold"]) == (-3.0, [-3.1, -2.9], 0.0)
+    assert (decided["n_seeds"], decided["n_images"]) == (2, 1000)
+    assert decided["checks"]["budget-matched"] == {"estimate": -1.0, "ci": [-1.4, -0.6], "verdict": "reproduced"}
+    # one comparison straddling 0 makes the claim inconclusive, one above 0 makes it not reproduced
+    assert decide_lower({**comparisons, "budget-matched": (-0.1, -0.3, 0.1)}, n_seeds=2, n_images=9)[
+        "verdict"] == "inconclusive"
+    worse = decide_lower({**comparisons, "ST'/AT', all images": (0.2, 0.1, 0.3)}, n_seeds=2, n_images=9)
+    assert worse["verdict"] == "not reproduced" and worse["holds"] is False
+    assert CLAIMS["C1"].decide is CLAIMS["C2"].decide is decide_lower
+    with pytest.raises(ValueError, match=r"^comparisons must be at least one AT - ST difference"):
+        decide_lower({}, n_seeds=1, n_images=1)
+    with pytest.raises(ValueError, match=r"^interval must be an interval with low <= high"):
+        decide_lower({"x": (0.0, 1.0, -1.0)}, n_seeds=1, n_images=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C5: the Jaccard overlap of (ST, AT) strictly below every seed baseline's
+# C3
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_c5_holds_only_when_strictly_below_every_baseline():
-    assert decide_c5(0.2, {"ST": 0.5, "AT": 0.4}) == {"holds": True, "below": {"ST": True, "AT": True}}
-    assert decide_c5(0.4, {"ST": 0.5, "AT": 0.4}) == {"holds": False, "below": {"ST": True, "AT": False}}
-    assert decide_c5(0.6, {"ST": 0.5, "AT": 0.4})["holds"] is False
-    assert decide_c5(math.nan, {"ST": 0.5})["holds"] is False
-    assert decide_c5(0, {"ST": 1})["holds"] is True  # integers are overlaps too
-    assert CLAIMS["C5"].decide(0.2, {"ST": 0.5}) == {"holds": True, "below": {"ST": True}}
-    with pytest.raises(ValueError, match=r"baselines\['ST'\] must be a Jaccard overlap \(a number in \[0, 1\], or NaN "
-                                         r"where it is undefined\) \(got '0\.5'\)"):
-        decide_c5(0.2, {"ST": "0.5"})
-    with pytest.raises(ValueError, match=r"pair must be a Jaccard overlap .*\(got 1\.5\)"):
-        decide_c5(1.5, {"ST": 2.0})
-    assert decide_c5(np.float32(0.2), {"ST": np.float64(0.5)})["holds"] is True
-    with pytest.raises(ValueError, match=r"pair must be a Jaccard overlap .*\(got True\)"):
-        decide_c5(True, {"ST": 0.5})
-    with pytest.raises(ValueError, match="baselines must be at least one seed baseline overlap"):
-        decide_c5(0.2, {})
+def test_c3_needs_an_exact_closed_form_and_every_slope_above_zero():
+    slopes = {"networks": (0.8, 0.5, 1.1), "linear models": (1.2, 1.0, 1.4)}
+    decided = decide_c3(4e-12, slopes, n_images=1000)
+    assert decided["verdict"] == "reproduced" and (decided["estimate"], decided["ci"]) == (0.8, [0.5, 1.1])
+    assert decided["checks"]["closed form"] == {"estimate": 4e-12, "ci": None, "verdict": "reproduced"}
+    # the tolerance: an error of exactly 1e-4 is not within it, and an inexact closed form decides alone
+    assert decide_c3(C3_TOLERANCE, slopes, n_images=9)["verdict"] == "not reproduced"
+    assert decide_c3(0.0, {"networks": (0.3, -0.1, 0.7), "linear models": (1, 0.5, 1.5)}, n_images=9)[
+        "verdict"] == "inconclusive"
+    assert decide_c3(0.0, {"networks": (-0.3, -0.5, 0.0)}, n_images=9)["verdict"] == "not reproduced"
+    assert CLAIMS["C3"].decide is decide_c3
 
 
 # ---------------------------------------------------------------------------------------------------------
-# C6, C7, C8: the distillation line-up's robust accuracies
+# C4, C5
 # ---------------------------------------------------------------------------------------------------------
 
 
-robust = hand_made_robust
+def test_c4_and_c5_compare_the_distance_interval_with_their_thresholds():
+    assert decide_c4((0.13, 0.11, 0.15), n_images=1000)["verdict"] == "reproduced"
+    assert decide_c4((0.13, 0.1, 0.15), n_images=1000)["verdict"] == "reproduced"  # touching 0.1 counts
+    assert decide_c4((0.12, 0.09, 0.15), n_images=1000)["verdict"] == "inconclusive"
+    assert decide_c4((0.05, 0.02, 0.0999), n_images=1000)["verdict"] == "not reproduced"
+    assert decide_c5((0.2, 0.1, 0.3), n_images=1000)["verdict"] == "reproduced"
+    assert decide_c5((0.06, 0.04, 0.08), n_images=1000)["verdict"] == "inconclusive"
+    assert decide_c5((0.0, -0.1, 0.049), n_images=1000)["verdict"] == "not reproduced"
+    decided = decide_c5(Estimate(0.2, 0.1, 0.3, 0.05), n_images=10, checks={"ST": {"verdict": "reproduced"}})
+    assert decided["threshold"] == C5_MIN_DISTANCE and decided["checks"] == {"ST": {"verdict": "reproduced"}}
+    with pytest.raises(ValueError, match=r"^distance must be an \(estimate, low, high\) interval"):
+        decide_c4((0.1, 0.2), n_images=1)
 
 
-def test_c6_gain_is_over_the_stronger_reference_and_holds_at_exactly_ten_points():
-    assert c6_gain(robust()) == pytest.approx(0.30)
-    assert c6_gain(robust(hard=0.20, kd_st=0.15, kd_at=0.05)) == pytest.approx(-0.15)  # may be negative
-    v = decide_distillation(robust(hard=0.20, kd_st=0.15, kd_at=0.30))  # 0.30 - 0.20 < 0.1 in floats
-    assert 0.30 - 0.20 < 0.10
-    assert v["C6"]["holds"] and v["C6"]["gain"] == pytest.approx(0.10)
-    v = decide_distillation(robust(hard=0.35, kd_st=0.20, kd_at=0.45))
-    assert v["C6"]["holds"] and v["C6"]["gain"] == pytest.approx(0.10)
-    assert v["C6"]["over_kd_st"] == pytest.approx(0.25) and v["C6"]["over_hard"] == pytest.approx(0.10)
-    assert v["C6"]["evaluable"] is True
-    assert not decide_distillation(robust(hard=0.355, kd_st=0.20, kd_at=0.45))["C6"]["holds"]
-    assert not decide_distillation(robust(hard=0.10, kd_st=0.33, kd_at=0.42))["C6"]["holds"]  # beats hard by 32 only
+# ---------------------------------------------------------------------------------------------------------
+# C6, C7, C8
+# ---------------------------------------------------------------------------------------------------------
 
 
-def test_c7_needs_every_manipulation_to_remove_half_the_gain():
-    # gain = 0.42 - 0.12 = 0.30, threshold 0.27: "AT ST order" sits exactly on it and counts as meeting it.
-    v = decide_distillation(robust())
-    assert v["C7"]["threshold"] == pytest.approx(0.27) and v["C8"]["threshold"] == pytest.approx(0.27)
-    assert v["C7"]["holds"] and v["C7"]["criterion_met"] and v["C7"]["failing"] == []
-    assert v["C7"]["evaluable"] and v["C7"]["gain"] == pytest.approx(0.30)
-    assert v["C8"]["holds"]
-    assert list(v["C7"]["students"]) == ["AT shuffled", "AT mean", "AT ST order"]
-    assert list(v["C8"]["students"]) == ["AT flattened", "AT label smoothing"]
-    assert v["C7"]["students"]["AT shuffled"]["share_removed"] == pytest.approx(0.9)
-    assert v["C7"]["students"]["AT ST order"]["share_removed"] == pytest.approx(0.5)
-    assert v["C7"]["students"]["AT ST order"]["meets"] is True
-    v = decide_distillation(robust(mean=0.28))
-    assert not v["C7"]["holds"] and v["C7"]["failing"] == ["AT mean"] and v["C8"]["holds"]
-    assert v["C7"]["criterion_met"] is False and v["C7"]["students"]["AT mean"]["meets"] is False
-    v = decide_distillation(robust(smooth=0.40))
-    assert v["C7"]["holds"] and not v["C8"]["holds"] and v["C8"]["failing"] == ["AT label smoothing"]
+def means(**values: float) -> dict[str, float]:
+    names = {"hard": lineup.HARD, "kd_st": lineup.KD_ST, "soft": lineup.KD_ST_SOFT, "kd_at": lineup.KD_AT,
+             "shuffled": "AT shuffled", "spread": "AT spread", "order": "AT ST order", "flat": "AT flattened",
+             "smooth": "AT label smoothing"}
+    base = dict(hard=0.10, kd_st=0.12, soft=0.14, kd_at=0.42, shuffled=0.15, spread=0.20, order=0.27, flat=0.12,
+                smooth=0.10)
+    return {names[k]: v for k, v in {**base, **values}.items()}
 
 
-def test_without_c6_the_manipulation_claims_are_not_reproduced():
-    # gain 0.05: the inequality holds for every student, but C6 fails, so C7 and C8 are not evaluable.
-    v = decide_distillation(robust(kd_at=0.17, shuffled=0.0, mean=0.0, order=0.0, flat=0.0, smooth=0.0))
-    assert not v["C6"]["holds"]
-    for claim in ("C7", "C8"):
-        assert v[claim]["criterion_met"] and not v[claim]["evaluable"] and not v[claim]["holds"]
-    v = decide_distillation(robust(kd_at=0.05))  # no gain at all: nothing to remove, nothing to test
-    assert v["C7"]["criterion_met"] is None and v["C7"]["students"]["AT mean"]["meets"] is None
-    assert v["C8"]["criterion_met"] is None and v["C7"]["failing"] == []
-    assert not v["C7"]["holds"] and not v["C8"]["holds"]
-    assert math.isnan(v["C7"]["students"]["AT mean"]["share_removed"])
+def test_the_gain_is_over_the_best_of_the_three_baselines_and_works_on_arrays():
+    assert gain(means()) == pytest.approx(0.42 - 0.14)
+    assert gain(means(kd_st=0.30)) == pytest.approx(0.12)
+    arrays = {k: np.array([v, v + 0.1]) for k, v in means().items()}
+    assert gain(arrays) == pytest.approx([0.28, 0.28])
+    with pytest.raises(ValueError, match=r"^outcomes must be a robust accuracy for every student the claim reads "
+                                         r"\(got missing \['KD-ST soft'\]\)"):
+        gain({k: v for k, v in means().items() if k != lineup.KD_ST_SOFT})
 
 
-def test_the_registry_decides_c6_to_c8_as_decide_distillation_does():
-    for values in (robust(), robust(mean=0.28), robust(smooth=0.40), robust(kd_at=0.17), robust(kd_at=0.05)):
-        outcome = decide_distillation(values)
-        for cid in ("C6", "C7", "C8"):
-            decided = CLAIMS[cid].decide(values)
-            assert decided["holds"] == outcome[cid]["holds"]
-            assert decided.keys() == outcome[cid].keys()
+def test_the_removed_share_is_the_smallest_over_the_students():
+    m = means()  # gain 0.28; shares (0.42 - x) / 0.28
+    assert removed_share(m, claims.C7_STUDENTS) == pytest.approx((0.42 - 0.27) / 0.28)  # ST order removes least
+    assert removed_share(m, claims.C8_STUDENTS) == pytest.approx((0.42 - 0.12) / 0.28)
+    assert math.isnan(removed_share(means(kd_at=0.10), claims.C7_STUDENTS))  # no gain: no share
+    assert removed_share(means(shuffled=0.50), ["AT shuffled"]) < 0  # more robust than KD-AT: negative
 
 
-def test_removal_against_another_reference_measures_the_controls():
-    values = {**robust(), "AT-corr KD": 0.32, "AT-corr mean": 0.10, "AT-corr flattened": 0.23,
-              "AT-corr ST order": 0.22}
-    out = removal(values, ["AT-corr mean", "AT-corr flattened", "AT-corr ST order"], reference="AT-corr KD")
-    # corrected gain: 0.32 - max(0.10, 0.12) = 0.20, threshold 0.32 - 0.20 / 2 = 0.22
-    assert out["AT-corr mean"] == {"robust": 0.10, "threshold": pytest.approx(0.22), "meets": True,
-                                   "share_removed": pytest.approx(1.1)}
-    assert out["AT-corr flattened"]["meets"] is False
-    assert out["AT-corr flattened"]["share_removed"] == pytest.approx(0.45)
-    assert out["AT-corr ST order"]["meets"] is True  # exactly on the threshold
-    # the default reference is KD-AT
-    assert removal(values, ["AT mean"])["AT mean"]["threshold"] == pytest.approx(0.27)
-    # a reference no better than the baselines has no gain: nothing to test
-    flat = removal({**values, "AT-corr KD": 0.12}, ["AT-corr mean"], reference="AT-corr KD")["AT-corr mean"]
-    assert flat["meets"] is None and math.isnan(flat["share_removed"])
+def test_c6_decides_the_gain_interval_against_ten_points():
+    assert decide_c6(Estimate(0.2, 0.12, 0.28, 0.04), n_seeds=3, n_images=500)["verdict"] == "reproduced"
+    assert decide_c6(Estimate(0.2, 0.10, 0.28, 0.04), n_seeds=3, n_images=500)["verdict"] == "reproduced"
+    assert decide_c6(Estimate(0.12, 0.05, 0.19, 0.04), n_seeds=3, n_images=500)["verdict"] == "inconclusive"
+    decided = decide_c6(Estimate(0.02, -0.03, 0.07, 0.02), n_seeds=3, n_images=500)
+    assert decided["verdict"] == "not reproduced" and (decided["n_seeds"], decided["n_images"]) == (3, 500)
 
 
-def test_missing_accuracies_are_refused_naming_them():
-    with pytest.raises(ValueError, match=r"robust must be an accuracy for every student of the line-up "
-                                         r"\(got missing \['KD-ST'\]\); evaluate the whole line-up first"):
-        decide_distillation({"hard labels": 0.1, "KD-AT": 0.3})
-    with pytest.raises(ValueError, match=r"robust must be .*\(got missing \['KD-AT'\]\)"):
-        c6_gain({"hard labels": 0.1, "KD-ST": 0.3})
-    with pytest.raises(ValueError, match=r"robust must be .*\(got missing \['AT mean'\]\)"):
-        removal({k: v for k, v in robust().items() if k != "AT mean"}, ["AT mean"])
+def test_c7_c8_are_not_testable_without_a_gain_and_decided_on_the_share_otherwise():
+    share = Estimate(0.8, 0.6, 1.0, 0.1)
+    assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), share, n_seeds=3, n_images=500)["verdict"] == "reproduced"
+    assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.5, 0.3, 0.7, 0.1), n_seeds=3, n_images=5)[
+        "verdict"] == "inconclusive"
+    assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.1, -0.1, 0.3, 0.1), n_seeds=3, n_images=5)[
+        "verdict"] == "not reproduced"
+    for no_gain in (Estimate(0.05, 0.0, 0.1, 0.02), Estimate(-0.1, -0.2, 0.0, 0.05)):  # the gain must be above 0
+        decided = decide_removal(no_gain, share, n_seeds=3, n_images=500)
+        assert decided["verdict"] == "not testable" and decided["holds"] is None
+        assert decided["checks"]["a gain to remove"]["verdict"] != "reproduced"
+    undefined = decide_removal(Estimate(-0.1, -0.2, -0.05, 0.05), Estimate(math.nan, math.nan, math.nan, math.nan),
+                               n_seeds=3, n_images=5)
+    assert undefined["verdict"] == "not testable" and undefined["estimate"] is None
+
+
+def test_distillation_statistics_on_hand_made_seeds_and_images():
+    """Two seeds, 400 images: KD-AT robust on 40% of them, the baselines on 10%, the C7 students removing (at
+    least) 3/4 of the gain, the C8 students none of it, for every seed. The statistics and their intervals follow,
+    and the decisions read them."""
+    rng = np.random.default_rng(0)
+    n = 400
+
+    def robust(rate: float) -> np.ndarray:  # exactly `rate` of the images robust, in a random order per seed
+        return np.stack([rng.permutation(np.arange(n) < round(rate * n)) for _ in range(2)]).astype(float)
+
+    outcomes = {lineup.HARD: robust(0.1), lineup.KD_ST: robust(0.1), lineup.KD_ST_SOFT: robust(0.1),
+                lineup.KD_AT: robust(0.4), "AT shuffled": robust(0.175), "AT spread": robust(0.15),
+                "AT ST order": robust(0.1), "AT flattened": robust(0.4), "AT label smoothing": robust(0.4)}
+    stats = distillation_statistics(outcomes, n_resamples=500)
+    assert stats["gain"].estimate == pytest.approx(0.3)
+    assert stats["gain"].low > 0.2 and stats["gain"].high < 0.4
+    assert stats["C7"].estimate == pytest.approx(0.75) and stats["C8"].estimate == pytest.approx(0.0)
+    assert decide_c6(stats["gain"], n_seeds=2, n_images=n)["verdict"] == "reproduced"
+    assert decide_removal(stats["gain"], stats["C7"], n_seeds=2, n_images=n)["verdict"] == "reproduced"
+    assert decide_removal(stats["gain"], stats["C8"], n_seeds=2, n_images=n)["verdict"] == "not reproduced"
+    # the label-corrected teacher's students are read the same way, against the same baselines
+    corrected = {**outcomes, "AT-corr KD": robust(0.3), "AT-corr shuffled": robust(0.3), "AT-corr spread":
+                 robust(0.3), "AT-corr ST order": robust(0.3), "AT-corr flattened": robust(0.1),
+                 "AT-corr label smoothing": robust(0.1)}
+    stats = distillation_statistics(corrected, label_corrected=True, n_resamples=500)
+    assert stats["gain"].estimate == pytest.approx(0.2)
+    assert stats["C7"].estimate == pytest.approx(0.0) and stats["C8"].estimate == pytest.approx(1.0)
+
+
+def test_a_gain_near_the_threshold_with_few_seeds_is_inconclusive():
+    """The two-level bootstrap must say "inconclusive" when the data cannot tell: three seeds whose gains are 4,
+    10 and 16 points average 10, and resampling the seeds spreads the gain on both sides of the threshold."""
+    n = 500
+    def robust(rates):  # noqa: E306
+        return np.stack([(np.arange(n) < round(r * n)).astype(float) for r in rates])
+    outcomes = {lineup.HARD: robust([0.1] * 3), lineup.KD_ST: robust([0.1] * 3), lineup.KD_ST_SOFT: robust([0.1] * 3),
+                lineup.KD_AT: robust([0.14, 0.20, 0.26])}
+    outcomes |= {name: robust([0.1] * 3) for name in (*claims.C7_STUDENTS, *claims.C8_STUDENTS)}
+    stats = distillation_statistics(outcomes, n_resamples=2000)
+    assert stats["gain"].estimate == pytest.approx(0.10)
+    assert stats["gain"].low < C6_MARGIN < stats["gain"].high
+    assert decide_c6(stats["gain"], n_seeds=3, n_images=n)["verdict"] == "inconclusive"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -318,20 +264,29 @@ def test_missing_accuracies_are_refused_naming_them():
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_records_carry_the_registry_wording_and_are_validated_and_jsonable():
-    record = claims.record("C1", measured={"diff": np.float64(-0.5), "ci": (np.float32(-1), 0.0),
-                                           "bad": float("nan"), "nested": {"x": np.int64(3), 2: [math.inf]}},
-                           holds=np.bool_(True))
-    assert record == {"id": "C1", "claim": CLAIMS["C1"].claim, "criterion": CLAIMS["C1"].criterion,
-                      "measured": {"diff": -0.5, "ci": [-1.0, 0.0], "bad": None, "nested": {"x": 3, "2": [None]}},
-                      "holds": True}
-    assert type(record["holds"]) is bool and type(record["measured"]["diff"]) is float
+def test_records_carry_the_registry_wording_the_decision_and_are_jsonable():
+    decided = decide_lower({"pair": (np.float64(-0.5), -1.0, np.float32(-0.25))}, n_seeds=2, n_images=100)
+    record = claims.record("C1", decided, measured={"diff": np.float64(-0.5), "bad": float("nan"),
+                                                   "nested": {"x": np.int64(3), 2: [math.inf]},
+                                                   "estimate": Estimate(1.0, 0.5, 1.5, 0.2)})
+    assert record["id"] == "C1" and record["claim"] == CLAIMS["C1"].claim
+    assert record["criterion"] == CLAIMS["C1"].criterion and record["statistic"] == CLAIMS["C1"].statistic
+    assert (record["verdict"], record["holds"], record["estimate"], record["ci"]) == ("reproduced", True, -0.5,
+                                                                                      [-1.0, -0.25])
+    assert (record["threshold"], record["n_seeds"], record["n_images"]) == (0.0, 2, 100)
+    assert record["measured"] == {"diff": -0.5, "bad": None, "nested": {"x": 3, "2": [None]},
+                                  "estimate": {"estimate": 1.0, "low": 0.5, "high": 1.5, "se": 0.2}}
+    assert type(record["estimate"]) is float
     json.dumps(record, allow_nan=False)
-    assert claims.record("C7", measured={}, holds=False)["holds"] is False
-    with pytest.raises(ValueError, match=r"id must be one of 'C1', 'C2', .*'C8' \(got 'C9'\)"):
-        claims.record("C9", measured={}, holds=True)
-    with pytest.raises(ValueError, match=r"id must be one of .* \(got 'c1'\)"):
-        claims.record("c1", measured={}, holds=True)
+    for verdict, holds in (("inconclusive", None), ("not testable", None), ("not reproduced", False)):
+        r = claims.record("C7", claims.outcome(verdict, None, 0.5, n_seeds=3, n_images=500), measured={})
+        assert (r["verdict"], r["holds"], r["estimate"], r["ci"]) == (verdict, holds, None, None)
+    with pytest.raises(ValueError, match=r"^id must be one of 'C1', 'C2', .*'C8' \(got 'C9'\)"):
+        claims.record("C9", decided, measured={})
+    with pytest.raises(ValueError, match=r"^decided must be an outcome of the claims registry"):
+        claims.record("C1", {"holds": True}, measured={})
+    with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
+        claims.outcome("holds", None, 0.0, n_seeds=1, n_images=1)
 
 
 @pytest.fixture()
@@ -341,10 +296,10 @@ def executed(tmp_path, monkeypatch):
 
 
 def test_chapters_write_and_the_scorecard_gathers_in_claim_order(executed):
-    path = claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", measured={}, holds=False)])
+    path = claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", NOT_REPRODUCED, measured={})])
     assert path == executed / "claims" / "03_sample_confidence.json" == claims.claims_dir("cpu") / path.name
-    c1 = claims.record("C1", measured={"d": -0.5}, holds=True)
-    claims.write_claims("cpu", "02_logit_distributions", [claims.record("C2", measured={}, holds=True), c1])
+    c1 = claims.record("C1", REPRODUCED, measured={"d": -0.5})
+    claims.write_claims("cpu", "02_logit_distributions", [claims.record("C2", REPRODUCED, measured={}), c1])
     assert json.loads((executed / "claims" / "02_logit_distributions.json").read_text())[1] == {
         **c1, "chapter": "02_logit_distributions"}
     gathered = claims.gather("cpu")
@@ -358,8 +313,8 @@ def test_chapters_write_and_the_scorecard_gathers_in_claim_order(executed):
     assert card[2]["chapter"] == "03_sample_confidence" and card[2]["holds"] is False
     assert card[0]["measured"] == {"d": -0.5} and card[0]["claim"] == CLAIMS["C1"].claim
     # a chapter that runs again replaces its records, it does not add to them
-    claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", measured={}, holds=True),
-                                                        claims.record("C5", measured={}, holds=False)])
+    claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", REPRODUCED, measured={}),
+                                                        claims.record("C5", NOT_REPRODUCED, measured={})])
     card = json.loads(claims.write_scorecard("cpu").read_text())
     assert [(r["id"], r["holds"]) for r in card] == [("C1", True), ("C2", True), ("C4", True), ("C5", False)]
     assert sorted(p.name for p in executed.rglob("*") if p.is_file()) == [

@@ -1,6 +1,6 @@
-"""Tests for advlogits.chapters.distillation (chapter 4): the line-up table, the robust accuracies the claims read,
-the claims' records, the removal table, the chapter's figure, the teachers on the students' images, and the
-chapter notebook's shape.
+"""Tests for advlogits.chapters.distillation (chapter 4): the line-up table, the students' robust outcomes over seeds
+and their intervals, the claims' records, the removal table, the 2x2, the targets' statistics, fidelity, the
+chapter's figure, the teachers on the students' images, and the chapter notebook's shape.
 
 The decisions of claims C6, C7 and C8 are tested with the claims registry (tests/test_chapters_claims.py); the
 line-up itself with advlogits.pipeline.lineup.
@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
-from helpers import committed_chapter_code, hand_made_robust
+from helpers import committed_chapter_code  # noqa: E402
 
 from advlogits import pipeline, profiles  # noqa: E402
 from advlogits.chapters import claims, distillation  # noqa: E402
@@ -28,7 +28,34 @@ from advlogits.data import load_dataset  # noqa: E402
 from advlogits.pipeline import lineup  # noqa: E402
 from advlogits.store import Store  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+N = 200
+
+
+def rates() -> dict[str, float]:
+    """Robust rates of the line-up's students, by hand: KD-AT 40%, baselines 10-14%, the C7 students removing 3/4
+    of the gain or more, the C8 students all of it, the controls in between."""
+    base = {lineup.HARD: 0.10, lineup.KD_ST: 0.12, lineup.KD_ST_SOFT: 0.14, lineup.KD_AT: 0.40,
+            "AT shuffled": 0.16, "AT spread": 0.18, "AT ST order": 0.20, "AT mean": 0.30, "AT flattened": 0.14,
+            "AT label smoothing": 0.10, lineup.ARGMAX: 0.36}
+    base |= {lineup.student_label(k, label_corrected=True): r for k, r in (
+        ("kd", 0.30), ("shuffle", 0.20), ("spread", 0.22), ("reorder", 0.24), ("flatten", 0.14),
+        ("label_smoothing", 0.12))}
+    return base
+
+
+def evaluations(profile) -> dict[tuple[str, int], dict]:
+    """A `pipeline.evaluate`-like result for every student and seed: the first round(rate * N) images robust."""
+    out = {}
+    for s in lineup.students(profile):
+        rate = rates().get(s.name, 0.5)
+        out[(s.name, s.seed)] = {"robust_correct": (np.arange(N) < round(rate * N)).tolist(),
+                                 "autoattack_acc": rate + 0.01}
+    return out
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return profiles.resolve("smoke", device="cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -36,149 +63,126 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_lineup_table_shows_teacher_targets_and_correction():
-    p = profiles.resolve("smoke", device="cpu")
-    students = lineup.students(p)
+def test_lineup_table_has_a_row_per_student_with_its_seeds(profile):
+    students = lineup.students(profile)
     table = distillation.lineup_table(students)
-    assert list(table.index) == [s.name for s in students]
-    assert list(table.columns) == ["role", "claim", "method", "teacher", "targets", "label-corrected", "T"]
-    assert table.loc["AT-corr mean", ["teacher", "targets", "label-corrected", "T"]].tolist() == ["AT", "mean", "yes",
-                                                                                                   "1"]
-    assert table.loc["hard labels", ["method", "teacher"]].tolist() == ["standard", ""]
-    assert table.loc["KD-ST", "teacher"] == "ST"
-    assert table.loc["KD-AT"].tolist() == ["claim", "C6", "distilled", "AT", "kd", "", "1"]
-    assert table.loc["ST teacher"].tolist() == ["teacher", "", "standard", "", "", "", ""]
-    assert table.loc["AT teacher", "method"] == "adversarial"
-    assert table.loc["AT ST order", ["claim", "targets"]].tolist() == ["C7", "reorder"]
-    assert table.loc["KD-AT (T=4)", ["role", "T"]].tolist() == ["sweep", "4"]
+    assert list(table.index) == list(dict.fromkeys(s.name for s in students))
+    assert list(table.columns) == ["role", "claim", "teacher", "targets", "label-corrected", "T", "seeds"]
+    assert table.loc["KD-AT"].tolist() == ["claim", "C6", "AT", "kd", "", "1", "100, 101"]
+    assert table.loc["KD-ST soft", ["role", "teacher", "targets"]].tolist() == ["baseline", "ST", "soften"]
+    assert table.loc["AT spread", ["claim", "targets"]].tolist() == ["C7", "spread"]
+    assert table.loc["AT mean", ["role", "claim"]].tolist() == ["mixed", ""]
+    assert table.loc["AT-corr shuffled", ["teacher", "targets", "label-corrected"]].tolist() == ["AT", "shuffle",
+                                                                                                   "yes"]
+    assert table.loc["hard labels", ["teacher", "targets"]].tolist() == ["", "true labels"]
+    assert table.loc["ST teacher"].tolist() == ["teacher", "", "", "", "", "", "0"]
+    assert table.loc["KD-AT (T=4)", ["role", "T", "seeds"]].tolist() == ["sweep", "4", "100"]
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Robust accuracies, records, the removal table
+# Outcomes over seeds, estimates, records
 # ---------------------------------------------------------------------------------------------------------
 
 
-robust = hand_made_robust
+def test_robust_outcomes_stack_each_students_seeds(profile):
+    results = evaluations(profile)
+    outcomes = distillation.robust_outcomes(lineup.students(profile), results)
+    assert "ST teacher" not in outcomes and "KD-AT (T=4)" not in outcomes
+    assert outcomes[lineup.KD_AT].shape == (len(profile.student_seeds), N)
+    assert outcomes[lineup.KD_AT].mean() == pytest.approx(0.40)
+    estimates = distillation.student_estimates(outcomes)
+    assert estimates[lineup.KD_AT].estimate == pytest.approx(0.40)
+    assert estimates[lineup.KD_AT].low < 0.40 < estimates[lineup.KD_AT].high
+    assert distillation.minimal_detectable(estimates[lineup.KD_AT]) == pytest.approx(2.8 * estimates[lineup.KD_AT].se)
+    del results[(lineup.KD_AT, profile.student_seeds[1])]
+    with pytest.raises(ValueError, match=r"^results must be an evaluation of every student and seed"):
+        distillation.robust_outcomes(lineup.students(profile), results)
 
 
-def results_from(robust_values, **extra):
-    return {name: {"clean_acc": 0.9, "pgd_acc": r + 0.01, "pgd_acc_on_autoattack_subset": r + 0.02,
-                   "pgd_cw_acc": r, "pgd_cw_acc_on_autoattack_subset": r, "autoattack_acc": r, "n_autoattack": 100,
-                   **extra.get(name, {})}
-            for name, r in robust_values.items()}
+def test_claim_records_decide_c6_to_c8_with_the_registry(profile):
+    outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
+    records, stats = distillation.claim_records(outcomes)
+    by_id = {r["id"]: r for r in records}
+    assert list(by_id) == ["C6", "C7", "C8"]
+    assert stats["gain"].estimate == pytest.approx(0.26)
+    assert by_id["C6"]["estimate"] == pytest.approx(0.26) and by_id["C6"]["verdict"] == "reproduced"
+    assert by_id["C7"]["estimate"] == pytest.approx((0.40 - 0.20) / 0.26)  # ST order removes least
+    assert by_id["C7"]["verdict"] == "reproduced"
+    assert by_id["C8"]["estimate"] == pytest.approx(1.0) and by_id["C8"]["verdict"] == "reproduced"
+    assert (by_id["C6"]["n_seeds"], by_id["C6"]["n_images"]) == (len(profile.student_seeds), N)
+    measured = by_id["C6"]["measured"]
+    assert measured["robust_pct"][lineup.KD_AT] == 40.0 and measured["gain_points"][0] == pytest.approx(26.0)
+    assert measured["argmax_share"] == pytest.approx((0.36 - 0.14) / 0.26, abs=1e-3)
+    json.dumps(records, allow_nan=False)
 
 
-def lineup_robust(**values):
-    out = robust(**values)
-    out.update({"AT argmax": 0.30, "AT-corr KD": 0.32, "AT-corr shuffled": 0.30, "AT-corr mean": 0.10,
-                "AT-corr ST order": 0.22, "AT-corr flattened": 0.23, "AT-corr label smoothing": 0.21})
-    return out
+def test_removal_table_measures_the_controls_against_the_corrected_teacher(profile):
+    outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
+    table = distillation.removal_table(outcomes)
+    assert table.loc["AT ST order", "teacher's KD student"] == "KD-AT"
+    assert table.loc["AT ST order", "share of the gain removed"].startswith(f"{(0.40 - 0.20) / 0.26:.2f} [")
+    assert table.loc["AT-corr flattened", "teacher's KD student"] == "AT-corr KD"
+    assert table.loc["AT-corr flattened", "gain (points)"].startswith("16.0 [")  # 0.30 - 0.14
+    assert table.loc["AT-corr flattened", "share of the gain removed"].startswith("1.00 [")
+    no_gain = {k: v.copy() for k, v in outcomes.items()}
+    no_gain[lineup.KD_AT] = no_gain[lineup.HARD].copy()
+    assert distillation.removal_table(no_gain).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
 
 
-def test_robust_accuracies_are_autoattack_accuracies_of_every_model():
-    results = results_from({"hard labels": 0.10, "KD-AT": 0.42})
-    assert distillation.robust_accuracies(results) == {"hard labels": 0.10, "KD-AT": 0.42}
-    assert all(type(v) is float for v in distillation.robust_accuracies(results).values())
-    with pytest.raises(ValueError, match=r"results must be AutoAttack accuracies of every model .*"
-                                         r"\(got none for \['KD-AT'\]\); run the profile with n_autoattack > 0"):
-        distillation.robust_accuracies({**results, "KD-AT": {"clean_acc": 0.9, "pgd_acc": 0.4}})
+def test_two_by_two_places_the_four_students(profile):
+    estimates = distillation.student_estimates(distillation.robust_outcomes(lineup.students(profile),
+                                                                            evaluations(profile)))
+    table = distillation.two_by_two(estimates)
+    assert table.loc["confidence kept", "class information kept"].startswith("KD-AT: 40.0 [")
+    assert table.loc["confidence kept", "class information removed"].startswith("AT spread: 18.0 [")
+    assert table.loc["confidence removed", "class information kept"].startswith("AT flattened: 14.0 [")
+    assert table.loc["confidence removed", "class information removed"].startswith("AT label smoothing: 10.0 [")
+    corrected = distillation.two_by_two(estimates, label_corrected=True)
+    assert corrected.loc["confidence kept", "class information kept"].startswith("AT-corr KD: 30.0 [")
 
 
-def test_claim_records_carry_the_numbers_and_the_verdicts():
-    records = distillation.claim_records(results_from(lineup_robust(mean=0.28)))
-    assert [(r["id"], r["holds"]) for r in records] == [("C6", True), ("C7", False), ("C8", True)]
-    c6, c7 = records[0]["measured"], records[1]["measured"]
-    assert (c6["robust_kd_at_pct"], c6["gain_points"], c6["pgd_ce_kd_at_pct"]) == (42.0, 30.0, 44.0)
-    assert (c6["robust_hard_pct"], c6["robust_kd_st_pct"], c6["pgd_ce_hard_pct"], c6["pgd_ce_kd_st_pct"]) == (
-        10.0, 12.0, 12.0, 14.0)
-    assert c7["threshold_pct"] == 27.0 and c7["robust_at_mean_pct"] == 28.0 and c7["evaluable"] is True
-    assert c7["share_removed_at_st_order"] == 0.5 and "note" not in c7
-    assert c7["share_removed_at_shuffled"] == 0.9 and c7["robust_at_shuffled_pct"] == 15.0
-    c8 = records[2]["measured"]
-    assert c8["robust_at_label_smoothing_pct"] == 10.0 and c8["share_removed_at_flattened"] == 1.0
-    assert "robust_at_mean_pct" not in c8  # each claim lists its own students
-    assert [r["claim"] for r in records] == [claims.CLAIMS[c].claim for c in ("C6", "C7", "C8")]
-    json.dumps(records)
-    failing = distillation.claim_records(results_from(lineup_robust(kd_at=0.15)))
-    assert [r["holds"] for r in failing] == [False, False, False]
-    assert "no gain to remove" in failing[2]["measured"]["note"]
-    assert failing[1]["measured"]["evaluable"] is False
-    nothing = distillation.claim_records(results_from(lineup_robust(kd_at=0.05)))  # a negative gain
-    assert nothing[1]["measured"]["share_removed_at_mean"] is None  # NaN share: null in the JSON
-    with pytest.raises(ValueError, match=r"results must be AutoAttack accuracies .*\(got none for \['KD-AT'\]\)"):
-        distillation.claim_records({**results_from(lineup_robust()), "KD-AT": {"clean_acc": 0.9, "pgd_acc": 0.4}})
+def test_target_statistics_and_fidelity_by_hand():
+    uniform, sharp = torch.zeros(3, 4), torch.tensor([[10.0, 0, 0, 0]] * 3)
+    table = distillation.target_statistics({"uniform": uniform, "sharp": sharp})
+    assert table.loc["uniform", "mean confidence"] == pytest.approx(0.25)
+    assert table.loc["uniform", "mean entropy (nats)"] == pytest.approx(math.log(4))
+    p = torch.tensor([10.0, 0, 0, 0], dtype=torch.float64).softmax(0)
+    assert table.loc["sharp", "mean entropy (nats)"] == pytest.approx(-(p * p.log()).sum().item(), rel=1e-6)
+    same = distillation.fidelity(sharp, sharp)
+    assert same == {"top-1 agreement": 1.0, "KL to the teacher (nats)": pytest.approx(0.0, abs=1e-12)}
+    other = distillation.fidelity(uniform, sharp)
+    assert other["KL to the teacher (nats)"] == pytest.approx((p * (p.log() - math.log(0.25))).sum().item(), rel=1e-6)
+    assert distillation.fidelity(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]))["top-1 agreement"] == 0.0
 
 
-def test_removal_table_measures_the_controls_against_the_corrected_teacher():
-    table = distillation.removal_table(results_from(lineup_robust()))
-    # corrected gain: 0.32 - 0.12 = 0.20, threshold 0.22; "AT-corr mean" removes all of it (share 1.1).
-    assert table.loc["AT-corr mean", "threshold (%)"] == pytest.approx(22.0)
-    assert table.loc["AT-corr mean", "share of gain removed"] == pytest.approx(1.1)
-    assert table.loc["AT-corr ST order", "removes half"] == "yes"
-    assert table.loc["AT-corr flattened", "removes half"] == "no"
-    assert table.loc["AT mean", "teacher"] == "KD-AT" and table.loc["AT-corr mean", "teacher"] == "AT-corr KD"
-    assert len(table) == 10
-    # the claims' students against KD-AT: gain 0.30, threshold 27%
-    assert table.loc["AT shuffled", "threshold (%)"] == pytest.approx(27.0)
-    assert table.loc["AT shuffled", "AutoAttack (%)"] == pytest.approx(15.0)
-    assert table.loc["AT shuffled", "teacher's student (%)"] == pytest.approx(42.0)
-    assert table.loc["AT shuffled", "share of gain removed"] == pytest.approx(0.9)
-    no_gain = distillation.removal_table(results_from(lineup_robust(kd_at=0.05)))
-    assert no_gain.loc["AT mean", "removes half"] == "n/a (no gain)"
-    assert math.isnan(no_gain.loc["AT mean", "share of gain removed"])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The chapter's figure
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_accuracy_figure_on_hand_made_results():
-    results = results_from({"hard labels": 0.10, "KD-ST": 0.12, "KD-AT": 0.42},
-                           **{"KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44}})
-    fig = distillation.accuracy_figure(results, pgd_steps=20, roles={"KD-AT": "claim"})
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["hard labels", "KD-ST", "KD-AT [claim]"]
-    assert sorted(round(line.get_xdata()[0], 6) for line in ax.lines) == [12.0, 27.0, 42.0]
-    assert len(ax.patches) == 3 * 4
-    assert ax.get_xlabel() == "accuracy on the evaluation images (%)"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["KD-AT (AutoAttack)", "stronger baseline", "C7/C8 threshold",  # the dotted lines, then bars
-                      "clean", "PGD-20 CE", "PGD-20 CW", "AutoAttack"]
-    # bars in column order: clean 90% for every model, then PGD-CE, PGD-CW, AutoAttack
-    assert [round(p.get_width(), 6) for p in ax.patches] == [90.0, 90.0, 90.0, 11.0, 13.0, 43.0,
-                                                            10.0, 12.0, 42.0, 10.0, 12.0, 42.0]
-    plt.close(fig)
-    # without the C6 students there is no gain to mark
-    fig = distillation.accuracy_figure({"AT mean": results["KD-AT"]}, pgd_steps=5)
-    assert len(fig.axes[0].lines) == 0 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["AT mean"]
+def test_robust_figure_draws_every_seed_and_the_mean_with_its_interval(profile):
+    outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
+    estimates = distillation.student_estimates(outcomes)
+    roles = {s.name: s.role for s in lineup.students(profile)}
+    records, stats = distillation.claim_records(outcomes)
+    fig = distillation.robust_figure(outcomes, estimates, roles=roles, gain=stats["gain"])
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(outcomes)
+    assert len(ax.collections) >= len(outcomes)  # one scatter of seeds per student (plus error bars)
+    dashed = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
+    assert dashed == [pytest.approx(100 * (0.40 - 0.5 * 0.26))]
+    assert "robust accuracy" in ax.get_xlabel()
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# The teachers on the students' images
-# ---------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.slow
 def test_teacher_facts_on_tiny_teachers(tmp_path, monkeypatch):
     p = profiles.resolve("smoke", device="cpu", n_train=128, n_val=32, student_n_train=64, batch_size=64)
     store = Store(tmp_path / "store")
     facts = distillation.teacher_facts(p, store=store)
     assert list(facts) == ["ST teacher", "AT teacher"]
-    _, y = load_dataset(p.dataset, "train", n=p.student_n_train, seed=p.seed)
+    first = p.student_seeds[0]
+    _, y = load_dataset(p.dataset, "train", n=p.student_n_train, seed=first)
     for name, config in (("ST teacher", p.standard()), ("AT teacher", p.adversarial())):
         assert pipeline.has_model(config, store=store)
-        z = pipeline.train_logits(config, dataset=p.dataset, n_train=p.student_n_train, seed=p.seed, store=store)
-        assert z.shape == (64, 10)
+        z = pipeline.train_logits(config, dataset=p.dataset, n_train=p.student_n_train, seed=first, store=store)
         f = facts[name]
         assert f["accuracy"] == pytest.approx((z.argmax(1) == y).double().mean().item())
-        assert f["mean_confidence"] == pytest.approx(z.double().softmax(1).max(1).values.mean().item(), rel=1e-5)
-        # label correction swaps two logits of a row, so the top probability, hence the mean, is unchanged
-        assert f["mean_confidence_corrected"] == pytest.approx(f["mean_confidence"], rel=1e-5)
-        assert 0.0 <= f["accuracy"] <= 1.0 and 0.1 <= f["mean_confidence"] <= 1.0
-    assert facts["ST teacher"] != facts["AT teacher"]
-    # without a store argument: the default store of $ADVLOGITS_HOME, read back without training again
+        assert f["mean confidence"] == pytest.approx(z.double().softmax(1).max(1).values.mean().item(), rel=1e-5)
     monkeypatch.setenv("ADVLOGITS_HOME", str(tmp_path / "store"))
     files = sorted(str(f) for f in (tmp_path / "store").rglob("*"))
     assert distillation.teacher_facts(p) == facts
@@ -192,4 +196,4 @@ def test_teacher_facts_on_tiny_teachers(tmp_path, monkeypatch):
 
 def test_chapter_is_committed_without_outputs_with_a_typed_parameters_cell():
     code = committed_chapter_code("04_distillation")
-    assert 'claims.write_claims(profile.name, "04_distillation"' in code[-1].source
+    assert any('claims.write_claims(profile.name, "04_distillation"' in c.source for c in code)

@@ -16,7 +16,8 @@ import torch
 
 from advlogits import margins, profiles
 from advlogits.chapters import logit_distributions as chapter
-from advlogits.chapters.claims import lower_on_average
+
+from advlogits.chapters.claims import side_verdict
 from advlogits.logits import logit_gap, max_logit
 
 RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry (WRN-28-4)
@@ -41,9 +42,9 @@ def test_summarise_and_compare_on_hand_made_logits():
     diff = chapter.compare(at, st, n_resamples=500)
     assert diff["max logit"] == pytest.approx((-1.0, -1.0, -1.0), abs=1e-5)
     assert diff["logit gap"] == pytest.approx((0.0, 0.0, 0.0), abs=1e-5)
-    assert lower_on_average(diff["max logit"]) and not lower_on_average(diff["logit gap"])
-    assert not lower_on_average((-0.5, -1.0, 0.1))  # CI includes 0
-    assert not lower_on_average((0.5, 0.1, 1.0))
+    assert side_verdict(*diff["max logit"][1:], 0.0, "below") == "reproduced"
+    assert side_verdict(*diff["logit gap"][1:], 0.0, "below") != "reproduced"
+    assert side_verdict(-1.0, 0.1, 0.0, "below") == "inconclusive"  # CI includes 0
     with pytest.raises(ValueError, match=r"logits_b must be the same images' logits as logits_a, of shape "
                                          r"\(10, 10\) \(got \(200, 10\)\)"):
         chapter.compare(at[:10], st)
@@ -207,3 +208,51 @@ def test_margin_drop_figure_plots_predicted_against_observed_drops():
     assert st.lines[0].get_xdata().tolist() == [0, 1.0]  # the diagonal up to the largest drop
     assert (st.get_xlabel(), st.get_ylabel()) == ("first-order drop (logit units)", "PGD drop (logit units)")
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The comparisons of C1 and C2, and the statistic of C3
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_paired_differences_cover_both_pairs_the_correct_images_and_the_budget_matched_pair():
+    g = torch.Generator().manual_seed(0)
+    st = 3 * torch.randn(300, 10, generator=g)
+    y = st.argmax(1)
+    y[:60] = (y[:60] + 1) % 10  # ST is wrong on the first 60 images
+    z = {"ST": st, "AT": st / 2, "ST'": st + 0.1, "AT'": st / 2 + 0.1}
+    out = chapter.paired_differences(z, y, budget_matched=(st, st / 3), n_resamples=300)
+    assert list(out) == ["max logit", "logit gap"]
+    names = list(out["max logit"])
+    assert names[:2] == ["ST/AT, all images", "ST'/AT', all images"]
+    assert names[2] == "ST/AT, both correct (240 images)" and names[-1] == "budget-matched pair (eps sweep)"
+    for stat, f in chapter.STATISTICS.items():
+        assert out[stat]["ST/AT, all images"][0] == pytest.approx((f(st / 2) - f(st)).mean().item(), rel=1e-5)
+        both = slice(60, None)
+        assert out[stat][names[2]][0] == pytest.approx((f(st[both] / 2) - f(st[both])).mean().item(), rel=1e-5)
+        assert out[stat]["budget-matched pair (eps sweep)"][0] == pytest.approx((f(st / 3) - f(st)).mean().item(),
+                                                                               rel=1e-5)
+        assert all(high < 0 for _, _, high in out[stat].values())
+    assert "budget-matched pair (eps sweep)" not in chapter.paired_differences(z, y, budget_matched=None,
+                                                                               n_resamples=50)["logit gap"]
+
+
+def test_penalty_slope_recovers_a_planted_proportionality():
+    """Gaps shrink by exactly 0.5 times the penalty at every radius: the slope is 0.5, its interval tight and
+    above 0; with shrinkage unrelated in sign to the penalty the slope is about 0 and its interval straddles it."""
+    rng = np.random.default_rng(0)
+    penalty = rng.uniform(1, 3, size=400)  # per-image drop per unit eps
+    base = rng.uniform(2, 6, size=400)
+    gaps = {0.0: base, **{e: base - 0.5 * e * penalty for e in (0.05, 0.1, 0.2)}}
+    slope = chapter.penalty_slope(gaps, penalty, n_resamples=500)
+    assert slope.estimate == pytest.approx(0.5) and 0.49 < slope.low <= slope.high < 0.51
+    noise = {0.0: base, **{e: base + rng.normal(scale=0.3, size=400) for e in (0.05, 0.1, 0.2)}}
+    unrelated = chapter.penalty_slope(noise, penalty, n_resamples=500)
+    assert unrelated.low < 0 < unrelated.high
+    table = chapter.shrinkage_table(gaps, penalty)
+    assert list(table) == [0.05, 0.1, 0.2]
+    assert table[0.1]["shrinkage"][0] == pytest.approx(0.05 * penalty.mean())
+    assert table[0.1]["penalty"][0] == pytest.approx(0.1 * penalty.mean())
+    assert table[0.1]["ratio"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"^gaps must be logit gaps at eps 0 and at least one radius above 0"):
+        chapter.penalty_slope({0.0: base}, penalty)

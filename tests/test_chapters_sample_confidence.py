@@ -189,3 +189,26 @@ def test_figures_draw_what_they_are_given() -> None:
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["S (2 images)",
                                                                             "evaluation subset (5 images)"]
     plt.close(fig)
+
+
+def test_baseline_distances_are_paired_and_the_closest_is_their_minimum():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=600)
+    values = {"ST": a, "AT": a + 2.0 * rng.normal(size=600), "ST'": a + 0.3 * rng.normal(size=600),
+              "AT'": a + 2.0 * rng.normal(size=600)}
+    baselines = {"ST vs ST'": ("ST", "ST'"), "AT vs AT'": ("AT", "AT'")}
+    rho = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="spearman",
+                                               n_resamples=400)
+    assert rho["ST vs ST'"].estimate == pytest.approx(stats.spearmanr(a, values["ST'"]).statistic
+                                                      - stats.spearmanr(a, values["AT"]).statistic)
+    assert rho["closest"].estimate == pytest.approx(min(rho["ST vs ST'"].estimate, rho["AT vs AT'"].estimate))
+    assert rho["ST vs ST'"].low > 0.3, "ST' agrees with ST far more than AT does"
+    assert rho["closest"].high <= rho["ST vs ST'"].high
+    jac = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="jaccard",
+                                               fraction=C5_FRACTION, n_resamples=400)
+    assert jac["closest"].estimate == pytest.approx(min(jac["ST vs ST'"].estimate, jac["AT vs AT'"].estimate))
+    with pytest.raises(ValueError, match=r"^statistic must be one of 'spearman', 'jaccard' \(got 'pearson'\)"):
+        sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="pearson")
+    with pytest.raises(ValueError, match=r"^pairs\[\"AT vs AT'\"\] must be names of models in values \(AT, ST, ST'\)"):
+        sample_confidence.baseline_distances({k: v for k, v in values.items() if k != "AT'"}, ("ST", "AT"),
+                                             baselines, statistic="spearman")

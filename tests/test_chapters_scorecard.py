@@ -20,70 +20,77 @@ from advlogits.chapters.claims import CLAIMS
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _records():
-    return [dict(claims.record("C1", measured={"d": -0.51234}, holds=True), chapter="02_logit_distributions"),
-            dict(claims.record("C6", measured={"gain": [1.0, 2], "checks": {"a_b": True}}, holds=False),
-                 chapter="04_distillation")]
+def _record(cid: str, verdict: str, estimate=None, ci=None, *, measured=None, chapter=None) -> dict:
+    decided = claims.outcome(verdict, None if estimate is None else (estimate, *ci), CLAIMS[cid].threshold,
+                             n_seeds=3, n_images=500)
+    return dict(claims.record(cid, decided, measured=measured or {}), chapter=chapter or CLAIMS[cid].chapter)
 
 
-def test_scorecard_rows_summary_and_table():
-    records = _records()
+def test_scorecard_rows_are_compact_with_the_verdict_the_number_and_a_chapter_link():
+    records = [_record("C1", "reproduced", -3.0041, (-3.11, -2.9)),
+               _record("C6", "inconclusive", 0.1234, (0.05, 0.2), measured={"gain": [1.0, 2]})]
     rows = scorecard.scorecard_rows(records)
     assert [r["id"] for r in rows] == list(claims.CLAIM_IDS)
-    assert rows[0]["verdict"] == "✓ reproduced" and rows[0]["measured"] == "d = -0.512"
-    assert rows[0]["claim"] == f"{CLAIMS['C1'].claim} (02_logit_distributions)"
-    assert rows[0]["criterion"] == CLAIMS["C1"].criterion
-    assert rows[5]["verdict"] == "✗ not reproduced" and rows[5]["measured"] == "gain = [1, 2]; checks = {a b: true}"
-    assert rows[3] == {"id": "C4", "verdict": "– not measured",
-                       "claim": f"{CLAIMS['C4'].statement} (03_sample_confidence)", "criterion": "(no record)",
-                       "measured": ""}
-    s = scorecard.summary(records)
-    assert (s["n_reproduced"], s["n_measured"], s["n_claims"]) == (1, 2, 8)
-    assert "C2, C3, C4, C5, C7, C8" in s["missing_note"] and "03_sample_confidence" in s["missing_note"]
-    assert "02_logit_distributions" not in s["missing_note"]  # it wrote a record
+    assert rows[0] == {"id": "C1", "claim": CLAIMS["C1"].statement, "verdict": "✓ reproduced",
+                       "estimate [95% CI] vs threshold": "-3 [-3.11, -2.9] vs 0",
+                       "chapter": "{doc}`2. Logit distributions <02_logit_distributions>`"}
+    assert rows[5]["verdict"] == "? inconclusive"
+    assert rows[5]["estimate [95% CI] vs threshold"] == "0.123 [0.05, 0.2] vs 0.1"
+    assert rows[3] == {"id": "C4", "claim": CLAIMS["C4"].statement, "verdict": "· not measured",
+                       "estimate [95% CI] vs threshold": "",
+                       "chapter": "{doc}`3. Sample confidence <03_sample_confidence>`"}
+    untestable = scorecard.scorecard_rows([_record("C7", "not testable")])[6]
+    assert untestable["verdict"] == "– not testable" and untestable["estimate [95% CI] vs threshold"] == "n/a vs 0.5"
     table = scorecard.markdown_table([{"a": "x|y", "b": 1}])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
-    assert tuple(CLAIMS) == claims.CLAIM_IDS == tuple(sorted(c.id for c in CLAIMS.values()))
 
 
-def test_measured_values_are_formatted_for_a_narrow_column():
-    record = dict(claims.record("C3", measured={"max_abs_error": 1.23456e-7, "sweep_mean_gap": [3.14159, 2.5],
-                                                "strictly_decreasing": False, "n_images": 1000, "missing": None,
-                                                "nan": float("nan")}, holds=False),
-                  chapter="02_logit_distributions")
-    row = scorecard.scorecard_rows([record])[2]
-    assert row["measured"] == ("max abs error = 1.23e-07; sweep mean gap = [3.14, 2.5]; strictly decreasing = false; "
-                               "n images = 1000; missing = None; nan = None")
+def test_details_keep_every_measurement_formatted_for_a_narrow_column():
+    record = _record("C3", "not reproduced", 0.1, (-0.2, 0.4),
+                     measured={"max_abs_error": 1.23456e-7, "sweep_mean_gap": [3.14159, 2.5], "ok": False,
+                               "missing": None, "nan": float("nan"), "checks": {"a_b": True}})
+    (row,) = scorecard.details_rows([record])
+    assert row["measured"] == ("max abs error = 1.23e-07; sweep mean gap = [3.14, 2.5]; ok = false; missing = None; "
+                               "nan = None; checks = {a b: true}")
+    assert (row["id"], row["criterion"], row["seeds x images"]) == ("C3", CLAIMS["C3"].criterion, "3 x 500")
 
 
-def test_every_claim_has_a_row_and_a_claim_with_two_records_gets_two():
-    both = [dict(claims.record("C2", measured={}, holds=True), chapter="02_logit_distributions"),
-            dict(claims.record("C2", measured={}, holds=False), chapter="other")]
-    rows = scorecard.scorecard_rows(both)
-    assert [r["id"] for r in rows] == ["C1", "C2", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
-    assert [r["verdict"] for r in rows[1:3]] == ["✓ reproduced", "✗ not reproduced"]
-    # a claim is reproduced only when every record of it holds
-    s = scorecard.summary(both)
-    assert (s["n_reproduced"], s["n_measured"]) == (0, 1)
-    assert scorecard.summary(both[:1])["n_reproduced"] == 1
-
-
-def test_summary_of_a_complete_scorecard_and_of_an_empty_one():
-    complete = [dict(claims.record(cid, measured={}, holds=cid != "C5"), chapter=CLAIMS[cid].chapter)
-                for cid in claims.CLAIM_IDS]
+def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record():
+    complete = [_record(cid, v) for cid, v in zip(claims.CLAIM_IDS, ["reproduced"] * 4 + [
+        "inconclusive", "not reproduced", "not testable", "not testable"])]
     s = scorecard.summary(complete)
-    assert s == {"n_reproduced": 7, "n_measured": 8, "n_claims": 8, "missing_note": "Every claim has a record."}
+    assert (s["n_reproduced"], s["n_not_reproduced"], s["n_inconclusive"], s["n_not_testable"]) == (4, 1, 1, 2)
+    assert (s["n_measured"], s["n_claims"], s["missing_note"]) == (8, 8, "Every claim has a record.")
+    assert s["verdicts"]["C5"] == "inconclusive"
+    two = [_record("C2", "reproduced"), _record("C2", "inconclusive", chapter="other")]
+    assert scorecard.summary(two)["verdicts"] == {"C2": "inconclusive"}
+    assert scorecard.summary(two + [_record("C2", "not reproduced")])["verdicts"] == {"C2": "not reproduced"}
+    assert [r["id"] for r in scorecard.scorecard_rows(two)] == ["C1", "C2", "C2", "C3", "C4", "C5", "C6", "C7",
+                                                                "C8"]
     empty = scorecard.summary([])
     assert (empty["n_reproduced"], empty["n_measured"], empty["n_claims"]) == (0, 0, 8)
     assert empty["missing_note"] == ("Claims without a record: C1, C2, C3, C4, C5, C6, C7, C8. Chapters that wrote no "
                                      "claims at this profile: 02_logit_distributions, 03_sample_confidence, "
                                      "04_distillation (run them first).")
-    rows = scorecard.scorecard_rows([])
-    assert [r["verdict"] for r in rows] == ["– not measured"] * 8
-    table = scorecard.markdown_table(rows)
-    assert table.splitlines()[0] == "| id | verdict | claim | criterion | measured |"
-    assert len(table.splitlines()) == 2 + 8
     assert scorecard.markdown_table([]).splitlines() == ["|  |", "|"]
+
+
+def test_the_figure_has_a_row_per_claim_coloured_by_verdict_with_its_threshold():
+    import matplotlib.pyplot as plt
+
+    records = [_record("C1", "reproduced", -3.0, (-3.1, -2.9)), _record("C6", "inconclusive", 0.12, (0.05, 0.2)),
+               _record("C7", "not testable")]
+    fig = scorecard.scorecard_figure(records)
+    axes = fig.axes
+    assert len(axes) == 8 and [a.get_ylabel() for a in axes] == list(claims.CLAIM_IDS)
+    assert axes[0].get_title(loc="left").endswith("reproduced") and axes[5].get_title(loc="left").endswith("inconclusive")
+    assert axes[0]._left_title.get_color() == scorecard.VERDICT_COLORS["reproduced"]
+    assert axes[3].get_title(loc="left").endswith("not measured")
+    thresholds = [[line.get_xdata()[0] for line in a.lines if line.get_linestyle() == "--"] for a in axes]
+    assert thresholds[5] == [0.1] and thresholds[0] == [0.0]
+    lo, hi = axes[5].get_xlim()
+    assert lo < 0.05 and hi > 0.2, "the interval and the threshold are in view"
+    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -99,29 +106,34 @@ def test_chapter_is_committed_without_outputs_with_a_typed_parameters_cell():
 def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
     executed = tmp_path / "executed"
     env = {**os.environ, "ADVLOGITS_EXECUTED_DIR": str(executed), "ADVLOGITS_HOME": str(tmp_path / "store")}
-    record = claims.record("C6", measured={"gain_points": 12.5}, holds=True)
+    record = _record("C6", "inconclusive", 0.125, (0.08, 0.17), measured={"gain_points": 12.5})
     (executed / "claims").mkdir(parents=True)
-    (executed / "claims" / "04_distillation.json").write_text(json.dumps([{**record, "chapter": "04_distillation"}]))
+    (executed / "claims" / "04_distillation.json").write_text(json.dumps([record]))
     out = tmp_path / "05.ipynb"
     proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "chapters/05_scorecard.ipynb"), str(out),
                            "-p", "profile", "smoke", "-k", "python3", "--cwd", str(ROOT / "chapters")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((executed / "scorecard.json").read_text())
-    assert [(r["id"], r["holds"]) for r in card] == [("C6", True)]
+    assert [(r["id"], r["verdict"], r["holds"]) for r in card] == [("C6", "inconclusive", None)]
     glued, markdown = {}, []
     for cell in nbformat.read(out, as_version=4).cells:
         for output in cell.get("outputs", []):
             name = output.get("metadata", {}).get("scrapbook", {}).get("name")
             if name:
-                glued[name] = output["data"]["application/papermill.record/text/plain"]
+                glued[name] = output["data"].get("application/papermill.record/text/plain")
             elif "text/markdown" in output.get("data", {}):
                 markdown += output["data"]["text/markdown"].splitlines()
-    rows = {line.split("|")[1].strip(): line for line in markdown if line.startswith("| C")}
-    assert list(rows) == list(claims.CLAIM_IDS)
-    assert rows["C6"] == (f"| C6 | ✓ reproduced | {CLAIMS['C6'].claim} (04_distillation) | "
-                          f"{CLAIMS['C6'].criterion} | gain points = 12.5 |")
-    assert rows["C1"].startswith("| C1 | – not measured | AT models have lower max logits")
-    assert rows["C1"].endswith("(02_logit_distributions) | (no record) |  |")
-    assert (glued["n_reproduced"], glued["n_measured"], glued["n_claims"]) == ("1", "1", "8")
+    rows: dict[str, str] = {}
+    for line in markdown:  # the compact table first; the details table below it repeats C6
+        if line.startswith("| C"):
+            rows.setdefault(line.split("|")[1].strip(), line)
+    assert list(rows) == list(claims.CLAIM_IDS), "one compact row per claim"
+    assert rows["C6"] == (f"| C6 | {CLAIMS['C6'].statement} | ? inconclusive | 0.125 [0.08, 0.17] vs 0.1 | "
+                          "{doc}`4. Distillation <04_distillation>` |")
+    assert rows["C1"].startswith(f"| C1 | {CLAIMS['C1'].statement} | · not measured |")
+    assert any(line.startswith("| C6 | robust-accuracy gain") and "gain points = 12.5" in line for line in markdown)
+    assert (glued["n_inconclusive"], glued["n_reproduced"], glued["n_measured"], glued["n_claims"]) == (
+        "1", "0", "1", "8")
     assert "02_logit_distributions, 03_sample_confidence" in glued["missing_note"]
+    assert "fig_scorecard" in glued and "(C6: inconclusive)" in glued["lessons"]

@@ -28,7 +28,7 @@ def test_settings_table_shows_the_profiles_values():
 
 
 def test_settings_table_follows_overrides_and_the_whole_training_split():
-    p = profiles.resolve("cpu", device="cpu", eps=8 / 255, epochs=2, n_eval=300)
+    p = profiles.resolve("cpu", device="cpu", eps=8 / 255, epochs=2, n_eval=300, n_autoattack=200)
     value = chapter.settings_table(p)["value"]
     assert value["training images"] == "all"  # n_train None: the whole split
     assert value["ST / AT epochs"] == f"2 / {p.adv_epochs}"
@@ -47,3 +47,27 @@ def test_statistic_means_by_hand():
     e = torch.e
     expected = (1 / (2 + 1 / e) + e ** 0.5 / (e ** 0.5 + 2)) / 2
     assert means.loc["AT", "confidence"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_overfitting_flags_and_their_sentence():
+    steady = {"val_pgd_acc": [0.40, 0.55, 0.60]}
+    flags = chapter.overfitting_flags(steady)
+    assert flags == {"catastrophic": False, "robust_overfitting": False, "best_epoch": 3, "last": 0.60, "best": 0.60}
+    assert chapter.overfitting_note(flags).endswith("It shows neither catastrophic nor robust overfitting.")
+    collapse = chapter.overfitting_flags({"val_pgd_acc": [0.40, 0.45, 0.10]})
+    assert collapse["catastrophic"] and collapse["robust_overfitting"] and collapse["best_epoch"] == 2
+    assert "catastrophic overfitting and robust overfitting" in chapter.overfitting_note(collapse)
+    slow = chapter.overfitting_flags({"val_pgd_acc": [0.40, 0.50, 0.46]})  # a 4-point fall, not 20
+    assert (slow["catastrophic"], slow["robust_overfitting"]) == (False, True)
+    edge = chapter.overfitting_flags({"val_pgd_acc": [0.50, 0.30, 0.47]})  # exactly 20 points is not "more than"
+    assert edge["catastrophic"] is False and edge["robust_overfitting"] is False
+    assert chapter.overfitting_flags({})["catastrophic"] is None
+    assert chapter.overfitting_note(chapter.overfitting_flags({})).startswith("The adversarial training of this run")
+
+
+def test_subset_accuracies_read_autoattacks_images_only():
+    result = {"n_autoattack": 4, "clean_correct": [True, True, True, False, True, True],
+              "pgd_correct": [True, True, False, False, False, False], "pgd_cw_correct": [True, False, False, False],
+              "autoattack_correct": [True, True, False, False], "robust_correct": [True, False, False, False]}
+    assert chapter.subset_accuracies(result) == {"clean": 0.75, "PGD-CE": 0.5, "PGD-CW": 0.25, "AutoAttack": 0.5,
+                                                 "robust (worst case)": 0.25}

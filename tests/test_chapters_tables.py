@@ -41,90 +41,50 @@ def _binomial_bounds(k: int, n: int) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_accuracy_table_shows_bootstrap_intervals():
-    results = {"ST": {"clean_correct": [True] * 90 + [False] * 10, "pgd_correct": [True] * 5 + [False] * 95,
-                      "autoattack_acc": 0.02, "n_autoattack": 50}}
+def outcomes(**counts: int) -> dict:
+    """An evaluation of 100 AutoAttack images (200 evaluation images) from counts of correct images per attack; the
+    worst case is the first min(counts) images."""
+    n = 100
+    keys = {"clean": "clean_correct", "ce": "pgd_correct", "cw": "pgd_cw_correct", "aa": "autoattack_correct",
+            "worst": "robust_correct"}
+    out = {key: [True] * counts[name] + [False] * (n - counts[name]) for name, key in keys.items()}
+    for key in ("clean_correct", "pgd_correct", "pgd_cw_correct"):
+        out[key] = out[key] + [False] * 100  # the evaluation images beyond AutoAttack's do not count
+    return {**out, "n_autoattack": n}
+
+
+def test_accuracy_table_compares_every_attack_on_autoattack_images_with_intervals():
+    results = {"AT": outcomes(clean=80, ce=70, cw=68, aa=69, worst=66), "ST": outcomes(clean=90, ce=5, cw=4, aa=3,
+                                                                                        worst=2)}
     table = accuracy_table(results, pgd_steps=20)
-    assert list(table.columns) == ["clean", "PGD-20", "PGD-20, AutoAttack subset", "AutoAttack"]
-    assert table.loc["ST", "clean"].startswith("90.0 [")
-    assert table.loc["ST", "AutoAttack"].startswith("2.0 [0.0, ")
+    assert list(table.columns) == ["clean", "PGD-20 CE", "PGD-20 CW", "AutoAttack", "robust (worst case)"]
+    assert list(table.index) == ["AT", "ST"]
+    cells = {column: _cell(table.loc["AT", column]) for column in table.columns}
+    assert [c[0] for c in cells.values()] == [80.0, 70.0, 68.0, 69.0, 66.0], "on the first 100 images only"
+    for (estimate, low, high), k in zip(cells.values(), (80, 70, 68, 69, 66)):
+        expected_low, expected_high = _binomial_bounds(k, 100)
+        assert abs(low - expected_low) <= 2.0 and abs(high - expected_high) <= 2.0
+    assert all(re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", cell) for cell in table.loc["AT"])
     estimate, low, high = accuracy_interval([True] * 500 + [False] * 500)
-    half_width = 1.96 * 100 * (0.25 / 1000) ** 0.5  # normal approximation: 3.1 points
-    assert estimate == 50 and abs((high - low) / 2 - half_width) < 0.5
+    assert estimate == 50 and abs((high - low) / 2 - 1.96 * 100 * (0.25 / 1000) ** 0.5) < 0.5
 
 
-def test_accuracy_table_intervals_against_the_binomial():
-    results = {"ST": {"clean_correct": [True] * 90 + [False] * 10,
-                      "pgd_correct": [True] * 5 + [False] * 45 + [True] * 25 + [False] * 25,
-                      "autoattack_acc": 0.02, "n_autoattack": 50},
-               "AT": {"clean_correct": [True] * 80 + [False] * 20, "pgd_correct": [True] * 42 + [False] * 58}}
-    table = accuracy_table(results, pgd_steps=7, intervals=True)
-    assert list(table.index) == ["ST", "AT"]
-    cells = {column: _cell(table.loc["ST", column]) for column in table.columns}
-    # estimates: 90 of 100 clean, 30 of 100 PGD, 5 of the first 50 (AutoAttack's images) PGD, 1 of 50 AutoAttack
-    assert [c[0] for c in cells.values()] == [90.0, 30.0, 10.0, 2.0]
-    for column, (k, n) in zip(cells, ((90, 100), (30, 100), (5, 50), (1, 50))):
-        _, low, high = cells[column]
-        expected_low, expected_high = _binomial_bounds(k, n)
-        assert abs(low - expected_low) <= 2.0 and abs(high - expected_high) <= 2.0, (column, low, high)
-        assert low <= 100 * k / n <= high
-    # the AutoAttack interval is rebuilt from its count: 0.02 of 50 images is 1 robust image
-    assert cells["AutoAttack"] == pytest.approx(accuracy_interval([True] + [False] * 49), abs=0.05)
-    # one decimal everywhere
-    assert all(re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", cell) for cell in table.loc["ST"])
-    # a model without AutoAttack has clean and PGD only
-    assert _cell(table.loc["AT", "PGD-7"])[0] == 42.0
-    assert isinstance(table.loc["AT", "AutoAttack"], float) and math.isnan(table.loc["AT", "AutoAttack"])
+def test_accuracy_table_as_numbers_and_without_autoattack():
+    table = accuracy_table({"AT": outcomes(clean=80, ce=70, cw=68, aa=69, worst=66)}, pgd_steps=7, intervals=False)
+    assert table.loc["AT"].tolist() == [80.0, 70.0, 68.0, 69.0, 66.0]
+    with pytest.raises(ValueError, match=r"^results must be evaluations with AutoAttack \(n_autoattack > 0\) "
+                                         r"\(got 'ST'\)"):
+        accuracy_table({"ST": {"clean_correct": [True]}}, pgd_steps=7)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# accuracy_table as numbers (chapter 4)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def results_from(robust_values, **extra):
-    return {name: {"clean_acc": 0.9, "pgd_acc": r + 0.01, "pgd_acc_on_autoattack_subset": r + 0.02,
-                   "pgd_cw_acc": r, "pgd_cw_acc_on_autoattack_subset": r, "autoattack_acc": r, "n_autoattack": 100,
-                   **extra.get(name, {})}
-            for name, r in robust_values.items()}
-
-
-def test_accuracy_numbers_with_cw_and_notes_on_hand_made_results():
-    results = results_from({"hard labels": 0.10, "KD-ST": 0.12, "KD-AT": 0.42},
-                           **{"KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44}})
-    table = accuracy_table(results, pgd_steps=20, intervals=False, cw=True)
-    assert table.loc["KD-AT", "PGD-20 CE (AA images)"] == 60.0 and table.loc["KD-AT", "AutoAttack"] == 42.0
-    assert list(table.columns)[:3] == ["clean", "PGD-20 CE", "PGD-20 CW"]
-    assert list(table.columns) == ["clean", "PGD-20 CE", "PGD-20 CW", "PGD-20 CE (AA images)", "PGD-20 CW (AA images)",
-                                   "AutoAttack", "AutoAttack 95% CI"]
-    low, high = _bracket(table.loc["KD-AT", "AutoAttack 95% CI"])
-    assert low < 42.0 < high and 15 < high - low < 23  # 42 of 100 images: +- 1.96 * 4.9 points
-    expected_low, expected_high = _binomial_bounds(42, 100)
-    assert abs(low - expected_low) <= 2.0 and abs(high - expected_high) <= 2.0
-    assert table.loc["KD-ST"].tolist()[:6] == [90.0, 13.0, 12.0, 14.0, 12.0, 12.0]
-    assert table.loc["KD-AT", "PGD-20 CW (AA images)"] == 44.0
+def test_pgd_excess_notes_on_hand_made_results():
+    results = {"KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44,
+                         "autoattack_acc": 0.42}, "KD-ST": {"pgd_acc_on_autoattack_subset": 0.14,
+                                                            "pgd_cw_acc_on_autoattack_subset": 0.12,
+                                                            "autoattack_acc": 0.12}}
     ce, cw = pgd_excess_notes(results).split("PGD with CW loss:")
-    assert "KD-AT (18.0 points)" in ce and cw.strip().startswith("No model")
     assert ce.startswith("PGD with CE loss: Flagged: PGD overstates the robustness of KD-AT (18.0 points)")
-
-
-def test_accuracy_numbers_without_cw_round_and_leave_missing_values_empty():
-    results = {"ST": {"clean_acc": 0.91234, "pgd_acc": 0.0, "pgd_acc_on_autoattack_subset": 0.05,
-                      "autoattack_acc": 0.0, "n_autoattack": 40, "pgd_cw_acc": 0.3},
-               "no AA": {"clean_acc": 0.5, "pgd_acc": 0.25}}
-    table = accuracy_table(results, pgd_steps=3, intervals=False)
-    assert list(table.columns) == ["clean", "PGD-3 CE", "PGD-3 CE (AA images)", "AutoAttack", "AutoAttack 95% CI"]
-    columns = ["clean", "PGD-3 CE", "PGD-3 CE (AA images)", "AutoAttack"]
-    assert table.loc["ST", columns].tolist() == [91.2, 0.0, 5.0, 0.0]
-    assert table.loc["ST", "AutoAttack 95% CI"] == "[0.0, 0.0]"  # no robust image in any resample
-    assert table.loc["no AA", ["clean", "PGD-3 CE"]].tolist() == [50.0, 25.0]
-    for column in ("PGD-3 CE (AA images)", "AutoAttack", "AutoAttack 95% CI"):
-        assert math.isnan(table.loc["no AA", column]), column
-
-
-# ---------------------------------------------------------------------------------------------------------
-# interval_table
-# ---------------------------------------------------------------------------------------------------------
+    assert cw.strip().startswith("No model")
 
 
 def test_interval_table_formats_estimate_and_bounds():

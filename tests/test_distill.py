@@ -22,6 +22,8 @@ from advlogits.distill import (
     mean_nonmax,
     reorder_nonmax_like,
     shuffle_nonmax,
+    soften,
+    spread_nonmax,
 )
 from advlogits.logits import confidence
 
@@ -260,7 +262,7 @@ def _targets(kind: str, teacher: torch.Tensor, y: torch.Tensor, reference: torch
     extra: dict[str, object] = {}
     if kind == "reorder":
         extra["reference"] = reference
-    if kind in ("flatten", "label_smoothing"):
+    if kind in ("flatten", "label_smoothing", "soften"):
         extra["confidence"] = 0.8
     if kind == "shuffle":
         extra["generator"] = torch.Generator().manual_seed(4)
@@ -300,7 +302,7 @@ def test_make_targets_dispatches(teacher: torch.Tensor, y: torch.Tensor, referen
 
 def test_make_targets_validation(teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> None:
     with pytest.raises(ValueError, match=r"kind must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', "
-                                         r"'label_smoothing', 'argmax' \(got 'permute'\)"):
+                                         r"'label_smoothing', 'argmax', 'spread', 'soften' \(got 'permute'\)"):
         make_targets("permute", teacher, y=y)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"reference must be the ST teacher's logits \(same shape\) for "
                                          r"kind='reorder' \(got None\)"):
@@ -317,8 +319,8 @@ def test_make_targets_validation(teacher: torch.Tensor, y: torch.Tensor, referen
     with pytest.raises(ValueError, match=r"confidence must be a finite number > 0.1 and < 1 \(got 0.05\); a "
                                          r"probability in \(1/K, 1\) for K=10 classes"):
         make_targets("label_smoothing", teacher, y=y, confidence=0.05)
-    with pytest.raises(ValueError, match=r"confidence must be None for kind='kd' \(only 'flatten' and "
-                                         r"'label_smoothing' use it\) \(got 0.8\); drop it"):
+    with pytest.raises(ValueError, match=r"confidence must be None for kind='kd' \(only 'flatten', "
+                                         r"'label_smoothing' and 'soften' use it\) \(got 0.8\); drop it"):
         make_targets("kd", teacher, y=y, confidence=0.8)
     with pytest.raises(ValueError, match=r"y must be of shape \(1000,\), one class index per sample \(got "
                                          r"torch.int64 tensor of shape \(999,\)\)"):
@@ -354,3 +356,43 @@ def test_average_confidence_is_the_mean_of_the_per_image_confidence(teacher: tor
     assert average_confidence(teacher) == pytest.approx(confidence(teacher).mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match=r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes"):
         average_confidence(torch.zeros(3))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# spread (C7) and soften (the softness control of C6)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_spread_keeps_each_confidence_and_spreads_the_rest_evenly():
+    g = torch.Generator().manual_seed(0)
+    z = 3 * torch.randn(200, 10, generator=g)
+    z[0] = torch.tensor([60.0] + [0.0] * 9)  # a confidence that rounds to 1 in float32
+    out = spread_nonmax(z)
+    p, q = z.double().softmax(1), out.double().softmax(1)
+    assert torch.equal(out.argmax(1), z.argmax(1))
+    torch.testing.assert_close(q.amax(1), p.amax(1), rtol=0, atol=1e-6)
+    rest = q.masked_fill(torch.nn.functional.one_hot(z.argmax(1), 10).bool(), float("nan"))
+    torch.testing.assert_close(rest.nan_to_num(0).sum(1), (1 - p.amax(1)), rtol=1e-5, atol=1e-9)
+    others = rest[~rest.isnan()].view(200, 9)
+    assert torch.allclose(others, others[:, :1].expand(-1, 9)), "every incorrect class gets the same probability"
+    assert torch.isfinite(out).all() and out[0, 0] > 50, "the rounding confidence stays finite and sharp"
+    assert torch.equal(make_targets("spread", z, y=z.argmax(1)), out)
+    corrected = make_targets("spread", z, y=torch.zeros(200, dtype=torch.long), label_corrected=True)
+    assert (corrected.argmax(1) == 0).all(), "on the label-corrected teacher the true class is on top"
+
+
+def test_soften_reaches_the_mean_confidence_with_one_temperature():
+    g = torch.Generator().manual_seed(1)
+    z = 4 * torch.randn(300, 10, generator=g)
+    for to in (0.3, 0.6, 0.95):
+        out = soften(z, to=to)
+        assert out.double().softmax(1).amax(1).mean().item() == pytest.approx(to, abs=1e-6)
+        ratio = out / z
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-5), "one scale for every logit"
+        assert torch.equal(out.argsort(1), z.argsort(1)), "class order kept"
+    assert torch.equal(make_targets("soften", z, y=z.argmax(1), confidence=0.6), soften(z, to=0.6))
+    with pytest.raises(ValueError, match=r"^confidence must be the teacher's data-set average confidence .*"
+                                         r"for kind='soften' \(got None\)"):
+        make_targets("soften", z, y=z.argmax(1))
+    with pytest.raises(ValueError, match=r"^to must be a finite number > 0\.1 and < 1 \(got 1\.0\)"):
+        soften(z, to=1.0)

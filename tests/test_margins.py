@@ -3,6 +3,7 @@ against our PGD, hand-checked dual norms, the first-order margin drops of networ
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 
@@ -302,3 +303,108 @@ def test_last_layer_summary_by_hand():
     assert s["feature_l2"] == pytest.approx((math.hypot(0.8, 0.2) + math.hypot(0.1, 0.5)) / 2)
     # top two: classes 0, 1 (gap 0.6) and classes 1, 0 (gap 0.4); ||w0 - w1||_2 = sqrt 2 (class 2 would give 1)
     assert s["boundary_distance"] == pytest.approx((0.6 + 0.4) / math.sqrt(2) / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the input gradient of the logit gap (claim C3's penalty)
+# ---------------------------------------------------------------------------------------------------------
+
+def _top2(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    top2 = z.topk(2, dim=1).indices
+    return top2[:, 0], top2[:, 1]
+
+
+def test_gap_gradient_l1_of_a_linear_model_is_its_weight_difference():
+    torch.manual_seed(0)
+    model = build_model("linear")  # float32, as the book's models
+    x = torch.rand(23, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    g1 = margins.gap_gradient_l1(model, x, batch_size=5)
+    w = model.linear.weight.detach()
+    with torch.no_grad():
+        a, b = _top2(model(x))
+    assert g1.shape == (23,) and g1.dtype == torch.float32 and g1.device.type == "cpu"
+    torch.testing.assert_close(g1, (w[a] - w[b]).abs().sum(dim=1), rtol=1e-6, atol=0)
+    assert len(set(zip(a.tolist(), b.tolist()))) > 1  # several class pairs, so the pair is really read per image
+
+
+def test_gap_gradient_l1_times_eps_is_the_exact_drop_of_a_linear_gap():
+    """A float64 linear model: moving by -eps * sign(w_(1) - w_(2)) lowers z_(1) - z_(2) by eps * gap_gradient_l1."""
+    w, b = _random_linear(k=5, d=30, seed=11)
+    model = margins.linear_model_from(w, b)
+    x = _inputs(40, 30, 12)
+    eps = 0.01
+    g1 = margins.gap_gradient_l1(model, x)
+    z = x @ w.T + b
+    a, j = _top2(z)
+    delta = -eps * torch.sign(w[a] - w[j])
+    z_adv = (x + delta) @ w.T + b
+    idx = torch.arange(40)
+    drop = (z[idx, a] - z[idx, j]) - (z_adv[idx, a] - z_adv[idx, j])
+    torch.testing.assert_close(eps * g1.double(), drop, rtol=1e-6, atol=0)
+
+
+class _Net(nn.Module):
+    """A small CNN with dropout and batch norm, so that a forward pass in train mode differs from eval mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 16), nn.Tanh(),
+                                  nn.Linear(16, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _trained_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = _Net()
+    with torch.no_grad():
+        net(torch.rand(16, 1, 10, 10))  # running statistics that are not the defaults
+    return net.train()
+
+
+def test_gap_gradient_l1_of_a_cnn_matches_per_image_autograd_and_finite_differences():
+    net = _trained_net()
+    x = torch.rand(12, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    g1 = margins.gap_gradient_l1(net, x, batch_size=5)
+    assert net.training and net.head[1].training  # every submodule's mode is restored
+    reference = copy.deepcopy(net).double().eval()  # float64, one image at a time
+    for i in range(12):
+        xi = x[i:i + 1].double().requires_grad_(True)
+        z = reference(xi)
+        a, j = _top2(z.detach())
+        (grad,) = torch.autograd.grad((z[0, a] - z[0, j]).sum(), xi)
+        assert g1[i].item() == pytest.approx(grad.abs().sum().item(), rel=1e-5)
+        # central difference along sign(grad): the directional derivative there is ||grad||_1
+        h, s = 1e-6, torch.sign(grad)
+        with torch.no_grad():
+            up, down = reference(xi + h * s), reference(xi - h * s)
+        fd = ((up[0, a] - up[0, j]) - (down[0, a] - down[0, j])).item() / (2 * h)
+        assert fd == pytest.approx(grad.abs().sum().item(), rel=1e-4)
+
+
+def test_gap_gradient_l1_is_margin_drops_grad_l1_at_the_predicted_class():
+    net = _trained_net()
+    x = torch.rand(9, 1, 10, 10, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        predicted = net.eval()(x).argmax(1)
+    net.train()
+    drops = margins.margin_drops(net, x, predicted, eps=0.01, alpha=0.005, steps=1)
+    torch.testing.assert_close(margins.gap_gradient_l1(net, x), drops["grad_l1"])
+
+
+def test_gap_gradient_l1_of_no_images_and_its_refusals():
+    net = _trained_net()
+    assert margins.gap_gradient_l1(net, torch.zeros(0, 1, 10, 10)).shape == (0,)
+    x = torch.rand(3, 1, 10, 10)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1 \(got 0\)"):
+        margins.gap_gradient_l1(net, x, batch_size=0)
+    with pytest.raises(ValueError, match=r"x must be in \[0, 1\] \(got min"):
+        margins.gap_gradient_l1(net, x + 2)
+    with pytest.raises(ValueError, match=r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got list\)"):
+        margins.gap_gradient_l1(net, [[0.5]])
+    with pytest.raises(ValueError, match=r"model must be a model with at least 2 classes \(the logit gap needs two\) "
+                                         r"\(got logits of shape \(3, 1\)\)"):
+        margins.gap_gradient_l1(nn.Sequential(nn.Flatten(), nn.Linear(100, 1)), x)
+    assert net.training

@@ -8,55 +8,71 @@ import pytest
 from advlogits import profiles
 from advlogits.pipeline import lineup, model_key
 
-C7 = ("AT shuffled", "AT mean", "AT ST order")
+C7 = ("AT shuffled", "AT spread", "AT ST order")
 C8 = ("AT flattened", "AT label smoothing")
 
 
-def by_name(students):
-    return {s.name: s for s in students}
+def of_seed(students, seed):
+    return {s.name: s for s in students if s.seed == seed or s.role == "teacher"}
 
 
-def test_lineup_holds_the_claims_students_controls_and_sweep_with_distinct_keys():
+def test_lineup_holds_every_student_for_each_seed_with_distinct_keys():
     p = profiles.resolve("cpu", device="cpu")
     students = lineup.students(p)
-    s = by_name(students)
-    assert len({model_key(x.config) for x in students}) == len(students) == 19
-    assert [x.name for x in students if x.claim == "C6"] == ["hard labels", "KD-ST", "KD-AT"]
-    assert [x.name for x in students if x.claim == "C7"] == list(C7)
-    assert [x.name for x in students if x.claim == "C8"] == list(C8)
-    st, at = p.standard(), p.adversarial()
-    assert s["ST teacher"].config == st and s["AT teacher"].config == at
-    for x in students:
-        if x.role == "teacher":
-            continue
-        c = x.config
-        assert (c.arch, c.n_train, c.epochs, c.seed) == (p.arch, p.student_n_train, p.student_epochs, p.seed)
-    assert s["hard labels"].config.method == "standard"
-    assert s["KD-ST"].config.teacher == st and s["KD-ST"].config.targets == "kd"
-    expected = {"KD-AT": ("kd", False), "AT shuffled": ("shuffle", False), "AT mean": ("mean", False),
-                "AT ST order": ("reorder", False), "AT flattened": ("flatten", False),
-                "AT label smoothing": ("label_smoothing", False), "AT argmax": ("argmax", False),
-                "AT-corr KD": ("kd", True), "AT-corr shuffled": ("shuffle", True), "AT-corr mean": ("mean", True),
-                "AT-corr ST order": ("reorder", True), "AT-corr flattened": ("flatten", True),
-                "AT-corr label smoothing": ("label_smoothing", True)}
-    for name, (kind, corrected) in expected.items():
-        c = s[name].config
-        assert (c.method, c.teacher, c.targets, c.label_corrected, c.T) == ("distilled", at, kind, corrected, 1.0), name
-        assert c.reference == (st if kind == "reorder" else None), name
-    assert {x.name: (x.config.targets, x.config.T) for x in students if x.role == "sweep"} == {
-        "KD-AT (T=4)": ("kd", 4.0), "AT shuffled (T=4)": ("shuffle", 4.0)}
+    per_seed = 17
+    assert len(students) == 2 + per_seed * len(p.student_seeds) + 2 == 55
+    assert len({model_key(x.config) for x in students}) == len(students)
+    assert p.student_seeds == (100, 101, 102) and not set(p.student_seeds) & {*p.seeds, p.seed}
+    for seed in p.student_seeds:
+        s = of_seed(students, seed)
+        assert [x.name for x in students if x.claim == "C6" and x.seed == seed] == [
+            "hard labels", "KD-ST", "KD-ST soft", "KD-AT"]
+        assert [x.name for x in students if x.claim == "C7" and x.seed == seed] == list(C7)
+        assert [x.name for x in students if x.claim == "C8" and x.seed == seed] == list(C8)
+        st, at = p.standard(), p.adversarial()
+        assert s["ST teacher"].config == st and s["AT teacher"].config == at and s["ST teacher"].seed == p.seed
+        for x in s.values():
+            if x.role == "teacher":
+                continue
+            c = x.config
+            assert (c.arch, c.n_train, c.epochs, c.seed) == (p.arch, p.student_n_train, p.student_epochs, seed)
+            assert c.seed not in p.seeds, "a student never starts from a teacher's initialisation"
+        assert s["hard labels"].config.method == "standard"
+        assert s["KD-ST"].config.teacher == st and s["KD-ST"].config.targets == "kd"
+        soft = s["KD-ST soft"].config
+        assert (soft.teacher, soft.targets, soft.reference) == (st, "soften", at)
+        expected = {"KD-AT": ("kd", False), "AT shuffled": ("shuffle", False), "AT spread": ("spread", False),
+                    "AT mean": ("mean", False), "AT ST order": ("reorder", False), "AT flattened": ("flatten", False),
+                    "AT label smoothing": ("label_smoothing", False), "AT argmax": ("argmax", False),
+                    "AT-corr KD": ("kd", True), "AT-corr shuffled": ("shuffle", True),
+                    "AT-corr spread": ("spread", True), "AT-corr ST order": ("reorder", True),
+                    "AT-corr flattened": ("flatten", True), "AT-corr label smoothing": ("label_smoothing", True)}
+        for name, (kind, corrected) in expected.items():
+            c = s[name].config
+            assert (c.method, c.teacher, c.targets, c.label_corrected, c.T) == ("distilled", at, kind, corrected,
+                                                                                1.0), name
+            assert c.reference == (st if kind == "reorder" else None), name
+        assert s["AT mean"].role == "mixed" and s["AT mean"].claim is None
+    # paired: seed s of every student draws the same images and initialisation
+    first = of_seed(students, 100)
+    assert {x.config.seed for x in first.values() if x.role != "teacher"} == {100}
+    assert {(x.name, x.config.targets, x.config.T) for x in students if x.role == "sweep"} == {
+        ("KD-AT (T=4)", "kd", 4.0), ("AT shuffled (T=4)", "shuffle", 4.0)}
+    assert {x.seed for x in students if x.role == "sweep"} == {100}, "the sweep runs on the first seed only"
     assert {x.role for x in students if x.name.startswith("AT-corr") or x.name == "AT argmax"} == {"control"}
 
 
 def test_the_temperature_comes_from_the_profile_and_the_sweep_adds_the_others():
     p = profiles.resolve("smoke", device="cpu", temperature=2.0)
-    s = by_name(lineup.students(p))
+    s = of_seed(lineup.students(p), 100)
     assert s["KD-AT"].config.T == 2.0 and s["AT flattened"].config.T == 2.0
     assert {n for n, x in s.items() if x.role == "sweep"} == {"KD-AT (T=1)", "AT shuffled (T=1)", "KD-AT (T=4)",
                                                                 "AT shuffled (T=4)"}
-    assert s["hard labels"].config == lineup.students(profiles.resolve("smoke", device="cpu"))[2].config
-    assert by_name(lineup.students(p, T=4.0, sweep=()))["KD-AT"].config.T == 4.0
+    plain = of_seed(lineup.students(profiles.resolve("smoke", device="cpu")), 100)
+    assert s["hard labels"].config == plain["hard labels"].config, "hard labels do not depend on T"
+    assert of_seed(lineup.students(p, T=4.0, sweep=()), 100)["KD-AT"].config.T == 4.0
     assert not [x for x in lineup.students(p, sweep=()) if x.role == "sweep"]
+    assert [x.name for x in lineup.students_of_seed(p, 7)][:4] == ["hard labels", "KD-ST", "KD-ST soft", "KD-AT"]
 
 
 def test_bad_line_up_input_is_refused_before_training():
@@ -66,7 +82,7 @@ def test_bad_line_up_input_is_refused_before_training():
         lineup.students(p, sweep=(4.0, 4.0))
     with pytest.raises(ValueError, match=r"^n_autoattack must be >= 1 for the distillation line-up .*\(got 0\)"):
         lineup.students(profiles.resolve("smoke", device="cpu", n_autoattack=0))
-    with pytest.raises(ValueError, match=r"^kind must be one of kd, shuffle, .*argmax \(got 'bogus'\)"):
+    with pytest.raises(ValueError, match=r"^kind must be one of kd, shuffle, spread, .*argmax \(got 'bogus'\)"):
         lineup.student_label("bogus")
 
 
@@ -77,6 +93,9 @@ def test_student_labels():
     assert lineup.student_label("label_smoothing", label_corrected=True) == "AT-corr label smoothing"
     assert lineup.student_label("argmax") == lineup.ARGMAX == "AT argmax"
     assert lineup.SWEEP_KIND in lineup.C7_KINDS
+    assert lineup.student_label("spread") == "AT spread" and lineup.student_label("mean") == "AT mean"
+    assert lineup.TWO_BY_TWO == {"kd": (True, True), "spread": (True, False), "flatten": (False, True),
+                                 "label_smoothing": (False, False)}
 
 
 def test_teachers_seed_baselines_sweep_and_linear_models():

@@ -1,5 +1,5 @@
-"""advlogits.pipeline.measures: the per-image outcomes of clean evaluation, PGD (CE and CW loss), AutoAttack as an
-ensemble with PGD, and the margin drops, on small models (no store)."""
+"""advlogits.pipeline.measures: the per-image outcomes of clean evaluation, PGD (CE and CW loss) and AutoAttack, their
+per-image worst case, and the margin drops, on small models (no store)."""
 
 from __future__ import annotations
 
@@ -71,40 +71,61 @@ def test_pgd_correct_stops_at_the_first_misclassified_iterate(linear_model):
     assert early.sum() < (predict_logits(model, x).argmax(1) == y).sum(), "the attack breaks some images"
 
 
-def test_clean_pgd_autoattack_is_an_ensemble_with_consistent_counts(linear_model):
+def test_attack_outcomes_are_per_image_and_the_worst_case_is_their_conjunction(linear_model):
     model, x, y = linear_model
-    result = measures.clean_pgd_autoattack(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast")
+    result = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast")
     json.dumps(result)
-    clean, robust = torch.tensor(result["clean_correct"]), torch.tensor(result["pgd_correct"])
-    assert result["n_eval"] == 64 and len(clean) == len(robust) == 64
+    clean = torch.tensor(result["clean_correct"])
+    ce, cw = torch.tensor(result["pgd_correct"]), torch.tensor(result["pgd_cw_correct"])
+    assert result["n_eval"] == 64 and len(clean) == len(ce) == len(cw) == 64
     assert torch.equal(clean, predict_logits(model, x).argmax(1) == y)
-    assert torch.equal(robust, clean & measures.pgd_correct(model, x, y, eps=0.1, alpha=0.025, steps=5, seed=0))
-    assert result["clean_acc"] == pytest.approx(clean.float().mean().item())
-    assert result["pgd_acc"] == pytest.approx(robust.float().mean().item())
-    aa = torch.tensor(result["autoattack_correct"])
-    assert result["n_autoattack"] == len(aa) == 16
-    assert not (aa & ~robust[:16]).any(), "an image PGD broke never counts as robust under AutoAttack"
-    assert result["n_autoattacked"] == int(robust[:16].sum()), "AutoAttack attacks exactly the images PGD left"
+    attack = dict(eps=0.1, alpha=0.025, steps=5, seed=0)
+    assert torch.equal(ce, clean & measures.pgd_correct(model, x, y, **attack))
+    assert torch.equal(cw, clean & measures.pgd_correct(model, x, y, **attack, loss="cw"))
+    for key, values in (("clean_acc", clean), ("pgd_acc", ce), ("pgd_cw_acc", cw)):
+        assert result[key] == pytest.approx(values.float().mean().item())
+    aa, worst = torch.tensor(result["autoattack_correct"]), torch.tensor(result["robust_correct"])
+    assert result["n_autoattack"] == len(aa) == len(worst) == 16
+    assert result["n_autoattacked"] == int(clean[:16].sum()), "AutoAttack attacks every clean-correct image"
+    attacked = clean[:16].nonzero().flatten()
+    assert torch.equal(aa[attacked], autoattack_correct(model, x[attacked], y[attacked], eps=0.1, version="fast",
+                                                        seed=0)), "its own number: AutoAttack alone"
+    assert not aa[~clean[:16]].any()
+    assert torch.equal(worst, ce[:16] & cw[:16] & aa), "the worst case: robust under every attack at once"
+    assert result["robust_acc"] == pytest.approx(worst.float().mean().item())
     assert result["autoattack_acc"] == pytest.approx(aa.float().mean().item())
-    assert result["pgd_acc_on_autoattack_subset"] == pytest.approx(robust[:16].float().mean().item())
-    attacked = robust[:16].nonzero().flatten()
-    assert 0 < len(attacked) < 16, "precondition: PGD leaves some of the AutoAttack images, breaks others"
-    alone = autoattack_correct(model, x[attacked], y[attacked], eps=0.1, version="fast", seed=0)
-    assert torch.equal(aa[attacked], alone), "on the images it attacks, the ensemble is AutoAttack itself"
-    without = measures.clean_pgd_autoattack(model, x, y, **ATTACK, n_autoattack=0, autoattack_version="fast")
-    assert "autoattack_acc" not in without and "n_autoattack" not in without
-    assert {k: without[k] for k in ("clean_correct", "pgd_correct")} == {k: result[k] for k in ("clean_correct",
-                                                                                                 "pgd_correct")}
+    assert result["pgd_acc_on_autoattack_subset"] == pytest.approx(ce[:16].float().mean().item())
+    assert result["pgd_cw_acc_on_autoattack_subset"] == pytest.approx(cw[:16].float().mean().item())
+    assert result["robust_acc"] <= min(result["autoattack_acc"], result["pgd_acc_on_autoattack_subset"],
+                                       result["pgd_cw_acc_on_autoattack_subset"])
+    without = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=0, autoattack_version="fast")
+    assert "autoattack_acc" not in without and "robust_correct" not in without
+    assert all(without[k] == result[k] for k in ("clean_correct", "pgd_correct", "pgd_cw_correct"))
 
 
-def test_pgd_cw_outcomes_and_their_autoattack_subset(linear_model):
-    model, x, y = linear_model
-    result = measures.pgd_cw(model, x, y, **ATTACK, n_autoattack=16)
-    assert result["pgd_cw_correct"] == measures.pgd_correct(model, x, y, eps=0.1, alpha=0.025, steps=5,
-                                                            loss="cw").tolist()
-    assert result["pgd_cw_acc"] == pytest.approx(sum(result["pgd_cw_correct"]) / 64)
-    assert result["pgd_cw_acc_on_autoattack_subset"] == pytest.approx(sum(result["pgd_cw_correct"][:16]) / 16)
-    assert "pgd_cw_acc_on_autoattack_subset" not in measures.pgd_cw(model, x, y, **ATTACK, n_autoattack=0)
+def test_the_worst_case_counts_the_images_only_the_cw_attack_breaks():
+    """A model whose CE gradients vanish (huge logits) but whose CW margin does not: PGD-CE leaves images standing
+    that PGD-CW breaks, and the worst case counts them broken, below PGD-CE's accuracy."""
+    g = torch.Generator().manual_seed(0)
+    n, eps = 120, 0.04
+    linear = torch.nn.Linear(16, 4)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(4, 16, generator=g))
+        linear.bias.copy_(-0.5 * linear.weight.sum(1))
+    model = torch.nn.Sequential(torch.nn.Flatten(), linear)
+    x = 0.3 + 0.4 * torch.rand(n, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+        linear.weight.mul_(1e4)
+        linear.bias.mul_(1e4)
+    result = measures.attack_outcomes(model, x, y, eps=eps, alpha=eps / 4, steps=10, restarts=1, seed=0,
+                                      n_autoattack=n, autoattack_version="fast")
+    ce, cw = torch.tensor(result["pgd_correct"]), torch.tensor(result["pgd_cw_correct"])
+    worst = torch.tensor(result["robust_correct"])
+    only_cw = ce & ~cw
+    assert only_cw.sum() >= 10, "precondition: CW breaks images CE does not"
+    assert not worst[only_cw].any(), "the worst case counts every image the CW attack broke"
+    assert result["robust_acc"] <= result["pgd_cw_acc"] < result["pgd_acc"]
 
 
 def test_margin_drop_lists_are_the_seeded_margin_drops_as_lists(linear_model):

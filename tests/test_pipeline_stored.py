@@ -32,7 +32,7 @@ import torch
 import advlogits
 import test_profiles
 import test_train
-from advlogits import pipeline, profiles
+from advlogits import margins, pipeline, profiles
 from advlogits.attacks import pgd, predict_logits
 from advlogits.data import DatasetError, load_dataset
 from advlogits.distill import make_targets
@@ -147,21 +147,25 @@ def test_evaluate_reports_consistent_accuracies_and_is_stored(tiny_store):
     store = tiny_store
     p = profiles.resolve("smoke", device="cpu", n_eval=64, n_autoattack=16)
     result = pipeline.evaluate(p, TINY, store=store, progress=False)
-    assert result["n_eval"] == 64 and len(result["pgd_correct"]) == 64
+    assert result["n_eval"] == 64 and len(result["pgd_correct"]) == len(result["pgd_cw_correct"]) == 64
     assert result["clean_acc"] == pytest.approx(sum(result["clean_correct"]) / 64)
     assert result["pgd_acc"] <= result["clean_acc"] + 1 / 64
     assert 0 <= result["autoattack_acc"] <= 1 and result["n_autoattack"] == 16
-    pgd_ce, aa = torch.tensor(result["pgd_correct"][:16]), torch.tensor(result["autoattack_correct"])
-    assert not (aa & ~pgd_ce).any(), "an image PGD broke never counts as robust under AutoAttack"
-    assert result["n_autoattacked"] == int(pgd_ce.sum()), "AutoAttack runs on exactly the images PGD did not break"
+    clean = torch.tensor(result["clean_correct"][:16])
+    ce, cw = torch.tensor(result["pgd_correct"][:16]), torch.tensor(result["pgd_cw_correct"][:16])
+    aa, worst = torch.tensor(result["autoattack_correct"]), torch.tensor(result["robust_correct"])
+    assert result["n_autoattacked"] == int(clean.sum()), "AutoAttack attacks every clean-correct image"
+    assert not (aa & ~clean).any()
+    assert torch.equal(worst, ce & cw & aa), "robust: correct under every attack at once"
+    assert result["robust_acc"] == pytest.approx(worst.float().mean().item())
     assert result["autoattack_acc"] == pytest.approx(aa.float().mean().item())
     assert not (torch.tensor(result["pgd_correct"]) & ~torch.tensor(result["clean_correct"])).any()
     again = pipeline.evaluate(p, TINY, store=store)
     assert again == json.loads(json.dumps(result))
-    assert len(_results(store, TINY, "evaluation-*.json")) == 1
+    assert len(_results(store, TINY, "evaluation-*.json")) == 1, "one stored result holds every attack"
 
 
-def test_pgd_cw_is_stored_once_and_matches_an_independent_attack(tiny_store):
+def test_the_stored_cw_outcomes_match_an_independent_attack_and_are_keyed_by_the_settings(tiny_store):
     store = tiny_store
     p = profiles.resolve("smoke", device="cpu", n_eval=48, n_autoattack=16, eval_steps=5)
     result = pipeline.evaluate(p, TINY, store=store, progress=False)
@@ -173,19 +177,21 @@ def test_pgd_cw_is_stored_once_and_matches_an_independent_attack(tiny_store):
     x_adv = pgd(model, x, y, eps=p.eps, alpha=p.eval_alpha, steps=5, loss="cw",
                 generator=torch.Generator().manual_seed(p.seed))
     with torch.no_grad():
-        assert (model(x_adv).argmax(1) == y).tolist() == result["pgd_cw_correct"]
-    before = len(_results(store, TINY, "pgd-cw-*.json"))
+        plain = (model(x_adv).argmax(1) == y)
+    early = torch.tensor(result["pgd_cw_correct"])
+    assert not (early & ~plain).any(), "the early-stopping attack is never weaker than the plain one"
+    before = len(_results(store, TINY, "evaluation-*.json"))
     assert pipeline.evaluate(p, TINY, store=store) == result
-    assert len(_results(store, TINY, "pgd-cw-*.json")) == before, "the CW evaluation is stored once"
+    assert len(_results(store, TINY, "evaluation-*.json")) == before, "stored once"
     other = pipeline.evaluate(dataclasses.replace(p, eval_steps=1), TINY, store=store)
-    assert len(_results(store, TINY, "pgd-cw-*.json")) == before + 1
+    assert len(_results(store, TINY, "evaluation-*.json")) == before + 1, "other attack settings: another result"
     assert sum(other["pgd_cw_correct"]) >= sum(result["pgd_cw_correct"]) - 2  # weaker attack: not much stronger
 
 
 @pytest.mark.slow
-def test_pgd_cw_attacks_with_the_margin_loss_where_cross_entropy_saturates(tiny_store):
+def test_the_stored_evaluation_attacks_with_the_margin_loss_where_cross_entropy_saturates(tiny_store):
     """A stored model with huge logits (the sharp targets of some students do that): CE-PGD barely moves, and
-    the stored CW evaluation must find what the CW attack finds, not what CE finds."""
+    the stored evaluation must find what the CW attack finds, and count it in the worst case."""
     good = dataclasses.replace(TINY, n_train=2048)  # accurate enough to have something to attack
     sharp_config = dataclasses.replace(good, seed=7)  # a store key of its own for the hand-made model
     sharp, history = pipeline.get_model(good, store=tiny_store, progress=False)
@@ -197,26 +203,60 @@ def test_pgd_cw_attacks_with_the_margin_loss_where_cross_entropy_saturates(tiny_
     p = profiles.resolve("smoke", device="cpu", n_eval=48, n_autoattack=16, eval_steps=5)
     x, y = pipeline.eval_split(p)
     kw = dict(eps=p.eps, alpha=p.eval_alpha, steps=5, seed=p.seed)
-    ce = measures.pgd_correct(sharp, x, y, loss="ce", **kw).tolist()
-    cw = measures.pgd_correct(sharp, x, y, loss="cw", **kw).tolist()
+    clean = (predict_logits(sharp, x).argmax(1) == y)
+    ce = (clean & measures.pgd_correct(sharp, x, y, loss="ce", **kw)).tolist()
+    cw = (clean & measures.pgd_correct(sharp, x, y, loss="cw", **kw)).tolist()
     assert sum(cw) <= sum(ce) - 8, "precondition: the two losses disagree on this model"
-    assert pipeline.evaluate(p, sharp_config, store=tiny_store)["pgd_cw_correct"] == cw
+    result = pipeline.evaluate(p, sharp_config, store=tiny_store)
+    assert result["pgd_cw_correct"] == cw
+    assert not any(w and not c for w, c in zip(result["robust_correct"], cw[:16]))
 
 
 @pytest.mark.slow
-def test_evaluate_merges_the_ce_autoattack_and_cw_results(tiny_store):
+def test_evaluate_is_the_stored_attack_outcomes_in_float32(tiny_store):
     store = tiny_store
     p = profiles.resolve("smoke", device="cpu", n_eval=32, n_autoattack=8, eval_steps=2)
     result = pipeline.evaluate(p, TINY, store=store, progress=False)
-    assert {"clean_acc", "pgd_acc", "autoattack_acc", "pgd_cw_acc", "pgd_cw_acc_on_autoattack_subset"} <= set(result)
     model, _ = pipeline.get_model(TINY, store=store)
-    direct = measures.pgd_cw(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
-                             restarts=p.eval_restarts, seed=p.seed, n_autoattack=8)
-    assert result["pgd_cw_correct"] == direct["pgd_cw_correct"]
-    ce = measures.clean_pgd_autoattack(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
-                                       restarts=p.eval_restarts, seed=p.seed, n_autoattack=8,
-                                       autoattack_version=p.autoattack_version)
-    assert {k: result[k] for k in ce} == json.loads(json.dumps(ce))
+    direct = measures.attack_outcomes(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
+                                      restarts=p.eval_restarts, seed=p.seed, n_autoattack=8,
+                                      autoattack_version=p.autoattack_version)
+    assert result == json.loads(json.dumps(direct))
+    bf16 = dataclasses.replace(TINY, precision="bf16")  # trained in bf16: attacked in float32 all the same
+    evaluated = pipeline.evaluate(p, bf16, store=store)
+    model, _ = pipeline.get_model(bf16, store=store)
+    assert all(param.dtype == torch.float32 for param in model.parameters())
+    direct = measures.attack_outcomes(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
+                                      restarts=p.eval_restarts, seed=p.seed, n_autoattack=8,
+                                      autoattack_version=p.autoattack_version)
+    assert evaluated == json.loads(json.dumps(direct)), "the evaluation runs the float32 model, not bf16 autocast"
+
+
+def test_gap_gradients_are_the_stored_margins_computation(tiny_store):
+    p = profiles.resolve("smoke", device="cpu", n_eval=24, n_autoattack=0)
+    l1 = pipeline.gap_gradients(p, TINY, store=tiny_store)
+    model, _ = pipeline.get_model(TINY, store=tiny_store)
+    torch.testing.assert_close(l1, margins.gap_gradient_l1(model, pipeline.eval_split(p)[0]))
+    assert l1.shape == (24,) and (l1 > 0).all()
+    files = _results(tiny_store, TINY, "gap-gradients-*.pt")
+    assert len(files) == 1 and torch.equal(pipeline.gap_gradients(p, TINY, store=tiny_store), l1)
+    assert _results(tiny_store, TINY, "gap-gradients-*.pt") == files
+
+
+@pytest.mark.slow
+def test_masking_checks_are_stored_once_for_a_student_and_its_teacher(tiny_store):
+    p = profiles.resolve("smoke", device="cpu", n_eval=24, n_autoattack=24, eval_steps=3)
+    result = pipeline.evaluate(p, TINY, store=tiny_store)
+    teacher = dataclasses.replace(TINY, seed=1)
+    checks = pipeline.masking_checks(p, TINY, teacher, robust=result["robust_correct"], store=tiny_store)
+    assert checks["radii"] == [p.eps, 2 * p.eps, 3 * p.eps, 0.5]
+    assert len(checks["square_correct"]) == len(checks["transfer_correct"]) == 24
+    assert checks["robust_at_radius"][-1] == 0.0 and not checks["masked"]
+    files = _results(tiny_store, TINY, "masking-*.json")
+    assert len(files) == 1
+    assert pipeline.masking_checks(p, TINY, teacher, robust=result["robust_correct"], store=tiny_store) == checks
+    assert _results(tiny_store, TINY, "masking-*.json") == files, "stored once"
+    assert pipeline.has_model(teacher, store=tiny_store), "the transfer attack's teacher was trained for it"
 
 
 def test_eval_logits_and_the_eval_split_are_stored_once(tiny_store):
@@ -276,7 +316,8 @@ def test_results_are_keyed_by_the_source_of_the_modules_that_compute_them(tmp_pa
     names = {m.__name__ for m in MODEL_SOURCES}
     assert "advlogits.margins" not in names and "advlogits.train" in names
     assert "advlogits.pipeline.training" in names and "advlogits.attacks" in names
-    assert {m.__name__ for m in RESULT_SOURCES} == {"advlogits.pipeline.measures", "advlogits.margins"}
+    assert {m.__name__ for m in RESULT_SOURCES} == {"advlogits.pipeline.measures", "advlogits.pipeline.masking",
+                                                  "advlogits.margins"}
     assert model_code() == source_digest(MODEL_SOURCES) != ""
     assert result_code() == source_digest(MODEL_SOURCES + RESULT_SOURCES) != model_code()
     for module in MODEL_SOURCES + RESULT_SOURCES:  # code outside the package (tests, notebooks) adds nothing

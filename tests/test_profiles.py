@@ -170,11 +170,12 @@ def test_bad_student_input_is_refused_before_training():
         p.student(teacher=p.adversarial(), targets="smooth")
     with pytest.raises(ValueError, match=r"^T must be a finite number > 0 \(got 0\.0\)"):
         p.student(teacher=p.adversarial(), T=0.0)
-    with pytest.raises(ValueError, match=r"^reference must be the ST teacher's config for targets='reorder', and None "
-                                         r"otherwise \(got None\)"):
+    with pytest.raises(ValueError, match=r"^reference must be a second teacher's config for targets in \('reorder', "
+                                         r"'soften'\), and None otherwise \(got None\)"):
         p.student(teacher=p.adversarial(), targets="reorder")
-    with pytest.raises(ValueError, match=r"^reference must be the ST teacher's config for targets='reorder', and None "
-                                         r"otherwise \(got a config\)"):
+    with pytest.raises(ValueError, match=r"^reference must be a second teacher's config .* \(got None\)"):
+        p.student(teacher=p.standard(), targets="soften")
+    with pytest.raises(ValueError, match=r"^reference must be a second teacher's config .* \(got a config\)"):
         p.student(teacher=p.adversarial(), reference=p.standard())
 
 
@@ -194,6 +195,11 @@ RESOLVE_CASES = [
     ("device-not-a-string", dict(device=7), r"^device must be a string \(got 7\)"),
     ("alpha-above-a-new-eps", dict(eps=0.05, alpha=0.1), r"^alpha must be a finite number > 0 and <= 0\.05 \(got 0\.1\)"),
     ("n-val-beyond-the-test-split", dict(n_val=20_000), r"^n_val must be an integer >= 1 and <= 10000 \(got 20000\)"),
+    ("student-seed-of-a-teacher", dict(student_seeds="1, 100"),
+     r"^student_seeds must be disjoint from the teachers' seeds \(a student never starts from its teacher's "
+     r"initialisation\) \(got \(1, 100\)\); \[1\] are teacher seeds"),
+    ("no-student-seed", dict(student_seeds=()), r"^student_seeds must be one or more seeds \(got \(\)\)"),
+    ("unknown-augmentation", dict(augment="mixup"), r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"),
 ]
 
 
@@ -210,3 +216,16 @@ def test_size_bounds_follow_the_data_set_registry():
     assert resolve("smoke", device="cpu", n_eval=info.test_size, n_val=info.test_size).n_eval == info.test_size
     with pytest.raises(ProfileError, match=rf"^n_eval must be an integer >= 1 and <= {info.test_size} "):
         resolve("smoke", device="cpu", n_eval=info.test_size + 1)
+
+
+def test_the_claims_design_the_profiles_carry():
+    """Three student seeds disjoint from the teachers' and 500 AutoAttack images at the cpu profile, 1000+ at the
+    paper profile, whose training uses crops and flips."""
+    cpu, paper, smoke = (resolve(name, device="cpu") for name in ("cpu", "paper", "smoke"))
+    assert cpu.student_seeds == paper.student_seeds == (100, 101, 102) and len(smoke.student_seeds) >= 2
+    for p in (cpu, paper, smoke):
+        assert not set(p.student_seeds) & {*p.seeds, p.seed}
+    assert cpu.n_autoattack >= 500 and paper.n_autoattack >= 1000
+    assert (cpu.augment, paper.augment) == ("none", "crop-flip")
+    assert paper.standard().augment == paper.adversarial().augment == paper.student(teacher=None).augment
+    assert cpu.student(teacher=None, seed=101).seed == 101

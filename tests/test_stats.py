@@ -13,10 +13,15 @@ import torch
 from scipy import stats
 
 from advlogits.stats import (
+    Estimate,
     accuracy_interval,
     bootstrap_ci,
+    image_bootstrap,
     rank_difference,
     rank_normalise,
+    resampled_spearman,
+    resampled_top_jaccard,
+    seed_image_bootstrap,
     spearman,
     top_fraction_jaccard,
 )
@@ -193,3 +198,81 @@ def test_accuracy_interval_width_and_degenerate_cases() -> None:
         accuracy_interval([[True, False]])
     with pytest.raises(ValueError, match=r"correct must be at least 1 value\(s\) long \(got 0 values\)"):
         accuracy_interval([])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bootstraps from resampled indices: images only, and seeds then images
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_image_bootstrap_of_a_mean_is_bootstrap_ci_with_a_standard_error() -> None:
+    values = np.random.default_rng(1).normal(size=300)
+    e = image_bootstrap(lambda idx: values[idx].mean(axis=1), 300, n_resamples=1000, seed=5)
+    assert e.interval == pytest.approx(bootstrap_ci("mean", values, n_resamples=1000, seed=5))
+    assert e.se == pytest.approx(values.std(ddof=1) / math.sqrt(300), rel=0.15)
+    assert isinstance(e, Estimate) and e.interval == (e.estimate, e.low, e.high)
+
+
+def test_resampled_statistics_equal_the_plain_ones_row_by_row() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=50)
+    b = a + rng.normal(size=50)
+    b[:5] = b[5]  # ties
+    idx = rng.integers(0, 50, size=(6, 50))
+    idx[0] = np.arange(50)
+    rho = resampled_spearman(a, b)(idx)
+    jac = resampled_top_jaccard(a, b, fraction=0.2)(idx)
+    for r, row in enumerate(idx):
+        assert rho[r] == pytest.approx(stats.spearmanr(a[row], b[row]).statistic)
+        assert jac[r] == pytest.approx(top_fraction_jaccard(a[row], b[row], fraction=0.2))
+    assert rho[0] == pytest.approx(spearman(a, b))
+    with pytest.raises(ValueError, match=r"^fraction must be a finite number > 0 and <= 1 \(got 0\)"):
+        resampled_top_jaccard(a, b, fraction=0)
+    with pytest.raises(ValueError, match=r"^b must be as long as a"):
+        resampled_spearman(a, b[:10])
+
+
+def test_seed_image_bootstrap_without_seed_variation_has_the_binomial_width() -> None:
+    """Three identical seeds: resampling the seeds changes nothing, so the interval is that of the images alone,
+    about +-1.96 sqrt(p (1 - p) / N)."""
+    n, p = 1000, 0.3
+    row = (np.arange(n) < p * n).astype(float)
+    e = seed_image_bootstrap({"m": np.stack([row] * 3)}, lambda m: m["m"], n_resamples=2000, seed=0)
+    assert e.estimate == pytest.approx(p)
+    assert e.se == pytest.approx(math.sqrt(p * (1 - p) / n), rel=0.1)
+    assert e.high - e.low == pytest.approx(2 * 1.96 * math.sqrt(p * (1 - p) / n), rel=0.15)
+
+
+def test_seed_image_bootstrap_widens_with_the_seeds_disagreement() -> None:
+    n = 1000
+    same = np.stack([(np.arange(n) < 300).astype(float)] * 3)
+    differ = np.stack([(np.arange(n) < k).astype(float) for k in (150, 300, 450)])
+    narrow = seed_image_bootstrap({"m": same}, lambda m: m["m"], seed=0)
+    wide = seed_image_bootstrap({"m": differ}, lambda m: m["m"], seed=0)
+    assert wide.estimate == pytest.approx(narrow.estimate) == pytest.approx(0.3)
+    assert wide.se > 3 * narrow.se and wide.high - wide.low > 3 * (narrow.high - narrow.low)
+
+
+def test_seed_image_bootstrap_keeps_models_paired() -> None:
+    """Two models with the same outcomes on every seed and image: their difference is 0 on every resample, so the
+    interval is [0, 0]; unpaired resampling would give a wide one."""
+    rng = np.random.default_rng(3)
+    outcomes = (rng.random((3, 400)) < 0.4).astype(float)
+    e = seed_image_bootstrap({"a": outcomes, "b": outcomes.copy()}, lambda m: m["a"] - m["b"], seed=0)
+    assert (e.estimate, e.low, e.high, e.se) == (0.0, 0.0, 0.0, 0.0)
+    shifted = outcomes.copy()
+    shifted[:, :40] = 1.0  # b is a plus some images: the difference's interval stays on one side of 0
+    e = seed_image_bootstrap({"a": outcomes, "b": shifted}, lambda m: m["b"] - m["a"], seed=0)
+    assert e.estimate > 0 and e.low > 0
+
+
+def test_seed_image_bootstrap_is_seeded_and_refuses_bad_outcomes() -> None:
+    o = {"a": np.ones((2, 5)), "b": np.zeros((2, 5))}
+    assert seed_image_bootstrap(o, lambda m: m["a"] - m["b"], seed=1) == seed_image_bootstrap(
+        o, lambda m: m["a"] - m["b"], seed=1)
+    with pytest.raises(ValueError, match=r"^outcomes must be \(seeds, images\) arrays of one shape for every model"):
+        seed_image_bootstrap({"a": np.ones((2, 5)), "b": np.ones((3, 5))}, lambda m: m["a"])
+    with pytest.raises(ValueError, match=r"^outcomes must be a mapping of at least one model"):
+        seed_image_bootstrap({}, lambda m: m)
+    undefined = seed_image_bootstrap({"a": np.ones((2, 5))}, lambda m: m["a"] * np.nan)
+    assert math.isnan(undefined.low) and math.isnan(undefined.high)

@@ -12,13 +12,16 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from advlogits import profiles
-from advlogits.attacks import predict_logits, robust_accuracy
-from advlogits.data import load_dataset
+from advlogits import profiles, train
+from advlogits.attacks import predict_logits, robust_accuracy, robust_correct
+from advlogits.data import augment, load_dataset
 from advlogits.fileio import safe_torch_load
 from advlogits.models import build_model
-from advlogits.train import TrainConfig, accuracy, train_adversarial, train_distilled, train_standard, triangular_lr
+from advlogits.train import (TrainConfig, accuracy, fit, train_adversarial, train_distilled, train_standard,
+                             triangular_lr)
 
 ST = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=3, batch_size=32, lr=0.05,
                  weight_decay=5e-4, n_train=128, n_val=32, seed=0)
@@ -196,11 +199,16 @@ CONFIG_CASES = [
     ("n-train-beyond-the-split", dict(n_train=60_001), r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 "
                                                         r"\(got 60001\)"),
     ("unknown-precision", dict(precision="fp16"), r"^TrainConfig: precision must be one of 'fp32', 'bf16' \(got 'fp16'\)"),
+    ("unknown-augment", dict(augment="mixup"),
+     r"^TrainConfig: augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"),
     ("student-temperature-zero", dict(method="distilled", teacher=ST, T=0.0),
      r"^TrainConfig: T must be a finite number > 0 \(got 0\.0\)"),
     ("student-unknown-targets", dict(method="distilled", teacher=ST, targets="bogus"),
      r"^TrainConfig: targets must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', 'label_smoothing', "
-     r"'argmax' \(got 'bogus'\)"),
+     r"'argmax', 'spread', 'soften' \(got 'bogus'\)"),
+    ("student-soften-without-reference", dict(method="distilled", teacher=ST, targets="soften"),
+     r"^TrainConfig: reference must be a second teacher for targets in \('reorder', 'soften'\), and None otherwise "
+     r"\(got None\)"),
     ("student-without-teacher", dict(method="distilled"),
      r"^TrainConfig: teacher must be a teacher config for a distilled config \(got None\)"),
 ]
@@ -219,3 +227,201 @@ def test_bad_train_configs_are_refused_when_made(fields, message):
 def test_valid_students_and_adversarial_configs_are_accepted():
     assert _DISTILLED.teacher == ST and AT.alpha <= AT.eps
     assert profiles.resolve("smoke", device="cpu", seed=2**32 - 1).standard().seed == 2**32 - 1
+
+
+# --------------------------------------------------------------------------------------------------------------
+# augmentation of the training batches, and the validation PGD accuracy of adversarial training
+
+
+def plain_loop(model, x, y, *, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int) -> list[float]:
+    """Standard training written out without the training loop's options: the documented recipe (SGD with Nesterov
+    momentum, the triangular schedule, the data order of `_generator(seed, epoch, STREAM_ORDER)`); batch losses."""
+    n = len(x)
+    steps = -(-n // batch_size)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: triangular_lr(s, epochs * steps))
+    losses = []
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=train._generator(seed, epoch, train.STREAM_ORDER))
+        for b in range(steps):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+    return losses
+
+
+def without_seconds(history: dict) -> dict:
+    return {k: v for k, v in history.items() if k != "seconds"}
+
+
+def test_no_augmentation_reproduces_the_plain_training_loop(data):
+    """augment="none" (the default) changes nothing: the same weights and losses, bit for bit, as a loop without
+    augmentation, and as the call without the argument."""
+    x, y, x_test, y_test = data
+    x, y = x[:256], y[:256]
+    kwargs = dict(epochs=2, batch_size=64, lr=0.05, weight_decay=5e-4, seed=3)
+    reference = fresh()
+    losses = plain_loop(reference, x, y, **kwargs)
+    default, explicit = fresh(), fresh()
+    val = dict(progress=False, x_val=x_test[:100], y_val=y_test[:100])
+    h_default = train_standard(default, x, y, **val, **kwargs)
+    h_none = train_standard(explicit, x, y, augment="none", **val, **kwargs)
+    assert h_none["batch_loss"] == losses
+    assert weights_equal(reference, explicit) and weights_equal(default, explicit)
+    assert without_seconds(h_default) == without_seconds(h_none)
+
+
+def test_crop_flip_training_differs_from_none_and_is_deterministic(data):
+    x, y, *_ = data
+    x, y = x[:256], y[:256]
+    kwargs = dict(epochs=1, batch_size=64, lr=0.05, seed=0, progress=False)
+    runs = {}
+    for name, kind in (("none", "none"), ("a", "crop-flip"), ("b", "crop-flip")):
+        runs[name] = fresh()
+        train_standard(runs[name], x, y, augment=kind, **kwargs)
+    assert weights_equal(runs["a"], runs["b"])
+    assert not weights_equal(runs["a"], runs["none"])
+    at_a, at_b = fresh(), fresh()
+    for model in (at_a, at_b):
+        train_adversarial(model, x[:128], y[:128], eps=0.1, alpha=0.05, steps=1, augment="crop-flip", **kwargs)
+    assert weights_equal(at_a, at_b)
+
+
+def test_training_refuses_an_unknown_augmentation(data):
+    x, y, *_ = data
+    with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'flip'\)"):
+        train_standard(fresh(), x, y, epochs=1, batch_size=64, lr=0.1, augment="flip")
+    with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"):
+        train_adversarial(fresh(), x, y, eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.1,
+                          augment="mixup")
+
+
+def test_a_profile_with_a_bad_augmentation_is_refused():
+    with pytest.raises(profiles.ProfileError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'flip'\)"):
+        profiles.resolve("smoke", augment="flip")
+    paper = profiles.resolve("paper", device="cpu")
+    assert paper.augment == "crop-flip"
+    assert paper.standard().augment == paper.adversarial().augment == "crop-flip"
+    assert profiles.resolve("smoke", augment="crop-flip").adversarial().augment == "crop-flip"
+
+
+class Interrupt(Exception):
+    """Stands for a kill after a checkpoint: raised by a test to stop a training run part-way."""
+
+
+def test_the_step_gets_the_augmented_batches_and_a_resumed_run_the_same_ones(data, tmp_path):
+    """`fit` augments each batch with `_generator(seed, epoch, STREAM_AUGMENT)` before the loss step; a run resumed
+    from its epoch-1 checkpoint hands epoch 2 the same augmented batches as the uninterrupted run."""
+    x, y, *_ = data
+    x, y = x[:96], y[:96]
+    seed, batch_size = 4, 32
+
+    def run(model, seen, *, checkpoint=None, stop_at=None):
+        def step(m, xb, yb, gen):
+            if len(seen) == stop_at:
+                raise Interrupt
+            seen.append(xb.clone())
+            logits = m(xb)
+            return F.cross_entropy(logits, yb), logits
+
+        return fit(model, x, y, step=step, epochs=2, batch_size=batch_size, lr=0.01, weight_decay=0.0, seed=seed,
+                   checkpoint=checkpoint, progress=False, desc="test", x_val=None, y_val=None, y_true=y,
+                   precision="fp32", compile=False, augment="crop-flip")
+
+    seen: list = []
+    run(fresh(), seen)
+    for epoch in range(2):
+        order = torch.randperm(len(x), generator=train._generator(seed, epoch, train.STREAM_ORDER))
+        generator = train._generator(seed, epoch, train.STREAM_AUGMENT)
+        for b in range(3):
+            expected = augment(x[order[b * batch_size : (b + 1) * batch_size]], "crop-flip", generator=generator)
+            assert torch.equal(seen[3 * epoch + b], expected), (epoch, b)
+
+    ckpt, first = tmp_path / "checkpoint.pt", []
+    with pytest.raises(Interrupt):
+        run(fresh(), first, checkpoint=ckpt, stop_at=4)  # epoch 1 done and checkpointed, stopped inside epoch 2
+    assert safe_torch_load(ckpt)["epoch"] == 0
+    resumed: list = []
+    run(fresh(9), resumed, checkpoint=ckpt)
+    assert len(resumed) == 3 and all(torch.equal(a, b) for a, b in zip(resumed, seen[3:]))
+
+
+def test_adversarial_training_logs_the_validation_pgd_accuracy(data):
+    """``val_pgd_acc``: one value per epoch, in [0, 1], at most the clean ``val_acc``, equal to the training attack
+    (random start from `_generator(seed, epoch, STREAM_VAL_ATTACK)`, early stop) run on the final model;
+    standard and distilled training do not log it."""
+    x, y, x_test, y_test = data
+    x, y, x_val, y_val = x[:512], y[:512], x_test[:200], y_test[:200]
+    kwargs = dict(epochs=2, batch_size=64, lr=0.05, seed=2, progress=False, x_val=x_val, y_val=y_val)
+    model = fresh()
+    history = train_adversarial(model, x, y, eps=0.1, alpha=0.05, steps=2, **kwargs)
+    values = history["val_pgd_acc"]
+    assert len(values) == len(history["val_acc"]) == 2
+    assert all(0.0 <= v <= clean <= 1.0 for v, clean in zip(values, history["val_acc"])), history
+    assert values[-1] > 0.0, "the adversarially trained CNN keeps some robustness"
+    correct = robust_correct(model, x_val, y_val, attack="pgd", batch_size=64, eps=0.1, alpha=0.05, steps=2,
+                             early_stop=True, generator=train._generator(2, 1, train.STREAM_VAL_ATTACK))
+    assert values[-1] == correct.sum().item() / len(correct)
+    assert train.STREAM_VAL_ATTACK not in (train.STREAM_ORDER, train.STREAM_ATTACK, train.STREAM_AUGMENT)
+    st = train_standard(fresh(), x, y, **kwargs)
+    kd = train_distilled(fresh(), x, torch.randn(len(x), 10), T=2.0, y=y, **kwargs)
+    assert "val_pgd_acc" not in st and "val_pgd_acc" not in kd
+    assert "val_pgd_acc" not in train_adversarial(fresh(), x[:64], y[:64], eps=0.1, alpha=0.05, steps=1, epochs=1,
+                                                  batch_size=64, lr=0.05, progress=False)
+
+
+def dropout_bn_model() -> nn.Module:
+    """A small model with batch norm and dropout: a hook that left it in eval mode (no dropout, frozen running
+    statistics) or drew from the global RNG (other dropout masks) would change its training."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
+                         nn.Linear(8 * 13 * 13, 10))
+
+
+def test_the_validation_pgd_accuracy_does_not_change_the_training(data):
+    x, y, x_test, y_test = data
+    x, y = x[:256], y[:256]
+    kwargs = dict(eps=0.1, alpha=0.05, steps=2, epochs=2, batch_size=64, lr=0.05, seed=1, progress=False)
+    with_hook, without = dropout_bn_model(), dropout_bn_model()
+    torch.manual_seed(11)
+    h_with = train_adversarial(with_hook, x, y, x_val=x_test[:100], y_val=y_test[:100], **kwargs)
+    rng_with = torch.get_rng_state()
+    torch.manual_seed(11)
+    h_without = train_adversarial(without, x, y, **kwargs)
+    assert len(h_with["val_pgd_acc"]) == 2 and "val_pgd_acc" not in h_without
+    assert weights_equal(with_hook, without), "weights and batch-norm statistics as without the measurement"
+    assert h_with["batch_loss"] == h_without["batch_loss"]
+    assert torch.equal(rng_with, torch.get_rng_state()), "the global RNG is not drawn from"
+
+
+def test_the_validation_pgd_accuracy_survives_a_resume(data, tmp_path, monkeypatch):
+    x, y, x_test, y_test = data
+    x, y = x[:128], y[:128]
+    kwargs = dict(eps=0.1, alpha=0.05, steps=1, epochs=2, batch_size=64, lr=0.05, seed=0, progress=False,
+                  x_val=x_test[:100], y_val=y_test[:100])
+    reference = fresh()
+    expected = train_adversarial(reference, x, y, **kwargs)
+
+    ckpt, calls, attack = tmp_path / "checkpoint.pt", [], train.pgd
+
+    def stopping_pgd(*args, **kw):  # the training attack; stops the run at epoch 2's first batch
+        calls.append(1)
+        if len(calls) == 3:
+            raise Interrupt
+        return attack(*args, **kw)
+
+    monkeypatch.setattr(train, "pgd", stopping_pgd)
+    with pytest.raises(Interrupt):
+        train_adversarial(fresh(), x, y, checkpoint=ckpt, **kwargs)
+    monkeypatch.setattr(train, "pgd", attack)
+    saved = safe_torch_load(ckpt)
+    assert saved["epoch"] == 0 and saved["history"]["val_pgd_acc"] == expected["val_pgd_acc"][:1]
+    resumed = fresh(5)
+    history = train_adversarial(resumed, x, y, checkpoint=ckpt, **kwargs)
+    assert history["epoch"] == [1, 2] and history["val_pgd_acc"] == expected["val_pgd_acc"]
+    assert weights_equal(resumed, reference)

@@ -454,6 +454,76 @@ def autoattack_correct(
     return robust_correct(model, x_adv, y, attack="none", batch_size=batch_size)
 
 
+AA_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")  # AutoAttack's names
+_AA_ATTACK_MIN_CLASSES = {"apgd-dlr": 3, "apgd-t": _AA_MIN_CLASSES}  # the DLR losses read the 3rd / 4th logit
+AA_SQUARE_QUERIES = 5000  # AutoAttack's standard number of Square queries
+
+
+def autoattack_attacks_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attacks: list[str] | tuple[str, ...],
+    eps: float,
+    norm: AANorm = "Linf",
+    square_queries: int = AA_SQUARE_QUERIES,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> Tensor:
+    """Per-image robustness (N,) bool on the CPU under the AutoAttack ``attacks`` chosen, run in that order, each on
+    the images the previous ones left standing (``pyautoattack``'s "custom" version).
+
+    ``attacks``: names from `AA_ATTACKS`, e.g. ``["square"]`` for the black-box Square attack alone, which makes
+    ``square_queries`` queries per image (p_init 0.8, one restart, AutoAttack's schedule). The other attacks keep
+    `autoattack_correct`'s standard settings (100 iterations, one restart, up to 9 target classes), so
+    ``attacks=["apgd-ce", "apgd-t"]`` is its version "fast". Seeding, silenced logging, the restored global RNG
+    state and train/eval modes are as in `autoattack_correct`. APGD-DLR needs 3 classes and APGD-T 4.
+    """
+    if (not isinstance(attacks, (list, tuple)) or not attacks or len(set(attacks)) != len(attacks)
+            or any(a not in AA_ATTACKS for a in attacks)):
+        fail("attacks", f"a non-empty list of distinct AutoAttack attacks from {', '.join(map(repr, AA_ATTACKS))}",
+             attacks)
+    check_number("eps", eps, at_least=0)
+    check_choice("norm", norm, get_args(AANorm))
+    check_int("square_queries", square_queries, at_least=1)
+    check_int("batch_size", batch_size, at_least=1)
+    check_int("seed", seed)
+    _check_data(x, y)
+    if x.shape[0] == 0:
+        fail("x", "at least one sample", 0, shown="N=0")
+    device = model_device(model, fallback=x.device)
+    if eps == 0:
+        return robust_correct(model, x, y, attack="none", batch_size=batch_size)
+
+    with eval_mode(model):
+        with torch.inference_mode():
+            n_classes = model(x[:1].to(device)).shape[1]
+        for name in attacks:
+            needed = _AA_ATTACK_MIN_CLASSES.get(name, 2)
+            if n_classes < needed:
+                fail("model", f"a model with at least {needed} classes for AutoAttack's {name}", n_classes,
+                     shown=f"K={n_classes}", hint="its DLR loss is undefined below that")
+        n_targets = min(_AA_MAX_TARGETS, n_classes - 1)
+
+        aa_module = import_autoattack()
+        adversary = aa_module.AutoAttack(
+            model, attacks=list(attacks), norm=norm, eps=eps, version="custom", device=device, seed=seed
+        )
+        adversary.verbose = False
+        adversary.apgd.n_restarts = 1
+        adversary.apgd_targeted.n_restarts = 1
+        adversary.apgd_targeted.n_target_classes = n_targets
+        adversary.fab.n_restarts = 1
+        adversary.fab.n_target_classes = n_targets
+        adversary.square.n_queries = square_queries
+
+        fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
+        with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
+            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
+    return robust_correct(model, x_adv, y, attack="none", batch_size=batch_size)
+
+
 @contextlib.contextmanager
 def _silenced_logger(logger: logging.Logger) -> Iterator[None]:
     """Disable a ``logging.Logger`` (AutoAttack's progress and sanity-check messages) for the block."""

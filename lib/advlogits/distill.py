@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .checks import check_bool, check_choice, check_int, check_labels, check_logits, check_number, describe, fail
 
-TargetKind = Literal["kd", "shuffle", "mean", "reorder", "flatten", "label_smoothing", "argmax"]
+TargetKind = Literal["kd", "shuffle", "mean", "reorder", "flatten", "label_smoothing", "argmax", "spread", "soften"]
 """What :func:`make_targets` does to the teacher's logits (see there)."""
 
 TARGET_KINDS: tuple[str, ...] = get_args(TargetKind)
@@ -187,6 +187,51 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
     return (scale * d + top).to(logits.dtype)
 
 
+def spread_nonmax(logits: Tensor) -> Tensor:
+    """Keep each sample's confidence, spread the rest of its probability evenly over the other classes: (N, K) -> (N, K).
+
+    The target distribution puts the teacher's own softmax confidence ``c`` on its argmax and ``(1 - c) / (K - 1)``
+    on every other class: what the teacher says about the incorrect classes is gone, its per-sample confidence is
+    kept (unlike `mean_nonmax`, whose mean logit changes the confidence). Returned as logits, ``log((K - 1) c / (1 -
+    c))`` on the argmax and 0 elsewhere, computed from the confidence's log-odds in float64 so that a confidence that
+    rounds to 1 stays finite. The argmax is kept (``c > 1/K`` unless the row is constant). Computed in float64,
+    returned in the logits' dtype.
+    """
+    check_logits(logits)
+    z = logits.detach().double()
+    top = z.argmax(dim=1, keepdim=True)
+    own = z.gather(1, top)
+    log_odds = own.squeeze(1) - torch.logsumexp(z.scatter(1, top, -math.inf), dim=1)  # log(c / (1 - c))
+    out = torch.zeros_like(z).scatter_(1, top, (log_odds + math.log(z.shape[1] - 1)).unsqueeze(1))
+    return out.to(logits.dtype)
+
+
+def soften(logits: Tensor, *, to: float) -> Tensor:
+    """Divide all logits by one temperature chosen so that the mean softmax confidence is ``to``: (N, K) -> (N, K).
+
+    Every row keeps its class order and its logits' relative spacing; only the sharpness of the whole set of targets
+    changes (one scale for all rows, found by bisection on the mean confidence, which increases with the scale).
+    The softness control of C6: the ST teacher softened to the AT teacher's mean confidence. ``to`` must lie in
+    ``(1/K, 1)``. Computed in float64, returned in the logits' dtype.
+    """
+    check_logits(logits)
+    k = logits.shape[1]
+    _check_confidence(to, k, "to")
+    z = logits.detach().double()
+    z = z - z.amax(dim=1, keepdim=True)
+
+    def mean_confidence(scale: float) -> float:
+        return (z * scale).softmax(dim=1).amax(dim=1).mean().item()
+
+    low, high = 0.0, 1.0
+    while mean_confidence(high) < to and high < 1e6:  # the bracket's top: confident enough
+        high *= 2.0
+    for _ in range(_BISECTION_STEPS):
+        mid = (low + high) / 2.0
+        low, high = (mid, high) if mean_confidence(mid) < to else (low, mid)
+    return (logits.detach().double() * (low + high) / 2.0).to(logits.dtype)
+
+
 def label_smoothing(y: Tensor, confidence: float, *, num_classes: int = 10) -> Tensor:
     """LOGITS (log-probabilities) of the label-smoothing distribution: (N,) -> (N, num_classes).
 
@@ -261,7 +306,10 @@ def make_targets(
     - ``"flatten"``: :func:`flatten_confidence` to ``confidence`` (C8);
     - ``"label_smoothing"``: :func:`label_smoothing` of the teacher's argmax with ``confidence`` (C8 baseline);
     - ``"argmax"``: :func:`hard_label_logits` of the teacher's argmax (control (i)); with ``kd_loss`` at
-      ``T = 1`` this is cross-entropy on the teacher's hard labels.
+      ``T = 1`` this is cross-entropy on the teacher's hard labels;
+    - ``"spread"``: :func:`spread_nonmax`, the teacher's confidence kept, the rest spread evenly (C7);
+    - ``"soften"``: :func:`soften` to ``confidence`` (the softness control of C6: an ST teacher made as soft as the
+      AT teacher on average).
 
     With ``label_corrected=True`` the teacher is first label-corrected (:func:`label_correct` with ``y``; control
     (ii)) and then manipulated, so every kind keeps ``y`` as the argmax (unless ``y`` is exactly tied with the
@@ -270,7 +318,7 @@ def make_targets(
     keeps the teacher's argmax, as the protocol asks.
 
     ``reference`` is required by, and only accepted for, ``"reorder"``; ``confidence`` likewise for
-    ``"flatten"`` and ``"label_smoothing"`` (pass the data-set average, `average_confidence` of the teacher's
+    ``"flatten"``, ``"label_smoothing"`` and ``"soften"`` (pass the data-set average, `average_confidence` of the teacher's
     logits, computed once on the whole training set, not per batch). ``generator`` is
     used by ``"shuffle"`` only. The result has the teacher's dtype and device and never requires grad.
     """
@@ -287,7 +335,7 @@ def make_targets(
     elif reference is not None:
         fail("reference", f"None for kind={kind!r} (only kind='reorder' uses it)", reference,
              shown=describe(reference), hint="drop it")
-    if kind in ("flatten", "label_smoothing"):
+    if kind in ("flatten", "label_smoothing", "soften"):
         if confidence is None:
             fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
         if isinstance(confidence, Tensor) and confidence.numel() == 1:
@@ -295,7 +343,7 @@ def make_targets(
         _check_confidence(confidence, k, "confidence")
         confidence = float(confidence)
     elif confidence is not None:
-        fail("confidence", f"None for kind={kind!r} (only 'flatten' and 'label_smoothing' use it)", confidence,
+        fail("confidence", f"None for kind={kind!r} (only 'flatten', 'label_smoothing' and 'soften' use it)", confidence,
              hint="drop it")
 
     teacher = teacher_logits.detach()
@@ -309,6 +357,10 @@ def make_targets(
         out = mean_nonmax(teacher)
     elif kind == "reorder":
         out = reorder_nonmax_like(teacher, reference.detach())
+    elif kind == "spread":
+        out = spread_nonmax(teacher)
+    elif kind == "soften":
+        out = soften(teacher, to=confidence)
     elif kind == "flatten":
         out = flatten_confidence(teacher, to=confidence)
     elif kind == "label_smoothing":

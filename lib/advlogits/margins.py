@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from .accel import model_device
 from .attacks import eval_mode, pgd, predict_logits
-from .checks import check_choice, check_images, check_labels, check_number, describe, fail
+from .checks import check_choice, check_images, check_int, check_labels, check_number, describe, fail
 from .logits import logit_gap, runner_up
 
 Norm = Literal["linf", "l2"]
@@ -277,6 +277,35 @@ def margin_drops(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: f
                                ("grad_l1", dual_norm(d, norm="linf")), ("j", j)):
                 out[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+def gap_gradient_l1(model: nn.Module, x: Tensor, *, batch_size: int = 250) -> Tensor:
+    """Per image (N,), float32 on the CPU: ``||grad_x (z_(1) - z_(2))||_1``, the L1 norm of the input gradient of
+    the model's own logit gap (top logit minus runner-up, both classes read from the model's clean logits).
+
+    ``eps`` times this number is the first-order drop of the gap under an L-inf attack of radius eps (the
+    proposition applied to the local linearisation, without the box); for a linear model it is exactly
+    ``||w_(1) - w_(2)||_1``. Its mean times eps is claim C3's penalty P(eps). Computed in eval mode (modes
+    restored), in batches on the model's device, in the model's floating dtype (float32 for every model of the book).
+    """
+    check_images(x)
+    check_int("batch_size", batch_size, at_least=1)
+    device = model_device(model, fallback=x.device)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    out: list[Tensor] = [torch.zeros(0)]
+    with eval_mode(model):
+        for i in range(0, len(x), batch_size):
+            xr = x[i:i + batch_size].detach().to(device=device, dtype=dtype).requires_grad_(True)
+            with torch.enable_grad():
+                z = model(xr)
+                if z.ndim != 2 or z.shape[1] < 2:
+                    fail("model", "a model with at least 2 classes (the logit gap needs two)", model,
+                         shown=f"logits of shape {tuple(z.shape)}")
+                top2 = z.detach().topk(2, dim=1).indices
+                gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
+                (grad,) = torch.autograd.grad(gap.sum(), xr)
+            out.append(dual_norm(grad.flatten(1), norm="linf").float().cpu())
+    return torch.cat(out)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:

@@ -17,7 +17,7 @@ from .checks import check_choice, check_int, check_number, check_seed, fail
 from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS
 from .models import ARCHS, ARCHS_FOR
-from .train import TrainConfig
+from .train import AUGMENTATIONS, REFERENCE_TARGETS, TrainConfig
 
 AUTOATTACK_VERSIONS = ("fast", "standard")
 
@@ -54,10 +54,12 @@ class Profile:
     sweep_n_train: int | None  # training images of the eps-sweep models (a reduced budget; None = all)
     sweep_epochs: int  # epochs of the eps-sweep models
     student_n_train: int | None  # training images of distilled students (a subset of the teachers' images)
-    seeds: tuple[int, ...]  # seeds of the repeated runs (seed baselines, mean +- std)
+    seeds: tuple[int, ...]  # seeds of the teachers: the main run's and the seed baselines' (ST', AT')
+    student_seeds: tuple[int, ...]  # seeds of every distilled student, disjoint from the teachers' seeds
     temperature: float  # KD temperature
     precision: str = "fp32"  # forward passes in "fp32" or "bf16" (autocast; fast on recent GPUs, slow on CPUs)
     compile: bool = False  # train through torch.compile (GPUs; needs Triton, and a first slow compiling epoch)
+    augment: str = "none"  # training-batch augmentation: "none" or "crop-flip" (random 4-pixel-padded crop, flip)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"; resolved by `resolve`
     seed: int = 0  # seed of the main run and of the evaluation subset
 
@@ -66,7 +68,7 @@ class Profile:
         return TrainConfig(dataset=self.dataset, arch=self.arch, method="standard", epochs=self.epochs,
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
-                           precision=self.precision, compile=self.compile)
+                           precision=self.precision, compile=self.compile, augment=self.augment)
 
     def sweep(self, eps: float) -> TrainConfig:
         """Config of the eps-sweep model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs).
@@ -96,9 +98,9 @@ class Profile:
         """
         check_choice("targets", targets, TARGET_KINDS)
         T = self.temperature if T is None else check_number("T", T, above=0)
-        if (targets == "reorder") != (reference is not None):
-            fail("reference", "the ST teacher's config for targets='reorder', and None otherwise", reference,
-                 shown="None" if reference is None else "a config")
+        if (targets in REFERENCE_TARGETS) != (reference is not None):
+            fail("reference", f"a second teacher's config for targets in {REFERENCE_TARGETS}, and None otherwise",
+                 reference, shown="None" if reference is None else "a config")
         base = dataclasses.replace(self.standard(seed=seed), n_train=self.student_n_train, epochs=self.student_epochs)
         if teacher is None:
             return base
@@ -112,7 +114,7 @@ class Profile:
                            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
                            n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
                            eps=radius, alpha=self.alpha * radius / self.eps, steps=self.steps,
-                           precision=self.precision, compile=self.compile)
+                           precision=self.precision, compile=self.compile, augment=self.augment)
 
 
 _PROFILES: dict[str, Profile] = {
@@ -121,19 +123,21 @@ _PROFILES: dict[str, Profile] = {
         student_epochs=1, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.05, steps=2,
         eval_alpha=0.025, eval_steps=5, eval_restarts=1, n_eval=128, n_autoattack=32, autoattack_version="fast",
         eps_sweep=(0.05, 0.1), sweep_n_train=512, sweep_epochs=1, student_n_train=512, seeds=(0, 1),
+        student_seeds=(100, 101),
         temperature=1.0),
     "cpu": Profile(
         name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=4, adv_epochs=3,
         student_epochs=5, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
-        eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=200,
+        eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=500,
         autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), sweep_n_train=10_000, sweep_epochs=4,
-        student_n_train=10_000, seeds=(0, 1), temperature=1.0),
+        student_n_train=10_000, seeds=(0, 1), student_seeds=(100, 101, 102), temperature=1.0),
     "paper": Profile(
         name="paper", dataset="cifar10", arch="preact-resnet18", n_train=None, n_val=1000, epochs=30, adv_epochs=30,
         student_epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, eps=8 / 255, alpha=2 / 255, steps=10,
         eval_alpha=2 / 255, eval_steps=20, eval_restarts=1, n_eval=2000, n_autoattack=1000,
         autoattack_version="standard", eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255), sweep_n_train=None,
-        sweep_epochs=30, student_n_train=None, seeds=(0, 1), temperature=1.0, precision="bf16"),
+        sweep_epochs=30, student_n_train=None, seeds=(0, 1), student_seeds=(100, 101, 102), temperature=1.0,
+        precision="bf16", augment="crop-flip"),
 }
 PROFILES: tuple[str, ...] = tuple(_PROFILES)
 
@@ -205,6 +209,15 @@ def _check(profile: Profile) -> None:
         fail("seeds", "one or more seeds", profile.seeds)
     for seed in profile.seeds:
         check_seed("seeds", seed)
+    if len(profile.student_seeds) < 1:
+        fail("student_seeds", "one or more seeds", profile.student_seeds)
+    for seed in profile.student_seeds:
+        check_seed("student_seeds", seed)
+    shared = sorted(set(profile.student_seeds) & {*profile.seeds, profile.seed})
+    if shared:
+        fail("student_seeds", "disjoint from the teachers' seeds (a student never starts from its teacher's "
+             "initialisation)", profile.student_seeds, hint=f"{shared} are teacher seeds")
+    check_choice("augment", profile.augment, AUGMENTATIONS)
     check_seed("seed", profile.seed)
     check_choice("precision", profile.precision, PRECISIONS)
 

@@ -8,8 +8,8 @@ values or floats, since they feed tables and figures. Per-image statistics of lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Literal, get_args
+from collections.abc import Callable, Mapping
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,6 +20,19 @@ from .checks import check_choice, check_int, check_number, check_same_length, ch
 
 Interval = tuple[float, float, float]
 """``(estimate, low, high)``: a statistic and its confidence interval."""
+
+
+class Estimate(NamedTuple):
+    """A statistic, its percentile-bootstrap interval, and the bootstrap standard error."""
+
+    estimate: float
+    low: float
+    high: float
+    se: float  # standard deviation of the bootstrap replicates
+
+    @property
+    def interval(self) -> Interval:
+        return self.estimate, self.low, self.high
 
 StatisticName = Literal["mean", "mean_difference", "spearman"]
 """Statistics :func:`bootstrap_ci` computes vectorised over resamples, by name."""
@@ -203,3 +216,105 @@ def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval
                           "correct")
     estimate, low, high = bootstrap_ci("mean", values, seed=seed)
     return 100 * estimate, 100 * low, 100 * high
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bootstraps of statistics computed from resampled indices
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _percentile(replicates: NDArray[np.float64], estimate: float, level: float) -> Estimate:
+    alpha = 1.0 - level
+    finite = replicates[np.isfinite(replicates)]
+    if len(finite) < len(replicates):  # an undefined replicate makes the interval undefined
+        return Estimate(estimate, math.nan, math.nan, math.nan)
+    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return Estimate(estimate, float(low), float(high), float(replicates.std(ddof=1)) if len(replicates) > 1 else 0.0)
+
+
+def image_bootstrap(statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]], n: int, *,
+                    n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Paired percentile bootstrap over ``n`` images of a statistic given resampled image indices.
+
+    ``statistic`` maps an (R, n) array of indices (one resample per row; row ``arange(n)`` is the data itself) to
+    (R,) values, so any statistic of any number of per-image arrays of the same images is resampled jointly (paired).
+    """
+    check_int("n", n, at_least=1)
+    check_int("n_resamples", n_resamples, at_least=2)
+    check_number("level", level, above=0, below=1)
+    estimate = float(statistic(np.arange(n)[None, :])[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // n))
+    replicates = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        replicates[start:stop] = statistic(rng.integers(0, n, size=(stop - start, n)))
+    return _percentile(replicates, estimate, level)
+
+
+def resampled_spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor
+                       ) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+    """Spearman(a, b) on resampled indices: (R, N) -> (R,), with average ranks within each resample (for
+    `image_bootstrap`)."""
+    a_arr, b_arr = check_vector(a, "a", min_len=2), check_vector(b, "b", min_len=2)
+    check_same_length(a_arr, b_arr)
+    return _named_statistic("spearman", (a_arr, b_arr))
+
+
+def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float
+                          ) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+    """`top_fraction_jaccard` of a and b on resampled indices: (R, N) -> (R,); the top sets hold positions of the
+    resample (an image drawn twice can be selected twice), ties broken towards lower positions."""
+    check_number("fraction", fraction, above=0, at_most=1)
+    a_arr, b_arr = check_vector(a, "a"), check_vector(b, "b")
+    check_same_length(a_arr, b_arr)
+
+    def statistic(idx: NDArray[np.intp]) -> NDArray[np.float64]:
+        r, n = idx.shape
+        k = max(1, math.floor(fraction * n + 0.5))
+        top_a = np.argsort(-a_arr[idx], axis=1, kind="stable")[:, :k]
+        top_b = np.argsort(-b_arr[idx], axis=1, kind="stable")[:, :k]
+        in_a = np.zeros((r, n), dtype=bool)
+        in_b = np.zeros((r, n), dtype=bool)
+        rows = np.arange(r)[:, None]
+        in_a[rows, top_a] = True
+        in_b[rows, top_b] = True
+        return (in_a & in_b).sum(axis=1) / (in_a | in_b).sum(axis=1)
+
+    return statistic
+
+
+def seed_image_bootstrap(outcomes: Mapping[str, ArrayLike], statistic: Callable[[Mapping[str, NDArray]], NDArray],
+                         *, n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Two-level percentile bootstrap of a statistic of per-model means over seeds and images.
+
+    ``outcomes`` maps a model name to an (S, N) array: one row per seed, one column per image (e.g. 1 where the
+    image is robust), every model with the same S seeds and N images. Seeds and images are crossed (every seed
+    scores the same images), so each replicate resamples S seeds and N images independently, with replacement, and
+    applies both to every model: differences between models stay paired. ``statistic`` maps ``{model: (R,) mean
+    over the resampled seeds and images}`` to (R,) values; the estimate is the statistic of the plain means.
+    """
+    if not outcomes:
+        fail("outcomes", "a mapping of at least one model to its (seeds, images) outcomes", outcomes)
+    arrays = {name: np.asarray(v, dtype=np.float64) for name, v in outcomes.items()}
+    shapes = {a.shape for a in arrays.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        fail("outcomes", "(seeds, images) arrays of one shape for every model", sorted(arrays),
+             shown=f"shapes {[a.shape for a in arrays.values()]}")
+    n_seeds, n = next(iter(shapes))
+    check_int("n_resamples", n_resamples, at_least=2)
+    check_number("level", level, above=0, below=1)
+    estimate = float(np.asarray(statistic({k: np.array([a.mean()]) for k, a in arrays.items()}))[0])
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(n_resamples)
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // max(n, 1)))
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        r = stop - start
+        seed_weights = np.stack([np.bincount(row, minlength=n_seeds) for row in
+                                 rng.integers(0, n_seeds, size=(r, n_seeds))]).astype(np.float64)
+        image_weights = np.stack([np.bincount(row, minlength=n) for row in
+                                  rng.integers(0, n, size=(r, n))]).astype(np.float64)
+        means = {k: ((seed_weights @ a) * image_weights).sum(axis=1) / (n_seeds * n) for k, a in arrays.items()}
+        replicates[start:stop] = np.asarray(statistic(means), dtype=np.float64)
+    return _percentile(replicates, estimate, level)

@@ -2,9 +2,13 @@
 PGD adversarial (AT) and distillation on clean images (KD).
 
 All three share one loop (`fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
-a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), a
-checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict for the curves.
-A config's ``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
+a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), an optional
+augmentation of every training batch (`advlogits.data.augment`, also drawn from seed and epoch), a checkpoint after
+every epoch and resumption from it, a tqdm bar, and a history dict for the curves. A config's ``precision`` and
+``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
+
+Adversarial training also logs, after every epoch, the PGD accuracy of its validation images (``val_pgd_acc``,
+the training attack with a seeded random start); standard and distilled training have no such key.
 """
 
 from __future__ import annotations
@@ -21,19 +25,30 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .accel import Precision, accelerate, check_options, model_device, to_device
-from .attacks import pgd, predict_logits
+from .attacks import pgd, predict_logits, robust_correct
 from .checks import check_choice, check_int, check_number, check_seed, fail
-from .data import DATASETS, dataset_info
+from .data import AUGMENTATIONS, DATASETS, dataset_info
+from .data import augment as augment_batch
 from .distill import TARGET_KINDS, kd_loss
 from .fileio import StoreError, atomic_torch_save, load_state_dict_checked, safe_torch_load
 from .models import ARCHS, ARCHS_FOR
 
 Method = Literal["standard", "adversarial", "distilled"]
 METHODS: tuple[str, ...] = ("standard", "adversarial", "distilled")
+# Targets that need a second teacher: its class order ("reorder"), or its mean confidence ("soften").
+REFERENCE_TARGETS: tuple[str, ...] = ("reorder", "soften")
 
 # A loss step maps (model, x batch, target batch, attack generator) to a scalar loss and the logits used
 # for the training-accuracy count.
 LossStep = Callable[[nn.Module, Tensor, Tensor, torch.Generator], tuple[Tensor, Tensor]]
+# An epoch hook maps (model, epoch index) to extra per-epoch history values, e.g. {"val_pgd_acc": 0.4}.
+EpochMetrics = Callable[[nn.Module, int], dict[str, float]]
+
+# Streams of `_generator`: what each of an epoch's CPU generators draws. New purposes take new numbers (< 101).
+STREAM_ORDER = 0  # the permutation of the training images
+STREAM_ATTACK = 1  # the training attack's random starts (adversarial training)
+STREAM_AUGMENT = 2  # the augmentation of the training batches
+STREAM_VAL_ATTACK = 3  # the random starts of the validation PGD attack (adversarial training)
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class TrainConfig:
     label_corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
     precision: str = "fp32"  # "fp32", or "bf16" autocast for forward passes (advlogits.accel; GPUs)
     compile: bool = False  # train through torch.compile (advlogits.accel; GPUs)
+    augment: str = "none"  # training-batch augmentation: "none", or "crop-flip" (random padded crop and flip)
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -74,6 +90,7 @@ def _check_config(c: TrainConfig) -> None:
         check_choice("arch", c.arch, ARCHS_FOR[c.dataset], hint=f"those are the architectures that fit {c.dataset}")
         check_choice("method", c.method, METHODS)
         check_options(c.precision, c.compile)
+        check_choice("augment", c.augment, AUGMENTATIONS)
         info = dataset_info(c.dataset)
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(c, name), at_least=1)
@@ -93,6 +110,9 @@ def _check_config(c: TrainConfig) -> None:
                 fail("teacher", "a teacher config for a distilled config", None)
             check_choice("targets", c.targets, TARGET_KINDS)
             check_number("T", c.T, above=0)
+            if (c.targets in REFERENCE_TARGETS) != (c.reference is not None):
+                fail("reference", f"a second teacher for targets in {REFERENCE_TARGETS}, and None otherwise",
+                     c.reference, shown="None" if c.reference is None else "a config")
             for name in ("teacher", "reference"):
                 other = getattr(c, name)
                 if other is not None and other.dataset != c.dataset:
@@ -153,14 +173,26 @@ def fit(
     y_true: Tensor | None,
     precision: Precision,
     compile: bool,
+    augment: str = "none",
+    epoch_metrics: EpochMetrics | None = None,
 ) -> dict:
     """The one training loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts
     accuracy. ``step(net, x batch, target batch, attack generator)`` returns the loss and the logits.
 
     ``step`` gets the `accelerate`-d model (bf16 autocast and/or compiled, sharing ``model``'s weights); the loop
     never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
+
+    ``augment`` (one of `AUGMENTATIONS`) transforms every training batch on its device before ``step`` sees it
+    (so adversarial training attacks the augmented batch), drawing from ``_generator(seed, epoch,
+    STREAM_AUGMENT)``: a resumed run sees the same augmentations. "none" draws nothing and changes nothing.
+
+    ``epoch_metrics(model, epoch)``, if given, runs after each epoch's ``val_acc`` (``epoch`` counts from 0); each
+    value of the dict it returns is appended to ``history[key]``. It must leave the weights, the model's modes and
+    the global RNG as it found them, and draw its randomness from its own generator (e.g. ``_generator(seed,
+    epoch, STREAM_VAL_ATTACK)``). Its values travel in the checkpoint with the rest of the history.
     """
     _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
+    check_choice("augment", augment, AUGMENTATIONS)
     net = accelerate(model, precision=precision, compile=compile)  # checks both options
     device = model_device(model)
     n = len(x)
@@ -180,8 +212,9 @@ def fit(
     model.train()
     for epoch in range(start, epochs):
         began = time.perf_counter()
-        order = torch.randperm(n, generator=_generator(seed, epoch, 0))
-        attack_gen = _generator(seed, epoch, 1)
+        order = torch.randperm(n, generator=_generator(seed, epoch, STREAM_ORDER))
+        attack_gen = _generator(seed, epoch, STREAM_ATTACK)
+        augment_gen = _generator(seed, epoch, STREAM_AUGMENT)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not progress,
@@ -190,6 +223,7 @@ def fit(
         for b in bar:
             idx = order[b * batch_size : (b + 1) * batch_size]
             xb, tb = to_device(x[idx], device), to_device(target[idx], device)
+            xb = augment_batch(xb, augment, generator=augment_gen)  # "none": xb itself, nothing drawn
             loss, logits = step(net, xb, tb, attack_gen)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -206,6 +240,10 @@ def fit(
         history["train_acc"].append(correct.item() / n if y_true is not None else float("nan"))
         history["batch_loss"].extend(torch.stack(batch_losses).tolist())
         history["val_acc"].append(accuracy(model, x_val, y_val) if x_val is not None else float("nan"))
+        if epoch_metrics is not None:
+            for key, value in epoch_metrics(model, epoch).items():
+                # a checkpoint written without this key gives the earlier epochs NaN
+                history.setdefault(key, [float("nan")] * epoch).append(float(value))
         history["seconds"].append(time.perf_counter() - began)
         model.train()
         if ckpt is not None:
@@ -251,11 +289,12 @@ def train_standard(
     y_val: Tensor | None = None,
     precision: Precision = "fp32",
     compile: bool = False,
+    augment: str = "none",
 ) -> dict:
     """Standard (clean) training with cross-entropy. x: (N, C, H, W) in [0, 1]; y: (N,) int64.
 
     Returns the history: per-epoch ``train_loss``, ``train_acc``, ``val_acc`` (clean accuracy on x_val),
-    ``seconds``, and every batch's loss in ``batch_loss``.
+    ``seconds``, and every batch's loss in ``batch_loss``. ``augment`` transforms every training batch (see `fit`).
     """
 
     def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -264,7 +303,7 @@ def train_standard(
 
     return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                 seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y,
-                precision=precision, compile=compile)
+                precision=precision, compile=compile, augment=augment)
 
 
 def train_adversarial(
@@ -286,12 +325,20 @@ def train_adversarial(
     y_val: Tensor | None = None,
     precision: Precision = "fp32",
     compile: bool = False,
+    augment: str = "none",
 ) -> dict:
     """PGD adversarial training (Madry et al. 2018): every batch is replaced by its L-inf PGD attack.
 
     The attack (random start, ``steps`` steps of size ``alpha`` in the ``eps`` ball, pixel units) runs in eval
-    mode; its random starts come from a generator seeded by (seed, epoch). ``train_acc`` is the accuracy on the
-    adversarial batches, ``val_acc`` the clean accuracy on x_val.
+    mode on the (augmented, see `fit`) batch; its random starts come from a generator seeded by (seed, epoch).
+    ``train_acc`` is the accuracy on the adversarial batches, ``val_acc`` the clean accuracy on x_val.
+
+    With x_val given, the history also holds ``val_pgd_acc``: after every epoch, the fraction of x_val still
+    classified correctly under the same attack (eps, alpha, steps, random start; `advlogits.attacks.robust_correct`
+    with ``early_stop=True``, eval mode, the model's float32 weights), its random starts drawn from
+    ``_generator(seed, epoch, STREAM_VAL_ATTACK)``. It draws nothing from the global RNG and restores the model's
+    modes, so the trained weights are those of the same run without it. Standard and distilled training have no
+    ``val_pgd_acc`` key.
     """
     check_number("eps", eps, above=0, below=1)
     check_number("alpha", alpha, above=0, at_most=eps)
@@ -303,9 +350,18 @@ def train_adversarial(
         logits = m(x_adv)
         return F.cross_entropy(logits, yb), logits
 
+    def val_pgd(m: nn.Module, epoch: int) -> dict[str, float]:
+        if len(x_val) == 0:
+            return {"val_pgd_acc": 0.0}  # as `accuracy` of no images
+        correct = robust_correct(m, x_val, y_val, attack="pgd", batch_size=batch_size, eps=eps, alpha=alpha,
+                                 steps=steps, random_start=True, early_stop=True,
+                                 generator=_generator(seed, epoch, STREAM_VAL_ATTACK))
+        return {"val_pgd_acc": correct.sum().item() / len(correct)}
+
     return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                 seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y,
-                precision=precision, compile=compile)
+                precision=precision, compile=compile, augment=augment,
+                epoch_metrics=val_pgd if x_val is not None else None)
 
 
 def train_distilled(
@@ -326,11 +382,13 @@ def train_distilled(
     y_val: Tensor | None = None,
     precision: Precision = "fp32",
     compile: bool = False,
+    augment: str = "none",
 ) -> dict:
     """Distillation on clean inputs only: the student matches ``targets`` (N, K teacher logits) with the KD loss.
 
     ``targets`` are precomputed (the teacher never runs inside the loop). Integer ``targets`` of shape (N,)
     are hard labels and use cross-entropy. ``y`` (true labels), if given, is only used to log ``train_acc``.
+    ``augment`` transforms every training batch (see `fit`); the targets stay those of the original images.
     """
     check_number("T", T, above=0)
     hard = targets.ndim == 1
@@ -345,4 +403,4 @@ def train_distilled(
 
     return fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, progress=progress, desc="KD",
-                x_val=x_val, y_val=y_val, y_true=y, precision=precision, compile=compile)
+                x_val=x_val, y_val=y_val, y_true=y, precision=precision, compile=compile, augment=augment)

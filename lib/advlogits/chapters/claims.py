@@ -1,11 +1,19 @@
-"""The claims registry: each claim of the paper once, with its criterion, thresholds, chapter and decision.
+"""The claims registry: each claim of the paper once, with its criterion, threshold, chapter and decision.
 
-A chapter measures, then calls `record` with what it measured; the registry decides the verdict and builds the
-record the scorecard gathers. Statements, criteria, thresholds and verdict wording live here only; they were
-fixed before any result was seen (docs/protocol.md) and are never tuned after.
+A chapter measures; the registry turns the measurements into the claim's statistic with a 95% interval and decides
+the verdict against the threshold fixed in docs/protocol.md before any result:
 
-A record is ``{"id", "claim", "criterion", "measured", "holds", "chapter"}``. Chapters write
-``<claims_dir>/<chapter>.json``; the scorecard gathers every such file into ``<executed_dir>/scorecard.json``.
+* **reproduced**: the whole interval lies on the claim's side of the threshold;
+* **not reproduced**: the whole interval lies on the other side;
+* **inconclusive**: the interval straddles the threshold;
+* **not testable**: the claim's precondition fails (C7 and C8 without a C6 gain to remove).
+
+A claim that needs several comparisons is their conjunction: reproduced when every one is, not reproduced when any
+is, inconclusive otherwise. Statements, criteria, thresholds and verdict wording live here only.
+
+A record is ``{"id", "claim", "criterion", "measured", "verdict", "estimate", "ci", "threshold", "n_seeds",
+"n_images", "holds", "chapter"}`` (``holds``: True when reproduced, False when not reproduced, None otherwise).
+Chapters write ``<claims_dir>/<chapter>.json``; the scorecard gathers them into ``<executed_dir>/scorecard.json``.
 """
 
 from __future__ import annotations
@@ -15,175 +23,212 @@ import math
 import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..checks import check_choice, fail
 from ..fileio import atomic_write_bytes
-from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, student_label
-from ..stats import Interval
+from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, student_label
+from ..stats import Estimate, Interval, seed_image_bootstrap
 
 # ---------------------------------------------------------------------------------------------------------------
-# thresholds (fixed before any result)
+# thresholds (fixed before any result; docs/protocol.md)
 
 C3_TOLERANCE = 1e-4  # C3: PGD on a linear model reaches the closed form within this (logit units)
 C4_MIN_DISTANCE = 0.1  # C4: Spearman(ST, AT) at least this far below each seed baseline's Spearman
 C5_FRACTION = 0.1  # C5: the most-confident 10% of the evaluation images
-C6_MARGIN = 0.10  # C6: KD-AT beats both baselines by this much robust accuracy (10 points)
-REMOVED_SHARE = 0.5  # C7, C8: a manipulated student removes at least this share of the C6 gain
-_TOLERANCE = 1e-9  # accuracies are multiples of 1/n: compare them with slack for float rounding
-_C4_SLACK = 1e-12  # so that a distance of exactly C4_MIN_DISTANCE (e.g. 0.9 - 0.8 in floats) counts as reached
-
-VERDICT_WORDS = {True: "reproduced", False: "not reproduced", None: "not measured"}
-VERDICT_MARKS = {True: "✓", False: "✗", None: "–"}
-
-
-def verdict(holds: bool | None) -> str:
-    """The words for a verdict (``None``: no record), the same on every page."""
-    return VERDICT_WORDS[None if holds is None else bool(holds)]
-
-
-def verdict_label(holds: bool | None) -> str:
-    """The verdict with its mark, for tables: "✓ reproduced", "✗ not reproduced", "– not measured"."""
-    key = None if holds is None else bool(holds)
-    return f"{VERDICT_MARKS[key]} {VERDICT_WORDS[key]}"
-
+C5_MIN_DISTANCE = 0.05  # C5: Jaccard(ST, AT) at least this far below each seed baseline's
+C6_MARGIN = 0.10  # C6: KD-AT beats the best baseline by this much robust accuracy (10 points)
+REMOVED_SHARE = 0.5  # C7, C8: every manipulated student removes at least this share of the C6 gain
+C6_BASELINES: tuple[str, ...] = (HARD, KD_ST, KD_ST_SOFT)
+C7_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C7_KINDS)
+C8_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C8_KINDS)
 
 # ---------------------------------------------------------------------------------------------------------------
-# decisions
+# verdicts
+
+Verdict = Literal["reproduced", "not reproduced", "inconclusive", "not testable"]
+VERDICTS: tuple[str, ...] = ("reproduced", "not reproduced", "inconclusive", "not testable")
+NOT_MEASURED = "not measured"
+VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not testable": "–",
+                 NOT_MEASURED: "·"}
+Side = Literal["at least", "above", "below"]
 
 
-def lower_on_average(difference: Interval) -> bool:
-    """C1, C2 on ``mean(AT) - mean(ST)`` with its paired interval: negative, the interval excluding 0."""
-    estimate, _, high = difference
-    return estimate < 0 and high < 0
+def verdict_label(verdict: str) -> str:
+    """The verdict with its mark, for tables: "✓ reproduced", "✗ not reproduced", "? inconclusive", ..."""
+    check_choice("verdict", verdict, (*VERDICTS, NOT_MEASURED))
+    return f"{VERDICT_MARKS[verdict]} {verdict}"
 
 
-def strictly_decreasing(values: Sequence[float]) -> bool:
-    """True when each value is strictly below the one before (at least two finite values needed)."""
-    if len(values) < 2 or not all(math.isfinite(v) for v in values):
-        fail("values", "at least two finite numbers in sweep order", list(values))
-    return all(b < a for a, b in zip(values, values[1:]))
+def side_verdict(low: float, high: float, threshold: float, side: Side) -> str:
+    """The verdict of one interval [low, high] against ``threshold`` on the claim's ``side``.
+
+    ``"at least"``: the claim is statistic >= threshold (reproduced when low >= threshold, not reproduced when
+    high < threshold); ``"above"``: statistic > threshold (low > threshold; high <= threshold); ``"below"``:
+    statistic < threshold (high < threshold; low >= threshold). An undefined (NaN) bound is inconclusive.
+    """
+    check_choice("side", side, ("at least", "above", "below"))
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if side == "at least":
+        claim_side, other_side = low >= threshold, high < threshold
+    elif side == "above":
+        claim_side, other_side = low > threshold, high <= threshold
+    else:
+        claim_side, other_side = high < threshold, low >= threshold
+    return "reproduced" if claim_side else "not reproduced" if other_side else "inconclusive"
 
 
-def decide_c3(max_error: float, sweep_gaps: Sequence[float]) -> bool:
-    """C3: PGD reaches the closed form within `C3_TOLERANCE`, and the sweep's mean gap decreases strictly."""
-    return max_error < C3_TOLERANCE and len(sweep_gaps) >= 2 and strictly_decreasing(sweep_gaps)
+def conjunction(verdicts: Sequence[str]) -> str:
+    """Several comparisons that must all hold: reproduced if all are, not reproduced if any is, else inconclusive."""
+    if not verdicts:
+        fail("verdicts", "at least one verdict", verdicts)
+    for v in verdicts:
+        check_choice("verdicts", v, VERDICTS[:3])
+    if all(v == "reproduced" for v in verdicts):
+        return "reproduced"
+    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
 
 
-def _check_interval(interval: object, name: str) -> Interval:
-    if not (isinstance(interval, (tuple, list)) and len(interval) == 3
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in interval)):
-        fail(name, "an (estimate, low, high) tuple of numbers, as bootstrap_ci returns", interval)
-    estimate, low, high = (float(v) for v in interval)
+def _as_interval(value: object, name: str) -> Interval:
+    if isinstance(value, Estimate):
+        return value.interval
+    if not (isinstance(value, (tuple, list)) and len(value) == 3
+            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+        fail(name, "an (estimate, low, high) interval of numbers", value)
+    estimate, low, high = (float(v) for v in value)
     if low > high:
-        fail(name, "an interval with low <= high", interval)
+        fail(name, "an interval with low <= high", value)
     return estimate, low, high
 
 
-def decide_c4(pair: Interval, baselines: Mapping[str, Interval]) -> dict:
-    """C4: does the (ST, AT) Spearman correlation lie clearly below every seed baseline's?
-
-    For each baseline b: ``distance = estimate_b - estimate_pair`` must be at least `C4_MIN_DISTANCE` and the
-    pair's interval must lie entirely below b's (``high_pair < low_b``). Returns ``{"holds": bool, "checks":
-    {b: {"distance", "distance_ok", "ci_below"}}}``; a NaN anywhere fails its check.
-    """
-    estimate, _, high = _check_interval(pair, "pair")
-    if not baselines:
-        fail("baselines", "at least one seed baseline interval, e.g. {'ST vs ST prime': (...)}", baselines)
-    checks = {}
-    for name, interval in baselines.items():
-        b_estimate, b_low, _ = _check_interval(interval, f"baselines[{name!r}]")
-        distance = b_estimate - estimate
-        checks[name] = {"distance": distance, "distance_ok": bool(distance >= C4_MIN_DISTANCE - _C4_SLACK),
-                        "ci_below": bool(high < b_low)}
-    return {"holds": all(c["distance_ok"] and c["ci_below"] for c in checks.values()), "checks": checks}
+def outcome(verdict: str, primary: Interval | Estimate | None, threshold: float, *, n_seeds: int, n_images: int,
+            checks: Mapping[str, dict] | None = None) -> dict:
+    """A decided claim: its verdict, the primary statistic with its interval, the threshold, the design's size,
+    and the comparisons it was decided on (``checks``: name -> {estimate, ci, verdict})."""
+    check_choice("verdict", verdict, VERDICTS)
+    estimate, ci = (None, None)
+    if primary is not None:
+        e, lo, hi = _as_interval(primary, "primary")
+        estimate, ci = e, [lo, hi]
+    return {"verdict": verdict, "holds": {"reproduced": True, "not reproduced": False}.get(verdict),
+            "estimate": estimate, "ci": ci, "threshold": threshold, "n_seeds": n_seeds, "n_images": n_images,
+            "checks": dict(checks or {})}
 
 
-def decide_c5(pair: float, baselines: Mapping[str, float]) -> dict:
-    """C5: is the Jaccard overlap of (ST, AT) strictly lower than every seed baseline's?
-
-    Returns ``{"holds": bool, "below": {b: bool}}``; a NaN fails its comparison.
-    """
-    for name, value in (("pair", pair), *((f"baselines[{k!r}]", v) for k, v in baselines.items())):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isnan(value) or 0 <= value <= 1):
-            fail(name, "a Jaccard overlap (a number in [0, 1], or NaN where it is undefined)", value)
-    if not baselines:
-        fail("baselines", "at least one seed baseline overlap, e.g. {'ST vs ST prime': 0.6}", baselines)
-    below = {name: bool(float(pair) < float(value)) for name, value in baselines.items()}
-    return {"holds": all(below.values()), "below": below}
+def _check(interval: Interval | Estimate, threshold: float, side: Side) -> dict:
+    e, lo, hi = _as_interval(interval, "interval")
+    return {"estimate": e, "ci": [lo, hi], "verdict": side_verdict(lo, hi, threshold, side)}
 
 
-def _require(robust: Mapping[str, float], names: Sequence[str]) -> None:
-    missing = [n for n in names if n not in robust]
+# ---------------------------------------------------------------------------------------------------------------
+# decisions, one per claim
+
+
+def decide_lower(comparisons: Mapping[str, Interval], *, n_seeds: int, n_images: int) -> dict:
+    """C1, C2: every paired difference AT - ST (name -> interval) lies below 0; the first is the row's estimate."""
+    if not comparisons:
+        fail("comparisons", "at least one AT - ST difference", comparisons)
+    checks = {name: _check(interval, 0.0, "below") for name, interval in comparisons.items()}
+    primary = next(iter(comparisons.values()))
+    return outcome(conjunction([c["verdict"] for c in checks.values()]), primary, 0.0, n_seeds=n_seeds,
+                   n_images=n_images, checks=checks)
+
+
+def decide_c3(max_error: float, slopes: Mapping[str, Interval], *, n_images: int) -> dict:
+    """C3: the closed form is exact (PGD within `C3_TOLERANCE`), and the gap's shrinkage grows with the
+    proposition's penalty: every least-squares slope of shrinkage on penalty (name -> interval) lies above 0.
+    The first slope is the row's estimate. An inexact closed form is not reproduced whatever the slopes."""
+    if not slopes:
+        fail("slopes", "at least one slope of shrinkage on penalty", slopes)
+    checks = {"closed form": {"estimate": max_error, "ci": None,
+                              "verdict": "reproduced" if max_error < C3_TOLERANCE else "not reproduced"}}
+    checks |= {name: _check(interval, 0.0, "above") for name, interval in slopes.items()}
+    return outcome(conjunction([c["verdict"] for c in checks.values()]), next(iter(slopes.values())), 0.0,
+                   n_seeds=1, n_images=n_images, checks=checks)
+
+
+def decide_c4(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
+    """C4: the smallest distance (baseline's Spearman - Spearman(ST, AT)) is at least `C4_MIN_DISTANCE`."""
+    e, lo, hi = _as_interval(distance, "distance")
+    return outcome(side_verdict(lo, hi, C4_MIN_DISTANCE, "at least"), (e, lo, hi), C4_MIN_DISTANCE, n_seeds=1,
+                   n_images=n_images, checks=checks)
+
+
+def decide_c5(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
+    """C5: the smallest distance (baseline's Jaccard - Jaccard(ST, AT)) is at least `C5_MIN_DISTANCE`."""
+    e, lo, hi = _as_interval(distance, "distance")
+    return outcome(side_verdict(lo, hi, C5_MIN_DISTANCE, "at least"), (e, lo, hi), C5_MIN_DISTANCE, n_seeds=1,
+                   n_images=n_images, checks=checks)
+
+
+# C6-C8 are statistics of the students' robust accuracies, mean over seeds and images.
+
+def _require(means: Mapping[str, Any], names: Sequence[str]) -> None:
+    missing = [n for n in names if n not in means]
     if missing:
-        fail("robust", "an accuracy for every student of the line-up", sorted(robust),
+        fail("outcomes", "a robust accuracy for every student the claim reads", sorted(means),
              shown=f"missing {missing}", hint="evaluate the whole line-up first")
 
 
-def c6_gain(robust: Mapping[str, float]) -> float:
-    """The C6 gain: ``robust[KD-AT] - max(robust[hard labels], robust[KD-ST])`` (fraction; may be negative)."""
-    _require(robust, (HARD, KD_ST, KD_AT))
-    return robust[KD_AT] - max(robust[HARD], robust[KD_ST])
+def gain(means: Mapping[str, Any], *, reference: str = KD_AT) -> Any:
+    """The C6 gain: ``reference`` (KD-AT) minus the best of `C6_BASELINES`; works on floats and (R,) arrays."""
+    _require(means, (reference, *C6_BASELINES))
+    return means[reference] - np.maximum.reduce([np.asarray(means[b], dtype=np.float64) for b in C6_BASELINES])
 
 
-def removal(robust: Mapping[str, float], names: Sequence[str], *, reference: str = KD_AT) -> dict[str, dict]:
-    """For each student in ``names``: its robust accuracy, the share of the gain it removes, and the C7/C8 test.
-
-    The gain is the C6 gain (see `c6_gain`) when ``reference`` is KD-AT, and ``robust[reference] -
-    max(baselines)`` for another unmanipulated teacher (the label-corrected one, for the controls). A student
-    meets the test (``meets``) when ``robust <= robust[reference] - gain * REMOVED_SHARE``; without a positive
-    gain there is nothing to remove and ``meets`` is None. ``share_removed`` is ``(robust[reference] - robust) /
-    gain``, NaN when the gain is not positive.
-    """
-    _require(robust, (HARD, KD_ST, reference, *names))
-    gain = robust[reference] - max(robust[HARD], robust[KD_ST])
-    threshold = robust[reference] - gain * REMOVED_SHARE
-    return {name: {"robust": robust[name], "threshold": threshold,
-                   "meets": robust[name] <= threshold + _TOLERANCE if gain > 0 else None,
-                   "share_removed": (robust[reference] - robust[name]) / gain if gain > 0 else math.nan}
-            for name in names}
-
-
-def decide_distillation(robust: Mapping[str, float]) -> dict[str, dict]:
-    """C6, C7 and C8 on the robust accuracies of the line-up: per claim ``holds``, ``evaluable`` and numbers.
-
-    For C7 and C8 also ``criterion_met`` (the inequality for every student; None without a positive gain) and
-    ``failing`` (the students that keep more than the allowed share of the gain).
-    """
-    gain = c6_gain(robust)
-    c6_holds = gain >= C6_MARGIN - _TOLERANCE
-    out = {"C6": {"holds": c6_holds, "evaluable": True, "gain": gain, "over_hard": robust[KD_AT] - robust[HARD],
-                  "over_kd_st": robust[KD_AT] - robust[KD_ST]}}
-    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
-        students = removal(robust, [student_label(k) for k in kinds])
-        met = all(s["meets"] is True for s in students.values())
-        out[claim] = {"holds": c6_holds and met, "evaluable": c6_holds, "criterion_met": met if gain > 0 else None,
-                      "gain": gain, "threshold": robust[KD_AT] - gain * REMOVED_SHARE, "students": students,
-                      "failing": [name for name, s in students.items() if s["meets"] is False]}
+def removed_share(means: Mapping[str, Any], names: Sequence[str], *, reference: str = KD_AT) -> Any:
+    """The smallest share of the gain that the students ``names`` remove: min over them of (reference - student) /
+    gain (NaN where the gain is not positive)."""
+    _require(means, names)
+    g = np.asarray(gain(means, reference=reference), dtype=np.float64)
+    shares = [(np.asarray(means[reference], dtype=np.float64) - np.asarray(means[n], dtype=np.float64)) for n in names]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(g > 0, np.minimum.reduce(shares) / np.where(g > 0, g, 1.0), np.nan)
     return out
+
+
+def distillation_statistics(outcomes: Mapping[str, Any], *, label_corrected: bool = False, n_resamples: int = 2000,
+                            seed: int = 0) -> dict[str, Estimate]:
+    """The C6 gain and the C7 and C8 shares with two-level bootstrap intervals, from per-student robust outcomes
+    ``{name: (seeds, images)}``. With ``label_corrected`` the same statistics of the label-corrected AT teacher's
+    students (the control), against the same baselines."""
+    boot = dict(n_resamples=n_resamples, seed=seed)
+    reference = student_label("kd", label_corrected=label_corrected)
+    out = {"gain": seed_image_bootstrap(outcomes, lambda m: gain(m, reference=reference), **boot)}
+    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
+        names = tuple(student_label(k, label_corrected=label_corrected) for k in kinds)
+        out[claim] = seed_image_bootstrap(outcomes, lambda m, names=names: removed_share(m, names, reference=reference),
+                                          **boot)
+    return out
+
+
+def decide_c6(gain_estimate: Estimate, *, n_seeds: int, n_images: int) -> dict:
+    """C6: the gain (KD-AT minus the best baseline, mean robust accuracy) is at least `C6_MARGIN`."""
+    e, lo, hi = _as_interval(gain_estimate, "gain")
+    return outcome(side_verdict(lo, hi, C6_MARGIN, "at least"), (e, lo, hi), C6_MARGIN, n_seeds=n_seeds,
+                   n_images=n_images)
+
+
+def decide_removal(gain_estimate: Estimate, share: Estimate, *, n_seeds: int, n_images: int) -> dict:
+    """C7, C8: not testable unless the C6 gain's interval lies above 0 (a gain to remove); then the smallest share
+    of it that the claim's students remove is at least `REMOVED_SHARE`."""
+    _, g_lo, _ = _as_interval(gain_estimate, "gain")
+    checks = {"a gain to remove": _check(gain_estimate, 0.0, "above")}
+    if not g_lo > 0:
+        return outcome("not testable", share if not math.isnan(share[1]) else None, REMOVED_SHARE, n_seeds=n_seeds,
+                       n_images=n_images, checks=checks)
+    e, lo, hi = _as_interval(share, "share")
+    return outcome(side_verdict(lo, hi, REMOVED_SHARE, "at least"), (e, lo, hi), REMOVED_SHARE, n_seeds=n_seeds,
+                   n_images=n_images, checks=checks)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # the registry
-
-
-def _decide_mean_difference(difference: Interval) -> dict:
-    return {"holds": lower_on_average(difference)}
-
-
-def _decide_c3(max_error: float, sweep_gaps: Sequence[float]) -> dict:
-    return {"holds": decide_c3(max_error, sweep_gaps)}
-
-
-def _decide_from_lineup(claim: str) -> Callable[[Mapping[str, float]], dict]:
-    def decide(robust: Mapping[str, float]) -> dict:
-        return decide_distillation(robust)[claim]
-
-    return decide
 
 
 @dataclass(frozen=True)
@@ -193,55 +238,60 @@ class Claim:
     id: str  # "C1" ... "C8"
     statement: str  # the claim in a short line (landing page, scorecard)
     claim: str  # the claim as the chapter tests it
-    criterion: str  # the fixed criterion, in words, thresholds included
+    criterion: str  # the fixed criterion, in words, threshold included
     chapter: str  # the notebook that tests it (its file stem)
-    decide: Callable[..., dict]  # measured values -> {"holds": bool, ...details}
-    thresholds: dict[str, float] = field(default_factory=dict)  # the numbers the criterion names
+    decide: Callable[..., dict]  # measured statistics -> an `outcome`
+    threshold: float  # the number the criterion compares the statistic with
+    statistic: str  # what the row's estimate is, in words
 
 
 _CHAPTER_2, _CHAPTER_3, _CHAPTER_4 = "02_logit_distributions", "03_sample_confidence", "04_distillation"
+_BOTH_PAIRS = ("for both seed pairs (ST/AT, ST'/AT'), on all images and on the images both models classify "
+               "correctly, and for the budget-matched pair of the eps sweep")
 
 CLAIMS: dict[str, Claim] = {c.id: c for c in (
     Claim("C1", "AT models have lower max logits than ST models",
           "AT models have lower max logits than ST models, on average",
-          "mean(AT) < mean(ST) for the max logit, with the paired bootstrap 95% CI of the difference excluding 0",
-          _CHAPTER_2, _decide_mean_difference),
+          f"the paired difference of mean max logit AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+          _CHAPTER_2, decide_lower, 0.0, "mean max logit, AT - ST (logit units)"),
     Claim("C2", "AT models have smaller logit gaps than ST models",
           "AT models have smaller logit gaps than ST models, on average",
-          "mean(AT) < mean(ST) for the logit gap, with the paired bootstrap 95% CI of the difference excluding 0",
-          _CHAPTER_2, _decide_mean_difference),
+          f"the paired difference of mean logit gap AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+          _CHAPTER_2, decide_lower, 0.0, "mean logit gap, AT - ST (logit units)"),
     Claim("C3", "theory explains the smaller max logits and gaps",
-          "theory explains C1/C2 (our proposition: worst-case margin = margin - eps * dual norm of w_y - w_j)",
-          f"PGD on the linear model reaches the closed-form worst-case margin within {C3_TOLERANCE:g}, and the mean "
-          "logit gap of the eps-sweep AT models decreases strictly as eps grows",
-          _CHAPTER_2, _decide_c3, {"tolerance": C3_TOLERANCE}),
+          "the smaller gaps are consistent with our proposition (worst-case margin = margin - eps * dual norm of "
+          "w_y - w_j)",
+          f"PGD on the linear models reaches the closed form within {C3_TOLERANCE:g}, and across the eps sweep the "
+          "slope of the gap's shrinkage on the proposition's penalty has its 95% interval above 0, for the networks "
+          "and for the linear models",
+          _CHAPTER_2, decide_c3, 0.0, "slope of gap shrinkage on the penalty, networks"),
     Claim("C4", "AT and ST models differ on which samples get high or low confidence",
           "AT and ST models differ significantly on which samples get high or low confidence",
-          f"Spearman(ST, AT) of per-sample confidences is at least {C4_MIN_DISTANCE} below both seed baselines "
-          "(ST vs ST', AT vs AT') and its bootstrap 95% CI lies below both baselines' CIs",
-          _CHAPTER_3, decide_c4, {"min_distance": C4_MIN_DISTANCE}),
+          f"the smaller distance (seed baseline's Spearman - Spearman(ST, AT)) over ST vs ST' and AT vs AT' has "
+          f"its 95% interval at or above {C4_MIN_DISTANCE}",
+          _CHAPTER_3, decide_c4, C4_MIN_DISTANCE, "Spearman distance to the closer seed baseline"),
     Claim("C5", "the samples with the largest confidence difference differ visibly",
           "the samples with the largest confidence difference between AT and ST differ visibly",
-          f"Jaccard overlap of the most-confident {100 * C5_FRACTION:.0f}% of the evaluation images is lower for "
-          "(ST, AT) than for (ST, ST') and for (AT, AT')",
-          _CHAPTER_3, decide_c5, {"fraction": C5_FRACTION}),
+          f"the smaller distance (seed baseline's overlap - overlap(ST, AT)) of the most-confident "
+          f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE}",
+          _CHAPTER_3, decide_c5, C5_MIN_DISTANCE, "Jaccard distance to the closer seed baseline"),
     Claim("C6", "distilling an AT teacher on clean inputs gives the student robustness",
           "Distilling an AT teacher on clean inputs only gives the student some robustness.",
-          "AutoAttack accuracy of the KD-AT student >= that of the hard-label student + 10 points and >= that of "
-          "the KD-ST student + 10 points (gain = KD-AT - max(hard, KD-ST) >= 10 points).",
-          _CHAPTER_4, _decide_from_lineup("C6"), {"margin": C6_MARGIN}),
+          "the gain, KD-AT minus the best of hard labels, KD-ST and KD-ST soft (robust accuracy, mean over seeds), "
+          f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points",
+          _CHAPTER_4, decide_c6, C6_MARGIN, "robust-accuracy gain of KD-AT over the best baseline"),
     Claim("C7", "information about incorrect classes is essential",
-          "Information about incorrect classes is essential: manipulating the AT teacher's non-max logits "
-          "(shuffled, mean, ST ordering) removes the robustness the student inherits.",
-          "C6 holds and each of the shuffled, mean and ST-order students has AutoAttack accuracy <= KD-AT - gain / 2 "
-          "(it removes at least half of the C6 gain).",
-          _CHAPTER_4, _decide_from_lineup("C7"), {"removed_share": REMOVED_SHARE}),
+          "Information about incorrect classes is essential: removing what the AT teacher says about them, while "
+          "keeping its confidence (shuffled, spread, ST order), removes the robustness the student inherits.",
+          "with a C6 gain (interval above 0), the smallest share of it that the shuffled, spread and ST-order "
+          f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+          _CHAPTER_4, decide_removal, REMOVED_SHARE, "smallest share of the gain removed"),
     Claim("C8", "sample-wise confidences matter",
           "Sample-wise confidences matter: flattening the AT teacher's confidence to its data-set average, or label "
           "smoothing at that average, removes the robustness.",
-          "C6 holds and each of the flattened-confidence and label-smoothing students has AutoAttack accuracy <= "
-          "KD-AT - gain / 2 (it removes at least half of the C6 gain).",
-          _CHAPTER_4, _decide_from_lineup("C8"), {"removed_share": REMOVED_SHARE}),
+          "with a C6 gain (interval above 0), the smaller share of it that the flattened and label-smoothing "
+          f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+          _CHAPTER_4, decide_removal, REMOVED_SHARE, "smallest share of the gain removed"),
 )}
 CLAIM_IDS: tuple[str, ...] = tuple(CLAIMS)
 CHAPTERS: dict[str, tuple[str, ...]] = {}
@@ -251,6 +301,8 @@ for _claim in CLAIMS.values():
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Estimate):
+        value = value._asdict()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -262,14 +314,15 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(id: str, *, measured: dict, holds: bool) -> dict:
-    """The record of claim ``id``: its registry wording, what was measured and the verdict (validated)."""
+def record(id: str, decided: dict, *, measured: dict) -> dict:
+    """The record of claim ``id``: its registry wording, the decided `outcome` and what was measured."""
     check_choice("id", id, CLAIM_IDS)
-    if not isinstance(holds, (bool, np.bool_)):
-        fail("holds", "True or False (the verdict the registry decided)", holds)
+    if not (isinstance(decided, dict) and decided.get("verdict") in VERDICTS):
+        fail("decided", "an outcome of the claims registry (a dict with a verdict)", decided)
     claim = CLAIMS[id]
-    return {"id": id, "claim": claim.claim, "criterion": claim.criterion, "measured": _jsonable(measured),
-            "holds": bool(holds)}
+    keys = ("verdict", "estimate", "ci", "threshold", "n_seeds", "n_images", "holds", "checks")
+    return {"id": id, "claim": claim.claim, "criterion": claim.criterion, "statistic": claim.statistic,
+            **{k: _jsonable(decided[k]) for k in keys}, "measured": _jsonable(measured)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Chapter 4, distillation on clean images (claims C6, C7, C8 and two controls): the line-up as a table, robust
-accuracies, the claims' records, the removal table, the chapter's figure, and the teachers on the students' images.
+"""Chapter 4, distillation on clean images (claims C6, C7, C8 and our controls): the students' robust accuracy over
+seeds with two-level bootstrap intervals, the claims' records, the 2x2 of C7 and C8, the targets' confidence and
+entropy, each student's fidelity to its teacher, the design's power, and the chapter's figures.
 
-The students themselves (names, roles, configs) are `advlogits.pipeline.lineup`'s; the criteria are in the claims
-registry (`advlogits.chapters.claims`). Accuracies are fractions in [0, 1] throughout; tables and figures show
-percent.
+The students themselves (names, roles, configs, seeds) are `advlogits.pipeline.lineup`'s; the statistics and
+criteria are the claims registry's (`advlogits.chapters.claims`). Accuracies are fractions in [0, 1] throughout;
+tables and figures show percent.
 """
 
 from __future__ import annotations
@@ -15,132 +16,198 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from .. import pipeline
 from ..checks import fail
 from ..data import load_dataset
-from ..distill import label_correct
 from ..logits import confidence
-from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, Student, student_label
+from ..pipeline.lineup import ARGMAX, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
+from ..stats import Estimate, seed_image_bootstrap
 from ..store import Store
 from . import claims
-from .claims import c6_gain, removal
 
-def lineup_table(students: Sequence[Student]):
-    """The line-up as a table (pandas DataFrame): role, claim, method, teacher, targets, label correction, T."""
-    rows = {}
+POWER_Z = 2.8  # 80% power at the 5% level, two-sided: (1.96 + 0.84) standard errors
+
+
+def lineup_table(students: Sequence[Student]) -> pd.DataFrame:
+    """The line-up as a table, one row per student name: role, claim, teacher, targets, label correction, T, seeds."""
+    rows: dict[str, dict] = {}
     for s in students:
         c = s.config
         distilled = c.method == "distilled"
-        rows[s.name] = {"role": s.role, "claim": s.claim or "", "method": c.method,
-                        "teacher": {"standard": "ST", "adversarial": "AT"}[c.teacher.method] if distilled else "",
-                        "targets": c.targets if distilled else "", "label-corrected": "yes" if c.label_corrected else "",
-                        "T": f"{c.T:g}" if distilled else ""}
+        row = rows.setdefault(s.name, {
+            "role": s.role, "claim": s.claim or "",
+            "teacher": {"standard": "ST", "adversarial": "AT"}[c.teacher.method] if distilled else "",
+            "targets": c.targets if distilled else ("true labels" if s.role != "teacher" else ""),
+            "label-corrected": "yes" if c.label_corrected else "", "T": f"{c.T:g}" if distilled else "",
+            "seeds": []})
+        row["seeds"].append(s.seed)
+    for row in rows.values():
+        row["seeds"] = ", ".join(map(str, row["seeds"]))
     return pd.DataFrame(rows).T
 
 
-def robust_accuracies(results: Mapping[str, Mapping]) -> dict[str, float]:
-    """AutoAttack accuracy of every model, the claims' robust accuracy; an error if one was not attacked."""
-    missing = [name for name, r in results.items() if "autoattack_acc" not in r]
+def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int], Mapping]
+                    ) -> dict[str, np.ndarray]:
+    """Per student name with every student seed: its per-image worst-case outcomes, an (S, N) array (seeds in the
+    line-up's order); ``results`` maps (name, seed) to `advlogits.pipeline.evaluate` results."""
+    seeds: dict[str, list[int]] = {}
+    for s in students:
+        if s.role not in ("teacher", "sweep"):
+            seeds.setdefault(s.name, []).append(s.seed)
+    missing = [key for name, ss in seeds.items() for key in ((name, s) for s in ss) if key not in results]
     if missing:
-        fail("results", "AutoAttack accuracies of every model (the claims' robust accuracy is AutoAttack "
-             "accuracy)", sorted(results), shown=f"none for {missing}", hint="run the profile with n_autoattack > 0")
-    return {name: float(r["autoattack_acc"]) for name, r in results.items()}
+        fail("results", "an evaluation of every student and seed", len(results), shown=f"missing {missing[:3]}")
+    return {name: np.array([results[(name, s)]["robust_correct"] for s in ss], dtype=np.float64)
+            for name, ss in seeds.items()}
 
 
-def _pct(value: float) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(100 * value, 2)
+def student_estimates(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> dict[str, Estimate]:
+    """Each student's robust accuracy, mean over seeds and images, with its two-level bootstrap interval."""
+    return {name: seed_image_bootstrap({name: o}, lambda m, name=name: m[name], seed=seed)
+            for name, o in outcomes.items()}
 
 
-def claim_records(results: Mapping[str, Mapping]) -> list[dict]:
-    """The chapter's C6, C7, C8 records for `claims.write_claims` (accuracies in percent), decided by the registry."""
-    robust = robust_accuracies(results)
-    outcome = {cid: claims.CLAIMS[cid].decide(robust) for cid in ("C6", "C7", "C8")}
-    pgd = {name: _pct(r["pgd_acc_on_autoattack_subset"]) for name, r in results.items()}
-    base = {"robust_kd_at_pct": _pct(robust[KD_AT]), "robust_hard_pct": _pct(robust[HARD]),
-            "robust_kd_st_pct": _pct(robust[KD_ST]), "gain_points": _pct(outcome["C6"]["gain"])}
-    records = [claims.record("C6", measured={**base, "pgd_ce_kd_at_pct": pgd[KD_AT], "pgd_ce_hard_pct": pgd[HARD],
-                                             "pgd_ce_kd_st_pct": pgd[KD_ST]}, holds=outcome["C6"]["holds"])]
+def minimal_detectable(estimate: Estimate) -> float:
+    """The smallest difference the design resolves for this statistic: `POWER_Z` bootstrap standard errors."""
+    return POWER_Z * estimate.se
+
+
+def claim_records(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> tuple[list[dict], dict[str, Estimate]]:
+    """The chapter's C6, C7, C8 records (decided by the registry) and the statistics behind them."""
+    stats = claims.distillation_statistics(outcomes, seed=seed)
+    n_seeds, n_images = next(iter(outcomes.values())).shape
+    means = {name: float(o.mean()) for name, o in outcomes.items()}
+    measured = {"robust_pct": {name: round(100 * m, 2) for name, m in means.items()},
+                "gain_points": _interval_points(stats["gain"]),
+                "minimal_detectable_gain_points": round(100 * minimal_detectable(stats["gain"]), 2)}
+    if ARGMAX in means and stats["gain"].estimate > 0:  # the share of the gain the relabelling alone carries
+        best = max(means[b] for b in claims.C6_BASELINES)
+        measured["argmax_share"] = round((means[ARGMAX] - best) / stats["gain"].estimate, 3)
+    size = dict(n_seeds=n_seeds, n_images=n_images)
+    records = [claims.record("C6", claims.decide_c6(stats["gain"], **size), measured=measured)]
     for claim in ("C7", "C8"):
-        result = outcome[claim]
-        measured = {**base, "threshold_pct": _pct(result["threshold"]), "evaluable": result["evaluable"],
-                    **{f"robust_{_slug(name)}_pct": _pct(s["robust"]) for name, s in result["students"].items()},
-                    **{f"share_removed_{_slug(name)}": _round(s["share_removed"])
-                       for name, s in result["students"].items()}}
-        if not result["evaluable"]:
-            measured["note"] = "C6 does not hold, so there is no gain to remove: reported as not reproduced."
-        records.append(claims.record(claim, measured=measured, holds=result["holds"]))
-    return records
+        decided = claims.decide_removal(stats["gain"], stats[claim], **size)
+        records.append(claims.record(claim, decided, measured={**measured, "share": stats[claim]}))
+    return records, stats
 
 
-def _slug(name: str) -> str:
-    """"AT ST order" -> "at_st_order": a row label as a JSON key."""
-    return "_".join(name.lower().replace("-", " ").split())
+def _interval_points(e: Estimate) -> list[float]:
+    return [round(100 * v, 2) for v in e.interval]
 
 
-def _round(value: float) -> float | None:
-    return None if not math.isfinite(value) else round(value, 3)
-
-
-def removal_table(results: Mapping[str, Mapping]):
-    """Robust accuracy (%) and share of the gain removed of every manipulated student, AT and corrected AT."""
-    robust = robust_accuracies(results)
+def removal_table(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> pd.DataFrame:
+    """Each manipulated student's share of the gain removed, with its interval, for the AT teacher and for the
+    label-corrected one (the control), against the same baselines; the gain of each teacher's KD student."""
     rows = {}
-    for corrected, reference in ((False, KD_AT), (True, student_label("kd", label_corrected=True))):
-        names = [student_label(k, label_corrected=corrected) for k in (*C7_KINDS, *C8_KINDS)]
-        for name, s in removal(robust, names, reference=reference).items():
-            rows[name] = {"teacher": reference, "AutoAttack (%)": 100 * s["robust"],
-                          "teacher's student (%)": 100 * robust[reference],
-                          "threshold (%)": 100 * s["threshold"], "share of gain removed": s["share_removed"],
-                          "removes half": {True: "yes", False: "no", None: "n/a (no gain)"}[s["meets"]]}
-    return pd.DataFrame(rows).T.round(2)
+    for corrected in (False, True):
+        reference = student_label("kd", label_corrected=corrected)
+        if reference not in outcomes:
+            continue
+        g = seed_image_bootstrap(outcomes, lambda m, r=reference: claims.gain(m, reference=r), seed=seed)
+        for name in (student_label(k, label_corrected=corrected) for k in
+                     ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")):
+            if name not in outcomes:
+                continue
+            share = seed_image_bootstrap(
+                outcomes, lambda m, n=name, r=reference: claims.removed_share(m, [n], reference=r), seed=seed)
+            rows[name] = {"teacher's KD student": reference, "gain (points)": _fmt_points(g),
+                          "share of the gain removed": _fmt_share(share)}
+    return pd.DataFrame(rows).T
 
 
-def accuracy_figure(results: Mapping[str, Mapping], *, pgd_steps: int, roles: Mapping[str, str] | None = None
-                    ) -> Figure:
-    """Horizontal grouped bars (percent): clean, PGD-CE, PGD-CW and AutoAttack accuracy of every model.
+def _fmt_points(e: Estimate) -> str:
+    return f"{100 * e.estimate:.1f} [{100 * e.low:.1f}, {100 * e.high:.1f}]"
 
-    Dotted lines mark the KD-AT student's AutoAttack accuracy, the stronger baseline's and the C7/C8 threshold
-    halfway between them (drawn when those students are present). ``roles`` (name -> role) labels the rows.
-    """
-    names = list(results)
-    columns = {"clean_acc": "clean", "pgd_acc": f"PGD-{pgd_steps} CE", "pgd_cw_acc": f"PGD-{pgd_steps} CW",
-               "autoattack_acc": "AutoAttack"}
-    fig, ax = plt.subplots(figsize=(8.5, 1.2 + 0.42 * len(names)), constrained_layout=True)
-    height = 0.8 / len(columns)
-    for j, (key, text) in enumerate(columns.items()):
-        values = [100 * results[n].get(key, np.nan) for n in names]
-        bars = ax.barh(np.arange(len(names)) + (j - (len(columns) - 1) / 2) * height, values, height, label=text)
-        ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
-    if all(n in results and "autoattack_acc" in results[n] for n in (HARD, KD_ST, KD_AT)):
-        robust = {n: results[n]["autoattack_acc"] for n in (HARD, KD_ST, KD_AT)}
-        best = max(robust[HARD], robust[KD_ST])
-        for value, style, text in ((robust[KD_AT], ":", "KD-AT (AutoAttack)"), (best, "-.", "stronger baseline"),
-                                   (robust[KD_AT] - c6_gain(robust) * claims.REMOVED_SHARE, "--", "C7/C8 threshold")):
-            ax.axvline(100 * value, color="black", linestyle=style, linewidth=1, label=text)
-    ticks = [f"{n} [{roles[n]}]" if roles and n in roles else n for n in names]
-    ax.set_yticks(np.arange(len(names)), ticks, fontsize=8)
-    ax.invert_yaxis()
-    ax.set(xlabel="accuracy on the evaluation images (%)", xlim=(0, 105))
-    ax.legend(loc="lower right", fontsize=7)
-    ax.grid(axis="x", alpha=0.3)
-    return fig
+
+def _fmt_share(e: Estimate) -> str:
+    if math.isnan(e.estimate):
+        return "n/a (no gain)"
+    return f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+
+def two_by_two(estimates: Mapping[str, Estimate], *, label_corrected: bool = False) -> pd.DataFrame:
+    """C7 and C8 as a 2x2: robust accuracy (%) of KD, spread, flattened and label smoothing, by whether the targets
+    keep the teacher's per-image confidence (rows) and its information about the incorrect classes (columns)."""
+    table = pd.DataFrame(index=["confidence kept", "confidence removed"],
+                         columns=["class information kept", "class information removed"], dtype=object)
+    for kind, (conf_kept, info_kept) in TWO_BY_TWO.items():
+        name = student_label(kind, label_corrected=label_corrected)
+        if name in estimates:
+            table.loc["confidence kept" if conf_kept else "confidence removed",
+                      "class information kept" if info_kept else "class information removed"] = \
+                f"{name}: {_fmt_points(estimates[name])}"
+    return table
+
+
+def target_statistics(targets: Mapping[str, Tensor]) -> pd.DataFrame:
+    """Mean confidence and mean entropy (nats) of each target set's softmax, one row per target set."""
+    rows = {}
+    for name, z in targets.items():
+        p = z.double().softmax(dim=1)
+        entropy = -(p * p.clamp_min(1e-300).log()).sum(dim=1)
+        rows[name] = {"mean confidence": p.amax(dim=1).mean().item(), "mean entropy (nats)": entropy.mean().item()}
+    return pd.DataFrame(rows).T
+
+
+def fidelity(student: Tensor, teacher: Tensor) -> dict[str, float]:
+    """Top-1 agreement with the teacher and the mean KL divergence KL(teacher || student) in nats, from logits of
+    the same images."""
+    log_p_t, log_p_s = teacher.double().log_softmax(1), student.double().log_softmax(1)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
+    return {"top-1 agreement": (student.argmax(1) == teacher.argmax(1)).double().mean().item(),
+            "KL to the teacher (nats)": kl.mean().item()}
 
 
 def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, dict]:
-    """ST and AT teachers on the students' training images: accuracy and mean confidence, raw and label-corrected.
+    """ST and AT teachers on the first student seed's training images: accuracy and mean confidence.
 
-    The AT teacher's mistakes there are the relabelling a student inherits; its mean confidence is the target
-    of the flattened and label-smoothing students (`advlogits.pipeline.training.distillation_targets` computes it
-    the same way).
+    The AT teacher's mistakes there are the relabelling a student inherits; its mean confidence is the target of
+    the flattened and label-smoothing students and of the softened ST teacher.
     """
-    _, y = load_dataset(profile.dataset, "train", n=profile.student_n_train, seed=profile.seed)
+    seed = profile.student_seeds[0]
+    _, y = load_dataset(profile.dataset, "train", n=profile.student_n_train, seed=seed)
     out = {}
     for name, config in (("ST teacher", profile.standard()), ("AT teacher", profile.adversarial())):
-        z = pipeline.train_logits(config, dataset=profile.dataset, n_train=profile.student_n_train, seed=profile.seed,
+        z = pipeline.train_logits(config, dataset=profile.dataset, n_train=profile.student_n_train, seed=seed,
                                   device=profile.device, store=store)
         out[name] = {"accuracy": (z.argmax(1) == y).float().mean().item(),
-                     "mean_confidence": confidence(z).mean().item(),
-                     "mean_confidence_corrected": confidence(label_correct(z, y)).mean().item()}
+                     "mean confidence": confidence(z).mean().item()}
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figure
+# ---------------------------------------------------------------------------------------------------------
+
+
+def robust_figure(outcomes: Mapping[str, np.ndarray], estimates: Mapping[str, Estimate], *,
+                  roles: Mapping[str, str], gain: Estimate | None = None) -> Figure:
+    """Dot-and-whisker: each student's robust accuracy (%), one dot per seed and the mean with its 95% interval,
+    grouped by role; dashed lines: the best C6 baseline and the C7/C8 threshold (KD-AT minus half the gain)."""
+    names = list(outcomes)
+    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.34 * len(names)), layout="constrained")
+    role_colors = {"baseline": "#0072B2", "claim": "#D55E00", "mixed": "#CC79A7", "control": "#009E73"}
+    for row, name in enumerate(names):
+        c = role_colors.get(roles.get(name, ""), "black")
+        per_seed = 100 * outcomes[name].mean(axis=1)
+        ax.scatter(per_seed, np.full(len(per_seed), row), s=14, color=c, alpha=0.45, linewidths=0, zorder=2)
+        e = estimates[name]
+        ax.errorbar(100 * e.estimate, row, xerr=[[100 * (e.estimate - e.low)], [100 * (e.high - e.estimate)]],
+                    fmt="o", color=c, markersize=5, capsize=3, zorder=3)
+    if gain is not None and claims.KD_AT in estimates:
+        kd_at = estimates[claims.KD_AT].estimate
+        best = kd_at - gain.estimate
+        ax.axvline(100 * best, color="grey", linestyle=":", linewidth=1, label="best C6 baseline")
+        ax.axvline(100 * (kd_at - claims.REMOVED_SHARE * gain.estimate), color="black", linestyle="--",
+                   linewidth=1, label="C7/C8 threshold")
+    for role, c in role_colors.items():
+        ax.plot([], [], "o", color=c, label=role)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set(xlabel="robust accuracy, worst case over all attacks (%)", xlim=(0, None))
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..checks import fail
 from ..logits import logit_gap, max_logit, sorted_logits
 from ..profiles import Profile
-from ..stats import Interval, bootstrap_ci
+from ..stats import Estimate, Interval, bootstrap_ci, image_bootstrap
 from .figures import color, errorbar
 
 STATISTICS = {"max logit": max_logit, "logit gap": logit_gap}  # the per-image statistics of claims C1, C2
@@ -80,6 +80,70 @@ def robustbench_models(profile: Profile, requested: Sequence[str] | None) -> tup
         fail("robustbench_models", f"empty for profile {profile.name!r} (they are CIFAR-10 models and it uses "
              f"{profile.dataset})", list(requested), hint="pass robustbench_models=[] or use the paper profile")
     return tuple(requested)
+
+
+def paired_differences(z: Mapping[str, Tensor], y: Tensor, *, budget_matched: tuple[Tensor, Tensor] | None,
+                       seed: int = 0, n_resamples: int = N_RESAMPLES) -> dict[str, dict[str, Interval]]:
+    """The comparisons C1 and C2 are decided on, per statistic: mean(AT) - mean(ST) with a paired bootstrap
+    interval for each seed pair (``z`` holds "ST", "AT", "ST'", "AT'" logits on the same images, true labels
+    ``y``), on all images and on the images both models of the pair classify correctly, and for the
+    ``budget_matched`` pair (standard, adversarial) of the eps sweep. Returns ``{statistic: {comparison: interval}}``,
+    the main pair on all images first."""
+    pairs = {"ST/AT": ("ST", "AT"), "ST'/AT'": ("ST'", "AT'")}
+    out: dict[str, dict[str, Interval]] = {}
+    for stat, f in STATISTICS.items():
+        rows: dict[str, Interval] = {}
+        for label, (st, at) in pairs.items():
+            rows[f"{label}, all images"] = bootstrap_ci("mean_difference", f(z[at]), f(z[st]), seed=seed,
+                                                        n_resamples=n_resamples)
+        for label, (st, at) in pairs.items():
+            both = (z[st].argmax(1) == y) & (z[at].argmax(1) == y)
+            rows[f"{label}, both correct ({int(both.sum())} images)"] = bootstrap_ci(
+                "mean_difference", f(z[at][both]), f(z[st][both]), seed=seed, n_resamples=n_resamples)
+        if budget_matched is not None:
+            st, at = budget_matched
+            rows["budget-matched pair (eps sweep)"] = bootstrap_ci("mean_difference", f(at), f(st), seed=seed,
+                                                                   n_resamples=n_resamples)
+        out[stat] = rows
+    return out
+
+
+def shrinkage_and_penalty(gaps: Mapping[float, np.ndarray], penalty: np.ndarray) -> dict[float, tuple]:
+    """Per radius: the per-image shrinkage of the logit gap (standard model minus the model of that radius) and the
+    proposition's per-image penalty ``eps * penalty`` (``penalty``: the standard model's per-image first-order drop
+    per unit eps). ``gaps`` maps eps to the per-image gaps (N,), eps 0 being the standard model."""
+    base = np.asarray(gaps[0.0], dtype=float)
+    return {e: (base - np.asarray(g, dtype=float), e * np.asarray(penalty, dtype=float))
+            for e, g in gaps.items() if e > 0}
+
+
+def penalty_slope(gaps: Mapping[float, np.ndarray], penalty: np.ndarray, *, seed: int = 0,
+                  n_resamples: int = N_RESAMPLES) -> Estimate:
+    """C3's statistic: the least-squares slope through the origin of the mean gap shrinkage S(eps) on the mean
+    penalty P(eps) across the radii, ``sum S P / sum P^2``, with a paired bootstrap interval over images (one
+    resample of the images for every radius)."""
+    per_eps = shrinkage_and_penalty(gaps, penalty)
+    if not per_eps:
+        fail("gaps", "logit gaps at eps 0 and at least one radius above 0", sorted(gaps))
+    shrink = np.stack([s for s, _ in per_eps.values()])  # (E, N)
+    pen = np.stack([p for _, p in per_eps.values()])
+
+    def statistic(idx: np.ndarray) -> np.ndarray:
+        s_mean = shrink[:, idx].mean(axis=2)  # (E, R)
+        p_mean = pen[:, idx].mean(axis=2)
+        return (s_mean * p_mean).sum(axis=0) / (p_mean * p_mean).sum(axis=0)
+
+    return image_bootstrap(statistic, shrink.shape[1], seed=seed, n_resamples=n_resamples)
+
+
+def shrinkage_table(gaps: Mapping[float, np.ndarray], penalty: np.ndarray, *, seed: int = 0) -> dict[float, dict]:
+    """Per radius: mean shrinkage S and mean penalty P with bootstrap intervals, and their ratio S / P."""
+    out = {}
+    for e, (shrink, pen) in shrinkage_and_penalty(gaps, penalty).items():
+        s_iv = bootstrap_ci("mean", shrink, seed=seed)
+        p_iv = bootstrap_ci("mean", pen, seed=seed)
+        out[e] = {"shrinkage": s_iv, "penalty": p_iv, "ratio": s_iv[0] / p_iv[0] if p_iv[0] else math.nan}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -25,7 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
 from ..checks import check_index, check_int, check_labels, check_logits, check_vector, fail
-from ..stats import Interval, bootstrap_ci, rank_difference, rank_normalise, spearman, top_fraction_jaccard
+from ..stats import (Estimate, Interval, bootstrap_ci, image_bootstrap, rank_difference, rank_normalise,
+                     resampled_spearman, resampled_top_jaccard, spearman, top_fraction_jaccard)
 from .claims import C5_FRACTION
 
 Values = ArrayLike | Tensor
@@ -78,6 +79,37 @@ def jaccard_overlaps(values: Mapping[str, Values], pairs: Mapping[str, tuple[str
     """Jaccard overlap of each pair's top-``fraction`` sets (`advlogits.stats.top_fraction_jaccard`): {label: J}."""
     _check_pairs(values, pairs)
     return {label: top_fraction_jaccard(values[a], values[b], fraction=fraction) for label, (a, b) in pairs.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The claims' statistics: distance of (ST, AT) below the closer seed baseline
+# ---------------------------------------------------------------------------------------------------------
+
+
+def baseline_distances(values: Mapping[str, Values], pair: tuple[str, str],
+                       baselines: Mapping[str, tuple[str, str]], *, statistic: str, fraction: float = C5_FRACTION,
+                       n_resamples: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+    """How far the pair's agreement lies below each seed baseline's, and below the closer one (``"closest"``).
+
+    ``statistic`` "spearman" (C4) or "jaccard" (the overlap of the top ``fraction``, C5). Each distance is
+    ``agreement(baseline) - agreement(pair)``; all of them are bootstrapped on the same image resamples (paired),
+    and ``"closest"`` is their minimum on each resample.
+    """
+    _check_pairs(values, {"pair": pair, **baselines})
+    if statistic == "spearman":
+        def make(a, b): return resampled_spearman(values[a], values[b])  # noqa: E704
+    elif statistic == "jaccard":
+        def make(a, b): return resampled_top_jaccard(values[a], values[b], fraction=fraction)  # noqa: E704
+    else:
+        fail("statistic", "one of 'spearman', 'jaccard'", statistic)
+    of_pair = make(*pair)
+    of_baseline = {name: make(*names) for name, names in baselines.items()}
+    n = len(np.asarray(values[pair[0]].cpu() if isinstance(values[pair[0]], Tensor) else values[pair[0]]))
+    boot = dict(n_resamples=n_resamples, seed=seed)
+    out = {name: image_bootstrap(lambda idx, f=f: f(idx) - of_pair(idx), n, **boot) for name, f in of_baseline.items()}
+    out["closest"] = image_bootstrap(
+        lambda idx: np.min(np.stack([f(idx) for f in of_baseline.values()]), axis=0) - of_pair(idx), n, **boot)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .claims import CHAPTERS, CLAIMS, verdict_label
+from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, VERDICTS, verdict_label
 
 
-def _fmt(value: Any) -> str:
-    """A measured value for the table: 3 significant digits, lists in brackets, dicts as ``key value`` pairs."""
+def fmt_value(value: Any) -> str:
+    """A measured value for a table: 3 significant digits, lists in brackets, dicts as ``key: value`` pairs."""
     if isinstance(value, float):
         return f"{value:.3g}"
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_words(k)}: {_fmt(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_words(k)}: {fmt_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
@@ -24,18 +24,45 @@ def _words(key: str) -> str:
     return str(key).replace("_", " ")
 
 
+def fmt_estimate(record: dict) -> str:
+    """A record's statistic with its interval, "0.123 [0.101, 0.145]", or "n/a" where there is none."""
+    e, ci = record.get("estimate"), record.get("ci")
+    if e is None:
+        return "n/a"
+    return f"{e:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci and None not in ci else "")
+
+
+CHAPTER_TITLES = {"02_logit_distributions": "2. Logit distributions", "03_sample_confidence": "3. Sample confidence",
+                  "04_distillation": "4. Distillation"}
+
+
+def chapter_link(chapter: str) -> str:
+    """A MyST link from the scorecard page to a chapter."""
+    return f"{{doc}}`{CHAPTER_TITLES.get(chapter, chapter)} <{chapter}>`"
+
+
 def scorecard_rows(records: list[dict]) -> list[dict]:
-    """One row per record (id, verdict, claim, criterion, measured), claims without a record marked not measured."""
+    """One compact row per claim: id, the claim in a line, its verdict, the statistic with its interval against
+    the threshold, and a link to the chapter; claims without a record are marked not measured."""
     rows = []
     for cid, claim in CLAIMS.items():
         found = [r for r in records if r["id"] == cid]
-        rows += [{"id": cid, "verdict": verdict_label(r["holds"]), "claim": f"{r['claim']} ({r['chapter']})",
-                  "criterion": r["criterion"],
-                  "measured": "; ".join(f"{_words(k)} = {_fmt(v)}" for k, v in r["measured"].items())} for r in found]
-        if not found:
-            rows.append({"id": cid, "verdict": verdict_label(None), "claim": f"{claim.statement} ({claim.chapter})",
-                         "criterion": "(no record)", "measured": ""})
+        for r in found or [None]:
+            verdict = r["verdict"] if r else NOT_MEASURED
+            number = f"{fmt_estimate(r)} vs {fmt_value(r['threshold'])}" if r else ""
+            rows.append({"id": cid, "claim": claim.statement, "verdict": verdict_label(verdict),
+                         "estimate [95% CI] vs threshold": number,
+                         "chapter": chapter_link(r["chapter"] if r else claim.chapter)})
     return rows
+
+
+def details_rows(records: list[dict]) -> list[dict]:
+    """Every record in full, for the collapsed block under the table: statistic, criterion, seeds and images,
+    and the raw measurements."""
+    return [{"id": r["id"], "statistic": r.get("statistic", ""), "criterion": r["criterion"],
+             "seeds x images": f"{r['n_seeds']} x {r['n_images']}",
+             "measured": "; ".join(f"{_words(k)} = {fmt_value(v)}" for k, v in r["measured"].items())}
+            for r in records]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -47,16 +74,96 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def summary(records: list[dict]) -> dict:
-    """Counts for the scorecard's prose: reproduced, measured, all claims, and a note on what is missing.
+    """Counts for the scorecard's prose: claims of each verdict, measured claims, all claims, and what is missing.
 
-    A claim counts as reproduced only when every record of it holds.
+    A claim with several records takes the worst of them: not reproduced before inconclusive before not testable
+    before reproduced.
     """
-    measured = {r["id"] for r in records}
-    reproduced = {i for i in measured if all(r["holds"] for r in records if r["id"] == i)}
-    missing = [i for i in CLAIMS if i not in measured]
+    order = ("not reproduced", "inconclusive", "not testable", "reproduced")
+    verdict_of = {}
+    for r in records:
+        current = verdict_of.get(r["id"])
+        if current is None or order.index(r["verdict"]) < order.index(current):
+            verdict_of[r["id"]] = r["verdict"]
+    counts = {f"n_{v.replace(' ', '_')}": sum(1 for x in verdict_of.values() if x == v) for v in VERDICTS}
+    missing = [i for i in CLAIMS if i not in verdict_of]
     silent = [chapter for chapter in CHAPTERS if chapter not in {r.get("chapter") for r in records}]
     note = "Every claim has a record." if not missing else (
         f"Claims without a record: {', '.join(missing)}. Chapters that wrote no claims at this profile: "
         f"{', '.join(silent) or 'none'} (run them first).")
-    return {"n_reproduced": len(reproduced), "n_measured": len(measured), "n_claims": len(CLAIMS),
-            "missing_note": note}
+    return {**counts, "n_measured": len(verdict_of), "n_claims": len(CLAIMS), "missing_note": note,
+            "verdicts": verdict_of}
+
+
+VERDICT_COLORS = {"reproduced": "#009E73", "not reproduced": "#D55E00", "inconclusive": "#E69F00",
+                  "not testable": "#999999", NOT_MEASURED: "#BBBBBB"}  # Okabe-Ito, colour-blind safe
+
+
+def scorecard_figure(records: list[dict]):
+    """One row per claim: its statistic with the 95% interval, coloured by verdict, against its threshold (dashed);
+    every row on its own scale, since the claims' statistics have different units."""
+    import matplotlib.pyplot as plt
+
+    by_id = {}
+    for r in records:
+        by_id.setdefault(r["id"], r)
+    fig, axes = plt.subplots(len(CLAIMS), 1, figsize=(7.0, 0.62 * len(CLAIMS) + 0.5), layout="constrained")
+    for ax, (cid, claim) in zip(axes, CLAIMS.items()):
+        r = by_id.get(cid)
+        verdict = r["verdict"] if r else NOT_MEASURED
+        color = VERDICT_COLORS[verdict]
+        threshold = r["threshold"] if r else claim.threshold
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        if r and r.get("estimate") is not None:
+            e = r["estimate"]
+            lo, hi = (r["ci"] if r.get("ci") and None not in r["ci"] else (e, e))
+            ax.errorbar([e], [0], xerr=[[e - lo], [hi - e]], fmt="o", color=color, capsize=4, markersize=6)
+            span = max(hi, threshold, e) - min(lo, threshold, e) or 1.0
+            ax.set_xlim(min(lo, threshold, e) - 0.25 * span, max(hi, threshold, e) + 0.25 * span)
+        else:
+            ax.text(0.5, 0.5, verdict, transform=ax.transAxes, ha="center", va="center", color=color)
+            ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(cid, rotation=0, ha="right", va="center", fontweight="bold")
+        ax.set_title(f"{claim.statement}: {verdict}", loc="left", fontsize="medium", color=color, pad=2)
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+    fig.supxlabel("statistic (units of its chapter); dashed: the threshold fixed before any result", fontsize="small")
+    return fig
+
+
+def lessons(records: list[dict]) -> str:
+    """The scorecard's "what we learned" paragraph, written from the records' verdicts and numbers (so it says
+    what this run found, at any profile)."""
+    by_id = {}
+    for r in records:
+        by_id.setdefault(r["id"], r)
+
+    def verdict(cid: str) -> str:
+        return by_id[cid]["verdict"] if cid in by_id else NOT_MEASURED
+
+    def number(cid: str, scale: float = 1.0, digits: int = 2) -> str:
+        r = by_id.get(cid)
+        if not r or r.get("estimate") is None:
+            return "n/a"
+        e, ci = r["estimate"], r.get("ci")
+        text = f"{scale * e:.{digits}f}"
+        return text + (f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]" if ci and None not in ci else "")
+
+    parts = [f"Adversarial training lowers the logits: the max logit (C1: {verdict('C1')}; AT minus ST "
+             f"{number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; {number('C2')})."
+             f" Our proposition's penalty accounts for the gap's shrinkage across the eps sweep only as far as C3 "
+             f"says: {verdict('C3')} (slope {number('C3')}).",
+             f"The two kinds of training disagree on which images they are sure about (C4: {verdict('C4')}; C5: "
+             f"{verdict('C5')}).",
+             f"Distilled on clean images only, the AT teacher's student gains {number('C6', 100, 1)} points of robust "
+             f"accuracy over the best baseline (C6: {verdict('C6')})."]
+    c6 = by_id.get("C6", {}).get("measured", {})
+    if c6.get("argmax_share") is not None:
+        parts.append(f"A student trained only on the AT teacher's hard predictions keeps a share of "
+                     f"{c6['argmax_share']:.2f} of that gain: the teacher's relabelling of the images it gets wrong "
+                     f"carries {'most' if c6['argmax_share'] >= 0.5 else 'part'} of what distillation passes on.")
+    parts.append(f"Removing what the teacher says about the incorrect classes (C7: {verdict('C7')}; smallest share "
+                 f"of the gain removed {number('C7')}) or its per-image confidence (C8: {verdict('C8')}; "
+                 f"{number('C8')}) is judged against that gain.")
+    return " ".join(parts)

@@ -2,7 +2,7 @@
 
 * `stored`: "the model of this config, trained on a miss", its evaluation and logits, the teachers' logits;
   it declares which source code enters a model's and a result's store key;
-* `training` and `measures`: the pure computations behind them (no store);
+* `training`, `measures` and `masking`: the pure computations behind them (no store);
 * `lineup`: the book's models by name.
 
 Examples::
@@ -14,8 +14,10 @@ Examples::
 
 from __future__ import annotations
 
-from .stored import (describe, eval_logits, eval_split, evaluate, get_model, has_model, margin_drops, model_key,
-                     robustbench_logits, train_logits)
+from .stored import (MASKING_IMAGES, MASKING_SQUARE_QUERIES, describe, eval_logits, eval_split, evaluate,
+                     gap_gradients, get_model, has_model, margin_drops, masking_checks, model_key, robustbench_logits,
+                     train_logits)
 
-__all__ = ["describe", "eval_logits", "eval_split", "evaluate", "get_model", "has_model", "margin_drops",
-           "model_key", "robustbench_logits", "train_logits"]
+__all__ = ["MASKING_IMAGES", "MASKING_SQUARE_QUERIES", "describe", "eval_logits", "eval_split", "evaluate",
+           "gap_gradients", "get_model", "has_model", "margin_drops", "masking_checks", "model_key",
+           "robustbench_logits", "train_logits"]

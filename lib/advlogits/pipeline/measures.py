@@ -1,4 +1,5 @@
-"""What the book measures on a trained model: per-image outcomes of clean evaluation and of every attack.
+"""What the book measures on a trained model: per-image outcomes of clean evaluation and of every attack, the
+worst case over them, and the margin drops of chapter 2.
 
 Pure computation, no store: `advlogits.pipeline.stored` calls these on the profile's evaluation images and
 stores what they return. The source of this module is part of every stored result's key.
@@ -25,46 +26,38 @@ def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: fl
                           early_stop=True)
 
 
-def clean_pgd_autoattack(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
-                         restarts: int, seed: int, n_autoattack: int, autoattack_version: str) -> dict:
-    """Clean, PGD (CE loss) and AutoAttack outcomes per image, with their accuracies (fractions in [0, 1]).
+def attack_outcomes(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
+                    restarts: int, seed: int, n_autoattack: int, autoattack_version: str) -> dict:
+    """Per-image outcomes of every attack the book runs, and the per-image worst case over them.
 
-    PGD runs on all images. AutoAttack runs on the first ``n_autoattack`` of them, as an ensemble with that PGD:
-    an image counts as robust only if it is classified correctly and survives both, so AutoAttack attacks only
-    the images PGD did not break (the others are non-robust whatever AutoAttack finds; this is what makes weak
-    models cheap to evaluate, and the number can only be lower than AutoAttack's alone). PGD is re-reported on
-    the AutoAttack images so the two can be compared there.
+    Clean accuracy, PGD with the CE loss and PGD with the CW margin loss run on all images; AutoAttack on those of
+    the first ``n_autoattack`` images that are classified correctly (its own number, the standard protocol). An image
+    of that subset is robust (``robust_correct``) only when it is classified correctly clean, under both PGD losses
+    and under AutoAttack: the worst case, the robust accuracy every claim reads. Accuracies are fractions in [0, 1];
+    the ``*_on_autoattack_subset`` ones are measured on AutoAttack's images, so the attacks compare there. The model
+    runs as given (the caller passes it in float32: attacks never run at reduced precision).
     """
     logits = predict_logits(model, x)
     clean = logits.argmax(1) == y
-    robust = clean & pgd_correct(model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
-    result = {"clean_acc": clean.float().mean().item(), "pgd_acc": robust.float().mean().item(),
-              "clean_correct": clean.tolist(), "pgd_correct": robust.tolist(), "n_eval": len(y)}
+    attack = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
+    ce = clean & pgd_correct(model, x, y, **attack)
+    cw = clean & pgd_correct(model, x, y, **attack, loss="cw")
+    result = {"clean_acc": clean.float().mean().item(), "pgd_acc": ce.float().mean().item(),
+              "pgd_cw_acc": cw.float().mean().item(), "clean_correct": clean.tolist(), "pgd_correct": ce.tolist(),
+              "pgd_cw_correct": cw.tolist(), "n_eval": len(y)}
     if n_autoattack > 0:
         k = n_autoattack
-        attacked = robust[:k].nonzero().flatten()
-        survived = torch.zeros(k, dtype=torch.bool)
+        attacked = clean[:k].nonzero().flatten()
+        autoattack = torch.zeros(k, dtype=torch.bool)
         if len(attacked):
-            survived[attacked] = autoattack_correct(model, x[attacked], y[attacked], eps=eps,
-                                                    version=autoattack_version, seed=seed)
-        result.update(autoattack_acc=survived.float().mean().item(), autoattack_correct=survived.tolist(),
-                      pgd_acc_on_autoattack_subset=robust[:k].float().mean().item(), n_autoattack=k,
+            autoattack[attacked] = autoattack_correct(model, x[attacked], y[attacked], eps=eps,
+                                                      version=autoattack_version, seed=seed)
+        worst = ce[:k] & cw[:k] & autoattack
+        result.update(autoattack_acc=autoattack.float().mean().item(), autoattack_correct=autoattack.tolist(),
+                      robust_acc=worst.float().mean().item(), robust_correct=worst.tolist(),
+                      pgd_acc_on_autoattack_subset=ce[:k].float().mean().item(),
+                      pgd_cw_acc_on_autoattack_subset=cw[:k].float().mean().item(), n_autoattack=k,
                       n_autoattacked=len(attacked))
-    return result
-
-
-def pgd_cw(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int, restarts: int,
-           seed: int, n_autoattack: int) -> dict:
-    """Outcomes under L-inf PGD with the CW margin loss ``max_{j != y} z_j - z_y``.
-
-    The margin loss does not saturate like cross-entropy on over-confident logits, so it is the check against
-    gradient masking by sharp distillation targets. Returns ``pgd_cw_acc`` (all images), ``pgd_cw_correct``
-    (per image) and, if ``n_autoattack > 0``, ``pgd_cw_acc_on_autoattack_subset`` (its first images).
-    """
-    robust = pgd_correct(model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed, loss="cw")
-    result = {"pgd_cw_acc": robust.float().mean().item(), "pgd_cw_correct": robust.tolist()}
-    if n_autoattack > 0:
-        result["pgd_cw_acc_on_autoattack_subset"] = robust[:n_autoattack].float().mean().item()
     return result
 
 

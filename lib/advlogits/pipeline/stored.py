@@ -24,18 +24,23 @@ import torch
 from torch import Tensor, nn
 
 from .. import accel, attacks, data, distill, margins, models, train
-from ..accel import accelerate
 from ..attacks import predict_logits
 from ..data import load_dataset
 from ..profiles import Profile
 from ..store import Store, config_key, source_digest
 from ..train import TrainConfig
-from . import measures, training
+from . import masking, measures, training
 
 # The modules whose source decides what a trained model contains.
 MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
-RESULT_SOURCES = (measures, margins)
+RESULT_SOURCES = (measures, masking, margins)
+
+# The gradient-masking checks: images (the first of the evaluation subset), Square's queries, and the radii of the
+# robust-accuracy curve (multiples of the profile's eps, then 0.5, where any genuine model must fall to 0).
+MASKING_IMAGES = 100
+MASKING_SQUARE_QUERIES = 1000
+MASKING_RADII = (1.0, 2.0, 3.0)
 
 log = logging.getLogger("advlogits")
 
@@ -151,36 +156,25 @@ def _attack_params(profile: Profile) -> dict:
                                             "n_autoattack", "seed", "dataset")}
 
 
-def _evaluation_model(profile: Profile, config: TrainConfig, *, store: Store, progress: bool) -> nn.Module:
-    """The model ``config`` run at the profile's ``precision``."""
-    model, _ = get_model(config, store=store, device=profile.device, progress=progress)
-    return accelerate(model, precision=profile.precision)
-
-
 def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, progress: bool = True) -> dict:
-    """Clean, PGD (CE and CW loss) and AutoAttack outcomes of the model ``config`` on the profile's evaluation
-    subset, per image and as accuracies (fractions in [0, 1]); each part stored once.
+    """Every attack's per-image outcome on the model ``config``, the per-image worst case over them, and the
+    accuracies (fractions in [0, 1]), on the profile's evaluation subset; stored once (`measures.attack_outcomes`).
 
-    PGD: ``eval_steps`` steps of ``eval_alpha`` from a random start, ``eval_restarts`` restarts, on all
-    ``n_eval`` images, with each loss. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them,
-    as an ensemble with PGD-CE (see `measures.clean_pgd_autoattack`).
+    PGD: ``eval_steps`` steps of ``eval_alpha`` from a random start, ``eval_restarts`` restarts, on all ``n_eval``
+    images, with the CE and the CW loss. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them.
+    The model runs in float32 whatever precision trained it.
     """
     store = store or Store()
-    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version, "autoattack": True}
-    attack = dict(eps=profile.eps, alpha=profile.eval_alpha, steps=profile.eval_steps,
-                  restarts=profile.eval_restarts, seed=profile.seed, n_autoattack=profile.n_autoattack)
+    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version}
 
-    def clean_ce_autoattack() -> dict:
-        model = _evaluation_model(profile, config, store=store, progress=progress)
-        return measures.clean_pgd_autoattack(model, *eval_split(profile), **attack,
-                                             autoattack_version=profile.autoattack_version)
+    def compute() -> dict:
+        model, _ = get_model(config, store=store, device=profile.device, progress=progress)
+        return measures.attack_outcomes(model, *eval_split(profile), eps=profile.eps, alpha=profile.eval_alpha,
+                                        steps=profile.eval_steps, restarts=profile.eval_restarts, seed=profile.seed,
+                                        n_autoattack=profile.n_autoattack,
+                                        autoattack_version=profile.autoattack_version)
 
-    def cw() -> dict:
-        model = _evaluation_model(profile, config, store=store, progress=progress)
-        return measures.pgd_cw(model, *eval_split(profile), **attack)
-
-    return {**_stored(config, "evaluation", params, clean_ce_autoattack, store=store, tensors=False),
-            **_stored(config, "pgd-cw", {**_attack_params(profile), "loss": "cw"}, cw, store=store, tensors=False)}
+    return _stored(config, "evaluation", params, compute, store=store, tensors=False)
 
 
 def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> dict[str, list]:
@@ -197,6 +191,41 @@ def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None =
                                           seed=profile.seed)
 
     return _stored(config, "margin-drops", params, compute, store=store, tensors=False)
+
+
+def gap_gradients(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:
+    """Per evaluation image (n_eval,): the L1 norm of the input gradient of the model's own logit gap
+    (`advlogits.margins.gap_gradient_l1`), the proposition's first-order drop of the gap per unit eps; stored once."""
+    store = store or Store()
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = get_model(config, store=store, device=profile.device)
+        return {"l1": margins.gap_gradient_l1(model, eval_split(profile)[0])}
+
+    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
+    return _stored(config, "gap-gradients", params, compute, store=store, tensors=True)["l1"]
+
+
+def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool],
+                   store: Store | None = None) -> dict:
+    """`masking.masking_checks` of the model ``config`` on the first `MASKING_IMAGES` evaluation images, given
+    its per-image white-box worst case there (``robust``, from `evaluate`), with the transfer attack crafted on
+    ``teacher``; the profile's evaluation PGD, radii `MASKING_RADII` times eps then 0.5; stored once."""
+    store = store or Store()
+    n = min(MASKING_IMAGES, profile.n_eval, len(robust))
+    radii = tuple(sorted({min(f * profile.eps, 0.5) for f in MASKING_RADII} | {0.5}))
+    params = {**_attack_params(profile), "n": n, "radii": radii, "queries": MASKING_SQUARE_QUERIES,
+              "teacher": model_key(teacher), "robust": [bool(r) for r in robust[:n]]}
+
+    def compute() -> dict:
+        model, _ = get_model(config, store=store, device=profile.device)
+        teacher_model, _ = get_model(teacher, store=store, device=profile.device)
+        x, y = eval_split(profile)
+        return masking.masking_checks(model, teacher_model, x[:n], y[:n], robust=robust[:n], eps=profile.eps,
+                                      alpha=profile.eval_alpha, steps=profile.eval_steps, radii=radii,
+                                      seed=profile.seed, square_queries=MASKING_SQUARE_QUERIES)
+
+    return _stored(config, "masking", params, compute, store=store, tensors=False)
 
 
 def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, store: Store | None = None) -> Tensor:

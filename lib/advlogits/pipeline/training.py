@@ -44,8 +44,11 @@ def distillation_targets(config: TrainConfig, y: Tensor, teacher: Tensor, refere
     average = None
     if config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
         average = average_confidence(label_correct(teacher, y) if config.label_corrected else teacher)
-    return make_targets(config.targets, teacher, y=y, label_corrected=config.label_corrected, reference=reference,
-                        confidence=average, generator=torch.Generator().manual_seed(config.seed))
+    elif config.targets == "soften":  # the second teacher's average confidence, to which the teacher is softened
+        average = average_confidence(reference)
+    return make_targets(config.targets, teacher, y=y, label_corrected=config.label_corrected,
+                        reference=reference if config.targets == "reorder" else None, confidence=average,
+                        generator=torch.Generator().manual_seed(config.seed))
 
 
 def train_model(config: TrainConfig, *, device: str | torch.device, teacher_logits: Tensor | None = None,
@@ -61,7 +64,8 @@ def train_model(config: TrainConfig, *, device: str | torch.device, teacher_logi
     model = init_model(config).to(device)
     common = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                   weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint, progress=progress,
-                  x_val=x_val, y_val=y_val, precision=config.precision, compile=config.compile)
+                  x_val=x_val, y_val=y_val, precision=config.precision, compile=config.compile,
+                  augment=config.augment)
     if config.method == "standard":
         history = train_standard(model, x, y, **common)
     elif config.method == "adversarial":
