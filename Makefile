@@ -4,6 +4,7 @@
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
 #   make test                           set up, pytest, every chapter at profile smoke, book build, site tests
 #   make bench                          time PGD, training epochs and the book build (JSON in _build/bench/)
+#   make gpu-check                      on a GPU (< 5 min): throughput, bf16 vs fp32, the paper profile's GPU-hours
 #   make help                           everything else
 #
 # Chapters are executed by papermill into _build/executed/$(PROFILE)/ and the site is built from those
@@ -32,8 +33,13 @@ PYTEST_MARK ?=
 # beats threads inside one process for these small models); 0 runs them in this process instead.
 PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PAPERMILL_FLAGS ?= --no-progress-bar --log-output
+# Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations,
+# logits) with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR (local or ray); 0 leaves it to the chapters,
+# one unit after another in one process.
+PLAN_WORKERS ?= 0
+PLAN_EXECUTOR ?= local
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
-# Benchmarks run by `make bench`, any of: $(BENCHMARKS)
+# Benchmarks run by `make bench`, any of: $(BENCHMARKS) (gpu, the GPU check, is also `make gpu-check`)
 BENCH ?= attack_throughput train_epoch book
 
 # Pinned first so that pip never resolves another torch; torchattacks is a test-only reference
@@ -42,7 +48,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NO_DEPS_PINS := torchattacks==3.5.1
 FASHION_MNIST_PACKAGE := dataset-fashion-mnist
 PROFILES := smoke cpu paper
-BENCHMARKS := attack_throughput train_epoch book
+BENCHMARKS := attack_throughput train_epoch book gpu
 BENCH_DIR := _build/bench
 
 BIN := $(VENV)/bin
@@ -78,11 +84,12 @@ EXEC_DIR := _build/executed/$(PROFILE)
 EXECUTED := $(CHAPTERS:chapters/%=$(EXEC_DIR)/%)
 SCORECARD := $(EXEC_DIR)/05_scorecard.ipynb
 PARAMS_FILE := $(EXEC_DIR)/.params
+PLAN_STAMP := $(EXEC_DIR)/.plan
 SRC_DIR := _build/src/$(PROFILE)
 JB_OUT := _build/jb/$(PROFILE)
 SITE_DIR := $(JB_OUT)/_build/html
 
-.PHONY: help setup data execute stage site book test bench clean FORCE
+.PHONY: help setup data execute stage site book test bench gpu-check clean FORCE
 
 help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
@@ -96,9 +103,13 @@ help:
 	@echo "  make execute   execute the chapters into _build/executed/PROFILE/ (skips up-to-date ones)"
 	@echo "  make site      execute, stage _build/src/PROFILE/ and build it into $(JB_OUT)/_build/html"
 	@echo "  make bench     run the benchmarks in benchmarks/ (BENCH=$(BENCH)), JSON results in $(BENCH_DIR)/"
+	@echo "  make gpu-check on a CUDA device, in under 5 minutes: training and attack images/s (fp32, bf16, compile),"
+	@echo "                 peak memory, bf16 vs fp32 agreement, the paper profile's GPU-hours; $(BENCH_DIR)/gpu.json"
+	@echo "                 (without a GPU: a tiny run that only checks the script)"
 	@echo "  make clean     remove _build (never the store)"
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
+	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (>0: compute the plan with that many workers first)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
 	@echo "          REPO_URL=$(REPO_URL) (empty: no launch buttons)  REPO_BRANCH=$(REPO_BRANCH)  NPM=$(NPM)"
 	@echo "          ADVLOGITS_HOME=$${ADVLOGITS_HOME:-(library default, ~/.cache/advlogits)}"
@@ -109,7 +120,7 @@ $(STAMP): pyproject.toml
 	@echo "==> setting up $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) $(TORCH_PINS)
-	$(PIP_INSTALL) -e '.[book,test]'
+	$(PIP_INSTALL) -e '.[book,test,cluster]'
 	$(PIP_INSTALL) --no-deps $(NO_DEPS_PINS)
 	$(VPY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (advlogits)"
 	touch $@
@@ -206,9 +217,20 @@ $(PARAMS_FILE): FORCE
 	@printf 'device=%s\n' '$(DEVICE)' > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
+# The plan runs again only when a chapter would (the library, the set-up or DEVICE changed); from a warm
+# store it finds every unit stored in seconds.
+$(PLAN_STAMP): $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
+ifneq ($(PLAN_WORKERS),0)
+	@echo "==> computing the plan of PROFILE=$(PROFILE) with $(PLAN_WORKERS) $(PLAN_EXECUTOR) workers"
+	$(VPY) -m advlogits run --profile $(PROFILE) --device $(DEVICE) --executor $(PLAN_EXECUTOR) \
+	  --workers $(PLAN_WORKERS) --threads 1
+endif
+	@mkdir -p $(@D)
+	@touch $@
+
 # papermill writes into .partial/ first (kept there when a chapter fails, for inspection) and the
 # result is moved into place only when every cell ran.
-$(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
+$(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) $(PLAN_STAMP) | setup data
 	@echo "==> executing $< (profile=$(PROFILE), device=$(DEVICE))"
 	@mkdir -p $(EXEC_DIR)/.partial
 	ADVLOGITS_EXECUTED_DIR="$(abspath $(EXEC_DIR))" \
@@ -274,12 +296,18 @@ test: setup browser
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
+# `gpu` always measures and prices the paper profile, whatever PROFILE says.
 bench: setup data
 	$(BIN)/pytest -m bench tests/test_benchmarks.py $(PYTEST_ARGS)
 	@for name in $(BENCH); do \
-	  echo "==> benchmark $$name (profile=$(PROFILE), device=$(DEVICE))"; \
-	  $(VPY) -m benchmarks.$$name --profile $(PROFILE) --device $(DEVICE) --out $(BENCH_DIR)/$$name.json; \
+	  if [ "$$name" = gpu ]; then profile=paper; else profile=$(PROFILE); fi; \
+	  echo "==> benchmark $$name (profile=$$profile, device=$(DEVICE))"; \
+	  $(VPY) -m benchmarks.$$name --profile $$profile --device $(DEVICE) --out $(BENCH_DIR)/$$name.json; \
 	done
+
+# The GPU check (benchmarks/gpu.py): synthetic CIFAR-format data written on the spot, so no data set is needed.
+gpu-check: setup
+	$(VPY) -m benchmarks.gpu --out $(BENCH_DIR)/gpu.json
 
 clean:
 	rm -rf _build

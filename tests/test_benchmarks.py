@@ -8,6 +8,7 @@ the same way, in a subprocess; their timing helper is also checked directly.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import json
 import statistics
@@ -15,10 +16,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from collections import Counter
 from types import ModuleType
 
 import pytest
 import torch
+
+from advlogits.pipeline.plan import book_plan
+from advlogits.profiles import resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,3 +164,106 @@ def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
     assert result["store_files_added_by_warm"] == 0  # ... and the warm one only read from it
     check_env(result["env"])
     assert "cold s" in stdout
+
+
+# ---- the GPU check (benchmarks/gpu.py): its tiny CPU run, its failure records, its pricing ----------------------
+
+GPU_MEASUREMENTS = {"inference_fp32", "standard_fp32", "standard_bf16", "adversarial_fp32", "adversarial_bf16",
+                    "pgd_fp32", "autoattack_fast_fp32"}
+GPU_COMPILED = {"standard_bf16_compile", "adversarial_bf16_compile"}
+
+
+def load_gpu_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/gpu.py as a module (it imports benchmarks._common, so the repository root goes on sys.path)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks.gpu")
+
+
+def paper_units() -> Counter:
+    return Counter(unit.kind for unit in book_plan(resolve("paper", device="cpu")))
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_on_the_cpu_writes_the_whole_contract(tmp_path):
+    out = tmp_path / "gpu.json"
+    began = time.perf_counter()
+    result, stdout = run_benchmark("gpu", "--quick", "--device", "cpu", "--threads", "1", "--out", str(out))
+    wall_s = time.perf_counter() - began
+    for field in ("device", "measurements", "not_measured", "bf16_agreement", "paper_estimate", "env"):
+        assert field in result, field
+    assert result["device"]["type"] == "cpu" and result["settings"]["tiny"]
+    measurements = result["measurements"]
+    assert GPU_MEASUREMENTS <= set(measurements)
+    for name, entry in measurements.items():
+        assert entry["images_per_s"] > 0 and entry["seconds"] > 0, name
+        assert entry["images_per_s"] == pytest.approx(entry["images"] / entry["seconds"], rel=1e-12)
+        assert "peak_memory_mb" in entry and entry["peak_memory_mb"] is None  # only a CUDA device has one
+    assert measurements["adversarial_fp32"]["pgd_steps"] == 2 and measurements["pgd_fp32"]["steps"] == 2
+    assert 0 <= measurements["autoattack_fast_fp32"]["robust_fraction"] <= 1
+    for name in GPU_COMPILED:  # not tried on a CPU by default, and said so
+        assert name not in measurements and result["not_measured"][name].startswith("skipped: ")
+    for data, agreement in result["bf16_agreement"].items():
+        assert 0 <= agreement["top1_agreement"] <= 1, data
+        assert 0 <= agreement["mean_abs_logit_diff"] < float("inf"), data
+    assert "synthetic-cifar10" in result["bf16_agreement"]
+
+    estimate, units = result["paper_estimate"], paper_units()
+    assert estimate["profile"] == "paper" and estimate["units"] == sum(units.values())
+    assert {kind: k["units"] for kind, k in estimate["per_kind"].items()} == dict(units)  # every kind, every unit
+    assert estimate["hours"] == pytest.approx(sum(k["hours"] for k in estimate["per_kind"].values()), rel=1e-9)
+    assert 0 < estimate["hours_low"] <= estimate["hours"]
+    assert all(k["hours"] > 0 for k in estimate["per_kind"].values())
+    rates = estimate["rates"]
+    assert min(rates["training_images_per_s"].values()) > 0 and rates["inference_images_per_s"] > 0
+    assert rates["pgd_step_s_per_image"] > 0 and rates["apgd_run_s_per_image"] > 0
+    check_env(result["env"])
+    assert "GPU-hours" in stdout
+    assert result["total_s"] < 90 and wall_s < 150  # a tiny run: seconds of work, plus imports on a busy machine
+
+
+def test_gpu_check_records_a_failing_compile_instead_of_raising(monkeypatch):
+    gpu = load_gpu_check(monkeypatch)
+    not_measured: dict[str, str] = {}
+    said: list[str] = []
+    with gpu.guarded("standard_bf16_compile", not_measured, said.append):
+        raise RuntimeError("Cannot find a working triton\ninstallation")
+    assert not_measured == {"standard_bf16_compile": "failed: RuntimeError: Cannot find a working triton installation"}
+    assert len(said) == 1 and "standard_bf16_compile FAILED" in said[0]
+
+
+def fake_measurements() -> dict[str, dict]:
+    """Rates of the shape the GPU check measures (images per second; the PGD and AutoAttack details it records)."""
+    def rate(value: float, **extra: object) -> dict:
+        return {"images_per_s": value, "peak_memory_mb": None, "seconds": 1.0, "images": int(value), **extra}
+
+    return {"inference_fp32": rate(40_000), "standard_fp32": rate(6_000), "standard_bf16": rate(12_000),
+            "adversarial_fp32": rate(600, pgd_steps=10), "adversarial_bf16": rate(1_200, pgd_steps=10),
+            "pgd_fp32": rate(1_500, steps=20), "autoattack_fast_fp32": rate(200, robust_fraction=0.0)}
+
+
+def test_gpu_paper_estimate_prices_every_unit_from_the_rates(monkeypatch):
+    gpu = load_gpu_check(monkeypatch)
+    paper = resolve("paper", device="cpu")
+    measurements = fake_measurements()
+    estimate = gpu.paper_estimate(paper, measurements)
+    assert {kind: k["units"] for kind, k in estimate["per_kind"].items()} == dict(paper_units())
+    # training: every full-size ResNet model pays epochs x 50,000 images at its method's bf16 rate, plus validation
+    models = [u.config for u in book_plan(paper) if u.kind == "model"]
+    floor = sum(c.epochs * 50_000 / (1_200 if c.method == "adversarial" else 12_000) for c in models
+                if c.arch != "linear") / 3600
+    assert floor < estimate["per_kind"]["model"]["hours"] < 1.05 * floor
+    # twice as fast everywhere: half the hours
+    doubled = {name: {**m, "images_per_s": 2 * m["images_per_s"]} for name, m in measurements.items()}
+    assert gpu.paper_estimate(paper, doubled)["hours"] == pytest.approx(estimate["hours"] / 2, rel=1e-9)
+    # AutoAttack's survivors make the measured batch dearer, not the price of one APGD run
+    survivors = {**measurements, "autoattack_fast_fp32": {**measurements["autoattack_fast_fp32"],
+                                                          "images_per_s": 20, "robust_fraction": 1.0}}
+    assert gpu.paper_estimate(paper, survivors)["rates"]["apgd_run_s_per_image"] == pytest.approx(1 / 200)
+    # a compiled rate that was not measured falls back to the uncompiled one, and says so
+    compiled = resolve("paper", device="cpu", compile=True)
+    fallback = gpu.paper_estimate(compiled, measurements)
+    assert fallback["hours"] == pytest.approx(estimate["hours"], rel=1e-9)
+    assert any("standard_bf16_compile not measured" in n for n in fallback["notes"])
+    # without AutoAttack, an APGD run is priced as 100 PGD steps
+    without = {k: v for k, v in measurements.items() if k != "autoattack_fast_fp32"}
+    assert gpu.paper_estimate(paper, without)["rates"]["apgd_run_s_per_image"] == pytest.approx(100 / 1_500 / 20)

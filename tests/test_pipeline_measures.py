@@ -98,6 +98,15 @@ def test_attack_outcomes_are_per_image_and_the_worst_case_is_their_conjunction(l
     assert result["pgd_cw_acc_on_autoattack_subset"] == pytest.approx(cw[:16].float().mean().item())
     assert result["robust_acc"] <= min(result["autoattack_acc"], result["pgd_acc_on_autoattack_subset"],
                                        result["pgd_cw_acc_on_autoattack_subset"])
+    assert result["autoattack_scope"] == "clean-correct"
+    survivors = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast",
+                                         autoattack_scope="pgd-survivors")
+    assert survivors["robust_correct"] == result["robust_correct"], "the same worst case either way"
+    assert survivors["n_autoattacked"] == int((ce[:16] & cw[:16]).sum()) < result["n_autoattacked"]
+    assert "autoattack_acc" not in survivors and "autoattack_correct" not in survivors
+    with pytest.raises(ValueError, match=r"^autoattack_scope must be one of 'clean-correct', 'pgd-survivors'"):
+        measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast",
+                                 autoattack_scope="all")
     without = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=0, autoattack_version="fast")
     assert "autoattack_acc" not in without and "robust_correct" not in without
     assert all(without[k] == result[k] for k in ("clean_correct", "pgd_correct", "pgd_cw_correct"))

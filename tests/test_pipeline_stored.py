@@ -99,6 +99,24 @@ def test_the_default_store_is_advlogits_home(store, tmp_path):
     assert Store(tmp_path / "store").keys() == [model_key(small)]
 
 
+def test_every_unit_logs_one_line_trained_or_computed_or_from_store(tmp_path, caplog):
+    s, small = Store(tmp_path), dataclasses.replace(TINY, n_train=64, n_val=16)
+    p = profiles.resolve("smoke", device="cpu", n_eval=16, n_autoattack=8)
+    with caplog.at_level("INFO", logger="advlogits"):
+        pipeline.get_model(small, store=s, progress=False)
+        pipeline.eval_logits(p, small, store=s)
+        first = [r.getMessage() for r in caplog.records if r.name == "advlogits"]
+        caplog.clear()
+        pipeline.get_model(small, store=s, progress=False)
+        pipeline.eval_logits(p, small, store=s)
+        second = [r.getMessage() for r in caplog.records if r.name == "advlogits"]
+    name = pipeline.describe(small)
+    assert first[0].startswith(f"trained {name} (") and first[0].endswith(" s)")
+    assert first[-1].startswith(f"computed eval-logits of {name} (")
+    assert second == [m for m in second if m.startswith("from store ")] and len(second) == 2
+    assert second[0].startswith(f"from store {name} (") and second[1].startswith(f"from store eval-logits of {name}")
+
+
 def test_describe_names_the_model():
     assert pipeline.describe(TINY) == "standard, cnn-small, fashion-mnist, seed 0"
     at = dataclasses.replace(TINY, method="adversarial", eps=0.1, alpha=0.05, steps=2)

@@ -76,6 +76,7 @@ def test_canonical_names_dataclasses_by_type_and_floats_by_repr():
 
 def _module(tmp_path: Path, name: str, source: str) -> types.ModuleType:
     path = tmp_path / f"{name}.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(source)
     module = types.ModuleType(name)
     module.__file__ = str(path)
@@ -87,12 +88,19 @@ def test_source_digest_follows_the_source_bytes_and_not_the_order(tmp_path):
     digest = source_digest([a, b])
     assert len(digest) == 12 and digest == source_digest([b, a])
     assert source_digest([a]) != digest
-    Path(a.__file__).write_text("x = 1\n# a comment\n")
-    assert source_digest([a, b]) != digest, "even a comment changes the digest"
-    Path(a.__file__).write_text("x = 1\n")
-    assert source_digest([a, b]) == digest
+    commented = _module(tmp_path / "elsewhere", "a", "x = 1\n# a comment\n")
+    assert source_digest([commented, b]) != digest, "even a comment changes the digest"
+    same = _module(tmp_path / "again", "a", "x = 1\n")
+    assert source_digest([same, b]) == digest, "the bytes count, not the path"
     renamed = _module(tmp_path, "c", "x = 1\n")
     assert source_digest([renamed, b]) != digest, "the module's name counts, not only its bytes"
+
+
+def test_source_digest_is_the_code_a_process_read_first(tmp_path):
+    a = _module(tmp_path, "a", "x = 1\n")
+    digest = source_digest([a])
+    Path(a.__file__).write_text("x = 2\n")  # edited while the process runs: its results keep one key
+    assert source_digest([a]) == digest
 
 
 def test_default_store_follows_advlogits_home(tmp_path, monkeypatch):

@@ -468,6 +468,7 @@ def autoattack_attacks_correct(
     eps: float,
     norm: AANorm = "Linf",
     square_queries: int = AA_SQUARE_QUERIES,
+    n_targets: int | None = None,
     batch_size: int = 500,
     seed: int = 0,
 ) -> Tensor:
@@ -477,8 +478,9 @@ def autoattack_attacks_correct(
     ``attacks``: names from `AA_ATTACKS`, e.g. ``["square"]`` for the black-box Square attack alone, which makes
     ``square_queries`` queries per image (p_init 0.8, one restart, AutoAttack's schedule). The other attacks keep
     `autoattack_correct`'s standard settings (100 iterations, one restart, up to 9 target classes), so
-    ``attacks=["apgd-ce", "apgd-t"]`` is its version "fast". Seeding, silenced logging, the restored global RNG
-    state and train/eval modes are as in `autoattack_correct`. APGD-DLR needs 3 classes and APGD-T 4.
+    ``attacks=["apgd-ce", "apgd-t"]`` is its version "fast". ``n_targets`` (default: AutoAttack's 9, or K - 1
+    below 10 classes) sets how many target classes APGD-T and FAB-T try. Seeding, silenced logging, the restored
+    global RNG state and train/eval modes are as in `autoattack_correct`. APGD-DLR needs 3 classes and APGD-T 4.
     """
     if (not isinstance(attacks, (list, tuple)) or not attacks or len(set(attacks)) != len(attacks)
             or any(a not in AA_ATTACKS for a in attacks)):
@@ -487,6 +489,8 @@ def autoattack_attacks_correct(
     check_number("eps", eps, at_least=0)
     check_choice("norm", norm, get_args(AANorm))
     check_int("square_queries", square_queries, at_least=1)
+    if n_targets is not None:
+        check_int("n_targets", n_targets, at_least=1)
     check_int("batch_size", batch_size, at_least=1)
     check_int("seed", seed)
     _check_data(x, y)
@@ -504,7 +508,7 @@ def autoattack_attacks_correct(
             if n_classes < needed:
                 fail("model", f"a model with at least {needed} classes for AutoAttack's {name}", n_classes,
                      shown=f"K={n_classes}", hint="its DLR loss is undefined below that")
-        n_targets = min(_AA_MAX_TARGETS, n_classes - 1)
+        n_targets = min(_AA_MAX_TARGETS if n_targets is None else n_targets, n_classes - 1)
 
         aa_module = import_autoattack()
         adversary = aa_module.AutoAttack(

@@ -240,6 +240,23 @@ class WideResNet(_PreActNet):
 # RobustBench
 # ----------------------------------------------------------------------------------------------
 
+def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> dict:
+    """RobustBench's zoo record of model ``name``; a clear error if it is not in the zoo of
+    ``dataset``/``threat_model``. Cheap: reads RobustBench's model list, downloads nothing."""
+    import_robustbench_utils()
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    check_choice("dataset", dataset, tuple(d.value for d in BenchmarkDataset))
+    check_choice("threat_model", threat_model, tuple(t.value for t in ThreatModel))
+    zoo = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {})
+    if name not in zoo:
+        known = ", ".join(list(zoo)[:6])
+        fail("name", f"a RobustBench model of {dataset}/{threat_model}", name,
+             hint=f"known ones include {known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
+    return zoo[name]
+
+
 def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf",
                      model_dir: str | Path) -> nn.Module:
     """Load RobustBench zoo model ``name`` in eval mode on the CPU.
@@ -251,21 +268,9 @@ def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str =
     The model takes x (N, 3, H, W) in [0, 1] and returns logits; RobustBench models normalise internally.
     """
     rb_utils = import_robustbench_utils()
-    from robustbench.model_zoo import model_dicts
-    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
-
-    datasets = tuple(d.value for d in BenchmarkDataset)
-    threats = tuple(t.value for t in ThreatModel)
-    check_choice("dataset", dataset, datasets)
-    check_choice("threat_model", threat_model, threats)
-    zoo = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {})
-    if name not in zoo:
-        known = ", ".join(list(zoo)[:6])
-        fail("name", f"a RobustBench model of {dataset}/{threat_model}", name,
-             hint=f"known ones include {known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
-
+    zoo = robustbench_zoo_entry(name, dataset=dataset, threat_model=threat_model)
     folder = Path(model_dir).expanduser() / dataset / threat_model
-    ids = zoo[name]["gdrive_id"]
+    ids = zoo["gdrive_id"]
     files: dict[Path, str | None]
     if dataset == "imagenet" and "Standard" in name:  # RobustBench takes these from torchvision, no file
         files = {}

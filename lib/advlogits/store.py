@@ -10,8 +10,9 @@ is missing was never completed and is ignored, a file that disagrees with its re
 always read with ``weights_only=True``: a stored file cannot run code.
 
 Layout: ``entries/<key>/`` holds ``config.json``, ``history.json``, ``model.pt`` (each with a ``.sha256``
-record), ``results/``, ``checkpoint.pt`` while a model is being computed, and ``training.log`` (one JSON line
-per completed computation: pid, time, whether it resumed from a checkpoint). Inter-process locks live apart,
+record), ``results/``, ``checkpoint.pt`` while a model is being computed, ``training.log`` (one JSON line per
+completed training: pid, time, whether it resumed from a checkpoint) and ``compute.log`` (one line per computed
+result: pid, time, its name and seconds). Inter-process locks live apart,
 in ``locks/<key>.lock``, so a run that fails before writing anything leaves no entry behind and deleting an
 entry never deletes a lock another process holds.
 """
@@ -19,6 +20,7 @@ entry never deletes a lock another process holds.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -47,12 +49,20 @@ def home() -> Path:
 
 
 def source_digest(modules: Iterable[ModuleType]) -> str:
-    """12 hex digits of the source files of ``modules`` (by module name, order-independent)."""
+    """12 hex digits of the source files of ``modules`` (by module name, order-independent).
+
+    Each file is read once per process, so a process keeps one digest (that of the code it imported, near
+    enough) even if the files are edited while it runs."""
     digest = hashlib.sha256()
     for module in sorted(modules, key=lambda m: m.__name__):
         digest.update(module.__name__.encode())
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(_source_bytes(module.__file__))
     return digest.hexdigest()[:12]
+
+
+@functools.cache
+def _source_bytes(file: str) -> bytes:
+    return Path(file).read_bytes()
 
 
 def canonical(value: Any) -> Any:
@@ -161,15 +171,32 @@ class Store:
             checkpoint.unlink(missing_ok=True)
         return state, history, True
 
-    @staticmethod
-    def _log_computation(folder: Path, *, resumed: bool) -> None:
+    @classmethod
+    def _log_computation(cls, folder: Path, *, resumed: bool) -> None:
         """Append one JSON line to the entry's ``training.log``: which process computed it, when, and whether it
         resumed from a checkpoint (so one can see that concurrent runs computed an entry once)."""
-        line = json.dumps({"pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resumed": resumed})
-        with open(folder / "training.log", "a", encoding="utf-8") as f:
+        cls._log(folder / "training.log", resumed=resumed)
+
+    @staticmethod
+    def _log(path: Path, **fields: Any) -> None:
+        """Append one JSON line (pid, time and ``fields``) to a log file of an entry, synced to disk."""
+        line = json.dumps({"pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
+        with open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def compute_seconds(self, name: str) -> list[float]:
+        """How long each stored result called ``name`` (e.g. "evaluation") took to compute, from the entries'
+        ``compute.log`` files (results computed by another store and copied in have no line)."""
+        out = []
+        for key in self.keys():
+            log = self.entry(key) / "compute.log"
+            for line in log.read_text().splitlines() if log.exists() else ():
+                record = json.loads(line)
+                if record.get("name") == name:
+                    out.append(float(record["seconds"]))
+        return out
 
     # -- results --------------------------------------------------------------------------------------------------
     def result_path(self, key: str, name: str, params: dict, suffix: str, *, code: str) -> Path:
@@ -190,8 +217,11 @@ class Store:
             if data is not None:
                 return decode(data)
             self._writable(path.parent)
+            began = time.perf_counter()
             data = encode(compute())
             write_checked(path, data)
+            self._log(self.entry(key) / "compute.log", name=path.name.rsplit("-", 1)[0],
+                      seconds=round(time.perf_counter() - began, 3))
         return decode(data)
 
     def get_or_compute_json(self, key: str, name: str, params: dict, compute: Callable[[], dict], *,
@@ -238,7 +268,7 @@ class Store:
             folder = self.entry(key)
             out += sorted(folder.rglob(".*.tmp"))
             out += [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".sha256")
-                    and not p.name.startswith(".") and p.name not in ("training.log", "checkpoint.pt")
+                    and not p.name.startswith(".") and p.name not in ("training.log", "compute.log", "checkpoint.pt")
                     and not record_path(p).exists()]
         locks = self.root / "locks"
         for lock in sorted(locks.glob("*.lock")) if locks.is_dir() else ():

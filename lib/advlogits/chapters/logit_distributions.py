@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..checks import fail
 from ..logits import logit_gap, max_logit, sorted_logits
+from ..pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
 from ..profiles import Profile
 from ..stats import Estimate, Interval, bootstrap_ci, image_bootstrap
 from .figures import color, errorbar
@@ -21,9 +22,6 @@ from .figures import color, errorbar
 STATISTICS = {"max logit": max_logit, "logit gap": logit_gap}  # the per-image statistics of claims C1, C2
 N_RESAMPLES = 2000  # bootstrap resamples of every confidence interval of the chapter
 
-# Chapter 2 analyses these RobustBench CIFAR-10 L-inf models at the paper profile when no list is given.
-PAPER_ROBUSTBENCH_MODELS: tuple[str, ...] = (
-    "Engstrom2019Robustness", "Rice2020Overfitting", "Carmon2019Unlabeled", "Gowal2020Uncovering_28_10_extra")
 
 
 # ----------------------------------------------------------------------------------------------------------

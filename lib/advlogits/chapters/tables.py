@@ -9,7 +9,7 @@ import pandas as pd
 from ..checks import fail
 from ..stats import Interval, accuracy_interval
 
-PGD_EXCESS_FLAG = 0.05  # the protocol flags a model whose PGD accuracy exceeds AutoAttack's by more than 5 points
+PGD_EXCESS_FLAG = 0.05  # the protocol flags a model whose PGD accuracy exceeds the worst case by more than 5 points
 _SLACK = 1e-9  # accuracies are multiples of 1/n: an excess of exactly 5 points is not "more than" 5 points
 
 
@@ -19,9 +19,10 @@ ATTACK_COLUMNS = {"clean_correct": "clean", "pgd_correct": "PGD-{steps} CE", "pg
 
 def accuracy_table(results: Mapping[str, Mapping], *, pgd_steps: int, intervals: bool = True) -> pd.DataFrame:
     """Accuracies in percent on AutoAttack's images, one row per model, from `advlogits.pipeline.evaluate` results:
-    clean, PGD with the CE and with the CW loss, AutoAttack's own number, and the per-image worst case over all of
-    them (the robust accuracy the claims read). All on the same images, so the attacks compare. ``intervals``:
-    cells "estimate [low, high]" (bootstrap 95% intervals over the images) instead of numbers."""
+    clean, PGD with the CE and with the CW loss, AutoAttack's own number (where it was measured; "n/a" where
+    AutoAttack ran only on the images PGD left standing), and the per-image worst case over all of them (the robust
+    accuracy the claims read). All on the same images, so the attacks compare. ``intervals``: cells "estimate [low,
+    high]" (bootstrap 95% intervals over the images) instead of numbers."""
     rows = {}
     for name, r in results.items():
         if "n_autoattack" not in r:
@@ -30,6 +31,9 @@ def accuracy_table(results: Mapping[str, Mapping], *, pgd_steps: int, intervals:
         row = {}
         for key, label in ATTACK_COLUMNS.items():
             label = label.format(steps=pgd_steps)
+            if key not in r:
+                row[label] = "n/a"
+                continue
             values = r[key][:k]
             if intervals:
                 e, lo, hi = accuracy_interval(values)
@@ -47,16 +51,17 @@ def interval_table(rows: Mapping[str, Mapping[str, Interval]], *, digits: int = 
 
 
 def pgd_excess_note(results: Mapping[str, Mapping], *, loss: str = "CE") -> str:
-    """A sentence flagging models whose PGD accuracy (``loss`` "CE" or "CW") exceeds their AutoAttack accuracy by
-    more than `PGD_EXCESS_FLAG` on the same images."""
+    """A sentence flagging models whose PGD accuracy (``loss`` "CE" or "CW") exceeds their worst-case robust accuracy
+    (which includes AutoAttack) by more than `PGD_EXCESS_FLAG` on the same images."""
     key = "pgd_acc_on_autoattack_subset" if loss == "CE" else "pgd_cw_acc_on_autoattack_subset"
-    flagged = [f"{name} ({100 * (r[key] - r['autoattack_acc']):.1f} points)"
+    flagged = [f"{name} ({100 * (r[key] - r['robust_acc']):.1f} points)"
                for name, r in results.items()
-               if "autoattack_acc" in r and key in r and r[key] - r["autoattack_acc"] > PGD_EXCESS_FLAG + _SLACK]
+               if "robust_acc" in r and key in r and r[key] - r["robust_acc"] > PGD_EXCESS_FLAG + _SLACK]
     if not flagged:
-        return "No model's PGD accuracy exceeds its AutoAttack accuracy by more than 5 points on the same images."
+        return ("No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than "
+                "5 points on the same images.")
     return ("Flagged: PGD overstates the robustness of " + ", ".join(flagged) +
-            " compared with AutoAttack on the same images; trust the AutoAttack number.")
+            " compared with the worst case over all attacks on the same images; trust the worst case.")
 
 
 def pgd_excess_notes(results: Mapping[str, Mapping]) -> str:

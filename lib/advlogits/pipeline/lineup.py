@@ -27,6 +27,9 @@ LABEL_CORRECTED = "AT-corr"  # control (ii): the label-corrected AT teacher, as 
 CORRECTED_KINDS: tuple[str, ...] = ("kd", "shuffle", "spread", "reorder", "flatten", "label_smoothing")
 SWEEP_TEMPERATURES: tuple[float, ...] = (1.0, 4.0)  # the temperature sweep (KD-AT and one manipulation)
 SWEEP_KIND = "shuffle"  # the manipulation repeated in the temperature sweep (first student seed only)
+# The RobustBench CIFAR-10 L-inf models chapter 2 analyses at the paper profile when no list is given.
+PAPER_ROBUSTBENCH_MODELS: tuple[str, ...] = (
+    "Engstrom2019Robustness", "Rice2020Overfitting", "Carmon2019Unlabeled", "Gowal2020Uncovering_28_10_extra")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,15 +108,53 @@ def has_model(config: TrainConfig, *, store: Store | None = None) -> bool:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# results
+# results: each is described by a `Result` (its entry, name and parameters), which both the function computing it
+# and the plan of the book's work (`advlogits.pipeline.plan`) read, so they name the same file
 
 
-def _stored(config: Any, name: str, params: dict, compute: Callable[[], Any], *, store: Store, tensors: bool
-            ) -> Any:
-    key, code = model_key(config), result_code()
-    if tensors:
-        return store.get_or_compute_tensors(key, name, params, compute, code=code)
-    return store.get_or_compute_json(key, name, params, compute, code=code)
+@dataclass(frozen=True)
+class Result:
+    """A stored result: the config whose entry holds it, its name, the parameters in its key, its format."""
+
+    config: Any  # a TrainConfig, or a JSON-able dict for an entry of results only (a RobustBench model)
+    name: str  # "evaluation", "eval-logits", ...
+    params: dict  # what else the result depends on (images, attack settings)
+    tensors: bool  # stored as tensors (.pt) or as JSON
+
+    def file_name(self) -> str:
+        """The result's file name in its entry's ``results/`` folder (the same in every store)."""
+        return self.path(Store("/")).name
+
+    def path(self, store: Store) -> Path:
+        """Where the result lives in ``store``."""
+        return store.result_path(model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json",
+                                 code=result_code())
+
+    def is_stored(self, store: Store) -> bool:
+        """True when ``store`` holds the result complete."""
+        return store.has_result(model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json",
+                                code=result_code())
+
+    def get_or_compute(self, compute: Callable[[], Any], *, store: Store) -> Any:
+        """The stored result, or ``compute()`` run once (even across processes) and stored."""
+        key, code = model_key(self.config), result_code()
+        began, was_stored = time.perf_counter(), self.is_stored(store)
+        if self.tensors:
+            out = store.get_or_compute_tensors(key, self.name, self.params, compute, code=code)
+        else:
+            out = store.get_or_compute_json(key, self.name, self.params, compute, code=code)
+        log.info("%s %s of %s (%.1f s)", "from store" if was_stored else "computed", self.name,
+                 _name_of(self.config), time.perf_counter() - began)
+        return out
+
+
+def _name_of(config: Any) -> str:
+    return describe(config) if isinstance(config, TrainConfig) else str(config)
+
+
+def train_logits_result(config: TrainConfig, *, dataset: str, n_train: int | None, seed: int) -> Result:
+    """The `train_logits` of ``config`` on the training images (dataset, n_train, seed)."""
+    return Result(config, "train-logits", {"dataset": dataset, "n_train": n_train, "seed": seed}, tensors=True)
 
 
 def train_logits(config: TrainConfig, *, dataset: str, n_train: int | None, seed: int, store: Store | None = None,
@@ -124,19 +163,28 @@ def train_logits(config: TrainConfig, *, dataset: str, n_train: int | None, seed
     seed=seed)``: a student's distillation targets before any manipulation, stored once per teacher and image set.
     """
     store = store or Store()
-    params = {"dataset": dataset, "n_train": n_train, "seed": seed}
 
     def compute() -> dict[str, Tensor]:
         model, _ = get_model(config, store=store, device=device)
         x, _ = load_dataset(dataset, "train", n=n_train, seed=seed)
         return {"logits": predict_logits(model, x)}
 
-    return _stored(config, "train-logits", params, compute, store=store, tensors=True)["logits"]
+    result = train_logits_result(config, dataset=dataset, n_train=n_train, seed=seed)
+    return result.get_or_compute(compute, store=store)["logits"]
 
 
 def eval_split(profile: Profile) -> tuple[Tensor, Tensor]:
     """The profile's fixed, seeded evaluation subset of the test split: (x, y)."""
     return load_dataset(profile.dataset, "test", n=profile.n_eval, seed=profile.seed)
+
+
+def _eval_images(profile: Profile) -> dict:
+    return {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
+
+
+def eval_logits_result(profile: Profile, config: Any) -> Result:
+    """The `eval_logits` of ``config`` (a TrainConfig, or a RobustBench entry) on the profile's evaluation images."""
+    return Result(config, "eval-logits", _eval_images(profile), tensors=True)
 
 
 def eval_logits(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:
@@ -147,8 +195,7 @@ def eval_logits(profile: Profile, config: TrainConfig, *, store: Store | None = 
         model, _ = get_model(config, store=store, device=profile.device)
         return {"logits": predict_logits(model, eval_split(profile)[0])}
 
-    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
-    return _stored(config, "eval-logits", params, compute, store=store, tensors=True)["logits"]
+    return eval_logits_result(profile, config).get_or_compute(compute, store=store)["logits"]
 
 
 def _attack_params(profile: Profile) -> dict:
@@ -156,32 +203,50 @@ def _attack_params(profile: Profile) -> dict:
                                             "n_autoattack", "seed", "dataset")}
 
 
-def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, progress: bool = True) -> dict:
+def evaluation_result(profile: Profile, config: TrainConfig, *, autoattack_scope: str = "clean-correct") -> Result:
+    """The `evaluate` result of ``config`` at the profile's attack settings."""
+    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version,
+              "autoattack_scope": autoattack_scope}
+    return Result(config, "evaluation", params, tensors=False)
+
+
+def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, progress: bool = True,
+             autoattack_scope: str = "clean-correct") -> dict:
     """Every attack's per-image outcome on the model ``config``, the per-image worst case over them, and the
     accuracies (fractions in [0, 1]), on the profile's evaluation subset; stored once (`measures.attack_outcomes`).
 
     PGD: ``eval_steps`` steps of ``eval_alpha`` from a random start, ``eval_restarts`` restarts, on all ``n_eval``
-    images, with the CE and the CW loss. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them.
+    images, with the CE and the CW loss. AutoAttack (``autoattack_version``) on the first ``n_autoattack`` of them,
+    on the images ``autoattack_scope`` names ("clean-correct": AutoAttack's own number; "pgd-survivors": only those
+    PGD left standing, the same worst case for less compute, and then PGD, too, attacks only AutoAttack's images).
     The model runs in float32 whatever precision trained it.
     """
     store = store or Store()
-    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version}
 
     def compute() -> dict:
         model, _ = get_model(config, store=store, device=profile.device, progress=progress)
-        return measures.attack_outcomes(model, *eval_split(profile), eps=profile.eps, alpha=profile.eval_alpha,
+        x, y = eval_split(profile)
+        if autoattack_scope == "pgd-survivors":  # only AutoAttack's images enter the worst case: attack those
+            x, y = x[: profile.n_autoattack], y[: profile.n_autoattack]
+        return measures.attack_outcomes(model, x, y, eps=profile.eps, alpha=profile.eval_alpha,
                                         steps=profile.eval_steps, restarts=profile.eval_restarts, seed=profile.seed,
                                         n_autoattack=profile.n_autoattack,
-                                        autoattack_version=profile.autoattack_version)
+                                        autoattack_version=profile.autoattack_version,
+                                        autoattack_scope=autoattack_scope)
 
-    return _stored(config, "evaluation", params, compute, store=store, tensors=False)
+    return evaluation_result(profile, config, autoattack_scope=autoattack_scope).get_or_compute(compute, store=store)
+
+
+def margin_drops_result(profile: Profile, config: TrainConfig) -> Result:
+    """The `margin_drops` result of ``config``."""
+    params = {k: v for k, v in _attack_params(profile).items() if k != "n_autoattack"}
+    return Result(config, "margin-drops", params, tensors=False)
 
 
 def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> dict[str, list]:
     """`advlogits.margins.margin_drops` of the model ``config`` on the profile's evaluation images, with the
     profile's evaluation PGD (eps, eval_alpha, eval_steps, eval_restarts, seeded); stored once as JSON lists."""
     store = store or Store()
-    params = {k: v for k, v in _attack_params(profile).items() if k != "n_autoattack"}
 
     def compute() -> dict[str, list]:
         model, _ = get_model(config, store=store, device=profile.device)
@@ -190,7 +255,12 @@ def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None =
                                           steps=profile.eval_steps, restarts=profile.eval_restarts,
                                           seed=profile.seed)
 
-    return _stored(config, "margin-drops", params, compute, store=store, tensors=False)
+    return margin_drops_result(profile, config).get_or_compute(compute, store=store)
+
+
+def gap_gradients_result(profile: Profile, config: TrainConfig) -> Result:
+    """The `gap_gradients` result of ``config``."""
+    return Result(config, "gap-gradients", _eval_images(profile), tensors=True)
 
 
 def gap_gradients(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> Tensor:
@@ -202,8 +272,16 @@ def gap_gradients(profile: Profile, config: TrainConfig, *, store: Store | None 
         model, _ = get_model(config, store=store, device=profile.device)
         return {"l1": margins.gap_gradient_l1(model, eval_split(profile)[0])}
 
-    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
-    return _stored(config, "gap-gradients", params, compute, store=store, tensors=True)["l1"]
+    return gap_gradients_result(profile, config).get_or_compute(compute, store=store)["l1"]
+
+
+def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool]) -> Result:
+    """The `masking_checks` result of ``config`` with the transfer attack from ``teacher``."""
+    n = min(MASKING_IMAGES, profile.n_eval, len(robust))
+    radii = tuple(sorted({min(f * profile.eps, 0.5) for f in MASKING_RADII} | {0.5}))
+    params = {**_attack_params(profile), "n": n, "radii": radii, "queries": MASKING_SQUARE_QUERIES,
+              "teacher": model_key(teacher), "robust": [bool(r) for r in robust[:n]]}
+    return Result(config, "masking", params, tensors=False)
 
 
 def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool],
@@ -212,10 +290,8 @@ def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, 
     its per-image white-box worst case there (``robust``, from `evaluate`), with the transfer attack crafted on
     ``teacher``; the profile's evaluation PGD, radii `MASKING_RADII` times eps then 0.5; stored once."""
     store = store or Store()
-    n = min(MASKING_IMAGES, profile.n_eval, len(robust))
-    radii = tuple(sorted({min(f * profile.eps, 0.5) for f in MASKING_RADII} | {0.5}))
-    params = {**_attack_params(profile), "n": n, "radii": radii, "queries": MASKING_SQUARE_QUERIES,
-              "teacher": model_key(teacher), "robust": [bool(r) for r in robust[:n]]}
+    result = masking_result(profile, config, teacher, robust=robust)
+    n, radii = result.params["n"], result.params["radii"]
 
     def compute() -> dict:
         model, _ = get_model(config, store=store, device=profile.device)
@@ -225,18 +301,21 @@ def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, 
                                       alpha=profile.eval_alpha, steps=profile.eval_steps, radii=radii,
                                       seed=profile.seed, square_queries=MASKING_SQUARE_QUERIES)
 
-    return _stored(config, "masking", params, compute, store=store, tensors=False)
+    return result.get_or_compute(compute, store=store)
+
+
+def robustbench_entry(name: str) -> dict:
+    """The store entry of RobustBench model ``name`` (CIFAR-10, L-inf): results only, no weights of ours."""
+    return {"robustbench": name, "dataset": "cifar10", "threat_model": "Linf"}
 
 
 def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, store: Store | None = None) -> Tensor:
     """Logits (n_eval, 10) of RobustBench model ``name`` (CIFAR-10, L-inf) on the profile's evaluation images,
     stored once. The checkpoint is read from (or downloaded into) ``model_dir`` by `models.load_robustbench`."""
     store = store or Store()
-    entry = {"robustbench": name, "dataset": "cifar10", "threat_model": "Linf"}
 
     def compute() -> dict[str, Tensor]:
         model = models.load_robustbench(name, dataset="cifar10", threat_model="Linf", model_dir=model_dir)
         return {"logits": predict_logits(model.to(profile.device), eval_split(profile)[0])}
 
-    params = {"dataset": profile.dataset, "n_eval": profile.n_eval, "seed": profile.seed}
-    return _stored(entry, "eval-logits", params, compute, store=store, tensors=True)["logits"]
+    return eval_logits_result(profile, robustbench_entry(name)).get_or_compute(compute, store=store)["logits"]

@@ -1,0 +1,250 @@
+"""Run the book's plan: in this process, in local worker processes, or as Ray tasks on a machine or a cluster.
+
+Every executor computes only the units the store lacks, each after its dependencies, and leaves the same store:
+
+* ``serial``: one unit after another in this process;
+* ``local``: ``workers`` processes on this machine, each with ``threads`` torch threads, sharing the store (its
+  locks keep two processes from computing one unit);
+* ``ray``: each unit a Ray task (one CPU and ``threads`` torch threads, or one GPU on a CUDA profile), its
+  dependencies' outputs passed as object references. No shared filesystem is assumed: a task computes in a store
+  of its own, seeded with the files its dependencies left, and returns the files it added; only this process writes
+  the real store. Ray retries a task whose worker dies.
+
+The same seeds give the same bytes as a serial run with the same number of torch threads per unit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..checks import check_choice, check_int, fail
+from ..fileio import atomic_write_bytes, record_path
+from ..profiles import Profile
+from ..store import Store
+from .plan import Unit, book_plan, ordered, with_device
+from .stored import result_code
+
+EXECUTORS = ("serial", "local", "ray")
+RAY_RETRIES = 3  # attempts of a Ray task whose worker died, beyond the first
+SECONDS = "seconds"  # the key of a Ray task's own duration among the files it returns
+log = logging.getLogger("advlogits")
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    """What a worker needs to rebuild the plan and find its unit (units hold functions, which do not travel)."""
+
+    profile: Profile
+    robustbench_models: tuple[str, ...] = ()
+    model_dir: str | None = None
+    code: str = field(default_factory=result_code)  # the source digest the plan's keys were made with
+
+    def units(self) -> list[Unit]:
+        """The plan, after checking this process runs the code the plan was made with (a worker started after
+        the library's source was edited would compute under other keys)."""
+        if result_code() != self.code:
+            raise RuntimeError("the advlogits source changed while the plan ran (its digest is now "
+                               f"{result_code()}, the plan's {self.code}): run the plan again")
+        return book_plan(self.profile, robustbench_models=self.robustbench_models, model_dir=self.model_dir)
+
+
+@dataclass
+class RunReport:
+    """What a run did: the units it computed (with seconds) and those it found stored."""
+
+    computed: dict[str, float] = field(default_factory=dict)  # unit name -> seconds
+    from_store: list[str] = field(default_factory=list)
+
+
+def missing_units(spec: PlanSpec, store: Store) -> tuple[list[Unit], list[Unit]]:
+    """(units to compute, units already stored), in dependency order."""
+    units = ordered(spec.units())
+    stored = [u for u in units if u.is_stored(store)]
+    done = {u.id for u in stored}
+    return [u for u in units if u.id not in done], stored
+
+
+def run_plan(spec: PlanSpec, *, store: Store | None = None, executor: str = "serial", workers: int = 1,
+             threads: int | None = None, address: str | None = None, progress: bool = True) -> RunReport:
+    """Compute every unit of ``spec``'s plan the store lacks, with the ``executor`` chosen (see the module)."""
+    check_choice("executor", executor, EXECUTORS)
+    check_int("workers", workers, at_least=1)
+    if threads is not None:
+        check_int("threads", threads, at_least=1)
+    if address is not None and executor != "ray":
+        fail("address", "given only with executor='ray'", address)
+    store = store or Store()
+    todo, stored = missing_units(spec, store)
+    report = RunReport(from_store=[u.name for u in stored])
+    for unit in stored:
+        log.info("from store: %s", unit.name)
+    bar = tqdm(total=len(todo), desc="units", disable=not progress, unit="unit")
+    try:
+        if executor == "serial":
+            _run_serial(spec, todo, store, report, bar, threads)
+        elif executor == "local":
+            _run_local(spec, todo, store, report, bar, workers, threads or 1)
+        else:
+            _run_ray(spec, todo, store, report, bar, workers, threads or 1, address)
+    finally:
+        bar.close()
+    return report
+
+
+def _finished(report: RunReport, bar: tqdm, unit_name: str, seconds: float) -> None:
+    report.computed[unit_name] = seconds
+    log.info("computed: %s (%.1f s)", unit_name, seconds)
+    bar.update(1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# serial
+
+
+def _run_serial(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm,
+                threads: int | None) -> None:
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for unit in todo:
+            began = time.perf_counter()
+            unit.compute(spec.profile, store)
+            _finished(report, bar, unit.name, time.perf_counter() - began)
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# local processes
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _compute_in_worker(spec: PlanSpec, unit_id: str, store_root: str) -> float:
+    unit = {u.id: u for u in spec.units()}[unit_id]
+    began = time.perf_counter()
+    unit.compute(spec.profile, Store(store_root))
+    return time.perf_counter() - began
+
+
+def _run_local(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, workers: int,
+               threads: int) -> None:
+    pending = {u.id: u for u in todo}
+    waiting_on = {u.id: {d for d in u.deps if d in pending} for u in todo}
+    running: dict[Future, Unit] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        while pending or running:
+            for unit_id in [i for i in pending if not waiting_on[i]][: workers - len(running)]:
+                unit = pending.pop(unit_id)
+                running[pool.submit(_compute_in_worker, spec, unit.id, str(store.root))] = unit
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                unit = running.pop(future)
+                _finished(report, bar, unit.name, future.result())  # re-raises a worker's error here
+                for deps in waiting_on.values():
+                    deps.discard(unit.id)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Ray
+
+
+def _files(store: Store, paths: Sequence[Path]) -> dict[str, bytes]:
+    return {str(p.relative_to(store.root)): p.read_bytes() for p in paths if p.exists()}
+
+
+def _checked_files(root: Path) -> set[str]:
+    entries = root / "entries"
+    return {str(p.relative_to(root)) for p in entries.rglob("*") if p.is_file()} if entries.is_dir() else set()
+
+
+def _write_files(store: Store, files: dict[str, bytes]) -> None:
+    """Write files computed elsewhere into ``store``: each data file before its checksum record, atomically."""
+    for relative in sorted(files, key=lambda name: name.endswith(".sha256")):
+        atomic_write_bytes(files[relative], store.root / relative)
+
+
+def _ray_unit(spec: PlanSpec, unit_id: str, threads: int, device: str, stored: dict[str, bytes],
+              *dep_outputs: dict[str, bytes]) -> dict[str, bytes]:
+    """A Ray task: compute one unit in a store of its own, seeded with its dependencies' files; return what it
+    added (data files and their checksum records) and, under `SECONDS`, how long the unit took."""
+    began = time.perf_counter()
+    torch.set_num_threads(threads)
+    pid_dir = os.environ.get("ADVLOGITS_RAY_WORKER_PIDS")  # where each unit runs, for whoever watches the workers
+    marker = Path(pid_dir, f"{os.getpid()}.unit") if pid_dir else None
+    if marker is not None:
+        marker.write_text(unit_id)
+    try:
+        return _compute_in_own_store(spec, unit_id, device, stored, dep_outputs, began)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _compute_in_own_store(spec: PlanSpec, unit_id: str, device: str, stored: dict[str, bytes],
+                          dep_outputs: tuple[dict[str, bytes], ...], began: float) -> dict[str, bytes]:
+    with tempfile.TemporaryDirectory(prefix="advlogits-unit-") as tmp:
+        local = Store(tmp)
+        seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if k != SECONDS}}
+        _write_files(local, seeded)
+        unit = {u.id: u for u in spec.units()}[unit_id]
+        unit.compute(with_device(spec.profile, device), local)
+        added = _checked_files(local.root) - set(seeded)
+        out = {name: (local.root / name).read_bytes() for name in added
+               if name.endswith(".sha256") or record_path(local.root / name).exists()}
+    return {**out, SECONDS: str(time.perf_counter() - began).encode()}
+
+
+def _run_ray(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, workers: int,
+             threads: int, address: str | None) -> None:
+    try:
+        import ray
+    except ImportError as err:
+        raise RuntimeError("executor='ray' needs Ray: pip install 'advlogits[cluster]'") from err
+    started = not ray.is_initialized()
+    if started:
+        if address is None:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        gpu = spec.profile.device.startswith("cuda")
+        resources = dict(num_gpus=1, num_cpus=0) if gpu else dict(num_cpus=1)
+        task = ray.remote(max_retries=RAY_RETRIES, **resources)(_ray_unit)
+        pending = {u.id for u in todo}
+        units = {u.id: u for u in spec.units()}
+        refs: dict[str, Any] = {}
+        for unit in todo:  # in dependency order: every dependency computed in this run already has a reference
+            stored_deps = [units[d] for d in unit.deps if d not in pending]
+            stored_files = _files(store, [p for d in stored_deps for p in d.files(store)])
+            dep_refs = [refs[d] for d in unit.deps if d in pending]
+            refs[unit.id] = task.remote(spec, unit.id, threads, "cuda" if gpu else "cpu", stored_files, *dep_refs)
+        by_ref = {ref: unit_id for unit_id, ref in refs.items()}
+        remaining = list(refs.values())
+        while remaining:
+            ready, remaining = ray.wait(remaining, num_returns=1)
+            unit_id = by_ref[ready[0]]
+            files = dict(ray.get(ready[0]))  # re-raises a task's error here
+            seconds = float(files.pop(SECONDS))
+            _write_files(store, files)
+            _finished(report, bar, units[unit_id].name, seconds)
+    finally:
+        if started:
+            ray.shutdown()

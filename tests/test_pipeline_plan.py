@@ -1,0 +1,97 @@
+"""advlogits.pipeline.plan: the book's whole plan of work, its dependencies, and the promise that once it has run,
+executing every chapter trains and computes nothing."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advlogits import pipeline, profiles
+from advlogits.pipeline import lineup, plan
+from advlogits.pipeline.executors import PlanSpec, run_plan
+from advlogits.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_cpu_plan_holds_every_unit_the_chapters_ask_for_in_dependency_order():
+    p = profiles.resolve("cpu", device="cpu")
+    units = plan.book_plan(p)
+    ids = [u.id for u in units]
+    assert len(ids) == len(set(ids))
+    kinds = collections.Counter(u.kind for u in units)
+    students = lineup.students(p)
+    n_models = 4 + len(lineup.eps_sweep(p)) + len(lineup.linear_models(p)) + len(students) - 2
+    assert kinds["model"] == n_models == 67, "teachers, seed twins, sweep, linear models, every student"
+    assert kinds["evaluation"] == len(students) == 55
+    assert kinds["masking"] == 7 and kinds["margin-drops"] == 2 and kinds["gap-gradients"] == 2
+    assert kinds["train-logits"] == 2 * len(p.student_seeds), "each teacher on each seed's images"
+    assert "robustbench-logits" not in kinds
+    position = {u.id: i for i, u in enumerate(units)}
+    assert all(position[d] < position[u.id] for u in units for d in u.deps), "dependencies first"
+    assert plan.ordered(units) == units
+    by_name = {u.name: u for u in units if u.kind == "model"}
+    assert by_name["AT teacher, cpu, seed 0"].key == pipeline.model_key(p.adversarial())
+    assert by_name["KD-AT, cpu, seed 101"].config == p.student(teacher=p.adversarial(), seed=101)
+    soft = by_name["KD-ST soft, cpu, seed 100"]
+    assert len(soft.deps) == 2, "the softened ST teacher's student needs the ST and the AT teacher's logits"
+    evaluation = next(u for u in units if u.name == "evaluation of KD-AT, cpu, seed 100")
+    assert evaluation.deps == (f"model:{pipeline.model_key(by_name['KD-AT, cpu, seed 100'].config)}",)
+
+
+def test_the_paper_plan_adds_the_robustbench_models_and_ordered_refuses_gaps():
+    p = profiles.resolve("paper", device="cpu")
+    units = plan.book_plan(p, robustbench_models=lineup.PAPER_ROBUSTBENCH_MODELS, model_dir="/nowhere")
+    assert [u.name for u in units if u.kind == "robustbench-logits"] == [
+        f"logits of RobustBench {name}" for name in lineup.PAPER_ROBUSTBENCH_MODELS]
+    with pytest.raises(ValueError, match=r"^units must be complete \(every dependency of .* listed\)"):
+        plan.ordered([u for u in units if u.kind != "model"])
+
+
+def test_units_know_whether_they_are_stored_and_which_files_they_leave(tmp_path):
+    p = profiles.resolve("smoke", device="cpu", n_eval=16, n_autoattack=4)
+    store = Store(tmp_path)
+    units = {u.id: u for u in plan.book_plan(p)}
+    st = next(u for u in units.values() if u.name == "ST teacher, smoke, seed 0")
+    evaluation = next(u for u in units.values() if u.name == "evaluation of ST teacher, smoke, seed 0")
+    assert not st.is_stored(store) and not evaluation.is_stored(store)
+    st.compute(p, store)
+    assert st.is_stored(store) and not evaluation.is_stored(store)
+    evaluation.compute(p, store)
+    assert evaluation.is_stored(store)
+    names = sorted(f.name for f in st.files(store))
+    assert names == ["config.json", "config.json.sha256", "history.json", "history.json.sha256", "model.pt",
+                     "model.pt.sha256"]
+    (result, record) = evaluation.files(store)
+    assert result.parent.name == "results" and result.name.startswith("evaluation-") and record.exists()
+    seconds = sum(json.loads((store.entry(st.key) / "history.json").read_text())["seconds"])
+    assert plan.estimate_seconds(st, store) == pytest.approx(seconds)
+    twin = next(u for u in units.values() if u.name == "ST' (seed baseline), smoke, seed 1")
+    assert plan.estimate_seconds(twin, store) == pytest.approx(seconds), "the same config with another seed"
+    assert plan.estimate_seconds(evaluation, store) > 0, "from the store's compute log"
+
+
+@pytest.mark.slow
+def test_after_the_plan_has_run_the_chapters_train_and_compute_nothing(tmp_path):
+    """Run the smoke plan with two local workers, then execute every chapter: the store gains no file at all."""
+    home = tmp_path / "store"
+    report = run_plan(PlanSpec(profiles.resolve("smoke", device="cpu")), store=Store(home), executor="local",
+                      workers=2, progress=False)
+    assert report.computed and not report.from_store
+    before = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(tmp_path / "executed")}
+    for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
+        proc = subprocess.run([sys.executable, "-m", "papermill", str(chapter), str(tmp_path / chapter.name), "-k",
+                               "python3", "--cwd", str(ROOT / "chapters"), "--no-progress-bar", "-p", "profile",
+                               "smoke", "-p", "device", "cpu"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
+    after = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+    assert after == before, f"the chapters added {sorted(set(after) - set(before))[:5]}"
+    again = run_plan(PlanSpec(profiles.resolve("smoke", device="cpu")), store=Store(home), progress=False)
+    assert not again.computed and len(again.from_store) == len(report.computed)
