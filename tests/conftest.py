@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-LONGEST_FIRST = ("test_paper_path.py",)
+LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -37,8 +37,18 @@ CHAPTER = ROOT / "chapters" / "01_standard_vs_adversarial.ipynb"
 WORKER_TIMEOUT_S = 300
 
 # Small runs: 128 images in batches of 32 are 4 optimizer steps per epoch.
-ST = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=3, batch_size=32, lr=0.05,
-                 weight_decay=5e-4, n_train=128, n_val=32, seed=0)
+ST = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=3,
+    batch_size=32,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=128,
+    n_val=32,
+    seed=0,
+)
 AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
 CONFIGS = {"ST": ST, "AT": AT}
 STEPS_PER_EPOCH = 4
@@ -50,6 +60,7 @@ METRICS = ("epoch", "train_loss", "train_acc", "val_acc", "batch_loss")
 # =====================================================================================================
 # helpers shared by the tests and the workers
 # =====================================================================================================
+
 
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a child process: this one's, with this checkout's library first on PYTHONPATH (so a
@@ -179,15 +190,26 @@ def assert_same_run(model: torch.nn.Module, history: dict, ref: tuple[dict, dict
 
 def papermill(out: Path, *params: str, env: dict) -> subprocess.Popen:
     """Start papermill on chapter 1 with ``params`` (the kernel sees this checkout's library and ``env``)."""
-    cmd = [sys.executable, "-m", "papermill", str(CHAPTER), str(out), "-k", "python3", "--cwd", str(CHAPTER.parent),
-           "--no-progress-bar", *params]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=subprocess_env(**env))
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(CHAPTER),
+        str(out),
+        "-k",
+        "python3",
+        "--cwd",
+        str(CHAPTER.parent),
+        "--no-progress-bar",
+        *params,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(**env))
 
 
 # =====================================================================================================
 # the store-write cases: an entry that exists before the write (OLD) and one being written (NEW)
 # =====================================================================================================
+
 
 def store_case_models() -> dict[str, torch.nn.Module]:
     """The weights of the entry that exists before the write (OLD) and of the one being written (NEW)."""
@@ -203,8 +225,14 @@ STORE_NEW = dataclasses.replace(ST, seed=11)
 OLD_KEY = pipeline.model_key(STORE_OLD)
 NEW_KEY = pipeline.model_key(STORE_NEW)
 RESULT_CODE = stored.result_code()
-STORE_HISTORY = {"epoch": [1], "train_loss": [0.5], "train_acc": [0.8], "val_acc": [0.75], "seconds": [1.0],
-                 "batch_loss": [0.6, 0.4]}
+STORE_HISTORY = {
+    "epoch": [1],
+    "train_loss": [0.5],
+    "train_acc": [0.8],
+    "val_acc": [0.75],
+    "seconds": [1.0],
+    "batch_loss": [0.6, 0.4],
+}
 OLD_RESULT = b'{"acc": 0.5}'
 NEW_RESULT = json.dumps({"per_image": list(range(40_000))}).encode()  # ~240 kB, so a write can be torn mid-way
 
@@ -217,8 +245,7 @@ def result_file(store: Store, name: str) -> Path:
 def prepare_old_entry(root: Path) -> Store:
     """A store holding a complete entry (OLD: weights, history, config and one result)."""
     store = Store(root)
-    store.save_weights(OLD_KEY, state=store_case_models()["OLD"].state_dict(), config=STORE_OLD,
-                       history=STORE_HISTORY)
+    store.save_weights(OLD_KEY, state=store_case_models()["OLD"].state_dict(), config=STORE_OLD, history=STORE_HISTORY)
     write_checked(result_file(store, "metrics"), OLD_RESULT)
     return store
 
@@ -226,8 +253,9 @@ def prepare_old_entry(root: Path) -> Store:
 def store_write(store: Store, scenario: str) -> None:
     """The write that gets killed."""
     if scenario == "save-new":  # new weights stored beside the old entry
-        store.save_weights(NEW_KEY, state=store_case_models()["NEW"].state_dict(), config=STORE_NEW,
-                           history=STORE_HISTORY)
+        store.save_weights(
+            NEW_KEY, state=store_case_models()["NEW"].state_dict(), config=STORE_NEW, history=STORE_HISTORY
+        )
     elif scenario == "result-into-old":  # a new result written into the old entry's folder
         write_checked(result_file(store, "extra"), NEW_RESULT)
     elif scenario == "overwrite-result":  # a complete file of the old entry rewritten
@@ -239,6 +267,7 @@ def store_write(store: Store, scenario: str) -> None:
 # =====================================================================================================
 # the workers (run as `python tests/fault_workers.py <command> <json args>`)
 # =====================================================================================================
+
 
 def worker_train(args: dict) -> None:
     """``pipeline.get_model(config, store=Store(root))``, optionally killed at a point; prints the weights' digest
@@ -297,8 +326,9 @@ def worker_key(args: dict) -> None:
     import advlogits
 
     for module in sorted((Path(advlogits.__file__).parent / "chapters").glob("*.py")):
-        importlib.import_module(f"advlogits.chapters.{module.stem}" if module.stem != "__init__"
-                                else "advlogits.chapters")
+        importlib.import_module(
+            f"advlogits.chapters.{module.stem}" if module.stem != "__init__" else "advlogits.chapters"
+        )
     store = Store(args["root"])
 
     def files(pattern: str) -> set[str]:
@@ -307,10 +337,18 @@ def worker_key(args: dict) -> None:
     models_before, results_before = files("entries/*/model.pt"), files("entries/*/results/*")
     pipeline.get_model(ST, store=store, progress=False)
     pipeline.eval_logits(profiles.resolve("smoke", device="cpu"), ST, store=store)
-    print(json.dumps({"file": advlogits.__file__, "model_code": stored.model_code(),
-                      "result_code": stored.result_code(), "model_key": pipeline.model_key(ST),
-                      "new_models": sorted(files("entries/*/model.pt") - models_before),
-                      "new_results": sorted(files("entries/*/results/*") - results_before)}))
+    print(
+        json.dumps(
+            {
+                "file": advlogits.__file__,
+                "model_code": stored.model_code(),
+                "result_code": stored.result_code(),
+                "model_key": pipeline.model_key(ST),
+                "new_models": sorted(files("entries/*/model.pt") - models_before),
+                "new_results": sorted(files("entries/*/results/*") - results_before),
+            }
+        )
+    )
 
 
 def _fork_training(root: str, config: str, kill: dict) -> int:
@@ -361,8 +399,7 @@ def worker_trials(args: dict) -> None:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 del running[pid]
-                statuses[trial["id"]].append(-os.WTERMSIG(status) if os.WIFSIGNALED(status)
-                                             else os.WEXITSTATUS(status))
+                statuses[trial["id"]].append(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
                 if len(trial["kills"]) > 1:  # the next run of this trial resumes what this one left
                     queue.insert(0, dict(trial, kills=trial["kills"][1:]))
         if time.monotonic() > deadline:
@@ -373,8 +410,13 @@ def worker_trials(args: dict) -> None:
     print(json.dumps(statuses))
 
 
-WORKERS = {"train": worker_train, "trials": worker_trials, "store-kills": worker_store_kills,
-           "evaluate": worker_evaluate, "key": worker_key}
+WORKERS = {
+    "train": worker_train,
+    "trials": worker_trials,
+    "store-kills": worker_store_kills,
+    "evaluate": worker_evaluate,
+    "key": worker_key,
+}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, a CIFAR-10 set in the
-real on-disk format, and RobustBench checkpoints where RobustBench looks first."""
+real on-disk format, RobustBench checkpoints where RobustBench looks first, and a model that counts its calls."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -53,8 +54,7 @@ def write_cifar(root: Path, batches: dict[str, dict[bytes, object]], *, protocol
     folder.mkdir(parents=True, exist_ok=True)
     for name, batch in batches.items():
         (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
-    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in CIFAR10_CLASSES],
-            b"num_vis": 3072}
+    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_vis": 3072}
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return folder
 
@@ -84,16 +84,32 @@ def write_robustbench_checkpoint(model_dir: Path, name: str, state: object) -> P
 
 def hand_made_robust(**values: float) -> dict[str, float]:
     """Robust accuracies of the distillation line-up's claim students, made by hand (defaults overridden by name)."""
-    names = {"hard": "hard labels", "kd_st": "KD-ST", "kd_at": "KD-AT", "shuffled": "AT shuffled",
-             "mean": "AT mean", "order": "AT ST order", "flat": "AT flattened", "smooth": "AT label smoothing"}
-    base = {"hard": 0.10, "kd_st": 0.12, "kd_at": 0.42, "shuffled": 0.15, "mean": 0.20, "order": 0.27,
-            "flat": 0.12, "smooth": 0.10}
+    names = {
+        "hard": "hard labels",
+        "kd_st": "KD-ST",
+        "kd_at": "KD-AT",
+        "shuffled": "AT shuffled",
+        "mean": "AT mean",
+        "order": "AT ST order",
+        "flat": "AT flattened",
+        "smooth": "AT label smoothing",
+    }
+    base = {
+        "hard": 0.10,
+        "kd_st": 0.12,
+        "kd_at": 0.42,
+        "shuffled": 0.15,
+        "mean": 0.20,
+        "order": 0.27,
+        "flat": 0.12,
+        "smooth": 0.10,
+    }
     return {names[k]: v for k, v in {**base, **values}.items()}
 
 
 def committed_chapter_code(stem: str) -> list:
     """The code cells of ``chapters/<stem>.ipynb``, checked to be committed without outputs, with one typed
-    parameters cell (profile, device, seed, eps, overrides) and no cell over 30 lines."""
+    parameters cell (the set-up imports, then profile, device, seed, eps, overrides) and no cell over 30 lines."""
     import nbformat
 
     nb = nbformat.read(Path(__file__).resolve().parents[1] / "chapters" / f"{stem}.ipynb", as_version=4)
@@ -101,8 +117,27 @@ def committed_chapter_code(stem: str) -> list:
     assert all(not c.outputs and c.execution_count is None for c in code)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    names = [line.split(":")[0] for line in params[0].source.splitlines()]
-    assert names == ["profile", "device", "seed", "eps", "overrides"]
-    assert all(line.count("=") == 1 for line in params[0].source.splitlines())
+    lines = [
+        line
+        for line in params[0].source.splitlines()
+        if line.strip() and not line.startswith(("import ", "from ", "#"))
+    ]
+    names = [line.split(":")[0] for line in lines]
+    assert names[:5] == ["profile", "device", "seed", "eps", "overrides"], names
+    assert all(line.count("=") == 1 for line in lines)
     assert max(len(c.source.splitlines()) for c in code) <= 30
     return code
+
+
+class CountingModel(torch.nn.Module):
+    """A 10-class linear model on 4x4 inputs that counts its forward passes, to check that bad input is refused
+    before any compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(16, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.linear(x.flatten(1))

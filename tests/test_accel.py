@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlogits import profiles
-from advlogits import accel
+from advlogits import accel, profiles
 from advlogits.accel import Autocast, accelerate, model_device, resolve_device, to_device
 from advlogits.attacks import pgd
 from advlogits.data import load_dataset
@@ -19,8 +18,18 @@ from advlogits.pipeline.measures import pgd_correct
 from advlogits.pipeline.training import init_model, train_model
 from advlogits.train import TrainConfig, train_standard
 
-CONFIG = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64,
-                     lr=0.05, weight_decay=5e-4, n_train=512, n_val=64, seed=0)
+CONFIG = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=1,
+    batch_size=64,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=512,
+    n_val=64,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +68,15 @@ def test_fp32_is_the_model_itself():
 def test_pgd_under_bf16_stays_in_the_ball_and_matches_fp32_robust_accuracy(trained, test_images):
     x, y = test_images
     eps = 0.1
-    x_adv = pgd(accelerate(trained, precision="bf16"), x, y, eps=eps, alpha=0.025, steps=10,
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(
+        accelerate(trained, precision="bf16"),
+        x,
+        y,
+        eps=eps,
+        alpha=0.025,
+        steps=10,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert x_adv.dtype == torch.float32
     assert (x_adv - x).abs().max() <= eps + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     args = dict(eps=eps, alpha=0.025, steps=10, seed=0)
@@ -74,8 +90,9 @@ def test_pgd_under_bf16_stays_in_the_ball_and_matches_fp32_robust_accuracy(train
 def _train(precision: str, compile: bool) -> tuple[nn.Module, dict]:
     x, y = load_dataset("fashion-mnist", "train", n=512, seed=0)
     model = init_model(CONFIG)
-    history = train_standard(model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False,
-                             precision=precision, compile=compile)
+    history = train_standard(
+        model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False, precision=precision, compile=compile
+    )
     return model, history
 
 
@@ -96,8 +113,9 @@ def test_compiled_training_matches_eager_training():
     eager_model, eager = _train("fp32", False)
     compiled_model, compiled = _train("fp32", True)
     assert compiled_model.state_dict().keys() == eager_model.state_dict().keys(), "weights are saved unwrapped"
-    torch.testing.assert_close(torch.tensor(compiled["batch_loss"]), torch.tensor(eager["batch_loss"]),
-                               rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(
+        torch.tensor(compiled["batch_loss"]), torch.tensor(eager["batch_loss"]), rtol=1e-3, atol=1e-4
+    )
     for a, b in zip(compiled_model.parameters(), eager_model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
 
@@ -159,25 +177,37 @@ def test_resolve_device_keeps_an_available_device(monkeypatch):
 def test_resolve_device_refuses_cuda_on_a_machine_without_cuda(monkeypatch):
     _machine(monkeypatch, cuda=0, mps=False)
     for device in ("cuda", "cuda:0"):
-        with pytest.raises(ValueError, match=rf"^device must be 'cpu' or 'auto' on this machine \(got '{device}'\); "
-                                             r"CUDA is not available here$"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^device must be 'cpu' or 'auto' on this machine \(got '{device}'\); "
+            r"CUDA is not available here$",
+        ):
             resolve_device(device)
-    with pytest.raises(ValueError, match=r"^device must be 'cpu' or 'auto' on this machine \(got 'mps'\); "
-                                         r"MPS is not available here$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^device must be 'cpu' or 'auto' on this machine \(got 'mps'\); "
+        r"MPS is not available here$",
+    ):
         resolve_device("mps")
 
 
 def test_resolve_device_refuses_a_cuda_index_that_does_not_exist(monkeypatch):
     _machine(monkeypatch, cuda=2, mps=False)
-    with pytest.raises(ValueError, match=r"^device must be a CUDA device below cuda:2 \(got 'cuda:2'\); "
-                                         r"only 2 CUDA device\(s\) exist$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^device must be a CUDA device below cuda:2 \(got 'cuda:2'\); "
+        r"only 2 CUDA device\(s\) exist$",
+    ):
         resolve_device("cuda:2")
 
 
 @pytest.mark.parametrize("bad", ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "", "cpu:0", None, 0])
 def test_resolve_device_refuses_a_bad_device(bad):
-    with pytest.raises(ValueError, match=rf"^device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' "
-                                         rf"\(got {re.escape(repr(bad))}\)$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' "
+        rf"\(got {re.escape(repr(bad))}\)$",
+    ):
         resolve_device(bad)  # type: ignore[arg-type]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 import gzip
 from pathlib import Path
 
@@ -11,13 +10,26 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchattacks
 from torch import nn
 
-from advlogits.attacks import (autoattack_accuracy, autoattack_attacks_correct, autoattack_correct, eval_mode, fgsm,
-                               pgd, predict_logits, robust_accuracy)
+from advlogits.attacks import (
+    autoattack_accuracy,
+    autoattack_attacks_correct,
+    autoattack_correct,
+    eval_mode,
+    fgsm,
+    pgd,
+    predict_logits,
+    robust_accuracy,
+)
+
+from helpers import CountingModel
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+TORCHATTACKS_MISSING = (
+    "torchattacks, the independent PGD reference, is not installed: `make setup` installs it "
+    "(pip install --no-deps torchattacks==3.5.1)"
+)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -358,7 +370,15 @@ def test_cw_loss_reduces_margin_and_accuracy(cnn, test_data):
     assert adv_margin.mean() < clean_margin.mean() - 1.0
     clean_acc = robust_accuracy(cnn, x, y, attack="none", batch_size=500)
     cw_acc = robust_accuracy(
-        cnn, x, y, attack="pgd", batch_size=500, eps=0.05, alpha=0.0125, steps=20, loss="cw",
+        cnn,
+        x,
+        y,
+        attack="pgd",
+        batch_size=500,
+        eps=0.05,
+        alpha=0.0125,
+        steps=20,
+        loss="cw",
         generator=torch.Generator().manual_seed(0),
     )
     assert cw_acc < clean_acc - 0.1
@@ -425,10 +445,19 @@ def test_robust_accuracy_fgsm_matches_fgsm(cnn, test_data):
 
 @pytest.mark.parametrize("random_start", [True, False])
 def test_pgd_robust_accuracy_matches_torchattacks(cnn, test_data, random_start):
+    torchattacks = pytest.importorskip("torchattacks", reason=TORCHATTACKS_MISSING)
     x, y = test_data
     eps, alpha, steps = 0.05, 0.0125, 20
     ours = robust_accuracy(
-        cnn, x, y, attack="pgd", batch_size=250, eps=eps, alpha=alpha, steps=steps, random_start=random_start,
+        cnn,
+        x,
+        y,
+        attack="pgd",
+        batch_size=250,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=random_start,
         generator=torch.Generator().manual_seed(0),
     )
     torch.manual_seed(0)
@@ -449,7 +478,14 @@ def test_autoattack_fast_is_no_weaker_than_pgd(cnn, test_data):
     x, y = test_data[0][:100], test_data[1][:100]
     eps = 0.05
     pgd_acc = robust_accuracy(
-        cnn, x, y, attack="pgd", batch_size=100, eps=eps, alpha=eps / 4, steps=20,
+        cnn,
+        x,
+        y,
+        attack="pgd",
+        batch_size=100,
+        eps=eps,
+        alpha=eps / 4,
+        steps=20,
         generator=torch.Generator().manual_seed(0),
     )
     cnn.train()
@@ -503,19 +539,6 @@ def test_autoattack_rejects_models_with_fewer_than_four_classes():
 # bad input: ValueError naming the parameter, raised before any compute
 
 
-class _CountingModel(nn.Module):
-    """Counts forward passes, to check that bad input is rejected before any compute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(16, 10)
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.linear(x.flatten(1))
-
-
 _X = torch.full((4, 1, 4, 4), 0.5)
 _Y = torch.zeros(4, dtype=torch.int64)
 _PGD = dict(eps=0.1, alpha=0.01, steps=2)
@@ -536,36 +559,81 @@ _PGD = dict(eps=0.1, alpha=0.01, steps=2)
         (lambda m: pgd(m, _X + 0.6, _Y, **_PGD), r"x must be in \[0, 1\] \(got min 1\.1, max 1\.1\)"),
         (lambda m: pgd(m, _X - 0.6, _Y, **_PGD), r"x must be in \[0, 1\] \(got min -0\.1, max -0\.1\)"),
         (lambda m: pgd(m, _X, _Y[:3], **_PGD), r"y must be one label per row of x \(4 samples\) \(got 3 labels\)"),
-        (lambda m: pgd(m, _X, _Y.float(), **_PGD), r"y must be an integer tensor of shape \(N,\) holding class "
-                                                   r"indices \(got torch.float32 tensor of shape \(4,\)\)"),
+        (
+            lambda m: pgd(m, _X, _Y.float(), **_PGD),
+            r"y must be an integer tensor of shape \(N,\) holding class "
+            r"indices \(got torch.float32 tensor of shape \(4,\)\)",
+        ),
         (lambda m: pgd(m, _X, _Y.to("meta"), **_PGD), r"y must be on x's device \(cpu\) \(got meta\)"),
-        (lambda m: pgd(m, _X.long(), _Y, **_PGD), r"x must be a floating-point tensor of shape \(N, C, H, W\) "
-                                                  r"\(got torch.int64 tensor"),
+        (
+            lambda m: pgd(m, _X.long(), _Y, **_PGD),
+            r"x must be a floating-point tensor of shape \(N, C, H, W\) "
+            r"\(got torch.int64 tensor",
+        ),
         (lambda m: pgd(m, _X, _Y, **{**_PGD, "eps": True}), r"eps must be a finite number >= 0 \(got True\)"),
         (lambda m: pgd(m, _X, _Y, **{**_PGD, "steps": 2.0}), r"steps must be an integer >= 1 \(got 2.0\)"),
-        (lambda m: pgd(m, _X, _Y, **{**_PGD, "alpha": float("inf")}), r"alpha must be a finite number > 0 "
-                                                                       r"\(got inf\)"),
+        (
+            lambda m: pgd(m, _X, _Y, **{**_PGD, "alpha": float("inf")}),
+            r"alpha must be a finite number > 0 "
+            r"\(got inf\)",
+        ),
         (lambda m: fgsm(m, _X, _Y, eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
         (lambda m: fgsm(m, _X, _Y[:2], eps=0.1), r"y must be one label per row of x \(4 samples\) \(got 2 labels\)"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="cw", batch_size=4), r"attack must be one of 'none', 'fgsm', 'pgd' \(got 'cw'\); or pass a callable"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, eps=0.1), r"kw must be hyper-parameters of attack='pgd' \(got \['eps'\]\); .*'alpha'"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, **{**_PGD, "steps": 0}), r"steps must be an integer >= 1"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="fgsm", batch_size=4, eps=-1.0), r"eps must be a finite number >= 0"),
-        (lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=4, eps=0.1), r"kw must be empty for attack='none' \(clean accuracy takes no attack hyper-parameters\) \(got \['eps'\]\)"),
-        (lambda m: robust_accuracy(m, _X[:0], _Y[:0], attack="none", batch_size=4), r"x must be at least one sample \(got N=0\)"),
-        (lambda m: robust_accuracy(m, _X + 0.6, _Y, attack="none", batch_size=4), r"x must be in \[0, 1\] \(got min 1\.1"),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=0),
+            r"batch_size must be an integer >= 1 \(got 0\)",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="cw", batch_size=4),
+            r"attack must be one of 'none', 'fgsm', 'pgd' \(got 'cw'\); or pass a callable",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, eps=0.1),
+            r"kw must be hyper-parameters of attack='pgd' \(got \['eps'\]\); .*'alpha'",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="pgd", batch_size=4, **{**_PGD, "steps": 0}),
+            r"steps must be an integer >= 1",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="fgsm", batch_size=4, eps=-1.0),
+            r"eps must be a finite number >= 0",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X, _Y, attack="none", batch_size=4, eps=0.1),
+            r"kw must be empty for attack='none' \(clean accuracy takes no attack hyper-parameters\) \(got \['eps'\]\)",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X[:0], _Y[:0], attack="none", batch_size=4),
+            r"x must be at least one sample \(got N=0\)",
+        ),
+        (
+            lambda m: robust_accuracy(m, _X + 0.6, _Y, attack="none", batch_size=4),
+            r"x must be in \[0, 1\] \(got min 1\.1",
+        ),
         (lambda m: autoattack_accuracy(m, _X, _Y, eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, norm="linf"), r"norm must be one of 'Linf', 'L2' \(got 'linf'\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, version="plus"), r"version must be one of 'standard', 'fast' \(got 'plus'\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
-        (lambda m: autoattack_accuracy(m, _X, _Y[:3], eps=0.1), r"y must be one label per row of x \(4 samples\) "
-                                                                 r"\(got 3 labels\)"),
+        (
+            lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, norm="linf"),
+            r"norm must be one of 'Linf', 'L2' \(got 'linf'\)",
+        ),
+        (
+            lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, version="plus"),
+            r"version must be one of 'standard', 'fast' \(got 'plus'\)",
+        ),
+        (
+            lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, batch_size=0),
+            r"batch_size must be an integer >= 1 \(got 0\)",
+        ),
+        (
+            lambda m: autoattack_accuracy(m, _X, _Y[:3], eps=0.1),
+            r"y must be one label per row of x \(4 samples\) "
+            r"\(got 3 labels\)",
+        ),
         (lambda m: predict_logits(m, _X, batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
     ],
 )
 def test_bad_input_raises_before_compute(call, match):
-    model = _CountingModel()
+    model = CountingModel()
     with pytest.raises(ValueError, match=match):
         call(model)
     assert model.calls == 0
@@ -671,8 +739,11 @@ def test_square_runs_on_two_classes_where_apgd_t_is_refused():
     square = autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.3, square_queries=100)
     assert square.shape == (16,) and square.sum() < 16
     assert torch.equal(autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.0), torch.ones(16, dtype=bool))
-    with pytest.raises(ValueError, match=r"model must be a model with at least 4 classes for AutoAttack's apgd-t "
-                                         r"\(got K=2\); its DLR loss is undefined below that"):
+    with pytest.raises(
+        ValueError,
+        match=r"model must be a model with at least 4 classes for AutoAttack's apgd-t "
+        r"\(got K=2\); its DLR loss is undefined below that",
+    ):
         autoattack_attacks_correct(model, x, y, attacks=["square", "apgd-t"], eps=0.1)
 
 
@@ -682,8 +753,11 @@ _AA_NAMES = r"'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'"
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        (dict(attacks=[]), rf"attacks must be a non-empty list of distinct AutoAttack attacks from {_AA_NAMES} "
-                           r"\(got \[\]\)"),
+        (
+            dict(attacks=[]),
+            rf"attacks must be a non-empty list of distinct AutoAttack attacks from {_AA_NAMES} "
+            r"\(got \[\]\)",
+        ),
         (dict(attacks="square"), r"attacks must be a non-empty list .* \(got 'square'\)"),
         (dict(attacks=["sqaure"]), r"attacks must be a non-empty list .* \(got \['sqaure'\]\)"),
         (dict(attacks=["square", "square"]), r"attacks must be a non-empty list of distinct"),
@@ -695,7 +769,7 @@ _AA_NAMES = r"'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'"
     ],
 )
 def test_autoattack_attacks_refuses_bad_input_before_compute(kw, match):
-    model = _CountingModel()
+    model = CountingModel()
     with pytest.raises(ValueError, match=match):
         autoattack_attacks_correct(model, _X, _Y, **{**dict(attacks=["square"], eps=0.1), **kw})
     assert model.calls == 0

@@ -98,8 +98,9 @@ def test_check_int_accepts_integers_within_bounds_and_returns_int() -> None:
     assert check_int("n", -3) == -3
 
 
-@pytest.mark.parametrize(("bad", "shown"), [(True, "True"), (False, "False"), (3.0, "3.0"), ("3", "'3'"),
-                                            (None, "None"), (2.5, "2.5")])
+@pytest.mark.parametrize(
+    ("bad", "shown"), [(True, "True"), (False, "False"), (3.0, "3.0"), ("3", "'3'"), (None, "None"), (2.5, "2.5")]
+)
 def test_check_int_refuses_bools_floats_and_strings(bad: object, shown: str) -> None:
     with _refused(rf"steps must be an integer >= 1 \(got {shown}\)"):
         check_int("steps", bad, at_least=1)
@@ -126,10 +127,20 @@ def test_check_number_accepts_finite_reals_and_returns_float() -> None:
     assert check_number("p", 0.5, above=0, below=1) == 0.5
 
 
-@pytest.mark.parametrize(("bad", "shown"), [
-    (True, "True"), (False, "False"), (math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf"),
-    (np.float64("nan"), "(np.float64\\()?nan\\)?"), ("0.1", "'0.1'"), (None, "None"), (1j, "1j"),
-])
+@pytest.mark.parametrize(
+    ("bad", "shown"),
+    [
+        (True, "True"),
+        (False, "False"),
+        (math.nan, "nan"),
+        (math.inf, "inf"),
+        (-math.inf, "-inf"),
+        (np.float64("nan"), "(np.float64\\()?nan\\)?"),
+        ("0.1", "'0.1'"),
+        (None, "None"),
+        (1j, "1j"),
+    ],
+)
 def test_check_number_refuses_bools_nan_inf_and_non_numbers(bad: object, shown: str) -> None:
     with _refused(rf"eps must be a finite number \(got {shown}\)"):
         check_number("eps", bad)
@@ -177,8 +188,10 @@ def test_check_images_accepts_pixels_in_the_unit_range() -> None:
     # float rounding just outside [0, 1] is tolerated, a bit more is not
     rounded = torch.tensor([[-RANGE_TOLERANCE / 2, 1 + RANGE_TOLERANCE / 2]], dtype=torch.float64)
     assert check_images(rounded) is rounded
-    with _refused(r"x must be in \[0, 1\] \(got min 0, max 1\)"
-                  r"; pass raw pixel values and put any normalisation inside the model"):
+    with _refused(
+        r"x must be in \[0, 1\] \(got min 0, max 1\)"
+        r"; pass raw pixel values and put any normalisation inside the model"
+    ):
         check_images(torch.tensor([[0.0, 1 + 10 * RANGE_TOLERANCE]], dtype=torch.float64))
 
 
@@ -197,14 +210,20 @@ def test_check_images_refuses_values_outside_the_range_nan_and_inf() -> None:
 
 
 def test_check_images_refuses_non_float_non_tensor_and_1d() -> None:
-    with _refused(r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.uint8 tensor of shape "
-                  r"\(2, 1, 2, 2\)\)"):
+    with _refused(
+        r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.uint8 tensor of shape "
+        r"\(2, 1, 2, 2\)\)"
+    ):
         check_images(torch.zeros(2, 1, 2, 2, dtype=torch.uint8))
-    with _refused(r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.bool tensor of shape "
-                  r"\(2, 3\)\)"):
+    with _refused(
+        r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.bool tensor of shape "
+        r"\(2, 3\)\)"
+    ):
         check_images(torch.zeros(2, 3, dtype=torch.bool))
-    with _refused(r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.float32 tensor of shape "
-                  r"\(4,\)\)"):
+    with _refused(
+        r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got torch.float32 tensor of shape "
+        r"\(4,\)\)"
+    ):
         check_images(torch.zeros(4))
     with _refused(r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got ndarray\)"):
         check_images(np.zeros((2, 1, 2, 2), dtype=np.float32))
@@ -224,8 +243,10 @@ def test_check_labels_accepts_integer_class_indices() -> None:
 def test_check_labels_refuses_wrong_shapes() -> None:
     with _refused(r"y must be of shape \(3,\), one class index per sample \(got torch.int64 tensor of shape \(2,\)\)"):
         check_labels(torch.tensor([0, 1]), 3, 4)
-    with _refused(r"y must be of shape \(3,\), one class index per sample \(got torch.int64 tensor of shape "
-                  r"\(3, 1\)\)"):
+    with _refused(
+        r"y must be of shape \(3,\), one class index per sample \(got torch.int64 tensor of shape "
+        r"\(3, 1\)\)"
+    ):
         check_labels(torch.zeros(3, 1, dtype=torch.int64), 3, 4)
     with _refused(r"labels must be a tensor of 2 class indices \(got list\)"):
         check_labels([0, 1], 2, 4, name="labels")
@@ -233,8 +254,10 @@ def test_check_labels_refuses_wrong_shapes() -> None:
 
 def test_check_labels_refuses_non_integer_dtypes() -> None:
     for dtype in (torch.float32, torch.float64, torch.bool):
-        with _refused(rf"y must be an integer tensor of class indices \(got {dtype} tensor of shape \(2,\)\)"
-                      r"; cast it with \.long\(\)"):
+        with _refused(
+            rf"y must be an integer tensor of class indices \(got {dtype} tensor of shape \(2,\)\)"
+            r"; cast it with \.long\(\)"
+        ):
             check_labels(torch.zeros(2, dtype=dtype), 2, 4)
 
 
@@ -256,16 +279,20 @@ def test_check_logits_accepts_finite_float_matrices() -> None:
 @pytest.mark.parametrize("shape", [(4,), (3, 1), (0, 4), (2, 3, 4)])
 def test_check_logits_refuses_wrong_shapes(shape: tuple[int, ...]) -> None:
     shown = re.escape(str(shape))
-    with _refused(rf"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got torch.float32 "
-                  rf"tensor of shape {shown}\)"):
+    with _refused(
+        rf"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got torch.float32 "
+        rf"tensor of shape {shown}\)"
+    ):
         check_logits(torch.zeros(shape))
 
 
 def test_check_logits_refuses_non_tensors_integers_and_non_finite_values() -> None:
     with _refused(r"logits must be a tensor of shape \(N, K\) \(got ndarray\)"):
         check_logits(np.zeros((2, 3)))
-    with _refused(r"logits must be a floating-point tensor \(got torch.int64 tensor of shape \(2, 3\)\)"
-                  r"; cast it with \.float\(\)"):
+    with _refused(
+        r"logits must be a floating-point tensor \(got torch.int64 tensor of shape \(2, 3\)\)"
+        r"; cast it with \.float\(\)"
+    ):
         check_logits(torch.zeros(2, 3, dtype=torch.int64))
     for bad in (math.nan, math.inf, -math.inf):
         z = torch.zeros(2, 3)

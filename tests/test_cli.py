@@ -30,13 +30,26 @@ from advlogits.profiles import resolve
 from advlogits.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = ("01_standard_vs_adversarial", "02_logit_distributions", "03_sample_confidence", "04_distillation",
-            "05_scorecard")
+CHAPTERS = (
+    "01_standard_vs_adversarial",
+    "02_logit_distributions",
+    "03_sample_confidence",
+    "04_distillation",
+    "05_scorecard",
+)
 # the smoke profile shrunk to a run of seconds: one student seed, one sweep radius, few images
-TINY = {"student_seeds": "100", "eps_sweep": "0.1", "n_eval": "32", "n_autoattack": "8", "n_train": "256",
-        "n_val": "32", "sweep_n_train": "256", "student_n_train": "256"}
+TINY = {
+    "student_seeds": "100",
+    "eps_sweep": "0.1",
+    "n_eval": "32",
+    "n_autoattack": "8",
+    "n_train": "256",
+    "n_val": "32",
+    "sweep_n_train": "256",
+    "student_n_train": "256",
+}
 TINY_ARGS = [a for key, value in TINY.items() for a in ("--set", f"{key}={value}")]
-LINE = re.compile(r"^(stored|missing) +(?:(\d+ s|\?) +)?(.+) \[([a-z-]+), ([0-9a-f]{16})\]$")
+LINE = re.compile(r"^(stored|missing) +(?:(\d+ s|<1 s|\?) +)?(.+) \[([a-z-]+), ([0-9a-f]{16})\]$")
 
 
 @pytest.fixture()
@@ -108,10 +121,42 @@ def parse_plan(out: str) -> tuple[dict[str, tuple[str, str | None, str, str]], l
 
 HELP = [
     ([], ["usage: advlogits", "plan", "run", "store", "chapter", "scorecard", "--verbose"]),
-    (["plan"], ["usage: advlogits plan", "--profile", "smoke", "cpu", "paper", "--device", "--seed", "--eps",
-                "--set", "KEY=VALUE", "--robustbench"]),
-    (["run"], ["usage: advlogits run", "--profile", "--device", "--seed", "--eps", "--set", "--executor", "serial",
-               "local", "ray", "--workers", "--threads", "--address", "--robustbench", "--quiet"]),
+    (
+        ["plan"],
+        [
+            "usage: advlogits plan",
+            "--profile",
+            "smoke",
+            "cpu",
+            "paper",
+            "--device",
+            "--seed",
+            "--eps",
+            "--set",
+            "KEY=VALUE",
+            "--robustbench",
+        ],
+    ),
+    (
+        ["run"],
+        [
+            "usage: advlogits run",
+            "--profile",
+            "--device",
+            "--seed",
+            "--eps",
+            "--set",
+            "--executor",
+            "serial",
+            "local",
+            "ray",
+            "--workers",
+            "--threads",
+            "--address",
+            "--robustbench",
+            "--quiet",
+        ],
+    ),
     (["store"], ["usage: advlogits store", "ls", "show", "verify", "rm", "gc"]),
     (["store", "ls"], ["usage: advlogits store ls"]),
     (["store", "show"], ["usage: advlogits store show", "key", "unique prefix"]),
@@ -162,8 +207,10 @@ BAD = {
     "store-show-without-key": (["store", "show"], ["key"]),
     "store-unknown-action": (["store", "list"], ["'list'", "ls", "show", "verify", "rm", "gc"]),
     "chapter-unknown-name": (["chapter", "06_epilogue", "--profile", "smoke"], ["NAME", "'06_epilogue'", *CHAPTERS]),
-    "scorecard-missing": (["scorecard", "--profile", "smoke"], ["scorecard.json", "chapter 05_scorecard",
-                                                               "--profile smoke"]),
+    "scorecard-missing": (
+        ["scorecard", "--profile", "smoke"],
+        ["scorecard.json", "chapter 05_scorecard", "--profile smoke"],
+    ),
 }
 
 
@@ -205,21 +252,40 @@ def test_store_rm_and_show_refuse_a_key_naming_no_entry_or_several(home, capsys,
 def test_bad_input_through_python_m_advlogits(home, tmp_path):
     paths = [str(ROOT / "lib"), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    proc = subprocess.run([sys.executable, "-m", "advlogits", "run", "--profile", "smoke", "--executor", "serial",
-                           "--set", "student_seeds=0"], capture_output=True, text=True, env=env, cwd=ROOT,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "advlogits",
+            "run",
+            "--profile",
+            "smoke",
+            "--executor",
+            "serial",
+            "--set",
+            "student_seeds=0",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert_refused(proc.returncode, proc.stdout, proc.stderr, ["student_seeds", "disjoint", "[0]"])
     assert files_under(home) == []
-    proc = subprocess.run([sys.executable, "-m", "advlogits", "--help"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "advlogits", "--help"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.returncode == 0 and "usage: advlogits" in proc.stdout
 
 
 def test_the_installed_advlogits_script(home, tmp_path):
     script = Path(sys.executable).with_name("advlogits")
     if not script.exists():
-        pytest.skip(f"{script} is not installed: the [project.scripts] entry of pyproject.toml appears after "
-                    "`pip install -e .` reruns")
+        pytest.skip(
+            f"{script} is not installed: the [project.scripts] entry of pyproject.toml appears after "
+            "`pip install -e .` reruns"
+        )
     store = Store()
     plant(store, model_key(smoke().standard()), smoke().standard())
     proc = subprocess.run([str(script), "store", "ls"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
@@ -240,15 +306,20 @@ def test_plan_lists_every_unit_missing_on_an_empty_store(home, capsys):
     parsed, names, summary = parse_plan(out)
     assert names == [u.name for u in units], "every unit once, in dependency order, by its readable name"
     assert {v[0] for v in parsed.values()} == {"missing"} and {v[1] for v in parsed.values()} == {"?"}
-    for name, kind in [("AT teacher, smoke, seed 0", "model"), ("ST teacher, smoke, seed 0", "model"),
-                       ("AT' (seed baseline), smoke, seed 1", "model"), ("KD-AT, smoke, seed 100", "model"),
-                       ("evaluation of AT teacher, smoke, seed 0", "evaluation"),
-                       ("gradient-masking checks of KD-AT, smoke, seed 100", "masking")]:
+    for name, kind in [
+        ("AT teacher, smoke, seed 0", "model"),
+        ("ST teacher, smoke, seed 0", "model"),
+        ("AT' (seed baseline), smoke, seed 1", "model"),
+        ("KD-AT, smoke, seed 100", "model"),
+        ("evaluation of AT teacher, smoke, seed 0", "evaluation"),
+        ("gradient-masking checks of KD-AT, smoke, seed 100", "masking"),
+    ]:
         assert parsed[name][2] == kind
     assert parsed["AT teacher, smoke, seed 0"][3] == model_key(smoke().adversarial())
     n = len(units)
-    assert summary == (f"{n} units, {n} missing; estimated 0.0 min for the 0 missing units with an estimate "
-                       "(one process)")
+    assert summary == (
+        f"{n} units, {n} missing; estimated 0.0 min for the 0 missing units with an estimate (one process)"
+    )
     assert files_under(home) == [], "plan writes nothing"
 
 
@@ -272,14 +343,17 @@ def test_plan_shows_stored_units_and_estimates_missing_ones_from_the_stored_hist
     assert parsed["ST teacher, smoke, seed 0"] == ("stored", None, "model", model_key(st))
     assert parsed["eval logits of ST teacher, smoke, seed 0"][:2] == ("stored", None)
     # a missing model of the same config but another seed: the stored model's training time
-    assert parsed["ST' (seed baseline), smoke, seed 1"][:2] == ("missing", f"{trained:.0f} s")
+    assert parsed["ST' (seed baseline), smoke, seed 1"][:2] == ("missing", cli.format_seconds(trained))
     for name in ("AT teacher, smoke, seed 0", "AT' (seed baseline), smoke, seed 1"):
         assert parsed[name][:2] == ("missing", f"{sum(at_seconds):.0f} s")
     assert parsed["KD-AT, smoke, seed 100"][:2] == ("missing", "?"), "a distilled student has no stored kin"
     assert parsed["evaluation of ST teacher, smoke, seed 0"][:2] == ("missing", "?"), "no evaluation computed yet"
     # results: what the same kind of result cost before, from the compute log
-    assert parsed["eval logits of ST' (seed baseline), smoke, seed 1"][:2] == ("missing",
-                                                                                f"{logits_seconds[0]:.0f} s")
+    assert parsed["eval logits of ST' (seed baseline), smoke, seed 1"][:2] == (
+        "missing",
+        cli.format_seconds(logits_seconds[0]),
+    )
+    assert (cli.format_seconds(0.49), cli.format_seconds(0.99), cli.format_seconds(42.4)) == ("<1 s", "<1 s", "42 s")
     all_units = plan_module.book_plan(p)
     units = {u.name: u for u in all_units}
     assert len(units) == len(all_units), "unit names are unique"
@@ -288,8 +362,10 @@ def test_plan_shows_stored_units_and_estimates_missing_ones_from_the_stored_hist
     missing = [u for u in units.values() if not u.is_stored(store)]
     estimates = [e for e in (plan_module.estimate_seconds(u, store) for u in missing) if e is not None]
     assert len(missing) == len(units) - 2
-    assert summary == (f"{len(units)} units, {len(missing)} missing; estimated {sum(estimates) / 60:.1f} min for the "
-                       f"{len(estimates)} missing units with an estimate (one process)")
+    assert summary == (
+        f"{len(units)} units, {len(missing)} missing; estimated {sum(estimates) / 60:.1f} min for the "
+        f"{len(estimates)} missing units with an estimate (one process)"
+    )
     assert len(estimates) == sum(1 for v in parsed.values() if v[0] == "missing" and v[1] != "?")
 
 
@@ -301,8 +377,20 @@ def test_plan_shows_stored_units_and_estimates_missing_ones_from_the_stored_hist
 def test_run_computes_every_unit_then_nothing(home, capsys):
     profile = resolve("smoke", device="cpu", **TINY)
     n = len(plan_module.book_plan(profile))
-    code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--device", "cpu", "--executor", "serial",
-                             "--threads", "1", "--quiet", *TINY_ARGS)
+    code, out, err = run_cli(
+        capsys,
+        "run",
+        "--profile",
+        "smoke",
+        "--device",
+        "cpu",
+        "--executor",
+        "serial",
+        "--threads",
+        "1",
+        "--quiet",
+        *TINY_ARGS,
+    )
     assert code == 0, err
     assert re.fullmatch(rf"computed {n} units in \d+\.\d min of unit time; 0 were stored\n", out), out
     store = Store()
@@ -314,8 +402,9 @@ def test_run_computes_every_unit_then_nothing(home, capsys):
     assert summary.startswith(f"{n} units, 0 missing;")
 
     stamps = {p: p.stat().st_mtime_ns for p in files_under(home) if p.is_file() and "locks" not in p.parts}
-    code, out, _ = run_cli(capsys, "run", "--profile", "smoke", "--device", "cpu", "--executor", "serial",
-                           "--quiet", *TINY_ARGS)
+    code, out, _ = run_cli(
+        capsys, "run", "--profile", "smoke", "--device", "cpu", "--executor", "serial", "--quiet", *TINY_ARGS
+    )
     assert code == 0 and out == f"computed 0 units in 0.0 min of unit time; {n} were stored\n"
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "the second run rewrote nothing"
 
@@ -351,10 +440,13 @@ def planted(home) -> dict[str, tuple[str, object]]:
     store = Store()
     at = p.adversarial(seed=1)
     student = p.student(teacher=p.adversarial(), targets="shuffle", label_corrected=True, seed=100)
-    names = {p.standard(): "standard, cnn-small, fashion-mnist, seed 0",
-             at: "adversarial, cnn-small, fashion-mnist, seed 1, eps 0.1",
-             student: ("distilled, cnn-small, fashion-mnist, seed 100, targets label-corrected shuffle of the "
-                       "adversarial teacher")}
+    names = {
+        p.standard(): "standard, cnn-small, fashion-mnist, seed 0",
+        at: "adversarial, cnn-small, fashion-mnist, seed 1, eps 0.1",
+        student: (
+            "distilled, cnn-small, fashion-mnist, seed 100, targets label-corrected shuffle of the adversarial teacher"
+        ),
+    }
     out = {}
     for config, name in names.items():
         plant(store, model_key(config), config)
@@ -388,7 +480,7 @@ def test_store_show_prints_the_config_and_the_files(home, capsys, planted):
     assert code == 0 and err == ""
     lines = out.splitlines()
     assert lines[0] == f"{key}: {planted[key][0]}"
-    body = out[out.index("{"): out.index("\n}\n") + 2]
+    body = out[out.index("{") : out.index("\n}\n") + 2]
     config = json.loads(body)
     assert config["method"] == "distilled" and config["targets"] == "shuffle" and config["seed"] == 100
     assert config["teacher"]["method"] == "adversarial"
@@ -406,8 +498,7 @@ def test_store_verify_passes_a_healthy_store_and_names_a_corrupt_model(home, cap
     flip_byte(model)
     code, out, err = run_cli(capsys, "store", "verify")
     assert code == 1
-    assert out.splitlines() == [f"corrupt: {model}",
-                                "9 files checked, 1 corrupt (rm their entries to recompute them)"]
+    assert out.splitlines() == [f"corrupt: {model}", "9 files checked, 1 corrupt (rm their entries to recompute them)"]
     code, out, _ = run_cli(capsys, "store", "rm", key)
     assert code == 0 and out == f"removed {key}\n"
     code, out, _ = run_cli(capsys, "store", "verify")
@@ -460,14 +551,46 @@ def test_store_gc_removes_stale_files_and_keeps_good_ones(home, capsys, planted)
 
 
 SCORECARD = [
-    {"id": "C1", "claim": "...", "verdict": "reproduced", "holds": True, "estimate": -3.0041, "ci": [-3.11, -2.9],
-     "threshold": 0.0, "chapter": "02_logit_distributions"},
-    {"id": "C6", "claim": "...", "verdict": "inconclusive", "holds": None, "estimate": 0.1234, "ci": [0.05, 0.2],
-     "threshold": 0.1, "chapter": "04_distillation"},
-    {"id": "C7", "claim": "...", "verdict": "not testable", "holds": None, "estimate": None, "ci": None,
-     "threshold": 0.5, "chapter": "03_sample_confidence"},
-    {"id": "C8", "claim": "...", "verdict": "not reproduced", "holds": False, "estimate": 12.5, "ci": None,
-     "threshold": 20.0, "chapter": "04_distillation"},
+    {
+        "id": "C1",
+        "claim": "...",
+        "verdict": "reproduced",
+        "holds": True,
+        "estimate": -3.0041,
+        "ci": [-3.11, -2.9],
+        "threshold": 0.0,
+        "chapter": "02_logit_distributions",
+    },
+    {
+        "id": "C6",
+        "claim": "...",
+        "verdict": "inconclusive",
+        "holds": None,
+        "estimate": 0.1234,
+        "ci": [0.05, 0.2],
+        "threshold": 0.1,
+        "chapter": "04_distillation",
+    },
+    {
+        "id": "C7",
+        "claim": "...",
+        "verdict": "not testable",
+        "holds": None,
+        "estimate": None,
+        "ci": None,
+        "threshold": 0.5,
+        "chapter": "03_sample_confidence",
+    },
+    {
+        "id": "C8",
+        "claim": "...",
+        "verdict": "not reproduced",
+        "holds": False,
+        "estimate": 12.5,
+        "ci": None,
+        "threshold": 20.0,
+        "chapter": "04_distillation",
+    },
 ]
 
 
@@ -479,14 +602,19 @@ def test_scorecard_prints_one_line_per_record(home, capsys):
     header, *lines = out.splitlines()
     assert header.split()[:2] == ["id", "verdict"] and "[95% CI]" in header and "threshold" in header
     assert [line.split()[0] for line in lines] == ["C1", "C6", "C7", "C8"]
-    expected = {"C1": ("reproduced", "-3 [-3.11, -2.9]", "0", "02_logit_distributions"),
-                "C6": ("inconclusive", "0.123 [0.05, 0.2]", "0.1", "04_distillation"),
-                "C7": ("not testable", "n/a", "0.5", "03_sample_confidence"),
-                "C8": ("not reproduced", "12.5", "20", "04_distillation")}
+    expected = {
+        "C1": ("reproduced", "-3 [-3.11, -2.9]", "0", "02_logit_distributions"),
+        "C6": ("inconclusive", "0.123 [0.05, 0.2]", "0.1", "04_distillation"),
+        "C7": ("not testable", "n/a", "0.5", "03_sample_confidence"),
+        "C8": ("not reproduced", "12.5", "20", "04_distillation"),
+    }
     for line in lines:
         verdict, number, threshold, chapter = expected[line.split()[0]]
-        assert re.fullmatch(rf"C\d +{re.escape(verdict)} +{re.escape(number)} +{re.escape(threshold)} +"
-                            rf"{chapter}", line), line
+        assert re.fullmatch(
+            rf"C\d +{re.escape(verdict)} +{re.escape(number)} +{re.escape(threshold)} +"
+            rf"{chapter}",
+            line,
+        ), line
     assert files_under(home) == []
 
 
@@ -499,16 +627,34 @@ def test_chapter_names_resolve_to_one_notebook_and_parameters_reach_papermill(ho
 
     monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=fake_run))
     executed = Path(os.environ["ADVLOGITS_EXECUTED_DIR"])
-    for name, chapter in [("05_scorecard", "05_scorecard"), ("05", "05_scorecard"), ("scorecard", "05_scorecard"),
-                          ("04", "04_distillation"), ("distillation", "04_distillation")]:
+    for name, chapter in [
+        ("05_scorecard", "05_scorecard"),
+        ("05", "05_scorecard"),
+        ("scorecard", "05_scorecard"),
+        ("04", "04_distillation"),
+        ("distillation", "04_distillation"),
+    ]:
         code, out, err = run_cli(capsys, "chapter", name, "--profile", "smoke", "--device", "cpu")
         assert code == 7 and err == "", "the exit status is papermill's"
         cmd, env = calls.pop()
         assert cmd[1:4] == ["-m", "papermill", str(ROOT / "chapters" / f"{chapter}.ipynb")]
         assert cmd[4] == str(executed / f"{chapter}.ipynb") and env["ADVLOGITS_EXECUTED_DIR"] == str(executed)
         assert " ".join(cmd).count("-p profile smoke") == 1 and "-p device cpu" in " ".join(cmd)
-    run_cli(capsys, "chapter", "05", "--profile", "smoke", "--seed", "3", "--eps", "0.05", "--set", "n_eval=64",
-            "--set", "student_seeds=100,101")
+    run_cli(
+        capsys,
+        "chapter",
+        "05",
+        "--profile",
+        "smoke",
+        "--seed",
+        "3",
+        "--eps",
+        "0.05",
+        "--set",
+        "n_eval=64",
+        "--set",
+        "student_seeds=100,101",
+    )
     cmd, _ = calls.pop()
     assert "-p seed 3" in " ".join(cmd) and "-p eps 0.05" in " ".join(cmd)
     assert json.loads(cmd[cmd.index("-y") + 1]) == {"overrides": {"n_eval": "64", "student_seeds": "100,101"}}

@@ -13,13 +13,25 @@ import pytest
 import torch
 
 from advlogits import data
-from advlogits.data import (DATASET_INFO, DATASETS, DatasetError, DatasetInfo, class_names, dataset_info, input_shape,
-                            load_dataset, num_classes)
+from advlogits.data import (
+    DATASET_INFO,
+    DATASETS,
+    DatasetError,
+    DatasetInfo,
+    class_names,
+    dataset_info,
+    input_shape,
+    load_dataset,
+    num_classes,
+)
+
 from helpers import CodeRunningPayload, cifar_batch, online, write_cifar
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_debian = pytest.mark.skipif(not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
-                                  reason="Debian package dataset-fashion-mnist is not installed")
+needs_debian = pytest.mark.skipif(
+    not (DEBIAN / "train-labels-idx1-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist is not installed",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +49,7 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # helpers writing data sets in the real formats
 # ---------------------------------------------------------------------------------------------
 
+
 def _idx_images(images: np.ndarray) -> bytes:
     return struct.pack(">iiii", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes()
 
@@ -49,8 +62,10 @@ def _write_idx_set(folder: Path, split: str, images: np.ndarray, labels: np.ndar
     """Write ``images`` (N, 28, 28) and ``labels`` (N,) as the IDX files of ``split``."""
     folder.mkdir(parents=True, exist_ok=True)
     prefix = "train" if split == "train" else "t10k"
-    for stem, payload in ((f"{prefix}-images-idx3-ubyte", _idx_images(images)),
-                          (f"{prefix}-labels-idx1-ubyte", _idx_labels(labels))):
+    for stem, payload in (
+        (f"{prefix}-images-idx3-ubyte", _idx_images(images)),
+        (f"{prefix}-labels-idx1-ubyte", _idx_labels(labels)),
+    ):
         if gz:
             (folder / f"{stem}.gz").write_bytes(gzip.compress(payload))
         else:
@@ -65,6 +80,7 @@ def _random_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # Fashion-MNIST: the real Debian copy
 # ---------------------------------------------------------------------------------------------
+
 
 @needs_debian
 @pytest.mark.parametrize(("split", "size", "prefix"), [("train", 60000, "train"), ("test", 10000, "t10k")])
@@ -112,22 +128,38 @@ def test_bad_arguments_raise_before_loading(no_env: None) -> None:
         load_dataset("mnist", "train")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"split must be one of 'train', 'test' \(got 'val'\)"):
         load_dataset("fashion-mnist", "val")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"n must be an integer >= 1 \(got 0\); n is the subset size; None loads "
-                                         r"the whole split"):
+    with pytest.raises(
+        ValueError,
+        match=r"n must be an integer >= 1 \(got 0\); n is the subset size; None loads "
+        r"the whole split",
+    ):
         load_dataset("fashion-mnist", "test", n=0)
     with pytest.raises(ValueError, match=r"n must be an integer >= 1 \(got True\)"):
         load_dataset("fashion-mnist", "test", n=True)
     with pytest.raises(ValueError, match=r"seed must be an integer >= 0 and <= 4294967295 \(got -1\)"):
         load_dataset("fashion-mnist", "test", seed=-1)
-    with pytest.raises(ValueError, match=r"n must be at most the size of the fashion-mnist test split \(10000 "
-                                         r"images\) \(got 10001\); pass a smaller n, or n=None for all of it"):
+    with pytest.raises(
+        ValueError,
+        match=r"n must be at most the size of the fashion-mnist test split \(10000 "
+        r"images\) \(got 10001\); pass a smaller n, or n=None for all of it",
+    ):
         load_dataset("fashion-mnist", "test", n=10001)
 
 
 def test_class_names_and_shapes() -> None:
     assert class_names("fashion-mnist")[0] == "T-shirt/top" and class_names("fashion-mnist")[9] == "Ankle boot"
-    assert class_names("cifar10") == ("airplane", "automobile", "bird", "cat", "deer",
-                                      "dog", "frog", "horse", "ship", "truck")
+    assert class_names("cifar10") == (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     assert input_shape("fashion-mnist") == (1, 28, 28) and input_shape("cifar10") == (3, 32, 32)
     for function in (class_names, input_shape, num_classes, dataset_info):
         with pytest.raises(ValueError, match=r"dataset must be one of 'fashion-mnist', 'cifar10' \(got 'svhn'\)"):
@@ -171,8 +203,10 @@ def test_registry_sizes_match_the_debian_copy(no_env: None) -> None:
 # Fashion-MNIST: test-written IDX files, lookup, corruption, missing data
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("layout", "gz"), [(".", True), (".", False), ("fashion-mnist", True),
-                                            ("FashionMNIST/raw", False)])
+
+@pytest.mark.parametrize(
+    ("layout", "gz"), [(".", True), (".", False), ("fashion-mnist", True), ("FashionMNIST/raw", False)]
+)
 def test_small_idx_set_via_root(tmp_path: Path, layout: str, gz: bool) -> None:
     images, labels = _random_set(20, seed=0)
     _write_idx_set(tmp_path / layout, "test", images, labels, gz=gz)
@@ -180,8 +214,11 @@ def test_small_idx_set_via_root(tmp_path: Path, layout: str, gz: bool) -> None:
     assert x.shape == (20, 1, 28, 28)
     assert torch.equal(y, torch.from_numpy(labels.astype(np.int64)))
     torch.testing.assert_close(x[:, 0], torch.from_numpy(images.astype(np.float32) / 255), rtol=0, atol=0)
-    with pytest.raises(ValueError, match=r"n must be at most the size of the fashion-mnist test split \(20 images\) "
-                                         r"\(got 21\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"n must be at most the size of the fashion-mnist test split \(20 images\) "
+        r"\(got 21\)",
+    ):
         load_dataset("fashion-mnist", "test", n=21, root=tmp_path)
 
 
@@ -201,8 +238,11 @@ def test_env_lookup_uses_full_size_copy(tmp_path: Path, monkeypatch: pytest.Monk
 def test_env_lookup_rejects_small_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_idx_set(tmp_path, "train", *_random_set(20, seed=0), gz=True)
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte.gz has 20 items; the Fashion-MNIST train "
-                                           r"split has 60000.*pass root= to load a smaller set"):
+    with pytest.raises(
+        DatasetError,
+        match=r"train-labels-idx1-ubyte.gz has 20 items; the Fashion-MNIST train "
+        r"split has 60000.*pass root= to load a smaller set",
+    ):
         load_dataset("fashion-mnist", "train")
 
 
@@ -210,8 +250,11 @@ def test_truncated_idx_file(tmp_path: Path) -> None:
     _write_idx_set(tmp_path, "test", *_random_set(20, seed=0), gz=False)
     path = tmp_path / "t10k-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte is truncated: 15596 bytes for 20 items, "
-                                           r"expected 15696"):
+    with pytest.raises(
+        DatasetError,
+        match=r"t10k-images-idx3-ubyte is truncated: 15596 bytes for 20 items, "
+        r"expected 15696",
+    ):
         load_dataset("fashion-mnist", "test", root=tmp_path)
 
 
@@ -235,13 +278,18 @@ def test_wrong_magic_and_mismatched_counts(tmp_path: Path) -> None:
 
 
 def test_missing_under_root(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"(?s)not found under root=.*FashionMNIST/raw.*"
-                                           r"apt-get install -y dataset-fashion-mnist"):
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)not found under root=.*FashionMNIST/raw.*"
+        r"apt-get install -y dataset-fashion-mnist",
+    ):
         load_dataset("fashion-mnist", "train", root=tmp_path)
 
 
-@pytest.mark.skipif(online("fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
-                    reason="network reachable: the download would succeed")
+@pytest.mark.skipif(
+    online("fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
+    reason="network reachable: the download would succeed",
+)
 def test_failing_download_lists_places_and_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv(data.ENV_VAR, str(home))
@@ -257,6 +305,7 @@ def test_failing_download_lists_places_and_fix(tmp_path: Path, monkeypatch: pyte
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10
 # ---------------------------------------------------------------------------------------------
+
 
 def test_tiny_cifar_pixels_and_layout(tmp_path: Path) -> None:
     b1, b2, test = cifar_batch(30, seed=0), cifar_batch(10, seed=1), cifar_batch(20, seed=2)
@@ -310,16 +359,22 @@ def test_malicious_cifar_pickle_is_refused(tmp_path: Path) -> None:
 
 
 def test_cifar_missing_under_root(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"data_batch_1 does not exist \(nothing is downloaded into an "
-                                           r"explicit root\).*cifar-10-python\.tar\.gz"):
+    with pytest.raises(
+        DatasetError,
+        match=r"data_batch_1 does not exist \(nothing is downloaded into an "
+        r"explicit root\).*cifar-10-python\.tar\.gz",
+    ):
         load_dataset("cifar10", "train", root=tmp_path)
 
 
 def test_cifar_env_lookup_requires_full_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_cifar(tmp_path, {"data_batch_1": cifar_batch(30, 0)})
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    with pytest.raises(DatasetError, match=r"is not the full CIFAR-10 train split: found 1 batch\(es\) of sizes "
-                                           r"\[30\], expected 5 x 10000"):
+    with pytest.raises(
+        DatasetError,
+        match=r"is not the full CIFAR-10 train split: found 1 batch\(es\) of sizes "
+        r"\[30\], expected 5 x 10000",
+    ):
         load_dataset("cifar10", "train")
 
 
@@ -349,8 +404,11 @@ def test_root_env_var_is_an_explicit_root(tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.mark.skipif(online("www.cs.toronto.edu"), reason="network reachable: the download would succeed")
 def test_cifar_failing_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    with pytest.raises(DatasetError, match=rf"looked in {tmp_path}/cifar-10-batches-py and the download into "
-                                           rf"{tmp_path} failed.*Fix: download https://www\.cs\.toronto\.edu"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"looked in {tmp_path}/cifar-10-batches-py and the download into "
+        rf"{tmp_path} failed.*Fix: download https://www\.cs\.toronto\.edu",
+    ):
         load_dataset("cifar10", "test")
 
 
@@ -358,20 +416,25 @@ def test_cifar_failing_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 # augmentation of training batches
 # ---------------------------------------------------------------------------------------------
 
+
 def _crop_of_padded(image: torch.Tensor, top: int, left: int, flip: bool) -> torch.Tensor:
     """Loop-free reference for one image (C, H, W): the crop at (top, left) of its zero-padded copy, maybe flipped."""
     c, h, w = image.shape
     p = data.CROP_PADDING
     padded = torch.zeros(c, h + 2 * p, w + 2 * p, dtype=image.dtype)
-    padded[:, p:p + h, p:p + w] = image
-    crop = padded[:, top:top + h, left:left + w]
+    padded[:, p : p + h, p : p + w] = image
+    crop = padded[:, top : top + h, left : left + w]
     return crop.flip(-1) if flip else crop
 
 
 def _all_crops(image: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, int, bool]]]:
     """Every crop-flip output of one image, built one by one: candidates (M, C, H, W) and their (top, left, flip)."""
-    positions = [(t, l, f) for t in range(2 * data.CROP_PADDING + 1) for l in range(2 * data.CROP_PADDING + 1)
-                 for f in (False, True)]
+    positions = [
+        (top, left, flip)
+        for top in range(2 * data.CROP_PADDING + 1)
+        for left in range(2 * data.CROP_PADDING + 1)
+        for flip in (False, True)
+    ]
     return torch.stack([_crop_of_padded(image, *pos) for pos in positions]), positions
 
 
@@ -381,6 +444,7 @@ def _batch(n: int, shape: tuple[int, int, int] = (3, 32, 32), seed: int = 0) -> 
 
 def test_augmentations_are_one_registry() -> None:
     from advlogits import profiles, train
+
     assert data.AUGMENTATIONS == ("none", "crop-flip") and data.CROP_PADDING == 4
     assert train.AUGMENTATIONS is data.AUGMENTATIONS, "train and profiles check against data's tuple"
     assert profiles.AUGMENTATIONS is data.AUGMENTATIONS
@@ -400,8 +464,9 @@ def test_crop_flip_keeps_shape_dtype_range_and_is_seeded() -> None:
     assert torch.equal(first, again) and not torch.equal(first, other)
     assert first.data_ptr() != x.data_ptr()
     generator = torch.Generator().manual_seed(1)
-    assert not torch.equal(data.augment(x, "crop-flip", generator=generator),
-                           data.augment(x, "crop-flip", generator=generator)), "the generator moves on"
+    assert not torch.equal(
+        data.augment(x, "crop-flip", generator=generator), data.augment(x, "crop-flip", generator=generator)
+    ), "the generator moves on"
     assert data.augment(x[:0], "crop-flip", generator=generator).shape == (0, 3, 32, 32)
 
 
@@ -433,7 +498,9 @@ def test_every_crop_flip_output_is_a_crop_of_the_padded_image_and_about_half_are
     drawn = [positions[i] for i in best.tolist()]
     flipped = sum(f for _, _, f in drawn) / len(drawn)
     assert 0.46 < flipped < 0.54, flipped  # 1/2 within 5 standard deviations (0.008)
-    assert {(t, l) for t, l, _ in drawn} == {(t, l) for t, l, _ in positions}, "all 81 offsets occur"
+    assert {(top, left) for top, left, _ in drawn} == {(top, left) for top, left, _ in positions}, (
+        "all 81 offsets occur"
+    )
 
 
 def test_augment_none_returns_the_input_and_draws_nothing() -> None:
@@ -450,8 +517,11 @@ def test_augment_refuses_bad_arguments() -> None:
         data.augment(x, "flip", generator=generator)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"^generator must be a CPU torch\.Generator \(got None\); pass "):
         data.augment(x, "crop-flip", generator=None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^x must be a tensor of shape \(N, C, H, W\) \(got torch\.float32 tensor "
-                                         r"of shape \(3, 32, 32\)\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^x must be a tensor of shape \(N, C, H, W\) \(got torch\.float32 tensor "
+        r"of shape \(3, 32, 32\)\)$",
+    ):
         data.augment(x[0], "crop-flip", generator=generator)
 
 

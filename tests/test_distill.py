@@ -92,8 +92,11 @@ def test_kd_loss_validation(teacher: torch.Tensor) -> None:
     for bad in (0.0, -1.0, math.inf):
         with pytest.raises(ValueError, match=rf"T must be a finite number > 0 \(got {bad}\); a temperature"):
             kd_loss(teacher, teacher, T=bad)
-    with pytest.raises(ValueError, match=r"teacher_logits must be of the shape of the logits it pairs with, "
-                                         r"\(1000, 10\) \(got \(1000, 5\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"teacher_logits must be of the shape of the logits it pairs with, "
+        r"\(1000, 10\) \(got \(1000, 5\)\)",
+    ):
         kd_loss(teacher, teacher[:, :5], T=1.0)
 
 
@@ -148,8 +151,11 @@ def test_reorder_ranks_nonmax_like_reference(teacher: torch.Tensor, reference: t
 
 
 def test_reorder_validation(teacher: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match=r"reference must be of the shape of the logits it pairs with, "
-                                         r"\(1000, 10\) \(got \(10, 10\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference must be of the shape of the logits it pairs with, "
+        r"\(1000, 10\) \(got \(10, 10\)\)",
+    ):
         reorder_nonmax_like(teacher, teacher[:10])
 
 
@@ -205,8 +211,11 @@ def test_flatten_edge_rows_tied_max_and_constant() -> None:
 
 def test_flatten_validation(teacher: torch.Tensor) -> None:
     for bad in (0.1, 0.05, 1.0, 1.2):  # 1/K = 0.1 is excluded
-        with pytest.raises(ValueError, match=rf"to must be a finite number > 0.1 and < 1 \(got {bad}\); a "
-                                             r"probability in \(1/K, 1\) for K=10 classes"):
+        with pytest.raises(
+            ValueError,
+            match=rf"to must be a finite number > 0.1 and < 1 \(got {bad}\); a "
+            r"probability in \(1/K, 1\) for K=10 classes",
+        ):
             flatten_confidence(teacher, to=bad)
 
 
@@ -217,8 +226,11 @@ def test_label_smoothing_distribution(y: torch.Tensor) -> None:
     expected[torch.arange(N), y] = 0.7
     torch.testing.assert_close(p, expected)
     assert torch.equal(out.argmax(dim=1), y)
-    with pytest.raises(ValueError, match=r"confidence must be a finite number > 0.1 and < 1 \(got 1.0\); a "
-                                         r"probability in \(1/K, 1\) for K=10 classes"):
+    with pytest.raises(
+        ValueError,
+        match=r"confidence must be a finite number > 0.1 and < 1 \(got 1.0\); a "
+        r"probability in \(1/K, 1\) for K=10 classes",
+    ):
         label_smoothing(y, 1.0, num_classes=K)
     with pytest.raises(ValueError, match=r"y must be class indices in \[0, 5\) \(got values in \[0, 9\]\)"):
         label_smoothing(y, 0.7, num_classes=5)
@@ -239,8 +251,11 @@ def test_label_correct(teacher: torch.Tensor, y: torch.Tensor) -> None:
     wrong = ~right
     # On wrong rows exactly two entries move: the old argmax and y swap values.
     assert bool(((out != teacher)[wrong].sum(dim=1) == 2).all())
-    with pytest.raises(ValueError, match=r"y must be of shape \(1000,\), one class index per sample \(got "
-                                         r"torch.int64 tensor of shape \(10,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must be of shape \(1000,\), one class index per sample \(got "
+        r"torch.int64 tensor of shape \(10,\)\)",
+    ):
         label_correct(teacher, y[:10])
 
 
@@ -301,29 +316,53 @@ def test_make_targets_dispatches(teacher: torch.Tensor, y: torch.Tensor, referen
 
 
 def test_make_targets_validation(teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> None:
-    with pytest.raises(ValueError, match=r"kind must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', "
-                                         r"'label_smoothing', 'argmax', 'spread', 'soften' \(got 'permute'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"kind must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', "
+        r"'label_smoothing', 'argmax', 'spread', 'soften' \(got 'permute'\)",
+    ):
         make_targets("permute", teacher, y=y)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"reference must be the ST teacher's logits \(same shape\) for "
-                                         r"kind='reorder' \(got None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference must be the ST teacher's logits \(same shape\) for "
+        r"kind='reorder' \(got None\)",
+    ):
         make_targets("reorder", teacher, y=y)
-    with pytest.raises(ValueError, match=r"reference must be of the shape of the logits it pairs with, "
-                                         r"\(1000, 10\) \(got \(1000, 5\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference must be of the shape of the logits it pairs with, "
+        r"\(1000, 10\) \(got \(1000, 5\)\)",
+    ):
         make_targets("reorder", teacher, y=y, reference=reference[:, :5])
-    with pytest.raises(ValueError, match=r"reference must be None for kind='shuffle' \(only kind='reorder' uses "
-                                         r"it\) \(got torch.float32 tensor of shape \(1000, 10\)\); drop it"):
+    with pytest.raises(
+        ValueError,
+        match=r"reference must be None for kind='shuffle' \(only kind='reorder' uses "
+        r"it\) \(got torch.float32 tensor of shape \(1000, 10\)\); drop it",
+    ):
         make_targets("shuffle", teacher, y=y, reference=reference)
-    with pytest.raises(ValueError, match=r"confidence must be the teacher's data-set average confidence in "
-                                         r"\(1/K, 1\) for kind='flatten' \(got None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"confidence must be the teacher's data-set average confidence in "
+        r"\(1/K, 1\) for kind='flatten' \(got None\)",
+    ):
         make_targets("flatten", teacher, y=y)
-    with pytest.raises(ValueError, match=r"confidence must be a finite number > 0.1 and < 1 \(got 0.05\); a "
-                                         r"probability in \(1/K, 1\) for K=10 classes"):
+    with pytest.raises(
+        ValueError,
+        match=r"confidence must be a finite number > 0.1 and < 1 \(got 0.05\); a "
+        r"probability in \(1/K, 1\) for K=10 classes",
+    ):
         make_targets("label_smoothing", teacher, y=y, confidence=0.05)
-    with pytest.raises(ValueError, match=r"confidence must be None for kind='kd' \(only 'flatten', "
-                                         r"'label_smoothing' and 'soften' use it\) \(got 0.8\); drop it"):
+    with pytest.raises(
+        ValueError,
+        match=r"confidence must be None for kind='kd' \(only 'flatten', "
+        r"'label_smoothing' and 'soften' use it\) \(got 0.8\); drop it",
+    ):
         make_targets("kd", teacher, y=y, confidence=0.8)
-    with pytest.raises(ValueError, match=r"y must be of shape \(1000,\), one class index per sample \(got "
-                                         r"torch.int64 tensor of shape \(999,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must be of shape \(1000,\), one class index per sample \(got "
+        r"torch.int64 tensor of shape \(999,\)\)",
+    ):
         make_targets("kd", teacher, y=y[:-1])
     with pytest.raises(ValueError, match=r"label_corrected must be True or False \(got 1\)"):
         make_targets("kd", teacher, y=y, label_corrected=1)  # type: ignore[arg-type]
@@ -391,8 +430,11 @@ def test_soften_reaches_the_mean_confidence_with_one_temperature():
         assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), rtol=1e-5), "one scale for every logit"
         assert torch.equal(out.argsort(1), z.argsort(1)), "class order kept"
     assert torch.equal(make_targets("soften", z, y=z.argmax(1), confidence=0.6), soften(z, to=0.6))
-    with pytest.raises(ValueError, match=r"^confidence must be the teacher's data-set average confidence .*"
-                                         r"for kind='soften' \(got None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^confidence must be the teacher's data-set average confidence .*"
+        r"for kind='soften' \(got None\)",
+    ):
         make_targets("soften", z, y=z.argmax(1))
     with pytest.raises(ValueError, match=r"^to must be a finite number > 0\.1 and < 1 \(got 1\.0\)"):
         soften(z, to=1.0)

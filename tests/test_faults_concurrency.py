@@ -16,8 +16,19 @@ import nbformat
 import pytest
 
 from advlogits.store import Store
-from fault_workers import (ST, WORKER_TIMEOUT_S, assert_same_run, entry_of, load_stored, papermill,
-                           reference_runs, training_log, wait_for, worker_command)
+
+from fault_workers import (
+    ST,
+    WORKER_TIMEOUT_S,
+    assert_same_run,
+    entry_of,
+    load_stored,
+    papermill,
+    reference_runs,
+    training_log,
+    wait_for,
+    worker_command,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -29,8 +40,12 @@ def reference(tmp_path_factory) -> dict:
 
 
 def _start_train_worker(root: Path, config: str, **args) -> subprocess.Popen:
-    return subprocess.Popen(worker_command("train", {"root": str(root), "config": config, **args}),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        worker_command("train", {"root": str(root), "config": config, **args}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, dict | None, str]:
@@ -63,8 +78,11 @@ def test_a_process_waiting_on_the_lock_resumes_when_the_trainer_is_killed(tmp_pa
     releases A's lock, and B resumes from A's epoch-1 checkpoint instead of starting again."""
     root = tmp_path / "store"
     holding, waiting = tmp_path / "a-holds-the-lock", tmp_path / "b-is-waiting"
-    a = _start_train_worker(root, "ST", kill={"after_step": 6, "before_dying": [
-        ["touch", str(holding)], ["wait", str(waiting)], ["sleep", 1.0]]})
+    a = _start_train_worker(
+        root,
+        "ST",
+        kill={"after_step": 6, "before_dying": [["touch", str(holding)], ["wait", str(waiting)], ["sleep", 1.0]]},
+    )
     b = _start_train_worker(root, "ST", before=[["wait", str(holding)], ["touch", str(waiting)]])
     code_a, _, err_a = _finish(a)
     code_b, result, err_b = _finish(b)
@@ -80,8 +98,18 @@ def test_two_papermill_runs_of_a_chapter_on_one_store_both_succeed(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
     # smoke, with AutoAttack on 8 images instead of 32: the property is about sharing the store, not the attack
-    runs = [papermill(tmp_path / name / "chapter.ipynb", "-p", "profile", "smoke",
-                      "-y", "overrides: {n_autoattack: 8}", env={"ADVLOGITS_HOME": str(home)}) for name in ("a", "b")]
+    runs = [
+        papermill(
+            tmp_path / name / "chapter.ipynb",
+            "-p",
+            "profile",
+            "smoke",
+            "-y",
+            "overrides: {n_autoattack: 8}",
+            env={"ADVLOGITS_HOME": str(home)},
+        )
+        for name in ("a", "b")
+    ]
     outcomes = [p.communicate(timeout=900) for p in runs]
     for proc, (_, err) in zip(runs, outcomes):
         assert proc.returncode == 0, err[-3000:]
@@ -91,8 +119,13 @@ def test_two_papermill_runs_of_a_chapter_on_one_store_both_succeed(tmp_path):
         nb = nbformat.read(tmp_path / name / "chapter.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         assert not [o for o in outputs if o.output_type == "error"]
-        tables.append([o["data"]["text/plain"] for o in outputs if "text/plain" in o.get("data", {})
-                       and "AutoAttack" in o["data"]["text/plain"]])
+        tables.append(
+            [
+                o["data"]["text/plain"]
+                for o in outputs
+                if "text/plain" in o.get("data", {}) and "AutoAttack" in o["data"]["text/plain"]
+            ]
+        )
     assert tables[0] == tables[1] and tables[0], "both chapters show the same stored evaluation"
     entries = sorted((home / "entries").iterdir())
     assert len(entries) == 2, "one entry for ST, one for AT"

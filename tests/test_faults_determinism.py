@@ -21,9 +21,15 @@ pytestmark = pytest.mark.faults
 def test_same_profile_and_seed_give_byte_identical_metrics_files(tmp_path):
     """The smoke profile's AT model trained and evaluated in three fresh stores by three processes at once."""
     runs = {name: (tmp_path / name, seed) for name, seed in (("first", 0), ("again", 0), ("other-seed", 1))}
-    procs = {name: subprocess.Popen(worker_command("evaluate", {"root": str(root), "seed": seed}),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, (root, seed) in runs.items()}
+    procs = {
+        name: subprocess.Popen(
+            worker_command("evaluate", {"root": str(root), "seed": seed}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, (root, seed) in runs.items()
+    }
     entries = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=WORKER_TIMEOUT_S)

@@ -21,8 +21,17 @@ import pytest
 from advlogits import pipeline
 from advlogits.fileio import safe_torch_load
 from advlogits.store import Store
-from fault_workers import (CONFIGS, STEPS_PER_EPOCH, WORKER_TIMEOUT_S, assert_same_run, entry_of, reference_runs,
-                           training_log, worker_command)
+
+from fault_workers import (
+    CONFIGS,
+    STEPS_PER_EPOCH,
+    WORKER_TIMEOUT_S,
+    assert_same_run,
+    entry_of,
+    reference_runs,
+    training_log,
+    worker_command,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -78,8 +87,12 @@ def reference(tmp_path_factory) -> dict:
 def _timed_kill(root: Path, config: str, fraction: float) -> tuple[int, str]:
     """Start a training worker and SIGKILL it from here at ``fraction`` of 0.4 epoch after its first checkpoint
     appears (well inside epoch 2: epoch 3 remains). Returns (exit status, stderr)."""
-    proc = subprocess.Popen(worker_command("train", {"root": str(root), "config": config}),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        worker_command("train", {"root": str(root), "config": config}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         checkpoint = entry_of(Store(root), CONFIGS[config]) / "checkpoint.pt"
         deadline = time.monotonic() + WORKER_TIMEOUT_S
@@ -102,10 +115,14 @@ def killed_runs(tmp_path_factory) -> dict:
     run as forks of one worker (`fault_workers.worker_trials`), the timed ones as worker processes killed from
     here."""
     base = tmp_path_factory.mktemp("killed")
-    forked = [{"id": t.id, "config": t.config, "root": str(base / t.id), "kills": t.kills}
-              for t in TRIALS if "timed" not in t.kills[0]]
-    trials = subprocess.Popen(worker_command("trials", {"trials": forked}), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    forked = [
+        {"id": t.id, "config": t.config, "root": str(base / t.id), "kills": t.kills}
+        for t in TRIALS
+        if "timed" not in t.kills[0]
+    ]
+    trials = subprocess.Popen(
+        worker_command("trials", {"trials": forked}), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     out = {}
     for t in TRIALS:
         if "timed" in t.kills[0]:

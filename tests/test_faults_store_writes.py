@@ -19,8 +19,22 @@ import torch
 
 from advlogits.fileio import StoreError, read_checked, tensor_bytes
 from advlogits.store import Store
-from fault_workers import (NEW_KEY, NEW_RESULT, OLD_RESULT, STORE_HISTORY, STORE_NEW, STORE_OLD, WORKER_TIMEOUT_S,
-                           digest, load_stored, result_file, store_case_models, store_write, worker_command)
+
+from fault_workers import (
+    NEW_KEY,
+    NEW_RESULT,
+    OLD_RESULT,
+    STORE_HISTORY,
+    STORE_NEW,
+    STORE_OLD,
+    WORKER_TIMEOUT_S,
+    digest,
+    load_stored,
+    result_file,
+    store_case_models,
+    store_write,
+    worker_command,
+)
 
 pytestmark = pytest.mark.faults
 
@@ -41,11 +55,17 @@ STORE_CASES = (
 @pytest.fixture(scope="module")
 def store_kills(tmp_path_factory) -> tuple[Path, dict, list[dict]]:
     base = tmp_path_factory.mktemp("store-kills")
-    torn = [{"name": "save-new-torn-model", "scenario": "save-new", "torn_at": _model_bytes() // 2},
-            {"name": "overwrite-result-torn", "scenario": "overwrite-result", "torn_at": len(NEW_RESULT) // 2}]
+    torn = [
+        {"name": "save-new-torn-model", "scenario": "save-new", "torn_at": _model_bytes() // 2},
+        {"name": "overwrite-result-torn", "scenario": "overwrite-result", "torn_at": len(NEW_RESULT) // 2},
+    ]
     cases = STORE_CASES + torn
-    proc = subprocess.run(worker_command("store-kills", {"base": str(base), "cases": cases}), capture_output=True,
-                          text=True, timeout=WORKER_TIMEOUT_S)
+    proc = subprocess.run(
+        worker_command("store-kills", {"base": str(base), "cases": cases}),
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return base, json.loads(proc.stdout.splitlines()[-1]), cases
 
@@ -66,8 +86,11 @@ def _assert_old_entry_intact(store: Store, *, result_may_be: tuple[bytes | None,
 def test_store_writes_were_killed_where_intended(store_kills):
     _, report, cases = store_kills
     for case in cases:
-        expected = 0 if not ({"at_fsync", "torn_at"} & case.keys()) else (
-            signal.SIGKILL if "at_fsync" in case else signal.SIGXFSZ)
+        expected = (
+            0
+            if not ({"at_fsync", "torn_at"} & case.keys())
+            else (signal.SIGKILL if "at_fsync" in case else signal.SIGXFSZ)
+        )
         assert report[case["name"]] == expected, case
 
 
@@ -87,14 +110,18 @@ def test_a_killed_save_model_leaves_the_old_entry_and_no_half_model(store_kills,
             assert data is None, f"{name} was served before it was complete"
         elif name == "model.pt":
             loaded = torch.load(io.BytesIO(data), weights_only=True)
-            assert {k: v.tolist() for k, v in loaded.items()} == \
-                {k: v.tolist() for k, v in store_case_models()["NEW"].state_dict().items()}
+            assert {k: v.tolist() for k, v in loaded.items()} == {
+                k: v.tolist() for k, v in store_case_models()["NEW"].state_dict().items()
+            }
         else:
             assert data == read_checked(complete.entry(NEW_KEY) / name)
     assert store.has_weights(NEW_KEY) is (m >= 12)
     if m < 12:
-        with pytest.raises(StoreError, match=r"no stored weights in .*; compute them first "
-                                             r"\(advlogits\.pipeline\.get_model\)"):
+        with pytest.raises(
+            StoreError,
+            match=r"no stored weights in .*; compute them first "
+            r"\(advlogits\.pipeline\.get_model\)",
+        ):
             store.load_weights(NEW_KEY)
     else:
         assert digest(load_stored(store, STORE_NEW)[0]) == digest(store_case_models()["NEW"])
@@ -144,8 +171,11 @@ def test_the_store_lists_what_killed_writes_left(store_kills):
     corrupt: every file with a checksum record reads back whole."""
     base, _, _ = store_kills
     store = Store(base / "save-new-torn-model")
-    assert {p.name for p in store.stale_files() if p.suffix == ".tmp"} == \
-        {p.name for p in store.entry(NEW_KEY).glob(".model.pt.*.tmp")} != set()
+    assert (
+        {p.name for p in store.stale_files() if p.suffix == ".tmp"}
+        == {p.name for p in store.entry(NEW_KEY).glob(".model.pt.*.tmp")}
+        != set()
+    )
     checked = store.verify()
     assert checked and set(checked.values()) == {"ok"}
     assert store.entry(NEW_KEY) / "history.json" in checked and store.entry(NEW_KEY) / "model.pt" not in checked

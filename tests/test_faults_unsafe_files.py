@@ -19,6 +19,7 @@ from advlogits.fileio import StoreError, tensor_bytes, write_checked
 from advlogits.models import build_model, load_robustbench
 from advlogits.store import Store
 from advlogits.train import TrainConfig
+
 from fault_workers import METRICS, ST, STORE_HISTORY, entry_of
 from helpers import CodeRunningPayload
 
@@ -36,8 +37,9 @@ def _crafted(marker: Path, fmt: str, *, wrap) -> bytes:
 
 def _plant(store: Store, config: TrainConfig, name: str, data: bytes) -> Path:
     """Put ``data`` at ``name`` in the entry with a checksum record that matches it, as if the store wrote it."""
-    store.save_weights(pipeline.model_key(config), state=build_model("cnn-small").state_dict(), config=config,
-                       history=STORE_HISTORY)
+    store.save_weights(
+        pipeline.model_key(config), state=build_model("cnn-small").state_dict(), config=config, history=STORE_HISTORY
+    )
     path = entry_of(store, config) / name
     write_checked(path, data)
     return path
@@ -94,8 +96,11 @@ def test_weights_that_do_not_fit_are_refused_by_the_store_with_the_bad_keys(tmp_
     state["net.head.5.weight"] = torch.zeros(10, 10)
     state["net.features.3.weight"] = torch.zeros(64, 32, 5, 5)
     _plant(store, ST, "model.pt", tensor_bytes(state))
-    with pytest.raises(StoreError, match=r"model\.pt do not fit .*: missing keys: net\.head\.3\.bias; unexpected keys: "
-                                         r"net\.head\.5\.weight; mis-shaped keys: net\.features\.3\.weight\. .*delete"):
+    with pytest.raises(
+        StoreError,
+        match=r"model\.pt do not fit .*: missing keys: net\.head\.3\.bias; unexpected keys: "
+        r"net\.head\.5\.weight; mis-shaped keys: net\.features\.3\.weight\. .*delete",
+    ):
         pipeline.get_model(ST, store=store, progress=False)
 
 
@@ -106,19 +111,33 @@ def _checkpoint_state(config: TrainConfig) -> dict:
     model = build_model(config.arch)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": 0, "history": {key: [] for key in (*METRICS, "seconds")}}
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": 0,
+        "history": {key: [] for key in (*METRICS, "seconds")},
+    }
 
 
 CHECKPOINT_CASES = [
     # (id, how the checkpoint is spoiled, expected message)
-    ("other-architecture", lambda state: state.update(model=build_model("cnn").state_dict()),
-     r"weights in checkpoint .*checkpoint\.pt do not fit Sequential: missing keys: net\.features\.3\.bias, "
-     r"net\.features\.3\.weight; unexpected keys: net\.features\.2\.bias, .*mis-shaped keys: .*net\.head\.1\.weight"),
-    ("other-run", lambda state: state.update(epoch=7),
-     r"ends at epoch index 7, outside this run of 3 epochs: it belongs to another run\. Delete it"),
-    ("missing-parts", lambda state: [state.pop("optimizer"), state.pop("scheduler")],
-     r"checkpoint .*checkpoint\.pt lacks optimizer, scheduler: it was not written by this training loop"),
+    (
+        "other-architecture",
+        lambda state: state.update(model=build_model("cnn").state_dict()),
+        r"weights in checkpoint .*checkpoint\.pt do not fit Sequential: missing keys: net\.features\.3\.bias, "
+        r"net\.features\.3\.weight; unexpected keys: net\.features\.2\.bias, .*mis-shaped keys: .*net\.head\.1\.weight",
+    ),
+    (
+        "other-run",
+        lambda state: state.update(epoch=7),
+        r"ends at epoch index 7, outside this run of 3 epochs: it belongs to another run\. Delete it",
+    ),
+    (
+        "missing-parts",
+        lambda state: [state.pop("optimizer"), state.pop("scheduler")],
+        r"checkpoint .*checkpoint\.pt lacks optimizer, scheduler: it was not written by this training loop",
+    ),
 ]
 
 

@@ -14,8 +14,19 @@ import torch
 from torch import nn
 
 from advlogits import fileio
-from advlogits.fileio import (StoreError, atomic_torch_save, atomic_write_bytes, load_state_dict_checked, read_checked,
-                              record_path, safe_torch_load, tensor_bytes, verify_checked, write_checked)
+from advlogits.fileio import (
+    StoreError,
+    atomic_torch_save,
+    atomic_write_bytes,
+    load_state_dict_checked,
+    read_checked,
+    record_path,
+    safe_torch_load,
+    tensor_bytes,
+    verify_checked,
+    write_checked,
+)
+
 from helpers import CodeRunningPayload
 
 
@@ -171,8 +182,11 @@ def test_a_state_that_is_not_a_dict_or_has_many_bad_keys_is_refused():
     model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(6)])
     with pytest.raises(StoreError, match=r"x\.pt does not hold a state dict \(got list\)"):
         load_state_dict_checked(model, [torch.zeros(1)], source="x.pt")
-    with pytest.raises(StoreError, match=r"weights in x\.pt do not fit Sequential: missing keys: "
-                                         r"(\d\.(bias|weight), ){7}\d\.(bias|weight) \.\.\.\. .*delete the file"):
+    with pytest.raises(
+        StoreError,
+        match=r"weights in x\.pt do not fit Sequential: missing keys: "
+        r"(\d\.(bias|weight), ){7}\d\.(bias|weight) \.\.\.\. .*delete the file",
+    ):
         load_state_dict_checked(model, {}, source="x.pt")
     before = [p.clone() for p in model.parameters()]
     with pytest.raises(StoreError, match=r"mis-shaped keys: 0\.weight"):

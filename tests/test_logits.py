@@ -81,15 +81,28 @@ FUNCTIONS = [max_logit, logit_gap, sorted_logits, confidence, confidence_log_odd
 
 
 @pytest.mark.parametrize("function", FUNCTIONS, ids=lambda f: f.__name__)
-@pytest.mark.parametrize(("bad", "match"), [
-    (torch.zeros(4), r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got torch.float32 "
-                     r"tensor of shape \(4,\)\)"),
-    (torch.zeros(3, 1), r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got "
-                        r"torch.float32 tensor of shape \(3, 1\)\)"),
-    (torch.zeros(3, 4, dtype=torch.long), r"logits must be a floating-point tensor \(got torch.int64 tensor of shape "
-                                          r"\(3, 4\)\); cast it with \.float\(\)"),
-    (torch.tensor([[0.0, math.nan]]), r"logits must be finite \(got NaN or infinite values\)"),
-], ids=["1-d", "one-class", "integer", "nan"])
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (
+            torch.zeros(4),
+            r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got torch.float32 "
+            r"tensor of shape \(4,\)\)",
+        ),
+        (
+            torch.zeros(3, 1),
+            r"logits must be of shape \(N, K\) with N >= 1 samples and K >= 2 classes \(got "
+            r"torch.float32 tensor of shape \(3, 1\)\)",
+        ),
+        (
+            torch.zeros(3, 4, dtype=torch.long),
+            r"logits must be a floating-point tensor \(got torch.int64 tensor of shape "
+            r"\(3, 4\)\); cast it with \.float\(\)",
+        ),
+        (torch.tensor([[0.0, math.nan]]), r"logits must be finite \(got NaN or infinite values\)"),
+    ],
+    ids=["1-d", "one-class", "integer", "nan"],
+)
 def test_logit_functions_reject_bad_shapes_and_dtypes(function, bad: torch.Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         function(bad)
@@ -97,13 +110,19 @@ def test_logit_functions_reject_bad_shapes_and_dtypes(function, bad: torch.Tenso
 
 @pytest.mark.parametrize("function", [confidence, margins, runner_up, confidence_log_odds], ids=lambda f: f.__name__)
 def test_labels_validated(function) -> None:
-    with pytest.raises(ValueError, match=r"y must be of shape \(3,\), one class index per sample \(got torch.int64 "
-                                         r"tensor of shape \(2,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must be of shape \(3,\), one class index per sample \(got torch.int64 "
+        r"tensor of shape \(2,\)\)",
+    ):
         function(Z, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"y must be class indices in \[0, 4\) \(got values in \[0, 4\]\)"):
         function(Z, torch.tensor([0, 1, 4]))
-    with pytest.raises(ValueError, match=r"y must be an integer tensor of class indices \(got torch.float32 tensor of "
-                                         r"shape \(3,\)\); cast it with \.long\(\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"y must be an integer tensor of class indices \(got torch.float32 tensor of "
+        r"shape \(3,\)\); cast it with \.long\(\)",
+    ):
         function(Z, torch.tensor([0.0, 1.0, 2.0]))
 
 

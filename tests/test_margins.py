@@ -35,6 +35,7 @@ def _inputs(n: int, d: int, seed: int, *, interior: bool = False) -> torch.Tenso
 # dual norms and the closed form
 # ---------------------------------------------------------------------------------------------------------
 
+
 def test_dual_norms_by_hand():
     assert margins.NORMS == ("linf", "l2")
     v = torch.tensor([3.0, -4.0])
@@ -75,8 +76,9 @@ def test_linf_closed_form_is_the_minimum_over_all_vertices(seed):
     x[0, 0], x[0, 1] = 0.0, 0.98
     eps = 0.1
     lo, hi = torch.clamp(-x, min=-eps), torch.clamp(1 - x, max=eps)
-    brute = min((d * torch.where(torch.tensor(c).bool(), hi, lo)).sum().item()
-                for c in itertools.product([0, 1], repeat=6))
+    brute = min(
+        (d * torch.where(torch.tensor(c).bool(), hi, lo)).sum().item() for c in itertools.product([0, 1], repeat=6)
+    )
     assert margins.worst_case_change(d, x, eps=eps, norm="linf").item() == pytest.approx(brute, abs=1e-12)
 
 
@@ -97,9 +99,12 @@ def test_l2_closed_form_beats_every_point_of_the_ball_and_is_attained():
 def test_l2_refuses_an_active_box():
     d = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     x = torch.tensor([[0.1, 0.5]], dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"eps must be small enough that the L2 worst case x - eps \* d / \|\|d\|\|_2 "
-                                         r"stays in the box \[0, 1\] \(got 0.2: it leaves the box for 1 of 1 "
-                                         r"samples\); the L2 closed form does not hold there"):
+    with pytest.raises(
+        ValueError,
+        match=r"eps must be small enough that the L2 worst case x - eps \* d / \|\|d\|\|_2 "
+        r"stays in the box \[0, 1\] \(got 0.2: it leaves the box for 1 of 1 "
+        r"samples\); the L2 closed form does not hold there",
+    ):
         margins.worst_case_change(d, x, eps=0.2, norm="l2")
     assert margins.worst_case_change(d, None, eps=0.2, norm="l2", box=False).item() == pytest.approx(-0.2)
     assert margins.worst_case_change(d, x, eps=0.05, norm="l2").item() == pytest.approx(-0.05)
@@ -120,31 +125,50 @@ def test_interior_inputs_keep_the_l2_check_radius_inside_the_box():
 def test_bad_arguments_are_refused():
     w, b = _random_linear()
     x, y = _inputs(3, 12, 0), torch.tensor([0, 1, 2])
-    with pytest.raises(ValueError, match=r"eps must be a finite number >= 0 \(got -0.1\); a radius in \[0, 1\] pixel "
-                                         r"units"):
+    with pytest.raises(
+        ValueError,
+        match=r"eps must be a finite number >= 0 \(got -0.1\); a radius in \[0, 1\] pixel "
+        r"units",
+    ):
         margins.linear_worst_case_margins(w, b, x, y, eps=-0.1, norm="linf")
     with pytest.raises(ValueError, match=r"norm must be one of 'linf', 'l2' \(got 'l1'\)"):
         margins.linear_worst_case_margins(w, b, x, y, eps=0.1, norm="l1")
-    with pytest.raises(ValueError, match=r"bias must be a tensor of shape \(4,\), one value per class \(got "
-                                         r"torch.float64 tensor of shape \(3,\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"bias must be a tensor of shape \(4,\), one value per class \(got "
+        r"torch.float64 tensor of shape \(3,\)\)",
+    ):
         margins.linear_margins(w, b[:3], x, y)
-    with pytest.raises(ValueError, match=r"weight must be a floating-point tensor of shape \(K, D\) with K >= 2 "
-                                         r"classes \(got torch.float64 tensor of shape \(1, 12\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"weight must be a floating-point tensor of shape \(K, D\) with K >= 2 "
+        r"classes \(got torch.float64 tensor of shape \(1, 12\)\)",
+    ):
         margins.linear_margins(w[:1], b[:1], x, y)
-    with pytest.raises(ValueError, match=r"x must be 12 features per sample, as many as weight has \(got "
-                                         r"torch.float64 tensor of shape \(3, 5\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x must be 12 features per sample, as many as weight has \(got "
+        r"torch.float64 tensor of shape \(3, 5\)\)",
+    ):
         margins.linear_margins(w, b, x[:, :5], y)
     with pytest.raises(ValueError, match=r"x must be in \[0, 1\] \(got min 1, max 2\)"):
         margins.linear_margins(w, b, x + 1, y)
     with pytest.raises(ValueError, match=r"y must be class indices in \[0, 4\) \(got values in \[0, 7\]\)"):
         margins.linear_margins(w, b, x, torch.tensor([0, 1, 7]))
-    with pytest.raises(ValueError, match=r"j must be different from y for every sample \(the margin z_y - z_j needs "
-                                         r"two classes\) \(got 1 equal\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"j must be different from y for every sample \(the margin z_y - z_j needs "
+        r"two classes\) \(got 1 equal\)",
+    ):
         margins.pgd_pair_margins(margins.linear_model_from(w, b), x, y, 1, eps=0.1, alpha=0.05, steps=2)
-    with pytest.raises(ValueError, match=r"j must be an int or a tensor of shape \(3,\) \(got torch.int64 tensor of "
-                                         r"shape \(2,\)\)"):
-        margins.pgd_pair_margins(margins.linear_model_from(w, b), x, y, torch.tensor([1, 2]), eps=0.1, alpha=0.05,
-                                 steps=2)
+    with pytest.raises(
+        ValueError,
+        match=r"j must be an int or a tensor of shape \(3,\) \(got torch.int64 tensor of "
+        r"shape \(2,\)\)",
+    ):
+        margins.pgd_pair_margins(
+            margins.linear_model_from(w, b), x, y, torch.tensor([1, 2]), eps=0.1, alpha=0.05, steps=2
+        )
 
 
 def test_linear_margins_and_the_multiclass_worst_case():
@@ -177,19 +201,22 @@ def test_linear_model_from_is_shaped_like_the_linear_architecture():
 # PGD (advlogits.attacks.pgd) against the closed form
 # ---------------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(("norm", "eps", "interior"), [("linf", 0.1, False), ("l2", 0.25, True)])
 def test_pgd_reaches_the_closed_form_on_a_linear_model(norm, eps, interior):
     w, b = _random_linear(k=5, d=30, seed=1)
     x, y = _inputs(40, 30, 2, interior=interior), torch.arange(40) % 5
-    check = margins.linear_check(margins.linear_model_from(w, b), x, y, eps=eps, norm=norm,
-                                 generator=torch.Generator().manual_seed(0))
+    check = margins.linear_check(
+        margins.linear_model_from(w, b), x, y, eps=eps, norm=norm, generator=torch.Generator().manual_seed(0)
+    )
     assert check["error"].max().item() < 1e-4
     finite = check["closed_form"].isfinite()
     assert finite.sum().item() == 40 * 4
     assert (check["closed_form"][finite] < check["clean"][finite]).all()  # the attack lowers every margin
     # The check can fail: two steps of eps / 4 do not reach the closed form.
-    short = margins.linear_check(margins.linear_model_from(w, b), x, y, eps=eps, norm=norm, steps=2,
-                                 generator=torch.Generator().manual_seed(0))
+    short = margins.linear_check(
+        margins.linear_model_from(w, b), x, y, eps=eps, norm=norm, steps=2, generator=torch.Generator().manual_seed(0)
+    )
     assert short["error"].max().item() > 1e-2
 
 
@@ -198,8 +225,7 @@ def test_untargeted_pgd_never_beats_the_closed_form():
     x, y = _inputs(50, 30, 5), torch.arange(50) % 5
     model = margins.linear_model_from(w, b)
     worst = margins.linear_worst_case_margins(w, b, x, y, eps=0.1, norm="linf").amin(dim=1)
-    x_adv = pgd(model, x, y, eps=0.1, alpha=0.025, steps=20, loss="cw",
-                generator=torch.Generator().manual_seed(0))
+    x_adv = pgd(model, x, y, eps=0.1, alpha=0.025, steps=20, loss="cw", generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reached = margins.linear_margins(w, b, x_adv, y).amin(dim=1)
     assert (reached >= worst - 1e-9).all()
@@ -219,13 +245,29 @@ def test_pair_logits_select_the_two_classes():
 def test_pgd_pairwise_margins_against_every_class_of_a_linear_model():
     w, b = _random_linear(k=3, d=8, seed=8)
     x, y = _inputs(6, 8, 9), torch.tensor([0, 1, 2, 0, 1, 2])
-    found = margins.pgd_pairwise_margins(margins.linear_model_from(w, b), x, y, num_classes=3, eps=0.1, alpha=0.025,
-                                         steps=20, generator=torch.Generator().manual_seed(0))
+    found = margins.pgd_pairwise_margins(
+        margins.linear_model_from(w, b),
+        x,
+        y,
+        num_classes=3,
+        eps=0.1,
+        alpha=0.025,
+        steps=20,
+        generator=torch.Generator().manual_seed(0),
+    )
     closed = margins.linear_worst_case_margins(w, b, x, y, eps=0.1, norm="linf")
     assert torch.isinf(found.gather(1, y[:, None])).all()
     torch.testing.assert_close(found, closed, atol=1e-6, rtol=0)
-    single = margins.pgd_pair_margins(margins.linear_model_from(w, b), x, y, (y + 1) % 3, eps=0.1, alpha=0.025,
-                                      steps=20, generator=torch.Generator().manual_seed(0))
+    single = margins.pgd_pair_margins(
+        margins.linear_model_from(w, b),
+        x,
+        y,
+        (y + 1) % 3,
+        eps=0.1,
+        alpha=0.025,
+        steps=20,
+        generator=torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(single, closed[torch.arange(6), (y + 1) % 3], atol=1e-6, rtol=0)
 
 
@@ -233,12 +275,14 @@ def test_pgd_pairwise_margins_against_every_class_of_a_linear_model():
 # deep models: first order and the last layer
 # ---------------------------------------------------------------------------------------------------------
 
+
 def test_margin_drops_of_a_linear_model_match_the_proposition():
     w, b = _random_linear(k=4, d=20, seed=6)
     x, y = _inputs(30, 20, 7).reshape(30, 1, 4, 5), torch.arange(30) % 4
     model = margins.linear_model_from(w, b)
-    drops = margins.margin_drops(model, x, y, eps=0.1, alpha=0.025, steps=20,
-                                 generator=torch.Generator().manual_seed(0), batch_size=7)
+    drops = margins.margin_drops(
+        model, x, y, eps=0.1, alpha=0.025, steps=20, generator=torch.Generator().manual_seed(0), batch_size=7
+    )
     j = drops["j"]
     assert torch.equal(j, runner_up(x.flatten(1) @ w.T + b, y))
     closed = margins.linear_worst_case_margins(w, b, x, y, eps=0.1, norm="linf").gather(1, j[:, None]).squeeze(1)
@@ -254,8 +298,9 @@ def test_margin_drops_of_a_network_are_consistent():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 3))
     x, y = torch.rand(12, 1, 4, 4), torch.arange(12) % 3
-    drops = margins.margin_drops(model, x, y, eps=0.05, alpha=0.0125, steps=10,
-                                 generator=torch.Generator().manual_seed(0))
+    drops = margins.margin_drops(
+        model, x, y, eps=0.05, alpha=0.0125, steps=10, generator=torch.Generator().manual_seed(0)
+    )
     with torch.no_grad():
         z = model(x)
     idx = torch.arange(12)
@@ -274,8 +319,11 @@ def test_last_layer_of_a_network_and_its_features():
     layer = margins.last_linear(model)
     assert layer is model.net.head[-1] and h.shape == (6, 128)
     torch.testing.assert_close(h @ layer.weight.T + layer.bias, logits, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match=r"model must be a network with an nn.Linear layer \(its last layer is "
-                                         r"analysed\) \(got Sequential\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"model must be a network with an nn.Linear layer \(its last layer is "
+        r"analysed\) \(got Sequential\)",
+    ):
         margins.last_linear(nn.Sequential(nn.ReLU()))
 
 
@@ -308,6 +356,7 @@ def test_last_layer_summary_by_hand():
 # ---------------------------------------------------------------------------------------------------------
 # the input gradient of the logit gap (claim C3's penalty)
 # ---------------------------------------------------------------------------------------------------------
+
 
 def _top2(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     top2 = z.topk(2, dim=1).indices
@@ -349,8 +398,7 @@ class _Net(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2))
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 16), nn.Tanh(),
-                                  nn.Linear(16, 5))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 16), nn.Tanh(), nn.Linear(16, 5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -371,7 +419,7 @@ def test_gap_gradient_l1_of_a_cnn_matches_per_image_autograd_and_finite_differen
     assert net.training and net.head[1].training  # every submodule's mode is restored
     reference = copy.deepcopy(net).double().eval()  # float64, one image at a time
     for i in range(12):
-        xi = x[i:i + 1].double().requires_grad_(True)
+        xi = x[i : i + 1].double().requires_grad_(True)
         z = reference(xi)
         a, j = _top2(z.detach())
         (grad,) = torch.autograd.grad((z[0, a] - z[0, j]).sum(), xi)
@@ -404,7 +452,10 @@ def test_gap_gradient_l1_of_no_images_and_its_refusals():
         margins.gap_gradient_l1(net, x + 2)
     with pytest.raises(ValueError, match=r"x must be a floating-point tensor of shape \(N, C, H, W\) \(got list\)"):
         margins.gap_gradient_l1(net, [[0.5]])
-    with pytest.raises(ValueError, match=r"model must be a model with at least 2 classes \(the logit gap needs two\) "
-                                         r"\(got logits of shape \(3, 1\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"model must be a model with at least 2 classes \(the logit gap needs two\) "
+        r"\(got logits of shape \(3, 1\)\)",
+    ):
         margins.gap_gradient_l1(nn.Sequential(nn.Flatten(), nn.Linear(100, 1)), x)
     assert net.training

@@ -12,8 +12,10 @@ from torch import nn
 from advlogits._compat import import_robustbench_utils
 from advlogits.data import DATASET_INFO, DATASETS
 from advlogits.models import ARCHS, ARCHS_FOR, Normalize, WideResNet, build_for, build_model, load_robustbench
+
 from helpers import CodeRunningPayload, online, robustbench_zoo_model, write_robustbench_checkpoint
 
+pytest.importorskip("robustbench", reason="the RobustBench tests need the paper extra: pip install -e '.[paper]'")
 import_robustbench_utils()  # registers the autoattack alias before robustbench's modules are imported
 from robustbench.model_zoo.architectures import resnet as rb_resnet  # noqa: E402
 from robustbench.model_zoo.architectures import wide_resnet as rb_wrn  # noqa: E402
@@ -51,10 +53,18 @@ def _randomise_bn(model: nn.Module, generator: torch.Generator) -> None:
 # build_model
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("arch", "in_channels", "size"), [
-    ("cnn-small", None, 28), ("cnn", None, 28), ("cnn-small", 3, 32), ("cnn", 3, 32),
-    ("preact-resnet18", None, 32), ("preact-resnet18", 1, 28),
-])
+
+@pytest.mark.parametrize(
+    ("arch", "in_channels", "size"),
+    [
+        ("cnn-small", None, 28),
+        ("cnn", None, 28),
+        ("cnn-small", 3, 32),
+        ("cnn", 3, 32),
+        ("preact-resnet18", None, 32),
+        ("preact-resnet18", 1, 28),
+    ],
+)
 def test_output_shape(arch: str, in_channels: int | None, size: int) -> None:
     torch.manual_seed(0)
     model = build_model(arch, in_channels=in_channels).eval()  # type: ignore[arg-type]
@@ -81,12 +91,18 @@ def test_small_wideresnet_forward() -> None:
         WideResNet(3, 10, depth=30, width=2)
 
 
-@pytest.mark.parametrize(("arch", "in_channels", "stats"), [
-    ("cnn-small", None, FMNIST_STATS), ("cnn", None, FMNIST_STATS),
-    ("preact-resnet18", None, CIFAR_STATS), ("cnn", 3, CIFAR_STATS),
-])
-def test_normalize_is_first_and_closed_form(arch: str, in_channels: int | None,
-                                            stats: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+@pytest.mark.parametrize(
+    ("arch", "in_channels", "stats"),
+    [
+        ("cnn-small", None, FMNIST_STATS),
+        ("cnn", None, FMNIST_STATS),
+        ("preact-resnet18", None, CIFAR_STATS),
+        ("cnn", 3, CIFAR_STATS),
+    ],
+)
+def test_normalize_is_first_and_closed_form(
+    arch: str, in_channels: int | None, stats: tuple[tuple[float, ...], tuple[float, ...]]
+) -> None:
     torch.manual_seed(0)
     model = build_model(arch, in_channels=in_channels).eval()  # type: ignore[arg-type]
     first = next(iter(model.children()))
@@ -110,8 +126,11 @@ def test_normalize_rejects_bad_stats() -> None:
 
 
 def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', "
-                                         r"'wrn-34-10', 'linear' \(got 'resnet50'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', "
+        r"'wrn-34-10', 'linear' \(got 'resnet50'\)",
+    ):
         build_model("resnet50")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"num_classes must be an integer >= 2 \(got 1\)"):
         build_model("cnn", num_classes=1)
@@ -127,6 +146,7 @@ def test_bad_arguments() -> None:
 # ---------------------------------------------------------------------------------------------
 # the linear model, and models sized for a data set of the registry
 # ---------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("in_channels", "shape"), [(None, (1, 28, 28)), (1, (1, 28, 28)), (3, (3, 32, 32))])
 def test_linear_is_flatten_then_linear_on_raw_pixels(in_channels: int | None, shape: tuple[int, int, int]) -> None:
@@ -152,9 +172,17 @@ def test_archs_for_each_dataset_of_the_registry() -> None:
     assert all(set(archs) <= set(ARCHS) for archs in ARCHS_FOR.values())
 
 
-@pytest.mark.parametrize(("arch", "dataset"), [("cnn-small", "fashion-mnist"), ("cnn", "fashion-mnist"),
-                                               ("linear", "fashion-mnist"), ("linear", "cifar10"),
-                                               ("cnn-small", "cifar10"), ("preact-resnet18", "cifar10")])
+@pytest.mark.parametrize(
+    ("arch", "dataset"),
+    [
+        ("cnn-small", "fashion-mnist"),
+        ("cnn", "fashion-mnist"),
+        ("linear", "fashion-mnist"),
+        ("linear", "cifar10"),
+        ("cnn-small", "cifar10"),
+        ("preact-resnet18", "cifar10"),
+    ],
+)
 def test_build_for_sizes_the_model_from_the_data_registry(arch: str, dataset: str) -> None:
     info = DATASET_INFO[dataset]
     torch.manual_seed(0)
@@ -180,11 +208,17 @@ def test_build_for_uses_the_registry_entry(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_build_for_refuses_an_arch_that_does_not_fit_the_dataset() -> None:
     for arch in ("preact-resnet18", "wrn-34-10"):
-        with pytest.raises(ValueError, match=rf"arch must be one of 'cnn-small', 'cnn', 'linear' \(got '{arch}'\)"
-                                             r"; those are the architectures that fit fashion-mnist"):
+        with pytest.raises(
+            ValueError,
+            match=rf"arch must be one of 'cnn-small', 'cnn', 'linear' \(got '{arch}'\)"
+            r"; those are the architectures that fit fashion-mnist",
+        ):
             build_for(arch, "fashion-mnist")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', "
-                                         r"'linear' \(got 'resnet50'\); those are the architectures that fit cifar10"):
+    with pytest.raises(
+        ValueError,
+        match=r"arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', "
+        r"'linear' \(got 'resnet50'\); those are the architectures that fit cifar10",
+    ):
         build_for("resnet50", "cifar10")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"):
         build_for("cnn", "mnist")
@@ -224,8 +258,10 @@ def test_resnets_match_robustbench_forward() -> None:
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     pairs = [
-        (build_model("preact-resnet18").net,
-         rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True)),
+        (
+            build_model("preact-resnet18").net,
+            rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True),
+        ),
         (WideResNet(3, 10, depth=16, width=2), rb_wrn.WideResNet(depth=16, widen_factor=2)),
     ]
     x = torch.rand(2, 3, 32, 32, generator=gen)
@@ -240,6 +276,7 @@ def test_resnets_match_robustbench_forward() -> None:
 # ---------------------------------------------------------------------------------------------
 # load_robustbench (offline: the test writes the checkpoint where RobustBench looks first)
 # ---------------------------------------------------------------------------------------------
+
 
 def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
     torch.manual_seed(0)
@@ -263,15 +300,21 @@ def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
 def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     folder = write_robustbench_checkpoint(tmp_path, RB_NAME, CodeRunningPayload(marker)).parent
-    with pytest.raises(RuntimeError, match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="
-                                           r"True\) cannot open it"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="
+        r"True\) cannot open it",
+    ):
         load_robustbench(RB_NAME, model_dir=tmp_path)
     assert not marker.exists()
 
 
 def test_load_robustbench_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"name must be a RobustBench model of cifar10/Linf \(got 'NoSuchModel'\); "
-                                         r"known ones include Andriushchenko2020Understanding, Carmon2019Unlabeled"):
+    with pytest.raises(
+        ValueError,
+        match=r"name must be a RobustBench model of cifar10/Linf \(got 'NoSuchModel'\); "
+        r"known ones include Andriushchenko2020Understanding, Carmon2019Unlabeled",
+    ):
         load_robustbench("NoSuchModel", model_dir=tmp_path)
     with pytest.raises(ValueError, match=r"dataset must be one of 'cifar10', 'cifar100', 'imagenet'.* \(got 'mnist'\)"):
         load_robustbench(RB_NAME, dataset="mnist", model_dir=tmp_path)
@@ -283,8 +326,11 @@ def test_load_robustbench_bad_names(tmp_path: Path) -> None:
 @pytest.mark.skipif(online("docs.google.com"), reason="network reachable: the download would succeed")
 def test_load_robustbench_missing_offline(tmp_path: Path) -> None:
     path = tmp_path / "cifar10" / "Linf" / f"{RB_NAME}.pt"
-    with pytest.raises(FileNotFoundError, match=rf"{path} does not exist and downloading it \(Google Drive id "
-                                                rf".*\) failed: ConnectionError.*Put the checkpoint at {path}"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=rf"{path} does not exist and downloading it \(Google Drive id "
+        rf".*\) failed: ConnectionError.*Put the checkpoint at {path}",
+    ):
         load_robustbench(RB_NAME, model_dir=tmp_path)
     assert list(path.parent.iterdir()) == []  # no partial download left behind
 

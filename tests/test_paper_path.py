@@ -25,6 +25,7 @@ import torch
 
 from advlogits import data
 from advlogits.chapters import claims
+
 from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +41,32 @@ N_PER_BATCH, N_TRAIN_BATCHES, N_TEST = 10, 5, 20  # 50 training and 20 test imag
 # images (chapter 3's grids show 16). AutoAttack "fast" (APGD-CE + APGD-T; the profile's "standard" adds FAB-T and
 # Square) attacks only those of the first 4 images that PGD did not break: on one image it costs seconds here.
 OVERRIDES = {
-    "n_train": 16, "n_val": 8, "n_eval": 16, "n_autoattack": 4, "autoattack_version": "fast",
-    "epochs": 1, "adv_epochs": 1, "student_epochs": 1, "sweep_epochs": 1, "sweep_n_train": 16, "student_n_train": 16,
-    "steps": 1, "eval_steps": 1, "batch_size": 16, "eps_sweep": [4 / 255, 8 / 255], "student_seeds": [100, 101],
+    "n_train": 16,
+    "n_val": 8,
+    "n_eval": 16,
+    "n_autoattack": 4,
+    "autoattack_version": "fast",
+    "epochs": 1,
+    "adv_epochs": 1,
+    "student_epochs": 1,
+    "sweep_epochs": 1,
+    "sweep_n_train": 16,
+    "student_n_train": 16,
+    "steps": 1,
+    "eval_steps": 1,
+    "batch_size": 16,
+    "eps_sweep": [4 / 255, 8 / 255],
+    "student_seeds": [100, 101],
 }
 CHAPTER_TIMEOUT_S = 900
 
 
 def _write_tiny_cifar(root: Path) -> None:
     """data_batch_1..5 and test_batch of random pixels, labels cycling through the ten classes, and batches.meta."""
-    batches = {f"data_batch_{i}": cifar_batch(N_PER_BATCH, seed=i, labels=[k % 10 for k in range(N_PER_BATCH)])
-               for i in range(1, N_TRAIN_BATCHES + 1)}
+    batches = {
+        f"data_batch_{i}": cifar_batch(N_PER_BATCH, seed=i, labels=[k % 10 for k in range(N_PER_BATCH)])
+        for i in range(1, N_TRAIN_BATCHES + 1)
+    }
     batches["test_batch"] = cifar_batch(N_TEST, seed=0, labels=[k % 10 for k in range(N_TEST)])
     write_cifar(root, batches)
 
@@ -64,8 +80,13 @@ def _write_robustbench(model_dir: Path) -> None:
 
 def _errors(notebook: Path) -> list[str]:
     nb = nbformat.read(notebook, as_version=4)
-    return [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if o.output_type == "error"]
+    return [
+        f"{o.ename}: {o.evalue}"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
 
 
 def _glued(notebook: Path) -> dict[str, str]:
@@ -84,19 +105,42 @@ def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path) -> None
     _write_tiny_cifar(cifar)
     _write_robustbench(home / "robustbench")  # chapter 2's model_dir: the store's robustbench/ folder
     executed.mkdir()
-    env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(executed),
-           data.ROOT_ENV_VAR: str(cifar), data.ENV_VAR: str(tmp_path / "no-downloads"),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "JUPYTER_PREFER_ENV_PATH": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env = {
+        **os.environ,
+        "ADVLOGITS_HOME": str(home),
+        "ADVLOGITS_EXECUTED_DIR": str(executed),
+        data.ROOT_ENV_VAR: str(cifar),
+        data.ENV_VAR: str(tmp_path / "no-downloads"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "JUPYTER_PREFER_ENV_PATH": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+    }
     assert [c.name[:3] for c in CHAPTERS] == ["01_", "02_", "03_", "04_", "05_"]
     for chapter in CHAPTERS:
         out = executed / chapter.name
         parameters = {"overrides": OVERRIDES}
         if chapter.name.startswith("02_"):
             parameters["robustbench_models"] = RB_MODELS
-        cmd = [sys.executable, "-m", "papermill", str(chapter), str(out), "-k", "python3", "--cwd",
-               str(chapter.parent), "--no-progress-bar", "-p", "profile", "paper", "-p", "device", "cpu",
-               "-y", json.dumps(parameters)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(chapter),
+            str(out),
+            "-k",
+            "python3",
+            "--cwd",
+            str(chapter.parent),
+            "--no-progress-bar",
+            "-p",
+            "profile",
+            "paper",
+            "-p",
+            "device",
+            "cpu",
+            "-y",
+            json.dumps(parameters),
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=CHAPTER_TIMEOUT_S)
         print(f"{chapter.stem}: {time.perf_counter() - start:.1f} s", flush=True)  # shown with pytest -s
@@ -109,14 +153,18 @@ def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path) -> None
     trained = [c for c in configs if "arch" in c]
     linear = [c for c in trained if c["arch"] == "linear"]
     networks = [c for c in trained if c["arch"] != "linear"]
-    assert networks and all((c["dataset"], c["arch"], c["precision"]) == ("cifar10", "preact-resnet18", "bf16")
-                            for c in networks), networks
+    assert networks and all(
+        (c["dataset"], c["arch"], c["precision"]) == ("cifar10", "preact-resnet18", "bf16") for c in networks
+    ), networks
     # The paper's recipe: CIFAR-10 training with random crops and flips; adversarial training logs its validation
     # PGD accuracy every epoch (chapter 1 reads it for the overfitting flags); attacks ran in float32 (the
     # evaluations exist for bf16-trained models, and evaluate never wraps a model in autocast: tested elsewhere).
     assert all(c["augment"] == "crop-flip" for c in trained), "every CIFAR-10 model trains with crops and flips"
-    adversarial = [p.parent for p in (home / "entries").glob("*/config.json")
-                   if json.loads(p.read_text()).get("method") == "adversarial"]
+    adversarial = [
+        p.parent
+        for p in (home / "entries").glob("*/config.json")
+        if json.loads(p.read_text()).get("method") == "adversarial"
+    ]
     for entry in adversarial:
         history = json.loads((entry / "history.json").read_text())
         assert len(history["val_pgd_acc"]) == len(history["epoch"]) >= 1
@@ -127,9 +175,10 @@ def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path) -> None
     # random-weight checkpoints (a missing file would have meant a download attempt, which fails offline).
     assert not (tmp_path / "no-downloads").exists()
     assert sorted(p.name for p in (home / "robustbench" / "cifar10" / "Linf").iterdir()) == sorted(
-        f"{name}.pt" for name in RB_MODELS)
+        f"{name}.pt" for name in RB_MODELS
+    )
     note = _glued(executed / "02_logit_distributions.ipynb")["robustbench_note"]
-    assert note.strip("'\"").startswith(f"{len(RB_MODELS)} RobustBench models were analysed"), note
+    assert note.strip("'\"").startswith(f"{len(RB_MODELS)} published AT models of the RobustBench zoo"), note
     # Each claim has its record from the chapter that tests it, and the scorecard gathered them all.
     written = {p.stem: [r["id"] for r in json.loads(p.read_text())] for p in (executed / "claims").glob("*.json")}
     assert sorted(i for ids in written.values() for i in ids) == list(claims.CLAIM_IDS), written

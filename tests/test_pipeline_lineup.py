@@ -26,7 +26,11 @@ def test_lineup_holds_every_student_for_each_seed_with_distinct_keys():
     for seed in p.student_seeds:
         s = of_seed(students, seed)
         assert [x.name for x in students if x.claim == "C6" and x.seed == seed] == [
-            "hard labels", "KD-ST", "KD-ST soft", "KD-AT"]
+            "hard labels",
+            "KD-ST",
+            "KD-ST soft",
+            "KD-AT",
+        ]
         assert [x.name for x in students if x.claim == "C7" and x.seed == seed] == list(C7)
         assert [x.name for x in students if x.claim == "C8" and x.seed == seed] == list(C8)
         st, at = p.standard(), p.adversarial()
@@ -41,23 +45,40 @@ def test_lineup_holds_every_student_for_each_seed_with_distinct_keys():
         assert s["KD-ST"].config.teacher == st and s["KD-ST"].config.targets == "kd"
         soft = s["KD-ST soft"].config
         assert (soft.teacher, soft.targets, soft.reference) == (st, "soften", at)
-        expected = {"KD-AT": ("kd", False), "AT shuffled": ("shuffle", False), "AT spread": ("spread", False),
-                    "AT mean": ("mean", False), "AT ST order": ("reorder", False), "AT flattened": ("flatten", False),
-                    "AT label smoothing": ("label_smoothing", False), "AT argmax": ("argmax", False),
-                    "AT-corr KD": ("kd", True), "AT-corr shuffled": ("shuffle", True),
-                    "AT-corr spread": ("spread", True), "AT-corr ST order": ("reorder", True),
-                    "AT-corr flattened": ("flatten", True), "AT-corr label smoothing": ("label_smoothing", True)}
+        expected = {
+            "KD-AT": ("kd", False),
+            "AT shuffled": ("shuffle", False),
+            "AT spread": ("spread", False),
+            "AT mean": ("mean", False),
+            "AT ST order": ("reorder", False),
+            "AT flattened": ("flatten", False),
+            "AT label smoothing": ("label_smoothing", False),
+            "AT argmax": ("argmax", False),
+            "AT-corr KD": ("kd", True),
+            "AT-corr shuffled": ("shuffle", True),
+            "AT-corr spread": ("spread", True),
+            "AT-corr ST order": ("reorder", True),
+            "AT-corr flattened": ("flatten", True),
+            "AT-corr label smoothing": ("label_smoothing", True),
+        }
         for name, (kind, corrected) in expected.items():
             c = s[name].config
-            assert (c.method, c.teacher, c.targets, c.label_corrected, c.T) == ("distilled", at, kind, corrected,
-                                                                                1.0), name
+            assert (c.method, c.teacher, c.targets, c.label_corrected, c.T) == (
+                "distilled",
+                at,
+                kind,
+                corrected,
+                1.0,
+            ), name
             assert c.reference == (st if kind == "reorder" else None), name
         assert s["AT mean"].role == "mixed" and s["AT mean"].claim is None
     # paired: seed s of every student draws the same images and initialisation
     first = of_seed(students, 100)
     assert {x.config.seed for x in first.values() if x.role != "teacher"} == {100}
     assert {(x.name, x.config.targets, x.config.T) for x in students if x.role == "sweep"} == {
-        ("KD-AT (T=4)", "kd", 4.0), ("AT shuffled (T=4)", "shuffle", 4.0)}
+        ("KD-AT (T=4)", "kd", 4.0),
+        ("AT shuffled (T=4)", "shuffle", 4.0),
+    }
     assert {x.seed for x in students if x.role == "sweep"} == {100}, "the sweep runs on the first seed only"
     assert {x.role for x in students if x.name.startswith("AT-corr") or x.name == "AT argmax"} == {"control"}
 
@@ -66,8 +87,12 @@ def test_the_temperature_comes_from_the_profile_and_the_sweep_adds_the_others():
     p = profiles.resolve("smoke", device="cpu", temperature=2.0)
     s = of_seed(lineup.students(p), 100)
     assert s["KD-AT"].config.T == 2.0 and s["AT flattened"].config.T == 2.0
-    assert {n for n, x in s.items() if x.role == "sweep"} == {"KD-AT (T=1)", "AT shuffled (T=1)", "KD-AT (T=4)",
-                                                                "AT shuffled (T=4)"}
+    assert {n for n, x in s.items() if x.role == "sweep"} == {
+        "KD-AT (T=1)",
+        "AT shuffled (T=1)",
+        "KD-AT (T=4)",
+        "AT shuffled (T=4)",
+    }
     plain = of_seed(lineup.students(profiles.resolve("smoke", device="cpu")), 100)
     assert s["hard labels"].config == plain["hard labels"].config, "hard labels do not depend on T"
     assert of_seed(lineup.students(p, T=4.0, sweep=()), 100)["KD-AT"].config.T == 4.0
@@ -77,8 +102,11 @@ def test_the_temperature_comes_from_the_profile_and_the_sweep_adds_the_others():
 
 def test_bad_line_up_input_is_refused_before_training():
     p = profiles.resolve("smoke", device="cpu")
-    with pytest.raises(ValueError, match=r"^sweep must be temperatures that give unique student names "
-                                         r"\(got \(4\.0, 4\.0\)\); is a sweep temperature repeated\?"):
+    with pytest.raises(
+        ValueError,
+        match=r"^sweep must be temperatures that give unique student names "
+        r"\(got \(4\.0, 4\.0\)\); is a sweep temperature repeated\?",
+    ):
         lineup.students(p, sweep=(4.0, 4.0))
     with pytest.raises(ValueError, match=r"^n_autoattack must be >= 1 for the distillation line-up .*\(got 0\)"):
         lineup.students(profiles.resolve("smoke", device="cpu", n_autoattack=0))
@@ -94,8 +122,12 @@ def test_student_labels():
     assert lineup.student_label("argmax") == lineup.ARGMAX == "AT argmax"
     assert lineup.SWEEP_KIND in lineup.C7_KINDS
     assert lineup.student_label("spread") == "AT spread" and lineup.student_label("mean") == "AT mean"
-    assert lineup.TWO_BY_TWO == {"kd": (True, True), "spread": (True, False), "flatten": (False, True),
-                                 "label_smoothing": (False, False)}
+    assert lineup.TWO_BY_TWO == {
+        "kd": (True, True),
+        "spread": (True, False),
+        "flatten": (False, True),
+        "label_smoothing": (False, False),
+    }
 
 
 def test_teachers_seed_baselines_sweep_and_linear_models():
@@ -115,6 +147,9 @@ def test_teachers_seed_baselines_sweep_and_linear_models():
     linear = lineup.linear_models(p)
     assert list(linear) == lineup.linear_radii(p) == [0.0, *p.eps_sweep]  # the profile's eps is in its sweep
     assert all(c == p.linear(e) and c.arch == "linear" for e, c in linear.items())
-    with pytest.raises(ValueError, match=r"^seeds must be at least one seed other than seed=0 .*\(got \(0,\)\); "
-                                         r"pass e\.g\. overrides="):
+    with pytest.raises(
+        ValueError,
+        match=r"^seeds must be at least one seed other than seed=0 .*\(got \(0,\)\); "
+        r"pass e\.g\. overrides=",
+    ):
         lineup.seed_baselines(profiles.resolve("cpu", device="cpu", seeds=(0,)))

@@ -16,6 +16,8 @@ from advlogits.models import build_for
 from advlogits.pipeline.masking import masking_checks
 from advlogits.train import train_standard
 
+from helpers import CountingModel
+
 EPS = 0.05
 CHECK = dict(eps=EPS, alpha=EPS / 4, steps=20, radii=(EPS, 2 * EPS, 3 * EPS, 0.5), seed=0, square_queries=1000)
 
@@ -53,8 +55,19 @@ def _white_box_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
     """What the caller passes as ``robust``: correct clean, under PGD-CE and under PGD-CW (the book adds AutoAttack)."""
     robust = predict_logits(model, x).argmax(1) == y
     for loss in ("ce", "cw"):
-        robust &= robust_correct(model, x, y, attack="pgd", batch_size=100, eps=EPS, alpha=EPS / 4, steps=20,
-                                 loss=loss, generator=torch.Generator().manual_seed(0), early_stop=True)
+        robust &= robust_correct(
+            model,
+            x,
+            y,
+            attack="pgd",
+            batch_size=100,
+            eps=EPS,
+            alpha=EPS / 4,
+            steps=20,
+            loss=loss,
+            generator=torch.Generator().manual_seed(0),
+            early_stop=True,
+        )
     return robust
 
 
@@ -101,19 +114,6 @@ def test_a_model_that_masks_its_gradients_is_flagged(setting):
     assert out["transfer_breaks"] == int((robust & ~transfer).sum())
 
 
-class _CountingModel(nn.Module):
-    """Counts forward passes, to check that bad input is refused before any compute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = nn.Linear(16, 10)
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.linear(x.flatten(1))
-
-
 _X = torch.full((4, 1, 4, 4), 0.5)
 _Y = torch.zeros(4, dtype=torch.int64)
 _ROBUST = torch.zeros(4, dtype=torch.bool)
@@ -123,8 +123,11 @@ _RADII = r"radii must be a non-empty increasing list of radii in \(0, 1\] pixel 
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        (dict(robust=torch.zeros(3, dtype=torch.bool)), r"robust must be a bool tensor of shape \(4,\), one white-box "
-                                                        r"verdict per image \(got torch.bool tensor of shape \(3,\)\)"),
+        (
+            dict(robust=torch.zeros(3, dtype=torch.bool)),
+            r"robust must be a bool tensor of shape \(4,\), one white-box "
+            r"verdict per image \(got torch.bool tensor of shape \(3,\)\)",
+        ),
         (dict(robust=torch.zeros(4)), r"robust must be a bool tensor of shape \(4,\).* \(got torch.float32 tensor"),
         (dict(robust=[0, 1, 0, 1]), r"robust must be a bool tensor of shape \(4,\).* \(got int64 values\)"),
         (dict(robust=None), r"robust must be a bool tensor of shape \(4,\).* \(got NoneType\)"),
@@ -144,15 +147,28 @@ _RADII = r"radii must be a non-empty increasing list of radii in \(0, 1\] pixel 
         (dict(batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
         (dict(x=_X + 1), r"x must be in \[0, 1\] \(got min 1.5, max 1.5\)"),
         (dict(x=_X[:0], y=_Y[:0], robust=_ROBUST[:0]), r"x must be at least one image \(got N=0\)"),
-        (dict(y=_Y[:3]), r"y must be of shape \(4,\), one class index per sample \(got torch.int64 tensor of "
-                         r"shape \(3,\)\)"),
+        (
+            dict(y=_Y[:3]),
+            r"y must be of shape \(4,\), one class index per sample \(got torch.int64 tensor of "
+            r"shape \(3,\)\)",
+        ),
         (dict(teacher=None), r"teacher must be a torch.nn.Module \(got NoneType\)"),
     ],
 )
 def test_bad_arguments_are_refused_before_compute(kw, match):
-    model, teacher = _CountingModel(), _CountingModel()
-    args = dict(model=model, teacher=teacher, x=_X, y=_Y, robust=_ROBUST, eps=0.1, alpha=0.025, steps=2,
-                radii=(0.1, 0.5), seed=0)
+    model, teacher = CountingModel(), CountingModel()
+    args = dict(
+        model=model,
+        teacher=teacher,
+        x=_X,
+        y=_Y,
+        robust=_ROBUST,
+        eps=0.1,
+        alpha=0.025,
+        steps=2,
+        radii=(0.1, 0.5),
+        seed=0,
+    )
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         masking_checks(args.pop("model"), args.pop("teacher"), args.pop("x"), args.pop("y"), **args)
@@ -160,10 +176,23 @@ def test_bad_arguments_are_refused_before_compute(kw, match):
 
 
 def test_robust_must_not_mark_a_misclassified_image():
-    model = _CountingModel()
+    model = CountingModel()
     with torch.no_grad():
         y = (predict_logits(model, _X).argmax(1) + 1) % 10  # every image misclassified
-    with pytest.raises(ValueError, match=r"robust must be False wherever the model misclassifies the clean image "
-                                         r"\(got True for 2 misclassified image\(s\)\)"):
-        masking_checks(model, model, _X, y, robust=torch.tensor([True, False, True, False]), eps=0.1, alpha=0.025,
-                       steps=2, radii=(0.1,), seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"robust must be False wherever the model misclassifies the clean image "
+        r"\(got True for 2 misclassified image\(s\)\)",
+    ):
+        masking_checks(
+            model,
+            model,
+            _X,
+            y,
+            robust=torch.tensor([True, False, True, False]),
+            eps=0.1,
+            alpha=0.025,
+            steps=2,
+            radii=(0.1,),
+            seed=0,
+        )

@@ -88,25 +88,29 @@ def test_attack_outcomes_are_per_image_and_the_worst_case_is_their_conjunction(l
     assert result["n_autoattack"] == len(aa) == len(worst) == 16
     assert result["n_autoattacked"] == int(clean[:16].sum()), "AutoAttack attacks every clean-correct image"
     attacked = clean[:16].nonzero().flatten()
-    assert torch.equal(aa[attacked], autoattack_correct(model, x[attacked], y[attacked], eps=0.1, version="fast",
-                                                        seed=0)), "its own number: AutoAttack alone"
+    assert torch.equal(
+        aa[attacked], autoattack_correct(model, x[attacked], y[attacked], eps=0.1, version="fast", seed=0)
+    ), "its own number: AutoAttack alone"
     assert not aa[~clean[:16]].any()
     assert torch.equal(worst, ce[:16] & cw[:16] & aa), "the worst case: robust under every attack at once"
     assert result["robust_acc"] == pytest.approx(worst.float().mean().item())
     assert result["autoattack_acc"] == pytest.approx(aa.float().mean().item())
     assert result["pgd_acc_on_autoattack_subset"] == pytest.approx(ce[:16].float().mean().item())
     assert result["pgd_cw_acc_on_autoattack_subset"] == pytest.approx(cw[:16].float().mean().item())
-    assert result["robust_acc"] <= min(result["autoattack_acc"], result["pgd_acc_on_autoattack_subset"],
-                                       result["pgd_cw_acc_on_autoattack_subset"])
+    assert result["robust_acc"] <= min(
+        result["autoattack_acc"], result["pgd_acc_on_autoattack_subset"], result["pgd_cw_acc_on_autoattack_subset"]
+    )
     assert result["autoattack_scope"] == "clean-correct"
-    survivors = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast",
-                                         autoattack_scope="pgd-survivors")
+    survivors = measures.attack_outcomes(
+        model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast", autoattack_scope="pgd-survivors"
+    )
     assert survivors["robust_correct"] == result["robust_correct"], "the same worst case either way"
     assert survivors["n_autoattacked"] == int((ce[:16] & cw[:16]).sum()) < result["n_autoattacked"]
     assert "autoattack_acc" not in survivors and "autoattack_correct" not in survivors
     with pytest.raises(ValueError, match=r"^autoattack_scope must be one of 'clean-correct', 'pgd-survivors'"):
-        measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast",
-                                 autoattack_scope="all")
+        measures.attack_outcomes(
+            model, x, y, **ATTACK, n_autoattack=16, autoattack_version="fast", autoattack_scope="all"
+        )
     without = measures.attack_outcomes(model, x, y, **ATTACK, n_autoattack=0, autoattack_version="fast")
     assert "autoattack_acc" not in without and "robust_correct" not in without
     assert all(without[k] == result[k] for k in ("clean_correct", "pgd_correct", "pgd_cw_correct"))
@@ -127,8 +131,9 @@ def test_the_worst_case_counts_the_images_only_the_cw_attack_breaks():
         y = model(x).argmax(1)
         linear.weight.mul_(1e4)
         linear.bias.mul_(1e4)
-    result = measures.attack_outcomes(model, x, y, eps=eps, alpha=eps / 4, steps=10, restarts=1, seed=0,
-                                      n_autoattack=n, autoattack_version="fast")
+    result = measures.attack_outcomes(
+        model, x, y, eps=eps, alpha=eps / 4, steps=10, restarts=1, seed=0, n_autoattack=n, autoattack_version="fast"
+    )
     ce, cw = torch.tensor(result["pgd_correct"]), torch.tensor(result["pgd_cw_correct"])
     worst = torch.tensor(result["robust_correct"])
     only_cw = ce & ~cw

@@ -49,7 +49,8 @@ def test_the_paper_plan_adds_the_robustbench_models_and_ordered_refuses_gaps():
     p = profiles.resolve("paper", device="cpu")
     units = plan.book_plan(p, robustbench_models=lineup.PAPER_ROBUSTBENCH_MODELS, model_dir="/nowhere")
     assert [u.name for u in units if u.kind == "robustbench-logits"] == [
-        f"logits of RobustBench {name}" for name in lineup.PAPER_ROBUSTBENCH_MODELS]
+        f"logits of RobustBench {name}" for name in lineup.PAPER_ROBUSTBENCH_MODELS
+    ]
     with pytest.raises(ValueError, match=r"^units must be complete \(every dependency of .* listed\)"):
         plan.ordered([u for u in units if u.kind != "model"])
 
@@ -66,8 +67,14 @@ def test_units_know_whether_they_are_stored_and_which_files_they_leave(tmp_path)
     evaluation.compute(p, store)
     assert evaluation.is_stored(store)
     names = sorted(f.name for f in st.files(store))
-    assert names == ["config.json", "config.json.sha256", "history.json", "history.json.sha256", "model.pt",
-                     "model.pt.sha256"]
+    assert names == [
+        "config.json",
+        "config.json.sha256",
+        "history.json",
+        "history.json.sha256",
+        "model.pt",
+        "model.pt.sha256",
+    ]
     (result, record) = evaluation.files(store)
     assert result.parent.name == "results" and result.name.startswith("evaluation-") and record.exists()
     seconds = sum(json.loads((store.entry(st.key) / "history.json").read_text())["seconds"])
@@ -81,15 +88,40 @@ def test_units_know_whether_they_are_stored_and_which_files_they_leave(tmp_path)
 def test_after_the_plan_has_run_the_chapters_train_and_compute_nothing(tmp_path):
     """Run the smoke plan with two local workers, then execute every chapter: the store gains no file at all."""
     home = tmp_path / "store"
-    report = run_plan(PlanSpec(profiles.resolve("smoke", device="cpu")), store=Store(home), executor="local",
-                      workers=2, progress=False)
+    report = run_plan(
+        PlanSpec(profiles.resolve("smoke", device="cpu")),
+        store=Store(home),
+        executor="local",
+        workers=2,
+        progress=False,
+    )
     assert report.computed and not report.from_store
     before = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(tmp_path / "executed")}
     for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
-        proc = subprocess.run([sys.executable, "-m", "papermill", str(chapter), str(tmp_path / chapter.name), "-k",
-                               "python3", "--cwd", str(ROOT / "chapters"), "--no-progress-bar", "-p", "profile",
-                               "smoke", "-p", "device", "cpu"], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "papermill",
+                str(chapter),
+                str(tmp_path / chapter.name),
+                "-k",
+                "python3",
+                "--cwd",
+                str(ROOT / "chapters"),
+                "--no-progress-bar",
+                "-p",
+                "profile",
+                "smoke",
+                "-p",
+                "device",
+                "cpu",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
     after = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
     assert after == before, f"the chapters added {sorted(set(after) - set(before))[:5]}"

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_profiles
+import test_train
 import torch
 
 import advlogits
-import test_profiles
-import test_train
 from advlogits import margins, pipeline, profiles
 from advlogits.attacks import pgd, predict_logits
 from advlogits.data import DatasetError, load_dataset
@@ -41,12 +41,23 @@ from advlogits.pipeline import measures, training
 from advlogits.pipeline.stored import MODEL_SOURCES, RESULT_SOURCES, model_code, model_key, result_code
 from advlogits.store import Store, source_digest
 from advlogits.train import TrainConfig
+
 from fault_workers import CHAPTER, ROOT, ST, WORKER_TIMEOUT_S, papermill, strip_ansi, subprocess_env, worker_command
 from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
 
 PACKAGE = Path(advlogits.__file__).resolve().parent
-TINY = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64,
-                   lr=0.05, weight_decay=5e-4, n_train=256, n_val=64, seed=0)
+TINY = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=1,
+    batch_size=64,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=256,
+    n_val=64,
+    seed=0,
+)
 TEACHER = TINY
 RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry (WRN-28-4)
 
@@ -192,10 +203,11 @@ def test_the_stored_cw_outcomes_match_an_independent_attack_and_are_keyed_by_the
     assert result["pgd_cw_acc_on_autoattack_subset"] == pytest.approx(sum(result["pgd_cw_correct"][:16]) / 16)
     model, _ = pipeline.get_model(TINY, store=store)
     x, y = pipeline.eval_split(p)
-    x_adv = pgd(model, x, y, eps=p.eps, alpha=p.eval_alpha, steps=5, loss="cw",
-                generator=torch.Generator().manual_seed(p.seed))
+    x_adv = pgd(
+        model, x, y, eps=p.eps, alpha=p.eval_alpha, steps=5, loss="cw", generator=torch.Generator().manual_seed(p.seed)
+    )
     with torch.no_grad():
-        plain = (model(x_adv).argmax(1) == y)
+        plain = model(x_adv).argmax(1) == y
     early = torch.tensor(result["pgd_cw_correct"])
     assert not (early & ~plain).any(), "the early-stopping attack is never weaker than the plain one"
     before = len(_results(store, TINY, "evaluation-*.json"))
@@ -221,7 +233,7 @@ def test_the_stored_evaluation_attacks_with_the_margin_loss_where_cross_entropy_
     p = profiles.resolve("smoke", device="cpu", n_eval=48, n_autoattack=16, eval_steps=5)
     x, y = pipeline.eval_split(p)
     kw = dict(eps=p.eps, alpha=p.eval_alpha, steps=5, seed=p.seed)
-    clean = (predict_logits(sharp, x).argmax(1) == y)
+    clean = predict_logits(sharp, x).argmax(1) == y
     ce = (clean & measures.pgd_correct(sharp, x, y, loss="ce", **kw)).tolist()
     cw = (clean & measures.pgd_correct(sharp, x, y, loss="cw", **kw)).tolist()
     assert sum(cw) <= sum(ce) - 8, "precondition: the two losses disagree on this model"
@@ -236,17 +248,33 @@ def test_evaluate_is_the_stored_attack_outcomes_in_float32(tiny_store):
     p = profiles.resolve("smoke", device="cpu", n_eval=32, n_autoattack=8, eval_steps=2)
     result = pipeline.evaluate(p, TINY, store=store, progress=False)
     model, _ = pipeline.get_model(TINY, store=store)
-    direct = measures.attack_outcomes(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
-                                      restarts=p.eval_restarts, seed=p.seed, n_autoattack=8,
-                                      autoattack_version=p.autoattack_version)
+    direct = measures.attack_outcomes(
+        model,
+        *pipeline.eval_split(p),
+        eps=p.eps,
+        alpha=p.eval_alpha,
+        steps=2,
+        restarts=p.eval_restarts,
+        seed=p.seed,
+        n_autoattack=8,
+        autoattack_version=p.autoattack_version,
+    )
     assert result == json.loads(json.dumps(direct))
     bf16 = dataclasses.replace(TINY, precision="bf16")  # trained in bf16: attacked in float32 all the same
     evaluated = pipeline.evaluate(p, bf16, store=store)
     model, _ = pipeline.get_model(bf16, store=store)
     assert all(param.dtype == torch.float32 for param in model.parameters())
-    direct = measures.attack_outcomes(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=2,
-                                      restarts=p.eval_restarts, seed=p.seed, n_autoattack=8,
-                                      autoattack_version=p.autoattack_version)
+    direct = measures.attack_outcomes(
+        model,
+        *pipeline.eval_split(p),
+        eps=p.eps,
+        alpha=p.eval_alpha,
+        steps=2,
+        restarts=p.eval_restarts,
+        seed=p.seed,
+        n_autoattack=8,
+        autoattack_version=p.autoattack_version,
+    )
     assert evaluated == json.loads(json.dumps(direct)), "the evaluation runs the float32 model, not bf16 autocast"
 
 
@@ -296,8 +324,9 @@ def test_margin_drops_are_stored_once_and_are_the_measured_ones(tiny_store):
     p = profiles.resolve("smoke", device="cpu", n_eval=24, n_autoattack=0, eval_steps=3)
     drops = pipeline.margin_drops(p, TINY, store=tiny_store)
     model, _ = pipeline.get_model(TINY, store=tiny_store)
-    direct = measures.margin_drop_lists(model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=3,
-                                        restarts=p.eval_restarts, seed=p.seed)
+    direct = measures.margin_drop_lists(
+        model, *pipeline.eval_split(p), eps=p.eps, alpha=p.eval_alpha, steps=3, restarts=p.eval_restarts, seed=p.seed
+    )
     assert drops == json.loads(json.dumps(direct)) and len(drops["clean"]) == 24
     assert pipeline.margin_drops(p, TINY, store=tiny_store) == drops
     assert len(_results(tiny_store, TINY, "margin-drops-*.json")) == 1
@@ -334,8 +363,11 @@ def test_results_are_keyed_by_the_source_of_the_modules_that_compute_them(tmp_pa
     names = {m.__name__ for m in MODEL_SOURCES}
     assert "advlogits.margins" not in names and "advlogits.train" in names
     assert "advlogits.pipeline.training" in names and "advlogits.attacks" in names
-    assert {m.__name__ for m in RESULT_SOURCES} == {"advlogits.pipeline.measures", "advlogits.pipeline.masking",
-                                                  "advlogits.margins"}
+    assert {m.__name__ for m in RESULT_SOURCES} == {
+        "advlogits.pipeline.measures",
+        "advlogits.pipeline.masking",
+        "advlogits.margins",
+    }
     assert model_code() == source_digest(MODEL_SOURCES) != ""
     assert result_code() == source_digest(MODEL_SOURCES + RESULT_SOURCES) != model_code()
     for module in MODEL_SOURCES + RESULT_SOURCES:  # code outside the package (tests, notebooks) adds nothing
@@ -395,8 +427,14 @@ def test_everything_the_training_code_imports_is_in_the_model_key():
     """Any advlogits module that the training code reaches (transitively) can change a trained model, so its
     source must be in `MODEL_SOURCES`, unless it is one of the basics that cannot change a number."""
     reached = _transitive_imports("advlogits.pipeline.training")
-    assert {"advlogits.train", "advlogits.models", "advlogits.data", "advlogits.distill",
-            "advlogits.attacks", "advlogits.accel"} <= reached, "the walk follows imports through train.py"
+    assert {
+        "advlogits.train",
+        "advlogits.models",
+        "advlogits.data",
+        "advlogits.distill",
+        "advlogits.attacks",
+        "advlogits.accel",
+    } <= reached, "the walk follows imports through train.py"
     declared = {m.__name__ for m in MODEL_SOURCES}
     missing = sorted(reached - declared - BASICS)
     assert not missing, f"imported by the training code but in no model key: {missing}"
@@ -415,8 +453,11 @@ def test_the_import_walk_sees_relative_and_package_imports(tmp_path, monkeypatch
     (fake / "hidden.py").write_text("")
     (fake / "absolute.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
-    assert _transitive_imports("advlogits.pipeline.training") == {"advlogits.train", "advlogits.hidden",
-                                                                  "advlogits.absolute"}
+    assert _transitive_imports("advlogits.pipeline.training") == {
+        "advlogits.train",
+        "advlogits.hidden",
+        "advlogits.absolute",
+    }
 
 
 def _package_copy(base: Path, name: str, edits: list[str]) -> Path:
@@ -431,8 +472,13 @@ def _package_copy(base: Path, name: str, edits: list[str]) -> Path:
 
 
 def _key_worker(copy: Path, root: Path) -> dict:
-    proc = subprocess.run(worker_command("key", {"root": str(root)}), capture_output=True, text=True,
-                          timeout=WORKER_TIMEOUT_S, env=subprocess_env(PYTHONPATH=str(copy)))
+    proc = subprocess.run(
+        worker_command("key", {"root": str(root)}),
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+        env=subprocess_env(PYTHONPATH=str(copy)),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.splitlines()[-1])
 
@@ -476,8 +522,9 @@ def test_changing_library_code_that_matters_changes_the_store_key(tmp_path):
     assert measured["new_models"] == [], "a changed measure does not retrain"
     assert measured["result_code"] != unchanged["result_code"]
     new = [Path(p) for p in measured["new_results"]]
-    assert new and all(p.parent == Path("entries", model_key(ST), "results") and p.name.startswith("eval-logits-")
-                       for p in new), "the evaluation logits are recomputed under a new result key"
+    assert new and all(
+        p.parent == Path("entries", model_key(ST), "results") and p.name.startswith("eval-logits-") for p in new
+    ), "the evaluation logits are recomputed under a new result key"
 
 
 @pytest.mark.faults
@@ -489,9 +536,12 @@ def test_the_makefile_re_executes_a_chapter_when_the_library_or_the_chapter_chan
     (copy / "chapters").mkdir(parents=True)
     shutil.copy(ROOT / "Makefile", copy)
     shutil.copy(ROOT / "pyproject.toml", copy)
+    (copy / "requirements").mkdir()
+    shutil.copy(ROOT / "requirements" / "lock.txt", copy / "requirements")
     shutil.copy(CHAPTER, copy / "chapters")
-    shutil.copytree(ROOT / "lib" / "advlogits", copy / "lib" / "advlogits",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "lib" / "advlogits", copy / "lib" / "advlogits", ignore=shutil.ignore_patterns("__pycache__")
+    )
     executed = copy / "_build" / "executed" / "smoke"
     executed.mkdir(parents=True)
     stamp = copy / ".venv" / ".advlogits-setup.stamp"
@@ -499,24 +549,42 @@ def test_the_makefile_re_executes_a_chapter_when_the_library_or_the_chapter_chan
     stamp.touch()
     params = executed / ".params"
     params.write_text("device=auto\n")
+    plan = executed / ".plan"  # the book's plan was computed (or left to the chapters) after the last change
+    plan.touch()
     shutil.copy(CHAPTER, executed)
     t0 = time.time() - 1000
-    for path in [*copy.rglob("*.py"), copy / "Makefile", copy / "pyproject.toml", copy / "chapters" / CHAPTER.name]:
+    for path in [
+        *copy.rglob("*.py"),
+        copy / "Makefile",
+        copy / "pyproject.toml",
+        copy / "requirements" / "lock.txt",
+        copy / "chapters" / CHAPTER.name,
+    ]:
         os.utime(path, (t0, t0))
     os.utime(stamp, (t0 + 10, t0 + 10))
     os.utime(params, (t0 + 10, t0 + 10))
+    os.utime(plan, (t0 + 10, t0 + 10))
     os.utime(executed / CHAPTER.name, (t0 + 20, t0 + 20))
 
     def would_execute() -> bool:
-        proc = subprocess.run(["make", "-n", "-o", str(params.relative_to(copy)), "execute", "PROFILE=smoke"],
-                              cwd=copy, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["make", "-n", "-o", str(params.relative_to(copy)), "execute", "PROFILE=smoke"],
+            cwd=copy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         return f"papermill chapters/{CHAPTER.name}" in proc.stdout
 
     assert not would_execute(), "an up-to-date chapter is not executed again"
     lib = copy / "lib" / "advlogits"
-    for changed in (lib / "attacks.py", lib / "pipeline" / "measures.py", lib / "chapters" / "figures.py",
-                    copy / "chapters" / CHAPTER.name):
+    for changed in (
+        lib / "attacks.py",
+        lib / "pipeline" / "measures.py",
+        lib / "chapters" / "figures.py",
+        copy / "chapters" / CHAPTER.name,
+    ):
         os.utime(changed, (t0 + 30, t0 + 30))
         assert would_execute(), f"a change of {changed.name} re-executes the chapter"
         os.utime(changed, (t0, t0))
@@ -549,19 +617,43 @@ def _fashion_copy(folder: Path, *, images: int, truncate_to: int | None = None) 
 PAPERMILL_CASES = [
     # (id, papermill parameters, environment, expected message)
     ("unknown-profile", ["-p", "profile", "nope"], {}, "profile must be one of 'smoke', 'cpu', 'paper' (got 'nope')"),
-    ("cuda-without-cuda", ["-p", "profile", "smoke", "-p", "device", "cuda"], {},
-     "device must be 'cpu' or 'auto' on this machine (got 'cuda'); CUDA is not available here"),
-    ("negative-seed", ["-p", "profile", "smoke", "-p", "seed", "-3"], {},
-     "seed must be an integer >= 0 and <= 4294967295 (got -3)"),
+    (
+        "cuda-without-cuda",
+        ["-p", "profile", "smoke", "-p", "device", "cuda"],
+        {},
+        "device must be 'cpu' or 'auto' on this machine (got 'cuda'); CUDA is not available here",
+    ),
+    (
+        "negative-seed",
+        ["-p", "profile", "smoke", "-p", "seed", "-3"],
+        {},
+        "seed must be an integer >= 0 and <= 4294967295 (got -3)",
+    ),
     ("eps-not-a-number", ["-p", "profile", "smoke", "-p", "eps", "abc"], {}, "eps must be a number (got 'abc')"),
-    ("zero-steps", ["-p", "profile", "smoke", "-y", "overrides: {steps: 0}"], {},
-     "steps must be an integer >= 1 (got 0)"),
-    ("n-beyond-the-data", ["-p", "profile", "smoke", "-y", "overrides: {n_train: 100000}"], {},
-     "n_train must be an integer >= 1 and <= 60000 (got 100000); None uses the whole training split"),
-    ("unwritable-home", ["-p", "profile", "smoke"], {"ADVLOGITS_HOME": "{tmp}/a-file/store"},
-     "is not writable (Not a directory). Set ADVLOGITS_HOME to a writable folder"),
-    ("truncated-data", ["-p", "profile", "smoke"], {"ADVLOGITS_DATA": "{tmp}/data"},
-     "train-images-idx3-ubyte is truncated: 1016 bytes for 60000 items"),
+    (
+        "zero-steps",
+        ["-p", "profile", "smoke", "-y", "overrides: {steps: 0}"],
+        {},
+        "steps must be an integer >= 1 (got 0)",
+    ),
+    (
+        "n-beyond-the-data",
+        ["-p", "profile", "smoke", "-y", "overrides: {n_train: 100000}"],
+        {},
+        "n_train must be an integer >= 1 and <= 60000 (got 100000); None uses the whole training split",
+    ),
+    (
+        "unwritable-home",
+        ["-p", "profile", "smoke"],
+        {"ADVLOGITS_HOME": "{tmp}/a-file/store"},
+        "is not writable (Not a directory). Set ADVLOGITS_HOME to a writable folder",
+    ),
+    (
+        "truncated-data",
+        ["-p", "profile", "smoke"],
+        {"ADVLOGITS_DATA": "{tmp}/data"},
+        "train-images-idx3-ubyte is truncated: 1016 bytes for 60000 items",
+    ),
 ]
 
 
@@ -574,8 +666,7 @@ def test_bad_papermill_parameters_fail_before_training(tmp_path):
 
     def run(case):
         name, params, env, _ = case
-        env = {"ADVLOGITS_HOME": str(tmp_path / name / "store"),
-               **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
+        env = {"ADVLOGITS_HOME": str(tmp_path / name / "store"), **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
         (tmp_path / name).mkdir()
         proc = papermill(tmp_path / name / "out.ipynb", *params, env=env)
         out, err = proc.communicate(timeout=600)
@@ -593,9 +684,26 @@ def test_bad_papermill_parameters_fail_before_training(tmp_path):
 @pytest.mark.slow
 def test_chapter_refuses_a_negative_eps_through_papermill(tmp_path):
     out = tmp_path / "out.ipynb"
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "chapters/01_standard_vs_adversarial.ipynb"),
-                           str(out), "-p", "profile", "smoke", "-p", "eps", "-1", "-k", "python3"],
-                          capture_output=True, text=True, env=subprocess_env(ADVLOGITS_HOME=str(tmp_path / "store")))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "chapters/01_standard_vs_adversarial.ipynb"),
+            str(out),
+            "-p",
+            "profile",
+            "smoke",
+            "-p",
+            "eps",
+            "-1",
+            "-k",
+            "python3",
+        ],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(ADVLOGITS_HOME=str(tmp_path / "store")),
+    )
     assert proc.returncode != 0
     assert "eps must be a finite number > 0 and < 1 (got -1.0)" in strip_ansi(proc.stderr + proc.stdout)
     assert not (tmp_path / "store" / "entries").exists(), "nothing was trained or stored"
@@ -603,19 +711,33 @@ def test_chapter_refuses_a_negative_eps_through_papermill(tmp_path):
 
 ENVIRONMENT_CASES = [
     # (id, how to break the environment, exception, expected message)
-    ("n-beyond-the-data", "n_train", ValueError,
-     r"^n must be at most the size of the fashion-mnist train split \(100 images\) \(got 500\); pass a smaller n"),
+    (
+        "n-beyond-the-data",
+        "n_train",
+        ValueError,
+        r"^n must be at most the size of the fashion-mnist train split \(100 images\) \(got 500\); pass a smaller n",
+    ),
     ("home-in-proc", "home", StoreError, r"the store at /proc/advlogits-store is not writable .*Set ADVLOGITS_HOME"),
-    ("data-copy-too-small", "small", DatasetError,
-     r"train-labels-idx1-ubyte has 100 items; the Fashion-MNIST train split has 60000"),
-    ("data-copy-truncated", "truncated", DatasetError, r"train-images-idx3-ubyte is truncated: 2016 bytes for "
-                                                       r"60000 items, expected 47040016"),
+    (
+        "data-copy-too-small",
+        "small",
+        DatasetError,
+        r"train-labels-idx1-ubyte has 100 items; the Fashion-MNIST train split has 60000",
+    ),
+    (
+        "data-copy-truncated",
+        "truncated",
+        DatasetError,
+        r"train-images-idx3-ubyte is truncated: 2016 bytes for "
+        r"60000 items, expected 47040016",
+    ),
 ]
 
 
 @pytest.mark.faults
-@pytest.mark.parametrize("how, error, message", [c[1:] for c in ENVIRONMENT_CASES],
-                         ids=[c[0] for c in ENVIRONMENT_CASES])
+@pytest.mark.parametrize(
+    "how, error, message", [c[1:] for c in ENVIRONMENT_CASES], ids=[c[0] for c in ENVIRONMENT_CASES]
+)
 def test_a_bad_environment_fails_before_training_and_leaves_no_entry(tmp_path, monkeypatch, how, error, message):
     monkeypatch.setenv("ADVLOGITS_HOME", str(tmp_path / "store"))
     config = ST
@@ -625,8 +747,11 @@ def test_a_bad_environment_fails_before_training_and_leaves_no_entry(tmp_path, m
     elif how == "home":
         monkeypatch.setenv("ADVLOGITS_HOME", "/proc/advlogits-store")
     else:
-        folder = _fashion_copy(tmp_path / "data", images=100 if how == "small" else 60_000,
-                               truncate_to=2000 if how == "truncated" else None)
+        folder = _fashion_copy(
+            tmp_path / "data",
+            images=100 if how == "small" else 60_000,
+            truncate_to=2000 if how == "truncated" else None,
+        )
         monkeypatch.setenv("ADVLOGITS_DATA", str(folder))
     with pytest.raises(error, match=message):
         pipeline.get_model(config, progress=False)

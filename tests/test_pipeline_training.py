@@ -15,8 +15,18 @@ from advlogits.fileio import StoreError
 from advlogits.pipeline import training
 from advlogits.train import TrainConfig
 
-TEACHER = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64,
-                      lr=0.05, weight_decay=5e-4, n_train=256, n_val=64, seed=0)
+TEACHER = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=1,
+    batch_size=64,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=256,
+    n_val=64,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +67,7 @@ def test_model_from_state_checks_the_weights(teacher):
     with pytest.raises(StoreError, match=r"weights in entry/model\.pt do not fit .*missing keys: net\.head\.3\.bias"):
         training.model_from_state(TEACHER, state, source="entry/model.pt")
     with pytest.raises(StoreError, match=r"entry/model\.pt do not fit"):
-        training.model_from_state(dataclasses.replace(TEACHER, arch="cnn"), model.state_dict(),
-                                  source="entry/model.pt")
+        training.model_from_state(dataclasses.replace(TEACHER, arch="cnn"), model.state_dict(), source="entry/model.pt")
 
 
 def test_flatten_targets_use_the_teachers_average_confidence(teacher):
@@ -71,8 +80,9 @@ def test_flatten_targets_use_the_teachers_average_confidence(teacher):
     corrected = dataclasses.replace(student, label_corrected=True)
     targets = training.distillation_targets(corrected, y, logits, None)
     average = average_confidence(label_correct(logits, y))
-    torch.testing.assert_close(torch.softmax(targets, 1).max(1).values, torch.as_tensor(average).expand(256).float(),
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        torch.softmax(targets, 1).max(1).values, torch.as_tensor(average).expand(256).float(), atol=1e-4, rtol=0
+    )
     assert torch.equal(targets.argmax(1), y), "a label-corrected teacher keeps the true class on top"
 
 
@@ -82,30 +92,48 @@ def test_other_targets_follow_make_targets_with_the_students_seed(teacher):
     y = torch.arange(256) % 10
     targets = training.distillation_targets(student, y, logits, None)
     assert torch.equal(targets, make_targets("shuffle", logits, y=y, generator=torch.Generator().manual_seed(5)))
-    assert not torch.equal(targets, training.distillation_targets(dataclasses.replace(student, seed=6), y, logits,
-                                                                  None)), "the shuffle is drawn from the seed"
+    assert not torch.equal(
+        targets, training.distillation_targets(dataclasses.replace(student, seed=6), y, logits, None)
+    ), "the shuffle is drawn from the seed"
     reorder = dataclasses.replace(student, targets="reorder", reference=TEACHER)
     reference = logits.flip(1)
-    assert torch.equal(training.distillation_targets(reorder, y, logits, reference),
-                       make_targets("reorder", logits, y=y, reference=reference))
-    assert torch.equal(training.distillation_targets(dataclasses.replace(student, targets="kd"), y, logits, None),
-                       logits)
+    assert torch.equal(
+        training.distillation_targets(reorder, y, logits, reference),
+        make_targets("reorder", logits, y=y, reference=reference),
+    )
+    assert torch.equal(
+        training.distillation_targets(dataclasses.replace(student, targets="kd"), y, logits, None), logits
+    )
 
 
 def test_a_teacher_of_another_data_set_is_refused():
-    with pytest.raises(ValueError, match=r"^TrainConfig: teacher must be a model of the student's data set "
-                                         r"'fashion-mnist' \(got 'cifar10'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^TrainConfig: teacher must be a model of the student's data set "
+        r"'fashion-mnist' \(got 'cifar10'\)",
+    ):
         dataclasses.replace(TEACHER, method="distilled", teacher=dataclasses.replace(TEACHER, dataset="cifar10"))
-    with pytest.raises(ValueError, match=r"^TrainConfig: reference must be a model of the student's data set "
-                                         r"'fashion-mnist' \(got 'cifar10'\)"):
-        dataclasses.replace(TEACHER, method="distilled", teacher=TEACHER, targets="reorder",
-                            reference=dataclasses.replace(TEACHER, dataset="cifar10"))
+    with pytest.raises(
+        ValueError,
+        match=r"^TrainConfig: reference must be a model of the student's data set "
+        r"'fashion-mnist' \(got 'cifar10'\)",
+    ):
+        dataclasses.replace(
+            TEACHER,
+            method="distilled",
+            teacher=TEACHER,
+            targets="reorder",
+            reference=dataclasses.replace(TEACHER, dataset="cifar10"),
+        )
 
 
 def test_a_distilled_config_needs_its_teachers_logits():
     student = dataclasses.replace(TEACHER, method="distilled", teacher=TEACHER)
-    with pytest.raises(ValueError, match=r"^teacher_logits must be the teacher's logits on the student's images "
-                                         r"for a distilled config \(got None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^teacher_logits must be the teacher's logits on the student's images "
+        r"for a distilled config \(got None\)",
+    ):
         training.train_model(student, device="cpu", progress=False)
 
 
@@ -114,8 +142,9 @@ def test_hard_label_student_equals_distilling_the_corrected_argmax_at_T1():
     """The reason for a "standard" hard-label config: at T = 1 it is the same loss as the label-corrected argmax."""
     teacher = dataclasses.replace(TEACHER, n_train=128)
     hard = dataclasses.replace(teacher, seed=3)
-    via_kd = dataclasses.replace(hard, method="distilled", teacher=teacher, targets="argmax", label_corrected=True,
-                                 T=1.0)
+    via_kd = dataclasses.replace(
+        hard, method="distilled", teacher=teacher, targets="argmax", label_corrected=True, T=1.0
+    )
     teacher_model, _ = training.train_model(teacher, device="cpu", progress=False)
     logits = predict_logits(teacher_model, training.student_images(via_kd)[0])
     a, history_a = training.train_model(hard, device="cpu", progress=False)

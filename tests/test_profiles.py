@@ -72,27 +72,42 @@ BAD = [
     (dict(epochs=2.5), r"^epochs must be an integer \(got 2\.5\)"),
     (dict(batch_size=-4), r"^batch_size must be an integer >= 1 \(got -4\)"),
     (dict(seed=-1), r"^seed must be an integer >= 0 and <= 4294967295 \(got -1\)"),
-    (dict(arch="vit"), r"^arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', 'linear' "
-                       r"\(got 'vit'\)"),
-    (dict(arch="preact-resnet18"), r"^arch must be one of 'cnn-small', 'cnn', 'linear' \(got 'preact-resnet18'\); "
-                                   r"those are the architectures that fit fashion-mnist"),
+    (
+        dict(arch="vit"),
+        r"^arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', 'linear' "
+        r"\(got 'vit'\)",
+    ),
+    (
+        dict(arch="preact-resnet18"),
+        r"^arch must be one of 'cnn-small', 'cnn', 'linear' \(got 'preact-resnet18'\); "
+        r"those are the architectures that fit fashion-mnist",
+    ),
     (dict(dataset="mnist"), r"^dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"),
-    (dict(n_train=70_000), r"^n_train must be an integer >= 1 and <= 60000 \(got 70000\); None uses the whole "
-                           r"training split"),
+    (
+        dict(n_train=70_000),
+        r"^n_train must be an integer >= 1 and <= 60000 \(got 70000\); None uses the whole "
+        r"training split",
+    ),
     (dict(n_eval=0), r"^n_eval must be an integer >= 1 and <= 10000 \(got 0\)"),
     (dict(n_autoattack=5000), r"^n_autoattack must be an integer >= 0 and <= 1000 \(got 5000\); n_eval is 1000"),
     (dict(lr=0), r"^lr must be a finite number > 0 \(got 0\.0\)"),
     (dict(temperature=-1), r"^temperature must be a finite number > 0 \(got -1\.0\)"),
     (dict(autoattack_version="plus"), r"^autoattack_version must be one of 'fast', 'standard' \(got 'plus'\)"),
-    (dict(eps_sweep=(0.1, 2.0)), r"^eps_sweep must be a finite number > 0 and < 1 \(got 2\.0\); every radius of the "
-                                 r"sweep is in \(0, 1\)"),
+    (
+        dict(eps_sweep=(0.1, 2.0)),
+        r"^eps_sweep must be a finite number > 0 and < 1 \(got 2\.0\); every radius of the "
+        r"sweep is in \(0, 1\)",
+    ),
     (dict(eps_sweep=()), r"^eps_sweep must be one or more radii in \(0, 1\) \(got \(\)\)"),
     (dict(seeds=(-1,)), r"^seeds must be an integer >= 0 and <= 4294967295 \(got -1\)"),
     (dict(seeds=()), r"^seeds must be one or more seeds \(got \(\)\)"),
     (dict(precision="fp16"), r"^precision must be one of 'fp32', 'bf16' \(got 'fp16'\)"),
     (dict(device="tpu"), r"^device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps' \(got 'tpu'\)"),
-    (dict(epoch=3), r"^overrides must be profile parameters, one of adv_epochs, alpha, .*, epochs, eps, .* "
-                    r"\(got 'epoch'\)"),
+    (
+        dict(epoch=3),
+        r"^overrides must be profile parameters, one of adv_epochs, alpha, .*, epochs, eps, .* "
+        r"\(got 'epoch'\)",
+    ),
 ]
 
 
@@ -108,8 +123,10 @@ def test_bad_values_raise_a_clear_error(kwargs, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 @pytest.mark.parametrize("device", ["cuda", "cuda:0"])
 def test_cuda_without_cuda_is_refused(device):
-    with pytest.raises(ProfileError, match=f"^device must be 'cpu' or 'auto' on this machine \\(got '{device}'\\); "
-                                           f"CUDA is not available here"):
+    with pytest.raises(
+        ProfileError,
+        match=f"^device must be 'cpu' or 'auto' on this machine \\(got '{device}'\\); CUDA is not available here",
+    ):
         resolve("cpu", device=device)
 
 
@@ -123,8 +140,11 @@ def test_sweep_models_use_the_reduced_budget():
     c = p.sweep(0.2)
     assert (c.eps, c.n_train, c.epochs, c.method) == (0.2, p.sweep_n_train, p.sweep_epochs, "adversarial")
     assert c.alpha == pytest.approx(p.alpha * 2)
-    with pytest.raises(ProfileError, match=r"^student_n_train must be an integer >= 1 and <= 60000 \(got 0\); None "
-                                           r"uses the whole training split"):
+    with pytest.raises(
+        ProfileError,
+        match=r"^student_n_train must be an integer >= 1 and <= 60000 \(got 0\); None "
+        r"uses the whole training split",
+    ):
         resolve("cpu", device="cpu", student_n_train=0)
 
 
@@ -156,7 +176,13 @@ def test_student_configs():
     assert hard == dataclasses.replace(st, n_train=256, epochs=3), "hard labels: standard training, student budget"
     kd = p.student(teacher=at)
     assert (kd.method, kd.teacher, kd.targets, kd.T, kd.label_corrected, kd.reference) == (
-        "distilled", at, "kd", 2.0, False, None), "T defaults to the profile's temperature"
+        "distilled",
+        at,
+        "kd",
+        2.0,
+        False,
+        None,
+    ), "T defaults to the profile's temperature"
     assert (kd.arch, kd.n_train, kd.epochs, kd.seed) == (p.arch, 256, 3, p.seed)
     order = p.student(teacher=at, targets="reorder", reference=st, T=4, label_corrected=True, seed=5)
     assert (order.targets, order.reference, order.T, order.label_corrected, order.seed) == ("reorder", st, 4.0, True, 5)
@@ -170,8 +196,11 @@ def test_bad_student_input_is_refused_before_training():
         p.student(teacher=p.adversarial(), targets="smooth")
     with pytest.raises(ValueError, match=r"^T must be a finite number > 0 \(got 0\.0\)"):
         p.student(teacher=p.adversarial(), T=0.0)
-    with pytest.raises(ValueError, match=r"^reference must be a second teacher's config for targets in \('reorder', "
-                                         r"'soften'\), and None otherwise \(got None\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^reference must be a second teacher's config for targets in \('reorder', "
+        r"'soften'\), and None otherwise \(got None\)",
+    ):
         p.student(teacher=p.adversarial(), targets="reorder")
     with pytest.raises(ValueError, match=r"^reference must be a second teacher's config .* \(got None\)"):
         p.student(teacher=p.standard(), targets="soften")
@@ -188,16 +217,26 @@ RESOLVE_CASES = [
     ("infinite-lr", dict(lr="inf"), r"^lr must be a finite number > 0 \(got inf\)"),
     ("infinite-weight-decay", dict(weight_decay="inf"), r"^weight_decay must be a finite number >= 0 \(got inf\)"),
     ("huge-seed", dict(seed=2**40), r"^seed must be an integer >= 0 and <= 4294967295 \(got 1099511627776\)"),
-    ("huge-seed-in-seeds", dict(seeds="0, 99999999999"),
-     r"^seeds must be an integer >= 0 and <= 4294967295 \(got 99999999999\)"),
+    (
+        "huge-seed-in-seeds",
+        dict(seeds="0, 99999999999"),
+        r"^seeds must be an integer >= 0 and <= 4294967295 \(got 99999999999\)",
+    ),
     ("nan-eps", dict(eps="nan"), r"^eps must be a finite number > 0 and < 1 \(got nan\); an L-inf radius .*"),
     ("fractional-seed", dict(seed="1.5"), r"^seed must be an integer \(got '1.5'\)"),
     ("device-not-a-string", dict(device=7), r"^device must be a string \(got 7\)"),
-    ("alpha-above-a-new-eps", dict(eps=0.05, alpha=0.1), r"^alpha must be a finite number > 0 and <= 0\.05 \(got 0\.1\)"),
+    (
+        "alpha-above-a-new-eps",
+        dict(eps=0.05, alpha=0.1),
+        r"^alpha must be a finite number > 0 and <= 0\.05 \(got 0\.1\)",
+    ),
     ("n-val-beyond-the-test-split", dict(n_val=20_000), r"^n_val must be an integer >= 1 and <= 10000 \(got 20000\)"),
-    ("student-seed-of-a-teacher", dict(student_seeds="1, 100"),
-     r"^student_seeds must be disjoint from the teachers' seeds \(a student never starts from its teacher's "
-     r"initialisation\) \(got \(1, 100\)\); \[1\] are teacher seeds"),
+    (
+        "student-seed-of-a-teacher",
+        dict(student_seeds="1, 100"),
+        r"^student_seeds must be disjoint from the teachers' seeds \(a student never starts from its teacher's "
+        r"initialisation\) \(got \(1, 100\)\); \[1\] are teacher seeds",
+    ),
     ("no-student-seed", dict(student_seeds=()), r"^student_seeds must be one or more seeds \(got \(\)\)"),
     ("unknown-augmentation", dict(augment="mixup"), r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"),
 ]

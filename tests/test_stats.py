@@ -133,25 +133,39 @@ def test_bootstrap_vectorised_paths_equal_the_loop() -> None:
 def test_bootstrap_validation_names_the_parameter() -> None:
     x = np.arange(10.0)
     for level in (0.0, 1.0, 1.5, -0.2):
-        with pytest.raises(ValueError, match=rf"level must be a finite number > 0 and < 1 \(got {re.escape(repr(level))}\)"):
+        with pytest.raises(
+            ValueError, match=rf"level must be a finite number > 0 and < 1 \(got {re.escape(repr(level))}\)"
+        ):
             bootstrap_ci("mean", x, level=level)
     with pytest.raises(ValueError, match=r"n_resamples must be an integer >= 1 \(got 0\)"):
         bootstrap_ci("mean", x, n_resamples=0)
-    with pytest.raises(ValueError, match=r"samples must be of one length \(paired values on the same test images\) "
-                                         r"\(got lengths \[10, 5\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"samples must be of one length \(paired values on the same test images\) "
+        r"\(got lengths \[10, 5\]\)",
+    ):
         bootstrap_ci("mean_difference", x, x[:5])
     with pytest.raises(ValueError, match=r"samples\[0\] must be at least 1 value\(s\) long \(got 0 values\)"):
         bootstrap_ci("mean", np.array([]))
     with pytest.raises(ValueError, match=r"samples must be 2 array\(s\) for statistic 'spearman' \(got 1\)"):
         bootstrap_ci("spearman", x)
-    with pytest.raises(ValueError, match=r"statistic must be one of 'mean', 'mean_difference', 'spearman' "
-                                         r"\(got 'median'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"statistic must be one of 'mean', 'mean_difference', 'spearman' "
+        r"\(got 'median'\)",
+    ):
         bootstrap_ci("median", x)
-    with pytest.raises(ValueError, match=r"samples must be at least one 1-D array of per-sample values after the "
-                                         r"statistic \(got none\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"samples must be at least one 1-D array of per-sample values after the "
+        r"statistic \(got none\)",
+    ):
         bootstrap_ci(np.mean)
-    with pytest.raises(ValueError, match=r"statistic must be one of mean, mean_difference, spearman or a callable "
-                                         r"\(got int\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"statistic must be one of mean, mean_difference, spearman or a callable "
+        r"\(got int\)",
+    ):
         bootstrap_ci(3, x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"vectorized must be False for a named statistic"):
         bootstrap_ci("mean", x, vectorized=True)
@@ -269,7 +283,8 @@ def test_seed_image_bootstrap_keeps_models_paired() -> None:
 def test_seed_image_bootstrap_is_seeded_and_refuses_bad_outcomes() -> None:
     o = {"a": np.ones((2, 5)), "b": np.zeros((2, 5))}
     assert seed_image_bootstrap(o, lambda m: m["a"] - m["b"], seed=1) == seed_image_bootstrap(
-        o, lambda m: m["a"] - m["b"], seed=1)
+        o, lambda m: m["a"] - m["b"], seed=1
+    )
     with pytest.raises(ValueError, match=r"^outcomes must be \(seeds, images\) arrays of one shape for every model"):
         seed_image_bootstrap({"a": np.ones((2, 5)), "b": np.ones((3, 5))}, lambda m: m["a"])
     with pytest.raises(ValueError, match=r"^outcomes must be a mapping of at least one model"):

@@ -23,10 +23,21 @@ from advlogits import store as store_module
 from advlogits.fileio import StoreError, read_checked, record_path, write_checked
 from advlogits.store import Store, canonical, config_key, home, source_digest
 from advlogits.train import TrainConfig
+
 from helpers import CodeRunningPayload
 
-TINY = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=1, batch_size=64, lr=0.05,
-                   weight_decay=5e-4, n_train=256, n_val=64, seed=0)
+TINY = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=1,
+    batch_size=64,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=256,
+    n_val=64,
+    seed=0,
+)
 KEY = config_key(TINY, code="code-a")
 HISTORY = {"epoch": [1], "train_loss": [0.5]}
 
@@ -155,8 +166,9 @@ def test_the_lock_excludes_another_process(tmp_path):
     """)
 
     def other_process_sees() -> str:
-        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.strip()
 
     with s.lock(KEY):
         assert other_process_sees() == "held"
@@ -238,7 +250,9 @@ def test_a_failed_computation_leaves_no_entry(tmp_path):
 
 def test_stored_weights_are_read_safely(tmp_path):
     s = Store(tmp_path)
-    with pytest.raises(StoreError, match=r"no stored weights in .*; compute them first \(advlogits\.pipeline\.get_model\)"):
+    with pytest.raises(
+        StoreError, match=r"no stored weights in .*; compute them first \(advlogits\.pipeline\.get_model\)"
+    ):
         s.load_weights(KEY)
     s.save_weights(KEY, state=_state(0), config=TINY, history=HISTORY)
     marker = tmp_path / "pwned"
@@ -325,8 +339,9 @@ def test_keys_files_verify_stale_files_and_remove(tmp_path):
     (s.entry(KEY) / "checkpoint.pt").write_bytes(b"progress")
     with s.lock(KEY):
         stale = s.stale_files()
-    assert sorted(stale) == sorted([torn, never_completed, tmp_path / "locks" / f"{other}.lock"]), \
+    assert sorted(stale) == sorted([torn, never_completed, tmp_path / "locks" / f"{other}.lock"]), (
         "torn and never-completed files and unheld locks; not the log, the checkpoint or a held lock"
+    )
     s.remove(KEY)
     assert s.keys() == [other] and not s.has_weights(KEY)
     s.remove(KEY)  # removing what is gone is fine

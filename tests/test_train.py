@@ -20,11 +20,28 @@ from advlogits.attacks import predict_logits, robust_accuracy, robust_correct
 from advlogits.data import augment, load_dataset
 from advlogits.fileio import safe_torch_load
 from advlogits.models import build_model
-from advlogits.train import (TrainConfig, accuracy, fit, train_adversarial, train_distilled, train_standard,
-                             triangular_lr)
+from advlogits.train import (
+    TrainConfig,
+    accuracy,
+    fit,
+    train_adversarial,
+    train_distilled,
+    train_standard,
+    triangular_lr,
+)
 
-ST = TrainConfig(dataset="fashion-mnist", arch="cnn-small", method="standard", epochs=3, batch_size=32, lr=0.05,
-                 weight_decay=5e-4, n_train=128, n_val=32, seed=0)
+ST = TrainConfig(
+    dataset="fashion-mnist",
+    arch="cnn-small",
+    method="standard",
+    epochs=3,
+    batch_size=32,
+    lr=0.05,
+    weight_decay=5e-4,
+    n_train=128,
+    n_val=32,
+    seed=0,
+)
 AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
 _DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
@@ -48,14 +65,14 @@ def weights_equal(a, b) -> bool:
 def test_triangular_schedule_closed_form():
     total = 10  # peak at step 2 (20% of 10)
     assert [triangular_lr(s, total) for s in range(total)] == pytest.approx(
-        [0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+        [0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8]
+    )
 
 
 def test_standard_training_learns_and_reports_history(data):
     x, y, x_test, y_test = data
     model = fresh()
-    history = train_standard(model, x, y, epochs=2, batch_size=64, lr=0.05, progress=False,
-                             x_val=x_test, y_val=y_test)
+    history = train_standard(model, x, y, epochs=2, batch_size=64, lr=0.05, progress=False, x_val=x_test, y_val=y_test)
     assert history["epoch"] == [1, 2]
     assert len(history["batch_loss"]) == 2 * 32
     assert history["train_loss"][1] < history["train_loss"][0]
@@ -117,8 +134,9 @@ def test_adversarial_training_buys_robustness(data):
     st, at = fresh(), fresh()
     train_standard(st, x, y, **kwargs)
     train_adversarial(at, x, y, eps=0.1, alpha=0.04, steps=3, **kwargs)
-    attack = dict(attack="pgd", batch_size=500, eps=0.1, alpha=0.025, steps=10,
-                  generator=torch.Generator().manual_seed(0))
+    attack = dict(
+        attack="pgd", batch_size=500, eps=0.1, alpha=0.025, steps=10, generator=torch.Generator().manual_seed(0)
+    )
     st_robust = robust_accuracy(st, x_test, y_test, **attack)
     at_robust = robust_accuracy(at, x_test, y_test, **attack)
     assert at_robust > st_robust + 0.2, (st_robust, at_robust)
@@ -151,13 +169,17 @@ def test_distilled_student_follows_its_teacher(data):
 def test_distillation_with_hard_labels_and_bad_input(data):
     x, y, *_ = data
     student = fresh()
-    history = train_distilled(student, x[:512], y[:512], T=1.0, epochs=1, batch_size=64, lr=0.05, y=y[:512],
-                              progress=False)
+    history = train_distilled(
+        student, x[:512], y[:512], T=1.0, epochs=1, batch_size=64, lr=0.05, y=y[:512], progress=False
+    )
     assert len(history["train_loss"]) == 1
     with pytest.raises(ValueError, match=r"^T must be a finite number > 0 \(got 0\.0\)"):
         train_distilled(student, x, torch.zeros(len(x), 10), T=0.0, epochs=1, batch_size=64, lr=0.05)
-    with pytest.raises(ValueError, match=r"^targets must be \(N, K\) float logits or \(N,\) int64 labels "
-                                         r"\(got \(2000, 10\), torch\.int64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^targets must be \(N, K\) float logits or \(N,\) int64 labels "
+        r"\(got \(2000, 10\), torch\.int64\)",
+    ):
         train_distilled(student, x, torch.zeros(len(x), 10, dtype=torch.long), T=1.0, epochs=1, batch_size=64, lr=0.05)
 
 
@@ -166,7 +188,8 @@ def test_accuracy_of_no_images_is_zero_and_the_mode_is_restored(data):
     model = fresh().train()
     assert accuracy(model, x[:0], y[:0]) == 0.0
     assert accuracy(model, x[:100], y[:100]) == pytest.approx(
-        (predict_logits(model, x[:100]).argmax(1) == y[:100]).float().mean().item())
+        (predict_logits(model, x[:100]).argmax(1) == y[:100]).float().mean().item()
+    )
     assert model.training
 
 
@@ -177,40 +200,88 @@ def test_accuracy_of_no_images_is_zero_and_the_mode_is_restored(data):
 
 CONFIG_CASES = [
     # (id, the bad config's fields, expected message): refused when the config is made, before any compute
-    ("unknown-dataset", dict(dataset="mnist"),
-     r"^TrainConfig: dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)"),
-    ("unknown-arch", dict(arch="vit"),
-     r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', 'linear' \(got 'vit'\)"),
-    ("arch-of-another-data-set", dict(arch="preact-resnet18"),
-     r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'linear' \(got 'preact-resnet18'\); those are the "
-     r"architectures that fit fashion-mnist"),
-    ("unknown-method", dict(method="fancy"),
-     r"^TrainConfig: method must be one of 'standard', 'adversarial', 'distilled' \(got 'fancy'\)"),
-    ("alpha-above-eps", dict(method="adversarial", eps=0.1, alpha=0.2, steps=2),
-     r"^TrainConfig: alpha must be a finite number > 0 and <= 0\.1 \(got 0\.2\)"),
-    ("zero-pgd-steps", dict(method="adversarial", eps=0.1, alpha=0.05, steps=0),
-     r"^TrainConfig: steps must be an integer >= 1 \(got 0\)"),
-    ("eps-of-one", dict(method="adversarial", eps=1.0, alpha=0.05, steps=2),
-     r"^TrainConfig: eps must be a finite number > 0 and < 1 \(got 1\.0\); an L-inf radius in pixel units"),
+    (
+        "unknown-dataset",
+        dict(dataset="mnist"),
+        r"^TrainConfig: dataset must be one of 'fashion-mnist', 'cifar10' \(got 'mnist'\)",
+    ),
+    (
+        "unknown-arch",
+        dict(arch="vit"),
+        r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'preact-resnet18', 'wrn-34-10', 'linear' \(got 'vit'\)",
+    ),
+    (
+        "arch-of-another-data-set",
+        dict(arch="preact-resnet18"),
+        r"^TrainConfig: arch must be one of 'cnn-small', 'cnn', 'linear' \(got 'preact-resnet18'\); those are the "
+        r"architectures that fit fashion-mnist",
+    ),
+    (
+        "unknown-method",
+        dict(method="fancy"),
+        r"^TrainConfig: method must be one of 'standard', 'adversarial', 'distilled' \(got 'fancy'\)",
+    ),
+    (
+        "alpha-above-eps",
+        dict(method="adversarial", eps=0.1, alpha=0.2, steps=2),
+        r"^TrainConfig: alpha must be a finite number > 0 and <= 0\.1 \(got 0\.2\)",
+    ),
+    (
+        "zero-pgd-steps",
+        dict(method="adversarial", eps=0.1, alpha=0.05, steps=0),
+        r"^TrainConfig: steps must be an integer >= 1 \(got 0\)",
+    ),
+    (
+        "eps-of-one",
+        dict(method="adversarial", eps=1.0, alpha=0.05, steps=2),
+        r"^TrainConfig: eps must be a finite number > 0 and < 1 \(got 1\.0\); an L-inf radius in pixel units",
+    ),
     ("negative-seed", dict(seed=-3), r"^TrainConfig: seed must be an integer >= 0 and <= 4294967295 \(got -3\)"),
     ("zero-epochs", dict(epochs=0), r"^TrainConfig: epochs must be an integer >= 1 \(got 0\)"),
-    ("zero-n-train", dict(n_train=0), r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 \(got 0\); None "
-                                      r"trains on all 60000 images of fashion-mnist"),
-    ("n-train-beyond-the-split", dict(n_train=60_001), r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 "
-                                                        r"\(got 60001\)"),
-    ("unknown-precision", dict(precision="fp16"), r"^TrainConfig: precision must be one of 'fp32', 'bf16' \(got 'fp16'\)"),
-    ("unknown-augment", dict(augment="mixup"),
-     r"^TrainConfig: augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"),
-    ("student-temperature-zero", dict(method="distilled", teacher=ST, T=0.0),
-     r"^TrainConfig: T must be a finite number > 0 \(got 0\.0\)"),
-    ("student-unknown-targets", dict(method="distilled", teacher=ST, targets="bogus"),
-     r"^TrainConfig: targets must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', 'label_smoothing', "
-     r"'argmax', 'spread', 'soften' \(got 'bogus'\)"),
-    ("student-soften-without-reference", dict(method="distilled", teacher=ST, targets="soften"),
-     r"^TrainConfig: reference must be a second teacher for targets in \('reorder', 'soften'\), and None otherwise "
-     r"\(got None\)"),
-    ("student-without-teacher", dict(method="distilled"),
-     r"^TrainConfig: teacher must be a teacher config for a distilled config \(got None\)"),
+    (
+        "zero-n-train",
+        dict(n_train=0),
+        r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 \(got 0\); None "
+        r"trains on all 60000 images of fashion-mnist",
+    ),
+    (
+        "n-train-beyond-the-split",
+        dict(n_train=60_001),
+        r"^TrainConfig: n_train must be an integer >= 1 and <= 60000 "
+        r"\(got 60001\)",
+    ),
+    (
+        "unknown-precision",
+        dict(precision="fp16"),
+        r"^TrainConfig: precision must be one of 'fp32', 'bf16' \(got 'fp16'\)",
+    ),
+    (
+        "unknown-augment",
+        dict(augment="mixup"),
+        r"^TrainConfig: augment must be one of 'none', 'crop-flip' \(got 'mixup'\)",
+    ),
+    (
+        "student-temperature-zero",
+        dict(method="distilled", teacher=ST, T=0.0),
+        r"^TrainConfig: T must be a finite number > 0 \(got 0\.0\)",
+    ),
+    (
+        "student-unknown-targets",
+        dict(method="distilled", teacher=ST, targets="bogus"),
+        r"^TrainConfig: targets must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', 'label_smoothing', "
+        r"'argmax', 'spread', 'soften' \(got 'bogus'\)",
+    ),
+    (
+        "student-soften-without-reference",
+        dict(method="distilled", teacher=ST, targets="soften"),
+        r"^TrainConfig: reference must be a second teacher for targets in \('reorder', 'soften'\), and None otherwise "
+        r"\(got None\)",
+    ),
+    (
+        "student-without-teacher",
+        dict(method="distilled"),
+        r"^TrainConfig: teacher must be a teacher config for a distilled config \(got None\)",
+    ),
 ]
 
 
@@ -297,8 +368,7 @@ def test_training_refuses_an_unknown_augmentation(data):
     with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'flip'\)"):
         train_standard(fresh(), x, y, epochs=1, batch_size=64, lr=0.1, augment="flip")
     with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"):
-        train_adversarial(fresh(), x, y, eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.1,
-                          augment="mixup")
+        train_adversarial(fresh(), x, y, eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.1, augment="mixup")
 
 
 def test_a_profile_with_a_bad_augmentation_is_refused():
@@ -329,9 +399,26 @@ def test_the_step_gets_the_augmented_batches_and_a_resumed_run_the_same_ones(dat
             logits = m(xb)
             return F.cross_entropy(logits, yb), logits
 
-        return fit(model, x, y, step=step, epochs=2, batch_size=batch_size, lr=0.01, weight_decay=0.0, seed=seed,
-                   checkpoint=checkpoint, progress=False, desc="test", x_val=None, y_val=None, y_true=y,
-                   precision="fp32", compile=False, augment="crop-flip")
+        return fit(
+            model,
+            x,
+            y,
+            step=step,
+            epochs=2,
+            batch_size=batch_size,
+            lr=0.01,
+            weight_decay=0.0,
+            seed=seed,
+            checkpoint=checkpoint,
+            progress=False,
+            desc="test",
+            x_val=None,
+            y_val=None,
+            y_true=y,
+            precision="fp32",
+            compile=False,
+            augment="crop-flip",
+        )
 
     seen: list = []
     run(fresh(), seen)
@@ -364,23 +451,40 @@ def test_adversarial_training_logs_the_validation_pgd_accuracy(data):
     assert len(values) == len(history["val_acc"]) == 2
     assert all(0.0 <= v <= clean <= 1.0 for v, clean in zip(values, history["val_acc"])), history
     assert values[-1] > 0.0, "the adversarially trained CNN keeps some robustness"
-    correct = robust_correct(model, x_val, y_val, attack="pgd", batch_size=64, eps=0.1, alpha=0.05, steps=2,
-                             early_stop=True, generator=train._generator(2, 1, train.STREAM_VAL_ATTACK))
+    correct = robust_correct(
+        model,
+        x_val,
+        y_val,
+        attack="pgd",
+        batch_size=64,
+        eps=0.1,
+        alpha=0.05,
+        steps=2,
+        early_stop=True,
+        generator=train._generator(2, 1, train.STREAM_VAL_ATTACK),
+    )
     assert values[-1] == correct.sum().item() / len(correct)
     assert train.STREAM_VAL_ATTACK not in (train.STREAM_ORDER, train.STREAM_ATTACK, train.STREAM_AUGMENT)
     st = train_standard(fresh(), x, y, **kwargs)
     kd = train_distilled(fresh(), x, torch.randn(len(x), 10), T=2.0, y=y, **kwargs)
     assert "val_pgd_acc" not in st and "val_pgd_acc" not in kd
-    assert "val_pgd_acc" not in train_adversarial(fresh(), x[:64], y[:64], eps=0.1, alpha=0.05, steps=1, epochs=1,
-                                                  batch_size=64, lr=0.05, progress=False)
+    assert "val_pgd_acc" not in train_adversarial(
+        fresh(), x[:64], y[:64], eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.05, progress=False
+    )
 
 
 def dropout_bn_model() -> nn.Module:
     """A small model with batch norm and dropout: a hook that left it in eval mode (no dropout, frozen running
     statistics) or drew from the global RNG (other dropout masks) would change its training."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
-                         nn.Linear(8 * 13 * 13, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Flatten(),
+        nn.Linear(8 * 13 * 13, 10),
+    )
 
 
 def test_the_validation_pgd_accuracy_does_not_change_the_training(data):
@@ -402,8 +506,18 @@ def test_the_validation_pgd_accuracy_does_not_change_the_training(data):
 def test_the_validation_pgd_accuracy_survives_a_resume(data, tmp_path, monkeypatch):
     x, y, x_test, y_test = data
     x, y = x[:128], y[:128]
-    kwargs = dict(eps=0.1, alpha=0.05, steps=1, epochs=2, batch_size=64, lr=0.05, seed=0, progress=False,
-                  x_val=x_test[:100], y_val=y_test[:100])
+    kwargs = dict(
+        eps=0.1,
+        alpha=0.05,
+        steps=1,
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        seed=0,
+        progress=False,
+        x_val=x_test[:100],
+        y_val=y_test[:100],
+    )
     reference = fresh()
     expected = train_adversarial(reference, x, y, **kwargs)
 

@@ -20,5 +20,4 @@ from .store import Store
 
 __version__ = "0.1.0"
 
-__all__ = ["Store", "confidence", "eval_logits", "evaluate", "get_model", "logit_gap", "max_logit", "pgd",
-           "resolve"]
+__all__ = ["Store", "confidence", "eval_logits", "evaluate", "get_model", "logit_gap", "max_logit", "pgd", "resolve"]

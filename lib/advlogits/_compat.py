@@ -1,7 +1,9 @@
 """The one place where third-party import quirks are handled.
 
 ``pyautoattack`` installs its module as ``pyautoattack`` while RobustBench (and older code) imports
-``autoattack``; we alias it before anything imports RobustBench.
+``autoattack``; we alias it before anything imports RobustBench. RobustBench itself is an optional
+dependency, the project's ``paper`` extra: without it, `import_robustbench_utils` raises an ImportError
+that says how to install it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,29 @@ def import_autoattack() -> ModuleType:
     return pyautoattack
 
 
+PAPER_EXTRA_HINT = "pip install -e '.[paper]' (or make book PROFILE=paper)"
+
+
 def import_robustbench_utils() -> ModuleType:
-    """Import ``robustbench.utils`` with AutoAttack aliased and its ``pkg_resources`` warning silenced."""
+    """Import ``robustbench.utils`` with AutoAttack aliased and its ``pkg_resources`` warning silenced.
+
+    Raises ModuleNotFoundError naming the ``paper`` extra when RobustBench, or a package it imports, is missing.
+    """
     import_autoattack()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-        import robustbench.utils
+        try:
+            import robustbench.utils
+        except ModuleNotFoundError as err:
+            missing = (
+                "which is"
+                if (err.name or "").split(".")[0] == "robustbench"
+                else f"and {err.name}, which RobustBench imports, is"
+            )
+            raise ModuleNotFoundError(
+                f"the paper profile needs RobustBench (the project's [paper] extra), {missing} "
+                f"not installed: {PAPER_EXTRA_HINT}",
+                name=err.name,
+            ) from err
 
     return robustbench.utils

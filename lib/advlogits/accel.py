@@ -70,8 +70,12 @@ def resolve_device(device: str | torch.device) -> str:
             fail("device", "'cpu' or 'auto' on this machine", device, hint="CUDA is not available here")
         index = int(device.split(":")[1]) if ":" in device else 0
         if index >= torch.cuda.device_count():
-            fail("device", f"a CUDA device below cuda:{torch.cuda.device_count()}", device,
-                 hint=f"only {torch.cuda.device_count()} CUDA device(s) exist")
+            fail(
+                "device",
+                f"a CUDA device below cuda:{torch.cuda.device_count()}",
+                device,
+                hint=f"only {torch.cuda.device_count()} CUDA device(s) exist",
+            )
         return device
     if device == "mps":
         if not _mps_available():

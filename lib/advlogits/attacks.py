@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ._compat import import_autoattack
 from .accel import model_device, to_device
@@ -34,7 +35,8 @@ AANorm = Literal["Linf", "L2"]
 AAVersion = Literal["standard", "fast"]
 
 _NORM_TINY = 1e-12  # guards the L2 normalisations against division by zero
-_AA_FAST_ATTACKS = ["apgd-ce", "apgd-t"]  # the book's protocol: AutoAttack means APGD-CE + APGD-T at least
+_AA_FAST_ATTACKS = ("apgd-ce", "apgd-t")  # the book's protocol: AutoAttack means APGD-CE + APGD-T at least
+_AA_STANDARD_ATTACKS = ("apgd-ce", "apgd-t", "fab-t", "square")  # AutoAttack's standard version (RobustBench)
 _AA_MAX_TARGETS = 9  # AutoAttack's standard number of target classes for APGD-T and FAB-T
 _AA_MIN_CLASSES = 4  # the targeted DLR loss reads the 4th-largest logit
 
@@ -75,8 +77,12 @@ def _check_pgd_args(
     check_choice("norm", norm, get_args(Norm))
     check_choice("loss", loss, get_args(Loss))
     if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
-        fail("generator", "a CPU torch.Generator or None", generator,
-             hint="random starts are drawn on the CPU so that a seed gives the same x_adv on every device")
+        fail(
+            "generator",
+            "a CPU torch.Generator or None",
+            generator,
+            hint="random starts are drawn on the CPU so that a seed gives the same x_adv on every device",
+        )
     _check_data(x, y)
 
 
@@ -255,15 +261,24 @@ def pgd(
     followed exactly the plain run's path) and much cheaper against models that most images fool quickly.
     """
     _check_pgd_args(
-        x, y, eps=eps, alpha=alpha, steps=steps, norm=norm, restarts=restarts, loss=loss, generator=generator,
+        x,
+        y,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        restarts=restarts,
+        loss=loss,
+        generator=generator,
         early_stop=early_stop,
     )
     if eps == 0:
         return x.detach().clone()
 
     x, y = x.detach(), y.detach()
-    run = dict(eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start, loss=loss,
-               early_stop=early_stop)
+    run = dict(
+        eps=eps, alpha=alpha, steps=steps, norm=norm, random_start=random_start, loss=loss, early_stop=early_stop
+    )
     with eval_mode(model):
         x_adv = _pgd_single(model, x, y, generator=generator, **run)
         if restarts == 1:
@@ -368,8 +383,10 @@ def robust_correct(
 
     device = model_device(model, fallback=x.device)
     out = []
+    name = attack if isinstance(attack, str) else getattr(attack, "__name__", "attack")
+    starts = range(0, x.shape[0], batch_size)
     with eval_mode(model):
-        for start in range(0, x.shape[0], batch_size):
+        for start in progress_bar(starts, desc=f"{name} attack", unit="batch", active=attack_fn is not None):
             xb = x[start : start + batch_size].to(device)
             yb = y[start : start + batch_size].to(device)
             if attack_fn is not None:
@@ -413,7 +430,8 @@ def autoattack_correct(
     and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes).
     Runs on the model's device with AutoAttack's ``seed``; its logging is silenced, the global RNG state
     (which AutoAttack reseeds) and the model's train/eval modes are restored. x: (N, C, H, W) in [0, 1];
-    y: int64 (N,). The model needs at least 4 classes (the targeted DLR loss reads the 4th logit).
+    y: int64 (N,). The model needs at least 4 classes (the targeted DLR loss reads the 4th logit). It is
+    `autoattack_attacks_correct` with the version's attacks.
     """
     check_number("eps", eps, at_least=0)
     check_choice("norm", norm, get_args(AANorm))
@@ -423,35 +441,22 @@ def autoattack_correct(
     _check_data(x, y)
     if x.shape[0] == 0:
         fail("x", "at least one sample", 0, shown="N=0")
-    device = model_device(model, fallback=x.device)
-    if eps == 0:
-        return robust_correct(model, x, y, attack="none", batch_size=batch_size)
-
-    with eval_mode(model):
-        with torch.inference_mode():
-            n_classes = model(x[:1].to(device)).shape[1]
+    if eps > 0:
+        with eval_mode(model), torch.inference_mode():
+            n_classes = model(x[:1].to(model_device(model, fallback=x.device))).shape[1]
         if n_classes < _AA_MIN_CLASSES:
-            fail("model", f"a model with at least {_AA_MIN_CLASSES} classes for AutoAttack", n_classes,
-                 shown=f"K={n_classes}", hint="AutoAttack's targeted DLR loss is undefined below that; use "
-                 "robust_accuracy(attack='pgd') instead")
-        n_targets = min(_AA_MAX_TARGETS, n_classes - 1)
-
-        aa_module = import_autoattack()
-        aa_version = "standard" if version == "standard" else "custom"
-        attacks = None if version == "standard" else list(_AA_FAST_ATTACKS)
-        adversary = aa_module.AutoAttack(
-            model, attacks=attacks, norm=norm, eps=eps, version=aa_version, device=device, seed=seed
-        )
-        adversary.verbose = False
-        adversary.apgd.n_restarts = 1  # the standard setting; "custom" would default to 5
-        adversary.apgd_targeted.n_restarts = 1
-        adversary.apgd_targeted.n_target_classes = n_targets
-        adversary.fab.n_target_classes = n_targets
-
-        fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
-        with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
-            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    return robust_correct(model, x_adv, y, attack="none", batch_size=batch_size)
+            fail(
+                "model",
+                f"a model with at least {_AA_MIN_CLASSES} classes for AutoAttack",
+                n_classes,
+                shown=f"K={n_classes}",
+                hint="AutoAttack's targeted DLR loss is undefined below that; use "
+                "robust_accuracy(attack='pgd') instead",
+            )
+    attacks = _AA_STANDARD_ATTACKS if version == "standard" else _AA_FAST_ATTACKS
+    return autoattack_attacks_correct(
+        model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed
+    )
 
 
 AA_ATTACKS: tuple[str, ...] = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")  # AutoAttack's names
@@ -482,10 +487,17 @@ def autoattack_attacks_correct(
     below 10 classes) sets how many target classes APGD-T and FAB-T try. Seeding, silenced logging, the restored
     global RNG state and train/eval modes are as in `autoattack_correct`. APGD-DLR needs 3 classes and APGD-T 4.
     """
-    if (not isinstance(attacks, (list, tuple)) or not attacks or len(set(attacks)) != len(attacks)
-            or any(a not in AA_ATTACKS for a in attacks)):
-        fail("attacks", f"a non-empty list of distinct AutoAttack attacks from {', '.join(map(repr, AA_ATTACKS))}",
-             attacks)
+    if (
+        not isinstance(attacks, (list, tuple))
+        or not attacks
+        or len(set(attacks)) != len(attacks)
+        or any(a not in AA_ATTACKS for a in attacks)
+    ):
+        fail(
+            "attacks",
+            f"a non-empty list of distinct AutoAttack attacks from {', '.join(map(repr, AA_ATTACKS))}",
+            attacks,
+        )
     check_number("eps", eps, at_least=0)
     check_choice("norm", norm, get_args(AANorm))
     check_int("square_queries", square_queries, at_least=1)
@@ -506,8 +518,13 @@ def autoattack_attacks_correct(
         for name in attacks:
             needed = _AA_ATTACK_MIN_CLASSES.get(name, 2)
             if n_classes < needed:
-                fail("model", f"a model with at least {needed} classes for AutoAttack's {name}", n_classes,
-                     shown=f"K={n_classes}", hint="its DLR loss is undefined below that")
+                fail(
+                    "model",
+                    f"a model with at least {needed} classes for AutoAttack's {name}",
+                    n_classes,
+                    shown=f"K={n_classes}",
+                    hint="its DLR loss is undefined below that",
+                )
         n_targets = min(_AA_MAX_TARGETS if n_targets is None else n_targets, n_classes - 1)
 
         aa_module = import_autoattack()
@@ -523,9 +540,21 @@ def autoattack_attacks_correct(
         adversary.square.n_queries = square_queries
 
         fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
+        chunks = []
         with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
-            x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
-    return robust_correct(model, x_adv, y, attack="none", batch_size=batch_size)
+            # one AutoAttack run per batch (each seeded alike), so that a progress bar can follow the batches
+            for start in progress_bar(range(0, x.shape[0], batch_size), desc="AutoAttack", unit="batch"):
+                xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+                chunks.append(adversary.run_standard_evaluation(xb, yb, batch_size=batch_size)[0].cpu())
+    return robust_correct(model, torch.cat(chunks), y, attack="none", batch_size=batch_size)
+
+
+def progress_bar(items: Sequence[int], *, desc: str, unit: str, active: bool = True) -> Iterable[int]:
+    """``items`` with a tqdm progress bar on a terminal (none in notebooks, logs or pipes, and none when not
+    ``active`` or when there is a single item)."""
+    if not active or len(items) <= 1:
+        return items
+    return tqdm(items, desc=desc, unit=unit, leave=False, disable=None)
 
 
 @contextlib.contextmanager

@@ -65,16 +65,25 @@ def is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: Any, *, at_least: int | None = None, at_most: int | None = None,
-              hint: str | None = None) -> int:
+def check_int(
+    name: str, value: Any, *, at_least: int | None = None, at_most: int | None = None, hint: str | None = None
+) -> int:
     """``value`` as an ``int`` if it is an integer within the bounds given."""
     if not is_int(value) or (at_least is not None and value < at_least) or (at_most is not None and value > at_most):
         fail(name, "an integer" + _bounds(at_least=at_least, at_most=at_most), value, hint=hint)
     return int(value)
 
 
-def check_number(name: str, value: Any, *, above: float | None = None, at_least: float | None = None,
-                 below: float | None = None, at_most: float | None = None, hint: str | None = None) -> float:
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+    hint: str | None = None,
+) -> float:
     """``value`` as a ``float`` if it is a finite real number (not a bool) within the bounds given."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     try:
@@ -83,11 +92,19 @@ def check_number(name: str, value: Any, *, above: float | None = None, at_least:
         ok = False
     if ok:
         v = float(value)
-        ok = ((above is None or v > above) and (at_least is None or v >= at_least)
-              and (below is None or v < below) and (at_most is None or v <= at_most))
+        ok = (
+            (above is None or v > above)
+            and (at_least is None or v >= at_least)
+            and (below is None or v < below)
+            and (at_most is None or v <= at_most)
+        )
     if not ok:
-        fail(name, "a finite number" + _bounds(above=above, at_least=at_least, below=below, at_most=at_most),
-             value, hint=hint)
+        fail(
+            name,
+            "a finite number" + _bounds(above=above, at_least=at_least, below=below, at_most=at_most),
+            value,
+            hint=hint,
+        )
     return float(value)
 
 
@@ -98,8 +115,9 @@ def check_seed(name: str, value: Any) -> int:
 
 def _bounds(**bounds: float | None) -> str:
     words = {"above": ">", "at_least": ">=", "below": "<", "at_most": "<="}
-    parts = [f"{words[k]} {v:g}" if isinstance(v, float) else f"{words[k]} {v}"
-             for k, v in bounds.items() if v is not None]
+    parts = [
+        f"{words[k]} {v:g}" if isinstance(v, float) else f"{words[k]} {v}" for k, v in bounds.items() if v is not None
+    ]
     return (" " + " and ".join(parts)) if parts else ""
 
 
@@ -110,13 +128,22 @@ def _bounds(**bounds: float | None) -> str:
 def check_images(x: Any, name: str = "x") -> Tensor:
     """``x`` if it is a float tensor (N, ...) with values in [0, 1] (pixel units; normalisation is in the model)."""
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2:
-        fail(name, "a floating-point tensor of shape (N, C, H, W)", x, shown=describe(x) if isinstance(x, Tensor)
-             else type(x).__name__)
+        fail(
+            name,
+            "a floating-point tensor of shape (N, C, H, W)",
+            x,
+            shown=describe(x) if isinstance(x, Tensor) else type(x).__name__,
+        )
     if x.numel() > 0:
         lo, hi = x.min().item(), x.max().item()
         if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # also catches NaN
-            fail(name, "in [0, 1]", x, shown=f"min {lo:.4g}, max {hi:.4g}",
-                 hint="pass raw pixel values and put any normalisation inside the model")
+            fail(
+                name,
+                "in [0, 1]",
+                x,
+                shown=f"min {lo:.4g}, max {hi:.4g}",
+                hint="pass raw pixel values and put any normalisation inside the model",
+            )
     return x
 
 
@@ -161,8 +188,7 @@ def check_vector(values: ArrayLike | Tensor, name: str, *, min_len: int = 1) -> 
 def check_same_length(a: NDArray[np.float64], b: NDArray[np.float64], names: tuple[str, str] = ("a", "b")) -> None:
     """Refuse two per-sample arrays of different lengths (values of the same samples are paired)."""
     if a.shape != b.shape:
-        fail(names[1], f"as long as {names[0]} (paired samples: {a.shape[0]} values)", b,
-             shown=f"{b.shape[0]} values")
+        fail(names[1], f"as long as {names[0]} (paired samples: {a.shape[0]} values)", b, shown=f"{b.shape[0]} values")
 
 
 def check_index(index: ArrayLike | Tensor, n: int, name: str = "index") -> NDArray[np.intp]:

@@ -6,6 +6,10 @@
     advlogits chapter 04_distillation --profile smoke
     advlogits scorecard --profile cpu
 
+``chapter`` executes into the build's own folder on purpose (``_build/executed/<profile>``, or
+``$ADVLOGITS_EXECUTED_DIR``), as ``make execute`` does, so its claims count in the build's scorecard; a chapter run
+by hand (papermill or Jupyter) writes its claims into ``_build/hand-runs/<profile>`` instead.
+
 Bad input exits with status 2 and one line naming the argument and what it accepts, before any compute.
 """
 
@@ -41,10 +45,16 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the run profile (default: cpu)")
     parser.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="the main seed (default: the profile's)")
-    parser.add_argument("--eps", type=float, default=None, help="the L-inf radius in pixel units (default: the "
-                                                                 "profile's)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="any other profile field, e.g. --set n_eval=200 (repeatable)")
+    parser.add_argument(
+        "--eps", type=float, default=None, help="the L-inf radius in pixel units (default: the profile's)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other profile field, e.g. --set n_eval=200 (repeatable)",
+    )
 
 
 def _resolve(args: argparse.Namespace) -> Any:
@@ -62,7 +72,7 @@ def _resolve(args: argparse.Namespace) -> Any:
         return resolve(args.profile, **{**given, **overrides})
     except ValueError as err:
         message = str(err)
-        _fail("argument --set: " + message[len("overrides "):] if message.startswith("overrides ") else message)
+        _fail("argument --set: " + message[len("overrides ") :] if message.startswith("overrides ") else message)
 
 
 def _fail(message: str) -> NoReturn:
@@ -82,11 +92,20 @@ def _spec(args: argparse.Namespace) -> PlanSpec:
                 _fail(f"argument --robustbench: {err}")
     elif profile.name == "paper":
         names = PAPER_ROBUSTBENCH_MODELS
+        try:
+            robustbench_zoo_entry(names[0])
+        except ImportError as err:
+            _fail(f"argument --profile: {err}")
     return PlanSpec(profile, names, None)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # verbs
+
+
+def format_seconds(seconds: float) -> str:
+    """A unit's cost estimate as the plan prints it: whole seconds, or "<1 s"."""
+    return "<1 s" if seconds < 1 else f"{seconds:.0f} s"
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -99,11 +118,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         estimate = None if done else plan_module.estimate_seconds(unit, store)
         if estimate is not None:
             total, known = total + estimate, known + 1
-        cost = "" if done else ("?" if estimate is None else "<1 s" if estimate < 0.5 else f"{estimate:.0f} s")
+        cost = "" if done else ("?" if estimate is None else format_seconds(estimate))
         print(f"{'stored' if done else 'missing':<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
     missing = sum(1 for u in units if not u.is_stored(store))
-    print(f"{len(units)} units, {missing} missing; estimated {total / 60:.1f} min for the {known} missing units "
-          f"with an estimate (one process)")
+    print(
+        f"{len(units)} units, {missing} missing; estimated {total / 60:.1f} min for the {known} missing units "
+        f"with an estimate (one process)"
+    )
     return 0
 
 
@@ -111,10 +132,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.address is not None and args.executor != "ray":
         _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
     spec = _spec(args)
-    report = run_plan(spec, executor=args.executor, workers=args.workers, threads=args.threads,
-                      address=args.address, progress=not args.quiet)
-    print(f"computed {len(report.computed)} units in {sum(report.computed.values()) / 60:.1f} min of unit time; "
-          f"{len(report.from_store)} were stored")
+    report = run_plan(
+        spec,
+        executor=args.executor,
+        workers=args.workers,
+        threads=args.threads,
+        address=args.address,
+        progress=not args.quiet,
+    )
+    print(
+        f"computed {len(report.computed)} units in {sum(report.computed.values()) / 60:.1f} min of unit time; "
+        f"{len(report.from_store)} were stored"
+    )
     return 0
 
 
@@ -132,8 +161,12 @@ def describe_entry(config: dict | None) -> str:
         return "results only"
     if "robustbench" in config:
         return f"RobustBench {config['robustbench']}"
-    parts = [config.get("method", "?"), config.get("arch", "?"), config.get("dataset", "?"),
-             f"seed {config.get('seed')}"]
+    parts = [
+        config.get("method", "?"),
+        config.get("arch", "?"),
+        config.get("dataset", "?"),
+        f"seed {config.get('seed')}",
+    ]
     if config.get("method") == "adversarial":
         parts.append(f"eps {float(config['eps']):.4g}")
     if config.get("method") == "distilled":
@@ -159,8 +192,10 @@ def cmd_store(args: argparse.Namespace) -> int:
                 continue
             results = len(list((store.entry(key) / "results").glob("*.sha256")))
             model = "model" if store.has_weights(key) else "-----"
-            print(f"{key}  {model}  {results:3d} results  {_size(store.entry(key)) / 1e6:8.1f} MB  "
-                  f"{describe_entry(config)}")
+            print(
+                f"{key}  {model}  {results:3d} results  {_size(store.entry(key)) / 1e6:8.1f} MB  "
+                f"{describe_entry(config)}"
+            )
         print(f"{len(keys)} entries in {store.root}")
     elif args.action == "show":
         key = _entry(store, args.key)
@@ -185,8 +220,10 @@ def cmd_store(args: argparse.Namespace) -> int:
         corrupt = [p for p, state in results.items() if state != "ok"]
         for path in corrupt:
             print(f"corrupt: {path}")
-        print(f"{len(results)} files checked, {len(corrupt)} corrupt" + (" (rm their entries to recompute them)"
-                                                                        if corrupt else ""))
+        print(
+            f"{len(results)} files checked, {len(corrupt)} corrupt"
+            + (" (rm their entries to recompute them)" if corrupt else "")
+        )
         return 1 if corrupt else 0
     elif args.action == "rm":
         key = _entry(store, args.key)
@@ -220,16 +257,32 @@ def executed_folder(root: Path | None, profile: str) -> Path:
 def cmd_chapter(args: argparse.Namespace) -> int:
     root = repository_root()
     chapters = sorted(p.stem for p in (root / "chapters").glob("*.ipynb"))
-    matches = [c for c in chapters if c == args.name or c.split("_", 1)[0] == args.name
-               or c.split("_", 1)[-1] == args.name]
+    matches = [
+        c for c in chapters if c == args.name or c.split("_", 1)[0] == args.name or c.split("_", 1)[-1] == args.name
+    ]
     if len(matches) != 1:
         _fail(f"argument NAME: must be one of {', '.join(chapters)} (got {args.name!r})")
     profile = _resolve(args)
     out = executed_folder(root, profile.name)
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "papermill", str(root / "chapters" / f"{matches[0]}.ipynb"),
-           str(out / f"{matches[0]}.ipynb"), "-k", "python3", "--cwd", str(root / "chapters"), "--no-progress-bar",
-           "-p", "profile", profile.name, "-p", "device", args.device or "auto"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(root / "chapters" / f"{matches[0]}.ipynb"),
+        str(out / f"{matches[0]}.ipynb"),
+        "-k",
+        "python3",
+        "--cwd",
+        str(root / "chapters"),
+        "--no-progress-bar",
+        "-p",
+        "profile",
+        profile.name,
+        "-p",
+        "device",
+        args.device or "auto",
+    ]
     if args.seed is not None:
         cmd += ["-p", "seed", str(args.seed)]
     if args.eps is not None:
@@ -244,14 +297,19 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     profile = _resolve(args)
     path = executed_folder(None, profile.name) / "scorecard.json"
     if not path.exists():
-        _fail(f"no scorecard at {path}: build the book first (make book PROFILE={profile.name}) or run "
-              f"`advlogits chapter 05_scorecard --profile {profile.name}`")
+        _fail(
+            f"no scorecard at {path}: build the book first (make book PROFILE={profile.name}) or run "
+            f"`advlogits chapter 05_scorecard --profile {profile.name}`"
+        )
     records = json.loads(path.read_text())
     print(f"{'id':<3} {'verdict':<15} {'estimate [95% CI]':<28} threshold  chapter")
     for r in records:
         ci = r.get("ci")
-        number = "n/a" if r.get("estimate") is None else f"{r['estimate']:.3g}" + (
-            f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+        number = (
+            "n/a"
+            if r.get("estimate") is None
+            else f"{r['estimate']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
+        )
         print(f"{r['id']:<3} {r['verdict']:<15} {number:<28} {r['threshold']:<10g} {r['chapter']}")
     return 0
 
@@ -262,23 +320,35 @@ def _add(verbs: Any, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="advlogits", description=__doc__.split("\n\n")[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog="advlogits", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--verbose", action="store_true", help="log every unit (trained / from store) to stderr")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
     p = _add(verbs, "plan", "list the book's units of work, stored or missing, with cost estimates")
     _profile_arguments(p)
-    p.add_argument("--robustbench", nargs="*", default=None, help="RobustBench models of chapter 2 (default: the "
-                                                                    "paper profile's four, none otherwise)")
+    p.add_argument(
+        "--robustbench",
+        nargs="*",
+        default=None,
+        help="RobustBench models of chapter 2 (default: the paper profile's four, none otherwise)",
+    )
     p.set_defaults(run=cmd_plan)
     r = _add(verbs, "run", "compute every missing unit of the plan")
     _profile_arguments(r)
     r.add_argument("--executor", default="local", choices=EXECUTORS, help="where units run (default: local)")
-    r.add_argument("--workers", type=_positive, default=os.cpu_count() or 1, help="worker processes or Ray tasks "
-                                                                                   "at once (default: the cores)")
+    r.add_argument(
+        "--workers",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        help="worker processes or Ray tasks at once (default: the cores)",
+    )
     r.add_argument("--threads", type=_positive, default=None, help="torch threads per unit (default: 1 with workers)")
-    r.add_argument("--address", default=None, help="a Ray cluster to join: 'auto' or ray://host:port (default: "
-                                                    "start Ray on this machine)")
+    r.add_argument(
+        "--address",
+        default=None,
+        help="a Ray cluster to join: 'auto' or ray://host:port (default: start Ray on this machine)",
+    )
     r.add_argument("--robustbench", nargs="*", default=None, help="as for plan")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(run=cmd_run)
@@ -292,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("key", help="an entry's key, or a unique prefix of it")
     _add(actions, "gc", "remove temporary files of killed writers, incomplete files and free locks")
     s.set_defaults(run=cmd_store)
-    c = _add(verbs, "chapter", "execute one chapter with papermill into the build's folder")
+    c = _add(
+        verbs, "chapter", "execute one chapter with papermill into the build's folder (its claims replace the build's)"
+    )
     c.add_argument("name", help="a chapter, e.g. 04_distillation, 04 or distillation")
     _profile_arguments(c)
     c.set_defaults(run=cmd_chapter)
@@ -327,4 +399,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
-

@@ -69,7 +69,6 @@ APT_HINT = "apt-get install -y dataset-fashion-mnist"
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
-
 class DatasetInfo(NamedTuple):
     """What the rest of the library needs to know about a data set without reading it."""
 
@@ -81,15 +80,25 @@ class DatasetInfo(NamedTuple):
 
 # The one registry of data sets: every other module reads these facts from here.
 DATASET_INFO: dict[str, DatasetInfo] = {
-    "fashion-mnist": DatasetInfo(("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), (1, 28, 28), 60_000, 10_000),
-    "cifar10": DatasetInfo(("airplane", "automobile", "bird", "cat", "deer",
-                            "dog", "frog", "horse", "ship", "truck"), (3, 32, 32), 50_000, 10_000),
+    "fashion-mnist": DatasetInfo(
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        (1, 28, 28),
+        60_000,
+        10_000,
+    ),
+    "cifar10": DatasetInfo(
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        (3, 32, 32),
+        50_000,
+        10_000,
+    ),
 }
 
 # Fashion-MNIST: split -> (images stem, labels stem, full-size count)
-_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
-              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000)}
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", 60000),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10000),
+}
 _IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC = 2051, 2049
 _FASHION_LAYOUTS = (".", "fashion-mnist", "FashionMNIST/raw")
 
@@ -135,8 +144,9 @@ def data_home() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "advlogits" / "data"
 
 
-def load_dataset(dataset: DatasetName, split: SplitName, *, n: int | None = None, seed: int = 0,
-                 root: str | Path | None = None) -> Split:
+def load_dataset(
+    dataset: DatasetName, split: SplitName, *, n: int | None = None, seed: int = 0, root: str | Path | None = None
+) -> Split:
     """Load a split as tensors (see the module docstring for where files are looked for).
 
     ``n`` draws a random subset of ``n`` images without replacement: the first ``n`` entries of
@@ -163,8 +173,12 @@ def load_dataset(dataset: DatasetName, split: SplitName, *, n: int | None = None
         index = torch.arange(size)
     else:
         if n > size:
-            fail("n", f"at most the size of the {dataset} {split} split ({size} images)", n,
-                 hint="pass a smaller n, or n=None for all of it")
+            fail(
+                "n",
+                f"at most the size of the {dataset} {split} split ({size} images)",
+                n,
+                hint="pass a smaller n, or n=None for all of it",
+            )
         index = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n]
     idx = index.numpy()
     x = torch.from_numpy(images[idx]).to(torch.float32).div_(255.0)
@@ -186,11 +200,14 @@ def augment(x: Tensor, kind: AugmentName, *, generator: torch.Generator) -> Tens
     """
     check_choice("kind", kind, AUGMENTATIONS)
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        fail("generator", "a CPU torch.Generator", generator,
-             hint="pass torch.Generator().manual_seed(seed); the draws are moved to x's device")
+        fail(
+            "generator",
+            "a CPU torch.Generator",
+            generator,
+            hint="pass torch.Generator().manual_seed(seed); the draws are moved to x's device",
+        )
     if not isinstance(x, Tensor) or x.ndim != 4:
-        fail("x", "a tensor of shape (N, C, H, W)", x, shown=describe(x) if isinstance(x, Tensor)
-             else type(x).__name__)
+        fail("x", "a tensor of shape (N, C, H, W)", x, shown=describe(x) if isinstance(x, Tensor) else type(x).__name__)
     if kind == "none":
         return x
     n, _, h, w = x.shape
@@ -229,6 +246,7 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 # Fashion-MNIST (IDX files)
 # ----------------------------------------------------------------------------------------------
 
+
 def _find_idx(folder: Path, stem: str) -> Path | None:
     """The raw IDX file ``stem`` in ``folder``, else its ``.gz``, else None."""
     for candidate in (folder / stem, folder / f"{stem}.gz"):
@@ -253,8 +271,10 @@ def _locate_fashion(bases: list[Path], split: str) -> tuple[Path, Path] | None:
 
 
 def _fashion_fix(files: str) -> str:
-    return (f"Fix: `{APT_HINT}` (installs {SYSTEM_FASHION_MNIST}), or set {ENV_VAR} to a folder holding "
-            f"the four IDX files ({files}, raw or .gz).")
+    return (
+        f"Fix: `{APT_HINT}` (installs {SYSTEM_FASHION_MNIST}), or set {ENV_VAR} to a folder holding "
+        f"the four IDX files ({files}, raw or .gz)."
+    )
 
 
 def _load_fashion_mnist(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -268,13 +288,17 @@ def _load_fashion_mnist(split: str, root: Path | None) -> tuple[np.ndarray, np.n
             raise DatasetError(
                 f"Fashion-MNIST {split} split not found under root={str(root)!r}: looked for {wanted} in\n"
                 f"{looked}\nFix: put the four IDX files ({files}, raw or .gz) there, or call without root= "
-                f"to use ${ENV_VAR} or the Debian package (`{APT_HINT}`).")
+                f"to use ${ENV_VAR} or the Debian package (`{APT_HINT}`)."
+            )
         return _read_idx_pair(*found, split=split, strict=False)
 
     home = data_home()
-    bases = list(dict.fromkeys(
-        ([Path(os.environ[ENV_VAR]).expanduser()] if os.environ.get(ENV_VAR, "").strip() else [])
-        + [SYSTEM_FASHION_MNIST, home]))
+    bases = list(
+        dict.fromkeys(
+            ([Path(os.environ[ENV_VAR]).expanduser()] if os.environ.get(ENV_VAR, "").strip() else [])
+            + [SYSTEM_FASHION_MNIST, home]
+        )
+    )
     found = _locate_fashion(bases, split)
     if found is None:
         try:
@@ -283,12 +307,14 @@ def _load_fashion_mnist(split: str, root: Path | None) -> tuple[np.ndarray, np.n
             looked = "\n".join(f"  - {f}" for b in bases for f in _fashion_folders(b))
             raise DatasetError(
                 f"Fashion-MNIST {split} split not found: looked for {wanted} in\n{looked}\n"
-                f"and the download into {home} failed ({type(exc).__name__}: {exc}).\n"
-                + _fashion_fix(files)) from exc
+                f"and the download into {home} failed ({type(exc).__name__}: {exc}).\n" + _fashion_fix(files)
+            ) from exc
         found = _locate_fashion([home], split)
         if found is None:
-            raise DatasetError(f"torchvision reported a successful Fashion-MNIST download into {home}, but "
-                               f"{wanted} are not there. " + _fashion_fix(files))
+            raise DatasetError(
+                f"torchvision reported a successful Fashion-MNIST download into {home}, but "
+                f"{wanted} are not there. " + _fashion_fix(files)
+            )
     return _read_idx_pair(*found, split=split, strict=True)
 
 
@@ -309,8 +335,10 @@ def _read_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetError(f"cannot read {path}: {type(exc).__name__}: {exc}. The file is truncated or "
-                           f"corrupt: delete it and get a fresh copy (`{APT_HINT}`).") from exc
+        raise DatasetError(
+            f"cannot read {path}: {type(exc).__name__}: {exc}. The file is truncated or "
+            f"corrupt: delete it and get a fresh copy (`{APT_HINT}`)."
+        ) from exc
 
 
 def _parse_idx(path: Path, *, magic: int, dims: tuple[int, ...]) -> np.ndarray:
@@ -319,53 +347,62 @@ def _parse_idx(path: Path, *, magic: int, dims: tuple[int, ...]) -> np.ndarray:
     header_len = 4 * (2 + len(dims))
     fix = f"delete it and get a fresh copy (`{APT_HINT}`)"
     if len(data) < header_len:
-        raise DatasetError(f"{path} is truncated: {len(data)} bytes, shorter than its {header_len}-byte "
-                           f"IDX header; {fix}.")
+        raise DatasetError(
+            f"{path} is truncated: {len(data)} bytes, shorter than its {header_len}-byte IDX header; {fix}."
+        )
     header = np.frombuffer(data, dtype=">i4", count=2 + len(dims))
     if int(header[0]) != magic:
-        raise DatasetError(f"{path} has IDX magic number {int(header[0])}, expected {magic}; it is not "
-                           f"this IDX file, or it is corrupt: {fix}.")
+        raise DatasetError(
+            f"{path} has IDX magic number {int(header[0])}, expected {magic}; it is not "
+            f"this IDX file, or it is corrupt: {fix}."
+        )
     count, file_dims = int(header[1]), tuple(int(d) for d in header[2:])
     if file_dims != dims:
         raise DatasetError(f"{path} holds items of shape {file_dims}, expected {dims}; {fix}.")
     expected = header_len + count * int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"
-        raise DatasetError(f"{path} is {state}: {len(data)} bytes for {count} items, expected {expected}; "
-                           f"{fix}.")
+        raise DatasetError(f"{path} is {state}: {len(data)} bytes for {count} items, expected {expected}; {fix}.")
     return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(count, *dims)
 
 
-def _read_idx_pair(images_path: Path, labels_path: Path, *, split: str,
-                   strict: bool) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair(images_path: Path, labels_path: Path, *, split: str, strict: bool) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 1, 28, 28) uint8 and labels (N,) uint8, checked (``strict``: full-size data set too)."""
     return _read_idx_pair_cached(_file_key(images_path), _file_key(labels_path), split, strict)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_idx_pair_cached(images_key: tuple[str, int, int], labels_key: tuple[str, int, int],
-                          split: str, strict: bool) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_pair_cached(
+    images_key: tuple[str, int, int], labels_key: tuple[str, int, int], split: str, strict: bool
+) -> tuple[np.ndarray, np.ndarray]:
     images_path, labels_path = Path(images_key[0]), Path(labels_key[0])
     images = _parse_idx(images_path, magic=_IDX_IMAGES_MAGIC, dims=(28, 28))
     labels = _parse_idx(labels_path, magic=_IDX_LABELS_MAGIC, dims=())
     if len(images) != len(labels):
-        raise DatasetError(f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
-                           f"labels; the two files come from different copies: replace both.")
+        raise DatasetError(
+            f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} "
+            f"labels; the two files come from different copies: replace both."
+        )
     if len(labels) == 0:
         raise DatasetError(f"{labels_path} holds no labels; an IDX set needs at least one image.")
     if labels.max() > 9:
-        raise DatasetError(f"{labels_path} holds label {int(labels.max())}; Fashion-MNIST labels are 0..9. "
-                           f"Delete it and get a fresh copy (`{APT_HINT}`).")
+        raise DatasetError(
+            f"{labels_path} holds label {int(labels.max())}; Fashion-MNIST labels are 0..9. "
+            f"Delete it and get a fresh copy (`{APT_HINT}`)."
+        )
     if strict:
         full = _IDX_FILES[split][2]
         if len(labels) != full:
             raise DatasetError(
                 f"{labels_path} has {len(labels)} items; the Fashion-MNIST {split} split has {full}. "
-                f"Replace the files with the full set (`{APT_HINT}`), or pass root= to load a smaller set.")
+                f"Replace the files with the full set (`{APT_HINT}`), or pass root= to load a smaller set."
+            )
         counts = np.bincount(labels, minlength=10)
         if not (counts == full // 10).all():
-            raise DatasetError(f"{labels_path} has per-class counts {counts.tolist()}, expected {full // 10} "
-                               f"each; the file is corrupt: get a fresh copy (`{APT_HINT}`).")
+            raise DatasetError(
+                f"{labels_path} has per-class counts {counts.tolist()}, expected {full // 10} "
+                f"each; the file is corrupt: get a fresh copy (`{APT_HINT}`)."
+            )
     images = images.reshape(len(images), 1, 28, 28)
     images.setflags(write=False)
     labels.setflags(write=False)
@@ -375,6 +412,7 @@ def _read_idx_pair_cached(images_key: tuple[str, int, int], labels_key: tuple[st
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10 (python pickles, read with a restricted unpickler)
 # ----------------------------------------------------------------------------------------------
+
 
 def _numpy_globals() -> dict[tuple[str, str], object]:
     """The only globals a CIFAR batch pickle may name: numpy's array rebuilders, and bytes decoding."""
@@ -410,7 +448,8 @@ class _BatchUnpickler(pickle.Unpickler):
             raise DatasetError(
                 f"refusing to unpickle {self._path}: it references {module}.{name}, which a CIFAR-10 batch "
                 f"never contains (only numpy arrays, lists and bytes). The file may be malicious: delete "
-                f"it and get the data set from {CIFAR10_URL}.") from None
+                f"it and get the data set from {CIFAR10_URL}."
+            ) from None
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -452,18 +491,24 @@ def _cifar_batch_files(folder: Path, split: str) -> list[Path]:
 def _load_cifar10(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
     base = root if root is not None else data_home()
     folder = base / _CIFAR_DIR
-    how = (f"download {CIFAR10_URL} and extract it into a folder, so that it holds {_CIFAR_DIR}/ "
-           f"(data_batch_1..5, test_batch), then set {ENV_VAR} to that folder or pass root=")
+    how = (
+        f"download {CIFAR10_URL} and extract it into a folder, so that it holds {_CIFAR_DIR}/ "
+        f"(data_batch_1..5, test_batch), then set {ENV_VAR} to that folder or pass root="
+    )
     first = "test_batch" if split == "test" else "data_batch_1"
     if not (folder / first).is_file():
         if root is not None:
-            raise DatasetError(f"CIFAR-10 {split} split not found: {folder / first} does not exist "
-                               f"(nothing is downloaded into an explicit root). Fix: {how}.")
+            raise DatasetError(
+                f"CIFAR-10 {split} split not found: {folder / first} does not exist "
+                f"(nothing is downloaded into an explicit root). Fix: {how}."
+            )
         try:
             _download_cifar10(base)
         except Exception as exc:  # any download failure becomes one actionable message
-            raise DatasetError(f"CIFAR-10 {split} split not found: looked in {folder} and the download into "
-                               f"{base} failed ({type(exc).__name__}: {exc}). Fix: {how}.") from exc
+            raise DatasetError(
+                f"CIFAR-10 {split} split not found: looked in {folder} and the download into "
+                f"{base} failed ({type(exc).__name__}: {exc}). Fix: {how}."
+            ) from exc
         if not (folder / first).is_file():
             raise DatasetError(f"the CIFAR-10 download into {base} did not produce {folder / first}. Fix: {how}.")
     files = _cifar_batch_files(folder, split)
@@ -471,16 +516,19 @@ def _load_cifar10(split: str, root: Path | None) -> tuple[np.ndarray, np.ndarray
 
 
 @functools.lru_cache(maxsize=2)
-def _read_cifar_files(keys: tuple[tuple[str, int, int], ...], split: str,
-                      strict: bool) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_files(
+    keys: tuple[tuple[str, int, int], ...], split: str, strict: bool
+) -> tuple[np.ndarray, np.ndarray]:
     paths = [Path(k[0]) for k in keys]
     folder = paths[0].parent
     if split == "train":
         names = {p.name for p in paths}
         stray = sorted(p.name for p in folder.glob("data_batch_*") if p.name not in names)
         if stray:
-            raise DatasetError(f"{folder} has {', '.join(stray)} but not data_batch_{len(paths) + 1}: train "
-                               f"batches must be numbered 1, 2, ... without gaps. Restore the missing batch.")
+            raise DatasetError(
+                f"{folder} has {', '.join(stray)} but not data_batch_{len(paths) + 1}: train "
+                f"batches must be numbered 1, 2, ... without gaps. Restore the missing batch."
+            )
     parts = [_read_cifar_batch(p) for p in paths]
     if strict:
         n_batches, per_batch = _CIFAR_FULL[split]
@@ -489,14 +537,17 @@ def _read_cifar_files(keys: tuple[tuple[str, int, int], ...], split: str,
             raise DatasetError(
                 f"{folder} is not the full CIFAR-10 {split} split: found {len(parts)} batch(es) of sizes "
                 f"{sizes}, expected {n_batches} x {per_batch}. Delete {folder} and download {CIFAR10_URL} "
-                f"again, or pass root= to load a smaller set of the same format.")
+                f"again, or pass root= to load a smaller set of the same format."
+            )
     images = np.concatenate([img for img, _ in parts])
     labels = np.concatenate([lbl for _, lbl in parts])
     if strict:
         counts = np.bincount(labels, minlength=10)
         if not (counts == len(labels) // 10).all():
-            raise DatasetError(f"{folder} has per-class counts {counts.tolist()} in the {split} split, expected "
-                               f"{len(labels) // 10} each; delete it and download {CIFAR10_URL} again.")
+            raise DatasetError(
+                f"{folder} has per-class counts {counts.tolist()} in the {split} split, expected "
+                f"{len(labels) // 10} each; delete it and download {CIFAR10_URL} again."
+            )
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
@@ -513,5 +564,6 @@ def _download_cifar10(home: Path) -> None:
 
     home.mkdir(parents=True, exist_ok=True)
     with socket_timeout(DOWNLOAD_TIMEOUT_S):
-        download_and_extract_archive(CIFAR10.url, download_root=str(home), filename=CIFAR10.filename,
-                                     md5=CIFAR10.tgz_md5)
+        download_and_extract_archive(
+            CIFAR10.url, download_root=str(home), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+        )

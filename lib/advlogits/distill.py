@@ -39,13 +39,22 @@ def _check_temperature(T: object) -> None:
 
 def _check_same_shape(logits: Tensor, other: Tensor, name: str) -> None:
     if other.shape != logits.shape:
-        fail(name, f"of the shape of the logits it pairs with, {tuple(logits.shape)}", other,
-             shown=str(tuple(other.shape)))
+        fail(
+            name,
+            f"of the shape of the logits it pairs with, {tuple(logits.shape)}",
+            other,
+            shown=str(tuple(other.shape)),
+        )
 
 
 def _check_confidence(value: object, k: int, name: str) -> None:
-    check_number(name, value, above=1.0 / k, below=1.0,
-                 hint=f"a probability in (1/K, 1) for K={k} classes, e.g. the teacher's data-set average confidence")
+    check_number(
+        name,
+        value,
+        above=1.0 / k,
+        below=1.0,
+        hint=f"a probability in (1/K, 1) for K={k} classes, e.g. the teacher's data-set average confidence",
+    )
 
 
 def average_confidence(logits: Tensor) -> float:
@@ -188,7 +197,8 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
 
 
 def spread_nonmax(logits: Tensor) -> Tensor:
-    """Keep each sample's confidence, spread the rest of its probability evenly over the other classes: (N, K) -> (N, K).
+    """Keep each sample's confidence, spread the rest of its probability evenly over the other classes:
+    (N, K) -> (N, K).
 
     The target distribution puts the teacher's own softmax confidence ``c`` on its argmax and ``(1 - c) / (K - 1)``
     on every other class: what the teacher says about the incorrect classes is gone, its per-sample confidence is
@@ -254,8 +264,8 @@ def label_correct(logits: Tensor, y: Tensor) -> Tensor:
     """The label-corrected teacher: where the argmax is not ``y``, swap the logits of the argmax and of ``y``.
 
     (N, K), (N,) -> (N, K). Class ``y`` ends on top with the same set of values per row; rows already correct
-    are unchanged. This is a control of the book (docs/protocol.md): it removes the relabelling an imperfect teacher does. When
-    ``y`` is tied with the maximum, the swap changes nothing and ``y`` stays tied on top.
+    are unchanged. This is a control of the book (docs/protocol.md): it removes the relabelling an imperfect
+    teacher does. When ``y`` is tied with the maximum, the swap changes nothing and ``y`` stays tied on top.
     """
     check_logits(logits)
     check_labels(y, logits.shape[0], logits.shape[1])
@@ -273,8 +283,12 @@ def hard_label_logits(labels: Tensor, *, num_classes: int) -> Tensor:
     """
     check_int("num_classes", num_classes, at_least=2)
     if not isinstance(labels, Tensor) or labels.ndim != 1 or labels.shape[0] < 1:
-        fail("labels", "a non-empty 1-D tensor of class indices", labels,
-             shown=str(getattr(labels, "shape", type(labels))))
+        fail(
+            "labels",
+            "a non-empty 1-D tensor of class indices",
+            labels,
+            shown=str(getattr(labels, "shape", type(labels))),
+        )
     check_labels(labels, labels.shape[0], num_classes, "labels")
     out = torch.full((labels.shape[0], num_classes), -HARD_LABEL_MARGIN, device=labels.device)
     return out.scatter_(1, labels.long().unsqueeze(1), 0.0)
@@ -318,8 +332,8 @@ def make_targets(
     keeps the teacher's argmax, as the protocol asks.
 
     ``reference`` is required by, and only accepted for, ``"reorder"``; ``confidence`` likewise for
-    ``"flatten"``, ``"label_smoothing"`` and ``"soften"`` (pass the data-set average, `average_confidence` of the teacher's
-    logits, computed once on the whole training set, not per batch). ``generator`` is
+    ``"flatten"``, ``"label_smoothing"`` and ``"soften"`` (pass the data-set average, `average_confidence` of the
+    teacher's logits, computed once on the whole training set, not per batch). ``generator`` is
     used by ``"shuffle"`` only. The result has the teacher's dtype and device and never requires grad.
     """
     check_choice("kind", kind, TARGET_KINDS)
@@ -333,8 +347,13 @@ def make_targets(
         check_logits(reference, "reference")
         _check_same_shape(teacher_logits, reference, "reference")
     elif reference is not None:
-        fail("reference", f"None for kind={kind!r} (only kind='reorder' uses it)", reference,
-             shown=describe(reference), hint="drop it")
+        fail(
+            "reference",
+            f"None for kind={kind!r} (only kind='reorder' uses it)",
+            reference,
+            shown=describe(reference),
+            hint="drop it",
+        )
     if kind in ("flatten", "label_smoothing", "soften"):
         if confidence is None:
             fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
@@ -343,8 +362,12 @@ def make_targets(
         _check_confidence(confidence, k, "confidence")
         confidence = float(confidence)
     elif confidence is not None:
-        fail("confidence", f"None for kind={kind!r} (only 'flatten', 'label_smoothing' and 'soften' use it)", confidence,
-             hint="drop it")
+        fail(
+            "confidence",
+            f"None for kind={kind!r} (only 'flatten', 'label_smoothing' and 'soften' use it)",
+            confidence,
+            hint="drop it",
+        )
 
     teacher = teacher_logits.detach()
     if label_corrected:

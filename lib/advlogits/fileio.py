@@ -133,13 +133,21 @@ def load_state_dict_checked(model: nn.Module, state: Any, *, source: str | Path)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(state)
-                    if not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape)
+    shapes = sorted(
+        k
+        for k in set(expected) & set(state)
+        if not isinstance(state[k], torch.Tensor) or state[k].shape != expected[k].shape
+    )
     if missing or extra or shapes:
-        parts = [f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                 for label, keys in (("missing keys", missing), ("unexpected keys", extra),
-                                     ("mis-shaped keys", shapes)) if keys]
-        raise StoreError(f"weights in {source} do not fit {type(model).__name__}: " + "; ".join(parts)
-                         + ". They were saved from another architecture or are corrupt: delete the file to recompute "
-                           "it, or load it into the model it was saved from.")
+        parts = [
+            f"{label}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for label, keys in (("missing keys", missing), ("unexpected keys", extra), ("mis-shaped keys", shapes))
+            if keys
+        ]
+        raise StoreError(
+            f"weights in {source} do not fit {type(model).__name__}: "
+            + "; ".join(parts)
+            + ". They were saved from another architecture or are corrupt: delete the file to recompute "
+            "it, or load it into the model it was saved from."
+        )
     model.load_state_dict(state)

@@ -34,7 +34,8 @@ def logit_gap(logits: Tensor) -> Tensor:
 
 
 def sorted_logits(logits: Tensor) -> Tensor:
-    """Each row sorted in descending order: (N, K) -> (N, K); column j is the (j+1)-th largest logit (the sorted-logit curve of C2)."""
+    """Each row sorted in descending order: (N, K) -> (N, K); column j is the (j+1)-th largest logit (the
+    sorted-logit curve of C2)."""
     check_logits(logits)
     return logits.sort(dim=1, descending=True).values
 

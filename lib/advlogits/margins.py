@@ -44,6 +44,7 @@ L2_CHECK_EPS = 0.25
 # validation
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _check_eps(eps: object) -> None:
     check_number("eps", eps, at_least=0, hint="a radius in [0, 1] pixel units")
 
@@ -72,14 +73,19 @@ def _targets(j: int | Tensor, y: Tensor) -> Tensor:
     if j.shape != y.shape:
         fail("j", f"an int or a tensor of shape {tuple(y.shape)}", j, shown=describe(j))
     if bool((j == y).any()):
-        fail("j", "different from y for every sample (the margin z_y - z_j needs two classes)", j,
-             shown=f"{int((j == y).sum())} equal")
+        fail(
+            "j",
+            "different from y for every sample (the margin z_y - z_j needs two classes)",
+            j,
+            shown=f"{int((j == y).sum())} equal",
+        )
     return j
 
 
 # ----------------------------------------------------------------------------------------------------------
 # norms and the closed form
 # ----------------------------------------------------------------------------------------------------------
+
 
 def dual_norm(v: Tensor, *, norm: Norm) -> Tensor:
     """The dual norm of ``norm`` along the last dimension: ||v||_1 for "linf", ||v||_2 for "l2". (..., D) -> (...)."""
@@ -121,10 +127,14 @@ def worst_case_perturbation(d: Tensor, x: Tensor | None, *, eps: float, norm: No
     if box:
         outside = ((x + delta < 0) | (x + delta > 1)).any(dim=1)
         if bool(outside.any()):
-            fail("eps", "small enough that the L2 worst case x - eps * d / ||d||_2 stays in the box [0, 1]", eps,
-                 shown=f"{eps!r}: it leaves the box for {int(outside.sum())} of {len(d)} samples",
-                 hint="the L2 closed form does not hold there; use box=False for the unconstrained value, a smaller "
-                      "eps, or inputs farther from 0 and 1")
+            fail(
+                "eps",
+                "small enough that the L2 worst case x - eps * d / ||d||_2 stays in the box [0, 1]",
+                eps,
+                shown=f"{eps!r}: it leaves the box for {int(outside.sum())} of {len(d)} samples",
+                hint="the L2 closed form does not hold there; use box=False for the unconstrained value, a smaller "
+                "eps, or inputs farther from 0 and 1",
+            )
     return delta
 
 
@@ -143,8 +153,9 @@ def linear_margins(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor) -> Tensor
     return m.scatter(1, y[:, None], math.inf)
 
 
-def linear_worst_case_margins(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, *, eps: float, norm: Norm,
-                              box: bool = True) -> Tensor:
+def linear_worst_case_margins(
+    weight: Tensor, bias: Tensor, x: Tensor, y: Tensor, *, eps: float, norm: Norm, box: bool = True
+) -> Tensor:
     """Exact worst-case pairwise margins ``min_delta (z_y - z_j)(x + delta)`` of ``z = W x + b``: (N, K), +inf in
     column y. The worst-case (multi-class) margin is the row minimum: min over delta and j commute."""
     _check_eps(eps)
@@ -162,6 +173,7 @@ def linear_worst_case_margins(weight: Tensor, bias: Tensor, x: Tensor, y: Tensor
 # PGD on a pairwise margin (any model)
 # ----------------------------------------------------------------------------------------------------------
 
+
 class PairLogits(nn.Module):
     """The logits ``(z_y, z_j)`` (N, 2) of ``model``, so that an untargeted attack on label 0 with the CW loss
     maximises ``z_j - z_y``: the pairwise worst case of the proposition. ``y``, ``j``: (N,) fixed per sample."""
@@ -175,29 +187,60 @@ class PairLogits(nn.Module):
         return self.model(x).gather(1, self.index)
 
 
-def pgd_pair_margins(model: nn.Module, x: Tensor, y: Tensor, j: int | Tensor, *, eps: float, alpha: float,
-                     steps: int, norm: Norm = "linf", restarts: int = 1,
-                     generator: torch.Generator | None = None) -> Tensor:
+def pgd_pair_margins(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    j: int | Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm = "linf",
+    restarts: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``z_y - z_j`` (N,) at the point PGD (`advlogits.attacks.pgd`, CW loss, random start) finds when it
     minimises that margin within the ``norm`` ball of radius ``eps`` (and the box [0, 1])."""
     j = _targets(j, y)
     pair = PairLogits(model, y, j)
-    x_adv = pgd(pair, x, torch.zeros_like(y), eps=eps, alpha=alpha, steps=steps, norm=norm, restarts=restarts,
-                loss="cw", generator=generator)
+    x_adv = pgd(
+        pair,
+        x,
+        torch.zeros_like(y),
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        norm=norm,
+        restarts=restarts,
+        loss="cw",
+        generator=generator,
+    )
     with torch.no_grad(), eval_mode(model):
         z = pair(x_adv)
     return z[:, 0] - z[:, 1]
 
 
-def pgd_pairwise_margins(model: nn.Module, x: Tensor, y: Tensor, *, num_classes: int, eps: float, alpha: float,
-                         steps: int, norm: Norm = "linf", generator: torch.Generator | None = None) -> Tensor:
+def pgd_pairwise_margins(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_classes: int,
+    eps: float,
+    alpha: float,
+    steps: int,
+    norm: Norm = "linf",
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """`pgd_pair_margins` against every other class: (N, num_classes), +inf in column y."""
     out = torch.full((len(y), num_classes), math.inf, dtype=x.dtype, device=x.device)
     for j in range(num_classes):
         other = y != j
         if bool(other.any()):
-            out[other, j] = pgd_pair_margins(model, x[other], y[other], j, eps=eps, alpha=alpha, steps=steps,
-                                             norm=norm, generator=generator)
+            out[other, j] = pgd_pair_margins(
+                model, x[other], y[other], j, eps=eps, alpha=alpha, steps=steps, norm=norm, generator=generator
+            )
     return out
 
 
@@ -205,13 +248,22 @@ def pgd_pairwise_margins(model: nn.Module, x: Tensor, y: Tensor, *, num_classes:
 # linear models: the PGD check of the closed form
 # ----------------------------------------------------------------------------------------------------------
 
+
 def interior(x: Tensor) -> Tensor:
     """``0.25 + 0.5 x``: images mapped into [0.25, 0.75], where an L2 step of length <= 0.25 stays in the box."""
     return 0.25 + 0.5 * x
 
 
-def linear_check(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: Norm, steps: int | None = None,
-                 generator: torch.Generator | None = None) -> dict[str, Tensor]:
+def linear_check(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    norm: Norm,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
     """PGD against the closed form on a linear model (``model.linear``), in float64 on the CPU.
 
     PGD takes ``steps`` (default `CHECK_STEPS`) steps of ``eps / 4`` from a random start against every class
@@ -226,15 +278,17 @@ def linear_check(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, norm: No
     closed = linear_worst_case_margins(weight, bias, x, y, eps=eps, norm=norm, box=True)
     steps = CHECK_STEPS[norm] if steps is None else steps
     twin = linear_model_from(weight, bias)
-    found = pgd_pairwise_margins(twin, x, y, num_classes=weight.shape[0], eps=eps, alpha=eps / 4, steps=steps,
-                                 norm=norm, generator=generator)
+    found = pgd_pairwise_margins(
+        twin, x, y, num_classes=weight.shape[0], eps=eps, alpha=eps / 4, steps=steps, norm=norm, generator=generator
+    )
     finite = torch.isfinite(closed)
     error = torch.where(finite, (found - closed).abs(), torch.zeros_like(closed))
     return {"closed_form": closed, "pgd": found, "clean": linear_margins(weight, bias, x, y), "error": error}
 
 
 def linear_model_from(weight: Tensor, bias: Tensor) -> nn.Sequential:
-    """A module shaped like `advlogits.models.build_model("linear")` with the given ``weight`` (K, D) and ``bias`` (K,), in their dtype."""
+    """A module shaped like `advlogits.models.build_model("linear")` with the given ``weight`` (K, D) and
+    ``bias`` (K,), in their dtype."""
     _check_linear(weight, bias)
     layer = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device)
     with torch.no_grad():
@@ -247,9 +301,19 @@ def linear_model_from(weight: Tensor, bias: Tensor) -> nn.Sequential:
 # deep networks: the first-order prediction against PGD, and the last layer
 # ----------------------------------------------------------------------------------------------------------
 
-def margin_drops(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
-                 restarts: int = 1, generator: torch.Generator | None = None,
-                 batch_size: int = 250) -> dict[str, Tensor]:
+
+def margin_drops(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    restarts: int = 1,
+    generator: torch.Generator | None = None,
+    batch_size: int = 250,
+) -> dict[str, Tensor]:
     """Per image (CPU tensors, shape (N,)): the margin ``z_y - z_j`` to the clean runner-up j, its first-order
     worst case within the L-inf ball and the box (the proposition applied to the local linearisation,
     ``d = grad_x (z_y - z_j)``), the worst case PGD finds on the same pair, and ``||d||_1``.
@@ -262,7 +326,7 @@ def margin_drops(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: f
     out: dict[str, list[Tensor]] = {"clean": [], "first_order": [], "pgd": [], "grad_l1": [], "j": []}
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             xr = xb.clone().requires_grad_(True)
             with torch.enable_grad():
                 z = model(xr)
@@ -271,10 +335,16 @@ def margin_drops(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: f
                 (grad,) = torch.autograd.grad(m.sum(), xr)
             d = grad.flatten(1)
             first = m.detach() + worst_case_change(d, xb.flatten(1), eps=eps, norm="linf", box=True)
-            found = pgd_pair_margins(model, xb, yb, j, eps=eps, alpha=alpha, steps=steps, restarts=restarts,
-                                     generator=generator)
-            for key, value in (("clean", m.detach()), ("first_order", first), ("pgd", found),
-                               ("grad_l1", dual_norm(d, norm="linf")), ("j", j)):
+            found = pgd_pair_margins(
+                model, xb, yb, j, eps=eps, alpha=alpha, steps=steps, restarts=restarts, generator=generator
+            )
+            for key, value in (
+                ("clean", m.detach()),
+                ("first_order", first),
+                ("pgd", found),
+                ("grad_l1", dual_norm(d, norm="linf")),
+                ("j", j),
+            ):
                 out[key].append(value.cpu())
     return {k: torch.cat(v) for k, v in out.items()}
 
@@ -295,12 +365,16 @@ def gap_gradient_l1(model: nn.Module, x: Tensor, *, batch_size: int = 250) -> Te
     out: list[Tensor] = [torch.zeros(0)]
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
-            xr = x[i:i + batch_size].detach().to(device=device, dtype=dtype).requires_grad_(True)
+            xr = x[i : i + batch_size].detach().to(device=device, dtype=dtype).requires_grad_(True)
             with torch.enable_grad():
                 z = model(xr)
                 if z.ndim != 2 or z.shape[1] < 2:
-                    fail("model", "a model with at least 2 classes (the logit gap needs two)", model,
-                         shown=f"logits of shape {tuple(z.shape)}")
+                    fail(
+                        "model",
+                        "a model with at least 2 classes (the logit gap needs two)",
+                        model,
+                        shown=f"logits of shape {tuple(z.shape)}",
+                    )
                 top2 = z.detach().topk(2, dim=1).indices
                 gap = z.gather(1, top2[:, :1]) - z.gather(1, top2[:, 1:])
                 (grad,) = torch.autograd.grad(gap.sum(), xr)
@@ -312,8 +386,9 @@ def last_linear(model: nn.Module) -> nn.Linear:
     """The last ``nn.Linear`` registered in ``model`` (the logit layer of every network in this book)."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not layers:
-        fail("model", "a network with an nn.Linear layer (its last layer is analysed)", model,
-             shown=type(model).__name__)
+        fail(
+            "model", "a network with an nn.Linear layer (its last layer is analysed)", model, shown=type(model).__name__
+        )
     return layers[-1]
 
 
@@ -337,9 +412,9 @@ def last_layer_summary(model: nn.Module, x: Tensor) -> dict[str, float]:
     h, logits = penultimate(model, x)
     top2 = logits.topk(2, dim=1).indices
     direction = dual_norm(weight[top2[:, 0]] - weight[top2[:, 1]], norm="l2")
-    return {"weight_diff_l1": mean_pairwise_dual_norm(weight, norm="linf"),
-            "weight_diff_l2": mean_pairwise_dual_norm(weight, norm="l2"),
-            "feature_l2": dual_norm(h, norm="l2").mean().item(),
-            "boundary_distance": (logit_gap(logits) / direction).mean().item()}
-
-
+    return {
+        "weight_diff_l1": mean_pairwise_dual_norm(weight, norm="linf"),
+        "weight_diff_l2": mean_pairwise_dual_norm(weight, norm="l2"),
+        "feature_l2": dual_norm(h, norm="l2").mean().item(),
+        "boundary_distance": (logit_gap(logits) / direction).mean().item(),
+    }

@@ -34,6 +34,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from . import passes
 from ._compat import import_robustbench_utils
 from .checks import check_choice, check_int, fail
 from .data import DATASETS, DOWNLOAD_TIMEOUT_S, input_shape, num_classes, socket_timeout
@@ -87,7 +88,9 @@ def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = 
 
     if arch == "linear":
         c, h, w = INPUT_SHAPES[in_channels]
-        return nn.Sequential(OrderedDict(flatten=nn.Flatten(), linear=nn.Linear(c * h * w, num_classes)))
+        return passes.watch(
+            nn.Sequential(OrderedDict(flatten=nn.Flatten(), linear=nn.Linear(c * h * w, num_classes))), arch
+        )
     if arch == "cnn-small":
         net: nn.Module = SmallCNN(INPUT_SHAPES[in_channels], num_classes)
     elif arch == "cnn":
@@ -100,7 +103,7 @@ def build_model(arch: Arch, *, num_classes: int = 10, in_channels: int | None = 
     model = nn.Sequential(OrderedDict(normalize=Normalize(mean, std), net=net))
     # Convolution weights in channels_last layout: the same function, and convolutions run 1.2-2.5x faster
     # on CPUs (oneDNN) and with tensor cores; inputs may stay in the default layout.
-    return model.to(memory_format=torch.channels_last)
+    return passes.watch(model.to(memory_format=torch.channels_last), arch)
 
 
 def build_for(arch: Arch, dataset: str) -> nn.Module:
@@ -113,6 +116,7 @@ def build_for(arch: Arch, dataset: str) -> nn.Module:
 # ----------------------------------------------------------------------------------------------
 # Small CNNs (Fashion-MNIST, CPU)
 # ----------------------------------------------------------------------------------------------
+
 
 def _conv_out(size: int, convs: int) -> int:
     """Side length after ``convs`` unpadded 3x3 convs and then a 2x2 max-pool (floor)."""
@@ -132,8 +136,12 @@ class SmallCNN(nn.Module):
         c, h, w = input_shape
         h, w = _conv_out(_conv_out(h, 1), 1), _conv_out(_conv_out(w, 1), 1)  # 28 -> 26 -> 13 -> 11 -> 5
         self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(32, 64, 3), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(c, 32, 3),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(64 * h * w, 128), nn.ReLU(), nn.Linear(128, num_classes))
 
@@ -151,11 +159,23 @@ class CNN(nn.Module):
         c, h, w = input_shape
         h, w = _conv_out(_conv_out(h, 2), 2), _conv_out(_conv_out(w, 2), 2)  # 28 -> 24 -> 12 -> 8 -> 4
         self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(c, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * h * w, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64 * h * w, 200),
+            nn.ReLU(),
+            nn.Linear(200, 200),
+            nn.ReLU(),
             nn.Linear(200, num_classes),
         )
 
@@ -166,6 +186,7 @@ class CNN(nn.Module):
 # ----------------------------------------------------------------------------------------------
 # Pre-activation residual networks (CIFAR-10)
 # ----------------------------------------------------------------------------------------------
+
 
 def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
@@ -179,8 +200,7 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(c_in), _conv3x3(c_in, c_out, stride)
         self.bn2, self.conv2 = nn.BatchNorm2d(c_out), _conv3x3(c_out, c_out)
-        self.shortcut = (nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
-                         if stride != 1 or c_in != c_out else None)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: Tensor) -> Tensor:
         out = torch.relu(self.bn1(x))
@@ -240,6 +260,7 @@ class WideResNet(_PreActNet):
 # RobustBench
 # ----------------------------------------------------------------------------------------------
 
+
 def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> dict:
     """RobustBench's zoo record of model ``name``; a clear error if it is not in the zoo of
     ``dataset``/``threat_model``. Cheap: reads RobustBench's model list, downloads nothing."""
@@ -252,13 +273,18 @@ def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: 
     zoo = model_dicts[BenchmarkDataset(dataset)].get(ThreatModel(threat_model), {})
     if name not in zoo:
         known = ", ".join(list(zoo)[:6])
-        fail("name", f"a RobustBench model of {dataset}/{threat_model}", name,
-             hint=f"known ones include {known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})")
+        fail(
+            "name",
+            f"a RobustBench model of {dataset}/{threat_model}",
+            name,
+            hint=f"known ones include {known} ({len(zoo)} in all, see robustbench.model_zoo.{dataset})",
+        )
     return zoo[name]
 
 
-def load_robustbench(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf",
-                     model_dir: str | Path) -> nn.Module:
+def load_robustbench(
+    name: str, *, dataset: str = "cifar10", threat_model: str = "Linf", model_dir: str | Path
+) -> nn.Module:
     """Load RobustBench zoo model ``name`` in eval mode on the CPU.
 
     The checkpoint is ``<model_dir>/<dataset>/<threat_model>/<name>.pt`` (ensembles: ``<name>.pt_m<i>.pt``),
@@ -301,8 +327,10 @@ def _download_checkpoint(gdrive_id: str | None, path: Path) -> None:
         _check_checkpoint(part)
     except Exception as exc:  # any download failure becomes one actionable message
         part.unlink(missing_ok=True)
-        raise FileNotFoundError(f"{path} does not exist and downloading it (Google Drive id {gdrive_id}) failed: "
-                                f"{type(exc).__name__}: {exc}. {where}.") from exc
+        raise FileNotFoundError(
+            f"{path} does not exist and downloading it (Google Drive id {gdrive_id}) failed: "
+            f"{type(exc).__name__}: {exc}. {where}."
+        ) from exc
     part.replace(path)
 
 
@@ -311,6 +339,8 @@ def _check_checkpoint(path: Path) -> None:
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise RuntimeError(f"refusing to load {path}: torch.load(weights_only=True) cannot open it, so it is "
-                           f"corrupt or would run code when unpickled ({type(exc).__name__}: {exc}). Replace it "
-                           f"with the official RobustBench checkpoint.") from exc
+        raise RuntimeError(
+            f"refusing to load {path}: torch.load(weights_only=True) cannot open it, so it is "
+            f"corrupt or would run code when unpickled ({type(exc).__name__}: {exc}). Replace it "
+            f"with the official RobustBench checkpoint."
+        ) from exc

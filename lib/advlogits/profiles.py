@@ -65,10 +65,21 @@ class Profile:
 
     def standard(self, *, seed: int | None = None) -> TrainConfig:
         """Config of the standard-training (ST) model of this profile."""
-        return TrainConfig(dataset=self.dataset, arch=self.arch, method="standard", epochs=self.epochs,
-                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
-                           precision=self.precision, compile=self.compile, augment=self.augment)
+        return TrainConfig(
+            dataset=self.dataset,
+            arch=self.arch,
+            method="standard",
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            n_train=self.n_train,
+            n_val=self.n_val,
+            seed=self.seed if seed is None else seed,
+            precision=self.precision,
+            compile=self.compile,
+            augment=self.augment,
+        )
 
     def sweep(self, eps: float) -> TrainConfig:
         """Config of the eps-sweep model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs).
@@ -87,9 +98,16 @@ class Profile:
         base = self.sweep(eps)
         return dataclasses.replace(base, arch="linear", precision="fp32", compile=False)
 
-    def student(self, *, teacher: TrainConfig | None, targets: str = "kd", T: float | None = None,
-                label_corrected: bool = False, reference: TrainConfig | None = None,
-                seed: int | None = None) -> TrainConfig:
+    def student(
+        self,
+        *,
+        teacher: TrainConfig | None,
+        targets: str = "kd",
+        T: float | None = None,
+        label_corrected: bool = False,
+        reference: TrainConfig | None = None,
+        seed: int | None = None,
+    ) -> TrainConfig:
         """A distilled student: the teachers' architecture, ``student_n_train`` clean images, ``student_epochs``.
 
         ``teacher=None`` gives the hard-label student: standard cross-entropy training on the true labels of the
@@ -99,45 +117,138 @@ class Profile:
         check_choice("targets", targets, TARGET_KINDS)
         T = self.temperature if T is None else check_number("T", T, above=0)
         if (targets in REFERENCE_TARGETS) != (reference is not None):
-            fail("reference", f"a second teacher's config for targets in {REFERENCE_TARGETS}, and None otherwise",
-                 reference, shown="None" if reference is None else "a config")
+            fail(
+                "reference",
+                f"a second teacher's config for targets in {REFERENCE_TARGETS}, and None otherwise",
+                reference,
+                shown="None" if reference is None else "a config",
+            )
         base = dataclasses.replace(self.standard(seed=seed), n_train=self.student_n_train, epochs=self.student_epochs)
         if teacher is None:
             return base
-        return dataclasses.replace(base, method="distilled", teacher=teacher, targets=targets, reference=reference,
-                                   T=float(T), label_corrected=label_corrected)
+        return dataclasses.replace(
+            base,
+            method="distilled",
+            teacher=teacher,
+            targets=targets,
+            reference=reference,
+            T=float(T),
+            label_corrected=label_corrected,
+        )
 
     def adversarial(self, *, seed: int | None = None, eps: float | None = None) -> TrainConfig:
         """Config of the PGD-AT model; a different ``eps`` scales the step size with it."""
         radius = self.eps if eps is None else eps
-        return TrainConfig(dataset=self.dataset, arch=self.arch, method="adversarial", epochs=self.adv_epochs,
-                           batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-                           n_train=self.n_train, n_val=self.n_val, seed=self.seed if seed is None else seed,
-                           eps=radius, alpha=self.alpha * radius / self.eps, steps=self.steps,
-                           precision=self.precision, compile=self.compile, augment=self.augment)
+        return TrainConfig(
+            dataset=self.dataset,
+            arch=self.arch,
+            method="adversarial",
+            epochs=self.adv_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            n_train=self.n_train,
+            n_val=self.n_val,
+            seed=self.seed if seed is None else seed,
+            eps=radius,
+            alpha=self.alpha * radius / self.eps,
+            steps=self.steps,
+            precision=self.precision,
+            compile=self.compile,
+            augment=self.augment,
+        )
 
 
 _PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", dataset="fashion-mnist", arch="cnn-small", n_train=512, n_val=128, epochs=1, adv_epochs=1,
-        student_epochs=1, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.05, steps=2,
-        eval_alpha=0.025, eval_steps=5, eval_restarts=1, n_eval=128, n_autoattack=32, autoattack_version="fast",
-        eps_sweep=(0.05, 0.1), sweep_n_train=512, sweep_epochs=1, student_n_train=512, seeds=(0, 1),
+        name="smoke",
+        dataset="fashion-mnist",
+        arch="cnn-small",
+        n_train=512,
+        n_val=128,
+        epochs=1,
+        adv_epochs=1,
+        student_epochs=1,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        eps=0.1,
+        alpha=0.05,
+        steps=2,
+        eval_alpha=0.025,
+        eval_steps=5,
+        eval_restarts=1,
+        n_eval=128,
+        n_autoattack=32,
+        autoattack_version="fast",
+        eps_sweep=(0.05, 0.1),
+        sweep_n_train=512,
+        sweep_epochs=1,
+        student_n_train=512,
+        seeds=(0, 1),
         student_seeds=(100, 101),
-        temperature=1.0),
+        temperature=1.0,
+    ),
     "cpu": Profile(
-        name="cpu", dataset="fashion-mnist", arch="cnn-small", n_train=None, n_val=1000, epochs=4, adv_epochs=3,
-        student_epochs=5, batch_size=128, lr=0.05, weight_decay=5e-4, eps=0.1, alpha=0.04, steps=3,
-        eval_alpha=0.0125, eval_steps=20, eval_restarts=1, n_eval=1000, n_autoattack=500,
-        autoattack_version="fast", eps_sweep=(0.05, 0.1, 0.15, 0.2), sweep_n_train=10_000, sweep_epochs=4,
-        student_n_train=10_000, seeds=(0, 1), student_seeds=(100, 101, 102), temperature=1.0),
+        name="cpu",
+        dataset="fashion-mnist",
+        arch="cnn-small",
+        n_train=None,
+        n_val=1000,
+        epochs=4,
+        adv_epochs=3,
+        student_epochs=5,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        eps=0.1,
+        alpha=0.04,
+        steps=3,
+        eval_alpha=0.0125,
+        eval_steps=20,
+        eval_restarts=1,
+        n_eval=1000,
+        n_autoattack=500,
+        autoattack_version="fast",
+        eps_sweep=(0.05, 0.1, 0.15, 0.2),
+        sweep_n_train=10_000,
+        sweep_epochs=4,
+        student_n_train=10_000,
+        seeds=(0, 1),
+        student_seeds=(100, 101, 102),
+        temperature=1.0,
+    ),
     "paper": Profile(
-        name="paper", dataset="cifar10", arch="preact-resnet18", n_train=None, n_val=1000, epochs=30, adv_epochs=30,
-        student_epochs=30, batch_size=128, lr=0.1, weight_decay=5e-4, eps=8 / 255, alpha=2 / 255, steps=10,
-        eval_alpha=2 / 255, eval_steps=20, eval_restarts=1, n_eval=2000, n_autoattack=1000,
-        autoattack_version="standard", eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255), sweep_n_train=None,
-        sweep_epochs=30, student_n_train=None, seeds=(0, 1), student_seeds=(100, 101, 102), temperature=1.0,
-        precision="bf16", augment="crop-flip"),
+        name="paper",
+        dataset="cifar10",
+        arch="preact-resnet18",
+        n_train=None,
+        n_val=1000,
+        epochs=30,
+        adv_epochs=30,
+        student_epochs=30,
+        batch_size=128,
+        lr=0.1,
+        weight_decay=5e-4,
+        eps=8 / 255,
+        alpha=2 / 255,
+        steps=10,
+        eval_alpha=2 / 255,
+        eval_steps=20,
+        eval_restarts=1,
+        n_eval=2000,
+        n_autoattack=1000,
+        autoattack_version="standard",
+        eps_sweep=(2 / 255, 4 / 255, 8 / 255, 12 / 255),
+        sweep_n_train=None,
+        sweep_epochs=30,
+        student_n_train=None,
+        seeds=(0, 1),
+        student_seeds=(100, 101, 102),
+        temperature=1.0,
+        precision="bf16",
+        augment="crop-flip",
+    ),
 }
 PROFILES: tuple[str, ...] = tuple(_PROFILES)
 
@@ -182,17 +293,34 @@ def _check(profile: Profile) -> None:
     check_choice("dataset", profile.dataset, DATASETS)
     info = dataset_info(profile.dataset)
     check_choice("arch", profile.arch, ARCHS)
-    check_choice("arch", profile.arch, ARCHS_FOR[profile.dataset], hint=f"those are the architectures that fit {profile.dataset}")
+    check_choice(
+        "arch", profile.arch, ARCHS_FOR[profile.dataset], hint=f"those are the architectures that fit {profile.dataset}"
+    )
     for name in ("n_train", "sweep_n_train", "student_n_train"):
         value = getattr(profile, name)
         if value is not None:
-            check_int(name, value, at_least=1, at_most=info.train_size,
-                      hint=f"None uses the whole training split of {profile.dataset}")
+            check_int(
+                name,
+                value,
+                at_least=1,
+                at_most=info.train_size,
+                hint=f"None uses the whole training split of {profile.dataset}",
+            )
     for name in ("n_val", "n_eval"):
         check_int(name, getattr(profile, name), at_least=1, at_most=info.test_size)
-    check_int("n_autoattack", profile.n_autoattack, at_least=0, at_most=profile.n_eval, hint=f"n_eval is {profile.n_eval}")
-    for name in ("epochs", "adv_epochs", "student_epochs", "sweep_epochs", "batch_size", "steps", "eval_steps",
-                 "eval_restarts"):
+    check_int(
+        "n_autoattack", profile.n_autoattack, at_least=0, at_most=profile.n_eval, hint=f"n_eval is {profile.n_eval}"
+    )
+    for name in (
+        "epochs",
+        "adv_epochs",
+        "student_epochs",
+        "sweep_epochs",
+        "batch_size",
+        "steps",
+        "eval_steps",
+        "eval_restarts",
+    ):
         check_int(name, getattr(profile, name), at_least=1)
     check_number("eps", profile.eps, above=0, below=1, hint="an L-inf radius in [0, 1] pixel units")
     check_number("alpha", profile.alpha, above=0, at_most=profile.eps)
@@ -215,8 +343,12 @@ def _check(profile: Profile) -> None:
         check_seed("student_seeds", seed)
     shared = sorted(set(profile.student_seeds) & {*profile.seeds, profile.seed})
     if shared:
-        fail("student_seeds", "disjoint from the teachers' seeds (a student never starts from its teacher's "
-             "initialisation)", profile.student_seeds, hint=f"{shared} are teacher seeds")
+        fail(
+            "student_seeds",
+            "disjoint from the teachers' seeds (a student never starts from its teacher's initialisation)",
+            profile.student_seeds,
+            hint=f"{shared} are teacher seeds",
+        )
     check_choice("augment", profile.augment, AUGMENTATIONS)
     check_seed("seed", profile.seed)
     check_choice("precision", profile.precision, PRECISIONS)

@@ -34,6 +34,7 @@ class Estimate(NamedTuple):
     def interval(self) -> Interval:
         return self.estimate, self.low, self.high
 
+
 StatisticName = Literal["mean", "mean_difference", "spearman"]
 """Statistics :func:`bootstrap_ci` computes vectorised over resamples, by name."""
 
@@ -173,8 +174,9 @@ def bootstrap_ci(
         if len(samples) != needed:
             fail("samples", f"{needed} array(s) for statistic {statistic!r}", len(samples), shown=f"{len(samples)}")
     elif not callable(statistic):
-        fail("statistic", f"one of {', '.join(STATISTIC_NAMES)} or a callable", statistic,
-             shown=type(statistic).__name__)
+        fail(
+            "statistic", f"one of {', '.join(STATISTIC_NAMES)} or a callable", statistic, shown=type(statistic).__name__
+        )
     if not samples:
         fail("samples", "at least one 1-D array of per-sample values after the statistic", 0, shown="none")
     check_int("n_resamples", n_resamples, at_least=1, hint="2000 is usual")
@@ -184,8 +186,12 @@ def bootstrap_ci(
     arrays = tuple(check_vector(s, f"samples[{i}]", min_len=min_len) for i, s in enumerate(samples))
     lengths = {a.shape[0] for a in arrays}
     if len(lengths) != 1:
-        fail("samples", "of one length (paired values on the same test images)", None,
-             shown=f"lengths {[a.shape[0] for a in arrays]}")
+        fail(
+            "samples",
+            "of one length (paired values on the same test images)",
+            None,
+            shown=f"lengths {[a.shape[0] for a in arrays]}",
+        )
     n = arrays[0].shape[0]
 
     if isinstance(statistic, str):
@@ -212,8 +218,9 @@ def bootstrap_ci(
 
 def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval:
     """Accuracy and its bootstrap 95% interval, in percent, from per-image correctness (N,) booleans."""
-    values = check_vector(np.asarray(correct.cpu() if isinstance(correct, Tensor) else correct, dtype=np.float64),
-                          "correct")
+    values = check_vector(
+        np.asarray(correct.cpu() if isinstance(correct, Tensor) else correct, dtype=np.float64), "correct"
+    )
     estimate, low, high = bootstrap_ci("mean", values, seed=seed)
     return 100 * estimate, 100 * low, 100 * high
 
@@ -232,8 +239,14 @@ def _percentile(replicates: NDArray[np.float64], estimate: float, level: float) 
     return Estimate(estimate, float(low), float(high), float(replicates.std(ddof=1)) if len(replicates) > 1 else 0.0)
 
 
-def image_bootstrap(statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]], n: int, *,
-                    n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Estimate:
+def image_bootstrap(
+    statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+    n: int,
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
     """Paired percentile bootstrap over ``n`` images of a statistic given resampled image indices.
 
     ``statistic`` maps an (R, n) array of indices (one resample per row; row ``arange(n)`` is the data itself) to
@@ -252,8 +265,9 @@ def image_bootstrap(statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]]
     return _percentile(replicates, estimate, level)
 
 
-def resampled_spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor
-                       ) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+def resampled_spearman(
+    a: ArrayLike | Tensor, b: ArrayLike | Tensor
+) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
     """Spearman(a, b) on resampled indices: (R, N) -> (R,), with average ranks within each resample (for
     `image_bootstrap`)."""
     a_arr, b_arr = check_vector(a, "a", min_len=2), check_vector(b, "b", min_len=2)
@@ -261,8 +275,9 @@ def resampled_spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor
     return _named_statistic("spearman", (a_arr, b_arr))
 
 
-def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float
-                          ) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+def resampled_top_jaccard(
+    a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float
+) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
     """`top_fraction_jaccard` of a and b on resampled indices: (R, N) -> (R,); the top sets hold positions of the
     resample (an image drawn twice can be selected twice), ties broken towards lower positions."""
     check_number("fraction", fraction, above=0, at_most=1)
@@ -284,8 +299,14 @@ def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fract
     return statistic
 
 
-def seed_image_bootstrap(outcomes: Mapping[str, ArrayLike], statistic: Callable[[Mapping[str, NDArray]], NDArray],
-                         *, n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> Estimate:
+def seed_image_bootstrap(
+    outcomes: Mapping[str, ArrayLike],
+    statistic: Callable[[Mapping[str, NDArray]], NDArray],
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
     """Two-level percentile bootstrap of a statistic of per-model means over seeds and images.
 
     ``outcomes`` maps a model name to an (S, N) array: one row per seed, one column per image (e.g. 1 where the
@@ -299,8 +320,12 @@ def seed_image_bootstrap(outcomes: Mapping[str, ArrayLike], statistic: Callable[
     arrays = {name: np.asarray(v, dtype=np.float64) for name, v in outcomes.items()}
     shapes = {a.shape for a in arrays.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        fail("outcomes", "(seeds, images) arrays of one shape for every model", sorted(arrays),
-             shown=f"shapes {[a.shape for a in arrays.values()]}")
+        fail(
+            "outcomes",
+            "(seeds, images) arrays of one shape for every model",
+            sorted(arrays),
+            shown=f"shapes {[a.shape for a in arrays.values()]}",
+        )
     n_seeds, n = next(iter(shapes))
     check_int("n_resamples", n_resamples, at_least=2)
     check_number("level", level, above=0, below=1)
@@ -311,10 +336,12 @@ def seed_image_bootstrap(outcomes: Mapping[str, ArrayLike], statistic: Callable[
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
         r = stop - start
-        seed_weights = np.stack([np.bincount(row, minlength=n_seeds) for row in
-                                 rng.integers(0, n_seeds, size=(r, n_seeds))]).astype(np.float64)
-        image_weights = np.stack([np.bincount(row, minlength=n) for row in
-                                  rng.integers(0, n, size=(r, n))]).astype(np.float64)
+        seed_weights = np.stack(
+            [np.bincount(row, minlength=n_seeds) for row in rng.integers(0, n_seeds, size=(r, n_seeds))]
+        ).astype(np.float64)
+        image_weights = np.stack([np.bincount(row, minlength=n) for row in rng.integers(0, n, size=(r, n))]).astype(
+            np.float64
+        )
         means = {k: ((seed_weights @ a) * image_weights).sum(axis=1) / (n_seeds * n) for k, a in arrays.items()}
         replicates[start:stop] = np.asarray(statistic(means), dtype=np.float64)
     return _percentile(replicates, estimate, level)

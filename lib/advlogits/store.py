@@ -35,8 +35,7 @@ from typing import Any
 from filelock import FileLock
 from torch import Tensor
 
-from .fileio import (StoreError, read_checked, record_path, safe_torch_load, tensor_bytes, verify_checked,
-                     write_checked)
+from .fileio import StoreError, read_checked, record_path, safe_torch_load, tensor_bytes, verify_checked, write_checked
 
 __all__ = ["Store", "StoreError", "config_key", "home", "source_digest"]
 
@@ -68,8 +67,10 @@ def _source_bytes(file: str) -> bytes:
 def canonical(value: Any) -> Any:
     """A JSON-able form of a config (frozen dataclasses by type and fields, floats by repr) for hashing."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"__type__": type(value).__name__,
-                **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+        return {
+            "__type__": type(value).__name__,
+            **{f.name: canonical(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        }
     if isinstance(value, (list, tuple)):
         return [canonical(v) for v in value]
     if isinstance(value, dict):
@@ -145,9 +146,9 @@ class Store:
             raise StoreError(f"no stored weights in {folder}; compute them first (advlogits.pipeline.get_model).")
         return safe_torch_load(weights, name=folder / "model.pt"), json.loads(history)
 
-    def get_or_compute_weights(self, key: str, *, config: Any,
-                               compute: Callable[[Path], tuple[dict[str, Tensor], dict]]
-                               ) -> tuple[dict[str, Tensor], dict, bool]:
+    def get_or_compute_weights(
+        self, key: str, *, config: Any, compute: Callable[[Path], tuple[dict[str, Tensor], dict]]
+    ) -> tuple[dict[str, Tensor], dict, bool]:
         """The stored (state, history) of entry ``key``, or ``compute(checkpoint)`` run once and stored.
 
         Returns ``(state, history, computed)``. The computation runs under the entry's lock, so processes asking
@@ -207,8 +208,14 @@ class Store:
         """True when the result is stored complete."""
         return record_path(self.result_path(key, name, params, suffix, code=code)).exists()
 
-    def _get_or_compute(self, path: Path, key: str, compute: Callable[[], Any], encode: Callable[[Any], bytes],
-                        decode: Callable[[bytes], Any]) -> Any:
+    def _get_or_compute(
+        self,
+        path: Path,
+        key: str,
+        compute: Callable[[], Any],
+        encode: Callable[[Any], bytes],
+        decode: Callable[[bytes], Any],
+    ) -> Any:
         data = read_checked(path)
         if data is not None:
             return decode(data)
@@ -220,18 +227,21 @@ class Store:
             began = time.perf_counter()
             data = encode(compute())
             write_checked(path, data)
-            self._log(self.entry(key) / "compute.log", name=path.name.rsplit("-", 1)[0],
-                      seconds=round(time.perf_counter() - began, 3))
+            self._log(
+                self.entry(key) / "compute.log",
+                name=path.name.rsplit("-", 1)[0],
+                seconds=round(time.perf_counter() - began, 3),
+            )
         return decode(data)
 
-    def get_or_compute_json(self, key: str, name: str, params: dict, compute: Callable[[], dict], *,
-                            code: str) -> dict:
+    def get_or_compute_json(self, key: str, name: str, params: dict, compute: Callable[[], dict], *, code: str) -> dict:
         """A JSON result of entry ``key`` (e.g. metrics), keyed by ``name``, ``params`` and ``code``; computed once."""
         path = self.result_path(key, name, params, ".json", code=code)
         return self._get_or_compute(path, key, compute, lambda r: json.dumps(r, indent=1).encode(), json.loads)
 
-    def get_or_compute_tensors(self, key: str, name: str, params: dict, compute: Callable[[], dict[str, Tensor]],
-                               *, code: str) -> dict[str, Tensor]:
+    def get_or_compute_tensors(
+        self, key: str, name: str, params: dict, compute: Callable[[], dict[str, Tensor]], *, code: str
+    ) -> dict[str, Tensor]:
         """Tensors of entry ``key`` (e.g. logits), keyed by ``name``, ``params`` and ``code``; computed once."""
         path = self.result_path(key, name, params, ".pt", code=code)
 
@@ -267,9 +277,15 @@ class Store:
         for key in self.keys():
             folder = self.entry(key)
             out += sorted(folder.rglob(".*.tmp"))
-            out += [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".sha256")
-                    and not p.name.startswith(".") and p.name not in ("training.log", "compute.log", "checkpoint.pt")
-                    and not record_path(p).exists()]
+            out += [
+                p
+                for p in sorted(folder.rglob("*"))
+                if p.is_file()
+                and not p.name.endswith(".sha256")
+                and not p.name.startswith(".")
+                and p.name not in ("training.log", "compute.log", "checkpoint.pt")
+                and not record_path(p).exists()
+            ]
         locks = self.root / "locks"
         for lock in sorted(locks.glob("*.lock")) if locks.is_dir() else ():
             probe = FileLock(str(lock), timeout=0)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -96,8 +97,13 @@ def _check_config(c: TrainConfig) -> None:
             check_int(name, getattr(c, name), at_least=1)
         check_int("n_val", c.n_val, at_least=1, at_most=info.test_size, hint=f"the {c.dataset} test split's size")
         if c.n_train is not None:
-            check_int("n_train", c.n_train, at_least=1, at_most=info.train_size,
-                      hint=f"None trains on all {info.train_size} images of {c.dataset}")
+            check_int(
+                "n_train",
+                c.n_train,
+                at_least=1,
+                at_most=info.train_size,
+                hint=f"None trains on all {info.train_size} images of {c.dataset}",
+            )
         check_seed("seed", c.seed)
         check_number("lr", c.lr, above=0)
         check_number("weight_decay", c.weight_decay, at_least=0)
@@ -111,8 +117,12 @@ def _check_config(c: TrainConfig) -> None:
             check_choice("targets", c.targets, TARGET_KINDS)
             check_number("T", c.T, above=0)
             if (c.targets in REFERENCE_TARGETS) != (c.reference is not None):
-                fail("reference", f"a second teacher for targets in {REFERENCE_TARGETS}, and None otherwise",
-                     c.reference, shown="None" if c.reference is None else "a config")
+                fail(
+                    "reference",
+                    f"a second teacher for targets in {REFERENCE_TARGETS}, and None otherwise",
+                    c.reference,
+                    shown="None" if c.reference is None else "a config",
+                )
             for name in ("teacher", "reference"):
                 other = getattr(c, name)
                 if other is not None and other.dataset != c.dataset:
@@ -122,7 +132,8 @@ def _check_config(c: TrainConfig) -> None:
 
 
 def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
-    """Learning-rate factor in [0, 1]: linear rise over the first ``warmup`` fraction of steps, then linear decay to 0."""
+    """Learning-rate factor in [0, 1]: linear rise over the first ``warmup`` fraction of steps, then linear decay
+    to 0."""
     peak = max(1, round(warmup * total))
     if step < peak:
         return (step + 1) / peak
@@ -141,8 +152,9 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) 
     return (predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()).sum().item() / len(x)
 
 
-def _check_common(x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float,
-                  seed: int) -> None:
+def _check_common(
+    x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int
+) -> None:
     if not isinstance(x, Tensor) or x.ndim != 4:
         fail("x", "a tensor of shape (N, C, H, W)", x, shown=str(tuple(getattr(x, "shape", ()))))
     if len(target) != len(x):
@@ -217,8 +229,13 @@ def fit(
         augment_gen = _generator(seed, epoch, STREAM_AUGMENT)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", disable=not progress,
-                   mininterval=2.0, leave=False)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{desc} epoch {epoch + 1}/{epochs}",
+            disable=not progress,
+            mininterval=2.0,
+            leave=False,
+        )
         batch_losses = []
         for b in bar:
             idx = order[b * batch_size : (b + 1) * batch_size]
@@ -247,8 +264,16 @@ def fit(
         history["seconds"].append(time.perf_counter() - began)
         model.train()
         if ckpt is not None:
-            _save_checkpoint(ckpt, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict(), "epoch": epoch, "history": history})
+            _save_checkpoint(
+                ckpt,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "history": history,
+                },
+            )
     model.eval()
     return history
 
@@ -264,11 +289,15 @@ def _load_checkpoint(path: Path, model: nn.Module, *, epochs: int) -> dict:
     parts = ("model", "optimizer", "scheduler", "epoch", "history")
     missing = [k for k in parts if not isinstance(state, dict) or k not in state]
     if missing:
-        raise StoreError(f"checkpoint {path} lacks {', '.join(missing)}: it was not written by this training loop. "
-                         f"Delete it to train from scratch.")
+        raise StoreError(
+            f"checkpoint {path} lacks {', '.join(missing)}: it was not written by this training loop. "
+            f"Delete it to train from scratch."
+        )
     if not (isinstance(state["epoch"], int) and 0 <= state["epoch"] < epochs):
-        raise StoreError(f"checkpoint {path} ends at epoch index {state['epoch']!r}, outside this run of {epochs} "
-                         f"epochs: it belongs to another run. Delete it to train from scratch.")
+        raise StoreError(
+            f"checkpoint {path} ends at epoch index {state['epoch']!r}, outside this run of {epochs} "
+            f"epochs: it belongs to another run. Delete it to train from scratch."
+        )
     load_state_dict_checked(model, state["model"], source=f"checkpoint {path}")
     return state
 
@@ -301,9 +330,26 @@ def train_standard(
         logits = m(xb)
         return F.cross_entropy(logits, yb), logits
 
-    return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                seed=seed, checkpoint=checkpoint, progress=progress, desc="ST", x_val=x_val, y_val=y_val, y_true=y,
-                precision=precision, compile=compile, augment=augment)
+    return fit(
+        model,
+        x,
+        y,
+        step=step,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc="ST",
+        x_val=x_val,
+        y_val=y_val,
+        y_true=y,
+        precision=precision,
+        compile=compile,
+        augment=augment,
+    )
 
 
 def train_adversarial(
@@ -353,15 +399,42 @@ def train_adversarial(
     def val_pgd(m: nn.Module, epoch: int) -> dict[str, float]:
         if len(x_val) == 0:
             return {"val_pgd_acc": 0.0}  # as `accuracy` of no images
-        correct = robust_correct(m, x_val, y_val, attack="pgd", batch_size=batch_size, eps=eps, alpha=alpha,
-                                 steps=steps, random_start=True, early_stop=True,
-                                 generator=_generator(seed, epoch, STREAM_VAL_ATTACK))
+        correct = robust_correct(
+            m,
+            x_val,
+            y_val,
+            attack="pgd",
+            batch_size=batch_size,
+            eps=eps,
+            alpha=alpha,
+            steps=steps,
+            random_start=True,
+            early_stop=True,
+            generator=_generator(seed, epoch, STREAM_VAL_ATTACK),
+        )
         return {"val_pgd_acc": correct.sum().item() / len(correct)}
 
-    return fit(model, x, y, step=step, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                seed=seed, checkpoint=checkpoint, progress=progress, desc="AT", x_val=x_val, y_val=y_val, y_true=y,
-                precision=precision, compile=compile, augment=augment,
-                epoch_metrics=val_pgd if x_val is not None else None)
+    return fit(
+        model,
+        x,
+        y,
+        step=step,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc="AT",
+        x_val=x_val,
+        y_val=y_val,
+        y_true=y,
+        precision=precision,
+        compile=compile,
+        augment=augment,
+        epoch_metrics=val_pgd if x_val is not None else None,
+    )
 
 
 def train_distilled(
@@ -393,14 +466,35 @@ def train_distilled(
     check_number("T", T, above=0)
     hard = targets.ndim == 1
     if not hard and (targets.ndim != 2 or not targets.is_floating_point()):
-        fail("targets", "(N, K) float logits or (N,) int64 labels", targets,
-             shown=f"{tuple(targets.shape)}, {targets.dtype}")
+        fail(
+            "targets",
+            "(N, K) float logits or (N,) int64 labels",
+            targets,
+            shown=f"{tuple(targets.shape)}, {targets.dtype}",
+        )
 
     def step(m: nn.Module, xb: Tensor, tb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         logits = m(xb)
         loss = F.cross_entropy(logits, tb) if hard else kd_loss(logits, tb, T=T)
         return loss, logits
 
-    return fit(student, x, targets, step=step, epochs=epochs, batch_size=batch_size, lr=lr,
-                weight_decay=weight_decay, seed=seed, checkpoint=checkpoint, progress=progress, desc="KD",
-                x_val=x_val, y_val=y_val, y_true=y, precision=precision, compile=compile, augment=augment)
+    return fit(
+        student,
+        x,
+        targets,
+        step=step,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        checkpoint=checkpoint,
+        progress=progress,
+        desc="KD",
+        x_val=x_val,
+        y_val=y_val,
+        y_true=y,
+        precision=precision,
+        compile=compile,
+        augment=augment,
+    )

@@ -14,10 +14,36 @@ Examples::
 
 from __future__ import annotations
 
-from .stored import (MASKING_IMAGES, MASKING_SQUARE_QUERIES, describe, eval_logits, eval_split, evaluate,
-                     gap_gradients, get_model, has_model, margin_drops, masking_checks, model_key, robustbench_logits,
-                     train_logits)
+from .stored import (
+    MASKING_IMAGES,
+    MASKING_SQUARE_QUERIES,
+    describe,
+    eval_logits,
+    eval_split,
+    evaluate,
+    gap_gradients,
+    get_model,
+    has_model,
+    margin_drops,
+    masking_checks,
+    model_key,
+    robustbench_logits,
+    train_logits,
+)
 
-__all__ = ["MASKING_IMAGES", "MASKING_SQUARE_QUERIES", "describe", "eval_logits", "eval_split", "evaluate",
-           "gap_gradients", "get_model", "has_model", "margin_drops", "masking_checks", "model_key",
-           "robustbench_logits", "train_logits"]
+__all__ = [
+    "MASKING_IMAGES",
+    "MASKING_SQUARE_QUERIES",
+    "describe",
+    "eval_logits",
+    "eval_split",
+    "evaluate",
+    "gap_gradients",
+    "get_model",
+    "has_model",
+    "margin_drops",
+    "masking_checks",
+    "model_key",
+    "robustbench_logits",
+    "train_logits",
+]

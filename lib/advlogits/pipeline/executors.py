@@ -55,8 +55,10 @@ class PlanSpec:
         """The plan, after checking this process runs the code the plan was made with (a worker started after
         the library's source was edited would compute under other keys)."""
         if result_code() != self.code:
-            raise RuntimeError("the advlogits source changed while the plan ran (its digest is now "
-                               f"{result_code()}, the plan's {self.code}): run the plan again")
+            raise RuntimeError(
+                "the advlogits source changed while the plan ran (its digest is now "
+                f"{result_code()}, the plan's {self.code}): run the plan again"
+            )
         return book_plan(self.profile, robustbench_models=self.robustbench_models, model_dir=self.model_dir)
 
 
@@ -76,8 +78,16 @@ def missing_units(spec: PlanSpec, store: Store) -> tuple[list[Unit], list[Unit]]
     return [u for u in units if u.id not in done], stored
 
 
-def run_plan(spec: PlanSpec, *, store: Store | None = None, executor: str = "serial", workers: int = 1,
-             threads: int | None = None, address: str | None = None, progress: bool = True) -> RunReport:
+def run_plan(
+    spec: PlanSpec,
+    *,
+    store: Store | None = None,
+    executor: str = "serial",
+    workers: int = 1,
+    threads: int | None = None,
+    address: str | None = None,
+    progress: bool = True,
+) -> RunReport:
     """Compute every unit of ``spec``'s plan the store lacks, with the ``executor`` chosen (see the module)."""
     check_choice("executor", executor, EXECUTORS)
     check_int("workers", workers, at_least=1)
@@ -113,8 +123,9 @@ def _finished(report: RunReport, bar: tqdm, unit_name: str, seconds: float) -> N
 # serial
 
 
-def _run_serial(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm,
-                threads: int | None) -> None:
+def _run_serial(
+    spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, threads: int | None
+) -> None:
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -143,13 +154,15 @@ def _compute_in_worker(spec: PlanSpec, unit_id: str, store_root: str) -> float:
     return time.perf_counter() - began
 
 
-def _run_local(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, workers: int,
-               threads: int) -> None:
+def _run_local(
+    spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, workers: int, threads: int
+) -> None:
     pending = {u.id: u for u in todo}
     waiting_on = {u.id: {d for d in u.deps if d in pending} for u in todo}
     running: dict[Future, Unit] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(threads,)
+    ) as pool:
         while pending or running:
             for unit_id in [i for i in pending if not waiting_on[i]][: workers - len(running)]:
                 unit = pending.pop(unit_id)
@@ -181,8 +194,9 @@ def _write_files(store: Store, files: dict[str, bytes]) -> None:
         atomic_write_bytes(files[relative], store.root / relative)
 
 
-def _ray_unit(spec: PlanSpec, unit_id: str, threads: int, device: str, stored: dict[str, bytes],
-              *dep_outputs: dict[str, bytes]) -> dict[str, bytes]:
+def _ray_unit(
+    spec: PlanSpec, unit_id: str, threads: int, device: str, stored: dict[str, bytes], *dep_outputs: dict[str, bytes]
+) -> dict[str, bytes]:
     """A Ray task: compute one unit in a store of its own, seeded with its dependencies' files; return what it
     added (data files and their checksum records) and, under `SECONDS`, how long the unit took."""
     began = time.perf_counter()
@@ -198,8 +212,14 @@ def _ray_unit(spec: PlanSpec, unit_id: str, threads: int, device: str, stored: d
             marker.unlink(missing_ok=True)
 
 
-def _compute_in_own_store(spec: PlanSpec, unit_id: str, device: str, stored: dict[str, bytes],
-                          dep_outputs: tuple[dict[str, bytes], ...], began: float) -> dict[str, bytes]:
+def _compute_in_own_store(
+    spec: PlanSpec,
+    unit_id: str,
+    device: str,
+    stored: dict[str, bytes],
+    dep_outputs: tuple[dict[str, bytes], ...],
+    began: float,
+) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="advlogits-unit-") as tmp:
         local = Store(tmp)
         seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if k != SECONDS}}
@@ -207,13 +227,24 @@ def _compute_in_own_store(spec: PlanSpec, unit_id: str, device: str, stored: dic
         unit = {u.id: u for u in spec.units()}[unit_id]
         unit.compute(with_device(spec.profile, device), local)
         added = _checked_files(local.root) - set(seeded)
-        out = {name: (local.root / name).read_bytes() for name in added
-               if name.endswith(".sha256") or record_path(local.root / name).exists()}
+        out = {
+            name: (local.root / name).read_bytes()
+            for name in added
+            if name.endswith(".sha256") or record_path(local.root / name).exists()
+        }
     return {**out, SECONDS: str(time.perf_counter() - began).encode()}
 
 
-def _run_ray(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, workers: int,
-             threads: int, address: str | None) -> None:
+def _run_ray(
+    spec: PlanSpec,
+    todo: Sequence[Unit],
+    store: Store,
+    report: RunReport,
+    bar: tqdm,
+    workers: int,
+    threads: int,
+    address: str | None,
+) -> None:
     try:
         import ray
     except ImportError as err:

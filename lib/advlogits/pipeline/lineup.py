@@ -21,7 +21,11 @@ C7_KINDS: dict[str, str] = {"shuffle": "shuffled", "spread": "spread", "reorder"
 MIXED_KINDS: dict[str, str] = {"mean": "mean"}  # removes class information and changes the confidence: reported
 C8_KINDS: dict[str, str] = {"flatten": "flattened", "label_smoothing": "label smoothing"}
 TWO_BY_TWO: dict[str, tuple[bool, bool]] = {  # kind -> (per-image confidence kept, incorrect-class information kept)
-    "kd": (True, True), "spread": (True, False), "flatten": (False, True), "label_smoothing": (False, False)}
+    "kd": (True, True),
+    "spread": (True, False),
+    "flatten": (False, True),
+    "label_smoothing": (False, False),
+}
 ARGMAX = "AT argmax"  # control (i): the AT teacher's predictions as hard labels
 LABEL_CORRECTED = "AT-corr"  # control (ii): the label-corrected AT teacher, as a row-label prefix
 CORRECTED_KINDS: tuple[str, ...] = ("kd", "shuffle", "spread", "reorder", "flatten", "label_smoothing")
@@ -29,7 +33,11 @@ SWEEP_TEMPERATURES: tuple[float, ...] = (1.0, 4.0)  # the temperature sweep (KD-
 SWEEP_KIND = "shuffle"  # the manipulation repeated in the temperature sweep (first student seed only)
 # The RobustBench CIFAR-10 L-inf models chapter 2 analyses at the paper profile when no list is given.
 PAPER_ROBUSTBENCH_MODELS: tuple[str, ...] = (
-    "Engstrom2019Robustness", "Rice2020Overfitting", "Carmon2019Unlabeled", "Gowal2020Uncovering_28_10_extra")
+    "Engstrom2019Robustness",
+    "Rice2020Overfitting",
+    "Carmon2019Unlabeled",
+    "Gowal2020Uncovering_28_10_extra",
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,12 @@ def other_seed(profile: Profile) -> int:
     """The seed of the seed baselines ST' and AT': the profile's first seed other than its main one."""
     seed = next((s for s in profile.seeds if s != profile.seed), None)
     if seed is None:
-        fail("seeds", f"at least one seed other than seed={profile.seed} (the seed baselines need it)",
-             profile.seeds, hint="pass e.g. overrides={'seeds': (0, 1)}")
+        fail(
+            "seeds",
+            f"at least one seed other than seed={profile.seed} (the seed baselines need it)",
+            profile.seeds,
+            hint="pass e.g. overrides={'seeds': (0, 1)}",
+        )
     return seed
 
 
@@ -95,25 +107,39 @@ def students_of_seed(profile: Profile, seed: int, *, T: float | None = None) -> 
     st, at = profile.standard(), profile.adversarial()
 
     def kd(kind: str, *, label_corrected: bool = False, temperature: float = T) -> TrainConfig:
-        return profile.student(teacher=at, targets=kind, T=temperature, label_corrected=label_corrected,
-                               reference=st if kind == "reorder" else None, seed=seed)
+        return profile.student(
+            teacher=at,
+            targets=kind,
+            T=temperature,
+            label_corrected=label_corrected,
+            reference=st if kind == "reorder" else None,
+            seed=seed,
+        )
 
-    out = [Student(HARD, "baseline", "C6", profile.student(teacher=None, seed=seed), seed),
-           Student(KD_ST, "baseline", "C6", profile.student(teacher=st, T=T, seed=seed), seed),
-           Student(KD_ST_SOFT, "baseline", "C6", profile.student(teacher=st, targets="soften", T=T, reference=at,
-                                                                   seed=seed), seed),
-           Student(KD_AT, "claim", "C6", kd("kd"), seed)]
+    out = [
+        Student(HARD, "baseline", "C6", profile.student(teacher=None, seed=seed), seed),
+        Student(KD_ST, "baseline", "C6", profile.student(teacher=st, T=T, seed=seed), seed),
+        Student(
+            KD_ST_SOFT,
+            "baseline",
+            "C6",
+            profile.student(teacher=st, targets="soften", T=T, reference=at, seed=seed),
+            seed,
+        ),
+        Student(KD_AT, "claim", "C6", kd("kd"), seed),
+    ]
     for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
         out += [Student(student_label(k), "claim", claim, kd(k), seed) for k in kinds]
     out += [Student(student_label(k), "mixed", None, kd(k), seed) for k in MIXED_KINDS]
     out.append(Student(ARGMAX, "control", None, kd("argmax"), seed))
-    out += [Student(student_label(k, label_corrected=True), "control", None, kd(k, label_corrected=True), seed)
-            for k in CORRECTED_KINDS]
+    out += [
+        Student(student_label(k, label_corrected=True), "control", None, kd(k, label_corrected=True), seed)
+        for k in CORRECTED_KINDS
+    ]
     return out
 
 
-def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float] = SWEEP_TEMPERATURES
-             ) -> list[Student]:
+def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float] = SWEEP_TEMPERATURES) -> list[Student]:
     """The distillation chapter's models: the two teachers, every student for each of ``profile.student_seeds``,
     then the temperature sweep (first student seed only, an exploratory side result).
 
@@ -123,21 +149,38 @@ def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float]
     profile with ``n_autoattack == 0`` is refused here, before anything is trained.
     """
     if profile.n_autoattack < 1:
-        fail("n_autoattack", ">= 1 for the distillation line-up (the claims' robust accuracy is measured on "
-             "AutoAttack's images)", profile.n_autoattack, hint="keep the profile's value")
+        fail(
+            "n_autoattack",
+            ">= 1 for the distillation line-up (the claims' robust accuracy is measured on AutoAttack's images)",
+            profile.n_autoattack,
+            hint="keep the profile's value",
+        )
     T = profile.temperature if T is None else T
-    out = [Student("ST teacher", "teacher", None, profile.standard(), profile.seed),
-           Student("AT teacher", "teacher", None, profile.adversarial(), profile.seed)]
+    out = [
+        Student("ST teacher", "teacher", None, profile.standard(), profile.seed),
+        Student("AT teacher", "teacher", None, profile.adversarial(), profile.seed),
+    ]
     for seed in profile.student_seeds:
         out += students_of_seed(profile, seed, T=T)
     first, at = profile.student_seeds[0], profile.adversarial()
     for temperature in sweep:
         if temperature != T:
-            out += [Student(f"{student_label(k)} (T={temperature:g})", "sweep", None,
-                            profile.student(teacher=at, targets=k, T=temperature, seed=first), first)
-                    for k in ("kd", SWEEP_KIND)]
+            out += [
+                Student(
+                    f"{student_label(k)} (T={temperature:g})",
+                    "sweep",
+                    None,
+                    profile.student(teacher=at, targets=k, T=temperature, seed=first),
+                    first,
+                )
+                for k in ("kd", SWEEP_KIND)
+            ]
     keys = [(s.name, s.seed) for s in out]
     if len(set(keys)) != len(keys):
-        fail("sweep", "temperatures that give unique student names", tuple(sweep),
-             hint="is a sweep temperature repeated?")
+        fail(
+            "sweep",
+            "temperatures that give unique student names",
+            tuple(sweep),
+            hint="is a sweep temperature repeated?",
+        )
     return out

@@ -34,8 +34,12 @@ def _check_radii(radii: object) -> list[float]:
     ok = ok and all(isinstance(r, numbers.Real) and not isinstance(r, bool) and 0 < r <= 1 for r in radii)
     ok = ok and all(b > a for a, b in zip(radii, radii[1:]))
     if not ok:
-        fail("radii", "a non-empty increasing list of radii in (0, 1] pixel units", radii,
-             hint="e.g. (eps, 2 * eps, 3 * eps, 0.5): the largest must bring a genuine model to 0")
+        fail(
+            "radii",
+            "a non-empty increasing list of radii in (0, 1] pixel units",
+            radii,
+            hint="e.g. (eps, 2 * eps, 3 * eps, 0.5): the largest must bring a genuine model to 0",
+        )
     return [float(r) for r in radii]
 
 
@@ -62,9 +66,21 @@ def _transfer(model: nn.Module, x: Tensor, y: Tensor, *, teacher: nn.Module, **k
     return pgd(teacher, x.to(device), y.to(device), **kw).to(x.device)
 
 
-def masking_checks(model: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, *, robust: Tensor | Sequence[bool],
-                   eps: float, alpha: float, steps: int, radii: Sequence[float], seed: int,
-                   square_queries: int = 1000, batch_size: int = 500) -> dict:
+def masking_checks(
+    model: nn.Module,
+    teacher: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    robust: Tensor | Sequence[bool],
+    eps: float,
+    alpha: float,
+    steps: int,
+    radii: Sequence[float],
+    seed: int,
+    square_queries: int = 1000,
+    batch_size: int = 500,
+) -> dict:
     """The three checks of gradient masking on a small subset x (N, C, H, W), y (N,) of the evaluation images.
 
     ``robust`` (N,) bool: the model's white-box worst case on them (correct clean and under every attack the
@@ -99,18 +115,24 @@ def masking_checks(model: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, *
     batch_size = check_int("batch_size", batch_size, at_least=1)
     clean = predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()
     if bool((flags & ~clean).any()):
-        fail("robust", "False wherever the model misclassifies the clean image", flags,
-             shown=f"True for {int((flags & ~clean).sum())} misclassified image(s)")
+        fail(
+            "robust",
+            "False wherever the model misclassifies the clean image",
+            flags,
+            shown=f"True for {int((flags & ~clean).sum())} misclassified image(s)",
+        )
 
     def pgd_robust(radius: float) -> Tensor:
         """Per image: correct under PGD-CE and, where that leaves it standing, under PGD-CW."""
-        kw = dict(attack="pgd", batch_size=batch_size, eps=radius, alpha=alpha * radius / eps, steps=steps,
-                  early_stop=True)
+        kw = dict(
+            attack="pgd", batch_size=batch_size, eps=radius, alpha=alpha * radius / eps, steps=steps, early_stop=True
+        )
         ok = robust_correct(model, x, y, loss="ce", generator=torch.Generator().manual_seed(seed), **kw)
         left = ok.nonzero().flatten()
         if len(left):
-            ok[left] = robust_correct(model, x[left], y[left], loss="cw",
-                                      generator=torch.Generator().manual_seed(seed), **kw)
+            ok[left] = robust_correct(
+                model, x[left], y[left], loss="cw", generator=torch.Generator().manual_seed(seed), **kw
+            )
         return ok
 
     at_radius = [pgd_robust(r).float().mean().item() for r in values]
@@ -119,17 +141,39 @@ def masking_checks(model: nn.Module, teacher: nn.Module, x: Tensor, y: Tensor, *
     attacked = flags.nonzero().flatten()
     if len(attacked):
         index = attacked.to(x.device)
-        square[attacked] = autoattack_attacks_correct(model, x[index], y[index], attacks=["square"], eps=eps,
-                                                      square_queries=square_queries, batch_size=batch_size,
-                                                      seed=seed)
+        square[attacked] = autoattack_attacks_correct(
+            model,
+            x[index],
+            y[index],
+            attacks=["square"],
+            eps=eps,
+            square_queries=square_queries,
+            batch_size=batch_size,
+            seed=seed,
+        )
 
-    transfer = robust_correct(model, x, y, attack=_transfer, batch_size=batch_size, teacher=teacher, eps=eps,
-                              alpha=alpha, steps=steps, random_start=True,
-                              generator=torch.Generator().manual_seed(seed))
+    transfer = robust_correct(
+        model,
+        x,
+        y,
+        attack=_transfer,
+        batch_size=batch_size,
+        teacher=teacher,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        random_start=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
 
     square_breaks = int((flags & ~square).sum())
     transfer_breaks = int((flags & ~transfer).sum())
-    return {"radii": values, "robust_at_radius": at_radius, "square_correct": square.tolist(),
-            "transfer_correct": transfer.tolist(), "square_breaks": square_breaks,
-            "transfer_breaks": transfer_breaks,
-            "masked": square_breaks > 0 or transfer_breaks > 0 or at_radius[-1] > 0}
+    return {
+        "radii": values,
+        "robust_at_radius": at_radius,
+        "square_correct": square.tolist(),
+        "transfer_correct": transfer.tolist(),
+        "square_breaks": square_breaks,
+        "transfer_breaks": transfer_breaks,
+        "masked": square_breaks > 0 or transfer_breaks > 0 or at_radius[-1] > 0,
+    }

@@ -15,24 +15,57 @@ from ..checks import check_choice
 from ..margins import margin_drops
 
 
-def pgd_correct(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
-                restarts: int = 1, seed: int = 0, loss: str = "ce", batch_size: int = 500) -> Tensor:
+def pgd_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    restarts: int = 1,
+    seed: int = 0,
+    loss: str = "ce",
+    batch_size: int = 500,
+) -> Tensor:
     """Per-image robustness (N,) bool under L-inf PGD, computed in batches on the model's device (CPU result).
 
     The attack stops on each image at its first misclassified iterate (`pgd`'s ``early_stop``): the same or a
     lower accuracy than the plain attack, at a fraction of its cost against models that are easy to fool.
     """
-    return robust_correct(model, x, y, attack="pgd", batch_size=batch_size, eps=eps, alpha=alpha, steps=steps,
-                          restarts=restarts, loss=loss, generator=torch.Generator().manual_seed(seed),
-                          early_stop=True)
+    return robust_correct(
+        model,
+        x,
+        y,
+        attack="pgd",
+        batch_size=batch_size,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        restarts=restarts,
+        loss=loss,
+        generator=torch.Generator().manual_seed(seed),
+        early_stop=True,
+    )
 
 
 AUTOATTACK_SCOPES = ("clean-correct", "pgd-survivors")
 
 
-def attack_outcomes(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
-                    restarts: int, seed: int, n_autoattack: int, autoattack_version: str,
-                    autoattack_scope: str = "clean-correct") -> dict:
+def attack_outcomes(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    restarts: int,
+    seed: int,
+    n_autoattack: int,
+    autoattack_version: str,
+    autoattack_scope: str = "clean-correct",
+) -> dict:
     """Per-image outcomes of every attack the book runs, and the per-image worst case over them.
 
     Clean accuracy, PGD with the CE loss and PGD with the CW margin loss run on all images; AutoAttack on the first
@@ -50,30 +83,44 @@ def attack_outcomes(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha
     attack = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
     ce = clean & pgd_correct(model, x, y, **attack)
     cw = clean & pgd_correct(model, x, y, **attack, loss="cw")
-    result = {"clean_acc": clean.float().mean().item(), "pgd_acc": ce.float().mean().item(),
-              "pgd_cw_acc": cw.float().mean().item(), "clean_correct": clean.tolist(), "pgd_correct": ce.tolist(),
-              "pgd_cw_correct": cw.tolist(), "n_eval": len(y)}
+    result = {
+        "clean_acc": clean.float().mean().item(),
+        "pgd_acc": ce.float().mean().item(),
+        "pgd_cw_acc": cw.float().mean().item(),
+        "clean_correct": clean.tolist(),
+        "pgd_correct": ce.tolist(),
+        "pgd_cw_correct": cw.tolist(),
+        "n_eval": len(y),
+    }
     if n_autoattack > 0:
         k = n_autoattack
         scope = clean[:k] if autoattack_scope == "clean-correct" else ce[:k] & cw[:k]
         attacked = scope.nonzero().flatten()
         autoattack = torch.zeros(k, dtype=torch.bool)
         if len(attacked):
-            autoattack[attacked] = autoattack_correct(model, x[attacked], y[attacked], eps=eps,
-                                                      version=autoattack_version, seed=seed)
+            autoattack[attacked] = autoattack_correct(
+                model, x[attacked], y[attacked], eps=eps, version=autoattack_version, seed=seed
+            )
         worst = ce[:k] & cw[:k] & autoattack
-        result.update(robust_acc=worst.float().mean().item(), robust_correct=worst.tolist(),
-                      pgd_acc_on_autoattack_subset=ce[:k].float().mean().item(),
-                      pgd_cw_acc_on_autoattack_subset=cw[:k].float().mean().item(), n_autoattack=k,
-                      n_autoattacked=len(attacked), autoattack_scope=autoattack_scope)
+        result.update(
+            robust_acc=worst.float().mean().item(),
+            robust_correct=worst.tolist(),
+            pgd_acc_on_autoattack_subset=ce[:k].float().mean().item(),
+            pgd_cw_acc_on_autoattack_subset=cw[:k].float().mean().item(),
+            n_autoattack=k,
+            n_autoattacked=len(attacked),
+            autoattack_scope=autoattack_scope,
+        )
         if autoattack_scope == "clean-correct":
             result.update(autoattack_acc=autoattack.float().mean().item(), autoattack_correct=autoattack.tolist())
     return result
 
 
-def margin_drop_lists(model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int,
-                      restarts: int, seed: int) -> dict[str, list]:
+def margin_drop_lists(
+    model: nn.Module, x: Tensor, y: Tensor, *, eps: float, alpha: float, steps: int, restarts: int, seed: int
+) -> dict[str, list]:
     """`advlogits.margins.margin_drops` with a seeded generator, as JSON-able lists."""
-    drops = margin_drops(model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=restarts,
-                         generator=torch.Generator().manual_seed(seed))
+    drops = margin_drops(
+        model, x, y, eps=eps, alpha=alpha, steps=steps, restarts=restarts, generator=torch.Generator().manual_seed(seed)
+    )
     return {k: v.tolist() for k, v in drops.items()}

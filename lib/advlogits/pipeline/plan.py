@@ -24,8 +24,16 @@ from ..train import TrainConfig
 from . import lineup, stored
 from .stored import MASKING_IMAGES, Result, model_key
 
-KINDS = ("model", "train-logits", "evaluation", "eval-logits", "margin-drops", "gap-gradients", "masking",
-         "robustbench-logits")
+KINDS = (
+    "model",
+    "train-logits",
+    "evaluation",
+    "eval-logits",
+    "margin-drops",
+    "gap-gradients",
+    "masking",
+    "robustbench-logits",
+)
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,9 @@ class _Builder:
         deps: tuple[str, ...] = ()
         if config.method == "distilled":
             images = dict(dataset=config.dataset, n_train=config.n_train, seed=config.seed)
-            deps = tuple(self.train_logits(other, **images) for other in (config.teacher, config.reference)
-                         if other is not None)
+            deps = tuple(
+                self.train_logits(other, **images) for other in (config.teacher, config.reference) if other is not None
+            )
         key = model_key(config)
 
         def compute(profile: Profile, store: Store) -> Any:
@@ -92,16 +101,32 @@ class _Builder:
         result = stored.train_logits_result(config, dataset=dataset, n_train=n_train, seed=seed)
 
         def compute(profile: Profile, store: Store) -> Any:
-            return stored.train_logits(config, dataset=dataset, n_train=n_train, seed=seed, store=store,
-                                       device=profile.device)
+            return stored.train_logits(
+                config, dataset=dataset, n_train=n_train, seed=seed, store=store, device=profile.device
+            )
 
-        return self._result("train-logits", f"logits of {self._model_name(config)} on the images of seed {seed}",
-                            config, result, (dep,), compute)
+        return self._result(
+            "train-logits",
+            f"logits of {self._model_name(config)} on the images of seed {seed}",
+            config,
+            result,
+            (dep,),
+            compute,
+        )
 
-    def _result(self, kind: str, name: str, config: Any, result: Result, deps: tuple[str, ...],
-                compute: Callable[[Profile, Store], Any]) -> str:
+    def _result(
+        self,
+        kind: str,
+        name: str,
+        config: Any,
+        result: Result,
+        deps: tuple[str, ...],
+        compute: Callable[[Profile, Store], Any],
+    ) -> str:
         key = model_key(config)
-        return self.add(Unit(f"{kind}:{key}:{result.file_name()}", kind, name, key, deps, config, compute, lambda _store: result))
+        return self.add(
+            Unit(f"{kind}:{key}:{result.file_name()}", kind, name, key, deps, config, compute, lambda _store: result)
+        )
 
     def _model_name(self, config: TrainConfig) -> str:
         return _readable(stored.describe(config), self.profile, None)
@@ -119,10 +144,16 @@ class _Builder:
     def per_model(self, kind: str, config: TrainConfig, name: str) -> str:
         dep = self.model(config, name)
         p = self.profile
-        function = {"eval-logits": stored.eval_logits, "margin-drops": stored.margin_drops,
-                    "gap-gradients": stored.gap_gradients}[kind]
-        describe = {"eval-logits": stored.eval_logits_result, "margin-drops": stored.margin_drops_result,
-                    "gap-gradients": stored.gap_gradients_result}[kind]
+        function = {
+            "eval-logits": stored.eval_logits,
+            "margin-drops": stored.margin_drops,
+            "gap-gradients": stored.gap_gradients,
+        }[kind]
+        describe = {
+            "eval-logits": stored.eval_logits_result,
+            "margin-drops": stored.margin_drops_result,
+            "gap-gradients": stored.gap_gradients_result,
+        }[kind]
 
         def compute(profile: Profile, store: Store) -> Any:
             return function(profile, config, store=store)
@@ -131,8 +162,11 @@ class _Builder:
 
     def masking(self, config: TrainConfig, name: str, teacher: TrainConfig, *, autoattack_scope: str) -> str:
         """The gradient-masking checks need the model's evaluation first: their key includes its outcomes."""
-        deps = (self.model(config, name), self.model(teacher, self._model_name(teacher)),
-                self.evaluation(config, name, autoattack_scope=autoattack_scope))
+        deps = (
+            self.model(config, name),
+            self.model(teacher, self._model_name(teacher)),
+            self.evaluation(config, name, autoattack_scope=autoattack_scope),
+        )
         p = self.profile
         evaluation = stored.evaluation_result(p, config, autoattack_scope=autoattack_scope)
 
@@ -147,8 +181,18 @@ class _Builder:
             return stored.masking_checks(profile, config, teacher, robust=robust["robust_correct"], store=store)
 
         key = model_key(config)
-        return self.add(Unit(f"masking:{key}:{model_key(teacher)}", "masking", f"gradient-masking checks of {name}",
-                             key, deps, config, compute, result))
+        return self.add(
+            Unit(
+                f"masking:{key}:{model_key(teacher)}",
+                "masking",
+                f"gradient-masking checks of {name}",
+                key,
+                deps,
+                config,
+                compute,
+                result,
+            )
+        )
 
     def robustbench(self, model_name: str, model_dir: Path) -> str:
         entry = stored.robustbench_entry(model_name)
@@ -160,8 +204,9 @@ class _Builder:
         return self._result("robustbench-logits", f"logits of RobustBench {model_name}", entry, result, (), compute)
 
 
-def book_plan(profile: Profile, *, robustbench_models: Sequence[str] = (), model_dir: str | Path | None = None
-              ) -> list[Unit]:
+def book_plan(
+    profile: Profile, *, robustbench_models: Sequence[str] = (), model_dir: str | Path | None = None
+) -> list[Unit]:
     """Every unit the chapters of ``profile`` ask for, dependencies first (see the module docstring).
 
     ``robustbench_models`` are the RobustBench models chapter 2 analyses (none outside the paper profile), read from
@@ -202,8 +247,10 @@ def book_plan(profile: Profile, *, robustbench_models: Sequence[str] = (), model
     images = dict(dataset=p.dataset, n_train=p.student_n_train, seed=first)
     for config in teachers.values():
         b.train_logits(config, **images)
-    checked = [lineup.KD_AT, *(lineup.student_label(k) for k in ("shuffle", "spread", "reorder", "mean", "flatten",
-                                                                  "label_smoothing"))]
+    checked = [
+        lineup.KD_AT,
+        *(lineup.student_label(k) for k in ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")),
+    ]
     for s in students:
         if s.seed == first and s.name in checked:
             b.masking(s.config, _readable(s.name, p, s.seed), teachers["AT"], autoattack_scope="pgd-survivors")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import accel, attacks, data, distill, margins, models, train
+from .. import accel, attacks, data, distill, margins, models, passes, train
 from ..attacks import predict_logits
 from ..data import load_dataset
 from ..profiles import Profile
@@ -33,7 +33,7 @@ from ..train import TrainConfig
 from . import masking, measures, training
 
 # The modules whose source decides what a trained model contains.
-MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
+MODEL_SOURCES = (data, models, accel, attacks, distill, passes, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
 RESULT_SOURCES = (measures, masking, margins)
 
@@ -76,8 +76,9 @@ def describe(config: TrainConfig) -> str:
 # models
 
 
-def get_model(config: TrainConfig, *, store: Store | None = None, device: str | torch.device = "cpu",
-              progress: bool = True) -> tuple[nn.Module, dict]:
+def get_model(
+    config: TrainConfig, *, store: Store | None = None, device: str | torch.device = "cpu", progress: bool = True
+) -> tuple[nn.Module, dict]:
     """The model of ``config`` in eval mode on ``device`` with its training history: from the store, or trained
     now (once, even across processes; a distilled student's teachers first) and stored."""
     store = store or Store()
@@ -91,13 +92,18 @@ def get_model(config: TrainConfig, *, store: Store | None = None, device: str | 
             teacher = train_logits(config.teacher, **images)
             if config.reference is not None:
                 reference = train_logits(config.reference, **images)
-        model, history = training.train_model(config, device=device, teacher_logits=teacher,
-                                              reference_logits=reference, checkpoint=checkpoint, progress=progress)
+        model, history = training.train_model(
+            config,
+            device=device,
+            teacher_logits=teacher,
+            reference_logits=reference,
+            checkpoint=checkpoint,
+            progress=progress,
+        )
         return model.state_dict(), history
 
     state, history, trained = store.get_or_compute_weights(key, config=config, compute=compute)
-    log.info("%s %s (%.1f s)", "trained" if trained else "from store", describe(config),
-             time.perf_counter() - began)
+    log.info("%s %s (%.1f s)", "trained" if trained else "from store", describe(config), time.perf_counter() - began)
     model = training.model_from_state(config, state, source=store.entry(key) / "model.pt")
     return model.to(device), history
 
@@ -127,13 +133,15 @@ class Result:
 
     def path(self, store: Store) -> Path:
         """Where the result lives in ``store``."""
-        return store.result_path(model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json",
-                                 code=result_code())
+        return store.result_path(
+            model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json", code=result_code()
+        )
 
     def is_stored(self, store: Store) -> bool:
         """True when ``store`` holds the result complete."""
-        return store.has_result(model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json",
-                                code=result_code())
+        return store.has_result(
+            model_key(self.config), self.name, self.params, ".pt" if self.tensors else ".json", code=result_code()
+        )
 
     def get_or_compute(self, compute: Callable[[], Any], *, store: Store) -> Any:
         """The stored result, or ``compute()`` run once (even across processes) and stored."""
@@ -143,8 +151,13 @@ class Result:
             out = store.get_or_compute_tensors(key, self.name, self.params, compute, code=code)
         else:
             out = store.get_or_compute_json(key, self.name, self.params, compute, code=code)
-        log.info("%s %s of %s (%.1f s)", "from store" if was_stored else "computed", self.name,
-                 _name_of(self.config), time.perf_counter() - began)
+        log.info(
+            "%s %s of %s (%.1f s)",
+            "from store" if was_stored else "computed",
+            self.name,
+            _name_of(self.config),
+            time.perf_counter() - began,
+        )
         return out
 
 
@@ -157,8 +170,15 @@ def train_logits_result(config: TrainConfig, *, dataset: str, n_train: int | Non
     return Result(config, "train-logits", {"dataset": dataset, "n_train": n_train, "seed": seed}, tensors=True)
 
 
-def train_logits(config: TrainConfig, *, dataset: str, n_train: int | None, seed: int, store: Store | None = None,
-                 device: str | torch.device = "cpu") -> Tensor:
+def train_logits(
+    config: TrainConfig,
+    *,
+    dataset: str,
+    n_train: int | None,
+    seed: int,
+    store: Store | None = None,
+    device: str | torch.device = "cpu",
+) -> Tensor:
     """Logits of the model ``config`` on the training images ``load_dataset(dataset, "train", n=n_train,
     seed=seed)``: a student's distillation targets before any manipulation, stored once per teacher and image set.
     """
@@ -199,19 +219,30 @@ def eval_logits(profile: Profile, config: TrainConfig, *, store: Store | None = 
 
 
 def _attack_params(profile: Profile) -> dict:
-    return {k: getattr(profile, k) for k in ("eps", "eval_alpha", "eval_steps", "eval_restarts", "n_eval",
-                                            "n_autoattack", "seed", "dataset")}
+    return {
+        k: getattr(profile, k)
+        for k in ("eps", "eval_alpha", "eval_steps", "eval_restarts", "n_eval", "n_autoattack", "seed", "dataset")
+    }
 
 
 def evaluation_result(profile: Profile, config: TrainConfig, *, autoattack_scope: str = "clean-correct") -> Result:
     """The `evaluate` result of ``config`` at the profile's attack settings."""
-    params = {**_attack_params(profile), "autoattack_version": profile.autoattack_version,
-              "autoattack_scope": autoattack_scope}
+    params = {
+        **_attack_params(profile),
+        "autoattack_version": profile.autoattack_version,
+        "autoattack_scope": autoattack_scope,
+    }
     return Result(config, "evaluation", params, tensors=False)
 
 
-def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = None, progress: bool = True,
-             autoattack_scope: str = "clean-correct") -> dict:
+def evaluate(
+    profile: Profile,
+    config: TrainConfig,
+    *,
+    store: Store | None = None,
+    progress: bool = True,
+    autoattack_scope: str = "clean-correct",
+) -> dict:
     """Every attack's per-image outcome on the model ``config``, the per-image worst case over them, and the
     accuracies (fractions in [0, 1]), on the profile's evaluation subset; stored once (`measures.attack_outcomes`).
 
@@ -228,11 +259,19 @@ def evaluate(profile: Profile, config: TrainConfig, *, store: Store | None = Non
         x, y = eval_split(profile)
         if autoattack_scope == "pgd-survivors":  # only AutoAttack's images enter the worst case: attack those
             x, y = x[: profile.n_autoattack], y[: profile.n_autoattack]
-        return measures.attack_outcomes(model, x, y, eps=profile.eps, alpha=profile.eval_alpha,
-                                        steps=profile.eval_steps, restarts=profile.eval_restarts, seed=profile.seed,
-                                        n_autoattack=profile.n_autoattack,
-                                        autoattack_version=profile.autoattack_version,
-                                        autoattack_scope=autoattack_scope)
+        return measures.attack_outcomes(
+            model,
+            x,
+            y,
+            eps=profile.eps,
+            alpha=profile.eval_alpha,
+            steps=profile.eval_steps,
+            restarts=profile.eval_restarts,
+            seed=profile.seed,
+            n_autoattack=profile.n_autoattack,
+            autoattack_version=profile.autoattack_version,
+            autoattack_scope=autoattack_scope,
+        )
 
     return evaluation_result(profile, config, autoattack_scope=autoattack_scope).get_or_compute(compute, store=store)
 
@@ -251,9 +290,16 @@ def margin_drops(profile: Profile, config: TrainConfig, *, store: Store | None =
     def compute() -> dict[str, list]:
         model, _ = get_model(config, store=store, device=profile.device)
         x, y = eval_split(profile)
-        return measures.margin_drop_lists(model, x, y, eps=profile.eps, alpha=profile.eval_alpha,
-                                          steps=profile.eval_steps, restarts=profile.eval_restarts,
-                                          seed=profile.seed)
+        return measures.margin_drop_lists(
+            model,
+            x,
+            y,
+            eps=profile.eps,
+            alpha=profile.eval_alpha,
+            steps=profile.eval_steps,
+            restarts=profile.eval_restarts,
+            seed=profile.seed,
+        )
 
     return margin_drops_result(profile, config).get_or_compute(compute, store=store)
 
@@ -279,13 +325,20 @@ def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, 
     """The `masking_checks` result of ``config`` with the transfer attack from ``teacher``."""
     n = min(MASKING_IMAGES, profile.n_eval, len(robust))
     radii = tuple(sorted({min(f * profile.eps, 0.5) for f in MASKING_RADII} | {0.5}))
-    params = {**_attack_params(profile), "n": n, "radii": radii, "queries": MASKING_SQUARE_QUERIES,
-              "teacher": model_key(teacher), "robust": [bool(r) for r in robust[:n]]}
+    params = {
+        **_attack_params(profile),
+        "n": n,
+        "radii": radii,
+        "queries": MASKING_SQUARE_QUERIES,
+        "teacher": model_key(teacher),
+        "robust": [bool(r) for r in robust[:n]],
+    }
     return Result(config, "masking", params, tensors=False)
 
 
-def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool],
-                   store: Store | None = None) -> dict:
+def masking_checks(
+    profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool], store: Store | None = None
+) -> dict:
     """`masking.masking_checks` of the model ``config`` on the first `MASKING_IMAGES` evaluation images, given
     its per-image white-box worst case there (``robust``, from `evaluate`), with the transfer attack crafted on
     ``teacher``; the profile's evaluation PGD, radii `MASKING_RADII` times eps then 0.5; stored once."""
@@ -297,9 +350,19 @@ def masking_checks(profile: Profile, config: TrainConfig, teacher: TrainConfig, 
         model, _ = get_model(config, store=store, device=profile.device)
         teacher_model, _ = get_model(teacher, store=store, device=profile.device)
         x, y = eval_split(profile)
-        return masking.masking_checks(model, teacher_model, x[:n], y[:n], robust=robust[:n], eps=profile.eps,
-                                      alpha=profile.eval_alpha, steps=profile.eval_steps, radii=radii,
-                                      seed=profile.seed, square_queries=MASKING_SQUARE_QUERIES)
+        return masking.masking_checks(
+            model,
+            teacher_model,
+            x[:n],
+            y[:n],
+            robust=robust[:n],
+            eps=profile.eps,
+            alpha=profile.eval_alpha,
+            steps=profile.eval_steps,
+            radii=radii,
+            seed=profile.seed,
+            square_queries=MASKING_SQUARE_QUERIES,
+        )
 
     return result.get_or_compute(compute, store=store)
 

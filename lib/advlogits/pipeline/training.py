@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from ..distill import average_confidence, label_correct, make_targets
-from ..fileio import load_state_dict_checked
 from ..checks import fail
 from ..data import load_dataset
+from ..distill import average_confidence, label_correct, make_targets
+from ..fileio import load_state_dict_checked
 from ..models import build_for
 from ..train import TrainConfig, train_adversarial, train_distilled, train_standard
 
@@ -46,14 +46,26 @@ def distillation_targets(config: TrainConfig, y: Tensor, teacher: Tensor, refere
         average = average_confidence(label_correct(teacher, y) if config.label_corrected else teacher)
     elif config.targets == "soften":  # the second teacher's average confidence, to which the teacher is softened
         average = average_confidence(reference)
-    return make_targets(config.targets, teacher, y=y, label_corrected=config.label_corrected,
-                        reference=reference if config.targets == "reorder" else None, confidence=average,
-                        generator=torch.Generator().manual_seed(config.seed))
+    return make_targets(
+        config.targets,
+        teacher,
+        y=y,
+        label_corrected=config.label_corrected,
+        reference=reference if config.targets == "reorder" else None,
+        confidence=average,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
 
 
-def train_model(config: TrainConfig, *, device: str | torch.device, teacher_logits: Tensor | None = None,
-                reference_logits: Tensor | None = None, checkpoint: str | Path | None = None,
-                progress: bool = True) -> tuple[nn.Module, dict]:
+def train_model(
+    config: TrainConfig,
+    *,
+    device: str | torch.device,
+    teacher_logits: Tensor | None = None,
+    reference_logits: Tensor | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, dict]:
     """Train the model ``config`` describes (resuming from ``checkpoint`` if it exists); returns (model, history).
 
     A distilled config needs its teacher's logits on its training images (``teacher_logits``, and
@@ -62,10 +74,20 @@ def train_model(config: TrainConfig, *, device: str | torch.device, teacher_logi
     x, y = student_images(config)
     x_val, y_val = load_dataset(config.dataset, "test", n=config.n_val, seed=config.seed)
     model = init_model(config).to(device)
-    common = dict(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                  weight_decay=config.weight_decay, seed=config.seed, checkpoint=checkpoint, progress=progress,
-                  x_val=x_val, y_val=y_val, precision=config.precision, compile=config.compile,
-                  augment=config.augment)
+    common = dict(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+        checkpoint=checkpoint,
+        progress=progress,
+        x_val=x_val,
+        y_val=y_val,
+        precision=config.precision,
+        compile=config.compile,
+        augment=config.augment,
+    )
     if config.method == "standard":
         history = train_standard(model, x, y, **common)
     elif config.method == "adversarial":
