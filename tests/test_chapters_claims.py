@@ -9,16 +9,36 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
 from advlogits.chapters import claims
-from advlogits.chapters.claims import (C3_TOLERANCE, C4_MIN_DISTANCE, C5_FRACTION, C5_MIN_DISTANCE, C6_MARGIN,
-                                       CLAIMS, REMOVED_SHARE, conjunction, decide_c3, decide_c4, decide_c5, decide_c6,
-                                       decide_lower, decide_removal, distillation_statistics, gain, removed_share,
-                                       side_verdict)
+from advlogits.chapters.claims import (
+    C3_TOLERANCE,
+    C4_MIN_DISTANCE,
+    C5_FRACTION,
+    C5_MIN_DISTANCE,
+    C6_MARGIN,
+    CLAIMS,
+    REMOVED_SHARE,
+    conjunction,
+    decide_c3,
+    decide_c4,
+    decide_c5,
+    decide_c6,
+    decide_lower,
+    decide_removal,
+    distillation_statistics,
+    gain,
+    removed_share,
+    side_verdict,
+)
 from advlogits.pipeline import lineup
 from advlogits.stats import Estimate
 
@@ -39,13 +59,22 @@ def test_the_registry_holds_each_claim_once_with_a_chapter_that_exists():
         assert claim.id == cid
         assert claim.chapter in chapters, (cid, claim.chapter)
         assert claim.statement and claim.claim and claim.criterion and claim.statistic and callable(claim.decide)
-    assert claims.CHAPTERS == {"02_logit_distributions": ("C1", "C2", "C3"),
-                               "03_sample_confidence": ("C4", "C5"), "04_distillation": ("C6", "C7", "C8")}
+    assert claims.CHAPTERS == {
+        "02_logit_distributions": ("C1", "C2", "C3"),
+        "03_sample_confidence": ("C4", "C5"),
+        "04_distillation": ("C6", "C7", "C8"),
+    }
 
 
 def test_the_thresholds_are_the_protocols_and_the_criteria_name_them():
     assert (C3_TOLERANCE, C4_MIN_DISTANCE, C5_FRACTION, C5_MIN_DISTANCE, C6_MARGIN, REMOVED_SHARE) == (
-        1e-4, 0.1, 0.1, 0.05, 0.10, 0.5)
+        1e-4,
+        0.1,
+        0.1,
+        0.05,
+        0.10,
+        0.5,
+    )
     assert [CLAIMS[c].threshold for c in claims.CLAIM_IDS] == [0.0, 0.0, 0.0, 0.1, 0.05, 0.1, 0.5, 0.5]
     assert "within 0.0001" in CLAIMS["C3"].criterion and "above 0" in CLAIMS["C3"].criterion
     assert "at or above 0.1" in CLAIMS["C4"].criterion
@@ -60,7 +89,12 @@ def test_the_thresholds_are_the_protocols_and_the_criteria_name_them():
 
 def test_verdict_labels():
     assert [claims.verdict_label(v) for v in (*claims.VERDICTS, claims.NOT_MEASURED)] == [
-        "✓ reproduced", "✗ not reproduced", "? inconclusive", "– not testable", "· not measured"]
+        "✓ reproduced",
+        "✗ not reproduced",
+        "? inconclusive",
+        "– not testable",
+        "· not measured",
+    ]
     with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
         claims.verdict_label("holds")
 
@@ -70,19 +104,22 @@ def test_verdict_labels():
 # ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("low, high, threshold, side, expected", [
-    (0.12, 0.20, 0.10, "at least", "reproduced"),
-    (0.10, 0.20, 0.10, "at least", "reproduced"),  # touching the threshold from the claim's side counts
-    (0.05, 0.20, 0.10, "at least", "inconclusive"),  # straddles: neither
-    (0.01, 0.09, 0.10, "at least", "not reproduced"),
-    (0.00, 0.10, 0.00, "above", "inconclusive"),  # "above 0" is strict: a low end of exactly 0 is not above
-    (0.01, 0.10, 0.00, "above", "reproduced"),
-    (-0.2, 0.00, 0.00, "above", "not reproduced"),
-    (-0.3, -0.1, 0.00, "below", "reproduced"),
-    (-0.3, 0.00, 0.00, "below", "inconclusive"),
-    (0.00, 0.30, 0.00, "below", "not reproduced"),
-    (math.nan, 0.3, 0.0, "below", "inconclusive"),  # an undefined bound decides nothing
-])
+@pytest.mark.parametrize(
+    "low, high, threshold, side, expected",
+    [
+        (0.12, 0.20, 0.10, "at least", "reproduced"),
+        (0.10, 0.20, 0.10, "at least", "reproduced"),  # touching the threshold from the claim's side counts
+        (0.05, 0.20, 0.10, "at least", "inconclusive"),  # straddles: neither
+        (0.01, 0.09, 0.10, "at least", "not reproduced"),
+        (0.00, 0.10, 0.00, "above", "inconclusive"),  # "above 0" is strict: a low end of exactly 0 is not above
+        (0.01, 0.10, 0.00, "above", "reproduced"),
+        (-0.2, 0.00, 0.00, "above", "not reproduced"),
+        (-0.3, -0.1, 0.00, "below", "reproduced"),
+        (-0.3, 0.00, 0.00, "below", "inconclusive"),
+        (0.00, 0.30, 0.00, "below", "not reproduced"),
+        (math.nan, 0.3, 0.0, "below", "inconclusive"),  # an undefined bound decides nothing
+    ],
+)
 def test_side_verdict(low, high, threshold, side, expected):
     assert side_verdict(low, high, threshold, side) == expected
 
@@ -103,16 +140,21 @@ def test_the_conjunction_needs_every_comparison():
 
 
 def test_c1_c2_need_every_comparison_below_zero_and_report_the_first():
-    comparisons = {"ST/AT, all images": (-3.0, -3.1, -2.9), "ST'/AT', all images": (-2.8, -3.0, -2.6),
-                   "budget-matched": (-1.0, -1.4, -0.6)}
+    comparisons = {
+        "ST/AT, all images": (-3.0, -3.1, -2.9),
+        "ST'/AT', all images": (-2.8, -3.0, -2.6),
+        "budget-matched": (-1.0, -1.4, -0.6),
+    }
     decided = decide_lower(comparisons, n_seeds=2, n_images=1000)
     assert decided["verdict"] == "reproduced" and decided["holds"] is True
     assert (decided["estimate"], decided["ci"], decided["threshold"]) == (-3.0, [-3.1, -2.9], 0.0)
     assert (decided["n_seeds"], decided["n_images"]) == (2, 1000)
     assert decided["checks"]["budget-matched"] == {"estimate": -1.0, "ci": [-1.4, -0.6], "verdict": "reproduced"}
     # one comparison straddling 0 makes the claim inconclusive, one above 0 makes it not reproduced
-    assert decide_lower({**comparisons, "budget-matched": (-0.1, -0.3, 0.1)}, n_seeds=2, n_images=9)[
-        "verdict"] == "inconclusive"
+    assert (
+        decide_lower({**comparisons, "budget-matched": (-0.1, -0.3, 0.1)}, n_seeds=2, n_images=9)["verdict"]
+        == "inconclusive"
+    )
     worse = decide_lower({**comparisons, "ST'/AT', all images": (0.2, 0.1, 0.3)}, n_seeds=2, n_images=9)
     assert worse["verdict"] == "not reproduced" and worse["holds"] is False
     assert CLAIMS["C1"].decide is CLAIMS["C2"].decide is decide_lower
@@ -134,8 +176,10 @@ def test_c3_needs_an_exact_closed_form_and_every_slope_above_zero():
     assert decided["checks"]["closed form"] == {"estimate": 4e-12, "ci": None, "verdict": "reproduced"}
     # the tolerance: an error of exactly 1e-4 is not within it, and an inexact closed form decides alone
     assert decide_c3(C3_TOLERANCE, slopes, n_images=9)["verdict"] == "not reproduced"
-    assert decide_c3(0.0, {"networks": (0.3, -0.1, 0.7), "linear models": (1, 0.5, 1.5)}, n_images=9)[
-        "verdict"] == "inconclusive"
+    assert (
+        decide_c3(0.0, {"networks": (0.3, -0.1, 0.7), "linear models": (1, 0.5, 1.5)}, n_images=9)["verdict"]
+        == "inconclusive"
+    )
     assert decide_c3(0.0, {"networks": (-0.3, -0.5, 0.0)}, n_images=9)["verdict"] == "not reproduced"
     assert CLAIMS["C3"].decide is decide_c3
 
@@ -165,11 +209,20 @@ def test_c4_and_c5_compare_the_distance_interval_with_their_thresholds():
 
 
 def means(**values: float) -> dict[str, float]:
-    names = {"hard": lineup.HARD, "kd_st": lineup.KD_ST, "soft": lineup.KD_ST_SOFT, "kd_at": lineup.KD_AT,
-             "shuffled": "AT shuffled", "spread": "AT spread", "order": "AT ST order", "flat": "AT flattened",
-             "smooth": "AT label smoothing"}
-    base = dict(hard=0.10, kd_st=0.12, soft=0.14, kd_at=0.42, shuffled=0.15, spread=0.20, order=0.27, flat=0.12,
-                smooth=0.10)
+    names = {
+        "hard": lineup.HARD,
+        "kd_st": lineup.KD_ST,
+        "soft": lineup.KD_ST_SOFT,
+        "kd_at": lineup.KD_AT,
+        "shuffled": "AT shuffled",
+        "spread": "AT spread",
+        "order": "AT ST order",
+        "flat": "AT flattened",
+        "smooth": "AT label smoothing",
+    }
+    base = dict(
+        hard=0.10, kd_st=0.12, soft=0.14, kd_at=0.42, shuffled=0.15, spread=0.20, order=0.27, flat=0.12, smooth=0.10
+    )
     return {names[k]: v for k, v in {**base, **values}.items()}
 
 
@@ -178,8 +231,11 @@ def test_the_gain_is_over_the_best_of_the_three_baselines_and_works_on_arrays():
     assert gain(means(kd_st=0.30)) == pytest.approx(0.12)
     arrays = {k: np.array([v, v + 0.1]) for k, v in means().items()}
     assert gain(arrays) == pytest.approx([0.28, 0.28])
-    with pytest.raises(ValueError, match=r"^outcomes must be a robust accuracy for every student the claim reads "
-                                         r"\(got missing \['KD-ST soft'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^outcomes must be a robust accuracy for every student the claim reads "
+        r"\(got missing \['KD-ST soft'\]\)",
+    ):
         gain({k: v for k, v in means().items() if k != lineup.KD_ST_SOFT})
 
 
@@ -202,16 +258,21 @@ def test_c6_decides_the_gain_interval_against_ten_points():
 def test_c7_c8_are_not_testable_without_a_gain_and_decided_on_the_share_otherwise():
     share = Estimate(0.8, 0.6, 1.0, 0.1)
     assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), share, n_seeds=3, n_images=500)["verdict"] == "reproduced"
-    assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.5, 0.3, 0.7, 0.1), n_seeds=3, n_images=5)[
-        "verdict"] == "inconclusive"
-    assert decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.1, -0.1, 0.3, 0.1), n_seeds=3, n_images=5)[
-        "verdict"] == "not reproduced"
+    assert (
+        decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.5, 0.3, 0.7, 0.1), n_seeds=3, n_images=5)["verdict"]
+        == "inconclusive"
+    )
+    assert (
+        decide_removal(Estimate(0.3, 0.2, 0.4, 0.05), Estimate(0.1, -0.1, 0.3, 0.1), n_seeds=3, n_images=5)["verdict"]
+        == "not reproduced"
+    )
     for no_gain in (Estimate(0.05, 0.0, 0.1, 0.02), Estimate(-0.1, -0.2, 0.0, 0.05)):  # the gain must be above 0
         decided = decide_removal(no_gain, share, n_seeds=3, n_images=500)
         assert decided["verdict"] == "not testable" and decided["holds"] is None
         assert decided["checks"]["a gain to remove"]["verdict"] != "reproduced"
-    undefined = decide_removal(Estimate(-0.1, -0.2, -0.05, 0.05), Estimate(math.nan, math.nan, math.nan, math.nan),
-                               n_seeds=3, n_images=5)
+    undefined = decide_removal(
+        Estimate(-0.1, -0.2, -0.05, 0.05), Estimate(math.nan, math.nan, math.nan, math.nan), n_seeds=3, n_images=5
+    )
     assert undefined["verdict"] == "not testable" and undefined["estimate"] is None
 
 
@@ -225,9 +286,17 @@ def test_distillation_statistics_on_hand_made_seeds_and_images():
     def robust(rate: float) -> np.ndarray:  # exactly `rate` of the images robust, in a random order per seed
         return np.stack([rng.permutation(np.arange(n) < round(rate * n)) for _ in range(2)]).astype(float)
 
-    outcomes = {lineup.HARD: robust(0.1), lineup.KD_ST: robust(0.1), lineup.KD_ST_SOFT: robust(0.1),
-                lineup.KD_AT: robust(0.4), "AT shuffled": robust(0.175), "AT spread": robust(0.15),
-                "AT ST order": robust(0.1), "AT flattened": robust(0.4), "AT label smoothing": robust(0.4)}
+    outcomes = {
+        lineup.HARD: robust(0.1),
+        lineup.KD_ST: robust(0.1),
+        lineup.KD_ST_SOFT: robust(0.1),
+        lineup.KD_AT: robust(0.4),
+        "AT shuffled": robust(0.175),
+        "AT spread": robust(0.15),
+        "AT ST order": robust(0.1),
+        "AT flattened": robust(0.4),
+        "AT label smoothing": robust(0.4),
+    }
     stats = distillation_statistics(outcomes, n_resamples=500)
     assert stats["gain"].estimate == pytest.approx(0.3)
     assert stats["gain"].low > 0.2 and stats["gain"].high < 0.4
@@ -236,9 +305,15 @@ def test_distillation_statistics_on_hand_made_seeds_and_images():
     assert decide_removal(stats["gain"], stats["C7"], n_seeds=2, n_images=n)["verdict"] == "reproduced"
     assert decide_removal(stats["gain"], stats["C8"], n_seeds=2, n_images=n)["verdict"] == "not reproduced"
     # the label-corrected teacher's students are read the same way, against the same baselines
-    corrected = {**outcomes, "AT-corr KD": robust(0.3), "AT-corr shuffled": robust(0.3), "AT-corr spread":
-                 robust(0.3), "AT-corr ST order": robust(0.3), "AT-corr flattened": robust(0.1),
-                 "AT-corr label smoothing": robust(0.1)}
+    corrected = {
+        **outcomes,
+        "AT-corr KD": robust(0.3),
+        "AT-corr shuffled": robust(0.3),
+        "AT-corr spread": robust(0.3),
+        "AT-corr ST order": robust(0.3),
+        "AT-corr flattened": robust(0.1),
+        "AT-corr label smoothing": robust(0.1),
+    }
     stats = distillation_statistics(corrected, label_corrected=True, n_resamples=500)
     assert stats["gain"].estimate == pytest.approx(0.2)
     assert stats["C7"].estimate == pytest.approx(0.0) and stats["C8"].estimate == pytest.approx(1.0)
@@ -248,10 +323,16 @@ def test_a_gain_near_the_threshold_with_few_seeds_is_inconclusive():
     """The two-level bootstrap must say "inconclusive" when the data cannot tell: three seeds whose gains are 4,
     10 and 16 points average 10, and resampling the seeds spreads the gain on both sides of the threshold."""
     n = 500
+
     def robust(rates):  # noqa: E306
         return np.stack([(np.arange(n) < round(r * n)).astype(float) for r in rates])
-    outcomes = {lineup.HARD: robust([0.1] * 3), lineup.KD_ST: robust([0.1] * 3), lineup.KD_ST_SOFT: robust([0.1] * 3),
-                lineup.KD_AT: robust([0.14, 0.20, 0.26])}
+
+    outcomes = {
+        lineup.HARD: robust([0.1] * 3),
+        lineup.KD_ST: robust([0.1] * 3),
+        lineup.KD_ST_SOFT: robust([0.1] * 3),
+        lineup.KD_AT: robust([0.14, 0.20, 0.26]),
+    }
     outcomes |= {name: robust([0.1] * 3) for name in (*claims.C7_STUDENTS, *claims.C8_STUDENTS)}
     stats = distillation_statistics(outcomes, n_resamples=2000)
     assert stats["gain"].estimate == pytest.approx(0.10)
@@ -266,16 +347,31 @@ def test_a_gain_near_the_threshold_with_few_seeds_is_inconclusive():
 
 def test_records_carry_the_registry_wording_the_decision_and_are_jsonable():
     decided = decide_lower({"pair": (np.float64(-0.5), -1.0, np.float32(-0.25))}, n_seeds=2, n_images=100)
-    record = claims.record("C1", decided, measured={"diff": np.float64(-0.5), "bad": float("nan"),
-                                                   "nested": {"x": np.int64(3), 2: [math.inf]},
-                                                   "estimate": Estimate(1.0, 0.5, 1.5, 0.2)})
+    record = claims.record(
+        "C1",
+        decided,
+        measured={
+            "diff": np.float64(-0.5),
+            "bad": float("nan"),
+            "nested": {"x": np.int64(3), 2: [math.inf]},
+            "estimate": Estimate(1.0, 0.5, 1.5, 0.2),
+        },
+    )
     assert record["id"] == "C1" and record["claim"] == CLAIMS["C1"].claim
     assert record["criterion"] == CLAIMS["C1"].criterion and record["statistic"] == CLAIMS["C1"].statistic
-    assert (record["verdict"], record["holds"], record["estimate"], record["ci"]) == ("reproduced", True, -0.5,
-                                                                                      [-1.0, -0.25])
+    assert (record["verdict"], record["holds"], record["estimate"], record["ci"]) == (
+        "reproduced",
+        True,
+        -0.5,
+        [-1.0, -0.25],
+    )
     assert (record["threshold"], record["n_seeds"], record["n_images"]) == (0.0, 2, 100)
-    assert record["measured"] == {"diff": -0.5, "bad": None, "nested": {"x": 3, "2": [None]},
-                                  "estimate": {"estimate": 1.0, "low": 0.5, "high": 1.5, "se": 0.2}}
+    assert record["measured"] == {
+        "diff": -0.5,
+        "bad": None,
+        "nested": {"x": 3, "2": [None]},
+        "estimate": {"estimate": 1.0, "low": 0.5, "high": 1.5, "se": 0.2},
+    }
     assert type(record["estimate"]) is float
     json.dumps(record, allow_nan=False)
     for verdict, holds in (("inconclusive", None), ("not testable", None), ("not reproduced", False)):
@@ -301,10 +397,15 @@ def test_chapters_write_and_the_scorecard_gathers_in_claim_order(executed):
     c1 = claims.record("C1", REPRODUCED, measured={"d": -0.5})
     claims.write_claims("cpu", "02_logit_distributions", [claims.record("C2", REPRODUCED, measured={}), c1])
     assert json.loads((executed / "claims" / "02_logit_distributions.json").read_text())[1] == {
-        **c1, "chapter": "02_logit_distributions"}
+        **c1,
+        "chapter": "02_logit_distributions",
+    }
     gathered = claims.gather("cpu")
     assert [(r["id"], r["chapter"]) for r in gathered] == [
-        ("C1", "02_logit_distributions"), ("C2", "02_logit_distributions"), ("C4", "03_sample_confidence")]
+        ("C1", "02_logit_distributions"),
+        ("C2", "02_logit_distributions"),
+        ("C4", "03_sample_confidence"),
+    ]
     path = claims.write_scorecard("cpu")
     card = json.loads(path.read_text())
     assert path == executed / "scorecard.json"
@@ -313,12 +414,18 @@ def test_chapters_write_and_the_scorecard_gathers_in_claim_order(executed):
     assert card[2]["chapter"] == "03_sample_confidence" and card[2]["holds"] is False
     assert card[0]["measured"] == {"d": -0.5} and card[0]["claim"] == CLAIMS["C1"].claim
     # a chapter that runs again replaces its records, it does not add to them
-    claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", REPRODUCED, measured={}),
-                                                        claims.record("C5", NOT_REPRODUCED, measured={})])
+    claims.write_claims(
+        "cpu",
+        "03_sample_confidence",
+        [claims.record("C4", REPRODUCED, measured={}), claims.record("C5", NOT_REPRODUCED, measured={})],
+    )
     card = json.loads(claims.write_scorecard("cpu").read_text())
     assert [(r["id"], r["holds"]) for r in card] == [("C1", True), ("C2", True), ("C4", True), ("C5", False)]
     assert sorted(p.name for p in executed.rglob("*") if p.is_file()) == [
-        "02_logit_distributions.json", "03_sample_confidence.json", "scorecard.json"]  # no temporary files left
+        "02_logit_distributions.json",
+        "03_sample_confidence.json",
+        "scorecard.json",
+    ]  # no temporary files left
 
 
 def test_gather_without_claims_is_empty(executed):
@@ -326,12 +433,124 @@ def test_gather_without_claims_is_empty(executed):
     assert json.loads(claims.write_scorecard("cpu").read_text()) == []
 
 
-def test_executed_dir_defaults_to_the_repository_build_folder(tmp_path, monkeypatch):
-    monkeypatch.delenv("ADVLOGITS_EXECUTED_DIR", raising=False)
+@pytest.fixture()
+def repo(tmp_path, monkeypatch):
+    """A copy of the repository's layout (``_toc.yml``, ``chapters/``) as the working directory's parent, and no
+    build variable: a chapter run by hand, as papermill or Jupyter run it from ``chapters/``."""
+    monkeypatch.delenv(claims.BUILD_ENV, raising=False)
     (tmp_path / "_toc.yml").write_text("root: x\n")
     (tmp_path / "chapters").mkdir()
     monkeypatch.chdir(tmp_path / "chapters")
-    assert claims.executed_dir("smoke") == tmp_path / "_build" / "executed" / "smoke"
-    assert claims.claims_dir("smoke") == tmp_path / "_build" / "executed" / "smoke" / "claims"
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(tmp_path / "elsewhere"))
-    assert claims.executed_dir("smoke") == tmp_path / "elsewhere"
+    return tmp_path
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_only_the_build_writes_into_the_build_folder_a_hand_run_has_its_own(repo, monkeypatch):
+    assert claims.executed_dir("smoke") == repo / "_build" / "hand-runs" / "smoke"
+    assert claims.claims_dir("smoke") == repo / "_build" / "hand-runs" / "smoke" / "claims"
+    assert not claims.is_build()
+    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(repo / "_build" / "executed" / "smoke"))
+    assert claims.is_build() and claims.executed_dir("smoke") == repo / "_build" / "executed" / "smoke"
+    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", "")  # empty is unset
+    assert claims.executed_dir("smoke") == repo / "_build" / "hand-runs" / "smoke"
+
+
+def test_a_hand_run_leaves_the_build_claims_and_scorecard_byte_identical(repo, monkeypatch, capsys):
+    build = repo / "_build" / "executed" / "smoke"
+    with monkeypatch.context() as build_env:  # the build: its folder, and no line on its pages
+        build_env.setenv("ADVLOGITS_EXECUTED_DIR", str(build))
+        assert (
+            claims.write_claims(
+                "smoke", "02_logit_distributions", [claims.record("C1", REPRODUCED, measured={"eps": 0.1})]
+            )
+            == build / "claims" / "02_logit_distributions.json"
+        )
+        claims.write_claims("smoke", "03_sample_confidence", [claims.record("C4", REPRODUCED, measured={})])
+        assert claims.write_scorecard("smoke") == build / "scorecard.json"
+    assert capsys.readouterr().out == ""
+    before = _files(build)
+    assert sorted(before) == [
+        "claims/02_logit_distributions.json",
+        "claims/03_sample_confidence.json",
+        "scorecard.json",
+    ]
+
+    # the same chapter by hand with other parameters (another eps: other numbers, another verdict), then the
+    # scorecard by hand
+    hand = repo / "_build" / "hand-runs" / "smoke"
+    path = claims.write_claims(
+        "smoke", "02_logit_distributions", [claims.record("C1", NOT_REPRODUCED, measured={"eps": 0.2})]
+    )
+    card = claims.write_scorecard("smoke")
+    assert _files(build) == before, "a hand run changed the build's claims"
+    assert (path, card) == (hand / "claims" / "02_logit_distributions.json", hand / "scorecard.json")
+    assert [(r["id"], r["verdict"], r["measured"]) for r in json.loads(card.read_text())] == [
+        ("C1", "not reproduced", {"eps": 0.2})
+    ], "the hand-run scorecard gathers the hand-run claims only"
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines  # one line per write
+    assert lines[0] == (
+        f"hand run: this chapter's claims are in {hand / 'claims'}/ (the build's claims, in "
+        "_build/executed/smoke/, are untouched)"
+    )
+    assert lines[1].startswith(f"hand run: the scorecard of the claims in {hand / 'claims'}/ is {card} ")
+
+
+@pytest.mark.slow
+def test_the_scorecard_chapter_run_by_hand_writes_beside_the_build(repo, tmp_path):
+    """papermill on the scorecard chapter with another parameter and no build variable, in a copy of the repository
+    layout: the build's files stay byte-identical, the hand-run scorecard gathers the hand-run claims, and the
+    executed notebook shows the one line naming the hand-run folder."""
+    (repo / "chapters" / "05_scorecard.ipynb").write_bytes((ROOT / "chapters" / "05_scorecard.ipynb").read_bytes())
+    build, hand = repo / "_build" / "executed" / "smoke", repo / "_build" / "hand-runs" / "smoke"
+    for folder, decided in ((build, REPRODUCED), (hand, NOT_REPRODUCED)):
+        (folder / "claims").mkdir(parents=True)
+        (folder / "claims" / "04_distillation.json").write_text(
+            json.dumps([{**claims.record("C6", decided, measured={}), "chapter": "04_distillation"}])
+        )
+    (build / "scorecard.json").write_text((build / "claims" / "04_distillation.json").read_text())
+    before = _files(build)
+    env = {k: v for k, v in os.environ.items() if k != claims.BUILD_ENV}
+    env |= {"ADVLOGITS_HOME": str(tmp_path / "store"), "JUPYTER_PREFER_ENV_PATH": "1"}
+    out = tmp_path / "_build" / "05_scorecard.ipynb"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(repo / "chapters" / "05_scorecard.ipynb"),
+            str(out),
+            "-k",
+            "python3",
+            "--cwd",
+            str(repo / "chapters"),
+            "-p",
+            "profile",
+            "smoke",
+            "-p",
+            "eps",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _files(build) == before, "a hand run changed the build's claims or scorecard"
+    card = json.loads((hand / "scorecard.json").read_text())
+    assert [(r["id"], r["verdict"]) for r in card] == [("C6", "not reproduced")]
+    printed = [
+        line
+        for cell in nbformat.read(out, as_version=4).cells
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "stream"
+        for line in o["text"].splitlines()
+        if line.startswith("hand run:")
+    ]
+    assert printed == [
+        f"hand run: the scorecard of the claims in {hand / 'claims'}/ is {hand / 'scorecard.json'} "
+        "(the build's claims, in _build/executed/smoke/, are untouched)"
+    ]

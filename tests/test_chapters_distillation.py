@@ -20,13 +20,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import committed_chapter_code  # noqa: E402
-
 from advlogits import pipeline, profiles  # noqa: E402
-from advlogits.chapters import claims, distillation  # noqa: E402
+from advlogits.chapters import distillation  # noqa: E402
 from advlogits.data import load_dataset  # noqa: E402
 from advlogits.pipeline import lineup  # noqa: E402
 from advlogits.store import Store  # noqa: E402
+
+from helpers import committed_chapter_code  # noqa: E402
 
 N = 200
 
@@ -34,12 +34,30 @@ N = 200
 def rates() -> dict[str, float]:
     """Robust rates of the line-up's students, by hand: KD-AT 40%, baselines 10-14%, the C7 students removing 3/4
     of the gain or more, the C8 students all of it, the controls in between."""
-    base = {lineup.HARD: 0.10, lineup.KD_ST: 0.12, lineup.KD_ST_SOFT: 0.14, lineup.KD_AT: 0.40,
-            "AT shuffled": 0.16, "AT spread": 0.18, "AT ST order": 0.20, "AT mean": 0.30, "AT flattened": 0.14,
-            "AT label smoothing": 0.10, lineup.ARGMAX: 0.36}
-    base |= {lineup.student_label(k, label_corrected=True): r for k, r in (
-        ("kd", 0.30), ("shuffle", 0.20), ("spread", 0.22), ("reorder", 0.24), ("flatten", 0.14),
-        ("label_smoothing", 0.12))}
+    base = {
+        lineup.HARD: 0.10,
+        lineup.KD_ST: 0.12,
+        lineup.KD_ST_SOFT: 0.14,
+        lineup.KD_AT: 0.40,
+        "AT shuffled": 0.16,
+        "AT spread": 0.18,
+        "AT ST order": 0.20,
+        "AT mean": 0.30,
+        "AT flattened": 0.14,
+        "AT label smoothing": 0.10,
+        lineup.ARGMAX: 0.36,
+    }
+    base |= {
+        lineup.student_label(k, label_corrected=True): r
+        for k, r in (
+            ("kd", 0.30),
+            ("shuffle", 0.20),
+            ("spread", 0.22),
+            ("reorder", 0.24),
+            ("flatten", 0.14),
+            ("label_smoothing", 0.12),
+        )
+    }
     return base
 
 
@@ -48,8 +66,10 @@ def evaluations(profile) -> dict[tuple[str, int], dict]:
     out = {}
     for s in lineup.students(profile):
         rate = rates().get(s.name, 0.5)
-        out[(s.name, s.seed)] = {"robust_correct": (np.arange(N) < round(rate * N)).tolist(),
-                                 "autoattack_acc": rate + 0.01}
+        out[(s.name, s.seed)] = {
+            "robust_correct": (np.arange(N) < round(rate * N)).tolist(),
+            "autoattack_acc": rate + 0.01,
+        }
     return out
 
 
@@ -72,8 +92,7 @@ def test_lineup_table_has_a_row_per_student_with_its_seeds(profile):
     assert table.loc["KD-ST soft", ["role", "teacher", "targets"]].tolist() == ["baseline", "ST", "soften"]
     assert table.loc["AT spread", ["claim", "targets"]].tolist() == ["C7", "spread"]
     assert table.loc["AT mean", ["role", "claim"]].tolist() == ["mixed", ""]
-    assert table.loc["AT-corr shuffled", ["teacher", "targets", "label-corrected"]].tolist() == ["AT", "shuffle",
-                                                                                                   "yes"]
+    assert table.loc["AT-corr shuffled", ["teacher", "targets", "label-corrected"]].tolist() == ["AT", "shuffle", "yes"]
     assert table.loc["hard labels", ["teacher", "targets"]].tolist() == ["", "true labels"]
     assert table.loc["ST teacher"].tolist() == ["teacher", "", "", "", "", "", "0"]
     assert table.loc["KD-AT (T=4)", ["role", "T", "seeds"]].tolist() == ["sweep", "4", "100"]
@@ -120,25 +139,30 @@ def test_removal_table_measures_the_controls_against_the_corrected_teacher(profi
     outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
     table = distillation.removal_table(outcomes)
     assert table.loc["AT ST order", "teacher's KD student"] == "KD-AT"
-    assert table.loc["AT ST order", "share of the gain removed"].startswith(f"{(0.40 - 0.20) / 0.26:.2f} [")
+    nb = "\u00a0"
+    assert table.loc["AT ST order", "share of the gain removed"].startswith(f"{100 * (0.40 - 0.20) / 0.26:.1f}%{nb}[")
     assert table.loc["AT-corr flattened", "teacher's KD student"] == "AT-corr KD"
-    assert table.loc["AT-corr flattened", "gain (points)"].startswith("16.0 [")  # 0.30 - 0.14
-    assert table.loc["AT-corr flattened", "share of the gain removed"].startswith("1.00 [")
+    assert table.loc["AT-corr flattened", "its gain (points)"].startswith(f"16.0{nb}[")  # 0.30 - 0.14
+    assert table.loc["AT-corr flattened", "share of the gain removed"].startswith(f"100.0%{nb}[")
+    shares = distillation.removal_shares(outcomes)
+    assert shares["AT ST order"][0] == "KD-AT"
+    assert shares["AT ST order"][1].estimate == pytest.approx((0.40 - 0.20) / 0.26, abs=1e-9)
     no_gain = {k: v.copy() for k, v in outcomes.items()}
     no_gain[lineup.KD_AT] = no_gain[lineup.HARD].copy()
     assert distillation.removal_table(no_gain).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
 
 
 def test_two_by_two_places_the_four_students(profile):
-    estimates = distillation.student_estimates(distillation.robust_outcomes(lineup.students(profile),
-                                                                            evaluations(profile)))
+    estimates = distillation.student_estimates(
+        distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
+    )
     table = distillation.two_by_two(estimates)
-    assert table.loc["confidence kept", "class information kept"].startswith("KD-AT: 40.0 [")
-    assert table.loc["confidence kept", "class information removed"].startswith("AT spread: 18.0 [")
-    assert table.loc["confidence removed", "class information kept"].startswith("AT flattened: 14.0 [")
-    assert table.loc["confidence removed", "class information removed"].startswith("AT label smoothing: 10.0 [")
+    assert table.loc["confidence kept", "class information kept"].startswith("KD-AT: 40.0\u00a0[")
+    assert table.loc["confidence kept", "class information removed"].startswith("AT spread: 18.0\u00a0[")
+    assert table.loc["confidence removed", "class information kept"].startswith("AT flattened: 14.0\u00a0[")
+    assert table.loc["confidence removed", "class information removed"].startswith("AT label smoothing: 10.0\u00a0[")
     corrected = distillation.two_by_two(estimates, label_corrected=True)
-    assert corrected.loc["confidence kept", "class information kept"].startswith("AT-corr KD: 30.0 [")
+    assert corrected.loc["confidence kept", "class information kept"].startswith("AT-corr KD: 30.0\u00a0[")
 
 
 def test_target_statistics_and_fidelity_by_hand():

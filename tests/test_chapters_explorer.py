@@ -26,18 +26,26 @@ def _data() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """6 images of 3 classes; ST and AT logits chosen by hand so every rank below can be checked on paper."""
     x = torch.linspace(0, 1, 6 * 4).reshape(6, 1, 2, 2)
     y = torch.tensor([0, 1, 0, 2, 0, 1])
-    st = torch.tensor([[4.0, 0.0, 0.0],   # cat, confident
-                       [0.0, 1.0, 0.0],   # dog, unsure
-                       [1.0, 0.0, 0.0],   # cat, unsure
-                       [0.0, 0.0, 9.0],   # emu, very confident
-                       [2.0, 0.0, 0.0],   # cat, in between
-                       [0.0, 5.0, 0.0]])  # dog, confident
-    at = torch.tensor([[0.5, 0.0, 0.0],
-                       [0.0, 2.0, -1.0],
-                       [3.0, 0.0, 0.0],
-                       [1.0, 0.0, 0.0],   # AT predicts cat on the emu image
-                       [0.0, 1.5, 0.0],   # AT predicts dog on a cat image
-                       [0.0, 0.2, 0.0]])
+    st = torch.tensor(
+        [
+            [4.0, 0.0, 0.0],  # cat, confident
+            [0.0, 1.0, 0.0],  # dog, unsure
+            [1.0, 0.0, 0.0],  # cat, unsure
+            [0.0, 0.0, 9.0],  # emu, very confident
+            [2.0, 0.0, 0.0],  # cat, in between
+            [0.0, 5.0, 0.0],
+        ]
+    )  # dog, confident
+    at = torch.tensor(
+        [
+            [0.5, 0.0, 0.0],
+            [0.0, 2.0, -1.0],
+            [3.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0],  # AT predicts cat on the emu image
+            [0.0, 1.5, 0.0],  # AT predicts dog on a cat image
+            [0.0, 0.2, 0.0],
+        ]
+    )
     return x, y, {"ST": st, "AT": at}
 
 
@@ -63,11 +71,11 @@ def test_logit_bars_are_the_given_logits_and_probability_bars_sum_to_100() -> No
         assert sum(probs) == pytest.approx(100.0)
         assert probs == pytest.approx((100 * z[name][4].double().softmax(0)).tolist())
         assert [t.get_text() for t in panels[f"{name} logits:"].get_xticklabels()] == list(NAMES)
-        assert panels[f"{name} logits:"].get_ylabel() and panels[f"{name} predicts"].get_ylabel() == \
-            "softmax probability (%)"
+    assert panels["ST logits:"].get_ylabel() == "logit $z_k$" and panels["ST predicts"].get_ylabel() == "softmax (%)"
+    assert panels["AT predicts"].get_ylabel() == "", "the shared scale is labelled once, on the left"
     # the image, with its index and true class
     image_axes = [ax for ax in fig.axes if ax.images]
-    assert len(image_axes) == 1 and image_axes[0].get_title() == "evaluation image #4\ntrue class: cat"
+    assert len(image_axes) == 1 and image_axes[0].get_title() == "image #4\ntrue: cat"
     np.testing.assert_allclose(image_axes[0].images[0].get_array(), x[4, 0].numpy())
 
 
@@ -99,8 +107,11 @@ def test_any_set_of_models_gets_its_own_panels() -> None:
     x, y, z = _data()
     fig = logit_figure(x, y, {"ST": z["ST"], "ST'": z["AT"], "AT'": z["ST"]}, 0, class_names=NAMES)
     assert len(fig.axes) == 1 + 2 * 3
-    with pytest.raises(ValueError, match=r"logits\['AT'\] must be of shape \(6, 3\), one row per image and one "
-                                         r"column per class name \(got \(5, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"logits\['AT'\] must be of shape \(6, 3\), one row per image and one "
+        r"column per class name \(got \(5, 3\)\)",
+    ):
         logit_figure(x, y, {"AT": torch.zeros(5, 3)}, 0, class_names=NAMES)
     with pytest.raises(ValueError, match=r"index must be an integer image index in \[0, 6\) \(got 6\)"):
         logit_figure(x, y, z, 6, class_names=NAMES)
@@ -133,17 +144,26 @@ def test_index_by_rank_errors_name_the_bad_argument() -> None:
         index_by_rank(z, y, model="ST", cls="cow", rank=1, class_names=NAMES)
     with pytest.raises(ValueError, match=r"cls must be a class name or a label in \[0, 3\) \(got 3\)"):
         index_by_rank(z, y, model="ST", cls=3, rank=1, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"rank must be an integer >= 1 and <= 3 \(got 4\); 3 images have the true "
-                                         r"class 'cat'"):
+    with pytest.raises(
+        ValueError,
+        match=r"rank must be an integer >= 1 and <= 3 \(got 4\); 3 images have the true "
+        r"class 'cat'",
+    ):
         index_by_rank(z, y, model="ST", cls="cat", rank=4, class_names=NAMES)
-    with pytest.raises(ValueError, match=r"rank must be an integer >= 1 and <= 2 \(got 0\); 2 images have the true "
-                                         r"class 'dog'"):
+    with pytest.raises(
+        ValueError,
+        match=r"rank must be an integer >= 1 and <= 2 \(got 0\); 2 images have the true "
+        r"class 'dog'",
+    ):
         index_by_rank(z, y, model="ST", cls="dog", rank=0, class_names=NAMES)
     with pytest.raises(ValueError, match=r"model must be one of the models given \(ST, AT\) \(got 'TRADES'\)"):
         index_by_rank(z, y, model="TRADES", cls="cat", rank=1, class_names=NAMES)
     no_emu = torch.tensor([0, 1, 0, 1, 0, 1])
-    with pytest.raises(ValueError, match=r"cls must be a class that some image has \(got 'emu'\); no evaluation image "
-                                         r"has this true class"):
+    with pytest.raises(
+        ValueError,
+        match=r"cls must be a class that some image has \(got 'emu'\); no evaluation image "
+        r"has this true class",
+    ):
         index_by_rank(z, no_emu, model="ST", cls="emu", rank=1, class_names=NAMES)
 
 
@@ -164,9 +184,12 @@ def test_static_views_pick_both_ends_and_the_class_rank_image() -> None:
     assert views["class and rank"].index == 2 and "cat" in views["class and rank"].reason
     for view in views.values():
         image_axes = [ax for ax in view.figure.axes if ax.images]
-        assert image_axes[0].get_title().startswith(f"evaluation image #{view.index}\n")
-    with pytest.raises(ValueError, match=r"pair must be two models that rank some images differently "
-                                         r"\(got \('ST', 'AT'\)\); no image is ranked more confident by AT than by ST"):
+        assert image_axes[0].get_title().startswith(f"image #{view.index}\n")
+    with pytest.raises(
+        ValueError,
+        match=r"pair must be two models that rank some images differently "
+        r"\(got \('ST', 'AT'\)\); no image is ranked more confident by AT than by ST",
+    ):
         static_views(x, y, {"ST": z["ST"], "AT": z["ST"].clone()}, class_names=NAMES)
     with pytest.raises(ValueError, match=r"model must be one of the models given \(ST\) \(got 'AT'\)"):
         static_views(x, y, {"ST": z["ST"]}, class_names=NAMES)

@@ -16,7 +16,6 @@ import torch
 
 from advlogits import margins, profiles
 from advlogits.chapters import logit_distributions as chapter
-
 from advlogits.chapters.claims import side_verdict
 from advlogits.logits import logit_gap, max_logit
 
@@ -45,8 +44,11 @@ def test_summarise_and_compare_on_hand_made_logits():
     assert side_verdict(*diff["max logit"][1:], 0.0, "below") == "reproduced"
     assert side_verdict(*diff["logit gap"][1:], 0.0, "below") != "reproduced"
     assert side_verdict(-1.0, 0.1, 0.0, "below") == "inconclusive"  # CI includes 0
-    with pytest.raises(ValueError, match=r"logits_b must be the same images' logits as logits_a, of shape "
-                                         r"\(10, 10\) \(got \(200, 10\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"logits_b must be the same images' logits as logits_a, of shape "
+        r"\(10, 10\) \(got \(200, 10\)\)",
+    ):
         chapter.compare(at[:10], st)
 
 
@@ -94,8 +96,16 @@ def test_drop_summary_of_a_linear_model_has_ratio_one():
     x = torch.rand(30, 20, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     x[:, :3] = torch.tensor([0.0, 1.0, 0.03], dtype=torch.float64)  # pixels on and near the box's faces
     x, y = x.reshape(30, 1, 4, 5), torch.arange(30) % 4
-    drops = margins.margin_drops(margins.linear_model_from(w, b), x, y, eps=0.1, alpha=0.025, steps=20,
-                                 generator=torch.Generator().manual_seed(0), batch_size=7)
+    drops = margins.margin_drops(
+        margins.linear_model_from(w, b),
+        x,
+        y,
+        eps=0.1,
+        alpha=0.025,
+        steps=20,
+        generator=torch.Generator().manual_seed(0),
+        batch_size=7,
+    )
     summary = chapter.drop_summary({k: v.tolist() for k, v in drops.items()})
     assert summary["ratio"] == pytest.approx(1.0, abs=1e-4)
     assert summary["correlation"] == pytest.approx(1.0, abs=1e-4)
@@ -115,12 +125,18 @@ def test_robustbench_model_list():
     assert chapter.robustbench_models(paper, []) == ()
     assert chapter.robustbench_models(smoke, []) == ()
     assert chapter.robustbench_models(paper, [RB_NAME]) == (RB_NAME,)
-    with pytest.raises(ValueError, match=r"robustbench_models must be empty for profile 'smoke' \(they are CIFAR-10 "
-                                         r"models and it uses fashion-mnist\) \(got \['Ding2020MMA'\]\); "
-                                         r"pass robustbench_models=\[\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"robustbench_models must be empty for profile 'smoke' \(they are CIFAR-10 "
+        r"models and it uses fashion-mnist\) \(got \['Ding2020MMA'\]\); "
+        r"pass robustbench_models=\[\]",
+    ):
         chapter.robustbench_models(smoke, [RB_NAME])
-    with pytest.raises(ValueError, match=r"robustbench_models must be a list of RobustBench model names.*"
-                                         r"\(got 'Ding2020MMA'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"robustbench_models must be a list of RobustBench model names.*"
+        r"\(got 'Ding2020MMA'\)",
+    ):
         chapter.robustbench_models(paper, RB_NAME)
     with pytest.raises(ValueError, match="robustbench_models must be a list of RobustBench model names"):
         chapter.robustbench_models(paper, [RB_NAME, 3])
@@ -135,10 +151,17 @@ def test_figures_are_labelled():
     iv = {"max logit": (2.0, 1.8, 2.2), "logit gap": (1.0, 0.9, 1.1)}
     figs = [
         chapter.sorted_logit_curves({"ST": chapter.sorted_logit_curve(torch.randn(20, 4), n_resamples=50)}),
-        chapter.eps_sweep({"net": {0.0: iv, 0.1: iv}}, {"net": {0.0: 2.0, 0.1: 1.0}}),
-        chapter.closed_form_check({"a": {"closed_form": torch.tensor([[math.inf, 1.0]]),
-                                         "pgd": torch.tensor([[math.inf, 1.0]]),
-                                         "error": torch.zeros(1, 2)}}),
+        chapter.eps_sweep({"net": {0.0: iv, 0.1: iv}}),
+        chapter.weight_differences({"net": {0.0: 2.0, 0.1: 1.0}}),
+        chapter.closed_form_check(
+            {
+                "a": {
+                    "closed_form": torch.tensor([[math.inf, 1.0]]),
+                    "pgd": torch.tensor([[math.inf, 1.0]]),
+                    "error": torch.zeros(1, 2),
+                }
+            }
+        ),
         chapter.margin_drop_figure({"ST": {"clean": [1.0, 2.0], "first_order": [0.5, 1.0], "pgd": [0.2, 1.2]}}),
     ]
     for fig in figs:
@@ -146,13 +169,15 @@ def test_figures_are_labelled():
             if ax.get_visible():
                 assert ax.get_xlabel() and ax.get_ylabel()
         plt.close(fig)
-    assert figs[1].axes[2].lines[0].get_ydata().tolist() == [1.0, 0.5]  # relative to eps = 0
+    assert figs[2].axes[0].lines[0].get_ydata().tolist() == [1.0, 0.5]  # relative to eps = 0
 
 
 def test_sorted_logit_curves_draw_one_line_and_band_per_model():
     z = torch.tensor([[3.0, 1.0, 2.0], [0.0, 6.0, 3.0]])
-    curves = {"ST": chapter.sorted_logit_curve(z, n_resamples=50),
-              "AT": chapter.sorted_logit_curve(z - 1.0, n_resamples=50)}
+    curves = {
+        "ST": chapter.sorted_logit_curve(z, n_resamples=50),
+        "AT": chapter.sorted_logit_curve(z - 1.0, n_resamples=50),
+    }
     fig = chapter.sorted_logit_curves(curves)
     (ax,) = fig.axes
     model_lines = [line for line in ax.lines if line.get_label() in curves]
@@ -162,7 +187,7 @@ def test_sorted_logit_curves_draw_one_line_and_band_per_model():
     np.testing.assert_allclose(model_lines[1].get_ydata(), [3.5, 1.5, -0.5])
     assert len(ax.collections) == 2  # one CI band per model
     assert ax.get_xlabel() == "rank k of the logit within its image (1 = largest)"
-    assert ax.get_ylabel() == "mean k-th largest logit (logit units)"
+    assert ax.get_ylabel() == "mean k-th logit (logit units)"
     plt.close(fig)
 
 
@@ -171,36 +196,45 @@ def test_eps_sweep_draws_every_family_and_norm():
     small = {"max logit": (1.0, 0.8, 1.2), "logit gap": (0.5, 0.4, 0.6)}
     series = {"network": {0.0: iv, 0.1: small, 0.05: iv}, "linear": {0.0: iv, 0.1: small}}
     norms = {"network": {0.1: 1.0, 0.0: 4.0}, "linear": {0.0: 2.0, 0.1: 2.0}}
-    fig = chapter.eps_sweep(series, norms)
-    assert len(fig.axes) == 3
-    for ax, stat in zip(fig.axes[:2], ("max logit", "logit gap")):
+    fig = chapter.eps_sweep(series)
+    assert len(fig.axes) == 2
+    for ax, stat in zip(fig.axes, ("max logit", "logit gap")):
         assert len(ax.containers) == 2  # one errorbar series per family
         assert ax.get_ylabel() == f"mean {stat} (logit units)"
-        assert ax.get_xlabel() == "training radius eps (pixel units; 0 = standard training)"
+        assert ax.get_xlabel() == "training eps (pixel units)"
     network = fig.axes[1].containers[0].lines[0]
     assert network.get_xdata().tolist() == [0.0, 0.05, 0.1]  # sorted by eps
     assert network.get_ydata().tolist() == [1.0, 1.0, 0.5]
-    assert [line.get_ydata().tolist() for line in fig.axes[2].lines] == [[1.0, 0.25], [1.0, 1.0]]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["network", "linear"]
+    plt.close(fig)
+    fig = chapter.weight_differences(norms)
+    model_lines = [line for line in fig.axes[0].lines if line.get_label() in norms]
+    assert [line.get_ydata().tolist() for line in model_lines] == [[1.0, 0.25], [1.0, 1.0]]
     plt.close(fig)
 
 
 def test_closed_form_check_has_one_panel_per_check_and_skips_infinite_pairs():
-    check = {"closed_form": torch.tensor([[math.inf, 1.0, -0.5]]), "pgd": torch.tensor([[math.inf, 1.0, -0.4]]),
-             "error": torch.tensor([[0.0, 0.0, 0.1]])}
+    check = {
+        "closed_form": torch.tensor([[math.inf, 1.0, -0.5]]),
+        "pgd": torch.tensor([[math.inf, 1.0, -0.4]]),
+        "error": torch.tensor([[0.0, 0.0, 0.1]]),
+    }
     fig = chapter.closed_form_check({"a": check, "b": check, "c": check})
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(fig.axes) == 4 and len(visible) == 3  # a 2 x 2 grid, the fourth panel hidden
     for ax in visible:
         assert len(ax.lines) == 1 and len(ax.collections) == 1  # the diagonal and the pairs
         np.testing.assert_allclose(ax.collections[0].get_offsets(), [[1.0, 1.0], [-0.5, -0.4]])
-        assert ax.get_xlabel() == "closed-form worst-case margin (logit units)"
-    assert visible[0].get_title() == "a\nmax |difference| = 1.0e-01"
+        assert ax.get_xlabel() == "closed form (logit units)"
+    assert visible[0].get_title() == "a: max |diff.| 1e-01"
     plt.close(fig)
 
 
 def test_margin_drop_figure_plots_predicted_against_observed_drops():
-    drops = {"ST": {"clean": [1.0, 2.0], "first_order": [0.5, 1.0], "pgd": [0.2, 1.2]},
-             "AT": {"clean": [3.0, 2.0], "first_order": [2.0, 1.0], "pgd": [1.0, 0.5]}}
+    drops = {
+        "ST": {"clean": [1.0, 2.0], "first_order": [0.5, 1.0], "pgd": [0.2, 1.2]},
+        "AT": {"clean": [3.0, 2.0], "first_order": [2.0, 1.0], "pgd": [1.0, 0.5]},
+    }
     fig = chapter.margin_drop_figure(drops)
     assert [ax.get_title() for ax in fig.axes] == ["ST", "AT"]
     st = fig.axes[0]
@@ -230,11 +264,14 @@ def test_paired_differences_cover_both_pairs_the_correct_images_and_the_budget_m
         assert out[stat]["ST/AT, all images"][0] == pytest.approx((f(st / 2) - f(st)).mean().item(), rel=1e-5)
         both = slice(60, None)
         assert out[stat][names[2]][0] == pytest.approx((f(st[both] / 2) - f(st[both])).mean().item(), rel=1e-5)
-        assert out[stat]["budget-matched pair (eps sweep)"][0] == pytest.approx((f(st / 3) - f(st)).mean().item(),
-                                                                               rel=1e-5)
+        assert out[stat]["budget-matched pair (eps sweep)"][0] == pytest.approx(
+            (f(st / 3) - f(st)).mean().item(), rel=1e-5
+        )
         assert all(high < 0 for _, _, high in out[stat].values())
-    assert "budget-matched pair (eps sweep)" not in chapter.paired_differences(z, y, budget_matched=None,
-                                                                               n_resamples=50)["logit gap"]
+    assert (
+        "budget-matched pair (eps sweep)"
+        not in chapter.paired_differences(z, y, budget_matched=None, n_resamples=50)["logit gap"]
+    )
 
 
 def test_penalty_slope_recovers_a_planted_proportionality():
@@ -256,3 +293,10 @@ def test_penalty_slope_recovers_a_planted_proportionality():
     assert table[0.1]["ratio"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r"^gaps must be logit gaps at eps 0 and at least one radius above 0"):
         chapter.penalty_slope({0.0: base}, penalty)
+
+
+def test_robustbench_note_says_how_many_models_or_why_none():
+    assert chapter.robustbench_note({"a": 1, "b": 2}, "paper").startswith("2 published AT models")
+    none = chapter.robustbench_note({}, "cpu")
+    assert "profile cpu it analyses none" in none and "`robustbench_models`" in none
+    assert set(chapter.LAST_LAYER_COLUMNS) == {"weight_diff_l1", "weight_diff_l2", "feature_l2", "boundary_distance"}

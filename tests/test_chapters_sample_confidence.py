@@ -37,7 +37,7 @@ from advlogits.stats import bootstrap_ci
 
 def test_spearman_intervals_by_hand_and_equal_to_bootstrap_ci() -> None:
     a = np.arange(10.0)
-    values = {"A": a, "B": a ** 3, "C": -a}
+    values = {"A": a, "B": a**3, "C": -a}
     out = spearman_intervals(values, {"same ranks": ("A", "B"), "reversed": ("A", "C")}, n_resamples=200)
     assert out["same ranks"] == pytest.approx((1.0, 1.0, 1.0))
     assert out["reversed"] == pytest.approx((-1.0, -1.0, -1.0))
@@ -129,8 +129,10 @@ def test_tiles_carry_the_selected_images_labels_and_predictions() -> None:
     np.testing.assert_array_equal(grid[0].image, x[2, 0].double().numpy())
     assert [t.label for t in grid] == ["emu", "cat"]
     e = math.e
-    assert grid[0].predictions == (("ST", "dog", pytest.approx(e**3 / (e**3 + 2))),
-                                   ("AT", "emu", pytest.approx(e**2 / (e**2 + 2))))
+    assert grid[0].predictions == (
+        ("ST", "dog", pytest.approx(e**3 / (e**3 + 2))),
+        ("AT", "emu", pytest.approx(e**2 / (e**2 + 2))),
+    )
     assert grid[1].predictions == (("ST", "cat", pytest.approx(e**2 / (e**2 + 2))), ("AT", "cat", pytest.approx(1 / 3)))
     assert [t.difference for t in grid] == [0.3, 0.1]
     colour = tiles(torch.rand(2, 3, 4, 5), torch.tensor([0, 1]), {"m": torch.zeros(2, 2)}, [1], class_names=("a", "b"))
@@ -140,13 +142,19 @@ def test_tiles_carry_the_selected_images_labels_and_predictions() -> None:
 def test_tiles_validate_shapes_before_selecting() -> None:
     x, y = torch.zeros(3, 1, 2, 2), torch.tensor([0, 1, 2])
     names = ("a", "b", "c")
-    with pytest.raises(ValueError, match=r"logits\['AT'\] must be of shape \(3, 3\), one row per image of x .*"
-                                         r"\(got \(2, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"logits\['AT'\] must be of shape \(3, 3\), one row per image of x .*"
+        r"\(got \(2, 3\)\)",
+    ):
         tiles(x, y, {"AT": torch.zeros(2, 3)}, [0], class_names=names)
     with pytest.raises(ValueError, match=r"index must be indices in \[0, 3\) \(got values in \[3, 3\]\)"):
         tiles(x, y, {"AT": torch.zeros(3, 3)}, [3], class_names=names)
-    with pytest.raises(ValueError, match=r"x must be a tensor of images \(N, C, H, W\) with C = 1 or 3 "
-                                         r"\(got \(3, 2, 2\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x must be a tensor of images \(N, C, H, W\) with C = 1 or 3 "
+        r"\(got \(3, 2, 2\)\)",
+    ):
         tiles(torch.zeros(3, 2, 2), y, {"AT": torch.zeros(3, 3)}, [0], class_names=names)
     with pytest.raises(ValueError, match="logits must be a mapping of at least one model name"):
         tiles(x, y, {}, [0], class_names=names)
@@ -162,17 +170,17 @@ def test_tiles_validate_shapes_before_selecting() -> None:
 def test_figures_draw_what_they_are_given() -> None:
     a = np.arange(10.0)
     fig = sample_confidence.rank_scatter({"A": a, "B": -a}, {"A vs B": ("A", "B"), "A vs A": ("A", "A")})
-    assert [ax.get_title() for ax in fig.axes] == ["A vs B: Spearman -1.00", "A vs A: Spearman 1.00"]
+    assert [ax.get_title() for ax in fig.axes] == ["A vs B: -1.00", "A vs A: 1.00"]
     np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets()[:, 1], 1 - a / 9)
-    assert fig.axes[0].get_xlabel() == "confidence rank, A (0 lowest, 1 highest)"
-    assert fig.axes[0].get_ylabel() == "confidence rank, B"
+    assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("rank under A", "rank under B")
+    assert "Spearman" in fig._supxlabel.get_text(), "the titles' number is named once, below the panels"
     plt.close(fig)
 
     x, y = torch.rand(5, 1, 3, 3), torch.tensor([0, 1, 0, 1, 0])
     grid = tiles(x, y, {"ST": torch.randn(5, 2)}, [4, 1, 2], class_names=("a", "b"))
     fig = sample_confidence.tile_grid(grid, title="t", ncols=2)
     assert sum(len(ax.images) for ax in fig.axes) == 3 and len(fig.axes) == 4
-    assert fig.axes[0].get_title(loc="left").startswith("#4 true: a\nST: ")
+    assert fig.axes[0].get_title(loc="left").startswith("#4, a a\nST: ")
     assert fig._suptitle.get_text() == "t"
     plt.close(fig)
     fig = sample_confidence.tile_grid([], title="t")
@@ -183,32 +191,37 @@ def test_figures_draw_what_they_are_given() -> None:
 
     table = class_counts(y, {"S": [0, 2]}, class_names=("a", "b"))
     fig = sample_confidence.class_count_bars(table)
-    heights = [bar.get_height() for bar in fig.axes[0].patches]
-    assert heights == pytest.approx([100.0, 0.0, 60.0, 40.0])  # S: a, b; then the evaluation subset: a, b
-    assert fig.axes[0].get_ylabel() == "share of the images (%)"
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["S (2 images)",
-                                                                            "evaluation subset (5 images)"]
+    widths = [bar.get_width() for bar in fig.axes[0].patches]
+    assert widths == pytest.approx([100.0, 0.0, 60.0, 40.0])  # S: a, b; then the evaluation subset: a, b
+    assert fig.axes[0].get_xlabel() == "share of the images (%)"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["S (2 images)", "evaluation subset (5 images)"]
     plt.close(fig)
 
 
 def test_baseline_distances_are_paired_and_the_closest_is_their_minimum():
     rng = np.random.default_rng(0)
     a = rng.normal(size=600)
-    values = {"ST": a, "AT": a + 2.0 * rng.normal(size=600), "ST'": a + 0.3 * rng.normal(size=600),
-              "AT'": a + 2.0 * rng.normal(size=600)}
+    values = {
+        "ST": a,
+        "AT": a + 2.0 * rng.normal(size=600),
+        "ST'": a + 0.3 * rng.normal(size=600),
+        "AT'": a + 2.0 * rng.normal(size=600),
+    }
     baselines = {"ST vs ST'": ("ST", "ST'"), "AT vs AT'": ("AT", "AT'")}
-    rho = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="spearman",
-                                               n_resamples=400)
-    assert rho["ST vs ST'"].estimate == pytest.approx(stats.spearmanr(a, values["ST'"]).statistic
-                                                      - stats.spearmanr(a, values["AT"]).statistic)
+    rho = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="spearman", n_resamples=400)
+    assert rho["ST vs ST'"].estimate == pytest.approx(
+        stats.spearmanr(a, values["ST'"]).statistic - stats.spearmanr(a, values["AT"]).statistic
+    )
     assert rho["closest"].estimate == pytest.approx(min(rho["ST vs ST'"].estimate, rho["AT vs AT'"].estimate))
     assert rho["ST vs ST'"].low > 0.3, "ST' agrees with ST far more than AT does"
     assert rho["closest"].high <= rho["ST vs ST'"].high
-    jac = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="jaccard",
-                                               fraction=C5_FRACTION, n_resamples=400)
+    jac = sample_confidence.baseline_distances(
+        values, ("ST", "AT"), baselines, statistic="jaccard", fraction=C5_FRACTION, n_resamples=400
+    )
     assert jac["closest"].estimate == pytest.approx(min(jac["ST vs ST'"].estimate, jac["AT vs AT'"].estimate))
     with pytest.raises(ValueError, match=r"^statistic must be one of 'spearman', 'jaccard' \(got 'pearson'\)"):
         sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="pearson")
     with pytest.raises(ValueError, match=r"^pairs\[\"AT vs AT'\"\] must be names of models in values \(AT, ST, ST'\)"):
-        sample_confidence.baseline_distances({k: v for k, v in values.items() if k != "AT'"}, ("ST", "AT"),
-                                             baselines, statistic="spearman")
+        sample_confidence.baseline_distances(
+            {k: v for k, v in values.items() if k != "AT'"}, ("ST", "AT"), baselines, statistic="spearman"
+        )

@@ -12,52 +12,87 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import committed_chapter_code
-
 from advlogits.chapters import claims, scorecard
 from advlogits.chapters.claims import CLAIMS
+
+from helpers import committed_chapter_code
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _record(cid: str, verdict: str, estimate=None, ci=None, *, measured=None, chapter=None) -> dict:
-    decided = claims.outcome(verdict, None if estimate is None else (estimate, *ci), CLAIMS[cid].threshold,
-                             n_seeds=3, n_images=500)
+    decided = claims.outcome(
+        verdict, None if estimate is None else (estimate, *ci), CLAIMS[cid].threshold, n_seeds=3, n_images=500
+    )
     return dict(claims.record(cid, decided, measured=measured or {}), chapter=chapter or CLAIMS[cid].chapter)
 
 
 def test_scorecard_rows_are_compact_with_the_verdict_the_number_and_a_chapter_link():
-    records = [_record("C1", "reproduced", -3.0041, (-3.11, -2.9)),
-               _record("C6", "inconclusive", 0.1234, (0.05, 0.2), measured={"gain": [1.0, 2]})]
+    records = [
+        _record("C1", "reproduced", -3.0041, (-3.11, -2.9)),
+        _record("C6", "inconclusive", 0.1234, (0.05, 0.2), measured={"gain": [1.0, 2]}),
+    ]
     rows = scorecard.scorecard_rows(records)
     assert [r["id"] for r in rows] == list(claims.CLAIM_IDS)
-    assert rows[0] == {"id": "C1", "claim": CLAIMS["C1"].statement, "verdict": "✓ reproduced",
-                       "estimate [95% CI] vs threshold": "-3 [-3.11, -2.9] vs 0",
-                       "chapter": "{doc}`2. Logit distributions <02_logit_distributions>`"}
+    nb = "\u00a0"  # intervals are joined by no-break spaces, so they never wrap
+    assert rows[0] == {
+        "id": "C1",
+        "claim": CLAIMS["C1"].statement,
+        "verdict": "✓ reproduced",
+        "estimate [95% CI]": f"-3.00{nb}[-3.11,{nb}-2.90]",
+        "threshold": "0.00",
+        "chapter": "{doc}`2. Logit distributions <02_logit_distributions>`",
+    }
     assert rows[5]["verdict"] == "? inconclusive"
-    assert rows[5]["estimate [95% CI] vs threshold"] == "0.123 [0.05, 0.2] vs 0.1"
-    assert rows[3] == {"id": "C4", "claim": CLAIMS["C4"].statement, "verdict": "· not measured",
-                       "estimate [95% CI] vs threshold": "",
-                       "chapter": "{doc}`3. Sample confidence <03_sample_confidence>`"}
+    assert (rows[5]["estimate [95% CI]"], rows[5]["threshold"]) == (
+        f"12.3{nb}points{nb}[5.0,{nb}20.0]",
+        f"10.0{nb}points",
+    )
+    assert rows[3] == {
+        "id": "C4",
+        "claim": CLAIMS["C4"].statement,
+        "verdict": "· not measured",
+        "estimate [95% CI]": "",
+        "threshold": "",
+        "chapter": "{doc}`3. Sample confidence <03_sample_confidence>`",
+    }
     untestable = scorecard.scorecard_rows([_record("C7", "not testable")])[6]
-    assert untestable["verdict"] == "– not testable" and untestable["estimate [95% CI] vs threshold"] == "n/a vs 0.5"
+    assert untestable["verdict"] == "– not testable"
+    assert (untestable["estimate [95% CI]"], untestable["threshold"]) == ("n/a", "50.0%")
     table = scorecard.markdown_table([{"a": "x|y", "b": 1}])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
 
 
 def test_details_keep_every_measurement_formatted_for_a_narrow_column():
-    record = _record("C3", "not reproduced", 0.1, (-0.2, 0.4),
-                     measured={"max_abs_error": 1.23456e-7, "sweep_mean_gap": [3.14159, 2.5], "ok": False,
-                               "missing": None, "nan": float("nan"), "checks": {"a_b": True}})
+    record = _record(
+        "C3",
+        "not reproduced",
+        0.1,
+        (-0.2, 0.4),
+        measured={
+            "max_abs_error": 1.23456e-7,
+            "sweep_mean_gap": [3.14159, 2.5],
+            "ok": False,
+            "missing": None,
+            "nan": float("nan"),
+            "checks": {"a_b": True},
+        },
+    )
     (row,) = scorecard.details_rows([record])
-    assert row["measured"] == ("max abs error = 1.23e-07; sweep mean gap = [3.14, 2.5]; ok = false; missing = None; "
-                               "nan = None; checks = {a b: true}")
+    assert row["measured"] == (
+        "max abs error = 1.23e-07; sweep mean gap = [3.14, 2.5]; ok = false; missing = None; "
+        "nan = None; checks = {a b: true}"
+    )
     assert (row["id"], row["criterion"], row["seeds x images"]) == ("C3", CLAIMS["C3"].criterion, "3 x 500")
 
 
 def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record():
-    complete = [_record(cid, v) for cid, v in zip(claims.CLAIM_IDS, ["reproduced"] * 4 + [
-        "inconclusive", "not reproduced", "not testable", "not testable"])]
+    complete = [
+        _record(cid, v)
+        for cid, v in zip(
+            claims.CLAIM_IDS, ["reproduced"] * 4 + ["inconclusive", "not reproduced", "not testable", "not testable"]
+        )
+    ]
     s = scorecard.summary(complete)
     assert (s["n_reproduced"], s["n_not_reproduced"], s["n_inconclusive"], s["n_not_testable"]) == (4, 1, 1, 2)
     assert (s["n_measured"], s["n_claims"], s["missing_note"]) == (8, 8, "Every claim has a record.")
@@ -65,31 +100,36 @@ def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record(
     two = [_record("C2", "reproduced"), _record("C2", "inconclusive", chapter="other")]
     assert scorecard.summary(two)["verdicts"] == {"C2": "inconclusive"}
     assert scorecard.summary(two + [_record("C2", "not reproduced")])["verdicts"] == {"C2": "not reproduced"}
-    assert [r["id"] for r in scorecard.scorecard_rows(two)] == ["C1", "C2", "C2", "C3", "C4", "C5", "C6", "C7",
-                                                                "C8"]
+    assert [r["id"] for r in scorecard.scorecard_rows(two)] == ["C1", "C2", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     empty = scorecard.summary([])
     assert (empty["n_reproduced"], empty["n_measured"], empty["n_claims"]) == (0, 0, 8)
-    assert empty["missing_note"] == ("Claims without a record: C1, C2, C3, C4, C5, C6, C7, C8. Chapters that wrote no "
-                                     "claims at this profile: 02_logit_distributions, 03_sample_confidence, "
-                                     "04_distillation (run them first).")
+    assert empty["missing_note"] == (
+        "Claims without a record: C1, C2, C3, C4, C5, C6, C7, C8. Chapters that wrote no "
+        "claims at this profile: 02_logit_distributions, 03_sample_confidence, "
+        "04_distillation (run them first)."
+    )
     assert scorecard.markdown_table([]).splitlines() == ["|  |", "|"]
 
 
 def test_the_figure_has_a_row_per_claim_coloured_by_verdict_with_its_threshold():
     import matplotlib.pyplot as plt
 
-    records = [_record("C1", "reproduced", -3.0, (-3.1, -2.9)), _record("C6", "inconclusive", 0.12, (0.05, 0.2)),
-               _record("C7", "not testable")]
+    records = [
+        _record("C1", "reproduced", -3.0, (-3.1, -2.9)),
+        _record("C6", "inconclusive", 0.12, (0.05, 0.2)),
+        _record("C7", "not testable"),
+    ]
     fig = scorecard.scorecard_figure(records)
     axes = fig.axes
-    assert len(axes) == 8 and [a.get_ylabel() for a in axes] == list(claims.CLAIM_IDS)
-    assert axes[0].get_title(loc="left").endswith("reproduced") and axes[5].get_title(loc="left").endswith("inconclusive")
+    assert len(axes) == 8 and [a.get_title(loc="left")[:2] for a in axes] == list(claims.CLAIM_IDS)
+    titles = [a.get_title(loc="left") for a in axes]
+    assert titles[0] == f"C1 ✓ reproduced: {CLAIMS['C1'].statistic}", "the verdict, then what the axis measures"
+    assert titles[5].startswith("C6 ? inconclusive: ") and titles[3].startswith("C4 · not measured")
     assert axes[0]._left_title.get_color() == scorecard.VERDICT_COLORS["reproduced"]
-    assert axes[3].get_title(loc="left").endswith("not measured")
     thresholds = [[line.get_xdata()[0] for line in a.lines if line.get_linestyle() == "--"] for a in axes]
-    assert thresholds[5] == [0.1] and thresholds[0] == [0.0]
+    assert thresholds[5] == [10.0] and thresholds[0] == [0.0], "C6 in points, C1 in logit units"
     lo, hi = axes[5].get_xlim()
-    assert lo < 0.05 and hi > 0.2, "the interval and the threshold are in view"
+    assert lo < 5 and hi > 20, "the interval and the threshold are in view"
     plt.close(fig)
 
 
@@ -99,7 +139,7 @@ def test_the_figure_has_a_row_per_claim_coloured_by_verdict_with_its_threshold()
 
 
 def test_chapter_is_committed_without_outputs_with_a_typed_parameters_cell():
-    code = committed_chapter_code("05_scorecard")
+    committed_chapter_code("05_scorecard")
 
 
 @pytest.mark.slow
@@ -110,9 +150,25 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
     (executed / "claims").mkdir(parents=True)
     (executed / "claims" / "04_distillation.json").write_text(json.dumps([record]))
     out = tmp_path / "05.ipynb"
-    proc = subprocess.run([sys.executable, "-m", "papermill", str(ROOT / "chapters/05_scorecard.ipynb"), str(out),
-                           "-p", "profile", "smoke", "-k", "python3", "--cwd", str(ROOT / "chapters")],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "chapters/05_scorecard.ipynb"),
+            str(out),
+            "-p",
+            "profile",
+            "smoke",
+            "-k",
+            "python3",
+            "--cwd",
+            str(ROOT / "chapters"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((executed / "scorecard.json").read_text())
     assert [(r["id"], r["verdict"], r["holds"]) for r in card] == [("C6", "inconclusive", None)]
@@ -129,11 +185,36 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
         if line.startswith("| C"):
             rows.setdefault(line.split("|")[1].strip(), line)
     assert list(rows) == list(claims.CLAIM_IDS), "one compact row per claim"
-    assert rows["C6"] == (f"| C6 | {CLAIMS['C6'].statement} | ? inconclusive | 0.125 [0.08, 0.17] vs 0.1 | "
-                          "{doc}`4. Distillation <04_distillation>` |")
+    nb = "\u00a0"
+    assert rows["C6"] == (
+        f"| C6 | {CLAIMS['C6'].statement} | ? inconclusive | 12.5{nb}points{nb}[8.0,{nb}17.0] | "
+        f"10.0{nb}points | {{doc}}`4. Distillation <04_distillation>` |"
+    )
     assert rows["C1"].startswith(f"| C1 | {CLAIMS['C1'].statement} | · not measured |")
     assert any(line.startswith("| C6 | robust-accuracy gain") and "gain points = 12.5" in line for line in markdown)
     assert (glued["n_inconclusive"], glued["n_reproduced"], glued["n_measured"], glued["n_claims"]) == (
-        "1", "0", "1", "8")
+        "1",
+        "0",
+        "1",
+        "8",
+    )
     assert "02_logit_distributions, 03_sample_confidence" in glued["missing_note"]
     assert "fig_scorecard" in glued and "(C6: inconclusive)" in glued["lessons"]
+
+
+def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
+    from PIL import Image
+
+    records = [
+        _record("C1", "reproduced", -3.0, (-3.1, -2.9)),
+        _record("C6", "inconclusive", 0.12, (0.05, 0.2)),
+        _record("C7", "not testable"),
+    ]
+    png, text = scorecard.write_summary(records, tmp_path, profile_name="cpu")
+    assert Image.open(png).size[0] == round(6.6 * 200), "the figure at the column's width, twice the resolution"
+    assert text.read_text() == (
+        "**1 of 8 claims reproduced, 0 not reproduced, 1 inconclusive, 1 not testable** "
+        "at the `cpu` profile. {doc}`The scorecard <../chapters/05_scorecard>` gives every "
+        "claim's number, interval and chapter.\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scorecard.png", "scorecard_summary.md"]

@@ -45,7 +45,7 @@ def test_statistic_means_by_hand():
     assert means.loc["AT", "max logit"] == pytest.approx(0.75)
     assert means.loc["AT", "logit gap"] == pytest.approx(0.25)  # a tie at the top has gap 0; (0 + 0.5) / 2
     e = torch.e
-    expected = (1 / (2 + 1 / e) + e ** 0.5 / (e ** 0.5 + 2)) / 2
+    expected = (1 / (2 + 1 / e) + e**0.5 / (e**0.5 + 2)) / 2
     assert means.loc["AT", "confidence"] == pytest.approx(expected, rel=1e-6)
 
 
@@ -66,8 +66,36 @@ def test_overfitting_flags_and_their_sentence():
 
 
 def test_subset_accuracies_read_autoattacks_images_only():
-    result = {"n_autoattack": 4, "clean_correct": [True, True, True, False, True, True],
-              "pgd_correct": [True, True, False, False, False, False], "pgd_cw_correct": [True, False, False, False],
-              "autoattack_correct": [True, True, False, False], "robust_correct": [True, False, False, False]}
-    assert chapter.subset_accuracies(result) == {"clean": 0.75, "PGD-CE": 0.5, "PGD-CW": 0.25, "AutoAttack": 0.5,
-                                                 "robust (worst case)": 0.25}
+    result = {
+        "n_autoattack": 4,
+        "clean_correct": [True, True, True, False, True, True],
+        "pgd_correct": [True, True, False, False, False, False],
+        "pgd_cw_correct": [True, False, False, False],
+        "autoattack_correct": [True, True, False, False],
+        "robust_correct": [True, False, False, False],
+    }
+    assert chapter.subset_accuracies(result) == {
+        "clean": 0.75,
+        "PGD-CE": 0.5,
+        "PGD-CW": 0.25,
+        "AutoAttack": 0.5,
+        "robust (worst case)": 0.25,
+    }
+
+
+def test_subset_intervals_measure_every_attack_on_autoattack_images_with_intervals():
+    from advlogits.chapters.standard_vs_adversarial import subset_intervals
+
+    k = 100
+    result = {
+        "n_autoattack": k,
+        "clean_correct": [True] * 80 + [False] * 20 + [True] * 50,
+        "pgd_correct": [True] * 60 + [False] * 40 + [True] * 50,
+        "pgd_cw_correct": [True] * 55 + [False] * 45,
+        "robust_correct": [True] * 50 + [False] * 50,
+    }
+    intervals = subset_intervals(result)
+    assert list(intervals) == ["clean", "PGD-CE", "PGD-CW", "worst case"], "no AutoAttack number: none shown"
+    assert [round(v[0], 6) for v in intervals.values()] == [0.8, 0.6, 0.55, 0.5], "the first k images only"
+    for e, lo, hi in intervals.values():
+        assert lo < e < hi and hi - lo < 0.25

@@ -8,7 +8,6 @@ quantiles.
 
 from __future__ import annotations
 
-import math
 import re
 
 import pytest
@@ -20,8 +19,8 @@ from advlogits.stats import accuracy_interval
 
 
 def _cell(text: str) -> tuple[float, float, float]:
-    """"90.0 [84.0, 95.0]" -> (90.0, 84.0, 95.0)."""
-    estimate, interval = text.split(" [")
+    """ "90.0 [84.0, 95.0]" -> (90.0, 84.0, 95.0)."""
+    estimate, interval = text.replace("\u00a0", " ").split(" [")
     low, high = interval.rstrip("]").split(", ")
     return float(estimate), float(low), float(high)
 
@@ -45,8 +44,13 @@ def outcomes(**counts: int) -> dict:
     """An evaluation of 100 AutoAttack images (200 evaluation images) from counts of correct images per attack; the
     worst case is the first min(counts) images."""
     n = 100
-    keys = {"clean": "clean_correct", "ce": "pgd_correct", "cw": "pgd_cw_correct", "aa": "autoattack_correct",
-            "worst": "robust_correct"}
+    keys = {
+        "clean": "clean_correct",
+        "ce": "pgd_correct",
+        "cw": "pgd_cw_correct",
+        "aa": "autoattack_correct",
+        "worst": "robust_correct",
+    }
     out = {key: [True] * counts[name] + [False] * (n - counts[name]) for name, key in keys.items()}
     for key in ("clean_correct", "pgd_correct", "pgd_cw_correct"):
         out[key] = out[key] + [False] * 100  # the evaluation images beyond AutoAttack's do not count
@@ -54,17 +58,21 @@ def outcomes(**counts: int) -> dict:
 
 
 def test_accuracy_table_compares_every_attack_on_autoattack_images_with_intervals():
-    results = {"AT": outcomes(clean=80, ce=70, cw=68, aa=69, worst=66), "ST": outcomes(clean=90, ce=5, cw=4, aa=3,
-                                                                                        worst=2)}
+    results = {
+        "AT": outcomes(clean=80, ce=70, cw=68, aa=69, worst=66),
+        "ST": outcomes(clean=90, ce=5, cw=4, aa=3, worst=2),
+    }
     table = accuracy_table(results, pgd_steps=20)
-    assert list(table.columns) == ["clean", "PGD-20 CE", "PGD-20 CW", "AutoAttack", "robust (worst case)"]
+    assert list(table.columns) == ["clean (%)", "PGD-20 CE (%)", "PGD-20 CW (%)", "AutoAttack (%)", "worst case (%)"]
     assert list(table.index) == ["AT", "ST"]
     cells = {column: _cell(table.loc["AT", column]) for column in table.columns}
     assert [c[0] for c in cells.values()] == [80.0, 70.0, 68.0, 69.0, 66.0], "on the first 100 images only"
-    for (estimate, low, high), k in zip(cells.values(), (80, 70, 68, 69, 66)):
+    for (_, low, high), k in zip(cells.values(), (80, 70, 68, 69, 66)):
         expected_low, expected_high = _binomial_bounds(k, 100)
         assert abs(low - expected_low) <= 2.0 and abs(high - expected_high) <= 2.0
-    assert all(re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", cell) for cell in table.loc["AT"])
+    assert all(re.fullmatch(r"\d+\.\d\u00a0\[\d+\.\d,\u00a0\d+\.\d\]", cell) for cell in table.loc["AT"]), (
+        "one decimal; the interval joined by no-break spaces, so it never wraps"
+    )
     estimate, low, high = accuracy_interval([True] * 500 + [False] * 500)
     assert estimate == 50 and abs((high - low) / 2 - 1.96 * 100 * (0.25 / 1000) ** 0.5) < 0.5
 
@@ -72,20 +80,24 @@ def test_accuracy_table_compares_every_attack_on_autoattack_images_with_interval
 def test_accuracy_table_as_numbers_and_without_autoattack():
     table = accuracy_table({"AT": outcomes(clean=80, ce=70, cw=68, aa=69, worst=66)}, pgd_steps=7, intervals=False)
     assert table.loc["AT"].tolist() == [80.0, 70.0, 68.0, 69.0, 66.0]
-    survivors_only = {k: v for k, v in outcomes(clean=80, ce=70, cw=68, aa=66, worst=66).items()
-                      if k != "autoattack_correct"}  # AutoAttack ran on the PGD survivors: no own number
+    survivors_only = {
+        k: v for k, v in outcomes(clean=80, ce=70, cw=68, aa=66, worst=66).items() if k != "autoattack_correct"
+    }  # AutoAttack ran on the PGD survivors: no own number
     table = accuracy_table({"KD-AT": survivors_only}, pgd_steps=7)
-    assert table.loc["KD-AT", "AutoAttack"] == "n/a" and table.loc["KD-AT", "robust (worst case)"].startswith("66.0")
-    with pytest.raises(ValueError, match=r"^results must be evaluations with AutoAttack \(n_autoattack > 0\) "
-                                         r"\(got 'ST'\)"):
+    assert table.loc["KD-AT", "AutoAttack (%)"] == "n/a" and table.loc["KD-AT", "worst case (%)"].startswith("66.0")
+    with pytest.raises(
+        ValueError,
+        match=r"^results must be evaluations with AutoAttack \(n_autoattack > 0\) "
+        r"\(got 'ST'\)",
+    ):
         accuracy_table({"ST": {"clean_correct": [True]}}, pgd_steps=7)
 
 
 def test_pgd_excess_notes_on_hand_made_results():
-    results = {"KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44,
-                         "robust_acc": 0.42}, "KD-ST": {"pgd_acc_on_autoattack_subset": 0.14,
-                                                            "pgd_cw_acc_on_autoattack_subset": 0.12,
-                                                            "robust_acc": 0.12}}
+    results = {
+        "KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44, "robust_acc": 0.42},
+        "KD-ST": {"pgd_acc_on_autoattack_subset": 0.14, "pgd_cw_acc_on_autoattack_subset": 0.12, "robust_acc": 0.12},
+    }
     ce, cw = pgd_excess_notes(results).split("PGD with CW loss:")
     assert ce.startswith("PGD with CE loss: Flagged: PGD overstates the robustness of KD-AT (18.0 points)")
     assert cw.strip().startswith("No model")
@@ -93,14 +105,16 @@ def test_pgd_excess_notes_on_hand_made_results():
 
 def test_interval_table_formats_estimate_and_bounds():
     table = interval_table({"ST": {"max logit": (1.234, 1.0, 1.5)}})
-    assert table.loc["ST", "max logit"] == "1.23 [1.00, 1.50]"
-    rows = {"ST": {"max logit": (1.234, 1.0, 1.5), "logit gap": (0.5, 0.25, 0.75)},
-            "AT - ST (paired)": {"max logit": (-2.0, -2.5, -1.456), "logit gap": (-0.1, -0.2, 0.0)}}
+    assert table.loc["ST", "max logit"] == "1.23\u00a0[1.00,\u00a01.50]"
+    rows = {
+        "ST": {"max logit": (1.234, 1.0, 1.5), "logit gap": (0.5, 0.25, 0.75)},
+        "AT - ST (paired)": {"max logit": (-2.0, -2.5, -1.456), "logit gap": (-0.1, -0.2, 0.0)},
+    }
     table = interval_table(rows, digits=1)
     assert list(table.index) == ["ST", "AT - ST (paired)"] and list(table.columns) == ["max logit", "logit gap"]
-    assert table.loc["AT - ST (paired)", "max logit"] == "-2.0 [-2.5, -1.5]"
-    assert table.loc["ST", "logit gap"] == "0.5 [0.2, 0.8]"
-    assert interval_table(rows, digits=3).loc["AT - ST (paired)", "logit gap"] == "-0.100 [-0.200, 0.000]"
+    assert table.loc["AT - ST (paired)", "max logit"] == "-2.0\u00a0[-2.5,\u00a0-1.5]"
+    assert table.loc["ST", "logit gap"] == "0.5\u00a0[0.2,\u00a00.8]"
+    assert interval_table(rows, digits=3).loc["AT - ST (paired)", "logit gap"] == "-0.100\u00a0[-0.200,\u00a00.000]"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -112,32 +126,43 @@ def test_pgd_excess_note_flags_only_large_excesses():
     assert PGD_EXCESS_FLAG == 0.05
     ok = {"AT": {"pgd_acc_on_autoattack_subset": 0.70, "robust_acc": 0.66}}
     bad = {"KD": {"pgd_acc_on_autoattack_subset": 0.60, "robust_acc": 0.42}}
-    assert pgd_excess_note(ok) == ("No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack "
-                                   "included) by more than 5 points on the same images.")
+    assert pgd_excess_note(ok) == (
+        "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack "
+        "included) by more than 5 points on the same images."
+    )
     assert "KD (18.0 points)" in pgd_excess_note({**ok, **bad})
-    assert pgd_excess_note({**ok, **bad}) == ("Flagged: PGD overstates the robustness of KD (18.0 points) compared "
-                                              "with the worst case over all attacks on the same images; trust the "
-                                              "worst case.")
+    assert pgd_excess_note({**ok, **bad}) == (
+        "Flagged: PGD overstates the robustness of KD (18.0 points) compared "
+        "with the worst case over all attacks on the same images; trust the "
+        "worst case."
+    )
     assert pgd_excess_note({"M": {"pgd_acc_on_autoattack_subset": 0.56, "robust_acc": 0.50}}).startswith("Flagged")
     assert pgd_excess_note({"M": {"pgd_acc_on_autoattack_subset": 0.54, "robust_acc": 0.50}}).startswith("No model")
     # models without AutoAttack are not compared; several flagged models are listed in order
-    two = {"A": {"pgd_acc_on_autoattack_subset": 0.9, "robust_acc": 0.1},
-           "B": {"pgd_acc_on_autoattack_subset": 0.9},
-           "C": {"pgd_acc_on_autoattack_subset": 0.5, "robust_acc": 0.3}}
+    two = {
+        "A": {"pgd_acc_on_autoattack_subset": 0.9, "robust_acc": 0.1},
+        "B": {"pgd_acc_on_autoattack_subset": 0.9},
+        "C": {"pgd_acc_on_autoattack_subset": 0.5, "robust_acc": 0.3},
+    }
     assert "of A (80.0 points), C (20.0 points) compared" in pgd_excess_note(two)
 
 
 def test_pgd_excess_note_with_the_cw_loss_reads_the_cw_accuracy():
-    results = {"M": {"pgd_acc_on_autoattack_subset": 0.40, "pgd_cw_acc_on_autoattack_subset": 0.80,
-                     "robust_acc": 0.40},
-               "no CW": {"pgd_acc_on_autoattack_subset": 0.40, "robust_acc": 0.40}}
+    results = {
+        "M": {"pgd_acc_on_autoattack_subset": 0.40, "pgd_cw_acc_on_autoattack_subset": 0.80, "robust_acc": 0.40},
+        "no CW": {"pgd_acc_on_autoattack_subset": 0.40, "robust_acc": 0.40},
+    }
     assert pgd_excess_note(results).startswith("No model")
     cw = pgd_excess_note(results, loss="CW")
     assert "M (40.0 points)" in cw and "no CW" not in cw
-    assert pgd_excess_notes(results) == f"PGD with CE loss: {pgd_excess_note(results)} PGD with CW loss: " \
-                                        f"{pgd_excess_note(results, loss='CW')}"
-    none = ("No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than 5 "
-            "points on the same images.")
+    assert (
+        pgd_excess_notes(results) == f"PGD with CE loss: {pgd_excess_note(results)} PGD with CW loss: "
+        f"{pgd_excess_note(results, loss='CW')}"
+    )
+    none = (
+        "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than 5 "
+        "points on the same images."
+    )
     assert tables.pgd_excess_notes({}) == f"PGD with CE loss: {none} PGD with CW loss: {none}"
 
 

@@ -45,8 +45,15 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # Offline and quiet: no background connections, updates, first-run pages or sync, which this machine's
 # closed network would refuse (and log) at every start. A new empty --user-data-dir is added per run.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+)
 SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / "_build" / "screenshots"
 WINDOW_WIDTH = 1280  # CSS pixels: wide enough for the theme's three-column layout
 MAX_SCREENSHOT_HEIGHT = 32_000  # CSS pixels; a longer page is cut there (the checks still see all of it)
@@ -55,11 +62,14 @@ PAGE_TIMEOUT_S = 60.0
 # Pages that Sphinx generates without a source file, hence without a download button.
 GENERATED_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
 
-SETUP_HINT = ("install Debian's chromium and chromium-driver (`make browser` does it as root; "
-              "`make test` runs it where apt-get is available)")
+SETUP_HINT = (
+    "install Debian's chromium and chromium-driver (`make browser` does it as root; "
+    "`make test` runs it where apt-get is available)"
+)
 
 
 # ---- the site, its server and the browser ---------------------------------------------------------
+
 
 def _site_dir_from_env() -> Path | None:
     value = os.environ.get(SITE_ENV, "").strip()
@@ -68,8 +78,11 @@ def _site_dir_from_env() -> Path | None:
 
 def _pages(site: Path) -> list[str]:
     """Every HTML page of the site, relative to it (files under _static/ and _sources/ are assets)."""
-    return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html")
-                  if p.relative_to(site).parts[0] not in {"_static", "_sources"})
+    return sorted(
+        p.relative_to(site).as_posix()
+        for p in site.rglob("*.html")
+        if p.relative_to(site).parts[0] not in {"_static", "_sources"}
+    )
 
 
 def _page_params() -> list[str]:
@@ -83,11 +96,15 @@ def _page_params() -> list[str]:
 def site_dir() -> Path:
     site = _site_dir_from_env()
     if site is None:
-        pytest.skip(f"{SITE_ENV} is not set: build the site (e.g. `make site PROFILE=smoke`) and set it to the "
-                    "built html folder, e.g. _build/jb/smoke/_build/html; `make test` does both")
+        pytest.skip(
+            f"{SITE_ENV} is not set: build the site (e.g. `make site PROFILE=smoke`) and set it to the "
+            "built html folder, e.g. _build/jb/smoke/_build/html; `make test` does both"
+        )
     if not (site / "index.html").is_file():
-        pytest.fail(f"{SITE_ENV}={site} has no index.html: point it at a built site, e.g. "
-                    "_build/jb/smoke/_build/html after `make site PROFILE=smoke`")
+        pytest.fail(
+            f"{SITE_ENV}={site} has no index.html: point it at a built site, e.g. "
+            "_build/jb/smoke/_build/html after `make site PROFILE=smoke`"
+        )
     return site
 
 
@@ -128,8 +145,10 @@ def driver(site_dir: Path) -> Iterator[Any]:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError as error:
-        pytest.fail(f"{SITE_ENV} is set but Selenium is not importable ({error}): install the test extras "
-                    "with `pip install -e '.[test]'` (`make setup` does it)")
+        pytest.fail(
+            f"{SITE_ENV} is set but Selenium is not importable ({error}): install the test extras "
+            "with `pip install -e '.[test]'` (`make setup` does it)"
+        )
 
     profile = tempfile.mkdtemp(prefix="advlogits-chromium-")
     options = webdriver.ChromeOptions()
@@ -163,6 +182,7 @@ def screenshot_dir(site_dir: Path) -> Path:
 
 
 # ---- link targets, fetched over HTTP once each -----------------------------------------------------
+
 
 class _AnchorParser(HTMLParser):
     """Collects the fragment targets of an HTML page: every `id` and every `<a name=...>`."""
@@ -301,8 +321,10 @@ def _network_problems(entries: list[dict[str, Any]], base_url: str) -> list[str]
             if response["url"].startswith(base_url) and response.get("status", 200) >= 400:
                 problems.append(f"HTTP {response['status']} for {response['url']}")
         elif method == "Network.loadingFailed" and not params.get("canceled"):
-            problems.append(f"request failed ({params.get('errorText')}): "
-                            f"{urls.get(params.get('requestId'), params.get('requestId'))}")
+            problems.append(
+                f"request failed ({params.get('errorText')}): "
+                f"{urls.get(params.get('requestId'), params.get('requestId'))}"
+            )
     return problems
 
 
@@ -327,7 +349,8 @@ def _screenshot(driver: Any, path: Path) -> None:
     for _ in range(3):
         new_height, chrome = driver.execute_script(
             "return [Math.max(document.documentElement.scrollHeight, document.body.scrollHeight),"
-            " window.outerHeight - window.innerHeight]")
+            " window.outerHeight - window.innerHeight]"
+        )
         if new_height == height:
             break
         height = new_height
@@ -347,8 +370,16 @@ def _wait_until_settled(driver: Any, timeout_s: float = 10.0) -> None:
         time.sleep(0.25)
 
 
-def check_page(driver: Any, base_url: str, page: str, *, link_cache: _LinkCache, screenshot: Path | None,
-               download: str | None, render_timeout_s: float = RENDER_TIMEOUT_S) -> list[str]:
+def check_page(
+    driver: Any,
+    base_url: str,
+    page: str,
+    *,
+    link_cache: _LinkCache,
+    screenshot: Path | None,
+    download: str | None,
+    render_timeout_s: float = RENDER_TIMEOUT_S,
+) -> list[str]:
     """Open `page` (relative to `base_url`) and list everything wrong with it; empty when it is sound.
 
     `download` is the suffix the page's download button must link to ("" for any source file), or None
@@ -387,15 +418,23 @@ def check_page(driver: Any, base_url: str, page: str, *, link_cache: _LinkCache,
 
 # ---- the tests -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("page", _page_params())
-def test_page_renders_offline_without_errors(page: str, site_dir: Path, base_url: str, driver: Any,
-                                            screenshot_dir: Path, link_cache: _LinkCache) -> None:
+def test_page_renders_offline_without_errors(
+    page: str, site_dir: Path, base_url: str, driver: Any, screenshot_dir: Path, link_cache: _LinkCache
+) -> None:
     assert (site_dir / page).is_file(), f"{page} is not a page of {site_dir}"
     download = None
     if page not in GENERATED_PAGES:
         download = ".ipynb" if (site_dir / "_sources" / page).with_suffix(".ipynb").is_file() else ""
-    problems = check_page(driver, base_url, page, link_cache=link_cache, download=download,
-                          screenshot=screenshot_dir / (page.removesuffix(".html").replace("/", "__") + ".png"))
+    problems = check_page(
+        driver,
+        base_url,
+        page,
+        link_cache=link_cache,
+        download=download,
+        screenshot=screenshot_dir / (page.removesuffix(".html").replace("/", "__") + ".png"),
+    )
     assert not problems, f"{page}: {len(problems)} problem(s):\n  " + "\n  ".join(problems)
 
 
@@ -407,8 +446,11 @@ def test_exercise_solutions_are_hidden_until_opened(site_dir: Path, base_url: st
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    pages = [page for page in _pages(site_dir) if page.startswith("chapters/")
-             and 'class="solution' in (site_dir / page).read_text(encoding="utf8")]
+    pages = [
+        page
+        for page in _pages(site_dir)
+        if page.startswith("chapters/") and 'class="solution' in (site_dir / page).read_text(encoding="utf8")
+    ]
     assert pages, f"no chapter page of {site_dir} has an exercise solution: the exercises are missing"
     for page in pages:
         driver.get(base_url + page)
@@ -420,15 +462,17 @@ def test_exercise_solutions_are_hidden_until_opened(site_dir: Path, base_url: st
             assert not body.is_displayed(), f"{page}: solution {number} is shown before the reader opens it"
             driver.execute_script("arguments[0].click()", solution.find_element(By.CSS_SELECTOR, ".toggle-button"))
             try:  # the dropdown opens with a short animation
-                WebDriverWait(driver, 5).until(lambda _: body.is_displayed())
+                WebDriverWait(driver, 5).until(lambda _, body=body: body.is_displayed())
             except TimeoutException:
                 pytest.fail(f"{page}: solution {number} does not open when its toggle is clicked")
 
 
 def _page_html(head: str, body: str) -> str:
     """A test page; its empty icon keeps the browser from asking for a /favicon.ico the test folder lacks."""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>{head}</head>"
-            f"<body>{body}</body></html>")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><link rel='icon' href='data:,'>{head}</head>"
+        f"<body>{body}</body></html>"
+    )
 
 
 def test_checker_flags_a_page_broken_on_purpose(site_dir: Path, driver: Any, tmp_path: Path) -> None:
@@ -437,30 +481,45 @@ def test_checker_flags_a_page_broken_on_purpose(site_dir: Path, driver: Any, tmp
     mathjax = "_static/mathjax/tex-mml-chtml.js"
     assert (site_dir / mathjax).is_file(), f"the site has no offline MathJax at {mathjax}"
     (tmp_path / "target.html").write_text(_page_html("", "<p id='here'>target</p>"))
-    head = ("<script>window.MathJax = {options: {processHtmlClass: 'math'}};</script>"
-            f"<script defer src='{mathjax}'></script>"
-            # port 9 (discard) on loopback: refused at once, and no traffic leaves the machine
-            "<script src='http://127.0.0.1:9/cdn/library.js'></script>")
-    body = ("<div class='tex2jax_ignore mathjax_ignore'>"
-            r"<span class='math'>\(\notamacro x\)</span> <span class='math'>\(x^\)</span>"
-            r"<p>left raw: \(x^2\)</p>"
-            "<img src='missing.png' alt='missing'>"
-            "<a href='target.html#here'>fine</a> <a href='target.html#gone'>bad anchor</a>"
-            "<a href='nowhere.html'>bad link</a>"
-            "<script>console.error('planted error')</script>"
-            "<script type='application/vnd.jupyter.widget-view+json'>{\"model_id\": \"nothing\"}</script>"
-            "</div>")
+    head = (
+        "<script>window.MathJax = {options: {processHtmlClass: 'math'}};</script>"
+        f"<script defer src='{mathjax}'></script>"
+        # port 9 (discard) on loopback: refused at once, and no traffic leaves the machine
+        "<script src='http://127.0.0.1:9/cdn/library.js'></script>"
+    )
+    body = (
+        "<div class='tex2jax_ignore mathjax_ignore'>"
+        r"<span class='math'>\(\notamacro x\)</span> <span class='math'>\(x^\)</span>"
+        r"<p>left raw: \(x^2\)</p>"
+        "<img src='missing.png' alt='missing'>"
+        "<a href='target.html#here'>fine</a> <a href='target.html#gone'>bad anchor</a>"
+        "<a href='nowhere.html'>bad link</a>"
+        "<script>console.error('planted error')</script>"
+        '<script type=\'application/vnd.jupyter.widget-view+json\'>{"model_id": "nothing"}</script>'
+        "</div>"
+    )
     (tmp_path / "broken.html").write_text(_page_html(head, body))
 
     with _serve(tmp_path) as url:
-        problems = check_page(driver, url, "broken.html", link_cache=_LinkCache(), screenshot=None,
-                              download="", render_timeout_s=3.0)
+        problems = check_page(
+            driver, url, "broken.html", link_cache=_LinkCache(), screenshot=None, download="", render_timeout_s=3.0
+        )
     report = "\n".join(problems)
-    expected = ["planted error", "request outside the local site", "127.0.0.1:9/cdn/library.js",
-                "image did not load", "missing.png", "MathJax error: Missing superscript or subscript argument",
-                r"MathJax: undefined macro \notamacro", r"raw TeX left in the text: left raw: \(x^2\)",
-                "widget view not rendered", "broken anchor (no id 'gone'", "broken link (HTTP 404)",
-                "no download button", "HTTP 404 for"]
+    expected = [
+        "planted error",
+        "request outside the local site",
+        "127.0.0.1:9/cdn/library.js",
+        "image did not load",
+        "missing.png",
+        "MathJax error: Missing superscript or subscript argument",
+        r"MathJax: undefined macro \notamacro",
+        r"raw TeX left in the text: left raw: \(x^2\)",
+        "widget view not rendered",
+        "broken anchor (no id 'gone'",
+        "broken link (HTTP 404)",
+        "no download button",
+        "HTTP 404 for",
+    ]
     assert not [e for e in expected if e not in report], report
     assert "'here'" not in report, "a valid anchor was reported as broken"
 
@@ -478,13 +537,50 @@ def test_packed_widget_scripts_render_a_widget_offline(site_dir: Path, driver: A
     state = json.dumps(data["manager_state"])
     view = json.dumps(data["view_specs"][0])
     head = "".join(f"<script src='{s}'></script>" for s in scripts)
-    body = (f"<script type='application/vnd.jupyter.widget-state+json'>{state}</script>"
-            f"<div><script type='application/vnd.jupyter.widget-view+json'>{view}</script></div>")
+    body = (
+        f"<script type='application/vnd.jupyter.widget-state+json'>{state}</script>"
+        f"<div><script type='application/vnd.jupyter.widget-view+json'>{view}</script></div>"
+    )
     (tmp_path / "widget.html").write_text(_page_html(head, body))
 
     with _serve(tmp_path) as url:
         problems = check_page(driver, url, "widget.html", link_cache=_LinkCache(), screenshot=None, download=None)
         label = driver.execute_script(
-            "const el = document.querySelector('.widget-subarea .widget-label'); return el && el.textContent")
+            "const el = document.querySelector('.widget-subarea .widget-label'); return el && el.textContent"
+        )
     assert not problems, "\n".join(problems)
     assert label == "rank", f"the slider rendered without its description (label {label!r})"
+
+
+def test_jupyterlab_page_loads_without_console_errors(driver: Any, tmp_path: Path) -> None:
+    """`make lab`'s JupyterLab, serving the chapters, opens once in the same headless Chromium: its launcher offers
+    the project's kernel and the console has no error. The server (tests/test_lab.py) is stopped, also on failure."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+    from test_lab import KERNEL_DISPLAY_NAME, lab_layout, lab_server, require_jupyterlab
+
+    require_jupyterlab()
+    with lab_server(lab_layout(tmp_path / "repo"), env={"ADVLOGITS_HOME": str(tmp_path / "store")}) as server:
+        driver.set_window_size(WINDOW_WIDTH, 900)
+        driver.get("about:blank")
+        driver.get_log("browser")  # drop what earlier pages left behind
+        driver.get_log("performance")
+        driver.get(f"{server.url}lab?token={server.token}")
+        try:  # the splash screen goes once the shell is laid out; the launcher lists the kernelspecs
+            WebDriverWait(driver, PAGE_TIMEOUT_S).until(
+                lambda d: d.execute_script(
+                    "return !document.querySelector('#jupyterlab-splash') && "
+                    "document.querySelectorAll('.jp-LauncherCard').length > 0"
+                )
+            )
+        except TimeoutException:
+            pytest.fail(f"JupyterLab's launcher did not appear within {PAGE_TIMEOUT_S:.0f} s:\n{server.log_tail()}")
+        cards = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.jp-LauncherCard')).map((c) => c.textContent.trim())"
+        )
+        time.sleep(2.0)  # what the page does right after it settles (settings, kernelspecs, sessions) is logged too
+        errors = [f"console {e['level']}: {e['message']}" for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        driver.get("about:blank")  # before the server goes, so its disappearing is no error of the page
+    assert server.process.returncode is not None, "the JupyterLab server is still running"
+    assert KERNEL_DISPLAY_NAME in cards, f"the launcher does not offer the project's kernel: {cards}"
+    assert not errors, "JupyterLab's page logged errors:\n  " + "\n  ".join(errors)

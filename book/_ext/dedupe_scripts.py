@@ -14,8 +14,7 @@ from typing import Any
 from sphinx.application import Sphinx
 
 
-def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
-                    doctree: Any) -> None:
+def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any) -> None:
     """Drop repeated entries of the page's script list (same file or body, same attributes), in place."""
     scripts = context.get("script_files")
     if not scripts:

@@ -14,6 +14,8 @@ is, inconclusive otherwise. Statements, criteria, thresholds and verdict wording
 A record is ``{"id", "claim", "criterion", "measured", "verdict", "estimate", "ci", "threshold", "n_seeds",
 "n_images", "holds", "chapter"}`` (``holds``: True when reproduced, False when not reproduced, None otherwise).
 Chapters write ``<claims_dir>/<chapter>.json``; the scorecard gathers them into ``<executed_dir>/scorecard.json``.
+Only the build writes into its own folder (``_build/executed/<profile>``); a chapter run by hand writes into
+``_build/hand-runs/<profile>`` and says so in one printed line (`executed_dir`).
 """
 
 from __future__ import annotations
@@ -53,8 +55,7 @@ C8_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C8_KINDS)
 Verdict = Literal["reproduced", "not reproduced", "inconclusive", "not testable"]
 VERDICTS: tuple[str, ...] = ("reproduced", "not reproduced", "inconclusive", "not testable")
 NOT_MEASURED = "not measured"
-VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not testable": "–",
-                 NOT_MEASURED: "·"}
+VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not testable": "–", NOT_MEASURED: "·"}
 Side = Literal["at least", "above", "below"]
 
 
@@ -97,8 +98,11 @@ def conjunction(verdicts: Sequence[str]) -> str:
 def _as_interval(value: object, name: str) -> Interval:
     if isinstance(value, Estimate):
         return value.interval
-    if not (isinstance(value, (tuple, list)) and len(value) == 3
-            and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)):
+    if not (
+        isinstance(value, (tuple, list))
+        and len(value) == 3
+        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
+    ):
         fail(name, "an (estimate, low, high) interval of numbers", value)
     estimate, low, high = (float(v) for v in value)
     if low > high:
@@ -106,8 +110,15 @@ def _as_interval(value: object, name: str) -> Interval:
     return estimate, low, high
 
 
-def outcome(verdict: str, primary: Interval | Estimate | None, threshold: float, *, n_seeds: int, n_images: int,
-            checks: Mapping[str, dict] | None = None) -> dict:
+def outcome(
+    verdict: str,
+    primary: Interval | Estimate | None,
+    threshold: float,
+    *,
+    n_seeds: int,
+    n_images: int,
+    checks: Mapping[str, dict] | None = None,
+) -> dict:
     """A decided claim: its verdict, the primary statistic with its interval, the threshold, the design's size,
     and the comparisons it was decided on (``checks``: name -> {estimate, ci, verdict})."""
     check_choice("verdict", verdict, VERDICTS)
@@ -115,9 +126,16 @@ def outcome(verdict: str, primary: Interval | Estimate | None, threshold: float,
     if primary is not None:
         e, lo, hi = _as_interval(primary, "primary")
         estimate, ci = e, [lo, hi]
-    return {"verdict": verdict, "holds": {"reproduced": True, "not reproduced": False}.get(verdict),
-            "estimate": estimate, "ci": ci, "threshold": threshold, "n_seeds": n_seeds, "n_images": n_images,
-            "checks": dict(checks or {})}
+    return {
+        "verdict": verdict,
+        "holds": {"reproduced": True, "not reproduced": False}.get(verdict),
+        "estimate": estimate,
+        "ci": ci,
+        "threshold": threshold,
+        "n_seeds": n_seeds,
+        "n_images": n_images,
+        "checks": dict(checks or {}),
+    }
 
 
 def _check(interval: Interval | Estimate, threshold: float, side: Side) -> dict:
@@ -135,8 +153,14 @@ def decide_lower(comparisons: Mapping[str, Interval], *, n_seeds: int, n_images:
         fail("comparisons", "at least one AT - ST difference", comparisons)
     checks = {name: _check(interval, 0.0, "below") for name, interval in comparisons.items()}
     primary = next(iter(comparisons.values()))
-    return outcome(conjunction([c["verdict"] for c in checks.values()]), primary, 0.0, n_seeds=n_seeds,
-                   n_images=n_images, checks=checks)
+    return outcome(
+        conjunction([c["verdict"] for c in checks.values()]),
+        primary,
+        0.0,
+        n_seeds=n_seeds,
+        n_images=n_images,
+        checks=checks,
+    )
 
 
 def decide_c3(max_error: float, slopes: Mapping[str, Interval], *, n_images: int) -> dict:
@@ -145,34 +169,63 @@ def decide_c3(max_error: float, slopes: Mapping[str, Interval], *, n_images: int
     The first slope is the row's estimate. An inexact closed form is not reproduced whatever the slopes."""
     if not slopes:
         fail("slopes", "at least one slope of shrinkage on penalty", slopes)
-    checks = {"closed form": {"estimate": max_error, "ci": None,
-                              "verdict": "reproduced" if max_error < C3_TOLERANCE else "not reproduced"}}
+    checks = {
+        "closed form": {
+            "estimate": max_error,
+            "ci": None,
+            "verdict": "reproduced" if max_error < C3_TOLERANCE else "not reproduced",
+        }
+    }
     checks |= {name: _check(interval, 0.0, "above") for name, interval in slopes.items()}
-    return outcome(conjunction([c["verdict"] for c in checks.values()]), next(iter(slopes.values())), 0.0,
-                   n_seeds=1, n_images=n_images, checks=checks)
+    return outcome(
+        conjunction([c["verdict"] for c in checks.values()]),
+        next(iter(slopes.values())),
+        0.0,
+        n_seeds=1,
+        n_images=n_images,
+        checks=checks,
+    )
 
 
 def decide_c4(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
     """C4: the smallest distance (baseline's Spearman - Spearman(ST, AT)) is at least `C4_MIN_DISTANCE`."""
     e, lo, hi = _as_interval(distance, "distance")
-    return outcome(side_verdict(lo, hi, C4_MIN_DISTANCE, "at least"), (e, lo, hi), C4_MIN_DISTANCE, n_seeds=1,
-                   n_images=n_images, checks=checks)
+    return outcome(
+        side_verdict(lo, hi, C4_MIN_DISTANCE, "at least"),
+        (e, lo, hi),
+        C4_MIN_DISTANCE,
+        n_seeds=1,
+        n_images=n_images,
+        checks=checks,
+    )
 
 
 def decide_c5(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
     """C5: the smallest distance (baseline's Jaccard - Jaccard(ST, AT)) is at least `C5_MIN_DISTANCE`."""
     e, lo, hi = _as_interval(distance, "distance")
-    return outcome(side_verdict(lo, hi, C5_MIN_DISTANCE, "at least"), (e, lo, hi), C5_MIN_DISTANCE, n_seeds=1,
-                   n_images=n_images, checks=checks)
+    return outcome(
+        side_verdict(lo, hi, C5_MIN_DISTANCE, "at least"),
+        (e, lo, hi),
+        C5_MIN_DISTANCE,
+        n_seeds=1,
+        n_images=n_images,
+        checks=checks,
+    )
 
 
 # C6-C8 are statistics of the students' robust accuracies, mean over seeds and images.
 
+
 def _require(means: Mapping[str, Any], names: Sequence[str]) -> None:
     missing = [n for n in names if n not in means]
     if missing:
-        fail("outcomes", "a robust accuracy for every student the claim reads", sorted(means),
-             shown=f"missing {missing}", hint="evaluate the whole line-up first")
+        fail(
+            "outcomes",
+            "a robust accuracy for every student the claim reads",
+            sorted(means),
+            shown=f"missing {missing}",
+            hint="evaluate the whole line-up first",
+        )
 
 
 def gain(means: Mapping[str, Any], *, reference: str = KD_AT) -> Any:
@@ -192,8 +245,9 @@ def removed_share(means: Mapping[str, Any], names: Sequence[str], *, reference: 
     return out
 
 
-def distillation_statistics(outcomes: Mapping[str, Any], *, label_corrected: bool = False, n_resamples: int = 2000,
-                            seed: int = 0) -> dict[str, Estimate]:
+def distillation_statistics(
+    outcomes: Mapping[str, Any], *, label_corrected: bool = False, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, Estimate]:
     """The C6 gain and the C7 and C8 shares with two-level bootstrap intervals, from per-student robust outcomes
     ``{name: (seeds, images)}``. With ``label_corrected`` the same statistics of the label-corrected AT teacher's
     students (the control), against the same baselines."""
@@ -202,16 +256,18 @@ def distillation_statistics(outcomes: Mapping[str, Any], *, label_corrected: boo
     out = {"gain": seed_image_bootstrap(outcomes, lambda m: gain(m, reference=reference), **boot)}
     for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
         names = tuple(student_label(k, label_corrected=label_corrected) for k in kinds)
-        out[claim] = seed_image_bootstrap(outcomes, lambda m, names=names: removed_share(m, names, reference=reference),
-                                          **boot)
+        out[claim] = seed_image_bootstrap(
+            outcomes, lambda m, names=names: removed_share(m, names, reference=reference), **boot
+        )
     return out
 
 
 def decide_c6(gain_estimate: Estimate, *, n_seeds: int, n_images: int) -> dict:
     """C6: the gain (KD-AT minus the best baseline, mean robust accuracy) is at least `C6_MARGIN`."""
     e, lo, hi = _as_interval(gain_estimate, "gain")
-    return outcome(side_verdict(lo, hi, C6_MARGIN, "at least"), (e, lo, hi), C6_MARGIN, n_seeds=n_seeds,
-                   n_images=n_images)
+    return outcome(
+        side_verdict(lo, hi, C6_MARGIN, "at least"), (e, lo, hi), C6_MARGIN, n_seeds=n_seeds, n_images=n_images
+    )
 
 
 def decide_removal(gain_estimate: Estimate, share: Estimate, *, n_seeds: int, n_images: int) -> dict:
@@ -220,11 +276,23 @@ def decide_removal(gain_estimate: Estimate, share: Estimate, *, n_seeds: int, n_
     _, g_lo, _ = _as_interval(gain_estimate, "gain")
     checks = {"a gain to remove": _check(gain_estimate, 0.0, "above")}
     if not g_lo > 0:
-        return outcome("not testable", share if not math.isnan(share[1]) else None, REMOVED_SHARE, n_seeds=n_seeds,
-                       n_images=n_images, checks=checks)
+        return outcome(
+            "not testable",
+            share if not math.isnan(share[1]) else None,
+            REMOVED_SHARE,
+            n_seeds=n_seeds,
+            n_images=n_images,
+            checks=checks,
+        )
     e, lo, hi = _as_interval(share, "share")
-    return outcome(side_verdict(lo, hi, REMOVED_SHARE, "at least"), (e, lo, hi), REMOVED_SHARE, n_seeds=n_seeds,
-                   n_images=n_images, checks=checks)
+    return outcome(
+        side_verdict(lo, hi, REMOVED_SHARE, "at least"),
+        (e, lo, hi),
+        REMOVED_SHARE,
+        n_seeds=n_seeds,
+        n_images=n_images,
+        checks=checks,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -246,53 +314,106 @@ class Claim:
 
 
 _CHAPTER_2, _CHAPTER_3, _CHAPTER_4 = "02_logit_distributions", "03_sample_confidence", "04_distillation"
-_BOTH_PAIRS = ("for both seed pairs (ST/AT, ST'/AT'), on all images and on the images both models classify "
-               "correctly, and for the budget-matched pair of the eps sweep")
+_BOTH_PAIRS = (
+    "for both seed pairs (ST/AT, ST'/AT'), on all images and on the images both models classify "
+    "correctly, and for the budget-matched pair of the eps sweep"
+)
 
-CLAIMS: dict[str, Claim] = {c.id: c for c in (
-    Claim("C1", "AT models have lower max logits than ST models",
-          "AT models have lower max logits than ST models, on average",
-          f"the paired difference of mean max logit AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
-          _CHAPTER_2, decide_lower, 0.0, "mean max logit, AT - ST (logit units)"),
-    Claim("C2", "AT models have smaller logit gaps than ST models",
-          "AT models have smaller logit gaps than ST models, on average",
-          f"the paired difference of mean logit gap AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
-          _CHAPTER_2, decide_lower, 0.0, "mean logit gap, AT - ST (logit units)"),
-    Claim("C3", "theory explains the smaller max logits and gaps",
-          "the smaller gaps are consistent with our proposition (worst-case margin = margin - eps * dual norm of "
-          "w_y - w_j)",
-          f"PGD on the linear models reaches the closed form within {C3_TOLERANCE:g}, and across the eps sweep the "
-          "slope of the gap's shrinkage on the proposition's penalty has its 95% interval above 0, for the networks "
-          "and for the linear models",
-          _CHAPTER_2, decide_c3, 0.0, "slope of gap shrinkage on the penalty, networks"),
-    Claim("C4", "AT and ST models differ on which samples get high or low confidence",
-          "AT and ST models differ significantly on which samples get high or low confidence",
-          f"the smaller distance (seed baseline's Spearman - Spearman(ST, AT)) over ST vs ST' and AT vs AT' has "
-          f"its 95% interval at or above {C4_MIN_DISTANCE}",
-          _CHAPTER_3, decide_c4, C4_MIN_DISTANCE, "Spearman distance to the closer seed baseline"),
-    Claim("C5", "the samples with the largest confidence difference differ visibly",
-          "the samples with the largest confidence difference between AT and ST differ visibly",
-          f"the smaller distance (seed baseline's overlap - overlap(ST, AT)) of the most-confident "
-          f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE}",
-          _CHAPTER_3, decide_c5, C5_MIN_DISTANCE, "Jaccard distance to the closer seed baseline"),
-    Claim("C6", "distilling an AT teacher on clean inputs gives the student robustness",
-          "Distilling an AT teacher on clean inputs only gives the student some robustness.",
-          "the gain, KD-AT minus the best of hard labels, KD-ST and KD-ST soft (robust accuracy, mean over seeds), "
-          f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points",
-          _CHAPTER_4, decide_c6, C6_MARGIN, "robust-accuracy gain of KD-AT over the best baseline"),
-    Claim("C7", "information about incorrect classes is essential",
-          "Information about incorrect classes is essential: removing what the AT teacher says about them, while "
-          "keeping its confidence (shuffled, spread, ST order), removes the robustness the student inherits.",
-          "with a C6 gain (interval above 0), the smallest share of it that the shuffled, spread and ST-order "
-          f"students remove has its 95% interval at or above {REMOVED_SHARE}",
-          _CHAPTER_4, decide_removal, REMOVED_SHARE, "smallest share of the gain removed"),
-    Claim("C8", "sample-wise confidences matter",
-          "Sample-wise confidences matter: flattening the AT teacher's confidence to its data-set average, or label "
-          "smoothing at that average, removes the robustness.",
-          "with a C6 gain (interval above 0), the smaller share of it that the flattened and label-smoothing "
-          f"students remove has its 95% interval at or above {REMOVED_SHARE}",
-          _CHAPTER_4, decide_removal, REMOVED_SHARE, "smallest share of the gain removed"),
-)}
+CLAIMS: dict[str, Claim] = {
+    c.id: c
+    for c in (
+        Claim(
+            "C1",
+            "AT models have lower max logits than ST models",
+            "AT models have lower max logits than ST models, on average",
+            f"the paired difference of mean max logit AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+            _CHAPTER_2,
+            decide_lower,
+            0.0,
+            "mean max logit, AT - ST (logit units)",
+        ),
+        Claim(
+            "C2",
+            "AT models have smaller logit gaps than ST models",
+            "AT models have smaller logit gaps than ST models, on average",
+            f"the paired difference of mean logit gap AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+            _CHAPTER_2,
+            decide_lower,
+            0.0,
+            "mean logit gap, AT - ST (logit units)",
+        ),
+        Claim(
+            "C3",
+            "theory explains the smaller max logits and gaps",
+            "the smaller gaps are consistent with our proposition (worst-case margin = margin - eps * dual norm of "
+            "w_y - w_j)",
+            f"PGD on the linear models reaches the closed form within {C3_TOLERANCE:g}, and across the eps sweep the "
+            "slope of the gap's shrinkage on the proposition's penalty has its 95% interval above 0, for the networks "
+            "and for the linear models",
+            _CHAPTER_2,
+            decide_c3,
+            0.0,
+            "slope of gap shrinkage on the penalty, networks",
+        ),
+        Claim(
+            "C4",
+            "AT and ST models differ on which samples get high or low confidence",
+            "AT and ST models differ significantly on which samples get high or low confidence",
+            f"the smaller distance (seed baseline's Spearman - Spearman(ST, AT)) over ST vs ST' and AT vs AT' has "
+            f"its 95% interval at or above {C4_MIN_DISTANCE}",
+            _CHAPTER_3,
+            decide_c4,
+            C4_MIN_DISTANCE,
+            "Spearman distance to the closer seed baseline",
+        ),
+        Claim(
+            "C5",
+            "the samples with the largest confidence difference differ visibly",
+            "the samples with the largest confidence difference between AT and ST differ visibly",
+            f"the smaller distance (seed baseline's overlap - overlap(ST, AT)) of the most-confident "
+            f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE}",
+            _CHAPTER_3,
+            decide_c5,
+            C5_MIN_DISTANCE,
+            "Jaccard distance to the closer seed baseline",
+        ),
+        Claim(
+            "C6",
+            "distilling an AT teacher on clean inputs gives the student robustness",
+            "Distilling an AT teacher on clean inputs only gives the student some robustness.",
+            "the gain, KD-AT minus the best of hard labels, KD-ST and KD-ST soft (robust accuracy, mean over seeds), "
+            f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points",
+            _CHAPTER_4,
+            decide_c6,
+            C6_MARGIN,
+            "robust-accuracy gain of KD-AT over the best baseline",
+        ),
+        Claim(
+            "C7",
+            "information about incorrect classes is essential",
+            "Information about incorrect classes is essential: removing what the AT teacher says about them, while "
+            "keeping its confidence (shuffled, spread, ST order), removes the robustness the student inherits.",
+            "with a C6 gain (interval above 0), the smallest share of it that the shuffled, spread and ST-order "
+            f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+            _CHAPTER_4,
+            decide_removal,
+            REMOVED_SHARE,
+            "smallest share of the gain removed",
+        ),
+        Claim(
+            "C8",
+            "sample-wise confidences matter",
+            "Sample-wise confidences matter: flattening the AT teacher's confidence to its data-set average, or label "
+            "smoothing at that average, removes the robustness.",
+            "with a C6 gain (interval above 0), the smaller share of it that the flattened and label-smoothing "
+            f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+            _CHAPTER_4,
+            decide_removal,
+            REMOVED_SHARE,
+            "smallest share of the gain removed",
+        ),
+    )
+}
 CLAIM_IDS: tuple[str, ...] = tuple(CLAIMS)
 CHAPTERS: dict[str, tuple[str, ...]] = {}
 for _claim in CLAIMS.values():
@@ -321,37 +442,67 @@ def record(id: str, decided: dict, *, measured: dict) -> dict:
         fail("decided", "an outcome of the claims registry (a dict with a verdict)", decided)
     claim = CLAIMS[id]
     keys = ("verdict", "estimate", "ci", "threshold", "n_seeds", "n_images", "holds", "checks")
-    return {"id": id, "claim": claim.claim, "criterion": claim.criterion, "statistic": claim.statistic,
-            **{k: _jsonable(decided[k]) for k in keys}, "measured": _jsonable(measured)}
+    return {
+        "id": id,
+        "claim": claim.claim,
+        "criterion": claim.criterion,
+        "statistic": claim.statistic,
+        **{k: _jsonable(decided[k]) for k in keys},
+        "measured": _jsonable(measured),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # records on disk
 
 
-def executed_dir(profile: str) -> Path:
-    """Where the chapters of ``profile`` are executed: ``$ADVLOGITS_EXECUTED_DIR`` or ``<repo>/_build/executed/<profile>``.
+BUILD_ENV = "ADVLOGITS_EXECUTED_DIR"  # set by the build (the Makefile, `advlogits chapter`) to its folder
+HAND_RUNS = "hand-runs"  # the folder under <repo>/_build/ of the chapters run by hand
 
-    The Makefile sets the variable; without it, the path is found from the working directory (papermill runs
-    chapters from ``chapters/``, so the repository root is its parent when a ``_toc.yml`` is there).
+
+def is_build() -> bool:
+    """Whether this run is the build's (``$ADVLOGITS_EXECUTED_DIR`` is set), not a chapter run by hand."""
+    return bool(os.environ.get(BUILD_ENV))
+
+
+def executed_dir(profile: str) -> Path:
+    """Where this run's claims and scorecard of ``profile`` go.
+
+    The build says where: the Makefile and ``advlogits chapter`` set ``$ADVLOGITS_EXECUTED_DIR`` to the build's
+    folder, ``<repo>/_build/executed/<profile>``, whose scorecard the book shows. Without it the chapter runs by
+    hand (papermill with other parameters, or in Jupyter) and writes into ``<repo>/_build/hand-runs/<profile>``,
+    so it never overwrites the build's claims. The repository is found from the working directory (chapters run
+    from ``chapters/``, whose parent holds ``_toc.yml``).
+
+    Examples::
+
+        >>> claims.executed_dir("cpu")  # in chapters/, run by hand
+        PosixPath('/path/to/advlogits/_build/hand-runs/cpu')
     """
-    if os.environ.get("ADVLOGITS_EXECUTED_DIR"):
-        return Path(os.environ["ADVLOGITS_EXECUTED_DIR"])
+    if is_build():
+        return Path(os.environ[BUILD_ENV])
     here = Path.cwd()
     root = next((p for p in (here, *here.parents) if (p / "_toc.yml").exists()), here)
-    return root / "_build" / "executed" / profile
+    return root / "_build" / HAND_RUNS / profile
 
 
 def claims_dir(profile: str) -> Path:
-    """The folder of the chapters' claim files of ``profile``."""
+    """The folder of the chapters' claim files of ``profile`` in this run (see `executed_dir`)."""
     return executed_dir(profile) / "claims"
 
 
+def _say_hand_run(profile: str, written: str) -> None:
+    """One line on where a chapter run by hand wrote; a build's page shows none."""
+    if not is_build():
+        print(f"hand run: {written} (the build's claims, in _build/executed/{profile}/, are untouched)")
+
+
 def write_claims(profile: str, chapter: str, records: list[dict]) -> Path:
-    """Write a chapter's claim records atomically to ``claims/<chapter>.json``; returns the path."""
+    """Write a chapter's claim records atomically to ``claims/<chapter>.json`` of `executed_dir`; returns the path."""
     path = claims_dir(profile) / f"{chapter}.json"
     payload = [{**r, "chapter": chapter} for r in records]
     atomic_write_bytes(json.dumps(payload, indent=1).encode(), path)
+    _say_hand_run(profile, f"this chapter's claims are in {path.parent}/")
     return path
 
 
@@ -364,8 +515,9 @@ def gather(profile: str) -> list[dict]:
 
 
 def write_scorecard(profile: str) -> Path:
-    """Gather every claim record of ``profile`` into ``scorecard.json`` (atomically); returns the path."""
+    """Gather every claim record of ``profile`` in `claims_dir` into ``scorecard.json`` beside it (atomically);
+    returns the path."""
     path = executed_dir(profile) / "scorecard.json"
     atomic_write_bytes(json.dumps(gather(profile), indent=1).encode(), path)
+    _say_hand_run(profile, f"the scorecard of the claims in {claims_dir(profile)}/ is {path}")
     return path
-

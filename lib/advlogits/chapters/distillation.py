@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -26,7 +25,7 @@ from ..pipeline.lineup import ARGMAX, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
 from ..stats import Estimate, seed_image_bootstrap
 from ..store import Store
-from . import claims
+from . import claims, numbers, style
 
 POWER_Z = 2.8  # 80% power at the 5% level, two-sided: (1.96 + 0.84) standard errors
 
@@ -37,20 +36,25 @@ def lineup_table(students: Sequence[Student]) -> pd.DataFrame:
     for s in students:
         c = s.config
         distilled = c.method == "distilled"
-        row = rows.setdefault(s.name, {
-            "role": s.role, "claim": s.claim or "",
-            "teacher": {"standard": "ST", "adversarial": "AT"}[c.teacher.method] if distilled else "",
-            "targets": c.targets if distilled else ("true labels" if s.role != "teacher" else ""),
-            "label-corrected": "yes" if c.label_corrected else "", "T": f"{c.T:g}" if distilled else "",
-            "seeds": []})
+        row = rows.setdefault(
+            s.name,
+            {
+                "role": s.role,
+                "claim": s.claim or "",
+                "teacher": {"standard": "ST", "adversarial": "AT"}[c.teacher.method] if distilled else "",
+                "targets": c.targets if distilled else ("true labels" if s.role != "teacher" else ""),
+                "label-corrected": "yes" if c.label_corrected else "",
+                "T": f"{c.T:g}" if distilled else "",
+                "seeds": [],
+            },
+        )
         row["seeds"].append(s.seed)
     for row in rows.values():
         row["seeds"] = ", ".join(map(str, row["seeds"]))
     return pd.DataFrame(rows).T
 
 
-def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int], Mapping]
-                    ) -> dict[str, np.ndarray]:
+def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int], Mapping]) -> dict[str, np.ndarray]:
     """Per student name with every student seed: its per-image worst-case outcomes, an (S, N) array (seeds in the
     line-up's order); ``results`` maps (name, seed) to `advlogits.pipeline.evaluate` results."""
     seeds: dict[str, list[int]] = {}
@@ -60,14 +64,17 @@ def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int
     missing = [key for name, ss in seeds.items() for key in ((name, s) for s in ss) if key not in results]
     if missing:
         fail("results", "an evaluation of every student and seed", len(results), shown=f"missing {missing[:3]}")
-    return {name: np.array([results[(name, s)]["robust_correct"] for s in ss], dtype=np.float64)
-            for name, ss in seeds.items()}
+    return {
+        name: np.array([results[(name, s)]["robust_correct"] for s in ss], dtype=np.float64)
+        for name, ss in seeds.items()
+    }
 
 
 def student_estimates(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> dict[str, Estimate]:
     """Each student's robust accuracy, mean over seeds and images, with its two-level bootstrap interval."""
-    return {name: seed_image_bootstrap({name: o}, lambda m, name=name: m[name], seed=seed)
-            for name, o in outcomes.items()}
+    return {
+        name: seed_image_bootstrap({name: o}, lambda m, name=name: m[name], seed=seed) for name, o in outcomes.items()
+    }
 
 
 def minimal_detectable(estimate: Estimate) -> float:
@@ -80,9 +87,11 @@ def claim_records(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> tuple
     stats = claims.distillation_statistics(outcomes, seed=seed)
     n_seeds, n_images = next(iter(outcomes.values())).shape
     means = {name: float(o.mean()) for name, o in outcomes.items()}
-    measured = {"robust_pct": {name: round(100 * m, 2) for name, m in means.items()},
-                "gain_points": _interval_points(stats["gain"]),
-                "minimal_detectable_gain_points": round(100 * minimal_detectable(stats["gain"]), 2)}
+    measured = {
+        "robust_pct": {name: round(100 * m, 2) for name, m in means.items()},
+        "gain_points": _interval_points(stats["gain"]),
+        "minimal_detectable_gain_points": round(100 * minimal_detectable(stats["gain"]), 2),
+    }
     if ARGMAX in means and stats["gain"].estimate > 0:  # the share of the gain the relabelling alone carries
         best = max(means[b] for b in claims.C6_BASELINES)
         measured["argmax_share"] = round((means[ARGMAX] - best) / stats["gain"].estimate, 3)
@@ -98,47 +107,69 @@ def _interval_points(e: Estimate) -> list[float]:
     return [round(100 * v, 2) for v in e.interval]
 
 
-def removal_table(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> pd.DataFrame:
+def removal_shares(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> dict[str, tuple[str, Estimate]]:
     """Each manipulated student's share of the gain removed, with its interval, for the AT teacher and for the
-    label-corrected one (the control), against the same baselines; the gain of each teacher's KD student."""
-    rows = {}
+    label-corrected one (the control), each against its teacher's KD student: name -> (that KD student, share)."""
+    shares = {}
     for corrected in (False, True):
         reference = student_label("kd", label_corrected=corrected)
         if reference not in outcomes:
             continue
-        g = seed_image_bootstrap(outcomes, lambda m, r=reference: claims.gain(m, reference=r), seed=seed)
-        for name in (student_label(k, label_corrected=corrected) for k in
-                     ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")):
-            if name not in outcomes:
-                continue
-            share = seed_image_bootstrap(
-                outcomes, lambda m, n=name, r=reference: claims.removed_share(m, [n], reference=r), seed=seed)
-            rows[name] = {"teacher's KD student": reference, "gain (points)": _fmt_points(g),
-                          "share of the gain removed": _fmt_share(share)}
+        for name in (
+            student_label(k, label_corrected=corrected)
+            for k in ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")
+        ):
+            if name in outcomes:
+                shares[name] = (
+                    reference,
+                    seed_image_bootstrap(
+                        outcomes, lambda m, n=name, r=reference: claims.removed_share(m, [n], reference=r), seed=seed
+                    ),
+                )
+    return shares
+
+
+def removal_table(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> pd.DataFrame:
+    """`removal_shares` as a table, with the gain of each teacher's KD student over the same baselines."""
+    gains, rows = {}, {}
+    for name, (reference, share) in removal_shares(outcomes, seed=seed).items():
+        if reference not in gains:
+            gains[reference] = seed_image_bootstrap(
+                outcomes, lambda m, r=reference: claims.gain(m, reference=r), seed=seed
+            )
+        rows[name] = {
+            "teacher's KD student": reference,
+            "its gain (points)": _fmt_points(gains[reference]),
+            "share of the gain removed": _fmt_share(share),
+        }
     return pd.DataFrame(rows).T
 
 
 def _fmt_points(e: Estimate) -> str:
-    return f"{100 * e.estimate:.1f} [{100 * e.low:.1f}, {100 * e.high:.1f}]"
+    return numbers.estimate(e.estimate, (e.low, e.high), digits=1, scale=100.0)
 
 
 def _fmt_share(e: Estimate) -> str:
     if math.isnan(e.estimate):
         return "n/a (no gain)"
-    return f"{e.estimate:.2f} [{e.low:.2f}, {e.high:.2f}]"
+    return numbers.estimate(e.estimate, (e.low, e.high), digits=1, scale=100.0, unit="%")
 
 
 def two_by_two(estimates: Mapping[str, Estimate], *, label_corrected: bool = False) -> pd.DataFrame:
     """C7 and C8 as a 2x2: robust accuracy (%) of KD, spread, flattened and label smoothing, by whether the targets
     keep the teacher's per-image confidence (rows) and its information about the incorrect classes (columns)."""
-    table = pd.DataFrame(index=["confidence kept", "confidence removed"],
-                         columns=["class information kept", "class information removed"], dtype=object)
+    table = pd.DataFrame(
+        index=["confidence kept", "confidence removed"],
+        columns=["class information kept", "class information removed"],
+        dtype=object,
+    )
     for kind, (conf_kept, info_kept) in TWO_BY_TWO.items():
         name = student_label(kind, label_corrected=label_corrected)
         if name in estimates:
-            table.loc["confidence kept" if conf_kept else "confidence removed",
-                      "class information kept" if info_kept else "class information removed"] = \
-                f"{name}: {_fmt_points(estimates[name])}"
+            table.loc[
+                "confidence kept" if conf_kept else "confidence removed",
+                "class information kept" if info_kept else "class information removed",
+            ] = f"{name}: {_fmt_points(estimates[name])}"
     return table
 
 
@@ -157,8 +188,10 @@ def fidelity(student: Tensor, teacher: Tensor) -> dict[str, float]:
     the same images."""
     log_p_t, log_p_s = teacher.double().log_softmax(1), student.double().log_softmax(1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)
-    return {"top-1 agreement": (student.argmax(1) == teacher.argmax(1)).double().mean().item(),
-            "KL to the teacher (nats)": kl.mean().item()}
+    return {
+        "top-1 agreement": (student.argmax(1) == teacher.argmax(1)).double().mean().item(),
+        "KL to the teacher (nats)": kl.mean().item(),
+    }
 
 
 def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, dict]:
@@ -171,10 +204,18 @@ def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, 
     _, y = load_dataset(profile.dataset, "train", n=profile.student_n_train, seed=seed)
     out = {}
     for name, config in (("ST teacher", profile.standard()), ("AT teacher", profile.adversarial())):
-        z = pipeline.train_logits(config, dataset=profile.dataset, n_train=profile.student_n_train, seed=seed,
-                                  device=profile.device, store=store)
-        out[name] = {"accuracy": (z.argmax(1) == y).float().mean().item(),
-                     "mean confidence": confidence(z).mean().item()}
+        z = pipeline.train_logits(
+            config,
+            dataset=profile.dataset,
+            n_train=profile.student_n_train,
+            seed=seed,
+            device=profile.device,
+            store=store,
+        )
+        out[name] = {
+            "accuracy": (z.argmax(1) == y).float().mean().item(),
+            "mean confidence": confidence(z).mean().item(),
+        }
     return out
 
 
@@ -183,31 +224,54 @@ def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def robust_figure(outcomes: Mapping[str, np.ndarray], estimates: Mapping[str, Estimate], *,
-                  roles: Mapping[str, str], gain: Estimate | None = None) -> Figure:
+def robust_figure(
+    outcomes: Mapping[str, np.ndarray],
+    estimates: Mapping[str, Estimate],
+    *,
+    roles: Mapping[str, str],
+    gain: Estimate | None = None,
+) -> Figure:
     """Dot-and-whisker: each student's robust accuracy (%), one dot per seed and the mean with its 95% interval,
     grouped by role; dashed lines: the best C6 baseline and the C7/C8 threshold (KD-AT minus half the gain)."""
     names = list(outcomes)
-    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.34 * len(names)), layout="constrained")
-    role_colors = {"baseline": "#0072B2", "claim": "#D55E00", "mixed": "#CC79A7", "control": "#009E73"}
+    fig, ax = style.figure(1.1 + 0.3 * len(names))
+    role_colors = {
+        "baseline": style.OKABE_ITO["blue"],
+        "claim": style.OKABE_ITO["vermillion"],
+        "mixed": style.OKABE_ITO["purple"],
+        "control": style.OKABE_ITO["green"],
+    }
     for row, name in enumerate(names):
         c = role_colors.get(roles.get(name, ""), "black")
         per_seed = 100 * outcomes[name].mean(axis=1)
         ax.scatter(per_seed, np.full(len(per_seed), row), s=14, color=c, alpha=0.45, linewidths=0, zorder=2)
         e = estimates[name]
-        ax.errorbar(100 * e.estimate, row, xerr=[[100 * (e.estimate - e.low)], [100 * (e.high - e.estimate)]],
-                    fmt="o", color=c, markersize=5, capsize=3, zorder=3)
+        ax.errorbar(
+            100 * e.estimate,
+            row,
+            xerr=[[100 * (e.estimate - e.low)], [100 * (e.high - e.estimate)]],
+            fmt="o",
+            color=c,
+            markersize=5,
+            capsize=3,
+            zorder=3,
+        )
     if gain is not None and claims.KD_AT in estimates:
         kd_at = estimates[claims.KD_AT].estimate
         best = kd_at - gain.estimate
-        ax.axvline(100 * best, color="grey", linestyle=":", linewidth=1, label="best C6 baseline")
-        ax.axvline(100 * (kd_at - claims.REMOVED_SHARE * gain.estimate), color="black", linestyle="--",
-                   linewidth=1, label="C7/C8 threshold")
+        ax.axvline(100 * best, color="grey", linestyle=":", linewidth=1.2, label="best C6 baseline")
+        ax.axvline(
+            100 * (kd_at - claims.REMOVED_SHARE * gain.estimate),
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="C7/C8 threshold",
+        )
     for role, c in role_colors.items():
         ax.plot([], [], "o", color=c, label=role)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set(xlabel="robust accuracy, worst case over all attacks (%)", xlim=(0, None))
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(axis="y", visible=False)
+    fig.legend(loc="outside upper center", ncols=3)
     return fig

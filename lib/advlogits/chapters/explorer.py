@@ -27,13 +27,13 @@ from torch import Tensor
 
 from ..checks import check_int, check_labels, check_logits, fail
 from ..logits import confidence_log_odds
-from .figures import COLORS
+from . import style
 from .sample_confidence import largest_rank_differences
 
 if TYPE_CHECKING:
     import ipywidgets
 
-MODEL_COLORS = {**COLORS, "ST'": "tab:cyan", "AT'": "tab:orange"}  # the argmax bar of each model
+MODEL_COLORS = style.MODEL_COLORS  # the argmax bar of each model
 OTHER_BAR = "lightgrey"  # every class that is not the model's argmax
 TRUE_EDGE = "black"  # outline of the true class's bar
 WIDGET_DPI = 80  # resolution of the explorer's redrawn figure: small PNGs keep the saved widget state small
@@ -49,8 +49,12 @@ Draw = Callable[..., Figure]
 def _check_inputs(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], class_names: Sequence[str]) -> None:
     """Raise ValueError unless x (N, C, H, W), y (N,) and every model's logits (N, K = len(class_names)) agree."""
     if not (isinstance(x, Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)):
-        fail("x", "a tensor of images (N, C, H, W) with C = 1 or 3", x,
-             shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__)
+        fail(
+            "x",
+            "a tensor of images (N, C, H, W) with C = 1 or 3",
+            x,
+            shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__,
+        )
     n, k = x.shape[0], len(class_names)
     check_labels(y, n, k)
     _check_models(logits, n, k)
@@ -58,13 +62,18 @@ def _check_inputs(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], class_name
 
 def _check_models(logits: Mapping[str, Tensor], n: int, k: int) -> None:
     if not isinstance(logits, Mapping) or not logits:
-        fail("logits", "a mapping of at least one model name to its (N, K) logits, e.g. {'ST': z_st, 'AT': z_at}",
-             logits)
+        fail(
+            "logits", "a mapping of at least one model name to its (N, K) logits, e.g. {'ST': z_st, 'AT': z_at}", logits
+        )
     for name, z in logits.items():
         check_logits(z, f"logits[{name!r}]")
         if tuple(z.shape) != (n, k):
-            fail(f"logits[{name!r}]", f"of shape ({n}, {k}), one row per image and one column per class name", z,
-                 shown=str(tuple(z.shape)))
+            fail(
+                f"logits[{name!r}]",
+                f"of shape ({n}, {k}), one row per image and one column per class name",
+                z,
+                shown=str(tuple(z.shape)),
+            )
 
 
 def _check_image_index(index: object, n: int) -> int:
@@ -94,8 +103,9 @@ def _check_model(model: str, logits: Mapping[str, Tensor]) -> None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int, *,
-                 class_names: Sequence[str]) -> Figure:
+def logit_figure(
+    x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int, *, class_names: Sequence[str]
+) -> Figure:
     """Image ``index`` with every model's logits (top row) and softmax probabilities in % (bottom row).
 
     ``x`` (N, C, H, W) in [0, 1], ``y`` (N,), ``logits`` maps a model name to its (N, K) logits. In each
@@ -109,13 +119,24 @@ def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int,
     true = int(y[i])
     rows = {name: z[i].detach().double().cpu() for name, z in logits.items()}
     k, n_models = len(class_names), len(rows)
-    fig = Figure(figsize=(2.6 + 3.9 * n_models, 5.8), layout="constrained")
-    grid = fig.add_gridspec(2, 1 + n_models, width_ratios=[0.85] + [1.6] * n_models)
+    with plt.rc_context(style.RC):
+        return _logit_figure(x, i, true, rows, n_models, k, class_names)
+
+
+def _logit_figure(
+    x: Tensor, i: int, true: int, rows: Mapping[str, Tensor], n_models: int, k: int, class_names: Sequence[str]
+) -> Figure:
+    fig = Figure(figsize=(style.COLUMN_INCHES, 5.6), layout="constrained")
+    grid = fig.add_gridspec(2, 1 + n_models, width_ratios=[0.7] + [1.6] * n_models)
     ax_image = fig.add_subplot(grid[:, 0])
     image = x[i].detach().double().cpu().permute(1, 2, 0).numpy()
-    ax_image.imshow(image[..., 0] if image.shape[2] == 1 else image, cmap="gray" if image.shape[2] == 1 else None,
-                    vmin=0.0, vmax=1.0)
-    ax_image.set_title(f"evaluation image #{i}\ntrue class: {class_names[true]}", fontsize=10)
+    ax_image.imshow(
+        image[..., 0] if image.shape[2] == 1 else image,
+        cmap="gray" if image.shape[2] == 1 else None,
+        vmin=0.0,
+        vmax=1.0,
+    )
+    ax_image.set_title(f"image #{i}\ntrue: {class_names[true]}")
     ax_image.axis("off")
 
     positions = np.arange(k)
@@ -123,7 +144,7 @@ def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int,
     high = max(0.0, max(float(r.max()) for r in rows.values()))
     pad = 0.08 * (high - low or 1.0)
     for j, (name, z) in enumerate(rows.items()):
-        color = MODEL_COLORS.get(name, f"C{j + 4}")
+        color = style.color(name, j)
         top2 = z.topk(2).values
         pred = int(z.argmax())
         probs = 100 * z.softmax(dim=0)
@@ -133,21 +154,24 @@ def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int,
             bars = ax.bar(positions, values, color=colors, edgecolor="none", width=0.75)
             bars[true].set_edgecolor(TRUE_EDGE)
             bars[true].set_linewidth(1.8)
-            ax.set_xticks(positions, class_names, rotation=55, ha="right", fontsize=8)
+            ax.set_xticks(positions, class_names, rotation=60, ha="right", fontsize=style.SMALL_PT)
             ax.get_xticklabels()[true].set_fontweight("bold")
             ax.grid(axis="y", alpha=0.3)
             ax.set_axisbelow(True)
         ax_logit.axhline(0.0, color="grey", linewidth=0.8)
-        ax_logit.set(ylim=(low - pad, high + pad), ylabel="logit $z_k$ (pre-softmax score)",
-                     title=f"{name} logits: max {float(top2[0]):.2f}, gap {float(top2[0] - top2[1]):.2f}")
-        ax_prob.set(ylim=(0, 105), xlabel="class", ylabel="softmax probability (%)",
-                    title=f"{name} predicts {class_names[pred]} ({float(probs[pred]):.1f}%)")
-        for ax in (ax_logit, ax_prob):
-            ax.title.set_fontsize(10)
-    handles = [Patch(facecolor=MODEL_COLORS.get(name, f"C{j + 4}"), label=f"{name}: predicted class (argmax)")
-               for j, name in enumerate(rows)]
-    handles.append(Patch(facecolor="white", edgecolor=TRUE_EDGE, linewidth=1.8, label="true class (outlined)"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8, frameon=False)
+        ax_logit.set(
+            ylim=(low - pad, high + pad),
+            ylabel="logit $z_k$" if j == 0 else "",
+            title=f"{name} logits: max {float(top2[0]):.2f}, gap {float(top2[0] - top2[1]):.2f}",
+        )
+        ax_prob.set(
+            ylim=(0, 105),
+            ylabel="softmax (%)" if j == 0 else "",
+            title=f"{name} predicts {class_names[pred]} ({float(probs[pred]):.1f}%)",
+        )
+    handles = [Patch(facecolor=style.color(name, j), label=f"{name}'s prediction") for j, name in enumerate(rows)]
+    handles.append(Patch(facecolor="white", edgecolor=TRUE_EDGE, linewidth=1.8, label="true class"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), frameon=False)
     return fig
 
 
@@ -156,8 +180,9 @@ def logit_figure(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: int,
 # ---------------------------------------------------------------------------------------------------------
 
 
-def index_by_rank(logits: Mapping[str, Tensor], y: Tensor, *, model: str, cls: int | str, rank: int,
-                  class_names: Sequence[str]) -> int:
+def index_by_rank(
+    logits: Mapping[str, Tensor], y: Tensor, *, model: str, cls: int | str, rank: int, class_names: Sequence[str]
+) -> int:
     """Index of the image of true class ``cls`` that ``model`` ranks ``rank``-th by confidence (1 = most confident).
 
     Confidence is the softmax probability of the model's predicted class, ranked through its log-odds
@@ -174,8 +199,13 @@ def index_by_rank(logits: Mapping[str, Tensor], y: Tensor, *, model: str, cls: i
     members = np.flatnonzero(y.detach().cpu().numpy() == c)
     if not len(members):
         fail("cls", "a class that some image has", cls, hint="no evaluation image has this true class")
-    check_int("rank", rank, at_least=1, at_most=len(members),
-              hint=f"{len(members)} images have the true class {class_names[c]!r}")
+    check_int(
+        "rank",
+        rank,
+        at_least=1,
+        at_most=len(members),
+        hint=f"{len(members)} images have the true class {class_names[c]!r}",
+    )
     score = confidence_log_odds(logits[model]).cpu().numpy()[members]
     return int(members[np.argsort(-score, kind="stable")[int(rank) - 1]])
 
@@ -189,12 +219,23 @@ def _png_output(fig: Figure, *, dpi: int, description: str) -> dict:
     """The figure as one display_data output of an Output widget (PNG, base64, with a text fallback)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": description}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"), "text/plain": description},
+    }
 
 
-def explore(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_names: Sequence[str], index: int = 0,
-            draw: Draw = logit_figure, dpi: int = WIDGET_DPI) -> ipywidgets.VBox:
+def explore(
+    x: Tensor,
+    y: Tensor,
+    logits: Mapping[str, Tensor],
+    *,
+    class_names: Sequence[str],
+    index: int = 0,
+    draw: Draw = logit_figure,
+    dpi: int = WIDGET_DPI,
+) -> ipywidgets.VBox:
     """An ipywidgets view that redraws `logit_figure` for the image chosen in one of two modes.
 
     "sample": an image index (a slider and a number box). "class and rank": a true class, a model and a
@@ -211,15 +252,18 @@ def explore(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_names: 
     sizes = np.bincount(y.detach().cpu().numpy(), minlength=len(class_names))
     present = [(name, c) for c, name in enumerate(class_names) if sizes[c] > 0]
 
-    mode = widgets.ToggleButtons(options=[("sample", "sample"), ("class and rank", "rank")], value="sample",
-                                 description="choose by", style={"description_width": "initial"})
+    mode = widgets.ToggleButtons(
+        options=[("sample", "sample"), ("class and rank", "rank")],
+        value="sample",
+        description="choose by",
+        style={"description_width": "initial"},
+    )
     slider = widgets.IntSlider(value=first, min=0, max=n - 1, description="image #", continuous_update=False)
     number = widgets.BoundedIntText(value=first, min=0, max=n - 1, layout=widgets.Layout(width="7em"))
     widgets.link((slider, "value"), (number, "value"))
     cls = widgets.Dropdown(options=present, value=present[0][1], description="true class")
     model = widgets.Dropdown(options=list(logits), description="model")
-    rank = widgets.IntSlider(value=1, min=1, max=int(sizes[present[0][1]]), description="rank",
-                             continuous_update=False)
+    rank = widgets.IntSlider(value=1, min=1, max=int(sizes[present[0][1]]), description="rank", continuous_update=False)
     note = widgets.HTML()
     output = widgets.Output()
     by_sample, by_rank = widgets.HBox([slider, number]), widgets.VBox([widgets.HBox([cls, model]), rank, note])
@@ -235,8 +279,10 @@ def explore(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_names: 
             i = slider.value
         else:
             i = index_by_rank(logits, y, model=model.value, cls=cls.value, rank=rank.value, class_names=class_names)
-            note.value = (f"rank {rank.value} of {rank.max} images of class <b>{class_names[cls.value]}</b> "
-                          f"under {model.value} (1 = most confident): image #{i}")
+            note.value = (
+                f"rank {rank.value} of {rank.max} images of class <b>{class_names[cls.value]}</b> "
+                f"under {model.value} (1 = most confident): image #{i}"
+            )
         fig = draw(x, y, logits, i, class_names=class_names)
         try:
             output.outputs = (_png_output(fig, dpi=dpi, description=f"logit figure of evaluation image #{i}"),)
@@ -271,9 +317,16 @@ class View:
     figure: Figure
 
 
-def static_views(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_names: Sequence[str],
-                 pair: tuple[str, str] = ("ST", "AT"), pick: tuple[int | str, str, int] | None = None,
-                 draw: Draw = logit_figure) -> dict[str, View]:
+def static_views(
+    x: Tensor,
+    y: Tensor,
+    logits: Mapping[str, Tensor],
+    *,
+    class_names: Sequence[str],
+    pair: tuple[str, str] = ("ST", "AT"),
+    pick: tuple[int | str, str, int] | None = None,
+    draw: Draw = logit_figure,
+) -> dict[str, View]:
     """The explorer's figure for a few preselected images, for pages where no kernel can redraw the widget.
 
     With ``pair = (a, b)``: ``"b >> a"``, the image b ranks most above a by confidence (the largest
@@ -290,14 +343,20 @@ def static_views(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], *, class_na
     for high, low in ((b, a), (a, b)):
         top = largest_rank_differences(score[high], score[low], k=1)
         if len(top) == 0:
-            fail("pair", "two models that rank some images differently", pair,
-                 hint=f"no image is ranked more confident by {high} than by {low}, so there is no "
-                      f"'{high} >> {low}' image to show")
+            fail(
+                "pair",
+                "two models that rank some images differently",
+                pair,
+                hint=f"no image is ranked more confident by {high} than by {low}, so there is no "
+                f"'{high} >> {low}' image to show",
+            )
         chosen[f"{high} >> {low}"] = (int(top[0]), f"the image {high} ranks most above {low} by confidence")
     if pick is not None:
         cls, model, rank = pick
         i = index_by_rank(logits, y, model=model, cls=cls, rank=rank, class_names=class_names)
         name = class_names[_class_index(cls, class_names)]
         chosen["class and rank"] = (i, f"the image of class {name} ranked {rank} by {model}'s confidence")
-    return {key: View(index=i, reason=reason, figure=draw(x, y, logits, i, class_names=class_names))
-            for key, (i, reason) in chosen.items()}
+    return {
+        key: View(index=i, reason=reason, figure=draw(x, y, logits, i, class_names=class_names))
+        for key, (i, reason) in chosen.items()
+    }

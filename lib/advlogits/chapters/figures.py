@@ -1,4 +1,4 @@
-"""Figure code shared by the chapters: colours, smoothing, training curves, accuracy bars, histograms.
+"""Figure code shared by the chapters: colours, smoothing, training curves, accuracy dots, histograms.
 
 Every function returns a labelled matplotlib figure (not shown), so a chapter can glue it into its prose.
 """
@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 from torch import Tensor
 
-COLORS = {"ST": "tab:blue", "AT": "tab:red"}
+from . import style
+
+COLORS = style.MODEL_COLORS
 
 
 def color(label: str, i: int) -> str:
-    """The colour of model ``label`` (ST blue, AT red), or the ``i``-th colour of the cycle after those two."""
-    return COLORS.get(label, f"C{i + 2}")
+    """The colour of model ``label`` (`style.color`): ST blue, AT vermillion, ST' sky blue, AT' orange."""
+    return style.color(label, i)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -33,45 +34,60 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def training_curves(histories: Mapping[str, dict]) -> Figure:
     """Training loss per batch (smoothed) and clean validation accuracy per epoch, one line per model."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = style.figure(3.0, ncols=2)
     for i, (label, history) in enumerate(histories.items()):
         losses = np.asarray(history["batch_loss"], dtype=float)
         epochs = len(history["epoch"])
         steps_per_epoch = max(1, len(losses) // max(1, epochs))
         x = np.arange(1, len(losses) + 1) / steps_per_epoch
         ax_loss.plot(x, smooth(losses, max(1, steps_per_epoch // 10)), color=color(label, i), label=label)
-        ax_acc.plot(history["epoch"], 100 * np.asarray(history["val_acc"]), marker="o", color=color(label, i),
-                    label=f"{label} (clean)")
-    ax_loss.set(xlabel="epoch", ylabel="training loss (cross-entropy, nats)",
-                title="Training loss (AT: on its PGD examples)")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Clean accuracy on held-out test images", ylim=(0, 100))
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
+        ax_acc.plot(
+            history["epoch"],
+            100 * np.asarray(history["val_acc"]),
+            marker="o",
+            color=color(label, i),
+            label=f"{label} (clean)",
+        )
+    ax_loss.set(xlabel="epoch", ylabel="training loss (nats)", title="Training loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Clean held-out accuracy", ylim=(0, 100))
+    handles, labels = ax_loss.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels))
     return fig
 
 
-def accuracy_bars(table: Mapping[str, Mapping[str, float]], *, columns: Mapping[str, str]) -> Figure:
-    """Grouped bars: one group per model (rows of ``table``), one bar per accuracy column (fractions -> %)."""
+def accuracy_dots(table: Mapping[str, Mapping[str, tuple[float, float, float]]]) -> Figure:
+    """Dot-and-whisker: one row per measure (clean, each attack, the worst case), one dot per model with its
+    95% interval; ``table`` maps a model to {measure: (estimate, low, high)} as fractions, shown in %."""
     models = list(table)
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(models), 3.4), constrained_layout=True)
-    width = 0.8 / len(columns)
-    for j, (key, label) in enumerate(columns.items()):
-        values = [100 * table[m].get(key, np.nan) for m in models]
-        bars = ax.bar(np.arange(len(models)) + (j - (len(columns) - 1) / 2) * width, values, width, label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize=8)
-    ax.set_xticks(np.arange(len(models)), models)
-    ax.set(ylabel="accuracy (%)", ylim=(0, 105))
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    measures = list(dict.fromkeys(m for row in table.values() for m in row))
+    fig, ax = style.figure(0.9 + 0.42 * len(measures))
+    offsets = np.linspace(-0.15, 0.15, len(models)) if len(models) > 1 else [0.0]
+    for i, (model, offset) in enumerate(zip(models, offsets)):
+        rows = [(j, table[model][m]) for j, m in enumerate(measures) if m in table[model]]
+        est = np.array([100 * v[0] for _, v in rows])
+        low, high = np.array([100 * v[1] for _, v in rows]), np.array([100 * v[2] for _, v in rows])
+        ax.errorbar(
+            est,
+            [j + offset for j, _ in rows],
+            xerr=[est - low, high - est],
+            fmt="o",
+            capsize=3,
+            color=color(model, i),
+            label=model,
+        )
+    ax.set_yticks(range(len(measures)), measures)
+    ax.invert_yaxis()
+    ax.set(xlabel="accuracy on the same images (%)", xlim=(-2, 102))
+    ax.grid(axis="y", visible=False)
+    fig.legend(loc="outside upper center", ncols=len(models))
     return fig
 
 
-def histograms(logits: Mapping[str, Tensor], statistics: Mapping[str, Callable[[Tensor], Tensor]], *,
-               units: str = "logit units") -> Figure:
+def histograms(
+    logits: Mapping[str, Tensor], statistics: Mapping[str, Callable[[Tensor], Tensor]], *, units: str = "logit units"
+) -> Figure:
     """One panel per statistic (e.g. max logit, logit gap): overlaid histograms, one per model, means dashed."""
-    fig, axes = plt.subplots(1, len(statistics), figsize=(5 * len(statistics), 3.4), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = style.figure(3.0, ncols=len(statistics), squeeze=False)
     for ax, (name, statistic) in zip(axes[0], statistics.items()):
         values = {label: statistic(z).numpy() for label, z in logits.items()}
         lo = min(v.min() for v in values.values())
@@ -80,9 +96,8 @@ def histograms(logits: Mapping[str, Tensor], statistics: Mapping[str, Callable[[
         for i, (label, v) in enumerate(values.items()):
             ax.hist(v, bins=bins, alpha=0.5, color=color(label, i), label=f"{label} (mean {v.mean():.2f})")
             ax.axvline(v.mean(), color=color(label, i), linestyle="--")
-        ax.set(xlabel=f"{name} ({units})", ylabel="test images", title=name)
-        ax.legend()
-        ax.grid(alpha=0.3)
+        ax.set(xlabel=f"{name} ({units})", ylabel="test images")
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), title=name, alignment="left")  # above the data
     return fig
 
 
@@ -92,3 +107,52 @@ def errorbar(ax, xs, intervals, **kw) -> None:  # noqa: ANN001
     low = np.array([iv[1] for iv in intervals])
     high = np.array([iv[2] for iv in intervals])
     ax.errorbar(xs, est, yerr=[est - low, high - est], capsize=3, marker="o", **kw)
+
+
+def interval_dots(
+    intervals: Mapping[str, tuple[float, float, float]],
+    *,
+    xlabel: str,
+    scale: float = 1.0,
+    threshold: float | None = None,
+    threshold_label: str = "threshold",
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Dot-and-whisker: one row per label, its estimate with its 95% interval (``(estimate, low, high)``, times
+    ``scale``); an optional dashed ``threshold`` line (in the same units before scaling)."""
+    labels = list(intervals)
+    fig, ax = style.figure(0.9 + 0.36 * len(labels))
+    for row, label in enumerate(labels):
+        e, lo, hi = (scale * v for v in intervals[label])
+        c = (colors or {}).get(label, style.OKABE_ITO["black"])
+        ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=c, capsize=3)
+    if threshold is not None:
+        ax.axvline(scale * threshold, color="black", linestyle="--", linewidth=1, label=threshold_label)
+        fig.legend(loc="outside upper right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.grid(axis="y", visible=False)
+    ax.set(xlabel=xlabel)
+    return fig
+
+
+def interval_panels(
+    panels: Mapping[str, Mapping[str, tuple[float, float, float]]], *, xlabel: str, threshold: float | None = None
+) -> Figure:
+    """`interval_dots` side by side, one panel per entry of ``panels`` (its title), rows shared: e.g. the same
+    comparisons for two statistics, each with the dashed ``threshold``."""
+    labels = list(dict.fromkeys(label for rows in panels.values() for label in rows))
+    fig, axes = style.figure(1.0 + 0.36 * len(labels), ncols=len(panels), sharey=True, squeeze=False)
+    for ax, (title, rows) in zip(axes[0], panels.items()):
+        for row, label in enumerate(labels):
+            if label in rows:
+                e, lo, hi = rows[label]
+                ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=style.OKABE_ITO["black"], capsize=3)
+        if threshold is not None:
+            ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        ax.set(title=title, xlabel=xlabel)
+        ax.locator_params(axis="x", nbins=4)  # side-by-side panels are narrow: few ticks, none overlapping
+        ax.grid(axis="y", visible=False)
+    axes[0][0].set_yticks(range(len(labels)), labels)
+    axes[0][0].invert_yaxis()
+    return fig

@@ -13,11 +13,11 @@ the model.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -25,12 +25,22 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
 from ..checks import check_index, check_int, check_labels, check_logits, check_vector, fail
-from ..stats import (Estimate, Interval, bootstrap_ci, image_bootstrap, rank_difference, rank_normalise,
-                     resampled_spearman, resampled_top_jaccard, spearman, top_fraction_jaccard)
+from ..stats import (
+    Estimate,
+    Interval,
+    bootstrap_ci,
+    image_bootstrap,
+    rank_difference,
+    rank_normalise,
+    resampled_spearman,
+    resampled_top_jaccard,
+    spearman,
+    top_fraction_jaccard,
+)
+from . import style
 from .claims import C5_FRACTION
 
 Values = ArrayLike | Tensor
-
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -46,8 +56,9 @@ Values = ArrayLike | Tensor
 def _check_pairs(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]]) -> None:
     """Raise ValueError unless every pair names two models present in ``values``."""
     if not pairs:
-        fail("pairs", "a mapping of at least one label to a (model, model) pair, e.g. {'ST vs AT': ('ST', 'AT')}",
-             pairs)
+        fail(
+            "pairs", "a mapping of at least one label to a (model, model) pair, e.g. {'ST vs AT': ('ST', 'AT')}", pairs
+        )
     for label, pair in pairs.items():
         if not (isinstance(pair, tuple) and len(pair) == 2):
             fail(f"pairs[{label!r}]", "a (model, model) tuple of two names", pair)
@@ -56,8 +67,14 @@ def _check_pairs(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, st
                 fail(f"pairs[{label!r}]", f"names of models in values ({', '.join(sorted(values))})", name)
 
 
-def spearman_intervals(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]], *,
-                       n_resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+def spearman_intervals(
+    values: Mapping[str, Values],
+    pairs: Mapping[str, tuple[str, str]],
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
     """Spearman correlation of each pair of models' per-sample values, with a paired bootstrap interval.
 
     ``values`` maps a model name to its (N,) per-sample values (e.g. confidence log-odds); ``pairs`` maps a
@@ -65,8 +82,10 @@ def spearman_intervals(values: Mapping[str, Values], pairs: Mapping[str, tuple[s
     same ``seed``, hence the same resampled images, so the intervals differ only through the models.
     """
     _check_pairs(values, pairs)
-    return {label: bootstrap_ci("spearman", values[a], values[b], n_resamples=n_resamples, level=level, seed=seed)
-            for label, (a, b) in pairs.items()}
+    return {
+        label: bootstrap_ci("spearman", values[a], values[b], n_resamples=n_resamples, level=level, seed=seed)
+        for label, (a, b) in pairs.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,8 +93,9 @@ def spearman_intervals(values: Mapping[str, Values], pairs: Mapping[str, tuple[s
 # ---------------------------------------------------------------------------------------------------------
 
 
-def jaccard_overlaps(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]], *,
-                     fraction: float = C5_FRACTION) -> dict[str, float]:
+def jaccard_overlaps(
+    values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]], *, fraction: float = C5_FRACTION
+) -> dict[str, float]:
     """Jaccard overlap of each pair's top-``fraction`` sets (`advlogits.stats.top_fraction_jaccard`): {label: J}."""
     _check_pairs(values, pairs)
     return {label: top_fraction_jaccard(values[a], values[b], fraction=fraction) for label, (a, b) in pairs.items()}
@@ -86,9 +106,16 @@ def jaccard_overlaps(values: Mapping[str, Values], pairs: Mapping[str, tuple[str
 # ---------------------------------------------------------------------------------------------------------
 
 
-def baseline_distances(values: Mapping[str, Values], pair: tuple[str, str],
-                       baselines: Mapping[str, tuple[str, str]], *, statistic: str, fraction: float = C5_FRACTION,
-                       n_resamples: int = 2000, seed: int = 0) -> dict[str, Estimate]:
+def baseline_distances(
+    values: Mapping[str, Values],
+    pair: tuple[str, str],
+    baselines: Mapping[str, tuple[str, str]],
+    *,
+    statistic: str,
+    fraction: float = C5_FRACTION,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Estimate]:
     """How far the pair's agreement lies below each seed baseline's, and below the closer one (``"closest"``).
 
     ``statistic`` "spearman" (C4) or "jaccard" (the overlap of the top ``fraction``, C5). Each distance is
@@ -96,19 +123,21 @@ def baseline_distances(values: Mapping[str, Values], pair: tuple[str, str],
     and ``"closest"`` is their minimum on each resample.
     """
     _check_pairs(values, {"pair": pair, **baselines})
-    if statistic == "spearman":
-        def make(a, b): return resampled_spearman(values[a], values[b])  # noqa: E704
-    elif statistic == "jaccard":
-        def make(a, b): return resampled_top_jaccard(values[a], values[b], fraction=fraction)  # noqa: E704
-    else:
+    resamplers = {
+        "spearman": resampled_spearman,
+        "jaccard": functools.partial(resampled_top_jaccard, fraction=fraction),
+    }
+    if statistic not in resamplers:
         fail("statistic", "one of 'spearman', 'jaccard'", statistic)
-    of_pair = make(*pair)
-    of_baseline = {name: make(*names) for name, names in baselines.items()}
+    resampled = resamplers[statistic]
+    of_pair = resampled(values[pair[0]], values[pair[1]])
+    of_baseline = {name: resampled(values[a], values[b]) for name, (a, b) in baselines.items()}
     n = len(np.asarray(values[pair[0]].cpu() if isinstance(values[pair[0]], Tensor) else values[pair[0]]))
     boot = dict(n_resamples=n_resamples, seed=seed)
     out = {name: image_bootstrap(lambda idx, f=f: f(idx) - of_pair(idx), n, **boot) for name, f in of_baseline.items()}
     out["closest"] = image_bootstrap(
-        lambda idx: np.min(np.stack([f(idx) for f in of_baseline.values()]), axis=0) - of_pair(idx), n, **boot)
+        lambda idx: np.min(np.stack([f(idx) for f in of_baseline.values()]), axis=0) - of_pair(idx), n, **boot
+    )
     return out
 
 
@@ -143,8 +172,10 @@ def class_counts(y: Values, selections: Mapping[str, Values], *, class_names: Se
     check_labels(labels, labels.shape[0], len(class_names))
     y_arr = labels.cpu().numpy()
     k = len(class_names)
-    columns = {label: np.bincount(y_arr[check_index(index, len(y_arr), f"selections[{label!r}]")], minlength=k)
-               for label, index in selections.items()}
+    columns = {
+        label: np.bincount(y_arr[check_index(index, len(y_arr), f"selections[{label!r}]")], minlength=k)
+        for label, index in selections.items()
+    }
     columns["evaluation subset"] = np.bincount(y_arr, minlength=k)
     return pd.DataFrame(columns, index=pd.Index(list(class_names), name="true class"))
 
@@ -160,16 +191,27 @@ class Tile:
     difference: float  # rank-normalised confidence difference of the selection (NaN if not given)
 
 
-def tiles(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: Values, *, class_names: Sequence[str],
-          difference: Values | None = None) -> list[Tile]:
+def tiles(
+    x: Tensor,
+    y: Tensor,
+    logits: Mapping[str, Tensor],
+    index: Values,
+    *,
+    class_names: Sequence[str],
+    difference: Values | None = None,
+) -> list[Tile]:
     """The grid data of the images ``index`` (in that order): image, true label, each model's top prediction.
 
     ``x`` (N, C, H, W) in [0, 1] with C = 1 or 3, ``y`` (N,), ``logits`` maps a model name to its (N, K) logits
     on the same images; ``difference`` (N,) is shown per tile when given (e.g. a rank difference).
     """
     if not (isinstance(x, Tensor) and x.ndim == 4 and x.shape[1] in (1, 3)):
-        fail("x", "a tensor of images (N, C, H, W) with C = 1 or 3", x,
-             shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__)
+        fail(
+            "x",
+            "a tensor of images (N, C, H, W) with C = 1 or 3",
+            x,
+            shown=str(tuple(x.shape)) if isinstance(x, Tensor) else type(x).__name__,
+        )
     n = x.shape[0]
     check_labels(y, n, len(class_names))
     if not logits:
@@ -177,8 +219,12 @@ def tiles(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: Values, *, 
     for name, z in logits.items():
         check_logits(z, f"logits[{name!r}]")
         if z.shape != (n, len(class_names)):
-            fail(f"logits[{name!r}]", f"of shape ({n}, {len(class_names)}), one row per image of x and one column "
-                 "per class name", z, shown=str(tuple(z.shape)))
+            fail(
+                f"logits[{name!r}]",
+                f"of shape ({n}, {len(class_names)}), one row per image of x and one column per class name",
+                z,
+                shown=str(tuple(z.shape)),
+            )
     idx = check_index(index, n)
     diff = np.full(n, np.nan) if difference is None else check_vector(difference, "difference")
     if diff.shape[0] != n:
@@ -188,8 +234,15 @@ def tiles(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: Values, *, 
     for i in idx.tolist():
         image = x[i].detach().cpu().double().permute(1, 2, 0).numpy()
         predictions = tuple((name, class_names[int(p[i].argmax())], float(p[i].max())) for name, p in probs.items())
-        out.append(Tile(index=i, image=image[..., 0] if image.shape[2] == 1 else image,
-                        label=class_names[int(y[i])], predictions=predictions, difference=float(diff[i])))
+        out.append(
+            Tile(
+                index=i,
+                image=image[..., 0] if image.shape[2] == 1 else image,
+                label=class_names[int(y[i])],
+                predictions=predictions,
+                difference=float(diff[i]),
+            )
+        )
     return out
 
 
@@ -201,49 +254,71 @@ def tiles(x: Tensor, y: Tensor, logits: Mapping[str, Tensor], index: Values, *, 
 def rank_scatter(values: Mapping[str, Values], pairs: Mapping[str, tuple[str, str]]) -> Figure:
     """One panel per pair: rank-normalised values of the first model (x) against the second (y), Spearman in title."""
     _check_pairs(values, pairs)
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.6 * len(pairs), 3.7), constrained_layout=True, squeeze=False)
-    for ax, (label, (a, b)) in zip(axes[0], pairs.items()):
-        ax.scatter(rank_normalise(values[a]), rank_normalise(values[b]), s=6, alpha=0.5, color="tab:purple",
-                   linewidths=0)
+    cols = min(3, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig, axes = style.figure(2.55 * rows + 0.3, nrows=rows, ncols=cols, squeeze=False)
+    for ax in axes.flat[len(pairs) :]:
+        ax.set_visible(False)
+    for ax, (label, (a, b)) in zip(axes.flat, pairs.items()):
+        ax.scatter(
+            rank_normalise(values[a]),
+            rank_normalise(values[b]),
+            s=5,
+            alpha=0.5,
+            color=style.OKABE_ITO["purple"],
+            linewidths=0,
+        )
         ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle="--")
-        ax.set(xlabel=f"confidence rank, {a} (0 lowest, 1 highest)", ylabel=f"confidence rank, {b}",
-               title=f"{label}: Spearman {spearman(values[a], values[b]):.2f}", xlim=(0, 1), ylim=(0, 1), aspect="equal")
-        ax.grid(alpha=0.3)
+        ax.set(
+            xlabel=f"rank under {a}",
+            ylabel=f"rank under {b}",
+            xlim=(0, 1),
+            ylim=(0, 1),
+            aspect="equal",
+            title=f"{label}: {spearman(values[a], values[b]):.2f}",
+            xticks=[0, 0.5, 1],
+            yticks=[0, 0.5, 1],
+        )
+    fig.supxlabel("confidence rank (0 least, 1 most confident); titles: Spearman")
     return fig
 
 
-def tile_grid(grid: Sequence[Tile], *, title: str, ncols: int = 8) -> Figure:
+def tile_grid(grid: Sequence[Tile], *, title: str, ncols: int = 4) -> Figure:
     """The tiles in rows of ``ncols``: each image with its true label, every model's prediction and confidence."""
     check_int("ncols", ncols, at_least=1)
     nrows = max(1, math.ceil(len(grid) / ncols))
-    lines = 2 + (len(grid[0].predictions) if grid else 0)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, (1.45 + 0.2 * lines) * nrows + 0.4), squeeze=False,
-                             constrained_layout=True)
+    lines = 1 + (len(grid[0].predictions) if grid else 0)
+    fig, axes = style.figure((1.25 + 0.19 * lines) * nrows + 0.35, nrows=nrows, ncols=ncols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, tile in zip(axes.ravel(), grid):
         ax.imshow(tile.image, cmap="gray" if tile.image.ndim == 2 else None, vmin=0.0, vmax=1.0)
-        text = [f"#{tile.index} true: {tile.label}"]
+        text = [f"#{tile.index}, a {tile.label}"]
         text += [f"{model}: {pred} {conf:.2f}" for model, pred, conf in tile.predictions]
-        if not math.isnan(tile.difference):
-            text.append(f"rank diff {tile.difference:+.2f}")
-        ax.set_title("\n".join(text), fontsize=6.5, loc="left")
-    fig.suptitle(title if grid else f"{title} (no image qualifies)", fontsize=10)
+        ax.set_title("\n".join(text), fontsize=style.SMALL_PT, loc="left")
+    fig.suptitle(title if grid else f"{title} (no image qualifies)")
     return fig
 
 
 def class_count_bars(table) -> Figure:
-    """Grouped bars from a `class_counts` table: the share (%) of each class within every column."""
+    """Horizontal grouped bars from a `class_counts` table: the share (%) of each class within every column."""
     shares = 100 * table / table.sum(axis=0).replace(0, np.nan)
-    fig, ax = plt.subplots(figsize=(10, 3.4), constrained_layout=True)
-    width = 0.8 / len(shares.columns)
-    x = np.arange(len(shares.index))
+    n_classes, n_columns = len(shares.index), len(shares.columns)
+    fig, ax = style.figure(0.8 + 0.1 * n_classes * n_columns)
+    height = 0.8 / n_columns
+    y = np.arange(n_classes)
     for j, column in enumerate(shares.columns):
-        color = "lightgrey" if column == "evaluation subset" else f"C{j}"
-        ax.bar(x + (j - (len(shares.columns) - 1) / 2) * width, shares[column].fillna(0.0), width, color=color,
-               label=f"{column} ({int(table[column].sum())} images)")
-    ax.set_xticks(x, shares.index, rotation=20)
-    ax.set(ylabel="share of the images (%)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+        c = "#BBBBBB" if column == "evaluation subset" else style.CYCLE[j]
+        ax.barh(
+            y + (j - (n_columns - 1) / 2) * height,
+            shares[column].fillna(0.0),
+            height,
+            color=c,
+            label=f"{column} ({int(table[column].sum())} images)",
+        )
+    ax.set_yticks(y, shares.index)
+    ax.invert_yaxis()
+    ax.set(xlabel="share of the images (%)")
+    ax.grid(axis="y", visible=False)
+    fig.legend(loc="outside upper center", ncols=min(2, n_columns))
     return fig

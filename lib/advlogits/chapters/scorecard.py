@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
+
+from ..fileio import atomic_write_bytes
+from . import style
 from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, VERDICTS, verdict_label
+from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, percent
 
 
 def fmt_value(value: Any) -> str:
@@ -25,15 +31,15 @@ def _words(key: str) -> str:
 
 
 def fmt_estimate(record: dict) -> str:
-    """A record's statistic with its interval, "0.123 [0.101, 0.145]", or "n/a" where there is none."""
-    e, ci = record.get("estimate"), record.get("ci")
-    if e is None:
-        return "n/a"
-    return f"{e:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci and None not in ci else "")
+    """A record's statistic with its interval in the claim's unit (`numbers.claim_estimate`), "n/a" if none."""
+    return claim_estimate(record)
 
 
-CHAPTER_TITLES = {"02_logit_distributions": "2. Logit distributions", "03_sample_confidence": "3. Sample confidence",
-                  "04_distillation": "4. Distillation"}
+CHAPTER_TITLES = {
+    "02_logit_distributions": "2. Logit distributions",
+    "03_sample_confidence": "3. Sample confidence",
+    "04_distillation": "4. Distillation",
+}
 
 
 def chapter_link(chapter: str) -> str:
@@ -42,27 +48,39 @@ def chapter_link(chapter: str) -> str:
 
 
 def scorecard_rows(records: list[dict]) -> list[dict]:
-    """One compact row per claim: id, the claim in a line, its verdict, the statistic with its interval against
-    the threshold, and a link to the chapter; claims without a record are marked not measured."""
+    """One compact row per claim: id, the claim in a line, its verdict, the statistic with its interval, the
+    threshold, and a link to the chapter; claims without a record are marked not measured."""
     rows = []
     for cid, claim in CLAIMS.items():
         found = [r for r in records if r["id"] == cid]
         for r in found or [None]:
             verdict = r["verdict"] if r else NOT_MEASURED
-            number = f"{fmt_estimate(r)} vs {fmt_value(r['threshold'])}" if r else ""
-            rows.append({"id": cid, "claim": claim.statement, "verdict": verdict_label(verdict),
-                         "estimate [95% CI] vs threshold": number,
-                         "chapter": chapter_link(r["chapter"] if r else claim.chapter)})
+            rows.append(
+                {
+                    "id": cid,
+                    "claim": claim.statement,
+                    "verdict": verdict_label(verdict),
+                    "estimate [95% CI]": fmt_estimate(r) if r else "",
+                    "threshold": claim_threshold(r) if r else "",
+                    "chapter": chapter_link(r["chapter"] if r else claim.chapter),
+                }
+            )
     return rows
 
 
 def details_rows(records: list[dict]) -> list[dict]:
     """Every record in full, for the collapsed block under the table: statistic, criterion, seeds and images,
     and the raw measurements."""
-    return [{"id": r["id"], "statistic": r.get("statistic", ""), "criterion": r["criterion"],
-             "seeds x images": f"{r['n_seeds']} x {r['n_images']}",
-             "measured": "; ".join(f"{_words(k)} = {fmt_value(v)}" for k, v in r["measured"].items())}
-            for r in records]
+    return [
+        {
+            "id": r["id"],
+            "statistic": r.get("statistic", ""),
+            "criterion": r["criterion"],
+            "seeds x images": f"{r['n_seeds']} x {r['n_images']}",
+            "measured": "; ".join(f"{_words(k)} = {fmt_value(v)}" for k, v in r["measured"].items()),
+        }
+        for r in records
+    ]
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -88,47 +106,58 @@ def summary(records: list[dict]) -> dict:
     counts = {f"n_{v.replace(' ', '_')}": sum(1 for x in verdict_of.values() if x == v) for v in VERDICTS}
     missing = [i for i in CLAIMS if i not in verdict_of]
     silent = [chapter for chapter in CHAPTERS if chapter not in {r.get("chapter") for r in records}]
-    note = "Every claim has a record." if not missing else (
-        f"Claims without a record: {', '.join(missing)}. Chapters that wrote no claims at this profile: "
-        f"{', '.join(silent) or 'none'} (run them first).")
-    return {**counts, "n_measured": len(verdict_of), "n_claims": len(CLAIMS), "missing_note": note,
-            "verdicts": verdict_of}
+    note = (
+        "Every claim has a record."
+        if not missing
+        else (
+            f"Claims without a record: {', '.join(missing)}. Chapters that wrote no claims at this profile: "
+            f"{', '.join(silent) or 'none'} (run them first)."
+        )
+    )
+    return {
+        **counts,
+        "n_measured": len(verdict_of),
+        "n_claims": len(CLAIMS),
+        "missing_note": note,
+        "verdicts": verdict_of,
+    }
 
 
-VERDICT_COLORS = {"reproduced": "#009E73", "not reproduced": "#D55E00", "inconclusive": "#E69F00",
-                  "not testable": "#999999", NOT_MEASURED: "#BBBBBB"}  # Okabe-Ito, colour-blind safe
+VERDICT_COLORS = {**style.VERDICT_COLORS, NOT_MEASURED: "#BBBBBB"}
 
 
 def scorecard_figure(records: list[dict]):
     """One row per claim: its statistic with the 95% interval, coloured by verdict, against its threshold (dashed);
     every row on its own scale, since the claims' statistics have different units."""
-    import matplotlib.pyplot as plt
-
     by_id = {}
     for r in records:
         by_id.setdefault(r["id"], r)
-    fig, axes = plt.subplots(len(CLAIMS), 1, figsize=(7.0, 0.62 * len(CLAIMS) + 0.5), layout="constrained")
+    fig, axes = style.figure(0.64 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
     for ax, (cid, claim) in zip(axes, CLAIMS.items()):
         r = by_id.get(cid)
         verdict = r["verdict"] if r else NOT_MEASURED
         color = VERDICT_COLORS[verdict]
         threshold = r["threshold"] if r else claim.threshold
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
+        scale = CLAIM_FORMATS.get(cid, (1.0, 2, ""))[0]
+        ax.axvline(scale * threshold, color="black", linestyle="--", linewidth=1)
         if r and r.get("estimate") is not None:
-            e = r["estimate"]
-            lo, hi = (r["ci"] if r.get("ci") and None not in r["ci"] else (e, e))
-            ax.errorbar([e], [0], xerr=[[e - lo], [hi - e]], fmt="o", color=color, capsize=4, markersize=6)
-            span = max(hi, threshold, e) - min(lo, threshold, e) or 1.0
-            ax.set_xlim(min(lo, threshold, e) - 0.25 * span, max(hi, threshold, e) + 0.25 * span)
+            e = scale * r["estimate"]
+            lo, hi = [scale * v for v in r["ci"]] if r.get("ci") and None not in r["ci"] else (e, e)
+            ax.errorbar([e], [0], xerr=[[e - lo], [hi - e]], fmt="o", color=color, capsize=4, markersize=7)
+            t = scale * threshold
+            span = max(hi, t, e) - min(lo, t, e) or 1.0
+            ax.set_xlim(min(lo, t, e) - 0.25 * span, max(hi, t, e) + 0.25 * span)
         else:
             ax.text(0.5, 0.5, verdict, transform=ax.transAxes, ha="center", va="center", color=color)
             ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(cid, rotation=0, ha="right", va="center", fontweight="bold")
-        ax.set_title(f"{claim.statement}: {verdict}", loc="left", fontsize="medium", color=color, pad=2)
+        ax.grid(False)
+        ax.set_title(
+            f"{cid} {verdict_label(verdict)}: {claim.statistic}", loc="left", color=color, pad=3, fontweight="bold"
+        )
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
-    fig.supxlabel("statistic (units of its chapter); dashed: the threshold fixed before any result", fontsize="small")
+    fig.supxlabel("each claim's statistic in its own unit (see the table); dashed: its threshold")
     return fig
 
 
@@ -142,28 +171,59 @@ def lessons(records: list[dict]) -> str:
     def verdict(cid: str) -> str:
         return by_id[cid]["verdict"] if cid in by_id else NOT_MEASURED
 
-    def number(cid: str, scale: float = 1.0, digits: int = 2) -> str:
+    def number(cid: str) -> str:
         r = by_id.get(cid)
-        if not r or r.get("estimate") is None:
-            return "n/a"
-        e, ci = r["estimate"], r.get("ci")
-        text = f"{scale * e:.{digits}f}"
-        return text + (f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]" if ci and None not in ci else "")
+        return claim_estimate(r) if r else "n/a"
 
-    parts = [f"Adversarial training lowers the logits: the max logit (C1: {verdict('C1')}; AT minus ST "
-             f"{number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; {number('C2')})."
-             f" Our proposition's penalty accounts for the gap's shrinkage across the eps sweep only as far as C3 "
-             f"says: {verdict('C3')} (slope {number('C3')}).",
-             f"The two kinds of training disagree on which images they are sure about (C4: {verdict('C4')}; C5: "
-             f"{verdict('C5')}).",
-             f"Distilled on clean images only, the AT teacher's student gains {number('C6', 100, 1)} points of robust "
-             f"accuracy over the best baseline (C6: {verdict('C6')})."]
+    parts = [
+        f"Adversarial training lowers the logits: the max logit (C1: {verdict('C1')}; AT minus ST "
+        f"{number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; {number('C2')})."
+        f" Our proposition's penalty accounts for the gap's shrinkage across the eps sweep only as far as C3 "
+        f"says: {verdict('C3')} (slope {number('C3')}).",
+        f"The two kinds of training disagree on which images they are sure about (C4: {verdict('C4')}; C5: "
+        f"{verdict('C5')}).",
+        f"Distilled on clean images only, the AT teacher's student gains {number('C6')} of robust "
+        f"accuracy over the best baseline (C6: {verdict('C6')}).",
+    ]
     c6 = by_id.get("C6", {}).get("measured", {})
     if c6.get("argmax_share") is not None:
-        parts.append(f"A student trained only on the AT teacher's hard predictions keeps a share of "
-                     f"{c6['argmax_share']:.2f} of that gain: the teacher's relabelling of the images it gets wrong "
-                     f"carries {'most' if c6['argmax_share'] >= 0.5 else 'part'} of what distillation passes on.")
-    parts.append(f"Removing what the teacher says about the incorrect classes (C7: {verdict('C7')}; smallest share "
-                 f"of the gain removed {number('C7')}) or its per-image confidence (C8: {verdict('C8')}; "
-                 f"{number('C8')}) is judged against that gain.")
+        parts.append(
+            f"A student trained only on the AT teacher's hard predictions keeps "
+            f"{percent(c6['argmax_share'])} of that gain: the teacher's relabelling of the images it gets "
+            f"wrong carries {'most' if c6['argmax_share'] >= 0.5 else 'part'} of what distillation passes "
+            "on."
+        )
+    parts.append(
+        f"Removing what the teacher says about the incorrect classes (C7: {verdict('C7')}; smallest share "
+        f"of the gain removed {number('C7')}) or its per-image confidence (C8: {verdict('C8')}; "
+        f"{number('C8')}) is judged against that gain."
+    )
     return " ".join(parts)
+
+
+SUMMARY_PNG = "scorecard.png"
+SUMMARY_MD = "scorecard_summary.md"
+
+
+def count_sentence(summary_counts: dict) -> str:
+    """The scorecard's count in one sentence: "6 of 8 claims reproduced, 1 not reproduced, ..."."""
+    s = summary_counts
+    return (
+        f"{s['n_reproduced']} of {s['n_claims']} claims reproduced, {s['n_not_reproduced']} not reproduced, "
+        f"{s['n_inconclusive']} inconclusive, {s['n_not_testable']} not testable"
+    )
+
+
+def write_summary(records: list[dict], folder: Path, *, profile_name: str) -> tuple[Path, Path]:
+    """The landing page's copy of the answer: the scorecard figure as a PNG and the count as a Markdown paragraph,
+    written atomically into ``folder`` (the build copies both beside the landing page)."""
+    fig = scorecard_figure(records)
+    png = style.png(fig)
+    plt.close(fig)
+    text = (
+        f"**{count_sentence(summary(records))}** at the `{profile_name}` profile. "
+        "{doc}`The scorecard <../chapters/05_scorecard>` gives every claim's number, interval and chapter.\n"
+    )
+    atomic_write_bytes(png, folder / SUMMARY_PNG)
+    atomic_write_bytes(text.encode(), folder / SUMMARY_MD)
+    return folder / SUMMARY_PNG, folder / SUMMARY_MD

@@ -8,13 +8,19 @@ import pandas as pd
 
 from ..checks import fail
 from ..stats import Interval, accuracy_interval
+from .numbers import estimate
 
 PGD_EXCESS_FLAG = 0.05  # the protocol flags a model whose PGD accuracy exceeds the worst case by more than 5 points
 _SLACK = 1e-9  # accuracies are multiples of 1/n: an excess of exactly 5 points is not "more than" 5 points
 
 
-ATTACK_COLUMNS = {"clean_correct": "clean", "pgd_correct": "PGD-{steps} CE", "pgd_cw_correct": "PGD-{steps} CW",
-                  "autoattack_correct": "AutoAttack", "robust_correct": "robust (worst case)"}
+ATTACK_COLUMNS = {
+    "clean_correct": "clean (%)",
+    "pgd_correct": "PGD-{steps} CE (%)",
+    "pgd_cw_correct": "PGD-{steps} CW (%)",
+    "autoattack_correct": "AutoAttack (%)",
+    "robust_correct": "worst case (%)",
+}
 
 
 def accuracy_table(results: Mapping[str, Mapping], *, pgd_steps: int, intervals: bool = True) -> pd.DataFrame:
@@ -36,8 +42,7 @@ def accuracy_table(results: Mapping[str, Mapping], *, pgd_steps: int, intervals:
                 continue
             values = r[key][:k]
             if intervals:
-                e, lo, hi = accuracy_interval(values)
-                row[label] = f"{e:.1f} [{lo:.1f}, {hi:.1f}]"
+                row[label] = estimate(*_split(accuracy_interval(values)), digits=1)
             else:
                 row[label] = round(100 * sum(values) / k, 1)
         rows[name] = row
@@ -46,22 +51,35 @@ def accuracy_table(results: Mapping[str, Mapping], *, pgd_steps: int, intervals:
 
 def interval_table(rows: Mapping[str, Mapping[str, Interval]], *, digits: int = 2) -> pd.DataFrame:
     """A table with one row per entry of ``rows`` and cells "estimate [low, high]"."""
-    return pd.DataFrame({name: {stat: f"{e:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-                                for stat, (e, lo, hi) in cols.items()} for name, cols in rows.items()}).T
+    return pd.DataFrame(
+        {name: {stat: estimate(*_split(iv), digits=digits) for stat, iv in cols.items()} for name, cols in rows.items()}
+    ).T
+
+
+def _split(interval: Interval) -> tuple[float, tuple[float, float]]:
+    e, lo, hi = interval
+    return e, (lo, hi)
 
 
 def pgd_excess_note(results: Mapping[str, Mapping], *, loss: str = "CE") -> str:
     """A sentence flagging models whose PGD accuracy (``loss`` "CE" or "CW") exceeds their worst-case robust accuracy
     (which includes AutoAttack) by more than `PGD_EXCESS_FLAG` on the same images."""
     key = "pgd_acc_on_autoattack_subset" if loss == "CE" else "pgd_cw_acc_on_autoattack_subset"
-    flagged = [f"{name} ({100 * (r[key] - r['robust_acc']):.1f} points)"
-               for name, r in results.items()
-               if "robust_acc" in r and key in r and r[key] - r["robust_acc"] > PGD_EXCESS_FLAG + _SLACK]
+    flagged = [
+        f"{name} ({100 * (r[key] - r['robust_acc']):.1f} points)"
+        for name, r in results.items()
+        if "robust_acc" in r and key in r and r[key] - r["robust_acc"] > PGD_EXCESS_FLAG + _SLACK
+    ]
     if not flagged:
-        return ("No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than "
-                "5 points on the same images.")
-    return ("Flagged: PGD overstates the robustness of " + ", ".join(flagged) +
-            " compared with the worst case over all attacks on the same images; trust the worst case.")
+        return (
+            "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than "
+            "5 points on the same images."
+        )
+    return (
+        "Flagged: PGD overstates the robustness of "
+        + ", ".join(flagged)
+        + " compared with the worst case over all attacks on the same images; trust the worst case."
+    )
 
 
 def pgd_excess_notes(results: Mapping[str, Mapping]) -> str:
