@@ -66,8 +66,12 @@ class Timings:
 
     def ratios(self, a: str, b: str) -> dict[str, float]:
         """``a`` / ``b`` four ways: median and minimum wall time, median CPU time, and median of per-round ratios."""
-        return {"median_wall": self.ratio(a, b), "min_wall": self.ratio(a, b, stat="min"),
-                "median_cpu": self.ratio(a, b, "cpu"), "paired_rounds": self.paired_ratio(a, b)}
+        return {
+            "median_wall": self.ratio(a, b),
+            "min_wall": self.ratio(a, b, stat="min"),
+            "median_cpu": self.ratio(a, b, "cpu"),
+            "paired_rounds": self.paired_ratio(a, b),
+        }
 
     def paired_ratio(self, a: str, b: str) -> float:
         """Median over rounds of a's wall time over b's in the same round (neighbours share the machine's load)."""
@@ -136,13 +140,18 @@ def positive_int(text: str) -> int:
 
 def base_parser(description: str | None, *, name: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every benchmark takes: --profile, --device, --out, --threads."""
-    parser = argparse.ArgumentParser(description=(description or "").split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=(description or "").split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the book's run profile to measure")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
     parser.add_argument("--out", type=Path, default=OUT_DIR / f"{name}.json", help="where to write the JSON result")
-    parser.add_argument("--threads", type=positive_int, default=None,
-                        help="torch's intra-op threads (default: torch's own choice, one per core)")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="torch's intra-op threads (default: torch's own choice, one per core)",
+    )
     return parser
 
 
@@ -164,5 +173,5 @@ def write_result(result: dict[str, Any], out: Path, summary: list[str]) -> None:
 
 
 def verdict(value: float, target: float) -> str:
-    """"met" or "NOT met" for a ratio that must be at most ``target``."""
+    """ "met" or "NOT met" for a ratio that must be at most ``target``."""
     return "met" if value <= target else "NOT met"

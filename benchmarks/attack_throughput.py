@@ -45,8 +45,18 @@ from advlogits.data import input_shape, load_dataset
 from advlogits.models import build_model
 from advlogits.pipeline import measures
 from advlogits.train import train_adversarial, train_standard
-from benchmarks._common import (QUICK_HELP, base_parser, environment, interleaved_times, load_average,
-                                positive_int, set_threads, synchronizer, verdict, write_result)
+from benchmarks._common import (
+    QUICK_HELP,
+    base_parser,
+    environment,
+    interleaved_times,
+    load_average,
+    positive_int,
+    set_threads,
+    synchronizer,
+    verdict,
+    write_result,
+)
 
 NAME = "attack_throughput"
 TARGETS = {"ratio_vs_torchattacks": 0.9, "ratio_vs_bare": 1.05}  # performance targets: ours / theirs at most this
@@ -59,11 +69,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=QUICK_HELP)
     parser.add_argument("--repeats", type=positive_int, default=7, help="timed rounds (the median is reported)")
     parser.add_argument("--batch-size", type=positive_int, default=EVAL_BATCH, help="images attacked at once")
-    parser.add_argument("--train-steps", type=int, default=200,
-                        help="SGD steps of training before timing (0: random weights)")
-    parser.add_argument("--training", choices=("adversarial", "standard"), default="adversarial",
-                        help="how the model is trained before timing (adversarial: PGD-AT with the profile's "
-                             "settings, so that many images resist the attack)")
+    parser.add_argument(
+        "--train-steps", type=int, default=200, help="SGD steps of training before timing (0: random weights)"
+    )
+    parser.add_argument(
+        "--training",
+        choices=("adversarial", "standard"),
+        default="adversarial",
+        help="how the model is trained before timing (adversarial: PGD-AT with the profile's "
+        "settings, so that many images resist the attack)",
+    )
     args = parser.parse_args(argv)
     if args.quick:  # a few seconds: tiny batch, few steps, random weights
         args.repeats, args.batch_size, args.train_steps = 2, 32, 0
@@ -78,8 +93,9 @@ def briefly_trained_model(p: profiles.Profile, *, train_steps: int, training: st
     model = build_model(p.arch, in_channels=input_shape(p.dataset)[0]).to(p.device)
     if train_steps > 0:
         x, y = load_dataset(p.dataset, "train", n=train_steps * p.batch_size, seed=p.seed)
-        common = dict(epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed,
-                      progress=False)
+        common = dict(
+            epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed, progress=False
+        )
         if training == "adversarial":
             train_adversarial(model, x, y, eps=p.eps, alpha=p.alpha, steps=p.steps, **common)
         else:
@@ -109,12 +125,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     set_threads(args.threads)
     p = profiles.resolve(args.profile, device=args.device)
     steps = 2 if args.quick else p.eval_steps
-    settings = {"profile": p.name, "device": p.device, "arch": p.arch, "dataset": p.dataset, "eps": p.eps,
-                "alpha": p.eval_alpha, "steps": steps, "random_start": True, "batch_size": args.batch_size,
-                "repeats": args.repeats, "warmup_rounds": 1, "train_steps": args.train_steps,
-                "weights": "random initialisation" if args.train_steps == 0 else
-                           f"{args.training} training, {args.train_steps} SGD steps of {p.batch_size}",
-                "quick": args.quick}
+    settings = {
+        "profile": p.name,
+        "device": p.device,
+        "arch": p.arch,
+        "dataset": p.dataset,
+        "eps": p.eps,
+        "alpha": p.eval_alpha,
+        "steps": steps,
+        "random_start": True,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "warmup_rounds": 1,
+        "train_steps": args.train_steps,
+        "weights": "random initialisation"
+        if args.train_steps == 0
+        else f"{args.training} training, {args.train_steps} SGD steps of {p.batch_size}",
+        "quick": args.quick,
+    }
 
     model = briefly_trained_model(p, train_steps=args.train_steps, training=args.training)
     x, y = load_dataset(p.dataset, "test", n=args.batch_size, seed=p.seed)
@@ -133,13 +161,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Sanity, untimed: both attacks respect the eps-ball and hurt the model about equally.
     x_ours, x_plain, x_theirs = runs["ours"](), runs["ours_plain"](), runs["torchattacks"]()
-    sanity = {"clean_acc": accuracy_on(model, x, y),
-              "acc_after_ours": accuracy_on(model, x_ours, y),
-              "acc_after_ours_plain": accuracy_on(model, x_plain, y),
-              "acc_after_torchattacks": accuracy_on(model, x_theirs, y),
-              "max_perturbation_ours": (x_ours - x).abs().max().item(),
-              "max_perturbation_ours_plain": (x_plain - x).abs().max().item(),
-              "max_perturbation_torchattacks": (x_theirs - x).abs().max().item()}
+    sanity = {
+        "clean_acc": accuracy_on(model, x, y),
+        "acc_after_ours": accuracy_on(model, x_ours, y),
+        "acc_after_ours_plain": accuracy_on(model, x_plain, y),
+        "acc_after_torchattacks": accuracy_on(model, x_theirs, y),
+        "max_perturbation_ours": (x_ours - x).abs().max().item(),
+        "max_perturbation_ours_plain": (x_plain - x).abs().max().item(),
+        "max_perturbation_torchattacks": (x_theirs - x).abs().max().item(),
+    }
 
     versus = {"ratio_vs_torchattacks": "torchattacks", "ratio_vs_bare": "bare"}
     ratios = {key: timings.ratio("ours", other) for key, other in versus.items()}
@@ -167,9 +197,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{load_avg_start} -> {result['env']['load_avg']}:",
         f"  {'':13s} {'wall ms':>9s} {'CPU ms':>9s}",
         *(f"  {name:13s} {1000 * median[name]:9.1f} {1000 * cpu_median[name]:9.1f}" for name in runs),
-        *(f"  {k} = {v:.3f} (target <= {TARGETS[k]}: {verdict(v, TARGETS[k])}; fastest calls "
-          f"{result['ratios'][k]['min_wall']:.3f}, CPU time {result['ratios'][k]['median_cpu']:.3f}, "
-          f"paired rounds {result['ratios'][k]['paired_rounds']:.3f})" for k, v in ratios.items()),
+        *(
+            f"  {k} = {v:.3f} (target <= {TARGETS[k]}: {verdict(v, TARGETS[k])}; fastest calls "
+            f"{result['ratios'][k]['min_wall']:.3f}, CPU time {result['ratios'][k]['median_cpu']:.3f}, "
+            f"paired rounds {result['ratios'][k]['paired_rounds']:.3f})"
+            for k, v in ratios.items()
+        ),
         *(f"  {k} = {v:.3f}" for k, v in plain.items()),
         f"  accuracy: clean {sanity['clean_acc']:.3f}, after ours {sanity['acc_after_ours']:.3f} (plain "
         f"{sanity['acc_after_ours_plain']:.3f}), after torchattacks {sanity['acc_after_torchattacks']:.3f}",

@@ -19,6 +19,17 @@ checks), ``site_s`` the time after the last one (staging and the Jupyter Book bu
 time-stamped, goes to ``<out>.cold.log`` and ``<out>.warm.log``. The store's file count after each run shows
 whether the warm run really was warm (it should add no files).
 
+The compute floor: every cold run counts the model passes it makes (``$ADVLOGITS_COUNT_PASSES``, see
+`advlogits.passes`: images through each architecture with gradients, i.e. forward and backward, and without), and
+the benchmark times a bare loop of each in the same run (one thread, batches of 256, parameters frozen); the passes
+times those per-image costs, shared over the machine's cores, is the floor (``floor.floor_s``), and
+``floor.ratio_cold`` the cold build's multiple of it.
+
+With ``--plan-workers N`` both runs first compute the book's plan (``make site PLAN_WORKERS=N
+PLAN_EXECUTOR=...``: ``advlogits run`` with N one-thread workers, then the chapters, which find everything stored);
+its time is ``plan_s``. ``--versus-plain`` adds, before them, a plain cold build in a store of its own
+(``plain_cold_s``) and reports ``ratio_plan_vs_plain``, the cold build with the plan over the plain one.
+
 Run: ``python -m benchmarks.book --profile smoke`` (the default, ``cpu``, takes many minutes); writes
 ``_build/bench/book.json`` as ``{"cold_s": ..., "warm_s": ..., "chapters": {name: {"cold_s", "warm_s"}}, ...}``.
 """
@@ -30,6 +41,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -37,12 +49,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from advlogits import models, passes
 from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
 
 NAME = "book"
 TARGETS_S = {"cold_s": 600.0, "warm_s": 120.0}  # performance targets: at most 10 minutes cold, under 2 minutes warm
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
+_PLAN = re.compile(r"^==> computing the plan of PROFILE=")
 # Variables a parent make (e.g. `make bench`) exports; the timed make must start as if typed by a user.
 _PARENT_MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 
@@ -56,58 +72,159 @@ class BuildTime:
     chapters: dict[str, float]
     site_s: float
     store_files: int  # files in ADVLOGITS_HOME after the run
+    plan_s: float = 0.0  # `advlogits run` before the chapters (PLAN_WORKERS > 0), part of setup_s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__, name=NAME)  # --threads is passed to the build as OMP_NUM_THREADS
     parser.add_argument("--keep", action="store_true", help="keep the temporary store and build folders")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--plan-workers",
+        type=int,
+        default=0,
+        help="compute the plan with this many one-thread workers before the chapters (0: no plan)",
+    )
+    parser.add_argument(
+        "--plan-executor", choices=("local", "ray"), default="local", help="the plan's executor (default: local)"
+    )
+    parser.add_argument(
+        "--versus-plain",
+        action="store_true",
+        help="also time a plain cold build (no plan) in its own store, and report the ratio",
+    )
+    args = parser.parse_args(argv)
+    if args.plan_workers < 0:
+        parser.error(f"argument --plan-workers: must be an integer >= 0 (got {args.plan_workers})")
+    if args.versus_plain and not args.plan_workers:
+        parser.error("argument --versus-plain: needs --plan-workers N (N >= 1) to compare a plan against")
+    return args
 
 
 def count_files(folder: Path) -> int:
     return sum(1 for path in folder.rglob("*") if path.is_file())
 
 
-def timed_make(*, profile: str, device: str, home: Path, work: Path, log: Path,
-               threads: int | None) -> BuildTime:
+def timed_make(
+    *,
+    profile: str,
+    device: str,
+    home: Path,
+    work: Path,
+    log: Path,
+    threads: int | None,
+    plan_workers: int = 0,
+    plan_executor: str = "local",
+    count_passes: Path | None = None,
+) -> BuildTime:
     """Run ``make site`` into ``work`` with store ``home``; time it per chapter from its output lines."""
-    command = ["make", "--no-print-directory", "-C", str(REPO_ROOT), "site", f"PROFILE={profile}",
-               f"DEVICE={device}", f"EXEC_DIR={work / 'executed'}", f"SRC_DIR={work / 'src'}",
-               f"JB_OUT={work / 'jb'}"]
+    command = [
+        "make",
+        "--no-print-directory",
+        "-C",
+        str(REPO_ROOT),
+        "site",
+        f"PROFILE={profile}",
+        f"DEVICE={device}",
+        f"EXEC_DIR={work / 'executed'}",
+        f"SRC_DIR={work / 'src'}",
+        f"JB_OUT={work / 'jb'}",
+        f"PLAN_WORKERS={plan_workers}",
+        f"PLAN_EXECUTOR={plan_executor}",
+    ]
     env = {k: v for k, v in os.environ.items() if k not in _PARENT_MAKE_VARS}
     env["ADVLOGITS_HOME"] = str(home)
+    if count_passes is not None:
+        env[passes.ENV] = str(count_passes)
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
 
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
+    plan_start: float | None = None
     tail: deque[str] = deque(maxlen=40)
     log.parent.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    with log.open("w") as out, subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                text=True, bufsize=1) as proc:
+    with (
+        log.open("w") as out,
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as proc,
+    ):
         out.write(f"# {' '.join(command)}\n# ADVLOGITS_HOME={home}\n")
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter() - began
             out.write(f"{now:9.2f}  {line}")
             tail.append(line)
-            if match := _START.match(line):
+            if _PLAN.match(line):
+                plan_start = now
+                print(f"  {now:7.1f} s  computing the plan", file=sys.stderr, flush=True)
+            elif match := _START.match(line):
                 starts[match["name"]] = now
-                print(f"  {now:7.1f} s  executing {match['name']}", flush=True)
+                print(f"  {now:7.1f} s  executing {match['name']}", file=sys.stderr, flush=True)
             elif match := _END.match(line):
                 ends[match["name"]] = now
         returncode = proc.wait()
     total = time.perf_counter() - began
     if returncode != 0:
-        raise SystemExit(f"`{' '.join(command)}` failed with exit code {returncode}; its output is in {log}. "
-                         f"Last lines:\n{''.join(tail)}")
+        raise SystemExit(
+            f"`{' '.join(command)}` failed with exit code {returncode}; its output is in {log}. "
+            f"Last lines:\n{''.join(tail)}"
+        )
     if not starts or starts.keys() != ends.keys():
-        raise SystemExit(f"could not find every chapter's start and end in make's output ({sorted(starts)} started, "
-                         f"{sorted(ends)} finished); see {log}")
-    return BuildTime(total_s=total, setup_s=min(starts.values()),
-                     chapters={name: ends[name] - starts[name] for name in sorted(starts)},
-                     site_s=total - max(ends.values()), store_files=count_files(home))
+        raise SystemExit(
+            f"could not find every chapter's start and end in make's output ({sorted(starts)} started, "
+            f"{sorted(ends)} finished); see {log}"
+        )
+    first = min(starts.values())
+    return BuildTime(
+        total_s=total,
+        setup_s=first,
+        chapters={name: ends[name] - starts[name] for name in sorted(starts)},
+        site_s=total - max(ends.values()),
+        store_files=count_files(home),
+        plan_s=0.0 if plan_start is None else first - plan_start,
+    )
+
+
+def per_image_seconds(arch: str, *, batch: int = 256, repeats: int = 5) -> dict[str, float]:
+    """Seconds per image of a bare forward+backward (gradient w.r.t. the input, parameters frozen) and of a bare
+    forward pass of ``arch`` on Fashion-MNIST-sized inputs, one thread: the median of ``repeats`` timed batches."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = models.build_model(arch).eval().requires_grad_(False)
+        x = torch.rand(batch, 1, 28, 28)
+
+        def forward_backward() -> None:
+            xg = x.clone().requires_grad_(True)
+            model(xg).sum().backward()
+
+        def forward() -> None:
+            with torch.no_grad():
+                model(x)
+
+        out = {}
+        for kind, step in zip(passes.KINDS, (forward_backward, forward)):
+            step()  # warm-up
+            times = []
+            for _ in range(repeats):
+                began = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - began)
+            out[kind] = sorted(times)[len(times) // 2] / batch
+        return out
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compute_floor(counted: dict[str, dict[str, int]], *, cores: int) -> dict[str, Any] | None:
+    """The floor of a run from its counted passes: each pass at the bare per-image cost, over ``cores`` cores."""
+    if not counted:
+        return None
+    costs = {arch: per_image_seconds(arch) for arch in counted}
+    serial = sum(counted[arch][kind] * costs[arch][kind] for arch in counted for kind in passes.KINDS)
+    return {"passes": counted, "per_image_s": costs, "cores": cores, "serial_s": serial, "floor_s": serial / cores}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -116,16 +233,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix="advlogits-bench-book-"))
     home = scratch / "store"
     home.mkdir()
+    plain: BuildTime | None = None
     try:
+        if args.versus_plain:
+            print(
+                f"==> book benchmark, plain cold build (profile={args.profile}, device={args.device})",
+                file=sys.stderr,
+                flush=True,
+            )
+            (scratch / "plain-store").mkdir()
+            plain = timed_make(
+                profile=args.profile,
+                device=args.device,
+                home=scratch / "plain-store",
+                work=scratch / "plain",
+                log=args.out.with_suffix(".plain.log"),
+                threads=args.threads,
+                count_passes=scratch / "passes-plain",
+            )
+            shutil.rmtree(scratch / "plain-store", ignore_errors=True)
         runs: dict[str, BuildTime] = {}
         for run in ("cold", "warm"):
-            print(f"==> book benchmark, {run} store (profile={args.profile}, device={args.device}, store={home})",
-                  flush=True)
-            runs[run] = timed_make(profile=args.profile, device=args.device, home=home, work=scratch / run,
-                                   log=args.out.with_suffix(f".{run}.log"), threads=args.threads)
+            print(
+                f"==> book benchmark, {run} store (profile={args.profile}, device={args.device}, store={home}, "
+                f"plan workers={args.plan_workers})",
+                file=sys.stderr,
+                flush=True,
+            )
+            runs[run] = timed_make(
+                profile=args.profile,
+                device=args.device,
+                home=home,
+                work=scratch / run,
+                log=args.out.with_suffix(f".{run}.log"),
+                threads=args.threads,
+                plan_workers=args.plan_workers,
+                plan_executor=args.plan_executor,
+                count_passes=scratch / f"passes-{run}",
+            )
+        counted = passes.read(scratch / "passes-cold") if (scratch / "passes-cold").is_dir() else {}
+        floor = compute_floor(counted, cores=os.cpu_count() or 1)
     finally:
         if args.keep:
-            print(f"kept {scratch}")
+            print(f"kept {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -134,16 +284,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": NAME,
         "cold_s": cold.total_s,
         "warm_s": warm.total_s,
-        "chapters": {name: {"cold_s": cold.chapters[name], "warm_s": warm.chapters.get(name)}
-                     for name in cold.chapters},
-        "phases": {run: {"setup_s": t.setup_s, "chapters_s": sum(t.chapters.values()), "site_s": t.site_s}
-                   for run, t in runs.items()},
+        "chapters": {
+            name: {"cold_s": cold.chapters[name], "warm_s": warm.chapters.get(name)} for name in cold.chapters
+        },
+        "phases": {
+            run: {"setup_s": t.setup_s, "plan_s": t.plan_s, "chapters_s": sum(t.chapters.values()), "site_s": t.site_s}
+            for run, t in runs.items()
+        },
+        "plan": {"workers": args.plan_workers, "executor": args.plan_executor},
+        "plain_cold_s": None if plain is None else plain.total_s,
+        "floor": None
+        if floor is None
+        else {
+            **floor,
+            "ratio_cold": cold.total_s / floor["floor_s"],
+            "ratio_plain": None if plain is None else plain.total_s / floor["floor_s"],
+        },
+        "ratio_plan_vs_plain": None if plain is None else cold.total_s / plain.total_s,
         "store_files_after_cold": cold.store_files,
         "store_files_added_by_warm": warm.store_files - cold.store_files,
-        "targets": {k: {"at_most": TARGETS_S[k], "met": result_s <= TARGETS_S[k]}
-                    for k, result_s in (("cold_s", cold.total_s), ("warm_s", warm.total_s))},
-        "settings": {"profile": args.profile, "device": args.device, "command": "make site (make book minus the copy)",
-                     "omp_num_threads": os.environ.get("OMP_NUM_THREADS") if args.threads is None else args.threads},
+        "targets": {
+            k: {"at_most": TARGETS_S[k], "met": result_s <= TARGETS_S[k]}
+            for k, result_s in (("cold_s", cold.total_s), ("warm_s", warm.total_s))
+        },
+        "settings": {
+            "profile": args.profile,
+            "device": args.device,
+            "command": "make site (make book minus the copy)",
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS") if args.threads is None else args.threads,
+        },
         "env": environment(load_avg_start=load_avg_start),
     }
     width = max(len(name) for name in cold.chapters)
@@ -155,11 +324,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  {'(set-up)':{width}s}  {cold.setup_s:8.1f}  {warm.setup_s:8.1f}",
         f"  {'(site build)':{width}s}  {cold.site_s:8.1f}  {warm.site_s:8.1f}",
         f"  {'total':{width}s}  {cold.total_s:8.1f}  {warm.total_s:8.1f}",
-        *(f"  {k}: {verdict(result[k], v['at_most'])} (target <= {v['at_most']:.0f} s)"
-          for k, v in result["targets"].items()),
+        *(
+            f"  {k}: {verdict(result[k], v['at_most'])} (target <= {v['at_most']:.0f} s)"
+            for k, v in result["targets"].items()
+        ),
         f"  the warm run added {result['store_files_added_by_warm']} files to the store "
         f"(the cold one left {cold.store_files})",
     ]
+    if args.plan_workers:
+        summary.append(
+            f"  the plan ({args.plan_workers} {args.plan_executor} workers) took {cold.plan_s:.1f} s of the cold run"
+        )
+    if floor is not None:
+        summary.append(
+            f"  compute floor {floor['floor_s']:.1f} s ({floor['cores']} cores): cold build "
+            f"{result['floor']['ratio_cold']:.2f}x the floor"
+        )
+    if plain is not None:
+        summary.append(
+            f"  plain cold build {plain.total_s:.1f} s; with the plan {cold.total_s:.1f} s: ratio "
+            f"{result['ratio_plan_vs_plain']:.2f}"
+        )
     write_result(result, args.out, summary)
     return result
 

@@ -34,8 +34,9 @@ eval-mode graph; on this project's 2-core CPU they took 45 and 30 s); each eager
 warm-up and 60 timed batches of 128 for a standard epoch, 10 and 20 for PGD-AT, 500 images for PGD-20 and for
 AutoAttack, two trainings of 320 steps for the bf16 agreement). The compiled measurements run last and are skipped,
 with a note, when the run has used too much of ``--budget-s`` (default 240 s): the first needs 120 s left, the
-second 1.5 times the first one's compile time. A failing torch.compile (no Triton, no C compiler, ...) or AutoAttack (the package missing) is
-recorded in ``not_measured``, not raised, and the estimate then uses what was measured (see `paper_estimate`).
+second 1.5 times the first one's compile time. A failing torch.compile (no Triton, no C compiler, ...) or
+AutoAttack (the package missing) is recorded in ``not_measured``, not raised, and the estimate then uses what was
+measured (see `paper_estimate`).
 Progress lines go to stderr, the JSON result and the summary to stdout.
 
 Without a CUDA device (or with ``--quick``) the same steps run at a tiny size (batches of 8 images, 2 timed
@@ -50,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import pickle
@@ -70,14 +72,29 @@ from torch import Tensor, nn
 from advlogits import profiles
 from advlogits.accel import resolve_device
 from advlogits.attacks import AA_SQUARE_QUERIES, autoattack_correct, predict_logits, robust_correct
-from advlogits.data import (ENV_VAR, ROOT_ENV_VAR, SYSTEM_FASHION_MNIST, DatasetError, class_names, data_home,
-                            dataset_info, load_dataset)
+from advlogits.data import (
+    ENV_VAR,
+    ROOT_ENV_VAR,
+    SYSTEM_FASHION_MNIST,
+    DatasetError,
+    class_names,
+    data_home,
+    dataset_info,
+    load_dataset,
+)
 from advlogits.models import build_for
 from advlogits.pipeline.plan import Unit, book_plan
 from advlogits.pipeline.stored import MASKING_IMAGES, MASKING_RADII, MASKING_SQUARE_QUERIES
 from advlogits.train import train_adversarial, train_standard
-from benchmarks._common import (QUICK_HELP, base_parser, environment, load_average, set_threads, synchronizer,
-                                write_result)
+from benchmarks._common import (
+    QUICK_HELP,
+    base_parser,
+    environment,
+    load_average,
+    set_threads,
+    synchronizer,
+    write_result,
+)
 
 NAME = "gpu"
 ARCH, DATASET = "preact-resnet18", "cifar10"  # the paper profile's model and data set
@@ -108,25 +125,54 @@ class Sizes:
 
 def full_sizes(p: profiles.Profile) -> Sizes:
     """The GPU run: the profile's batch size and PGD steps; about 320 SGD steps per agreement model."""
-    return Sizes(batch_size=p.batch_size, warmup_batches=10, train_batches=60, adv_batches=20, train_steps=p.steps,
-                 eval_steps=p.eval_steps, attack_images=500, autoattack_images=500, inference_images=10_240,
-                 agreement_images=80 * p.batch_size, agreement_epochs=4, test_images=2000)
+    return Sizes(
+        batch_size=p.batch_size,
+        warmup_batches=10,
+        train_batches=60,
+        adv_batches=20,
+        train_steps=p.steps,
+        eval_steps=p.eval_steps,
+        attack_images=500,
+        autoattack_images=500,
+        inference_images=10_240,
+        agreement_images=80 * p.batch_size,
+        agreement_epochs=4,
+        test_images=2000,
+    )
 
 
-TINY = Sizes(batch_size=8, warmup_batches=1, train_batches=2, adv_batches=2, train_steps=2, eval_steps=2,
-             attack_images=8, autoattack_images=2, inference_images=64, agreement_images=32, agreement_epochs=2,
-             test_images=16)
+TINY = Sizes(
+    batch_size=8,
+    warmup_batches=1,
+    train_batches=2,
+    adv_batches=2,
+    train_steps=2,
+    eval_steps=2,
+    attack_images=8,
+    autoattack_images=2,
+    inference_images=64,
+    agreement_images=32,
+    agreement_epochs=2,
+    test_images=16,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__, name=NAME)
     parser.set_defaults(profile="paper")
-    parser.add_argument("--quick", action="store_true",
-                        help=QUICK_HELP + "; implied without a CUDA device")
-    parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
-                        help="measure bf16 + torch.compile: auto = only on a CUDA device")
-    parser.add_argument("--budget-s", type=float, default=240.0,
-                        help="seconds the run may take: the compiled measurements are skipped when too little is left")
+    parser.add_argument("--quick", action="store_true", help=QUICK_HELP + "; implied without a CUDA device")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="measure bf16 + torch.compile: auto = only on a CUDA device",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=240.0,
+        help="seconds the run may take: the compiled measurements are skipped when too little is left",
+    )
     args = parser.parse_args(argv)
     if args.profile != "paper":
         parser.error(f"the GPU check measures and estimates the paper profile only (got --profile {args.profile})")
@@ -182,8 +228,13 @@ def timed(device: torch.device, run: Callable[[], Any]) -> tuple[float, Any]:
 
 def record(images: int, seconds: float, device: torch.device, **extra: Any) -> dict[str, Any]:
     """One measurement's entry: images per second, peak memory, seconds and how it was made."""
-    return {"images_per_s": images / seconds, "peak_memory_mb": peak_mb(device), "seconds": seconds,
-            "images": images, **extra}
+    return {
+        "images_per_s": images / seconds,
+        "peak_memory_mb": peak_mb(device),
+        "seconds": seconds,
+        "images": images,
+        **extra,
+    }
 
 
 # ---- data ----------------------------------------------------------------------------------------------------
@@ -205,17 +256,25 @@ def write_synthetic_cifar(root: Path, *, n_train: int, n_test: int, seed: int) -
         labels = rng.integers(0, 10, size=n)
         noise = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8).astype(np.float32)
         data = np.rint(SIGNAL * prototypes[labels] + (1 - SIGNAL) * noise).astype(np.uint8)
-        return {b"batch_label": label.encode(), b"labels": [int(v) for v in labels], b"data": data,
-                b"filenames": [f"synthetic_{offset + i:06d}.png".encode() for i in range(n)]}
+        return {
+            b"batch_label": label.encode(),
+            b"labels": [int(v) for v in labels],
+            b"data": data,
+            b"filenames": [f"synthetic_{offset + i:06d}.png".encode() for i in range(n)],
+        }
 
     parts = np.array_split(np.arange(n_train), min(5, n_train))
     for i, part in enumerate(parts, start=1):
         content = batch(len(part), f"synthetic training batch {i} of {len(parts)}", int(part[0]))
         (folder / f"data_batch_{i}").write_bytes(pickle.dumps(content, protocol=2))
-    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test, "synthetic testing batch 1 of 1", n_train),
-                                                     protocol=2))
-    meta = {b"num_cases_per_batch": len(parts[0]), b"label_names": [c.encode() for c in class_names(DATASET)],
-            b"num_vis": 3072}
+    (folder / "test_batch").write_bytes(
+        pickle.dumps(batch(n_test, "synthetic testing batch 1 of 1", n_train), protocol=2)
+    )
+    meta = {
+        b"num_cases_per_batch": len(parts[0]),
+        b"label_names": [c.encode() for c in class_names(DATASET)],
+        b"num_vis": 3072,
+    }
     (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
     return folder
 
@@ -226,8 +285,12 @@ def find_fashion_mnist(n_train: int, n_test: int, seed: int) -> tuple[Any, Any, 
     Looks in ``$ADVLOGITS_DATA_ROOT``, ``$ADVLOGITS_DATA``, Debian's folder and the data home, each as an explicit
     ``root`` (so nothing is downloaded).
     """
-    candidates = [os.environ.get(ROOT_ENV_VAR, "").strip(), os.environ.get(ENV_VAR, "").strip(),
-                  str(SYSTEM_FASHION_MNIST), str(data_home())]
+    candidates = [
+        os.environ.get(ROOT_ENV_VAR, "").strip(),
+        os.environ.get(ENV_VAR, "").strip(),
+        str(SYSTEM_FASHION_MNIST),
+        str(data_home()),
+    ]
     for folder in dict.fromkeys(c for c in candidates if c):
         if not Path(folder).expanduser().is_dir():
             continue
@@ -248,12 +311,32 @@ def fresh(arch: str, dataset: str, *, seed: int, device: torch.device) -> nn.Mod
     return build_for(arch, dataset).to(device)
 
 
-def training_rate(p: profiles.Profile, sizes: Sizes, *, method: str, precision: str, compile: bool, x: Tensor,
-                  y: Tensor, device: torch.device, arch: str = ARCH, dataset: str = DATASET) -> dict[str, Any]:
+def training_rate(
+    p: profiles.Profile,
+    sizes: Sizes,
+    *,
+    method: str,
+    precision: str,
+    compile: bool,
+    x: Tensor,
+    y: Tensor,
+    device: torch.device,
+    arch: str = ARCH,
+    dataset: str = DATASET,
+) -> dict[str, Any]:
     """Images per second of ``train_standard`` / ``train_adversarial``: a warm-up call, then a timed one."""
     model = fresh(arch, dataset, seed=p.seed, device=device)
-    common = dict(epochs=1, batch_size=sizes.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed,
-                  progress=False, precision=precision, compile=compile, augment=p.augment)
+    common = dict(
+        epochs=1,
+        batch_size=sizes.batch_size,
+        lr=p.lr,
+        weight_decay=p.weight_decay,
+        seed=p.seed,
+        progress=False,
+        precision=precision,
+        compile=compile,
+        augment=p.augment,
+    )
 
     def call(batches: int) -> None:
         n = batches * sizes.batch_size
@@ -267,9 +350,17 @@ def training_rate(p: profiles.Profile, sizes: Sizes, *, method: str, precision: 
     graphs = compiled_graphs()
     batches = sizes.train_batches if method == "standard" else sizes.adv_batches
     seconds, _ = timed(device, lambda: call(batches))
-    extra: dict[str, Any] = {"batches": batches, "batch_size": sizes.batch_size, "warmup_batches": sizes.warmup_batches,
-                             "warmup_s": warmup_s, "precision": precision, "compile": compile, "augment": p.augment,
-                             "arch": arch, "dataset": dataset}
+    extra: dict[str, Any] = {
+        "batches": batches,
+        "batch_size": sizes.batch_size,
+        "warmup_batches": sizes.warmup_batches,
+        "warmup_s": warmup_s,
+        "precision": precision,
+        "compile": compile,
+        "augment": p.augment,
+        "arch": arch,
+        "dataset": dataset,
+    }
     if method == "adversarial":
         extra["pgd_steps"] = sizes.train_steps
     if compile and graphs is not None:
@@ -285,15 +376,19 @@ def inference_rate(model: nn.Module, x: Tensor, device: torch.device) -> dict[st
     return record(len(x), seconds, device, precision="fp32")
 
 
-def pgd_rate(p: profiles.Profile, sizes: Sizes, model: nn.Module, x: Tensor, y: Tensor,
-             device: torch.device) -> dict[str, Any]:
+def pgd_rate(
+    p: profiles.Profile, sizes: Sizes, model: nn.Module, x: Tensor, y: Tensor, device: torch.device
+) -> dict[str, Any]:
     """Images per second of the evaluation's L-inf PGD (fp32, one batch, every image takes every step)."""
-    attack = dict(attack="pgd", batch_size=len(x), eps=p.eps, alpha=p.eval_alpha, random_start=True,
-                  early_stop=False)
+    attack = dict(attack="pgd", batch_size=len(x), eps=p.eps, alpha=p.eval_alpha, random_start=True, early_stop=False)
     reset_peak(device)
     robust_correct(model, x, y, steps=1, generator=torch.Generator().manual_seed(p.seed), **attack)  # warm-up
-    seconds, _ = timed(device, lambda: robust_correct(model, x, y, steps=sizes.eval_steps,
-                                                      generator=torch.Generator().manual_seed(p.seed), **attack))
+    seconds, _ = timed(
+        device,
+        lambda: robust_correct(
+            model, x, y, steps=sizes.eval_steps, generator=torch.Generator().manual_seed(p.seed), **attack
+        ),
+    )
     return record(len(x), seconds, device, steps=sizes.eval_steps, restarts=1, precision="fp32", early_stop=False)
 
 
@@ -301,15 +396,27 @@ def autoattack_rate(p: profiles.Profile, model: nn.Module, x: Tensor, device: to
     """Images per second of AutoAttack's fast version on one batch labelled with the model's predictions."""
     y = predict_logits(model, x).argmax(1)  # every image is "clean-correct": every image is attacked
     reset_peak(device)
-    seconds, correct = timed(device, lambda: autoattack_correct(model, x, y, eps=p.eps, version="fast",
-                                                                batch_size=len(x), seed=p.seed))
-    return record(len(x), seconds, device, version="fast", precision="fp32",
-                  robust_fraction=correct.float().mean().item())
+    seconds, correct = timed(
+        device, lambda: autoattack_correct(model, x, y, eps=p.eps, version="fast", batch_size=len(x), seed=p.seed)
+    )
+    return record(
+        len(x), seconds, device, version="fast", precision="fp32", robust_fraction=correct.float().mean().item()
+    )
 
 
-def bf16_agreement(p: profiles.Profile, sizes: Sizes, *, arch: str, dataset: str, x: Tensor, y: Tensor,
-                   x_test: Tensor, y_test: Tensor, device: torch.device,
-                   say: Callable[[str], None]) -> tuple[dict[str, Any], nn.Module]:
+def bf16_agreement(
+    p: profiles.Profile,
+    sizes: Sizes,
+    *,
+    arch: str,
+    dataset: str,
+    x: Tensor,
+    y: Tensor,
+    x_test: Tensor,
+    y_test: Tensor,
+    device: torch.device,
+    say: Callable[[str], None],
+) -> tuple[dict[str, Any], nn.Module]:
     """Train ``arch`` from the same seed in fp32 and in bf16 (standard training, no augmentation, the profile's
     optimiser settings) and compare the two on held-out images, both evaluated in fp32. Returns the comparison
     and the fp32-trained model."""
@@ -318,22 +425,42 @@ def bf16_agreement(p: profiles.Profile, sizes: Sizes, *, arch: str, dataset: str
     model_fp32: nn.Module | None = None
     for precision in ("fp32", "bf16"):
         model = fresh(arch, dataset, seed=p.seed, device=device)
-        seconds[precision], _ = timed(device, lambda: train_standard(
-            model, x, y, epochs=sizes.agreement_epochs, batch_size=sizes.batch_size, lr=p.lr,
-            weight_decay=p.weight_decay, seed=p.seed, progress=False, precision=precision))
+        seconds[precision], _ = timed(
+            device,
+            functools.partial(
+                train_standard,
+                model,
+                x,
+                y,
+                epochs=sizes.agreement_epochs,
+                batch_size=sizes.batch_size,
+                lr=p.lr,
+                weight_decay=p.weight_decay,
+                seed=p.seed,
+                progress=False,
+                precision=precision,
+            ),
+        )
         logits[precision] = predict_logits(model, x_test)
         say(f"  {arch} trained in {precision}: {seconds[precision]:.1f} s")
         if precision == "fp32":
             model_fp32 = model
     a, b = logits["fp32"], logits["bf16"]
     result = {
-        "arch": arch, "dataset": dataset, "train_images": len(x), "test_images": len(x_test),
-        "steps": sizes.agreement_epochs * math.ceil(len(x) / sizes.batch_size), "batch_size": sizes.batch_size,
-        "lr": p.lr, "top1_agreement": (a.argmax(1) == b.argmax(1)).float().mean().item(),
-        "mean_abs_logit_diff": (a - b).abs().mean().item(), "mean_abs_logit_fp32": a.abs().mean().item(),
+        "arch": arch,
+        "dataset": dataset,
+        "train_images": len(x),
+        "test_images": len(x_test),
+        "steps": sizes.agreement_epochs * math.ceil(len(x) / sizes.batch_size),
+        "batch_size": sizes.batch_size,
+        "lr": p.lr,
+        "top1_agreement": (a.argmax(1) == b.argmax(1)).float().mean().item(),
+        "mean_abs_logit_diff": (a - b).abs().mean().item(),
+        "mean_abs_logit_fp32": a.abs().mean().item(),
         "max_abs_logit_diff": (a - b).abs().max().item(),
         "accuracy_fp32": (a.argmax(1) == y_test).float().mean().item(),
-        "accuracy_bf16": (b.argmax(1) == y_test).float().mean().item(), "train_seconds": seconds,
+        "accuracy_bf16": (b.argmax(1) == y_test).float().mean().item(),
+        "train_seconds": seconds,
     }
     assert model_fp32 is not None
     return result, model_fp32
@@ -385,8 +512,9 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
       image; margin-drops: one gradient and a PGD per image; masking: PGD at each radius with both losses, Square
       (1,000 queries) and a transfer PGD on its 100 images.
     """
-    rates = {name: m["images_per_s"] for name, m in measurements.items()
-             if name.startswith(("standard_", "adversarial_"))}
+    rates = {
+        name: m["images_per_s"] for name, m in measurements.items() if name.startswith(("standard_", "adversarial_"))
+    }
     f = measurements["inference_fp32"]["images_per_s"]
     pgd_m = measurements["pgd_fp32"]
     s = 1 / pgd_m["images_per_s"] / pgd_m["steps"]
@@ -461,14 +589,21 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
         entry["hours"] += high / 3600
         entry["hours_low"] += low / 3600
     return {
-        "profile": p.name, "units": len(units),
+        "profile": p.name,
+        "units": len(units),
         "hours": sum(k["hours"] for k in per_kind.values()),
         "hours_low": sum(k["hours_low"] for k in per_kind.values()),
         "per_kind": dict(per_kind),
-        "rates": {"training_images_per_s": rates, "inference_images_per_s": f, "pgd_step_s_per_image": s,
-                  "apgd_run_s_per_image": a, "measured_adversarial_steps": measured_steps,
-                  "autoattack_version": p.autoattack_version},
-        "notes": sorted(notes) + [
+        "rates": {
+            "training_images_per_s": rates,
+            "inference_images_per_s": f,
+            "pgd_step_s_per_image": s,
+            "apgd_run_s_per_image": a,
+            "measured_adversarial_steps": measured_steps,
+            "autoattack_version": p.autoattack_version,
+        },
+        "notes": sorted(notes)
+        + [
             "hours: AutoAttack's worst case (every image survives every sub-attack); hours_low: every image broken "
             "by APGD-CE. PGD always takes every step (the book's early stopping only saves time). One GPU, "
             "units run one after the other; start-up, data loading and the store's writes are not counted.",
@@ -482,9 +617,14 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
 def describe_device(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return {"type": "cuda", "name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
-                "capability": f"{props.major}.{props.minor}", "multiprocessors": props.multi_processor_count,
-                "count": torch.cuda.device_count()}
+        return {
+            "type": "cuda",
+            "name": props.name,
+            "memory_gb": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count,
+            "count": torch.cuda.device_count(),
+        }
     return {"type": device.type, "name": platform.processor() or platform.machine(), "cores": os.cpu_count()}
 
 
@@ -495,9 +635,14 @@ def gpu_environment() -> dict[str, Any]:
         import triton as triton_module
 
         triton = triton_module.__version__
-    return {"cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
-            else None, "triton": triton, "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            "tf32_cudnn": torch.backends.cudnn.allow_tf32, "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    return {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "triton": triton,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -510,8 +655,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = profiles.resolve("paper", device=str(device))
     sizes = TINY if tiny else full_sizes(p)
     try_compile = args.compile == "yes" or (args.compile == "auto" and device.type == "cuda")
-    clock.say(f"device {device} ({describe_device(device)['name']}), "
-              f"{'tiny sizes (' + ('--quick' if args.quick else 'no CUDA device') + ')' if tiny else 'full sizes'}")
+    clock.say(
+        f"device {device} ({describe_device(device)['name']}), "
+        f"{'tiny sizes (' + ('--quick' if args.quick else 'no CUDA device') + ')' if tiny else 'full sizes'}"
+    )
 
     measurements: dict[str, dict[str, Any]] = {}
     not_measured: dict[str, str] = {}
@@ -520,12 +667,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     def note(name: str, entry: dict[str, Any]) -> None:
         measurements[name] = entry
         memory = "" if entry["peak_memory_mb"] is None else f", peak {entry['peak_memory_mb']:.0f} MiB"
-        clock.say(f"  {name}: {entry['images_per_s']:,.1f} images/s ({entry['images']} images in "
-                  f"{entry['seconds']:.2f} s{memory})")
+        clock.say(
+            f"  {name}: {entry['images_per_s']:,.1f} images/s ({entry['images']} images in "
+            f"{entry['seconds']:.2f} s{memory})"
+        )
 
     with tempfile.TemporaryDirectory(prefix="advlogits-gpu-check-") as tmp:
-        n_train = max(sizes.inference_images, sizes.agreement_images,
-                      (sizes.warmup_batches + sizes.train_batches) * sizes.batch_size)
+        n_train = max(
+            sizes.inference_images,
+            sizes.agreement_images,
+            (sizes.warmup_batches + sizes.train_batches) * sizes.batch_size,
+        )
         clock.say(f"writing {n_train} + {sizes.test_images} synthetic CIFAR-10 images to {tmp}")
         write_synthetic_cifar(Path(tmp), n_train=n_train, n_test=sizes.test_images, seed=p.seed)
         x, y = load_dataset(DATASET, "train", root=tmp)
@@ -533,36 +685,53 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     clock.say("inference (fp32)")
     model = fresh(ARCH, DATASET, seed=p.seed, device=device)
-    note("inference_fp32", inference_rate(model, x[:sizes.inference_images], device))
+    note("inference_fp32", inference_rate(model, x[: sizes.inference_images], device))
     del model
 
     for method in ("standard", "adversarial"):
         for precision in ("fp32", "bf16"):
             name = training_key(method, precision, False)
             clock.say(f"{name}: {method} training, {precision}")
-            note(name, training_rate(p, sizes, method=method, precision=precision, compile=False, x=x, y=y,
-                                     device=device))
+            note(
+                name,
+                training_rate(p, sizes, method=method, precision=precision, compile=False, x=x, y=y, device=device),
+            )
 
     clock.say(f"bf16 agreement: {ARCH} trained twice on synthetic {DATASET}")
     agreement["synthetic-cifar10"], trained = bf16_agreement(
-        p, sizes, arch=ARCH, dataset=DATASET, x=x[:sizes.agreement_images], y=y[:sizes.agreement_images],
-        x_test=x_test, y_test=y_test, device=device, say=clock.say)
+        p,
+        sizes,
+        arch=ARCH,
+        dataset=DATASET,
+        x=x[: sizes.agreement_images],
+        y=y[: sizes.agreement_images],
+        x_test=x_test,
+        y_test=y_test,
+        device=device,
+        say=clock.say,
+    )
 
     clock.say(f"PGD-{sizes.eval_steps} on {sizes.attack_images} images (fp32)")
-    note("pgd_fp32", pgd_rate(p, sizes, trained, x_test[:sizes.attack_images], y_test[:sizes.attack_images], device))
+    note("pgd_fp32", pgd_rate(p, sizes, trained, x_test[: sizes.attack_images], y_test[: sizes.attack_images], device))
     clock.say(f"AutoAttack (fast) on {sizes.autoattack_images} images (fp32)")
     with guarded("autoattack_fast_fp32", not_measured, clock.say):
-        note("autoattack_fast_fp32", autoattack_rate(p, trained, x_test[:sizes.autoattack_images], device))
+        note("autoattack_fast_fp32", autoattack_rate(p, trained, x_test[: sizes.autoattack_images], device))
     del trained
 
     fashion_profile = profiles.resolve(FASHION_PROFILE, device=str(device))
-    fashion_sizes = dataclasses.replace(sizes, batch_size=fashion_profile.batch_size if not tiny else sizes.batch_size,
-                                        train_steps=fashion_profile.steps if not tiny else sizes.train_steps)
-    fashion_train = max((fashion_sizes.warmup_batches + fashion_sizes.train_batches) * fashion_sizes.batch_size,
-                        fashion_sizes.agreement_images)
+    fashion_sizes = dataclasses.replace(
+        sizes,
+        batch_size=fashion_profile.batch_size if not tiny else sizes.batch_size,
+        train_steps=fashion_profile.steps if not tiny else sizes.train_steps,
+    )
+    fashion_train = max(
+        (fashion_sizes.warmup_batches + fashion_sizes.train_batches) * fashion_sizes.batch_size,
+        fashion_sizes.agreement_images,
+    )
     fashion = find_fashion_mnist(fashion_train, sizes.test_images, fashion_profile.seed)
-    data: dict[str, Any] = {"cifar10": {"kind": "synthetic", "signal": SIGNAL, "train_images": len(x),
-                                        "test_images": len(x_test)}}
+    data: dict[str, Any] = {
+        "cifar10": {"kind": "synthetic", "signal": SIGNAL, "train_images": len(x), "test_images": len(x_test)}
+    }
     if fashion is None:
         data["fashion-mnist"] = None
         for method in ("standard", "adversarial"):
@@ -575,18 +744,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for method in ("standard", "adversarial"):
             name = f"fashion_{method}_fp32"
             clock.say(f"{name}: {method} training of {fa} on real Fashion-MNIST, fp32")
-            note(name, training_rate(fashion_profile, fashion_sizes, method=method, precision="fp32", compile=False,
-                                     x=fx, y=fy, device=device, arch=fa, dataset="fashion-mnist"))
+            note(
+                name,
+                training_rate(
+                    fashion_profile,
+                    fashion_sizes,
+                    method=method,
+                    precision="fp32",
+                    compile=False,
+                    x=fx,
+                    y=fy,
+                    device=device,
+                    arch=fa,
+                    dataset="fashion-mnist",
+                ),
+            )
         clock.say(f"bf16 agreement: {fa} trained twice on real Fashion-MNIST")
         agreement["fashion-mnist"], _ = bf16_agreement(
-            fashion_profile, fashion_sizes, arch=fa, dataset="fashion-mnist", x=fx[:fashion_sizes.agreement_images],
-            y=fy[:fashion_sizes.agreement_images], x_test=fx_test, y_test=fy_test, device=device, say=clock.say)
+            fashion_profile,
+            fashion_sizes,
+            arch=fa,
+            dataset="fashion-mnist",
+            x=fx[: fashion_sizes.agreement_images],
+            y=fy[: fashion_sizes.agreement_images],
+            x_test=fx_test,
+            y_test=fy_test,
+            device=device,
+            say=clock.say,
+        )
 
     compile_names = [training_key(m, "bf16", True) for m in ("standard", "adversarial")]
     if not try_compile:
-        why = ("--compile no" if args.compile == "no" else
-               "torch.compile is tried only on a CUDA device by default (on a CPU it compiles for minutes); "
-               "--compile yes tries it")
+        why = (
+            "--compile no"
+            if args.compile == "no"
+            else "torch.compile is tried only on a CUDA device by default (on a CPU it compiles for minutes); "
+            "--compile yes tries it"
+        )
         for name in compile_names:
             not_measured[name] = f"skipped: {why}"
         clock.say(f"torch.compile skipped: {why}")
@@ -596,14 +790,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             left = args.budget_s - clock.elapsed()
             needed = COMPILE_RESERVE_S if compile_warmup is None else 1.5 * compile_warmup
             if left < needed:
-                not_measured[name] = (f"skipped: {clock.elapsed():.0f} s of the {args.budget_s:.0f} s budget used, "
-                                      f"{needed:.0f} s needed to compile")
+                not_measured[name] = (
+                    f"skipped: {clock.elapsed():.0f} s of the {args.budget_s:.0f} s budget used, "
+                    f"{needed:.0f} s needed to compile"
+                )
                 clock.say(f"{name} {not_measured[name]}")
                 continue
             clock.say(f"{name}: {method} training, bf16 + torch.compile (compiles first: a minute or more)")
             with guarded(name, not_measured, clock.say):
-                entry = training_rate(p, sizes, method=method, precision="bf16", compile=True, x=x, y=y,
-                                      device=device)
+                entry = training_rate(p, sizes, method=method, precision="bf16", compile=True, x=x, y=y, device=device)
                 compile_warmup = entry["warmup_s"]
                 note(name, entry)
 
@@ -618,10 +813,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bf16_agreement": agreement,
         "paper_estimate": estimate,
         "data": data,
-        "settings": {"profile": p.name, "tiny": tiny, "quick": args.quick, "compile": args.compile,
-                     "budget_s": args.budget_s, "sizes": dataclasses.asdict(sizes), "eps": p.eps, "alpha": p.alpha,
-                     "eval_alpha": p.eval_alpha, "lr": p.lr, "weight_decay": p.weight_decay, "augment": p.augment,
-                     "fashion_sizes": dataclasses.asdict(fashion_sizes) if fashion is not None else None},
+        "settings": {
+            "profile": p.name,
+            "tiny": tiny,
+            "quick": args.quick,
+            "compile": args.compile,
+            "budget_s": args.budget_s,
+            "sizes": dataclasses.asdict(sizes),
+            "eps": p.eps,
+            "alpha": p.alpha,
+            "eval_alpha": p.eval_alpha,
+            "lr": p.lr,
+            "weight_decay": p.weight_decay,
+            "augment": p.augment,
+            "fashion_sizes": dataclasses.asdict(fashion_sizes) if fashion is not None else None,
+        },
         "total_s": total_s,
         "env": {**environment(load_avg_start=load_avg_start), **gpu_environment()},
     }
@@ -632,25 +838,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def summary(result: dict[str, Any]) -> list[str]:
     d, m = result["device"], result["measurements"]
     tiny = " at tiny sizes: the numbers mean nothing" if result["settings"]["tiny"] else ""
-    lines = [f"GPU check on {d['type']} ({d['name']}){tiny}, {result['total_s']:.0f} s:",
-             f"  {'':28s} {'images/s':>12s} {'peak MiB':>9s} {'seconds':>8s}"]
+    lines = [
+        f"GPU check on {d['type']} ({d['name']}){tiny}, {result['total_s']:.0f} s:",
+        f"  {'':28s} {'images/s':>12s} {'peak MiB':>9s} {'seconds':>8s}",
+    ]
     for name, e in m.items():
         memory = "-" if e["peak_memory_mb"] is None else f"{e['peak_memory_mb']:.0f}"
         lines.append(f"  {name:28s} {e['images_per_s']:12,.1f} {memory:>9s} {e['seconds']:8.2f}")
     for name, why in result["not_measured"].items():
         lines.append(f"  {name:28s} not measured: {why}")
-    for a, b in (("standard_bf16", "standard_fp32"), ("adversarial_bf16", "adversarial_fp32"),
-                 ("standard_bf16_compile", "standard_bf16"), ("adversarial_bf16_compile", "adversarial_bf16")):
+    for a, b in (
+        ("standard_bf16", "standard_fp32"),
+        ("adversarial_bf16", "adversarial_fp32"),
+        ("standard_bf16_compile", "standard_bf16"),
+        ("adversarial_bf16_compile", "adversarial_bf16"),
+    ):
         if a in m and b in m:
             lines.append(f"  {a} / {b}: x{m[a]['images_per_s'] / m[b]['images_per_s']:.2f} images/s")
     for data, g in result["bf16_agreement"].items():
-        lines.append(f"  bf16 vs fp32 training ({g['arch']}, {data}, {g['steps']} steps): top-1 agreement "
-                     f"{g['top1_agreement']:.3f}, mean |logit diff| {g['mean_abs_logit_diff']:.3g} (mean |logit| "
-                     f"{g['mean_abs_logit_fp32']:.3g}), accuracy fp32 {g['accuracy_fp32']:.3f} "
-                     f"bf16 {g['accuracy_bf16']:.3f}")
+        lines.append(
+            f"  bf16 vs fp32 training ({g['arch']}, {data}, {g['steps']} steps): top-1 agreement "
+            f"{g['top1_agreement']:.3f}, mean |logit diff| {g['mean_abs_logit_diff']:.3g} (mean |logit| "
+            f"{g['mean_abs_logit_fp32']:.3g}), accuracy fp32 {g['accuracy_fp32']:.3f} "
+            f"bf16 {g['accuracy_bf16']:.3f}"
+        )
     e = result["paper_estimate"]
-    lines.append(f"  paper profile, {e['units']} units: {e['hours']:.1f} GPU-hours (AutoAttack's worst case), "
-                 f"{e['hours_low']:.1f} at best:")
+    lines.append(
+        f"  paper profile, {e['units']} units: {e['hours']:.1f} GPU-hours (AutoAttack's worst case), "
+        f"{e['hours_low']:.1f} at best:"
+    )
     for kind, k in sorted(e["per_kind"].items(), key=lambda kv: -kv[1]["hours"]):
         lines.append(f"    {kind:20s} {k['units']:4d} units {k['hours']:8.2f} h ({k['hours_low']:.2f} at best)")
     lines.extend(f"  note: {n}" for n in e["notes"])

@@ -32,8 +32,18 @@ from advlogits.attacks import predict_logits
 from advlogits.data import dataset_info, input_shape, load_dataset
 from advlogits.models import build_model
 from advlogits.train import train_adversarial, train_distilled, train_standard
-from benchmarks._common import (QUICK_HELP, base_parser, environment, interleaved_times, load_average,
-                                positive_int, set_threads, synchronizer, verdict, write_result)
+from benchmarks._common import (
+    QUICK_HELP,
+    base_parser,
+    environment,
+    interleaved_times,
+    load_average,
+    positive_int,
+    set_threads,
+    synchronizer,
+    verdict,
+    write_result,
+)
 
 NAME = "train_epoch"
 TARGET_DISTILLED_VS_STANDARD = 1.1  # performance target: a distillation epoch costs at most 1.1 standard epochs
@@ -68,14 +78,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     teacher_logits = predict_logits(fresh_model(p, seed=p.seed + 1), x)  # once, like pipeline.train_logits
     teacher_logits_s = time.perf_counter() - began
 
-    common = dict(epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed,
-                  progress=False)
+    common = dict(epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed, progress=False)
     runs = {
         "standard": lambda: train_standard(fresh_model(p, seed=p.seed), x, y, **common),
-        "adversarial": lambda: train_adversarial(fresh_model(p, seed=p.seed), x, y, eps=p.eps, alpha=p.alpha,
-                                                 steps=p.steps, **common),
-        "distilled": lambda: train_distilled(fresh_model(p, seed=p.seed), x, teacher_logits, T=p.temperature, y=y,
-                                             **common),
+        "adversarial": lambda: train_adversarial(
+            fresh_model(p, seed=p.seed), x, y, eps=p.eps, alpha=p.alpha, steps=p.steps, **common
+        ),
+        "distilled": lambda: train_distilled(
+            fresh_model(p, seed=p.seed), x, teacher_logits, T=p.temperature, y=y, **common
+        ),
     }
     timings = interleaved_times(runs, repeats=args.repeats, warmup=1, sync=synchronizer(torch.device(p.device)))
     scale = epoch_size / args.n_train
@@ -91,15 +102,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratios_distilled_vs_standard": timings.ratios("distilled", "standard"),  # robustness check
         "cpu_seconds_per_epoch": cpu_per_epoch,
         "teacher_logits_s": teacher_logits_s * scale,
-        "targets": {"ratio_distilled_vs_standard": {"at_most": TARGET_DISTILLED_VS_STANDARD,
-                                                    "met": ratio <= TARGET_DISTILLED_VS_STANDARD}},
+        "targets": {
+            "ratio_distilled_vs_standard": {
+                "at_most": TARGET_DISTILLED_VS_STANDARD,
+                "met": ratio <= TARGET_DISTILLED_VS_STANDARD,
+            }
+        },
         "times_s": timings.wall_s,
         "cpu_times_s": timings.cpu_s,
-        "settings": {"profile": p.name, "device": p.device, "arch": p.arch, "dataset": p.dataset,
-                     "n_train": args.n_train, "epoch_size": epoch_size, "scale": scale,
-                     "batch_size": p.batch_size, "lr": p.lr, "weight_decay": p.weight_decay, "eps": p.eps,
-                     "alpha": p.alpha, "steps": p.steps, "temperature": p.temperature, "repeats": args.repeats,
-                     "warmup_rounds": 1, "quick": args.quick},
+        "settings": {
+            "profile": p.name,
+            "device": p.device,
+            "arch": p.arch,
+            "dataset": p.dataset,
+            "n_train": args.n_train,
+            "epoch_size": epoch_size,
+            "scale": scale,
+            "batch_size": p.batch_size,
+            "lr": p.lr,
+            "weight_decay": p.weight_decay,
+            "eps": p.eps,
+            "alpha": p.alpha,
+            "steps": p.steps,
+            "temperature": p.temperature,
+            "repeats": args.repeats,
+            "warmup_rounds": 1,
+            "quick": args.quick,
+        },
         "env": environment(load_avg_start=load_avg_start),
     }
     robust = result["ratios_distilled_vs_standard"]

@@ -15,8 +15,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -40,8 +40,9 @@ def load_common() -> ModuleType:
 
 def run_benchmark(name: str, *args: str, timeout: float = 300) -> tuple[dict, str]:
     """Run ``python -m benchmarks.<name> *args`` from the repository root; return (its JSON file, stdout)."""
-    proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, f"benchmark {name} failed:\n{proc.stdout}\n{proc.stderr}"
     out = Path(args[args.index("--out") + 1])
     result = json.loads(out.read_text())
@@ -104,6 +105,11 @@ def test_interleaved_times_rejects_bad_counts():
 
 @pytest.mark.slow
 def test_attack_throughput_quick_writes_ratios(tmp_path):
+    pytest.importorskip(
+        "torchattacks",
+        reason="the PGD benchmark times torchattacks.PGD, which is not installed: "
+        "`make setup` installs it (pip install --no-deps torchattacks==3.5.1)",
+    )
     out = tmp_path / "attack_throughput.json"
     result, stdout = run_benchmark("attack_throughput", "--quick", "--device", "cpu", "--out", str(out))
     median = result["median_s"]
@@ -149,8 +155,12 @@ def test_train_epoch_quick_writes_epoch_times(tmp_path):
 
 @pytest.mark.bench
 def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
+    """At the smoke profile, with the plan computed first by two local workers (make's PLAN_WORKERS): the chapters
+    then find every unit stored, and the warm run adds nothing."""
     out = tmp_path / "book.json"
-    result, stdout = run_benchmark("book", "--profile", "smoke", "--device", "cpu", "--out", str(out), timeout=1800)
+    result, stdout = run_benchmark(
+        "book", "--profile", "smoke", "--device", "cpu", "--plan-workers", "2", "--out", str(out), timeout=1800
+    )
     chapters = {path.stem for path in (ROOT / "chapters").glob("*.ipynb")}
     assert set(result["chapters"]) == chapters
     for run in ("cold", "warm"):
@@ -162,14 +172,86 @@ def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
         assert (tmp_path / f"book.{run}.log").read_text().count("==> executing chapters/") == len(chapters)
     assert result["store_files_after_cold"] > 0  # the cold run trained into the empty store ...
     assert result["store_files_added_by_warm"] == 0  # ... and the warm one only read from it
+    assert result["plan"] == {"workers": 2, "executor": "local"} and result["phases"]["cold"]["plan_s"] > 0
+    assert "computing the plan" in (tmp_path / "book.cold.log").read_text()
+    assert result["plain_cold_s"] is None and result["ratio_plan_vs_plain"] is None
     check_env(result["env"])
     assert "cold s" in stdout
 
 
+def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_path, monkeypatch, capsys):
+    """The book benchmark's output contract (JSON as the first stdout line, the same as the file, every target),
+    checked with its two builds replaced by fixed timings: `make test` runs this, the real builds are `make bench`."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    book = importlib.import_module("benchmarks.book")
+    times = {"plain": 200.0, "cold": 150.0, "warm": 30.0}
+
+    def fake_make(*, work, log, plan_workers=0, **kwargs):
+        run = work.name
+        log.write_text("fake\n")
+        return book.BuildTime(
+            total_s=times[run],
+            setup_s=5.0,
+            chapters={"01_x": times[run] - 15.0},
+            site_s=10.0,
+            store_files=7,
+            plan_s=40.0 if plan_workers else 0.0,
+        )
+
+    monkeypatch.setattr(book, "timed_make", fake_make)
+    out = tmp_path / "book.json"
+    book.main(
+        ["--profile", "smoke", "--plan-workers", "2", "--plan-executor", "ray", "--versus-plain", "--out", str(out)]
+    )
+    stdout = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert json.loads(stdout.splitlines()[0]) == result, "the first printed line is the JSON result"
+    assert result["cold_s"] == 150.0 and result["warm_s"] == 30.0 and result["plain_cold_s"] == 200.0
+    assert result["ratio_plan_vs_plain"] == pytest.approx(0.75) and result["plan"] == {"workers": 2, "executor": "ray"}
+    assert result["phases"]["cold"]["plan_s"] == 40.0 and result["store_files_added_by_warm"] == 0
+    assert set(result["targets"]) >= {"cold_s", "warm_s"} and "ratio 0.75" in stdout
+
+
+def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    book = importlib.import_module("benchmarks.book")
+    costs = {
+        "cnn-small": {"forward_backward": 1e-3, "forward": 2e-4},
+        "linear": {"forward_backward": 1e-5, "forward": 1e-6},
+    }
+    monkeypatch.setattr(book, "per_image_seconds", lambda arch: costs[arch])
+    counted = {
+        "cnn-small": {"forward_backward": 1000, "forward": 500},
+        "linear": {"forward_backward": 0, "forward": 4000},
+    }
+    floor = book.compute_floor(counted, cores=2)
+    assert floor["serial_s"] == pytest.approx(1000 * 1e-3 + 500 * 2e-4 + 4000 * 1e-6)
+    assert floor["floor_s"] == pytest.approx(floor["serial_s"] / 2) and floor["passes"] == counted
+    assert book.compute_floor({}, cores=2) is None
+
+
+def test_book_refuses_a_comparison_without_a_plan():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.book", "--versus-plain"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "argument --versus-plain: needs --plan-workers N" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.book", "--plan-workers", "-1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "argument --plan-workers: must be an integer >= 0 (got -1)" in proc.stderr
+
+
 # ---- the GPU check (benchmarks/gpu.py): its tiny CPU run, its failure records, its pricing ----------------------
 
-GPU_MEASUREMENTS = {"inference_fp32", "standard_fp32", "standard_bf16", "adversarial_fp32", "adversarial_bf16",
-                    "pgd_fp32", "autoattack_fast_fp32"}
+GPU_MEASUREMENTS = {
+    "inference_fp32",
+    "standard_fp32",
+    "standard_bf16",
+    "adversarial_fp32",
+    "adversarial_bf16",
+    "pgd_fp32",
+    "autoattack_fast_fp32",
+}
 GPU_COMPILED = {"standard_bf16_compile", "adversarial_bf16_compile"}
 
 
@@ -233,12 +315,19 @@ def test_gpu_check_records_a_failing_compile_instead_of_raising(monkeypatch):
 
 def fake_measurements() -> dict[str, dict]:
     """Rates of the shape the GPU check measures (images per second; the PGD and AutoAttack details it records)."""
+
     def rate(value: float, **extra: object) -> dict:
         return {"images_per_s": value, "peak_memory_mb": None, "seconds": 1.0, "images": int(value), **extra}
 
-    return {"inference_fp32": rate(40_000), "standard_fp32": rate(6_000), "standard_bf16": rate(12_000),
-            "adversarial_fp32": rate(600, pgd_steps=10), "adversarial_bf16": rate(1_200, pgd_steps=10),
-            "pgd_fp32": rate(1_500, steps=20), "autoattack_fast_fp32": rate(200, robust_fraction=0.0)}
+    return {
+        "inference_fp32": rate(40_000),
+        "standard_fp32": rate(6_000),
+        "standard_bf16": rate(12_000),
+        "adversarial_fp32": rate(600, pgd_steps=10),
+        "adversarial_bf16": rate(1_200, pgd_steps=10),
+        "pgd_fp32": rate(1_500, steps=20),
+        "autoattack_fast_fp32": rate(200, robust_fraction=0.0),
+    }
 
 
 def test_gpu_paper_estimate_prices_every_unit_from_the_rates(monkeypatch):
@@ -249,15 +338,19 @@ def test_gpu_paper_estimate_prices_every_unit_from_the_rates(monkeypatch):
     assert {kind: k["units"] for kind, k in estimate["per_kind"].items()} == dict(paper_units())
     # training: every full-size ResNet model pays epochs x 50,000 images at its method's bf16 rate, plus validation
     models = [u.config for u in book_plan(paper) if u.kind == "model"]
-    floor = sum(c.epochs * 50_000 / (1_200 if c.method == "adversarial" else 12_000) for c in models
-                if c.arch != "linear") / 3600
+    floor = (
+        sum(c.epochs * 50_000 / (1_200 if c.method == "adversarial" else 12_000) for c in models if c.arch != "linear")
+        / 3600
+    )
     assert floor < estimate["per_kind"]["model"]["hours"] < 1.05 * floor
     # twice as fast everywhere: half the hours
     doubled = {name: {**m, "images_per_s": 2 * m["images_per_s"]} for name, m in measurements.items()}
     assert gpu.paper_estimate(paper, doubled)["hours"] == pytest.approx(estimate["hours"] / 2, rel=1e-9)
     # AutoAttack's survivors make the measured batch dearer, not the price of one APGD run
-    survivors = {**measurements, "autoattack_fast_fp32": {**measurements["autoattack_fast_fp32"],
-                                                          "images_per_s": 20, "robust_fraction": 1.0}}
+    survivors = {
+        **measurements,
+        "autoattack_fast_fp32": {**measurements["autoattack_fast_fp32"], "images_per_s": 20, "robust_fraction": 1.0},
+    }
     assert gpu.paper_estimate(paper, survivors)["rates"]["apgd_run_s_per_image"] == pytest.approx(1 / 200)
     # a compiled rate that was not measured falls back to the uncompiled one, and says so
     compiled = resolve("paper", device="cpu", compile=True)
