@@ -2,7 +2,9 @@
 #
 #   make book                           set up, execute every chapter (profile cpu), build _build/html
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
-#   make test                           set up, pytest, every chapter at profile smoke, book build, site tests
+#   make test                           set up, lint, pytest, every chapter at profile smoke, book build, site tests
+#   make lint                           ruff (lint and format) and the chapters' hygiene: make test's first step
+#   make lab                            set up, then the chapters in JupyterLab on 127.0.0.1:LAB_PORT (8888)
 #   make bench                          time PGD, training epochs and the book build (JSON in _build/bench/)
 #   make gpu-check                      on a GPU (< 5 min): throughput, bf16 vs fp32, the paper profile's GPU-hours
 #   make help                           everything else
@@ -25,6 +27,12 @@ PROFILE ?= cpu
 DEVICE ?= auto
 PYTHON ?= python3
 VENV ?= .venv
+# USE_ACTIVE_ENV=1 (or an empty VENV=) runs everything with the active environment's $(PYTHON) instead of a
+# venv: nothing is installed into it, the set-up only checks that it has the project (pip install -e '.[book]'
+# from this checkout) and the extras the target needs, and says what to install if not.
+USE_ACTIVE_ENV ?=
+# `make lock` passes these to `uv pip compile`, e.g. LOCK_FLAGS=--upgrade or LOCK_FLAGS='--upgrade-package numpy'
+LOCK_FLAGS ?=
 PYTEST_ARGS ?=
 # An extra pytest marker expression for the unit tests, e.g. PYTEST_MARK='not slow'; it is combined with
 # `not site` (a `-m` inside PYTEST_ARGS would replace that instead).
@@ -33,6 +41,8 @@ PYTEST_MARK ?=
 # beats threads inside one process for these small models); 0 runs them in this process instead.
 PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PAPERMILL_FLAGS ?= --no-progress-bar --log-output
+# `make lab` serves JupyterLab on 127.0.0.1 at this port (it stops if the port is taken)
+LAB_PORT ?= 8888
 # Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations,
 # logits) with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR (local or ray); 0 leaves it to the chapters,
 # one unit after another in one process.
@@ -42,21 +52,55 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # Benchmarks run by `make bench`, any of: $(BENCHMARKS) (gpu, the GPU check, is also `make gpu-check`)
 BENCH ?= attack_throughput train_epoch book
 
-# Pinned first so that pip never resolves another torch; torchattacks is a test-only reference
-# installed without its dependencies (they would downgrade requests/idna and break Sphinx).
+# Every dependency of every extra at one version: $(LOCK), written by `make lock` around PyTorch at
+# TORCH_PINS and passed to every pip install of the set-up as constraints (-c), so pip never resolves another
+# torch. torchattacks is a test-only reference installed without its dependencies (they would downgrade
+# requests/idna and break Sphinx), so it stays out of the lock.
+LOCK := requirements/lock.txt
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+UV_PIN := uv==0.13.9
 NO_DEPS_PINS := torchattacks==3.5.1
 FASHION_MNIST_PACKAGE := dataset-fashion-mnist
 PROFILES := smoke cpu paper
 BENCHMARKS := attack_throughput train_epoch book gpu
 BENCH_DIR := _build/bench
 
+comma := ,
+ACTIVE_ENV := $(if $(strip $(VENV)),$(filter 1 yes true,$(USE_ACTIVE_ENV)),1)
+ifeq ($(ACTIVE_ENV),)
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
+ENV_DIR := $(VENV)
+ENV_NAME := $(VENV)
+# The project's extras (pyproject.toml) in every venv; `paper` (RobustBench: PROFILE=paper and the tests) and
+# `lab` (JupyterLab: `make lab` and the tests) are added by stamps of their own, only where needed.
+EXTRAS := book,test,cluster
+else
+# The active environment: its interpreter and its scripts folder (bin/ of a venv or a conda environment).
+VPY := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null)
+BIN := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+ifeq ($(VPY),)
+$(error USE_ACTIVE_ENV=1 runs the active environment's $(PYTHON), which is not there: activate the environment or pass PYTHON=/path/to/python)
+endif
+ENV_DIR := _build/active-env
+ENV_NAME := the active environment ($(VPY))
+# What the active environment must have: the book's extra, the tests' for `make test` and `make bench`, Ray's
+# for PLAN_EXECUTOR=ray; `paper` and `lab` are checked by their own stamps, as in a venv.
+EXTRAS := book$(if $(filter test bench lint,$(MAKECMDGOALS)),$(comma)test)$(if $(filter ray,$(PLAN_EXECUTOR)),$(comma)cluster)
+endif
 # pip byte-compiles what it installs: that is ~30 s of the set-up, but do not skip it (--no-compile), since
 # where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every import would then compile torch anew.
 PIP_INSTALL := $(VPY) -m pip install --disable-pip-version-check
-STAMP := $(VENV)/.advlogits-setup.stamp
+STAMP := $(ENV_DIR)/.advlogits-setup.stamp
+PAPER_STAMP := $(ENV_DIR)/.advlogits-paper.stamp
+LAB_STAMP := $(ENV_DIR)/.advlogits-lab.stamp
+# $(call install_extras,EXTRAS): install the project with those extras into the venv, versions from the lock;
+# with USE_ACTIVE_ENV=1, check that the active environment has them instead.
+ifeq ($(ACTIVE_ENV),)
+install_extras = $(PIP_INSTALL) -c $(LOCK) -e '.[$(1)]'
+else
+install_extras = $(VPY) -c "$$ACTIVE_ENV_PY" '$(1)'
+endif
 
 # The store and data locations are read by the library from the environment; pass them on if set.
 ifneq ($(origin ADVLOGITS_HOME),undefined)
@@ -85,18 +129,29 @@ EXECUTED := $(CHAPTERS:chapters/%=$(EXEC_DIR)/%)
 SCORECARD := $(EXEC_DIR)/05_scorecard.ipynb
 PARAMS_FILE := $(EXEC_DIR)/.params
 PLAN_STAMP := $(EXEC_DIR)/.plan
-SRC_DIR := _build/src/$(PROFILE)
-JB_OUT := _build/jb/$(PROFILE)
+# STUDENT=1 builds the student edition: the same pages without the exercises' solutions, in its own folders.
+STUDENT ?=
+EDITION := $(PROFILE)$(if $(filter-out 0,$(STUDENT)),-student)
+SRC_DIR := _build/src/$(EDITION)
+JB_OUT := _build/jb/$(EDITION)
 SITE_DIR := $(JB_OUT)/_build/html
+HTML_DIR := _build/html$(if $(filter-out 0,$(STUDENT)),-student)
 
-.PHONY: help setup data execute stage site book test bench gpu-check clean FORCE
+.PHONY: help setup data execute stage site book repository test lint bench gpu-check results cite publish clean FORCE
 
 help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
 	@echo
 	@echo "  make book      set up $(VENV), get the data, execute every chapter, build _build/html"
-	@echo "  make test      set up, pytest, execute every chapter at PROFILE=smoke, build the book (-W), site tests"
-	@echo "  make setup     create $(VENV) and install the project (redone only when pyproject.toml changes)"
+	@echo "                 (STUDENT=1: the student edition, without solutions, in _build/html-student)"
+	@echo "  make repository REPO_URL=...  write the repository's address into the chapters' Colab cell"
+	@echo "  make test      set up, lint, pytest, execute every chapter at PROFILE=smoke, build the book (-W -n), site tests"
+	@echo "  make lint      ruff check, ruff format --check and the chapters' hygiene (no outputs); also pre-commit's hooks"
+	@echo "  make lab       set up, install JupyterLab (the lab extra) and serve the chapters with the project's kernel"
+	@echo "                 on http://127.0.0.1:LAB_PORT/lab (its claims go to _build/hand-runs/, not the build's)"
+	@echo "  make setup     create $(VENV) and install the project, versions from $(LOCK) (redone when pyproject.toml"
+	@echo "                 or the lock changes); with USE_ACTIVE_ENV=1, check the active environment instead"
+	@echo "  make lock      resolve every dependency of every extra into $(LOCK) with uv (LOCK_FLAGS=--upgrade: anew)"
 	@echo "  make data      install Debian's $(FASHION_MNIST_PACKAGE) if it is missing and we are root"
 	@echo "  make offline   pack MathJax and the widget scripts with npm into $(OFFLINE_DIR) (the site reads offline)"
 	@echo "  make browser   install Debian's chromium and chromium-driver for the site tests, if missing and root"
@@ -106,30 +161,121 @@ help:
 	@echo "  make gpu-check on a CUDA device, in under 5 minutes: training and attack images/s (fp32, bf16, compile),"
 	@echo "                 peak memory, bf16 vs fp32 agreement, the paper profile's GPU-hours; $(BENCH_DIR)/gpu.json"
 	@echo "                 (without a GPU: a tiny run that only checks the script)"
+	@echo "  make results   record the built PROFILE's scorecard and environment in results/PROFILE/ (committed);"
+	@echo "                 for cpu, also the README's results table (run after \`make book\`)"
+	@echo "  make cite      rewrite the README's \"How to cite\" section from CITATION.cff"
+	@echo "  make publish   push the built site ($(PUBLISH_SITE)) to the $(PUBLISH_BRANCH) branch of $(PUBLISH_REMOTE) with ghp-import"
 	@echo "  make clean     remove _build (never the store)"
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
 	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (>0: compute the plan with that many workers first)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
-	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
+	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  USE_ACTIVE_ENV=$(USE_ACTIVE_ENV) (1: the active environment, no venv)"
+	@echo "          PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
 	@echo "          REPO_URL=$(REPO_URL) (empty: no launch buttons)  REPO_BRANCH=$(REPO_BRANCH)  NPM=$(NPM)"
+	@echo "          LAB_PORT=$(LAB_PORT) (make lab)"
 	@echo "          ADVLOGITS_HOME=$${ADVLOGITS_HOME:-(library default, ~/.cache/advlogits)}"
 	@echo "          ADVLOGITS_DATA=$${ADVLOGITS_DATA:-(library default)}"
 
-# ---- set-up: a venv, redone only when pyproject.toml changes -----------------------------------
-$(STAMP): pyproject.toml
-	@echo "==> setting up $(VENV)"
+# ---- set-up: a venv, redone only when pyproject.toml or the lock changes ------------------------
+# With USE_ACTIVE_ENV=1 the stamp is checked on every call instead: it records the interpreter and the versions
+# of the project's requirements, and changes (re-executing the chapters) only when they do.
+ifeq ($(ACTIVE_ENV),)
+$(STAMP): pyproject.toml $(LOCK)
+	@echo "==> setting up $(VENV) (extras $(EXTRAS), versions from $(LOCK))"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) $(TORCH_PINS)
-	$(PIP_INSTALL) -e '.[book,test,cluster]'
+	$(call install_extras,$(EXTRAS))
 	$(PIP_INSTALL) --no-deps $(NO_DEPS_PINS)
 	$(VPY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (advlogits)"
 	touch $@
+else
+$(STAMP): FORCE
+	@mkdir -p $(@D)
+	@$(call install_extras,$(EXTRAS)) $@
+endif
 
-setup: $(STAMP)
+# RobustBench, the paper extra: chapter 2's pretrained models at PROFILE=paper, and the tests that load them.
+$(PAPER_STAMP): $(STAMP)
+	@echo "==> the paper extra (RobustBench) in $(ENV_NAME)"
+	$(call install_extras,paper)
+	touch $@
+
+setup: $(STAMP) $(if $(filter paper,$(PROFILE)),$(PAPER_STAMP))
 	@$(VPY) -c 'import pathlib, sys; from jupyter_client.kernelspec import KernelSpecManager; \
 	d = pathlib.Path(KernelSpecManager().find_kernel_specs()["python3"]).absolute(); \
 	sys.exit(0 if d.is_relative_to(pathlib.Path(sys.prefix).absolute()) else \
-	f"the python3 kernelspec at {d} is not the one of $(VENV); remove it or run `make setup` again")'
+	f"the python3 kernelspec at {d} is not the one of {sys.prefix}; remove it, or run " \
+	f"{sys.executable} -m ipykernel install --sys-prefix --name python3")'
+
+# USE_ACTIVE_ENV=1: instead of installing, check that the active environment has the project, installed from
+# this checkout, and every requirement of the extras argv[1]; with argv[2], write there the interpreter and the
+# versions of what was checked, only when they differ from what it holds.
+define ACTIVE_ENV_PY
+import importlib.metadata as md, importlib.util, pathlib, re, sys
+extras = sys.argv[1].split(",")
+fix = f"install it first: {sys.executable} -m pip install -c $(LOCK) -e '.[{sys.argv[1]}]'"
+lib, spec = pathlib.Path("lib").resolve(), importlib.util.find_spec("advlogits")
+try:
+    requires = md.requires("advlogits") or []
+except md.PackageNotFoundError:
+    spec = None
+if spec is None or not pathlib.Path(spec.origin).resolve().is_relative_to(lib):
+    where = "is not installed" if spec is None else f"comes from {spec.origin}, not from {lib}"
+    sys.exit(f"error: USE_ACTIVE_ENV=1, and in the active environment ({sys.executable}) advlogits {where}; {fix}")
+found, missing = [], []
+for req in requires:
+    name, _, marker = req.partition(";")
+    extra = re.search(r"extra\s*==\s*.([A-Za-z0-9._-]+)", marker)
+    if extra and extra.group(1) not in extras:
+        continue
+    name = re.match(r"[A-Za-z0-9._-]+", name.strip()).group()
+    try:
+        found.append(f"{name}=={md.version(name)}")
+    except md.PackageNotFoundError:
+        missing.append(name)
+if missing:
+    sys.exit(f"error: USE_ACTIVE_ENV=1, and the active environment ({sys.executable}) lacks {', '.join(missing)}; {fix}")
+if len(sys.argv) > 2:
+    stamp, state = pathlib.Path(sys.argv[2]), "\n".join([sys.executable, *sorted(found)]) + "\n"
+    if not stamp.is_file() or stamp.read_text() != state:
+        stamp.write_text(state)
+endef
+export ACTIVE_ENV_PY
+
+# ---- the lock: every dependency of every extra at one version ----------------------------------------
+# `make lock` resolves pyproject.toml with all its extras and PyTorch at TORCH_PINS with uv (installed into the
+# venv if missing), for every platform and every Python that requires-python allows (a package whose newest
+# release needs a newer Python gets one line per Python range, with a marker); versions already in $(LOCK) are
+# kept where they still fit. Run it after changing a dependency in pyproject.toml and commit the lock with it.
+LOCK_PYTHON = $(shell sed -n 's/^requires-python *= *">=\([0-9.]*\)".*/\1/p' pyproject.toml)
+.PHONY: lock
+lock:
+	@if [ ! -x "$(VPY)" ]; then $(PYTHON) -m venv $(VENV); fi
+	@$(VPY) -m uv --version >/dev/null 2>&1 || $(PIP_INSTALL) '$(UV_PIN)'
+	@mkdir -p $(dir $(LOCK))
+	printf '%s\n' $(TORCH_PINS) | $(VPY) -m uv pip compile pyproject.toml --all-extras --constraint - \
+	  --universal --python-version $(LOCK_PYTHON) --output-file $(LOCK) --quiet $(LOCK_FLAGS) \
+	  --custom-compile-command 'make lock (every platform, Python >= $(LOCK_PYTHON))'
+	@echo "==> wrote $(LOCK)"
+
+# ---- JupyterLab: the chapters with the project's kernel, on 127.0.0.1 ----------------------------
+# The lab extra has a stamp of its own, so `make book` never installs JupyterLab; `make test` does, for
+# tests/test_lab.py. A chapter run in Lab is a hand run: ADVLOGITS_EXECUTED_DIR is the build's alone, so its
+# claims go to _build/hand-runs/PROFILE/ and never over the build's. The token is made here to print the URL,
+# and passed in the environment (JUPYTER_TOKEN), not on the command line where `ps` would show it.
+$(LAB_STAMP): $(STAMP)
+	@echo "==> the lab extra (JupyterLab) in $(ENV_NAME)"
+	$(call install_extras,lab)
+	touch $@
+
+.PHONY: lab
+lab: $(LAB_STAMP) setup data
+	@token=$$($(VPY) -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo "==> JupyterLab in chapters/ with the kernel \"Python 3 (advlogits)\"; Ctrl-C twice stops it. Open:"; \
+	echo "    http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	cd chapters && JUPYTER_TOKEN=$$token exec env -u ADVLOGITS_EXECUTED_DIR '$(abspath $(BIN))/jupyter-lab' \
+	  --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --MappingKernelManager.default_kernel_name=python3 --LabApp.news_url=None \
+	  --LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # ---- site settings: override on the command line or from the environment -----------------------
 # The repository's public address (e.g. https://github.com/OWNER/advlogits) and branch: with an address,
@@ -253,9 +399,25 @@ stage: execute $(OFFLINE_STAMP)
 	cp -R book chapters docs $(SRC_DIR)/
 	cp $(EXECUTED) $(SRC_DIR)/chapters/
 	cp -R $(OFFLINE_DIR) $(SRC_DIR)/_offline
+	mkdir -p $(SRC_DIR)/book/_generated  # the landing page's copy of the scorecard (figure and count)
+	cp $(EXEC_DIR)/scorecard.png $(EXEC_DIR)/scorecard_summary.md $(SRC_DIR)/book/_generated/
 ifneq ($(strip $(REPO_URL)),)
 	$(VPY) -c "$$REPO_CONFIG_PY" $(SRC_DIR)/_config.yml '$(REPO_URL)' '$(REPO_BRANCH)'
 endif
+ifneq ($(filter-out 0,$(STUDENT)),)
+	$(VPY) -m advlogits.chapters.editions $(SRC_DIR)/chapters/*.ipynb
+	$(VPY) -c "$$STUDENT_CONFIG_PY" $(SRC_DIR)/_config.yml
+endif
+
+# STUDENT=1: the staged chapters lose their solutions (above) and the book's title says which edition it is.
+define STUDENT_CONFIG_PY
+import sys, yaml
+path = sys.argv[1]
+config = yaml.safe_load(open(path, encoding="utf8"))
+config["title"] = config["title"] + " (student edition)"
+yaml.safe_dump(config, open(path, "w", encoding="utf8"), sort_keys=False)
+endef
+export STUDENT_CONFIG_PY
 
 # With REPO_URL set, the staged _config.yml gains the repository and the launch buttons (Colab, Binder).
 define REPO_CONFIG_PY
@@ -270,29 +432,43 @@ yaml.safe_dump(config, open(path, "w", encoding="utf8"), sort_keys=False)
 endef
 export REPO_CONFIG_PY
 
+# -W turns every Sphinx warning into an error, -n (nitpicky) warns of every reference that resolves to nothing.
 site: stage
 	rm -rf $(JB_OUT)  # a page removed from the book must not linger in the site
-	$(BIN)/jupyter-book build $(SRC_DIR) --path-output $(JB_OUT) --all -W --keep-going
-	@echo "==> built $(SITE_DIR)/index.html from _build/executed/$(PROFILE)/"
+	$(BIN)/jupyter-book build $(SRC_DIR) --path-output $(JB_OUT) --all -W -n --keep-going
+	@echo "==> built $(SITE_DIR)/index.html from $(EXEC_DIR)/"
 
 book: site
-	rm -rf _build/html
-	cp -R $(SITE_DIR) _build/html
-	@echo "==> the book (PROFILE=$(PROFILE)) is at _build/html/index.html"
+	rm -rf $(HTML_DIR)
+	cp -R $(SITE_DIR) $(HTML_DIR)
+	@echo "==> the book (PROFILE=$(PROFILE)$(if $(filter-out 0,$(STUDENT)),, student edition)) is at $(HTML_DIR)/index.html"
 
-# ---- tests: unit tests, then every chapter at the smoke profile, then the site ------------------
-test: setup browser
+# The repository's address, written into every chapter's hidden Colab cell (commit the result once).
+repository: | setup
+	@test -n "$(REPO_URL)" || { echo "error: REPO_URL is empty; run e.g. make repository REPO_URL=https://github.com/OWNER/REPO" >&2; exit 2; }
+	$(VPY) -m advlogits.chapters.launch '$(REPO_URL)' $(CHAPTERS)
+
+# ---- lint: the first step of `make test`, and what .pre-commit-config.yaml's hooks check before a commit ------
+# ruff with pyproject.toml's settings (the chapters' code cells are linted, not formatted: chapters/ruff.toml),
+# then tests/test_hygiene.py: the chapters committed without outputs, their shown code within the page's width.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_hygiene.py
+
+# ---- tests: lint, unit tests, then every chapter at the smoke profile, then the site -------------
+test: setup $(LAB_STAMP) $(PAPER_STAMP) browser
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory data PROFILE=smoke
 	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
 	  -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" \
 	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) --durations=10 $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory site PROFILE=smoke
-	@if [ -f tests/test_site.py ]; then \
-	  echo "==> site tests against _build/jb/smoke/_build/html"; \
-	  ADVLOGITS_SITE_DIR="$(abspath _build/jb/smoke/_build/html)" $(BIN)/pytest -m site tests/test_site.py $(PYTEST_ARGS); \
-	else \
-	  echo "note: no tests/test_site.py, so no site tests to run"; \
-	fi
+	@$(MAKE) --no-print-directory site PROFILE=smoke STUDENT=1
+	@echo "==> site tests against _build/jb/smoke/_build/html (and the student edition)"
+	ADVLOGITS_SITE_DIR="$(abspath _build/jb/smoke/_build/html)" \
+	ADVLOGITS_STUDENT_SITE_DIR="$(abspath _build/jb/smoke-student/_build/html)" \
+	  $(BIN)/pytest -m site tests/test_site.py tests/test_site_reader.py $(PYTEST_ARGS)
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
@@ -308,6 +484,42 @@ bench: setup data
 # The GPU check (benchmarks/gpu.py): synthetic CIFAR-format data written on the spot, so no data set is needed.
 gpu-check: setup
 	$(VPY) -m benchmarks.gpu --out $(BENCH_DIR)/gpu.json
+
+# ---- results and publishing ------------------------------------------------------------------------
+# `make results` copies the built profile's scorecard and writes its environment (commit, versions, device,
+# the chapters' papermill durations) into results/PROFILE/, the only generated files that are committed; for
+# PROFILE=cpu it also rewrites the README's "Results at a glance" block from them. It never builds: it refuses
+# a scorecard that is missing or older than its sources, naming `make book` (advlogits.chapters.results).
+results: setup
+	$(VPY) -m advlogits.chapters.results --profile $(PROFILE) --root .
+	@$(MAKE) --no-print-directory cite
+
+# `make cite` rewrites the README's "How to cite" block from CITATION.cff (`make results` runs it too); bump the
+# file's version and date-released with a release, then run it. tests/test_results.py checks that they agree.
+cite: setup
+	$(VPY) -m advlogits.chapters.results --cite-only --root .
+
+# `make publish` pushes the built site to a gh-pages branch with ghp-import: -n adds .nojekyll (GitHub Pages
+# must serve the _static/ and _images/ folders as they are), -f replaces the branch, which holds nothing but
+# the site, so a fresh clone can publish too. ghp-import writes the branch in the git clone PUBLISH_FROM
+# (this one by default) and pushes it to PUBLISH_REMOTE, a remote's name or a repository's path or URL.
+PUBLISH_SITE ?= _build/html
+PUBLISH_REMOTE ?= origin
+PUBLISH_BRANCH ?= gh-pages
+PUBLISH_FROM ?= .
+PUBLISH_COMMIT = $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+publish:
+	@if [ ! -f "$(PUBLISH_SITE)/index.html" ]; then \
+	  echo "error: no site at $(PUBLISH_SITE)/index.html: build it first with \`make book\` (or pass PUBLISH_SITE=...)" >&2; \
+	  exit 1; \
+	fi
+	@if [ ! -x "$(BIN)/ghp-import" ]; then \
+	  echo "error: $(BIN)/ghp-import is missing: run \`make setup\` (it comes with the book extra)" >&2; exit 1; \
+	fi
+	cd '$(PUBLISH_FROM)' && '$(abspath $(BIN))/ghp-import' -n -p -f -r '$(PUBLISH_REMOTE)' -b '$(PUBLISH_BRANCH)' \
+	  -m 'The book, built from commit $(PUBLISH_COMMIT)' '$(abspath $(PUBLISH_SITE))'
+	@echo "==> pushed $(PUBLISH_SITE) to the $(PUBLISH_BRANCH) branch of $(PUBLISH_REMOTE)"
 
 clean:
 	rm -rf _build
