@@ -8,6 +8,7 @@ The package metadata is built here from a copy of the project with setuptools' P
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -223,3 +224,26 @@ def test_robustbench_missing_names_the_paper_extra(monkeypatch, robustbench_unim
             import_robustbench_utils()
         with pytest.raises(ModuleNotFoundError, match=r"\[paper\]"):
             models.robustbench_zoo_entry("Ding2020MMA")
+
+
+def test_robustbench_imports_after_a_failed_plain_import_of_it():
+    """`import robustbench` without the autoattack alias fails half-way (pytest.importorskip does that); the
+    library's import must still hand back a working robustbench.utils afterwards, in the same process."""
+    if importlib.util.find_spec("robustbench") is None:
+        pytest.skip("the paper extra is not installed: pip install -e '.[paper]'")
+    code = (
+        "import sys\n"
+        "sys.modules['autoattack'] = None  # as where only pyautoattack is installed\n"
+        "try:\n"
+        "    import robustbench\n"
+        "except ModuleNotFoundError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('robustbench imported without autoattack: the test proves nothing')\n"
+        "del sys.modules['autoattack']\n"
+        "from advlogits._compat import import_robustbench_utils\n"
+        "print(import_robustbench_utils().load_model.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("load_model")

@@ -8,6 +8,7 @@ that says how to install it.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 from types import ModuleType
@@ -32,9 +33,11 @@ def import_robustbench_utils() -> ModuleType:
     import_autoattack()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        loaded_before = set(sys.modules)
         try:
-            import robustbench.utils
+            return importlib.import_module("robustbench.utils")
         except ModuleNotFoundError as err:
+            _forget_modules_imported_since(loaded_before)
             missing = (
                 "which is"
                 if (err.name or "").split(".")[0] == "robustbench"
@@ -46,4 +49,13 @@ def import_robustbench_utils() -> ModuleType:
                 name=err.name,
             ) from err
 
-    return robustbench.utils
+
+def _forget_modules_imported_since(loaded_before: set[str]) -> None:
+    """Drop the modules a failed import left in sys.modules.
+
+    A failed ``import package.sub`` removes the package but can leave submodules that did import; a later
+    successful import would then build a new package object without them as attributes (``package.sub``
+    raising AttributeError).
+    """
+    for name in set(sys.modules) - loaded_before:
+        del sys.modules[name]
