@@ -138,10 +138,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, except None and False: a help text says itself what leaving a flag out means."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def base_parser(description: str | None, *, name: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every benchmark takes: --profile, --device, --out, --threads."""
     parser = argparse.ArgumentParser(
-        description=(description or "").split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        description=(description or "").split("\n\n")[0], formatter_class=_DefaultsHelpFormatter
     )
     parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the book's run profile to measure")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")

@@ -84,9 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="compute the plan with this many one-thread workers before the chapters (0: no plan)",
     )
-    parser.add_argument(
-        "--plan-executor", choices=("local", "ray"), default="local", help="the plan's executor (default: local)"
-    )
+    parser.add_argument("--plan-executor", choices=("local", "ray"), default="local", help="the plan's executor")
     parser.add_argument(
         "--versus-plain",
         action="store_true",

@@ -360,3 +360,13 @@ def test_gpu_paper_estimate_prices_every_unit_from_the_rates(monkeypatch):
     # without AutoAttack, an APGD run is priced as 100 PGD steps
     without = {k: v for k, v in measurements.items() if k != "autoattack_fast_fp32"}
     assert gpu.paper_estimate(paper, without)["rates"]["apgd_run_s_per_image"] == pytest.approx(100 / 1_500 / 20)
+
+
+def test_help_states_each_default_once_and_never_none():
+    parser = load_common().base_parser("A benchmark.", name="example")
+    parser.add_argument("--flag", action="store_true", help="a switch")
+    parser.add_argument("--workers", type=int, default=0, help="how many (0: none)")
+    text = " ".join(parser.format_help().split())
+    assert "(default: cpu)" in text and "how many (0: none) (default: 0)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "one per core) (default" not in text  # --threads says in its help what leaving it out means

@@ -174,6 +174,7 @@ def test_help_on_the_program_every_verb_and_every_store_action(home, capsys, no_
     assert code == 0 and err == ""
     for text in expected:
         assert text in out, f"{text!r} missing from `advlogits {' '.join(verb)} --help`:\n{out}"
+    assert "``" not in out and "(default: None)" not in out, "help shows docstring markup or a None default"
     assert files_under(home) == [] and no_compute == []
 
 

@@ -321,7 +321,9 @@ def _add(verbs: Any, name: str, text: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="advlogits", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="advlogits",
+        description=__doc__.split("\n\n")[0].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--verbose", action="store_true", help="log every unit (trained / from store) to stderr")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
