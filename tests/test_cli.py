@@ -680,7 +680,8 @@ def test_chapter_executes_the_scorecard_chapter_and_the_scorecard_verb_reads_it(
 
 
 # ==============================================================================================================
-# found while writing these tests: behaviour the command line's own contract asks for and does not yet have
+# cases found while writing these tests: a model name RobustBench lacks, a corrupt entry, a device asked twice,
+# hardware or an extra that this machine lacks
 
 
 def test_an_unknown_robustbench_model_is_refused_before_any_compute(home, capsys, no_compute):
@@ -701,3 +702,23 @@ def test_store_ls_still_lists_a_store_with_one_corrupt_config(home, capsys, plan
 def test_device_given_twice_is_refused_like_eps_and_seed(home, capsys, no_compute):
     code, out, err = run_cli(capsys, *RUN, "--set", "device=auto")
     assert_refused(code, out, err, ["--device", "--set device", "twice"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here: asking for it is not an error")
+def test_cuda_asked_for_where_there_is_none_is_refused_before_any_compute(home, capsys, no_compute):
+    code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--device", "cuda", "--executor", "serial")
+    assert_refused(code, out, err, ["device", "'cuda'", "CUDA is not available"])
+    assert no_compute == [] and files_under(home) == []
+
+
+def test_the_paper_profile_without_its_extra_names_the_extra(home, capsys, no_compute, monkeypatch):
+    def robustbench_missing(name: str, **_: object) -> dict:
+        raise ModuleNotFoundError(
+            "the paper profile needs RobustBench (the project's [paper] extra), which is not "
+            "installed: pip install -e '.[paper]' (or make book PROFILE=paper)"
+        )
+
+    monkeypatch.setattr(cli, "robustbench_zoo_entry", robustbench_missing)
+    code, out, err = run_cli(capsys, "plan", "--profile", "paper")
+    assert_refused(code, out, err, ["--profile", "[paper] extra", "pip install -e '.[paper]'"])
+    assert no_compute == [] and files_under(home) == []
