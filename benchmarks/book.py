@@ -28,7 +28,8 @@ times those per-image costs, shared over the machine's cores, is the floor (``fl
 With ``--plan-workers N`` both runs first compute the book's plan (``make site PLAN_WORKERS=N
 PLAN_EXECUTOR=...``: ``advlogits run`` with N one-thread workers, then the chapters, which find everything stored);
 its time is ``plan_s``. ``--versus-plain`` adds, before them, a plain cold build in a store of its own
-(``plain_cold_s``) and reports ``ratio_plan_vs_plain``, the cold build with the plan over the plain one.
+(``plain_cold_s``, per chapter ``plain_chapters``) and reports ``ratio_plan_vs_plain``, the cold build with the
+plan over the plain one. ``targets`` gives each of `TARGETS` with its measured value and whether it is met.
 
 Run: ``python -m benchmarks.book --profile smoke`` (the default, ``cpu``, takes many minutes); writes
 ``_build/bench/book.json`` as ``{"cold_s": ..., "warm_s": ..., "chapters": {name: {"cold_s", "warm_s"}}, ...}``.
@@ -55,7 +56,15 @@ from advlogits import models, passes
 from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
 
 NAME = "book"
-TARGETS_S = {"cold_s": 600.0, "warm_s": 120.0}  # performance targets: at most 10 minutes cold, under 2 minutes warm
+# The targets, each an upper bound on one field of the result (a dotted path for a nested one): the plain cold
+# build within the science budget of 25 minutes; the cold build with the plan within 1.25x its compute floor;
+# the plan's workers at most 0.85x the plain build's wall time; the warm build at most 45 s.
+TARGETS = {
+    "plain_cold_s": 1500.0,
+    "floor.ratio_cold": 1.25,
+    "ratio_plan_vs_plain": 0.85,
+    "warm_s": 45.0,
+}
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
@@ -225,6 +234,30 @@ def compute_floor(counted: dict[str, dict[str, int]], *, cores: int) -> dict[str
     return {"passes": counted, "per_image_s": costs, "cores": cores, "serial_s": serial, "floor_s": serial / cores}
 
 
+def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each target of `TARGETS` with the result's value (None where the run did not measure it), and whether met."""
+
+    def value(path: str) -> float | None:
+        node: Any = result
+        for part in path.split("."):
+            node = None if node is None else node.get(part)
+        return node
+
+    out = {}
+    for path, at_most in TARGETS.items():
+        measured = value(path)
+        out[path] = {"value": measured, "at_most": at_most, "met": None if measured is None else measured <= at_most}
+    return out
+
+
+def target_line(name: str, target: dict[str, Any]) -> str:
+    """One line of the summary: ``warm_s = 31.20 <= 45: met``."""
+    if target["value"] is None:
+        return f"  {name}: not measured in this run (target <= {target['at_most']:g})"
+    value, at_most = target["value"], target["at_most"]
+    return f"  {name} = {value:.2f} (target <= {at_most:g}): {verdict(value, at_most)}"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     load_avg_start = load_average()
@@ -291,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "plan": {"workers": args.plan_workers, "executor": args.plan_executor},
         "plain_cold_s": None if plain is None else plain.total_s,
+        "plain_chapters": None if plain is None else plain.chapters,
         "floor": None
         if floor is None
         else {
@@ -301,10 +335,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ratio_plan_vs_plain": None if plain is None else cold.total_s / plain.total_s,
         "store_files_after_cold": cold.store_files,
         "store_files_added_by_warm": warm.store_files - cold.store_files,
-        "targets": {
-            k: {"at_most": TARGETS_S[k], "met": result_s <= TARGETS_S[k]}
-            for k, result_s in (("cold_s", cold.total_s), ("warm_s", warm.total_s))
-        },
         "settings": {
             "profile": args.profile,
             "device": args.device,
@@ -313,6 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
         "env": environment(load_avg_start=load_avg_start),
     }
+    result["targets"] = targets(result)
     width = max(len(name) for name in cold.chapters)
     summary = [
         f"make site PROFILE={args.profile} DEVICE={args.device}, load average {load_avg_start} -> "
@@ -322,10 +353,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  {'(set-up)':{width}s}  {cold.setup_s:8.1f}  {warm.setup_s:8.1f}",
         f"  {'(site build)':{width}s}  {cold.site_s:8.1f}  {warm.site_s:8.1f}",
         f"  {'total':{width}s}  {cold.total_s:8.1f}  {warm.total_s:8.1f}",
-        *(
-            f"  {k}: {verdict(result[k], v['at_most'])} (target <= {v['at_most']:.0f} s)"
-            for k, v in result["targets"].items()
-        ),
+        *(target_line(name, t) for name, t in result["targets"].items()),
         f"  the warm run added {result['store_files_added_by_warm']} files to the store "
         f"(the cold one left {cold.store_files})",
     ]

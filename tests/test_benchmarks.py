@@ -209,7 +209,26 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
     assert result["cold_s"] == 150.0 and result["warm_s"] == 30.0 and result["plain_cold_s"] == 200.0
     assert result["ratio_plan_vs_plain"] == pytest.approx(0.75) and result["plan"] == {"workers": 2, "executor": "ray"}
     assert result["phases"]["cold"]["plan_s"] == 40.0 and result["store_files_added_by_warm"] == 0
-    assert set(result["targets"]) >= {"cold_s", "warm_s"} and "ratio 0.75" in stdout
+    assert result["plain_chapters"] == {"01_x": 185.0}
+    assert result["targets"]["ratio_plan_vs_plain"] == {"value": pytest.approx(0.75), "at_most": 0.85, "met": True}
+    assert result["targets"]["warm_s"] == {"value": 30.0, "at_most": 45.0, "met": True}
+    assert result["targets"]["plain_cold_s"] == {"value": 200.0, "at_most": 1500.0, "met": True}
+    assert result["targets"]["floor.ratio_cold"]["value"] is None  # no pass was counted: the builds were faked
+    assert "ratio 0.75" in stdout and "warm_s = 30.00 (target <= 45): met" in stdout
+    assert "floor.ratio_cold: not measured in this run" in stdout
+
+
+def test_book_targets_read_nested_fields_and_say_not_met(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    book = importlib.import_module("benchmarks.book")
+    result = {"plain_cold_s": 1600.0, "floor": {"ratio_cold": 1.2}, "ratio_plan_vs_plain": 0.9, "warm_s": 45.0}
+    assert {k: t["met"] for k, t in book.targets(result).items()} == {
+        "plain_cold_s": False,
+        "floor.ratio_cold": True,
+        "ratio_plan_vs_plain": False,
+        "warm_s": True,
+    }
+    assert book.target_line("ratio_plan_vs_plain", book.targets(result)["ratio_plan_vs_plain"]).endswith("NOT met")
 
 
 def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkeypatch):
