@@ -318,9 +318,7 @@ def test_plan_lists_every_unit_missing_on_an_empty_store(home, capsys):
         assert parsed[name][2] == kind
     assert parsed["AT teacher, smoke, seed 0"][3] == model_key(smoke().adversarial())
     n = len(units)
-    assert summary == (
-        f"{n} units, {n} missing; estimated 0.0 min for the 0 missing units with an estimate (one process)"
-    )
+    assert summary == f"{n} units, {n} missing; none has an estimate yet (nothing comparable is stored)"
     assert files_under(home) == [], "plan writes nothing"
 
 
@@ -722,3 +720,10 @@ def test_the_paper_profile_without_its_extra_names_the_extra(home, capsys, no_co
     code, out, err = run_cli(capsys, "plan", "--profile", "paper")
     assert_refused(code, out, err, ["--profile", "[paper] extra", "pip install -e '.[paper]'"])
     assert no_compute == [] and files_under(home) == []
+
+
+def test_plan_summary_says_when_everything_is_stored():
+    assert cli.plan_summary(12, 0, 0, 0.0) == "12 units, all stored: nothing to compute"
+    assert cli.plan_summary(12, 3, 2, 90.0) == (
+        "12 units, 3 missing; estimated 1.5 min for the 2 missing units with an estimate (one process)"
+    )

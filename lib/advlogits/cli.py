@@ -121,11 +121,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
         cost = "" if done else ("?" if estimate is None else format_seconds(estimate))
         print(f"{'stored' if done else 'missing':<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
     missing = sum(1 for u in units if not u.is_stored(store))
-    print(
-        f"{len(units)} units, {missing} missing; estimated {total / 60:.1f} min for the {known} missing units "
+    print(plan_summary(len(units), missing, known, total))
+    return 0
+
+
+def plan_summary(n_units: int, missing: int, known: int, seconds: float) -> str:
+    """The last line of `advlogits plan`: how much is missing and what the missing units with an estimate cost."""
+    if missing == 0:
+        return f"{n_units} units, all stored: nothing to compute"
+    if known == 0:
+        return f"{n_units} units, {missing} missing; none has an estimate yet (nothing comparable is stored)"
+    return (
+        f"{n_units} units, {missing} missing; estimated {seconds / 60:.1f} min for the {known} missing units "
         f"with an estimate (one process)"
     )
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
