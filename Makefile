@@ -441,7 +441,7 @@ site: stage
 book: site
 	rm -rf $(HTML_DIR)
 	cp -R $(SITE_DIR) $(HTML_DIR)
-	@echo "==> the book (PROFILE=$(PROFILE)$(if $(filter-out 0,$(STUDENT)),, student edition)) is at $(HTML_DIR)/index.html"
+	@echo "==> the book (PROFILE=$(PROFILE)$(if $(filter-out 0,$(STUDENT)), student edition)) is at $(HTML_DIR)/index.html"
 
 # The repository's address, written into every chapter's hidden Colab cell (commit the result once).
 repository: | setup
