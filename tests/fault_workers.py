@@ -32,23 +32,14 @@ from advlogits.pipeline import stored, training
 from advlogits.store import Store
 from advlogits.train import TrainConfig
 
+from helpers import tiny_standard_config
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = ROOT / "chapters" / "01_standard_vs_adversarial.ipynb"
 WORKER_TIMEOUT_S = 300
 
 # Small runs: 128 images in batches of 32 are 4 optimizer steps per epoch.
-ST = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=3,
-    batch_size=32,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=128,
-    n_val=32,
-    seed=0,
-)
+ST = tiny_standard_config(n_train=128, n_val=32, batch_size=32, epochs=3)
 AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
 CONFIGS = {"ST": ST, "AT": AT}
 STEPS_PER_EPOCH = 4

@@ -1,5 +1,6 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, a CIFAR-10 set in the
-real on-disk format, RobustBench checkpoints where RobustBench looks first, and a model that counts its calls."""
+real on-disk format, RobustBench checkpoints where RobustBench looks first, a model that counts its calls, and a
+tiny training config."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from advlogits.train import TrainConfig
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -141,3 +144,19 @@ class CountingModel(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         return self.linear(x.flatten(1))
+
+
+def tiny_standard_config(*, n_train: int = 256, n_val: int = 64, batch_size: int = 64, epochs: int = 1) -> TrainConfig:
+    """A standard-training config of cnn-small on a Fashion-MNIST subset, small enough for a unit test."""
+    return TrainConfig(
+        dataset="fashion-mnist",
+        arch="cnn-small",
+        method="standard",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=0.05,
+        weight_decay=5e-4,
+        n_train=n_train,
+        n_val=n_val,
+        seed=0,
+    )

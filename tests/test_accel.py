@@ -16,20 +16,11 @@ from advlogits.attacks import pgd
 from advlogits.data import load_dataset
 from advlogits.pipeline.measures import pgd_correct
 from advlogits.pipeline.training import init_model, train_model
-from advlogits.train import TrainConfig, train_standard
+from advlogits.train import train_standard
 
-CONFIG = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=1,
-    batch_size=64,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=512,
-    n_val=64,
-    seed=0,
-)
+from helpers import tiny_standard_config
+
+CONFIG = tiny_standard_config(n_train=512)
 
 
 @pytest.fixture(scope="module")

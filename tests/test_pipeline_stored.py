@@ -40,24 +40,12 @@ from advlogits.fileio import StoreError
 from advlogits.pipeline import measures, training
 from advlogits.pipeline.stored import MODEL_SOURCES, RESULT_SOURCES, model_code, model_key, result_code
 from advlogits.store import Store, source_digest
-from advlogits.train import TrainConfig
 
 from fault_workers import CHAPTER, ROOT, ST, WORKER_TIMEOUT_S, papermill, strip_ansi, subprocess_env, worker_command
-from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
+from helpers import cifar_batch, robustbench_zoo_model, tiny_standard_config, write_cifar, write_robustbench_checkpoint
 
 PACKAGE = Path(advlogits.__file__).resolve().parent
-TINY = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=1,
-    batch_size=64,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=256,
-    n_val=64,
-    seed=0,
-)
+TINY = tiny_standard_config()
 TEACHER = TINY
 RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry (WRN-28-4)
 

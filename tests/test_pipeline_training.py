@@ -13,20 +13,10 @@ from advlogits.data import load_dataset
 from advlogits.distill import average_confidence, label_correct, make_targets
 from advlogits.fileio import StoreError
 from advlogits.pipeline import training
-from advlogits.train import TrainConfig
 
-TEACHER = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=1,
-    batch_size=64,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=256,
-    n_val=64,
-    seed=0,
-)
+from helpers import tiny_standard_config
+
+TEACHER = tiny_standard_config()
 
 
 @pytest.fixture(scope="module")

@@ -22,22 +22,10 @@ import torch
 from advlogits import store as store_module
 from advlogits.fileio import StoreError, read_checked, record_path, write_checked
 from advlogits.store import Store, canonical, config_key, home, source_digest
-from advlogits.train import TrainConfig
 
-from helpers import CodeRunningPayload
+from helpers import CodeRunningPayload, tiny_standard_config
 
-TINY = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=1,
-    batch_size=64,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=256,
-    n_val=64,
-    seed=0,
-)
+TINY = tiny_standard_config()
 KEY = config_key(TINY, code="code-a")
 HISTORY = {"epoch": [1], "train_loss": [0.5]}
 

@@ -21,7 +21,6 @@ from advlogits.data import augment, load_dataset
 from advlogits.fileio import safe_torch_load
 from advlogits.models import build_model
 from advlogits.train import (
-    TrainConfig,
     accuracy,
     fit,
     train_adversarial,
@@ -30,18 +29,9 @@ from advlogits.train import (
     triangular_lr,
 )
 
-ST = TrainConfig(
-    dataset="fashion-mnist",
-    arch="cnn-small",
-    method="standard",
-    epochs=3,
-    batch_size=32,
-    lr=0.05,
-    weight_decay=5e-4,
-    n_train=128,
-    n_val=32,
-    seed=0,
-)
+from helpers import tiny_standard_config
+
+ST = tiny_standard_config(n_train=128, n_val=32, batch_size=32, epochs=3)
 AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
 _DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
