@@ -173,3 +173,13 @@ def test_an_excess_of_exactly_five_points_is_not_flagged():
         assert note.startswith("No model"), (pgd, aa)
     note = pgd_excess_note({"M": {"pgd_acc_on_autoattack_subset": 0.56, "robust_acc": 0.50}})
     assert note.startswith("Flagged") and "M (6.0 points)" in note
+
+
+def test_pgd_excess_note_summarises_many_flagged_models_in_one_clause():
+    results = {f"S{i}": {"pgd_acc_on_autoattack_subset": 0.50 + 0.01 * i, "robust_acc": 0.40} for i in range(6)}
+    results["clean"] = {"pgd_acc_on_autoattack_subset": 0.40, "robust_acc": 0.40}
+    note = pgd_excess_note(results)
+    assert note == (
+        "Flagged: PGD overstates the robustness of 6 of 7 models by 10.0 to 15.0 points (most: S5) compared with "
+        "the worst case over all attacks on the same images; trust the worst case."
+    )

@@ -61,24 +61,34 @@ def _split(interval: Interval) -> tuple[float, tuple[float, float]]:
     return e, (lo, hi)
 
 
+MAX_LISTED = 3  # flagged models named one by one; more are summarised in one clause
+
+
 def pgd_excess_note(results: Mapping[str, Mapping], *, loss: str = "CE") -> str:
     """A sentence flagging models whose PGD accuracy (``loss`` "CE" or "CW") exceeds their worst-case robust accuracy
     (which includes AutoAttack) by more than `PGD_EXCESS_FLAG` on the same images."""
     key = "pgd_acc_on_autoattack_subset" if loss == "CE" else "pgd_cw_acc_on_autoattack_subset"
-    flagged = [
-        f"{name} ({100 * (r[key] - r['robust_acc']):.1f} points)"
+    excess = {
+        name: 100 * (r[key] - r["robust_acc"])
         for name, r in results.items()
         if "robust_acc" in r and key in r and r[key] - r["robust_acc"] > PGD_EXCESS_FLAG + _SLACK
-    ]
-    if not flagged:
+    }
+    if not excess:
         return (
             "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than "
             "5 points on the same images."
         )
+    if len(excess) <= MAX_LISTED:
+        models = ", ".join(f"{name} ({points:.1f} points)" for name, points in excess.items())
+    else:  # a sentence a reader can take in: how many, by how much, and the worst one
+        worst = max(excess, key=excess.get)
+        models = (
+            f"{len(excess)} of {len(results)} models by {min(excess.values()):.1f} to {excess[worst]:.1f} points "
+            f"(most: {worst})"
+        )
     return (
-        "Flagged: PGD overstates the robustness of "
-        + ", ".join(flagged)
-        + " compared with the worst case over all attacks on the same images; trust the worst case."
+        f"Flagged: PGD overstates the robustness of {models} compared with the worst case over all attacks on the "
+        "same images; trust the worst case."
     )
 
 
