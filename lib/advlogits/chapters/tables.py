@@ -76,7 +76,7 @@ def pgd_excess_note(results: Mapping[str, Mapping], *, loss: str = "CE") -> str:
     if not excess:
         return (
             "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than "
-            "5 points on the same images."
+            f"{100 * PGD_EXCESS_FLAG:.0f} points on the same images."
         )
     if len(excess) <= MAX_LISTED:
         models = ", ".join(f"{name} ({points:.1f} points)" for name, points in excess.items())
