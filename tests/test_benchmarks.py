@@ -134,6 +134,34 @@ def test_attack_throughput_quick_writes_ratios(tmp_path):
     assert "ratio_vs_torchattacks = " in stdout and "ratio_vs_bare = " in stdout
 
 
+def test_allocator_quick_compares_both_settings_in_children_that_compute_the_same(tmp_path):
+    out = tmp_path / "allocator.json"
+    result, stdout = run_benchmark("allocator", "--quick", "--profile", "smoke", "--threads", "1", "--out", str(out))
+    children, per_image = result["children"], result["per_image_s"]
+    assert set(children) == set(per_image) == {"system", "kept"}
+    for setting in ("system", "kept"):
+        assert len(children[setting]) == result["settings"]["repeats"] == 1
+        for name in ("pgd", "input_gradient", "train_step"):
+            assert per_image[setting][name] == children[setting][0][name] > 0
+    for name, ratio in result["ratio"].items():
+        assert ratio == pytest.approx(per_image["kept"][name] / per_image["system"][name], rel=1e-12)
+    assert result["same_results"] is True  # the allocator changes where memory comes from, never a result
+    check_env(result["env"])
+    assert "same results under both settings: yes" in stdout
+
+
+def test_the_makefile_exports_the_allocator_settings_the_benchmark_measures():
+    makefile = (ROOT / "Makefile").read_text()
+    kept = {}
+    for line in makefile.splitlines():
+        if line.startswith("export MALLOC_"):
+            name, value = line.removeprefix("export ").split("?=")
+            kept[name.strip()] = value.strip()
+    source = (ROOT / "benchmarks" / "allocator.py").read_text()
+    assert kept and all(f'"{name}": "{value}"' in source for name, value in kept.items())
+    assert len(kept) == source.count('"MALLOC_')
+
+
 @pytest.mark.slow
 def test_train_epoch_quick_writes_epoch_times(tmp_path):
     out = tmp_path / "train_epoch.json"
