@@ -20,10 +20,10 @@ time-stamped, goes to ``<out>.cold.log`` and ``<out>.warm.log``. The store's fil
 whether the warm run really was warm (it should add no files).
 
 The compute floor: every cold run counts the model passes it makes (``$ADVLOGITS_COUNT_PASSES``, see
-`advlogits.passes`: images through each architecture with gradients, i.e. forward and backward, and without), and
-the benchmark times a bare loop of each in the same run (one thread, batches of 256, parameters frozen); the passes
-times those per-image costs, shared over the machine's cores, is the floor (``floor.floor_s``), and
-``floor.ratio_cold`` the cold build's multiple of it.
+`advlogits.passes`: images through each architecture in attack steps, in training steps and in inference), and the
+benchmark times a bare loop of each kind before the builds, on the quiet machine (`per_image_seconds`: one thread,
+each kind at the batch size the book runs it at). The passes times those per-image costs, shared over the
+machine's cores, is the floor (``floor.floor_s``), and ``floor.ratio_cold`` the cold build's multiple of it.
 
 With ``--plan-workers N`` both runs first compute the book's plan (``make site PLAN_WORKERS=N
 PLAN_EXECUTOR=...``: ``advlogits run`` with N one-thread workers, then the chapters, which find everything stored);
@@ -51,8 +51,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from advlogits import models, passes
+from advlogits import models, passes, profiles
+from advlogits.data import input_shape, num_classes
+from advlogits.pipeline.plan import book_plan
 from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
 
 NAME = "book"
@@ -65,6 +68,10 @@ TARGETS = {
     "ratio_plan_vs_plain": 0.85,
     "warm_s": 45.0,
 }
+# The batch sizes of the book's passes, for the floor: attacks (PGD's evaluation batches,
+# `advlogits.pipeline.measures.pgd_correct`) and inference (`advlogits.attacks.predict_logits`); training runs at
+# the profile's batch size.
+FLOOR_BATCHES = {"input_gradient": 500, "forward": 1000}
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
@@ -194,43 +201,74 @@ def timed_make(
     )
 
 
-def per_image_seconds(arch: str, *, batch: int = 256, repeats: int = 5) -> dict[str, float]:
-    """Seconds per image of a bare forward+backward (gradient w.r.t. the input, parameters frozen) and of a bare
-    forward pass of ``arch`` on Fashion-MNIST-sized inputs, one thread: the median of ``repeats`` timed batches."""
+def per_image_seconds(arch: str, *, profile: str, repeats: int = 10) -> dict[str, float]:
+    """Seconds per image of each kind of pass (`advlogits.passes.KINDS`) of ``arch`` on the profile's data set, one
+    thread, bare (nothing but the pass), each at the batch size the book runs it at (`FLOOR_BATCHES`; training at the
+    profile's batch size): the median of ``repeats`` timed batches after one untimed.
+
+    * ``input_gradient``: forward, cross-entropy and its gradient with respect to the input (an attack's step);
+    * ``parameter_gradient``: forward, cross-entropy, backward to the parameters and an SGD step with momentum and
+      weight decay, in train mode (a training step);
+    * ``forward``: a forward pass without gradients (inference).
+    """
+    p = profiles.resolve(profile, device="cpu")
+    shape, classes = input_shape(p.dataset), num_classes(p.dataset)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = models.build_model(arch).eval().requires_grad_(False)
-        x = torch.rand(batch, 1, 28, 28)
+        torch.manual_seed(0)
+        model = models.build_for(arch, p.dataset)
+        optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=0.9, weight_decay=p.weight_decay)
+        batches = {**FLOOR_BATCHES, "parameter_gradient": p.batch_size}
+        data = {k: (torch.rand(n, *shape), torch.randint(0, classes, (n,))) for k, n in batches.items()}
 
-        def forward_backward() -> None:
+        def input_gradient() -> None:
+            x, y = data["input_gradient"]
             xg = x.clone().requires_grad_(True)
-            model(xg).sum().backward()
+            torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
+
+        def parameter_gradient() -> None:
+            x, y = data["parameter_gradient"]
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            optimizer.step()
+            model.eval()
 
         def forward() -> None:
             with torch.no_grad():
-                model(x)
+                model(data["forward"][0])
 
+        model.eval()
         out = {}
-        for kind, step in zip(passes.KINDS, (forward_backward, forward)):
+        for kind, step in zip(passes.KINDS, (input_gradient, parameter_gradient, forward)):
             step()  # warm-up
             times = []
             for _ in range(repeats):
                 began = time.perf_counter()
                 step()
                 times.append(time.perf_counter() - began)
-            out[kind] = sorted(times)[len(times) // 2] / batch
+            out[kind] = sorted(times)[len(times) // 2] / batches[kind]
         return out
     finally:
         torch.set_num_threads(previous)
 
 
-def compute_floor(counted: dict[str, dict[str, int]], *, cores: int) -> dict[str, Any] | None:
-    """The floor of a run from its counted passes: each pass at the bare per-image cost, over ``cores`` cores."""
+def plan_archs(profile: str) -> list[str]:
+    """The architectures of every model the book's plan at ``profile`` trains."""
+    units = book_plan(profiles.resolve(profile, device="cpu"))
+    return sorted({u.config.arch for u in units if u.kind == "model"})
+
+
+def compute_floor(
+    counted: dict[str, dict[str, int]], *, costs: dict[str, dict[str, float]], profile: str, cores: int
+) -> dict[str, Any] | None:
+    """The floor of a run from its counted passes: each pass at its bare per-image cost (``costs``, timed before
+    the builds; an architecture missing there is timed now), over ``cores`` cores."""
     if not counted:
         return None
-    costs = {arch: per_image_seconds(arch) for arch in counted}
-    serial = sum(counted[arch][kind] * costs[arch][kind] for arch in counted for kind in passes.KINDS)
+    costs = {arch: costs.get(arch) or per_image_seconds(arch, profile=profile) for arch in counted}
+    serial = sum(counted[arch].get(kind, 0) * costs[arch][kind] for arch in counted for kind in passes.KINDS)
     return {"passes": counted, "per_image_s": costs, "cores": cores, "serial_s": serial, "floor_s": serial / cores}
 
 
@@ -265,6 +303,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     home = scratch / "store"
     home.mkdir()
     plain: BuildTime | None = None
+    print("==> book benchmark, timing the bare passes of the compute floor", file=sys.stderr, flush=True)
+    costs = {arch: per_image_seconds(arch, profile=args.profile) for arch in plan_archs(args.profile)}
     try:
         if args.versus_plain:
             print(
@@ -303,7 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 count_passes=scratch / f"passes-{run}",
             )
         counted = passes.read(scratch / "passes-cold") if (scratch / "passes-cold").is_dir() else {}
-        floor = compute_floor(counted, cores=os.cpu_count() or 1)
+        floor = compute_floor(counted, costs=costs, profile=args.profile, cores=os.cpu_count() or 1)
     finally:
         if args.keep:
             print(f"kept {scratch}", file=sys.stderr)

@@ -262,19 +262,28 @@ def test_book_targets_read_nested_fields_and_say_not_met(monkeypatch):
 def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     book = importlib.import_module("benchmarks.book")
-    costs = {
-        "cnn-small": {"forward_backward": 1e-3, "forward": 2e-4},
-        "linear": {"forward_backward": 1e-5, "forward": 1e-6},
-    }
-    monkeypatch.setattr(book, "per_image_seconds", lambda arch: costs[arch])
+    costs = {"cnn-small": {"input_gradient": 1e-3, "parameter_gradient": 8e-4, "forward": 2e-4}}
+    late = {"input_gradient": 1e-5, "parameter_gradient": 2e-5, "forward": 1e-6}
+    timed_now = []
+    monkeypatch.setattr(book, "per_image_seconds", lambda arch, profile: timed_now.append(arch) or late)
     counted = {
-        "cnn-small": {"forward_backward": 1000, "forward": 500},
-        "linear": {"forward_backward": 0, "forward": 4000},
+        "cnn-small": {"input_gradient": 1000, "parameter_gradient": 3000, "forward": 500},
+        "linear": {"input_gradient": 0, "parameter_gradient": 100, "forward": 4000},
     }
-    floor = book.compute_floor(counted, cores=2)
-    assert floor["serial_s"] == pytest.approx(1000 * 1e-3 + 500 * 2e-4 + 4000 * 1e-6)
+    floor = book.compute_floor(counted, costs=costs, profile="smoke", cores=2)
+    assert timed_now == ["linear"], "only an architecture the costs lack is timed after the builds"
+    assert floor["serial_s"] == pytest.approx(1000 * 1e-3 + 3000 * 8e-4 + 500 * 2e-4 + 100 * 2e-5 + 4000 * 1e-6)
     assert floor["floor_s"] == pytest.approx(floor["serial_s"] / 2) and floor["passes"] == counted
-    assert book.compute_floor({}, cores=2) is None
+    assert book.compute_floor({}, costs=costs, profile="smoke", cores=2) is None
+
+
+def test_book_bare_passes_cost_something_per_image_at_the_books_batch_sizes(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    book = importlib.import_module("benchmarks.book")
+    costs = book.per_image_seconds("linear", profile="smoke", repeats=2)
+    assert set(costs) == {"input_gradient", "parameter_gradient", "forward"} and min(costs.values()) > 0
+    assert torch.get_num_threads() >= 1
+    assert "cnn-small" in book.plan_archs("smoke") and "linear" in book.plan_archs("smoke")
 
 
 def test_book_refuses_a_comparison_without_a_plan():

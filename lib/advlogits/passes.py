@@ -1,9 +1,15 @@
 """Counting the model passes a run makes, for the benchmark of the book's compute floor.
 
 With ``$ADVLOGITS_COUNT_PASSES`` naming a folder, every model `advlogits.models.build_model` builds counts the
-images of its forward passes, per architecture: with gradients enabled (each followed by a backward pass: training
-steps and attack steps) or not (inference). Each process writes its counts to ``<folder>/<pid>.json`` as it runs
-and when it exits; `read` sums a folder. Unset (the default), nothing is counted and nothing is written.
+images of its forward passes, per architecture and kind (`KINDS`): with gradients enabled and an input that needs
+its gradient (an attack's step, followed by a backward pass to the input), with gradients enabled and an input
+that does not (a training step, followed by a backward pass to the parameters), or without gradients (inference).
+The kinds cost differently (a training step's backward computes weight gradients, an attack's computes the
+first layer's input gradient), so the floor prices each at its own bare cost. AutoAttack's clean check of a batch
+runs with gradients enabled and no backward pass: it counts as training steps, one image per attacked image.
+
+Each process writes its counts to ``<folder>/<pid>.json`` as it runs and when it exits; `read` sums a folder.
+Unset (the default), nothing is counted and nothing is written.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 from torch import nn
 
 ENV = "ADVLOGITS_COUNT_PASSES"
-KINDS = ("forward_backward", "forward")  # gradients enabled, or not
+KINDS = ("input_gradient", "parameter_gradient", "forward")  # an attack's step, a training step, inference
 _FLUSH_EVERY = 500  # hook calls between writes, so a process killed without exiting loses little
 
 _counts: Counter = Counter()
@@ -34,13 +40,20 @@ def watch(model: nn.Module, arch: str) -> nn.Module:
     if not _registered:
         atexit.register(flush)
         _registered = True
-    model.register_forward_hook(lambda module, inputs, output: _count(arch, inputs[0].shape[0]))
+    model.register_forward_hook(lambda module, inputs, output: _count(arch, inputs[0]))
     return model
 
 
-def _count(arch: str, images: int) -> None:
+def kind_of(x: torch.Tensor) -> str:
+    """The kind of pass (`KINDS`) a forward pass on input ``x`` makes, from the autograd state at the call."""
+    if not torch.is_grad_enabled():
+        return "forward"
+    return "input_gradient" if x.requires_grad else "parameter_gradient"
+
+
+def _count(arch: str, x: torch.Tensor) -> None:
     global _calls
-    _counts[(arch, KINDS[0] if torch.is_grad_enabled() else KINDS[1])] += images
+    _counts[(arch, kind_of(x))] += x.shape[0]
     _calls += 1
     if _calls % _FLUSH_EVERY == 0:
         flush()
@@ -59,7 +72,7 @@ def flush() -> None:
 
 
 def read(folder: str | Path) -> dict[str, dict[str, int]]:
-    """Every process's counts in ``folder``, summed: ``{arch: {"forward_backward": images, "forward": images}}``."""
+    """Every process's counts in ``folder``, summed: ``{arch: {kind: images}}`` for each kind of `KINDS`."""
     total: dict[str, dict[str, int]] = {}
     for path in sorted(Path(folder).glob("*.json")):
         for arch, kind, n in json.loads(path.read_text()):
