@@ -29,7 +29,8 @@ With ``--plan-workers N`` both runs first compute the book's plan (``make site P
 PLAN_EXECUTOR=...``: ``advlogits run`` with N one-thread workers, then the chapters, which find everything stored);
 its time is ``plan_s``. ``--versus-plain`` adds, before them, a plain cold build in a store of its own
 (``plain_cold_s``, per chapter ``plain_chapters``) and reports ``ratio_plan_vs_plain``, the cold build with the
-plan over the plain one. ``targets`` gives each of `TARGETS` with its measured value and whether it is met.
+plan over the plain one; without a plan, the cold build is the plain one and gives those two fields. ``targets``
+gives each of `TARGETS` with its measured value and whether it is met.
 
 Run: ``python -m benchmarks.book --profile smoke`` (the default, ``cpu``, takes many minutes); writes
 ``_build/bench/book.json`` as ``{"cold_s": ..., "warm_s": ..., "chapters": {name: {"cold_s", "warm_s"}}, ...}``.
@@ -38,6 +39,7 @@ Run: ``python -m benchmarks.book --profile smoke`` (the default, ``cpu``, takes 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -57,6 +59,7 @@ from advlogits import models, passes, profiles
 from advlogits.data import input_shape, num_classes
 from advlogits.pipeline.plan import book_plan
 from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
+from benchmarks.allocator import KEPT
 
 NAME = "book"
 # The targets, each an upper bound on one field of the result (a dotted path for a nested one): the plain cold
@@ -94,6 +97,7 @@ class BuildTime:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__, name=NAME)  # --threads is passed to the build as OMP_NUM_THREADS
     parser.add_argument("--keep", action="store_true", help="keep the temporary store and build folders")
+    parser.add_argument("--bare-costs", help=argparse.SUPPRESS)  # a child timing `per_image_seconds` of these archs
     parser.add_argument(
         "--plan-workers",
         type=int,
@@ -260,6 +264,19 @@ def plan_archs(profile: str) -> list[str]:
     return sorted({u.config.arch for u in units if u.kind == "model"})
 
 
+def bare_costs(archs: list[str], *, profile: str) -> dict[str, dict[str, float]]:
+    """`per_image_seconds` of each of ``archs``, timed in a child process that starts with the allocator settings
+    the Makefile gives every build (`benchmarks.allocator.KEPT`, unless the environment sets them): this process
+    may have started without them, and the bare loops must run as the build's passes do."""
+    env = {k: v for k, v in os.environ.items() if k not in _PARENT_MAKE_VARS}
+    env.update({k: os.environ.get(k, v) for k, v in KEPT.items()})
+    command = [sys.executable, "-m", "benchmarks.book", "--profile", profile, "--bare-costs", ",".join(archs)]
+    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing the bare passes failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def compute_floor(
     counted: dict[str, dict[str, int]], *, costs: dict[str, dict[str, float]], profile: str, cores: int
 ) -> dict[str, Any] | None:
@@ -267,7 +284,9 @@ def compute_floor(
     the builds; an architecture missing there is timed now), over ``cores`` cores."""
     if not counted:
         return None
-    costs = {arch: costs.get(arch) or per_image_seconds(arch, profile=profile) for arch in counted}
+    missing = sorted(arch for arch in counted if arch not in costs)
+    costs = {**costs, **(bare_costs(missing, profile=profile) if missing else {})}
+    costs = {arch: costs[arch] for arch in counted}
     serial = sum(counted[arch].get(kind, 0) * costs[arch][kind] for arch in counted for kind in passes.KINDS)
     return {"passes": counted, "per_image_s": costs, "cores": cores, "serial_s": serial, "floor_s": serial / cores}
 
@@ -298,13 +317,16 @@ def target_line(name: str, target: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.bare_costs:
+        print(json.dumps({arch: per_image_seconds(arch, profile=args.profile) for arch in args.bare_costs.split(",")}))
+        return {}
     load_avg_start = load_average()
     scratch = Path(tempfile.mkdtemp(prefix="advlogits-bench-book-"))
     home = scratch / "store"
     home.mkdir()
     plain: BuildTime | None = None
     print("==> book benchmark, timing the bare passes of the compute floor", file=sys.stderr, flush=True)
-    costs = {arch: per_image_seconds(arch, profile=args.profile) for arch in plan_archs(args.profile)}
+    costs = bare_costs(plan_archs(args.profile), profile=args.profile)
     try:
         if args.versus_plain:
             print(
@@ -351,6 +373,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(scratch, ignore_errors=True)
 
     cold, warm = runs["cold"], runs["warm"]
+    plain_run = cold if not args.plan_workers else plain  # without a plan, the cold build is the plain build
     result: dict[str, Any] = {
         "benchmark": NAME,
         "cold_s": cold.total_s,
@@ -363,14 +386,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for run, t in runs.items()
         },
         "plan": {"workers": args.plan_workers, "executor": args.plan_executor},
-        "plain_cold_s": None if plain is None else plain.total_s,
-        "plain_chapters": None if plain is None else plain.chapters,
+        "plain_cold_s": plain_run.total_s if plain_run else None,
+        "plain_chapters": plain_run.chapters if plain_run else None,
         "floor": None
         if floor is None
         else {
             **floor,
             "ratio_cold": cold.total_s / floor["floor_s"],
-            "ratio_plain": None if plain is None else plain.total_s / floor["floor_s"],
+            "ratio_plain": plain_run.total_s / floor["floor_s"] if plain_run else None,
         },
         "ratio_plan_vs_plain": None if plain is None else cold.total_s / plain.total_s,
         "store_files_after_cold": cold.store_files,

@@ -244,6 +244,10 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
     assert result["targets"]["floor.ratio_cold"]["value"] is None  # no pass was counted: the builds were faked
     assert "ratio 0.75" in stdout and "warm_s = 30.00 (target <= 45): met" in stdout
     assert "floor.ratio_cold: not measured in this run" in stdout
+    book.main(["--profile", "smoke", "--out", str(out)])  # no plan: the cold build is the plain build
+    result = json.loads(out.read_text())
+    assert result["plain_cold_s"] == result["cold_s"] == 150.0 and result["ratio_plan_vs_plain"] is None
+    assert result["targets"]["plain_cold_s"] == {"value": 150.0, "at_most": 1500.0, "met": True}
 
 
 def test_book_targets_read_nested_fields_and_say_not_met(monkeypatch):
@@ -265,7 +269,7 @@ def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkey
     costs = {"cnn-small": {"input_gradient": 1e-3, "parameter_gradient": 8e-4, "forward": 2e-4}}
     late = {"input_gradient": 1e-5, "parameter_gradient": 2e-5, "forward": 1e-6}
     timed_now = []
-    monkeypatch.setattr(book, "per_image_seconds", lambda arch, profile: timed_now.append(arch) or late)
+    monkeypatch.setattr(book, "bare_costs", lambda archs, profile: {a: late for a in archs if not timed_now.append(a)})
     counted = {
         "cnn-small": {"input_gradient": 1000, "parameter_gradient": 3000, "forward": 500},
         "linear": {"input_gradient": 0, "parameter_gradient": 100, "forward": 4000},
@@ -282,7 +286,8 @@ def test_book_bare_passes_cost_something_per_image_at_the_books_batch_sizes(monk
     book = importlib.import_module("benchmarks.book")
     costs = book.per_image_seconds("linear", profile="smoke", repeats=2)
     assert set(costs) == {"input_gradient", "parameter_gradient", "forward"} and min(costs.values()) > 0
-    assert torch.get_num_threads() >= 1
+    in_child = book.bare_costs(["linear"], profile="smoke")  # under the Makefile's allocator settings
+    assert set(in_child) == {"linear"} and set(in_child["linear"]) == set(costs)
     assert "cnn-small" in book.plan_archs("smoke") and "linear" in book.plan_archs("smoke")
 
 
