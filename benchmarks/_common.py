@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from advlogits.profiles import PROFILES
 
@@ -184,3 +187,61 @@ def write_result(result: dict[str, Any], out: Path, summary: list[str]) -> None:
 def verdict(value: float, target: float) -> str:
     """ "met" or "NOT met" for a ratio that must be at most ``target``."""
     return "met" if value <= target else "NOT met"
+
+
+def median_per_image(run: Callable[[], object], *, images: int, rounds: int) -> float:
+    """Seconds per image of ``run`` (which processes ``images`` images): the median of ``rounds`` timed calls after
+    one untimed warm-up."""
+    run()
+    times = []
+    for _ in range(rounds):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) / images)
+    return statistics.median(times)
+
+
+def bare_passes(
+    model: nn.Module, batches: Mapping[str, tuple[Tensor, Tensor]], *, optimizer: torch.optim.Optimizer | None = None
+) -> dict[str, Callable[[], Tensor | None]]:
+    """One bare pass of ``model`` (in eval mode between calls) per kind of `advlogits.passes.KINDS` that ``batches``
+    gives an (x, y) batch for, with nothing else around it:
+
+    * ``input_gradient``: forward, cross-entropy and its gradient with respect to the input (an attack's step;
+      returns the gradient);
+    * ``parameter_gradient``: a training step in train mode, backward to the parameters and ``optimizer``'s step;
+    * ``forward``: a forward pass without gradients (inference).
+    """
+
+    def input_gradient() -> Tensor:
+        x, y = batches["input_gradient"]
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
+        return grad
+
+    def parameter_gradient() -> None:
+        x, y = batches["parameter_gradient"]
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        model.eval()
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(batches["forward"][0])
+
+    runs = {"input_gradient": input_gradient, "parameter_gradient": parameter_gradient, "forward": forward}
+    if "parameter_gradient" in batches and optimizer is None:
+        raise ValueError("optimizer must be given for a parameter_gradient batch (got None)")
+    return {kind: runs[kind] for kind in batches}
+
+
+def run_child(module: str, args: list[str], *, env: Mapping[str, str], what: str) -> dict[str, Any]:
+    """Run ``python -m <module> <args>`` from the repository root with ``env``; return the JSON of its last stdout
+    line. A failing child raises RuntimeError naming ``what`` it was doing, with the end of its stderr."""
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(command, env=dict(env), cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])

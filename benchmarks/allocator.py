@@ -31,14 +31,9 @@ import hashlib
 import json
 import os
 import statistics
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from advlogits import profiles
 from advlogits.attacks import pgd
@@ -46,11 +41,13 @@ from advlogits.data import input_shape, load_dataset
 from advlogits.models import build_model
 from benchmarks._common import (
     QUICK_HELP,
-    REPO_ROOT,
+    bare_passes,
     base_parser,
     environment,
     load_average,
+    median_per_image,
     positive_int,
+    run_child,
     write_result,
 )
 
@@ -85,16 +82,6 @@ def _digest(*tensors: torch.Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def _median_per_image(run: Callable[[], object], *, images: int, rounds: int) -> float:
-    run()  # warm-up
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - began) / images)
-    return statistics.median(times)
-
-
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One process's per-image seconds of each pass and the digest of what the passes computed."""
     if args.threads is not None:
@@ -113,22 +100,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(p.seed)
         return pgd(model, x, y, eps=p.eps, alpha=p.eval_alpha, steps=steps, generator=generator)
 
-    def input_gradient() -> torch.Tensor:
-        xr = xb.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(F.cross_entropy(model(xr), yb), xr)
-        return grad
-
-    def train_step() -> None:
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(xt), yt).backward()
-        optimizer.step()
-        model.eval()
+    passes = bare_passes(model, {"input_gradient": (xb, yb), "parameter_gradient": (xt, yt)}, optimizer=optimizer)
+    input_gradient, train_step = passes["input_gradient"], passes["parameter_gradient"]
 
     checks = [attack(), input_gradient()]  # before training changes the weights
-    out["pgd"] = _median_per_image(attack, images=len(x), rounds=args.rounds)
-    out["input_gradient"] = _median_per_image(input_gradient, images=len(xb), rounds=args.rounds)
-    out["train_step"] = _median_per_image(train_step, images=len(xt), rounds=args.rounds)
+    out["pgd"] = median_per_image(attack, images=len(x), rounds=args.rounds)
+    out["input_gradient"] = median_per_image(input_gradient, images=len(xb), rounds=args.rounds)
+    out["train_step"] = median_per_image(train_step, images=len(xt), rounds=args.rounds)
     out["digest"] = _digest(*checks, *model.state_dict().values())
     return out
 
@@ -137,13 +115,9 @@ def _run_child(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in KEPT}
     if setting == "kept":
         env.update(KEPT)
-    command = [sys.executable, "-m", "benchmarks.allocator", "--child", "--profile", args.profile]
-    command += ["--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
+    command = ["--child", "--profile", args.profile, "--rounds", str(args.rounds)] + (["--quick"] if args.quick else [])
     command += ["--threads", str(args.threads)] if args.threads is not None else []
-    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"the {setting} child failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child("benchmarks.allocator", command, env=env, what=f"the {setting} child")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

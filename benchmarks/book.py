@@ -53,12 +53,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from advlogits import models, passes, profiles
 from advlogits.data import input_shape, num_classes
 from advlogits.pipeline.plan import book_plan
-from benchmarks._common import REPO_ROOT, base_parser, environment, load_average, verdict, write_result
+from benchmarks._common import (
+    REPO_ROOT,
+    bare_passes,
+    base_parser,
+    environment,
+    load_average,
+    median_per_image,
+    run_child,
+    verdict,
+    write_result,
+)
 from benchmarks.allocator import KEPT
 
 NAME = "book"
@@ -207,53 +216,23 @@ def timed_make(
 
 def per_image_seconds(arch: str, *, profile: str, repeats: int = 10) -> dict[str, float]:
     """Seconds per image of each kind of pass (`advlogits.passes.KINDS`) of ``arch`` on the profile's data set, one
-    thread, bare (nothing but the pass), each at the batch size the book runs it at (`FLOOR_BATCHES`; training at the
-    profile's batch size): the median of ``repeats`` timed batches after one untimed.
-
-    * ``input_gradient``: forward, cross-entropy and its gradient with respect to the input (an attack's step);
-    * ``parameter_gradient``: forward, cross-entropy, backward to the parameters and an SGD step with momentum and
-      weight decay, in train mode (a training step);
-    * ``forward``: a forward pass without gradients (inference).
-    """
+    thread, bare (`benchmarks._common.bare_passes`), each at the batch size the book runs it at (`FLOOR_BATCHES`;
+    training at the profile's batch size, with SGD, momentum and the profile's weight decay): the median of
+    ``repeats`` timed batches after one untimed."""
     p = profiles.resolve(profile, device="cpu")
     shape, classes = input_shape(p.dataset), num_classes(p.dataset)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        model = models.build_for(arch, p.dataset)
+        model = models.build_for(arch, p.dataset).eval()
         optimizer = torch.optim.SGD(model.parameters(), lr=p.lr, momentum=0.9, weight_decay=p.weight_decay)
-        batches = {**FLOOR_BATCHES, "parameter_gradient": p.batch_size}
-        data = {k: (torch.rand(n, *shape), torch.randint(0, classes, (n,))) for k, n in batches.items()}
-
-        def input_gradient() -> None:
-            x, y = data["input_gradient"]
-            xg = x.clone().requires_grad_(True)
-            torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
-
-        def parameter_gradient() -> None:
-            x, y = data["parameter_gradient"]
-            model.train()
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
-            model.eval()
-
-        def forward() -> None:
-            with torch.no_grad():
-                model(data["forward"][0])
-
-        model.eval()
-        out = {}
-        for kind, step in zip(passes.KINDS, (input_gradient, parameter_gradient, forward)):
-            step()  # warm-up
-            times = []
-            for _ in range(repeats):
-                began = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - began)
-            out[kind] = sorted(times)[len(times) // 2] / batches[kind]
-        return out
+        sizes = {**FLOOR_BATCHES, "parameter_gradient": p.batch_size}
+        batches = {
+            kind: (torch.rand(sizes[kind], *shape), torch.randint(0, classes, (sizes[kind],))) for kind in passes.KINDS
+        }
+        runs = bare_passes(model, batches, optimizer=optimizer)
+        return {kind: median_per_image(runs[kind], images=sizes[kind], rounds=repeats) for kind in passes.KINDS}
     finally:
         torch.set_num_threads(previous)
 
@@ -270,11 +249,8 @@ def bare_costs(archs: list[str], *, profile: str) -> dict[str, dict[str, float]]
     may have started without them, and the bare loops must run as the build's passes do."""
     env = {k: v for k, v in os.environ.items() if k not in _PARENT_MAKE_VARS}
     env.update({k: os.environ.get(k, v) for k, v in KEPT.items()})
-    command = [sys.executable, "-m", "benchmarks.book", "--profile", profile, "--bare-costs", ",".join(archs)]
-    done = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"timing the bare passes failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    args = ["--profile", profile, "--bare-costs", ",".join(archs)]
+    return run_child("benchmarks.book", args, env=env, what="timing the bare passes")
 
 
 def compute_floor(
