@@ -29,10 +29,8 @@ from advlogits.train import (
     triangular_lr,
 )
 
-from helpers import tiny_standard_config
+from fault_workers import AT, ST
 
-ST = tiny_standard_config(n_train=128, n_val=32, batch_size=32, epochs=3)
-AT = dataclasses.replace(ST, method="adversarial", epochs=2, eps=0.1, alpha=0.05, steps=2, seed=1)
 _DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
 
