@@ -18,8 +18,11 @@ SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-# Chapters run one after the other, in sorted order: later chapters may reuse what earlier ones stored.
+# Chapters run one after the other, in sorted order: later chapters may reuse what earlier ones stored. Only
+# `make execute`'s own sub-make (CHAPTER_JOBS_NOW set) runs them side by side, when the store holds everything.
+ifeq ($(CHAPTER_JOBS_NOW),)
 .NOTPARALLEL:
+endif
 MAKEFLAGS += --no-builtin-rules
 
 # ---- settings (override on the command line or from the environment) ---------------------------
@@ -48,6 +51,12 @@ LAB_PORT ?= 8888
 # one unit after another in one process.
 PLAN_WORKERS ?= 0
 PLAN_EXECUTOR ?= local
+# When the store already holds every unit of the plan (a warm store, or after the plan has run), the chapters
+# have nothing left to compute or to wait for, and up to CHAPTER_JOBS of them run at once (the scorecard last);
+# otherwise one after the other. 1 always runs them one after the other. Chapters run side by side keep their
+# torch threads (so their numbers), which then wait for work asleep (OMP_WAIT_POLICY=PASSIVE) instead of
+# spinning: spinning threads of two processes on two cores made chapter 2's linear check 7 times slower.
+CHAPTER_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # glibc's allocator hands a freed block of more than a few MB (a batch's activations) back to the system and
 # maps it again, page by page, on the next batch. Every process started here keeps freed memory instead (blocks
@@ -121,6 +130,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
+ifeq ($(shell [ "$(CHAPTER_JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
+$(error CHAPTER_JOBS=$(CHAPTER_JOBS) is not a whole number of at least 1; e.g. CHAPTER_JOBS=1 runs the chapters one after the other)
+endif
+
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE=$(PROFILE) is not one of: $(PROFILES). Run e.g. `make book PROFILE=cpu`)
 endif
@@ -176,6 +189,7 @@ help:
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
 	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (>0: compute the plan with that many workers first)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
+	@echo "          CHAPTER_JOBS=$(CHAPTER_JOBS) (chapters at once when the store holds the whole plan; 1: one after the other)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  USE_ACTIVE_ENV=$(USE_ACTIVE_ENV) (1: the active environment, no venv)"
 	@echo "          PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
 	@echo "          REPO_URL=$(REPO_URL) (empty: no launch buttons)  REPO_BRANCH=$(REPO_BRANCH)  NPM=$(NPM)"
@@ -365,21 +379,33 @@ endif
 
 # ---- execution: one papermill run per chapter, redone when the chapter, the library or DEVICE changes
 # The parameters file changes only when DEVICE does, so a new DEVICE re-executes the chapters.
+# (`make execute`'s sub-make takes the file as its parent left it.)
+ifeq ($(CHAPTER_JOBS_NOW),)
 $(PARAMS_FILE): FORCE
 	@mkdir -p $(@D)
 	@printf 'device=%s\n' '$(DEVICE)' > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+endif
 
-# The plan runs again only when a chapter would (the library, the set-up or DEVICE changed); from a warm
-# store it finds every unit stored in seconds.
-$(PLAN_STAMP): $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
+# The plan runs again only when a chapter would (a chapter, the library, the set-up or DEVICE changed); from a
+# warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
+# CHAPTER_JOBS when every unit is stored (`advlogits plan --check`), else 1.
+$(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 ifneq ($(PLAN_WORKERS),0)
 	@echo "==> computing the plan of PROFILE=$(PROFILE) with $(PLAN_WORKERS) $(PLAN_EXECUTOR) workers"
 	$(VPY) -m advlogits run --profile $(PROFILE) --device $(DEVICE) --executor $(PLAN_EXECUTOR) \
 	  --workers $(PLAN_WORKERS) --threads 1
 endif
 	@mkdir -p $(@D)
-	@touch $@
+	@jobs=1; \
+	if [ "$(CHAPTER_JOBS)" -gt 1 ]; then \
+	  if found=$$($(VPY) -m advlogits plan --check --profile $(PROFILE) --device $(DEVICE) 2>&1); then \
+	    jobs=$(CHAPTER_JOBS); echo "==> $$found: the chapters run $$jobs at a time"; \
+	  else \
+	    echo "==> $$found: the chapters run one after the other"; \
+	  fi; \
+	fi; \
+	echo $$jobs > $@
 
 # papermill writes into .partial/ first (kept there when a chapter fails, for inspection) and the
 # result is moved into place only when every cell ran.
@@ -395,8 +421,11 @@ $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) $(P
 # The scorecard gathers every other chapter's claims: it re-runs whenever any of them re-executes.
 $(SCORECARD): $(filter-out $(SCORECARD),$(EXECUTED))
 
-execute: $(EXECUTED)
+execute: $(PLAN_STAMP)
 	@if [ -z "$(CHAPTERS)" ]; then echo "error: no chapters/*.ipynb to execute" >&2; exit 1; fi
+	@jobs=$$(cat $(PLAN_STAMP) 2>/dev/null); case "$$jobs" in ''|*[!0-9]*|0) jobs=1;; esac; \
+	if [ $$jobs -gt 1 ]; then export OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE}; fi; \
+	$(MAKE) --no-print-directory -j$$jobs CHAPTER_JOBS_NOW=1 $(EXECUTED)
 
 # ---- the site: a source tree whose chapters are the executed copies, built with warnings as errors
 stage: execute $(OFFLINE_STAMP)

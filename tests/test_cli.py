@@ -319,6 +319,8 @@ def test_plan_lists_every_unit_missing_on_an_empty_store(home, capsys):
     assert parsed["AT teacher, smoke, seed 0"][3] == model_key(smoke().adversarial())
     n = len(units)
     assert summary == f"{n} units, {n} missing; none has an estimate yet (nothing comparable is stored)"
+    code, out, err = run_cli(capsys, "plan", "--check", "--profile", "smoke", "--device", "cpu")
+    assert (code, out, err) == (1, f"{n} units, {n} missing\n", ""), "make execute runs the chapters one by one"
     assert files_under(home) == [], "plan writes nothing"
 
 
@@ -399,6 +401,8 @@ def test_run_computes_every_unit_then_nothing(home, capsys):
     parsed, _, summary = parse_plan(out)
     assert code == 0 and {v[0] for v in parsed.values()} == {"stored"}
     assert summary == f"{n} units, all stored: nothing to compute"
+    code, out, _ = run_cli(capsys, "plan", "--check", "--profile", "smoke", "--device", "cpu", *TINY_ARGS)
+    assert (code, out) == (0, f"{n} units, all stored\n"), "make execute runs the chapters side by side"
 
     stamps = {p: p.stat().st_mtime_ns for p in files_under(home) if p.is_file() and "locks" not in p.parts}
     code, out, _ = run_cli(

@@ -538,7 +538,7 @@ def test_the_makefile_re_executes_a_chapter_when_the_library_or_the_chapter_chan
     params = executed / ".params"
     params.write_text("device=auto\n")
     plan = executed / ".plan"  # the book's plan was computed (or left to the chapters) after the last change
-    plan.touch()
+    plan.write_text("2\n")  # and found every unit stored: two chapters at a time
     shutil.copy(CHAPTER, executed)
     t0 = time.time() - 1000
     for path in [
@@ -577,6 +577,16 @@ def test_the_makefile_re_executes_a_chapter_when_the_library_or_the_chapter_chan
         assert would_execute(), f"a change of {changed.name} re-executes the chapter"
         os.utime(changed, (t0, t0))
     assert not would_execute()
+    plan.write_text("")  # a stamp from before it held the number of chapters at once: one at a time
+    os.utime(plan, (t0 + 10, t0 + 10))
+    assert not would_execute()
+    os.utime(copy / "chapters" / CHAPTER.name, (t0 + 30, t0 + 30))
+    assert would_execute()
+
+    refused = subprocess.run(
+        ["make", "-n", "execute", "PROFILE=smoke", "CHAPTER_JOBS=two"], cwd=copy, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "CHAPTER_JOBS=two is not a whole number of at least 1" in refused.stderr
 
 
 # ==============================================================================================================

@@ -1,6 +1,7 @@
 """The ``advlogits`` command line: the book's plan of work, running it, the store, one chapter, the scorecard.
 
     advlogits plan --profile cpu                  the units of work, stored or missing, with a cost estimate
+    advlogits plan --profile cpu --check          exit status 0 when every unit is stored (`make execute` asks)
     advlogits run --profile cpu --workers 2       compute what is missing (--executor serial | local | ray)
     advlogits store ls | show KEY | verify | rm KEY | gc
     advlogits chapter 04_distillation --profile smoke
@@ -111,6 +112,10 @@ def format_seconds(seconds: float) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, store = _spec(args), Store()
     units = plan_module.ordered(spec.units())
+    if args.check:
+        missing = sum(1 for u in units if not u.is_stored(store))
+        print(f"{len(units)} units, all stored" if missing == 0 else f"{len(units)} units, {missing} missing")
+        return 0 if missing == 0 else 1
     total, known = 0.0, 0
     print(f"{'status':<8} {'estimate':>9}  unit")
     for unit in units:
@@ -343,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=None,
         help="RobustBench models of chapter 2 (default: the paper profile's four, none otherwise)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="print only how many units are missing; exit with 0 when every unit is stored, 1 when not",
     )
     p.set_defaults(run=cmd_plan)
     r = _add(verbs, "run", "compute every missing unit of the plan")
