@@ -51,11 +51,14 @@ def import_robustbench_utils() -> ModuleType:
 
 
 def _forget_modules_imported_since(loaded_before: set[str]) -> None:
-    """Drop the modules a failed import left in sys.modules.
+    """Drop the submodules a failed import left in sys.modules without their package.
 
     A failed ``import package.sub`` removes the package but can leave submodules that did import; a later
     successful import would then build a new package object without them as attributes (``package.sub``
-    raising AttributeError).
+    raising AttributeError). Modules whose packages did import stay: importing some twice fails (torch's
+    operator libraries, which torchvision loads, register themselves once per process).
     """
     for name in set(sys.modules) - loaded_before:
-        del sys.modules[name]
+        parts = name.split(".")
+        if any(".".join(parts[:i]) not in sys.modules for i in range(1, len(parts))):
+            del sys.modules[name]
