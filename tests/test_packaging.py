@@ -162,15 +162,77 @@ def test_environment_yml_installs_from_the_lock_with_its_pins_and_nodejs(metadat
 
 
 @needs_make
-def test_the_setup_installs_from_the_lock_and_adds_the_paper_extra_where_needed(tmp_path):
+@pytest.mark.parametrize(
+    ("installer", "install"),
+    [
+        ("uv", r"bin/python requirements/uv_install\.py"),
+        ("pip", r"bin/python -m pip install --disable-pip-version-check"),
+    ],
+)
+def test_the_setup_installs_from_the_lock_and_adds_the_paper_extra_where_needed(tmp_path, installer, install):
     venv = str(tmp_path / "venv")  # a venv that does not exist: make shows every step of its set-up
-    book = make_dry_run("setup", f"VENV={venv}")
-    assert re.search(r"pip install .*-c requirements/lock\.txt -e '\.\[book,test,cluster\]'", book), book
+    book = make_dry_run("setup", f"VENV={venv}", f"INSTALLER={installer}")
+    assert re.search(rf"{install} -c requirements/lock\.txt -e '\.\[book,test,cluster\]'", book), book
+    assert re.search(rf"{install} --no-deps torchattacks==", book), book
+    assert ("'uv==" in book) == (installer == "uv"), "uv is installed into the venv only to install with it"
     assert "[paper]" not in book
-    paper = make_dry_run("setup", "PROFILE=paper", f"VENV={venv}")
-    assert re.search(r"pip install .*-c requirements/lock\.txt -e '\.\[paper\]'", paper), paper
+    paper = make_dry_run("setup", "PROFILE=paper", f"VENV={venv}", f"INSTALLER={installer}")
+    assert re.search(rf"{install} -c requirements/lock\.txt -e '\.\[paper\]'", paper), paper
     prerequisites = re.search(r"^test: (.*)$", MAKEFILE.read_text(), re.M).group(1)
     assert "$(PAPER_STAMP)" in prerequisites.split()  # the tests load RobustBench models
+
+
+@needs_make
+def test_an_unknown_installer_is_refused_before_anything_runs(tmp_path):
+    out = make("-n", "setup", f"VENV={tmp_path / 'venv'}", "INSTALLER=conda")
+    assert out.returncode != 0 and out.stdout == ""
+    assert "INSTALLER=conda is neither uv nor pip" in out.stderr and "INSTALLER=pip" in out.stderr
+
+
+def _uv_install():
+    spec = importlib.util.spec_from_file_location("uv_install", ROOT / "requirements" / "uv_install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_uv_is_handed_the_index_settings_pip_obeys():
+    uv_install = _uv_install()
+    listing = "\n".join(
+        [
+            ":env:.find-links='/opt/wheels'",
+            ":env:.default-timeout='180'",
+            "global.find-links='/ignored/by/pip/too'",  # PIP_FIND_LINKS wins over the file, as in pip
+            "global.extra-index-url='file:///a/simple https://b.example/simple'",
+            "global.index-url='https://global.example/simple'",
+            "install.index-url='https://install.example/simple'",  # [install] wins over [global]
+            "global.constraint='/etc/pins.txt'",
+            "global.cert='/etc/ca.pem'",
+            "global.no-index='false'",
+            "user.bogus='a line pip config list does not write'",
+        ]
+    )
+    settings = uv_install.pip_settings(listing)
+    assert settings["find-links"] == "/opt/wheels" and settings["index-url"] == "https://install.example/simple"
+    args, env = uv_install.uv_arguments(settings)
+    assert args == [
+        "--index-strategy",
+        "unsafe-best-match",
+        "--index-url",
+        "https://install.example/simple",
+        "--extra-index-url",
+        "file:///a/simple",
+        "--extra-index-url",
+        "https://b.example/simple",
+        "--find-links",
+        "/opt/wheels",
+        "--constraint",
+        "/etc/pins.txt",
+    ]
+    assert env == {"SSL_CERT_FILE": "/etc/ca.pem", "UV_HTTP_TIMEOUT": "180"}
+    no_index, _ = uv_install.uv_arguments(uv_install.pip_settings(":env:.no-index='1'\nglobal.find-links='/w'"))
+    assert no_index == ["--index-strategy", "unsafe-best-match", "--find-links", "/w", "--no-index"]
+    assert uv_install.uv_arguments({}) == (["--index-strategy", "unsafe-best-match"], {})
 
 
 @needs_make
