@@ -26,6 +26,8 @@ endif
 MAKEFLAGS += --no-builtin-rules
 
 # ---- settings (override on the command line or from the environment) ---------------------------
+# The cores this process may run on (nproc without the OMP_* variables, which it would otherwise obey)
+CORES := $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 PROFILE ?= cpu
 DEVICE ?= auto
 PYTHON ?= python3
@@ -45,7 +47,7 @@ PYTEST_ARGS ?=
 PYTEST_MARK ?=
 # Unit tests run in this many pytest-xdist worker processes, each with one torch thread (a worker per core
 # beats threads inside one process for these small models); 0 runs them in this process instead.
-PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+PYTEST_WORKERS ?= $(CORES)
 PAPERMILL_FLAGS ?= --no-progress-bar --log-output
 # `make lab` serves JupyterLab on 127.0.0.1 at this port (it stops if the port is taken)
 LAB_PORT ?= 8888
@@ -59,7 +61,7 @@ PLAN_EXECUTOR ?= local
 # otherwise one after the other. 1 always runs them one after the other. Chapters run side by side keep their
 # torch threads (so their numbers), which then wait for work asleep (OMP_WAIT_POLICY=PASSIVE) instead of
 # spinning: spinning threads of two processes on two cores made chapter 2's linear check 7 times slower.
-CHAPTER_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CHAPTER_JOBS ?= $(CORES)
 FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 # glibc's allocator hands a freed block of more than a few MB (a batch's activations) back to the system and
 # maps it again, page by page, on the next batch. Every process started here keeps freed memory instead (blocks

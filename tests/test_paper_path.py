@@ -40,6 +40,8 @@ N_PER_BATCH, N_TRAIN_BATCHES, N_TEST = 10, 5, 20  # 50 training and 20 test imag
 # model itself (same images, epochs and radius), so the sweep adds one model. The evaluation subset keeps 16
 # images (chapter 3's grids show 16). AutoAttack "fast" (APGD-CE + APGD-T; the profile's "standard" adds FAB-T and
 # Square) attacks only those of the first 4 images that PGD did not break: on one image it costs seconds here.
+# One student seed: chapter 4's cost is its students (each trained and attacked once per seed), and how seeds are
+# combined does not depend on the profile (the smoke book runs two).
 OVERRIDES = {
     "n_train": 16,
     "n_val": 8,
@@ -56,7 +58,7 @@ OVERRIDES = {
     "eval_steps": 1,
     "batch_size": 16,
     "eps_sweep": [4 / 255, 8 / 255],
-    "student_seeds": [100, 101],
+    "student_seeds": [100],
 }
 CHAPTER_TIMEOUT_S = 900
 
