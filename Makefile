@@ -71,7 +71,10 @@ export MALLOC_MMAP_THRESHOLD_ ?= 33554432
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 export MALLOC_TOP_PAD_ ?= 268435456
 # Benchmarks run by `make bench`, any of: $(BENCHMARKS) (gpu, the GPU check, is also `make gpu-check`)
-BENCH ?= attack_throughput train_epoch allocator book
+BENCH ?= attack_throughput train_epoch allocator book make_test
+# The book benchmark's flags in `make bench`: a plain cold build, then a cold build with the plan's two one-thread
+# workers and a warm one, so that one run measures every target (about 70 minutes at PROFILE=cpu on two cores)
+BENCH_BOOK_FLAGS ?= --plan-workers 2 --plan-executor local --versus-plain
 
 # Every dependency of every extra at one version: $(LOCK), written by `make lock` around PyTorch at
 # TORCH_PINS and passed to every pip install of the set-up as constraints (-c), so pip never resolves another
@@ -83,7 +86,7 @@ UV_PIN := uv==0.13.9
 NO_DEPS_PINS := torchattacks==3.5.1
 FASHION_MNIST_PACKAGE := dataset-fashion-mnist
 PROFILES := smoke cpu paper
-BENCHMARKS := attack_throughput train_epoch allocator book gpu
+BENCHMARKS := attack_throughput train_epoch allocator book make_test gpu
 BENCH_DIR := _build/bench
 
 comma := ,
@@ -525,13 +528,15 @@ test: setup $(LAB_STAMP) $(PAPER_STAMP) browser
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
+# `make_test` runs `make test` in a fresh clone of HEAD, as CI does (about ten minutes on two cores).
 # `gpu` always measures and prices the paper profile, whatever PROFILE says.
 bench: setup data
 	$(BIN)/pytest -m bench tests/test_benchmarks.py $(PYTEST_ARGS)
 	@for name in $(BENCH); do \
 	  if [ "$$name" = gpu ]; then profile=paper; else profile=$(PROFILE); fi; \
-	  echo "==> benchmark $$name (profile=$$profile, device=$(DEVICE))"; \
-	  $(VPY) -m benchmarks.$$name --profile $$profile --device $(DEVICE) --out $(BENCH_DIR)/$$name.json; \
+	  if [ "$$name" = book ]; then flags="$(BENCH_BOOK_FLAGS)"; else flags=; fi; \
+	  echo "==> benchmark $$name (profile=$$profile, device=$(DEVICE)) $$flags"; \
+	  $(VPY) -m benchmarks.$$name --profile $$profile --device $(DEVICE) --out $(BENCH_DIR)/$$name.json $$flags; \
 	done
 
 # The GPU check (benchmarks/gpu.py): synthetic CIFAR-format data written on the spot, so no data set is needed.

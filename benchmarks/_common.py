@@ -113,6 +113,15 @@ def interleaved_times(
     return Timings(wall_s=wall, cpu_s=cpu)
 
 
+# make's variables of a parent make (`make bench`): a make that a benchmark starts would take its flags over
+PARENT_MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
+
+
+def environment_outside_make() -> dict[str, str]:
+    """This process's environment without a parent make's variables, for a make that a benchmark starts."""
+    return {k: v for k, v in os.environ.items() if k not in PARENT_MAKE_VARS}
+
+
 def load_average() -> list[float]:
     """The machine's load average over 1, 5 and 15 minutes (runnable processes; compare with the core count)."""
     return [round(v, 2) for v in os.getloadavg()]

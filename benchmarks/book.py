@@ -62,6 +62,7 @@ from benchmarks._common import (
     bare_passes,
     base_parser,
     environment,
+    environment_outside_make,
     load_average,
     median_per_image,
     run_child,
@@ -88,7 +89,6 @@ _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
 # Variables a parent make (e.g. `make bench`) exports; the timed make must start as if typed by a user.
-_PARENT_MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def timed_make(
         f"PLAN_WORKERS={plan_workers}",
         f"PLAN_EXECUTOR={plan_executor}",
     ]
-    env = {k: v for k, v in os.environ.items() if k not in _PARENT_MAKE_VARS}
+    env = environment_outside_make()
     env["ADVLOGITS_HOME"] = str(home)
     if count_passes is not None:
         env[passes.ENV] = str(count_passes)
@@ -249,7 +249,7 @@ def bare_costs(archs: list[str], *, profile: str) -> dict[str, dict[str, float]]
     """`per_image_seconds` of each of ``archs``, timed in a child process that starts with the allocator settings
     the Makefile gives every build (`benchmarks.allocator.KEPT`, unless the environment sets them): this process
     may have started without them, and the bare loops must run as the build's passes do."""
-    env = {k: v for k, v in os.environ.items() if k not in _PARENT_MAKE_VARS}
+    env = environment_outside_make()
     env.update({k: os.environ.get(k, v) for k, v in KEPT.items()})
     args = ["--profile", profile, "--bare-costs", ",".join(archs)]
     return run_child("benchmarks.book", args, env=env, what="timing the bare passes")
