@@ -88,7 +88,6 @@ FLOOR_BATCHES = {"input_gradient": 500, "forward": 1000}
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
-# Variables a parent make (e.g. `make bench`) exports; the timed make must start as if typed by a user.
 
 
 @dataclass(frozen=True)
