@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,42 @@ PARENT_MAKE_VARS = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_T
 def environment_outside_make() -> dict[str, str]:
     """This process's environment without a parent make's variables, for a make that a benchmark starts."""
     return {k: v for k, v in os.environ.items() if k not in PARENT_MAKE_VARS}
+
+
+def run_time_stamped(
+    command: list[str],
+    *,
+    env: Mapping[str, str],
+    log: Path,
+    on_line: Callable[[float, str], None],
+    cwd: Path | None = None,
+    header: str = "",
+) -> float:
+    """Run ``command``, writing each output line to ``log`` with its second since the start, and handing it to
+    ``on_line(seconds, line)``; return the total seconds. A failure raises SystemExit with the output's last lines."""
+    tail: deque[str] = deque(maxlen=40)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    with (
+        log.open("w") as out,
+        subprocess.Popen(
+            command, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as proc,
+    ):
+        out.write(header)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - began
+            out.write(f"{now:9.2f}  {line}")
+            tail.append(line)
+            on_line(now, line)
+        returncode = proc.wait()
+    if returncode != 0:
+        raise SystemExit(
+            f"`{' '.join(command)}` failed with exit code {returncode}; its output is in {log}. "
+            f"Last lines:\n{''.join(tail)}"
+        )
+    return time.perf_counter() - began
 
 
 def load_average() -> list[float]:

@@ -43,11 +43,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +63,7 @@ from benchmarks._common import (
     load_average,
     median_per_image,
     run_child,
+    run_time_stamped,
     verdict,
     write_result,
 )
@@ -168,36 +166,20 @@ def timed_make(
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
     plan_start: float | None = None
-    tail: deque[str] = deque(maxlen=40)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
-    with (
-        log.open("w") as out,
-        subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        ) as proc,
-    ):
-        out.write(f"# {' '.join(command)}\n# ADVLOGITS_HOME={home}\n")
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            now = time.perf_counter() - began
-            out.write(f"{now:9.2f}  {line}")
-            tail.append(line)
-            if _PLAN.match(line):
-                plan_start = now
-                print(f"  {now:7.1f} s  computing the plan", file=sys.stderr, flush=True)
-            elif match := _START.match(line):
-                starts[match["name"]] = now
-                print(f"  {now:7.1f} s  executing {match['name']}", file=sys.stderr, flush=True)
-            elif match := _END.match(line):
-                ends[match["name"]] = now
-        returncode = proc.wait()
-    total = time.perf_counter() - began
-    if returncode != 0:
-        raise SystemExit(
-            f"`{' '.join(command)}` failed with exit code {returncode}; its output is in {log}. "
-            f"Last lines:\n{''.join(tail)}"
-        )
+
+    def on_line(now: float, line: str) -> None:
+        nonlocal plan_start
+        if _PLAN.match(line):
+            plan_start = now
+            print(f"  {now:7.1f} s  computing the plan", file=sys.stderr, flush=True)
+        elif match := _START.match(line):
+            starts[match["name"]] = now
+            print(f"  {now:7.1f} s  executing {match['name']}", file=sys.stderr, flush=True)
+        elif match := _END.match(line):
+            ends[match["name"]] = now
+
+    header = f"# {' '.join(command)}\n# ADVLOGITS_HOME={home}\n"
+    total = run_time_stamped(command, env=env, log=log, on_line=on_line, header=header)
     if not starts or starts.keys() != ends.keys():
         raise SystemExit(
             f"could not find every chapter's start and end in make's output ({sorted(starts)} started, "

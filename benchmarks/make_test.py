@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from benchmarks._common import (
     environment,
     environment_outside_make,
     load_average,
+    run_time_stamped,
     verdict,
     write_result,
 )
@@ -53,27 +53,15 @@ def timed_run(command: list[str], *, cwd: Path, env: dict[str, str], log: Path) 
     """Run ``command``, writing its time-stamped output to ``log``; the seconds of each ``==>`` line and the end."""
     marks: list[dict[str, Any]] = []
     unit_tests: dict[str, Any] | None = None
-    tail: deque[str] = deque(maxlen=40)
-    began = time.perf_counter()
-    with (
-        log.open("w") as out,
-        subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
-        ) as proc,
-    ):
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            now = time.perf_counter() - began
-            out.write(f"{now:9.2f}  {line}")
-            tail.append(line)
-            if match := _MARK.match(line.rstrip()):
-                marks.append({"at_s": round(now, 2), "what": match["what"]})
-            elif unit_tests is None and (match := _UNIT_TESTS.match(line)):
-                unit_tests = {"seconds": float(match["seconds"]), "counts": match["counts"].strip(" =")}
-        returncode = proc.wait()
-    total = time.perf_counter() - began
-    if returncode != 0:
-        raise SystemExit(f"`{' '.join(command)}` failed ({returncode}); its output is in {log}:\n{''.join(tail)}")
+
+    def on_line(now: float, line: str) -> None:
+        nonlocal unit_tests
+        if match := _MARK.match(line.rstrip()):
+            marks.append({"at_s": round(now, 2), "what": match["what"]})
+        elif unit_tests is None and (match := _UNIT_TESTS.match(line)):
+            unit_tests = {"seconds": float(match["seconds"]), "counts": match["counts"].strip(" =")}
+
+    total = run_time_stamped(command, cwd=cwd, env=env, log=log, on_line=on_line)
     return {"total_s": total, "marks": marks, "unit_tests": unit_tests}
 
 

@@ -184,7 +184,7 @@ def test_make_test_reads_the_unit_tests_and_the_phases_from_makes_output(tmp_pat
     assert [m["what"] for m in run["marks"]] == ["setting up .venv", "site tests against _build"]
     assert run["unit_tests"] == {"seconds": 378.77, "counts": "896 passed, 3 skipped, 34 warnings"}
     script.write_text("echo '==> a step'; exit 3\n")
-    with pytest.raises(SystemExit, match=r"(?s)failed \(3\).*==> a step"):
+    with pytest.raises(SystemExit, match=r"(?s)failed with exit code 3;.*Last lines:\n==> a step"):
         make_test.timed_run(["bash", str(script)], cwd=tmp_path, env={}, log=tmp_path / "log")
 
 
