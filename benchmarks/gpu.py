@@ -82,6 +82,7 @@ from advlogits.data import (
     dataset_info,
     load_dataset,
 )
+from advlogits.margins import CHECK_STEPS
 from advlogits.models import build_for
 from advlogits.pipeline.plan import Unit, book_plan
 from advlogits.pipeline.stored import MASKING_IMAGES, MASKING_RADII, MASKING_SQUARE_QUERIES
@@ -509,7 +510,8 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
       runs; standard: also FAB-T's 9 targets, priced as 9 APGD runs, and Square's 5,000 queries at the inference
       rate); ``hours_low`` the best case, every image broken by APGD-CE;
     * train-logits, eval-logits, robustbench-logits: inference on their images; gap-gradients: one gradient per
-      image; margin-drops: one gradient and a PGD per image; masking: PGD at each radius with both losses, Square
+      image; margin-drops: one gradient and a PGD per image; linear-check: a PGD per image, wrong class and norm
+      (`margins.CHECK_STEPS`) at the inference rate; masking: PGD at each radius with both losses, Square
       (1,000 queries) and a transfer PGD on its 100 images.
     """
     rates = {
@@ -571,6 +573,9 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
             return (p.n_eval / f,) * 2
         if unit.kind == "gap-gradients":
             return (p.n_eval * s,) * 2
+        if unit.kind == "linear-check":  # a PGD per image, class and norm on a linear model, priced as inference
+            pairs = p.n_eval * (len(dataset_info(p.dataset).classes) - 1)
+            return (pairs * sum(CHECK_STEPS.values()) / f,) * 2
         if unit.kind == "margin-drops":
             return (p.n_eval * (1 + p.eval_steps * p.eval_restarts) * s,) * 2
         if unit.kind == "masking":

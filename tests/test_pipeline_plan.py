@@ -31,6 +31,7 @@ def test_the_cpu_plan_holds_every_unit_the_chapters_ask_for_in_dependency_order(
     assert kinds["model"] == n_models == 67, "teachers, seed twins, sweep, linear models, every student"
     assert kinds["evaluation"] == len(students) == 55
     assert kinds["masking"] == 7 and kinds["margin-drops"] == 2 and kinds["gap-gradients"] == 2
+    assert kinds["linear-check"] == 2, "the closed-form check on the ST and the AT linear model"
     assert kinds["train-logits"] == 2 * len(p.student_seeds), "each teacher on each seed's images"
     assert "robustbench-logits" not in kinds
     position = {u.id: i for i, u in enumerate(units)}

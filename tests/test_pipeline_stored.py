@@ -277,6 +277,30 @@ def test_gap_gradients_are_the_stored_margins_computation(tiny_store):
     assert _results(tiny_store, TINY, "gap-gradients-*.pt") == files
 
 
+def test_the_linear_check_is_the_margins_computation_under_both_norms_stored_once(tiny_store):
+    p = profiles.resolve("smoke", device="cpu", n_eval=24, n_autoattack=0)
+    config = p.linear(p.eps)
+    checks = pipeline.linear_check(p, config, store=tiny_store)
+    model, _ = pipeline.get_model(config, store=tiny_store)
+    x, y = pipeline.eval_split(p)
+    generator = torch.Generator().manual_seed(p.seed)  # one generator, L-inf first: the chapter's order
+    linf = margins.linear_check(model, x, y, eps=p.eps, norm="linf", generator=generator)
+    l2 = margins.linear_check(model, margins.interior(x), y, eps=margins.L2_CHECK_EPS, norm="l2", generator=generator)
+    for norm, direct in (("linf", linf), ("l2", l2)):
+        assert checks[norm].keys() == direct.keys()
+        for part, tensor in direct.items():
+            assert torch.equal(checks[norm][part], tensor), (norm, part)
+    assert checks["linf"]["closed_form"].shape == (24, 10) and not torch.equal(linf["pgd"], l2["pgd"])
+    files = _results(tiny_store, config, "linear-check-*.pt")
+    assert len(files) == 1
+    again = pipeline.linear_check(p, config, store=tiny_store)
+    assert all(torch.equal(again[n][k], checks[n][k]) for n in checks for k in checks[n])
+    assert _results(tiny_store, config, "linear-check-*.pt") == files
+    other = pipeline.linear_check(dataclasses.replace(p, seed=p.seed + 1), config, store=tiny_store)
+    assert not torch.equal(other["linf"]["pgd"], checks["linf"]["pgd"]), "the seed is in the key: new images"
+    assert len(_results(tiny_store, config, "linear-check-*.pt")) == 2
+
+
 @pytest.mark.slow
 def test_masking_checks_are_stored_once_for_a_student_and_its_teacher(tiny_store):
     p = profiles.resolve("smoke", device="cpu", n_eval=24, n_autoattack=24, eval_steps=3)

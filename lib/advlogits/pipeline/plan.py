@@ -31,6 +31,7 @@ KINDS = (
     "eval-logits",
     "margin-drops",
     "gap-gradients",
+    "linear-check",
     "masking",
     "robustbench-logits",
 )
@@ -148,11 +149,13 @@ class _Builder:
             "eval-logits": stored.eval_logits,
             "margin-drops": stored.margin_drops,
             "gap-gradients": stored.gap_gradients,
+            "linear-check": stored.linear_check,
         }[kind]
         describe = {
             "eval-logits": stored.eval_logits_result,
             "margin-drops": stored.margin_drops_result,
             "gap-gradients": stored.gap_gradients_result,
+            "linear-check": stored.linear_check_result,
         }[kind]
 
         def compute(profile: Profile, store: Store) -> Any:
@@ -220,7 +223,8 @@ def book_plan(
     for key, config in teachers.items():
         b.evaluation(config, _readable(names[key], p, config.seed))
         b.per_model("eval-logits", config, _readable(names[key], p, config.seed))
-    # chapters 2 and 3: the seed baselines, the eps sweep, the linear models, margin drops, gap gradients
+    # chapters 2 and 3: the seed baselines, the eps sweep, the linear models, margin drops, gap gradients, the
+    # closed-form check
     for key, config in lineup.seed_baselines(p).items():
         b.per_model("eval-logits", config, _readable(names[key], p, config.seed))
     for key, config in teachers.items():
@@ -231,6 +235,8 @@ def book_plan(
             b.per_model("eval-logits", config, name)
             if eps == 0:
                 b.per_model("gap-gradients", config, name)
+            if family == "linear model" and eps in (0.0, p.eps):  # the closed-form check: the ST and AT models
+                b.per_model("linear-check", config, name)
     if robustbench_models:
         folder = Path(model_dir) if model_dir is not None else Store().root / "robustbench"
         for model_name in robustbench_models:

@@ -321,6 +321,36 @@ def gap_gradients(profile: Profile, config: TrainConfig, *, store: Store | None 
     return gap_gradients_result(profile, config).get_or_compute(compute, store=store)["l1"]
 
 
+LINEAR_CHECK_PARTS = ("closed_form", "pgd", "clean", "error")
+
+
+def linear_check_result(profile: Profile, config: TrainConfig) -> Result:
+    """The `linear_check` result of the linear model ``config``."""
+    params = {**_eval_images(profile), "eps": profile.eps, "l2_eps": margins.L2_CHECK_EPS, "steps": margins.CHECK_STEPS}
+    return Result(config, "linear-check", params, tensors=True)
+
+
+def linear_check(profile: Profile, config: TrainConfig, *, store: Store | None = None) -> dict[str, dict[str, Tensor]]:
+    """PGD against the closed form (`advlogits.margins.linear_check`) on the linear model ``config`` and the
+    profile's evaluation images, by norm: ``"linf"`` at the profile's eps on the images themselves, then ``"l2"`` at
+    `margins.L2_CHECK_EPS` on the images moved into the box's interior, both from one generator seeded with the
+    profile's seed; stored once, so a warm chapter reads it instead of running 160 float64 PGD steps."""
+    store = store or Store()
+
+    def compute() -> dict[str, Tensor]:
+        model, _ = get_model(config, store=store, device=profile.device)
+        x, y = eval_split(profile)
+        generator = torch.Generator().manual_seed(profile.seed)
+        out = {}
+        for norm, images, eps in (("linf", x, profile.eps), ("l2", margins.interior(x), margins.L2_CHECK_EPS)):
+            check = margins.linear_check(model, images, y, eps=eps, norm=norm, generator=generator)
+            out.update({f"{norm}/{part}": check[part] for part in LINEAR_CHECK_PARTS})
+        return out
+
+    flat = linear_check_result(profile, config).get_or_compute(compute, store=store)
+    return {norm: {part: flat[f"{norm}/{part}"] for part in LINEAR_CHECK_PARTS} for norm in ("linf", "l2")}
+
+
 def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool]) -> Result:
     """The `masking_checks` result of ``config`` with the transfer attack from ``teacher``."""
     n = min(MASKING_IMAGES, profile.n_eval, len(robust))
