@@ -86,6 +86,7 @@ FLOOR_BATCHES = {"input_gradient": 500, "forward": 1000}
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
+_PLAN_DONE = re.compile(r"^computed \d+ units in (?P<unit_min>[\d.]+) min of unit time, .*busy (?P<busy>\d+)% of it;")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class BuildTime:
     site_s: float
     store_files: int  # files in ADVLOGITS_HOME after the run
     plan_s: float = 0.0  # `advlogits run` before the chapters (PLAN_WORKERS > 0), part of setup_s
+    plan_unit_s: float | None = None  # the sum of its units' times, as `advlogits run` reports it
+    plan_busy: float | None = None  # the fraction of its workers' wall time they computed units
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,9 +169,10 @@ def timed_make(
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
     plan_start: float | None = None
+    plan_done: re.Match | None = None
 
     def on_line(now: float, line: str) -> None:
-        nonlocal plan_start
+        nonlocal plan_start, plan_done
         if _PLAN.match(line):
             plan_start = now
             print(f"  {now:7.1f} s  computing the plan", file=sys.stderr, flush=True)
@@ -177,6 +181,8 @@ def timed_make(
             print(f"  {now:7.1f} s  executing {match['name']}", file=sys.stderr, flush=True)
         elif match := _END.match(line):
             ends[match["name"]] = now
+        elif match := _PLAN_DONE.match(line):
+            plan_done = match
 
     header = f"# {' '.join(command)}\n# ADVLOGITS_HOME={home}\n"
     total = run_time_stamped(command, env=env, log=log, on_line=on_line, header=header)
@@ -194,6 +200,8 @@ def timed_make(
         site_s=total - last,
         store_files=count_files(home),
         plan_s=0.0 if plan_start is None else first - plan_start,
+        plan_unit_s=None if plan_done is None else 60 * float(plan_done["unit_min"]),
+        plan_busy=None if plan_done is None else int(plan_done["busy"]) / 100,
     )
 
 
@@ -344,6 +352,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run: {
                 "setup_s": t.setup_s,
                 "plan_s": t.plan_s,
+                "plan_unit_s": t.plan_unit_s,
+                "plan_busy": t.plan_busy,
                 "chapters_s": t.chapters_wall_s,
                 "chapters_sum_s": sum(t.chapters.values()),
                 "site_s": t.site_s,
@@ -389,6 +399,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.plan_workers:
         summary.append(
             f"  the plan ({args.plan_workers} {args.plan_executor} workers) took {cold.plan_s:.1f} s of the cold run"
+            + ("" if cold.plan_busy is None else f", its workers busy {cold.plan_busy:.0%} of it")
         )
     if floor is not None:
         summary.append(

@@ -24,6 +24,8 @@ from types import ModuleType
 import pytest
 import torch
 
+from advlogits.cli import run_summary
+from advlogits.pipeline.executors import RunReport
 from advlogits.pipeline.plan import book_plan
 from advlogits.profiles import resolve
 
@@ -244,6 +246,8 @@ def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
     assert result["store_files_after_cold"] > 0  # the cold run trained into the empty store ...
     assert result["store_files_added_by_warm"] == 0  # ... and the warm one only read from it
     assert result["plan"] == {"workers": 2, "executor": "local"} and result["phases"]["cold"]["plan_s"] > 0
+    assert result["phases"]["cold"]["plan_unit_s"] > 0 and 0 < result["phases"]["cold"]["plan_busy"] <= 1
+    assert result["phases"]["warm"]["plan_busy"] is None, "the warm run's plan found everything stored"
     assert "computing the plan" in (tmp_path / "book.cold.log").read_text()
     assert result["plain_cold_s"] is None and result["ratio_plan_vs_plain"] is None
     check_env(result["env"])
@@ -268,6 +272,8 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
             site_s=10.0,
             store_files=7,
             plan_s=40.0 if plan_workers else 0.0,
+            plan_unit_s=64.0 if plan_workers else None,
+            plan_busy=0.8 if plan_workers else None,
         )
 
     monkeypatch.setattr(book, "timed_make", fake_make)
@@ -288,6 +294,11 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
     assert result["targets"]["floor.ratio_cold"]["value"] is None  # no pass was counted: the builds were faked
     assert "ratio 0.75" in stdout and "warm_s = 30.00 (target <= 45): met" in stdout
     assert "floor.ratio_cold: not measured in this run" in stdout
+    assert "took 40.0 s of the cold run, its workers busy 80% of it" in stdout
+    assert result["phases"]["cold"]["plan_busy"] == 0.8 and result["phases"]["cold"]["plan_unit_s"] == 64.0
+    line = run_summary(RunReport(computed={"a": 30.0, "b": 34.0}, wall_s=40.0, workers=2))
+    match = book._PLAN_DONE.match(line)  # what the build's log holds is what the benchmark reads
+    assert match and (match["unit_min"], match["busy"]) == ("1.1", "80"), line
     book.main(["--profile", "smoke", "--out", str(out)])  # no plan: the cold build is the plain build
     result = json.loads(out.read_text())
     assert result["plain_cold_s"] == result["cold_s"] == 150.0 and result["ratio_plan_vs_plain"] is None

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from advlogits import profiles
-from advlogits.pipeline.executors import PlanSpec, run_plan
+from advlogits.cli import run_summary
+from advlogits.pipeline.executors import PlanSpec, RunReport, run_plan
 from advlogits.store import Store
 
 # A small but complete plan: one student seed, one sweep radius, tiny sets.
@@ -79,6 +80,17 @@ def test_local_workers_leave_the_serial_runs_bytes(serial_store, tmp_path):
     assert len(report.computed) == len(run_plan(spec(), store=Store(serial_store), progress=False).from_store)
     assert weights(tmp_path) == weights(serial_store) and weights(tmp_path)
     assert checked_files(tmp_path).keys() == checked_files(serial_store).keys()
+    assert report.workers == 2 and 0 < report.busy() <= 1, "two workers cannot compute more than their wall time"
+
+
+def test_busy_is_the_unit_time_over_the_workers_wall_time():
+    report = RunReport(computed={"a": 30.0, "b": 50.0}, wall_s=50.0, workers=2)
+    assert report.busy() == pytest.approx(0.8)
+    assert run_summary(report) == (
+        "computed 2 units in 1.3 min of unit time, 0.8 min of wall time on 2 workers, busy 80% of it; 0 were stored"
+    )
+    assert RunReport(from_store=["a"], wall_s=0.1).busy() is None
+    assert run_summary(RunReport(from_store=["a"])) == "computed 0 units in 0.0 min of unit time; 1 were stored"
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 from .fileio import StoreError, read_checked
 from .models import robustbench_zoo_entry
 from .pipeline import plan as plan_module
-from .pipeline.executors import EXECUTORS, PlanSpec, run_plan
+from .pipeline.executors import EXECUTORS, PlanSpec, RunReport, run_plan
 from .pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
 from .profiles import PROFILES, resolve
 from .store import Store
@@ -142,6 +142,17 @@ def plan_summary(n_units: int, missing: int, known: int, seconds: float) -> str:
     )
 
 
+def run_summary(report: RunReport) -> str:
+    """One line on what `advlogits run` did, with how busy its workers were: below 100%, they waited for
+    dependencies or for the last units."""
+    line = f"computed {len(report.computed)} units in {sum(report.computed.values()) / 60:.1f} min of unit time"
+    busy = report.busy()
+    if busy is not None:
+        workers = f"{report.workers} worker{'s' if report.workers > 1 else ''}"
+        line += f", {report.wall_s / 60:.1f} min of wall time on {workers}, busy {busy:.0%} of it"
+    return line + f"; {len(report.from_store)} were stored"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.address is not None and args.executor != "ray":
         _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
@@ -154,10 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.quiet,
     )
-    print(
-        f"computed {len(report.computed)} units in {sum(report.computed.values()) / 60:.1f} min of unit time; "
-        f"{len(report.from_store)} were stored"
-    )
+    print(run_summary(report))
     return 0
 
 

@@ -68,6 +68,15 @@ class RunReport:
 
     computed: dict[str, float] = field(default_factory=dict)  # unit name -> seconds
     from_store: list[str] = field(default_factory=list)
+    wall_s: float = 0.0  # from the first unit's start to the last one's end
+    workers: int = 1
+
+    def busy(self) -> float | None:
+        """The fraction of the workers' wall time spent computing units (None when nothing was computed): below 1,
+        workers waited for dependencies or for the last units."""
+        if not self.computed or self.wall_s <= 0:
+            return None
+        return sum(self.computed.values()) / (self.workers * self.wall_s)
 
 
 def missing_units(spec: PlanSpec, store: Store) -> tuple[list[Unit], list[Unit]]:
@@ -97,10 +106,11 @@ def run_plan(
         fail("address", "given only with executor='ray'", address)
     store = store or Store()
     todo, stored = missing_units(spec, store)
-    report = RunReport(from_store=[u.name for u in stored])
+    report = RunReport(from_store=[u.name for u in stored], workers=1 if executor == "serial" else workers)
     for unit in stored:
         log.info("from store: %s", unit.name)
     bar = tqdm(total=len(todo), desc="units", disable=not progress, unit="unit")
+    began = time.perf_counter()
     try:
         if executor == "serial":
             _run_serial(spec, todo, store, report, bar, threads)
@@ -110,6 +120,7 @@ def run_plan(
             _run_ray(spec, todo, store, report, bar, workers, threads or 1, address)
     finally:
         bar.close()
+    report.wall_s = time.perf_counter() - began
     return report
 
 
