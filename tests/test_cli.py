@@ -539,12 +539,15 @@ def test_store_gc_removes_stale_files_and_keeps_good_ones(home, capsys, planted)
     free.parent.mkdir(parents=True, exist_ok=True)
     free.touch()
     held = FileLock(str(store.root / "locks" / f"{key}.lock"))
-    stale = {tmp, incomplete, free}
+    result = store.result_path(key, "evaluation", {"n": 1}, ".json", code="x").name
+    result_lock = store.root / "locks" / f"{key}.{result}.lock"  # the good result's lock, free once it was stored
+    assert result_lock.exists()
+    stale = {tmp, incomplete, free, result_lock}
     with held:
         good = {p for p in files_under(home) if p.is_file()} - stale
         code, out, err = run_cli(capsys, "store", "gc")
         assert code == 0 and err == ""
-        assert set(out.splitlines()) == {f"removed {p}" for p in stale} | {"3 stale files removed"}
+        assert set(out.splitlines()) == {f"removed {p}" for p in stale} | {"4 stale files removed"}
         assert not any(p.exists() for p in stale)
         assert {p for p in files_under(home) if p.is_file()} == good, "every other file kept, the held lock too"
     assert record_path(entry / "model.pt").exists() and (entry / "compute.log").exists()

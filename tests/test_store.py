@@ -13,9 +13,11 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 import types
 from pathlib import Path
 
+import filelock
 import pytest
 import torch
 
@@ -161,6 +163,50 @@ def test_the_lock_excludes_another_process(tmp_path):
     with s.lock(KEY):
         assert other_process_sees() == "held"
     assert other_process_sees() == "free"
+
+
+def test_two_results_of_one_entry_compute_side_by_side(tmp_path):
+    """Each result has its own lock: while another process computes one result of an entry, this one computes
+    another result of the same entry at once, and the entry's weights lock stays free. The same result still waits."""
+    s = Store(tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+                import sys
+                from advlogits.store import Store
+
+                def compute():
+                    print("computing", flush=True)
+                    sys.stdin.read()  # until the test closes stdin
+                    return {{"acc": 0.5}}
+
+                Store({str(tmp_path)!r}).get_or_compute_json({KEY!r}, "evaluation", {{}}, compute, code="")
+            """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "computing"
+        done = threading.Event()
+        worker = threading.Thread(
+            target=lambda: done.set() if s.get_or_compute_json(KEY, "logits", {}, lambda: {"z": 1}, code="") else None
+        )
+        worker.start()
+        assert done.wait(timeout=60), "the other result waited for the evaluation's lock"
+        evaluation = s.result_path(KEY, "evaluation", {}, ".json", code="").name
+        assert s.lock(KEY, evaluation).is_locked is False  # this process does not hold it ...
+        with pytest.raises(filelock.Timeout):  # ... the other process does
+            filelock.FileLock(str(tmp_path / "locks" / f"{KEY}.{evaluation}.lock")).acquire(timeout=0.2)
+        filelock.FileLock(str(tmp_path / "locks" / f"{KEY}.lock")).acquire(timeout=0.2)  # the weights' lock is free
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert holder.returncode == 0
+    assert s.get_or_compute_json(KEY, "evaluation", {}, Counter({"acc": 0.9}), code="") == {"acc": 0.5}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -315,7 +361,9 @@ def test_keys_files_verify_stale_files_and_remove(tmp_path):
     assert len(list(s.files(other))) == 1
     checked = s.verify()
     assert len(checked) == 4 and set(checked.values()) == {"ok"}
-    assert s.stale_files() == [(tmp_path / "locks" / f"{other}.lock")], "a lock no process holds is stale"
+    free = Path(s.lock(other, s.result_path(other, "m", {}, ".json", code="").name).lock_file)
+    assert free.name == f"{other}.{s.result_path(other, 'm', {}, '.json', code='').name}.lock"
+    assert s.stale_files() == [free], "the lock of a result no process computes is stale"
 
     (s.entry(KEY) / "history.json").write_bytes(b'{"epoch": [2], "train_loss": [0.5]}')
     assert s.verify()[s.entry(KEY) / "history.json"] == "corrupt"
@@ -327,7 +375,7 @@ def test_keys_files_verify_stale_files_and_remove(tmp_path):
     (s.entry(KEY) / "checkpoint.pt").write_bytes(b"progress")
     with s.lock(KEY):
         stale = s.stale_files()
-    assert sorted(stale) == sorted([torn, never_completed, tmp_path / "locks" / f"{other}.lock"]), (
+    assert sorted(stale) == sorted([torn, never_completed, free]), (
         "torn and never-completed files and unheld locks; not the log, the checkpoint or a held lock"
     )
     s.remove(KEY)

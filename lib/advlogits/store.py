@@ -12,9 +12,9 @@ always read with ``weights_only=True``: a stored file cannot run code.
 Layout: ``entries/<key>/`` holds ``config.json``, ``history.json``, ``model.pt`` (each with a ``.sha256``
 record), ``results/``, ``checkpoint.pt`` while a model is being computed, ``training.log`` (one JSON line per
 completed training: pid, time, whether it resumed from a checkpoint) and ``compute.log`` (one line per computed
-result: pid, time, its name and seconds). Inter-process locks live apart,
-in ``locks/<key>.lock``, so a run that fails before writing anything leaves no entry behind and deleting an
-entry never deletes a lock another process holds.
+result: pid, time, its name and seconds). Inter-process locks live apart, one per model in
+``locks/<key>.lock`` and one per result in ``locks/<key>.<result file>.lock``, so a run that fails before writing
+anything leaves no entry behind and deleting an entry never deletes a lock another process holds.
 """
 
 from __future__ import annotations
@@ -114,14 +114,16 @@ class Store:
             ) from err
         return folder
 
-    def lock(self, key: str) -> FileLock:
-        """An inter-process lock on entry ``key``: two processes asking for one model compute it once.
+    def lock(self, key: str, result: str | None = None) -> FileLock:
+        """An inter-process lock on the weights of entry ``key``, or on its result file named ``result``: two
+        processes asking for one model or one result compute it once, while two results of one model (its
+        evaluation and its logits, say) compute side by side.
 
-        One lock object per path (``is_singleton``), so it is re-entrant within a process: computing a result
-        under the lock may itself ask for the model of the same entry. The lock file is ``locks/<key>.lock``,
-        outside the entry (see the module docstring).
+        One lock object per path (``is_singleton``), so it is re-entrant within a process. The lock file is
+        ``locks/<key>.lock`` or ``locks/<key>.<result>.lock``, outside the entry (see the module docstring).
         """
-        return FileLock(str(self._writable(self.root / "locks") / f"{key}.lock"), is_singleton=True)
+        name = f"{key}.lock" if result is None else f"{key}.{result}.lock"
+        return FileLock(str(self._writable(self.root / "locks") / name), is_singleton=True)
 
     # -- weights --------------------------------------------------------------------------------------------------
     def has_weights(self, key: str) -> bool:
@@ -162,7 +164,8 @@ class Store:
                 return *self.load_weights(key), False
             folder = self.entry(key)  # not created here: a computation that fails first leaves no entry behind
             checkpoint = folder / "checkpoint.pt"
-            # Under the lock no other writer is active in this entry: temporary files are from killed writers.
+            # Under the lock no other writer is active in this entry (a result is computed from stored weights
+            # only, so none is while they are missing): temporary files are from killed writers.
             for stale in folder.rglob(".*.tmp") if folder.is_dir() else ():
                 stale.unlink(missing_ok=True)
             resumed = checkpoint.exists()
@@ -219,7 +222,7 @@ class Store:
         data = read_checked(path)
         if data is not None:
             return decode(data)
-        with self.lock(key):
+        with self.lock(key, path.name):
             data = read_checked(path)
             if data is not None:
                 return decode(data)
