@@ -84,9 +84,11 @@ def reference(tmp_path_factory) -> dict:
     return reference_runs(tmp_path_factory.mktemp("reference"))
 
 
-def _timed_kill(root: Path, config: str, fraction: float) -> tuple[int, str]:
+def _timed_kill(root: Path, config: str, fraction: float, *, epoch_s: float) -> tuple[int, str]:
     """Start a training worker and SIGKILL it from here at ``fraction`` of 0.4 epoch after its first checkpoint
-    appears (well inside epoch 2: epoch 3 remains). Returns (exit status, stderr)."""
+    appears (well inside epoch 2: epoch 3 remains). An epoch lasts the shorter of this run's first epoch and
+    ``epoch_s`` (a later epoch of the uninterrupted run): a first epoch slowed by start-up costs or by other
+    processes would otherwise push the kill past the end of the run. Returns (exit status, stderr)."""
     proc = subprocess.Popen(
         worker_command("train", {"root": str(root), "config": config}),
         stdout=subprocess.DEVNULL,
@@ -99,7 +101,8 @@ def _timed_kill(root: Path, config: str, fraction: float) -> tuple[int, str]:
         while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         if proc.poll() is None:
-            time.sleep(fraction * 0.4 * safe_torch_load(checkpoint)["history"]["seconds"][0])
+            first_epoch_s = safe_torch_load(checkpoint)["history"]["seconds"][0]
+            time.sleep(fraction * 0.4 * min(first_epoch_s, epoch_s))
             proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=WORKER_TIMEOUT_S)
     finally:
@@ -110,7 +113,7 @@ def _timed_kill(root: Path, config: str, fraction: float) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def killed_runs(tmp_path_factory) -> dict:
+def killed_runs(tmp_path_factory, reference) -> dict:
     """Every trial's runs: trial id -> (store root, [exit status of each run], stderr). The self-killing trials
     run as forks of one worker (`fault_workers.worker_trials`), the timed ones as worker processes killed from
     here."""
@@ -126,7 +129,8 @@ def killed_runs(tmp_path_factory) -> dict:
     out = {}
     for t in TRIALS:
         if "timed" in t.kills[0]:
-            code, err = _timed_kill(base / t.id, t.config, t.kills[0]["timed"])
+            epoch_s = reference[t.config][1]["seconds"][1]  # the uninterrupted run's second epoch
+            code, err = _timed_kill(base / t.id, t.config, t.kills[0]["timed"], epoch_s=epoch_s)
             out[t.id] = (base / t.id, [code], err)
     stdout, stderr = trials.communicate(timeout=2 * WORKER_TIMEOUT_S)
     assert trials.returncode == 0, stderr[-3000:]
