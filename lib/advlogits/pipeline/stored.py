@@ -321,9 +321,6 @@ def gap_gradients(profile: Profile, config: TrainConfig, *, store: Store | None 
     return gap_gradients_result(profile, config).get_or_compute(compute, store=store)["l1"]
 
 
-LINEAR_CHECK_PARTS = ("closed_form", "pgd", "clean", "error")
-
-
 def linear_check_result(profile: Profile, config: TrainConfig) -> Result:
     """The `linear_check` result of the linear model ``config``."""
     params = {**_eval_images(profile), "eps": profile.eps, "l2_eps": margins.L2_CHECK_EPS, "steps": margins.CHECK_STEPS}
@@ -344,11 +341,14 @@ def linear_check(profile: Profile, config: TrainConfig, *, store: Store | None =
         out = {}
         for norm, images, eps in (("linf", x, profile.eps), ("l2", margins.interior(x), margins.L2_CHECK_EPS)):
             check = margins.linear_check(model, images, y, eps=eps, norm=norm, generator=generator)
-            out.update({f"{norm}/{part}": check[part] for part in LINEAR_CHECK_PARTS})
+            out.update({f"{norm}/{part}": tensor for part, tensor in check.items()})
         return out
 
-    flat = linear_check_result(profile, config).get_or_compute(compute, store=store)
-    return {norm: {part: flat[f"{norm}/{part}"] for part in LINEAR_CHECK_PARTS} for norm in ("linf", "l2")}
+    by_norm: dict[str, dict[str, Tensor]] = {"linf": {}, "l2": {}}
+    for name, tensor in linear_check_result(profile, config).get_or_compute(compute, store=store).items():
+        norm, part = name.split("/")
+        by_norm[norm][part] = tensor
+    return by_norm
 
 
 def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool]) -> Result:
