@@ -81,6 +81,7 @@ from advlogits.data import (
     data_home,
     dataset_info,
     load_dataset,
+    num_classes,
 )
 from advlogits.margins import CHECK_STEPS
 from advlogits.models import build_for
@@ -574,7 +575,7 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
         if unit.kind == "gap-gradients":
             return (p.n_eval * s,) * 2
         if unit.kind == "linear-check":  # a PGD per image, class and norm on a linear model, priced as inference
-            pairs = p.n_eval * (len(dataset_info(p.dataset).classes) - 1)
+            pairs = p.n_eval * (num_classes(p.dataset) - 1)
             return (pairs * sum(CHECK_STEPS.values()) / f,) * 2
         if unit.kind == "margin-drops":
             return (p.n_eval * (1 + p.eval_steps * p.eval_restarts) * s,) * 2

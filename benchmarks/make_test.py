@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env.update(CI="true", ADVLOGITS_HOME=str(scratch / "store"))
     command = ["make", "--no-print-directory", "help"] if args.quick else ["bash", ".ci/run"]
     log = args.out.with_suffix(".log")
-    log.parent.mkdir(parents=True, exist_ok=True)
     print(f"==> make test benchmark: {' '.join(command)} in a clone of {commit[:12]}", file=sys.stderr, flush=True)
     try:
         began = time.perf_counter()
