@@ -166,8 +166,8 @@ def test_the_lock_excludes_another_process(tmp_path):
 
 
 def test_two_results_of_one_entry_compute_side_by_side(tmp_path):
-    """Each result has its own lock: while another process computes one result of an entry, this one computes
-    another result of the same entry at once, and the entry's weights lock stays free. The same result still waits."""
+    """Each result has its own lock: while another process computes one result of an entry (and holds that
+    result's lock), this one computes another result of the same entry at once, and the weights' lock stays free."""
     s = Store(tmp_path)
     holder = subprocess.Popen(
         [
@@ -191,12 +191,14 @@ def test_two_results_of_one_entry_compute_side_by_side(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "computing"
-        done = threading.Event()
+        logits: list[dict] = []
         worker = threading.Thread(
-            target=lambda: done.set() if s.get_or_compute_json(KEY, "logits", {}, lambda: {"z": 1}, code="") else None
+            target=lambda: logits.append(s.get_or_compute_json(KEY, "logits", {}, lambda: {"z": 1}, code="")),
+            daemon=True,  # with one lock per entry it would block until the other process ends
         )
         worker.start()
-        assert done.wait(timeout=60), "the other result waited for the evaluation's lock"
+        worker.join(timeout=60)
+        assert logits == [{"z": 1}], "the other result waited for the evaluation's lock"
         evaluation = s.result_path(KEY, "evaluation", {}, ".json", code="").name
         assert s.lock(KEY, evaluation).is_locked is False  # this process does not hold it ...
         with pytest.raises(filelock.Timeout):  # ... the other process does
@@ -361,8 +363,9 @@ def test_keys_files_verify_stale_files_and_remove(tmp_path):
     assert len(list(s.files(other))) == 1
     checked = s.verify()
     assert len(checked) == 4 and set(checked.values()) == {"ok"}
-    free = Path(s.lock(other, s.result_path(other, "m", {}, ".json", code="").name).lock_file)
-    assert free.name == f"{other}.{s.result_path(other, 'm', {}, '.json', code='').name}.lock"
+    result = s.result_path(other, "m", {}, ".json", code="").name
+    free = tmp_path / "locks" / f"{other}.{result}.lock"
+    assert Path(s.lock(other, result).lock_file) == free
     assert s.stale_files() == [free], "the lock of a result no process computes is stale"
 
     (s.entry(KEY) / "history.json").write_bytes(b'{"epoch": [2], "train_loss": [0.5]}')
