@@ -81,6 +81,8 @@ BENCH_BOOK_FLAGS ?= --plan-workers 2 --plan-executor local --versus-plain
 # torch. torchattacks is a test-only reference installed without its dependencies (they would downgrade
 # requests/idna and break Sphinx), so it stays out of the lock.
 LOCK := requirements/lock.txt
+# Bounds the lock keeps to beyond pyproject.toml's ranges, each with its reason (read by `make lock` only)
+LOCK_CONSTRAINTS := requirements/lock_constraints.txt
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 UV_PIN := uv==0.13.9
 NO_DEPS_PINS := torchattacks==3.5.1
@@ -294,6 +296,7 @@ lock:
 	@$(VPY) -m uv --version >/dev/null 2>&1 || $(PIP_INSTALL) '$(UV_PIN)'
 	@mkdir -p $(dir $(LOCK))
 	printf '%s\n' $(TORCH_PINS) | $(VPY) -m uv pip compile pyproject.toml --all-extras --constraint - \
+	  --constraint $(LOCK_CONSTRAINTS) \
 	  --universal --python-version $(LOCK_PYTHON) --output-file $(LOCK) --quiet $(LOCK_FLAGS) \
 	  --custom-compile-command 'make lock (every platform, Python >= $(LOCK_PYTHON))'
 	@echo "==> wrote $(LOCK)"

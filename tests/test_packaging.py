@@ -132,6 +132,24 @@ def test_every_dependency_of_every_extra_is_pinned_in_the_lock_within_its_range(
                 )
 
 
+def test_the_lock_keeps_to_the_bounds_of_lock_constraints_and_make_lock_passes_them():
+    """Each bound of requirements/lock_constraints.txt holds in the lock, has its reason written above it, and
+    reaches `make lock`'s resolver; a bound the lock breaks, or one no resolver sees, fails here."""
+    constraints = LOCK.with_name("lock_constraints.txt")
+    lines = constraints.read_text().splitlines()
+    bounds = [(i, Requirement(line)) for i, line in enumerate(lines) if line.strip() and not line.startswith("#")]
+    assert bounds, f"{constraints.name} holds no bound"
+    pins = lock_pins()
+    for i, req in bounds:
+        assert i > 0 and lines[i - 1].startswith("#"), f"{req} in {constraints.name} has no reason above it"
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{constraints.name} bounds {name}, which {LOCK.name} does not hold"
+        for version in pins[name]:
+            assert req.specifier.contains(version), f"{LOCK.name} pins {name}=={version}, outside {req}: run `make lock`"
+    lock_recipe = make_dry_run("lock", "VPY=python3")
+    assert "--constraint requirements/lock_constraints.txt" in lock_recipe, lock_recipe
+
+
 def test_torch_is_pinned_alike_in_the_lock_the_makefile_and_the_docs():
     pins = lock_pins()
     torch_pins = re.search(r"^TORCH_PINS := (.+)$", MAKEFILE.read_text(), re.M).group(1).split()
