@@ -412,14 +412,17 @@ endif
 
 # The plan runs again only when a chapter would (a chapter, the library, the set-up or DEVICE changed); from a
 # warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
-# CHAPTER_JOBS when every unit is stored (`advlogits plan --check`), else 1.
+# CHAPTER_JOBS when every unit is stored, else 1. A finished `advlogits run` has stored every unit; without it,
+# `advlogits plan --check` looks.
 $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
+	@mkdir -p $(@D)
 ifneq ($(PLAN_WORKERS),0)
 	@echo "==> computing the plan of PROFILE=$(PROFILE) with $(PLAN_WORKERS) $(PLAN_EXECUTOR) workers"
 	$(VPY) -m advlogits run --profile $(PROFILE) --device $(DEVICE) --executor $(PLAN_EXECUTOR) \
 	  --workers $(PLAN_WORKERS) --threads 1
-endif
-	@mkdir -p $(@D)
+	@echo "==> advlogits run finished, all stored: the chapters run $(CHAPTER_JOBS) at a time"
+	@echo $(CHAPTER_JOBS) > $@
+else
 	@jobs=1; \
 	if [ "$(CHAPTER_JOBS)" -gt 1 ]; then \
 	  if found=$$($(VPY) -m advlogits plan --check --profile $(PROFILE) --device $(DEVICE) 2>&1); then \
@@ -429,6 +432,7 @@ endif
 	  fi; \
 	fi; \
 	echo $$jobs > $@
+endif
 
 # papermill writes into .partial/ first (kept there when a chapter fails, for inspection) and the
 # result is moved into place only when every cell ran.
