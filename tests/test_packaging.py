@@ -145,7 +145,9 @@ def test_the_lock_keeps_to_the_bounds_of_lock_constraints_and_make_lock_passes_t
         name = canonicalize_name(req.name)
         assert name in pins, f"{constraints.name} bounds {name}, which {LOCK.name} does not hold"
         for version in pins[name]:
-            assert req.specifier.contains(version), f"{LOCK.name} pins {name}=={version}, outside {req}: run `make lock`"
+            assert req.specifier.contains(version), (
+                f"{LOCK.name} pins {name}=={version}, outside {req}: run `make lock`"
+            )
     lock_recipe = make_dry_run("lock", "VPY=python3")
     assert "--constraint requirements/lock_constraints.txt" in lock_recipe, lock_recipe
 
