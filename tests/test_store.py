@@ -84,17 +84,17 @@ def _module(tmp_path: Path, name: str, source: str) -> types.ModuleType:
     return module
 
 
-def test_source_digest_follows_the_source_bytes_and_not_the_order(tmp_path):
+def test_source_digest_follows_the_code_and_not_the_order(tmp_path):
     a, b = _module(tmp_path, "a", "x = 1\n"), _module(tmp_path, "b", "y = 2\n")
     digest = source_digest([a, b])
     assert len(digest) == 12 and digest == source_digest([b, a])
     assert source_digest([a]) != digest
-    commented = _module(tmp_path / "elsewhere", "a", "x = 1\n# a comment\n")
-    assert source_digest([commented, b]) != digest, "even a comment changes the digest"
-    same = _module(tmp_path / "again", "a", "x = 1\n")
-    assert source_digest([same, b]) == digest, "the bytes count, not the path"
+    commented = _module(tmp_path / "elsewhere", "a", "x = 1  # a comment\n\n")
+    assert source_digest([commented, b]) == digest, "a comment is prose: no new key"
+    changed = _module(tmp_path / "changed", "a", "x = 2\n")
+    assert source_digest([changed, b]) != digest, "a changed operation is a new key"
     renamed = _module(tmp_path, "c", "x = 1\n")
-    assert source_digest([renamed, b]) != digest, "the module's name counts, not only its bytes"
+    assert source_digest([renamed, b]) != digest, "the module's name counts, not only its code"
 
 
 def test_source_digest_is_the_code_a_process_read_first(tmp_path):

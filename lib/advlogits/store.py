@@ -35,6 +35,7 @@ from typing import Any
 from filelock import FileLock
 from torch import Tensor
 
+from .codekey import code_text
 from .fileio import StoreError, read_checked, record_path, safe_torch_load, tensor_bytes, verify_checked, write_checked
 
 __all__ = ["Store", "StoreError", "config_key", "home", "source_digest"]
@@ -48,20 +49,21 @@ def home() -> Path:
 
 
 def source_digest(modules: Iterable[ModuleType]) -> str:
-    """12 hex digits of the source files of ``modules`` (by module name, order-independent).
+    """12 hex digits of what the source files of ``modules`` compute (by module name, order-independent).
 
-    Each file is read once per process, so a process keeps one digest (that of the code it imported, near
-    enough) even if the files are edited while it runs."""
+    Only the code enters (`advlogits.codekey.code_text`): comments, docstrings, error messages and log lines do
+    not, so editing prose never retrains a model. Each file is read once per process, so a process keeps one
+    digest (that of the code it imported, near enough) even if the files are edited while it runs."""
     digest = hashlib.sha256()
     for module in sorted(modules, key=lambda m: m.__name__):
         digest.update(module.__name__.encode())
-        digest.update(_source_bytes(module.__file__))
+        digest.update(_code_of(module.__file__))
     return digest.hexdigest()[:12]
 
 
 @functools.cache
-def _source_bytes(file: str) -> bytes:
-    return Path(file).read_bytes()
+def _code_of(file: str) -> bytes:
+    return code_text(Path(file).read_bytes(), filename=file).encode()
 
 
 def canonical(value: Any) -> Any:

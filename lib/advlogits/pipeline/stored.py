@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import accel, attacks, data, distill, margins, models, passes, train
+from .. import accel, attacks, data, distill, margins, models, train
 from ..attacks import predict_logits
 from ..data import load_dataset
 from ..profiles import Profile
@@ -32,8 +32,8 @@ from ..store import Store, config_key, source_digest
 from ..train import TrainConfig
 from . import masking, measures, training
 
-# The modules whose source decides what a trained model contains.
-MODEL_SOURCES = (data, models, accel, attacks, distill, passes, train, training)
+# The modules whose code decides what a trained model contains (`advlogits.passes` only counts: it is in no key).
+MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
 RESULT_SOURCES = (measures, masking, margins)
 
