@@ -55,6 +55,7 @@ class Profile:
     sweep_epochs: int  # epochs of the eps-sweep models
     student_n_train: int | None  # training images of distilled students (a subset of the teachers' images)
     seeds: tuple[int, ...]  # seeds of the teachers: the main run's and the seed baselines' (ST', AT')
+    sweep_seeds: tuple[int, ...]  # seeds of the eps sweep (networks and linear models), the main seed first
     student_seeds: tuple[int, ...]  # seeds of every distilled student, disjoint from the teachers' seeds
     temperature: float  # KD temperature
     precision: str = "fp32"  # forward passes in "fp32" or "bf16" (autocast; fast on recent GPUs, slow on CPUs)
@@ -81,21 +82,21 @@ class Profile:
             augment=self.augment,
         )
 
-    def sweep(self, eps: float) -> TrainConfig:
+    def sweep(self, eps: float, *, seed: int | None = None) -> TrainConfig:
         """Config of the eps-sweep model of radius ``eps`` (reduced budget: sweep_n_train, sweep_epochs).
 
-        ``eps = 0`` is the sweep's reference point: standard training on the same budget.
+        ``eps = 0`` is the sweep's reference point: standard training on the same budget and seed.
         """
-        base = self.standard() if eps == 0 else self.adversarial(eps=eps)
+        base = self.standard(seed=seed) if eps == 0 else self.adversarial(eps=eps, seed=seed)
         return dataclasses.replace(base, n_train=self.sweep_n_train, epochs=self.sweep_epochs)
 
-    def linear(self, eps: float) -> TrainConfig:
+    def linear(self, eps: float, *, seed: int | None = None) -> TrainConfig:
         """Config of the linear model (multinomial logistic regression on pixels) at radius ``eps`` (0 = ST).
 
         The eps-sweep budget and the profile's AT recipe (step size scaled with eps), in float32 whatever the
         profile's precision: the proposition reads its weights.
         """
-        base = self.sweep(eps)
+        base = self.sweep(eps, seed=seed)
         return dataclasses.replace(base, arch="linear", precision="fp32", compile=False)
 
     def student(
@@ -186,6 +187,7 @@ _PROFILES: dict[str, Profile] = {
         sweep_epochs=1,
         student_n_train=512,
         seeds=(0, 1),
+        sweep_seeds=(0, 1),
         student_seeds=(100, 101),
         temperature=1.0,
     ),
@@ -215,6 +217,7 @@ _PROFILES: dict[str, Profile] = {
         sweep_epochs=4,
         student_n_train=10_000,
         seeds=(0, 1),
+        sweep_seeds=(0, 1, 2),
         student_seeds=(100, 101, 102),
         temperature=1.0,
     ),
@@ -244,6 +247,7 @@ _PROFILES: dict[str, Profile] = {
         sweep_epochs=30,
         student_n_train=None,
         seeds=(0, 1),
+        sweep_seeds=(0, 1, 2),
         student_seeds=(100, 101, 102),
         temperature=1.0,
         precision="bf16",
@@ -351,6 +355,17 @@ def _check(profile: Profile) -> None:
         )
     check_choice("augment", profile.augment, AUGMENTATIONS)
     check_seed("seed", profile.seed)
+    if len(profile.sweep_seeds) < 2 or profile.sweep_seeds[0] != profile.seed:
+        fail(
+            "sweep_seeds",
+            f"two or more seeds, the main seed ({profile.seed}) first (C3's intervals are over seeds)",
+            profile.sweep_seeds,
+            hint=f"e.g. ({profile.seed}, {profile.seed + 1}, {profile.seed + 2})",
+        )
+    for seed in profile.sweep_seeds:
+        check_seed("sweep_seeds", seed)
+    if len(set(profile.sweep_seeds)) != len(profile.sweep_seeds):
+        fail("sweep_seeds", "distinct seeds", profile.sweep_seeds)
     check_choice("precision", profile.precision, PRECISIONS)
 
 
@@ -372,6 +387,9 @@ def resolve(name: str = "cpu", **overrides: Any) -> Profile:
             if value is None and "None" not in str(hints[key]):
                 continue
             values[key] = _coerce(key, value, hints[key])
+        if "seed" in values and "sweep_seeds" not in values:  # the sweep's first seed follows the main one
+            others = [s for s in base.sweep_seeds if s != values["seed"]]
+            values["sweep_seeds"] = (values["seed"], *others)[: len(base.sweep_seeds)]
         if "eps" in values:
             for step in ("alpha", "eval_alpha"):
                 values.setdefault(step, getattr(base, step) * values["eps"] / base.eps)

@@ -75,9 +75,18 @@ def seed_baselines(profile: Profile) -> dict[str, TrainConfig]:
     return {**teachers(profile), "ST'": profile.standard(seed=twin), "AT'": profile.adversarial(seed=twin)}
 
 
-def eps_sweep(profile: Profile) -> dict[float, TrainConfig]:
-    """The eps-sweep networks by radius, with the standard model of the same budget at eps = 0 (chapter 2)."""
-    return {0.0: profile.sweep(0.0), **{float(eps): profile.sweep(eps) for eps in profile.eps_sweep}}
+def eps_sweep(profile: Profile, *, seed: int | None = None) -> dict[float, TrainConfig]:
+    """The eps-sweep networks of one seed (default: the main one) by radius, with the standard model of the same
+    budget at eps = 0 (chapter 2)."""
+    return {
+        0.0: profile.sweep(0.0, seed=seed),
+        **{float(eps): profile.sweep(eps, seed=seed) for eps in profile.eps_sweep},
+    }
+
+
+def eps_sweeps(profile: Profile) -> dict[int, dict[float, TrainConfig]]:
+    """`eps_sweep` for every seed of ``profile.sweep_seeds`` (C3's fits are per seed), the main seed first."""
+    return {seed: eps_sweep(profile, seed=seed) for seed in profile.sweep_seeds}
 
 
 def linear_radii(profile: Profile) -> list[float]:
@@ -85,9 +94,14 @@ def linear_radii(profile: Profile) -> list[float]:
     return sorted({0.0, *map(float, profile.eps_sweep), float(profile.eps)})
 
 
-def linear_models(profile: Profile) -> dict[float, TrainConfig]:
-    """The linear models of chapter 2 by radius (0 = standard training)."""
-    return {eps: profile.linear(eps) for eps in linear_radii(profile)}
+def linear_models(profile: Profile, *, seed: int | None = None) -> dict[float, TrainConfig]:
+    """The linear models of chapter 2 of one seed (default: the main one) by radius (0 = standard training)."""
+    return {eps: profile.linear(eps, seed=seed) for eps in linear_radii(profile)}
+
+
+def linear_model_seeds(profile: Profile) -> dict[int, dict[float, TrainConfig]]:
+    """`linear_models` for every seed of ``profile.sweep_seeds``, the main seed first."""
+    return {seed: linear_models(profile, seed=seed) for seed in profile.sweep_seeds}
 
 
 def student_label(kind: str, *, label_corrected: bool = False) -> str:

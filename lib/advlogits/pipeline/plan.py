@@ -229,14 +229,18 @@ def book_plan(
         b.per_model("eval-logits", config, _readable(names[key], p, config.seed))
     for key, config in teachers.items():
         b.per_model("margin-drops", config, _readable(names[key], p, config.seed))
-    for family, configs in (("eps-sweep network", lineup.eps_sweep(p)), ("linear model", lineup.linear_models(p))):
-        for eps, config in configs.items():
-            name = _readable(f"{family}, eps {eps:.3g}", p, config.seed)
-            b.per_model("eval-logits", config, name)
-            if eps == 0:
-                b.per_model("gap-gradients", config, name)
-            if family == "linear model" and eps in (0.0, p.eps):  # the closed-form check: the ST and AT models
-                b.per_model("linear-check", config, name)
+    for family, by_seed in (
+        ("eps-sweep network", lineup.eps_sweeps(p)),
+        ("linear model", lineup.linear_model_seeds(p)),
+    ):
+        for seed, configs in by_seed.items():
+            for eps, config in configs.items():
+                name = _readable(f"{family}, eps {eps:.3g}", p, config.seed)
+                b.per_model("eval-logits", config, name)
+                if eps == 0:
+                    b.per_model("gap-gradients", config, name)
+                if family == "linear model" and eps in (0.0, p.eps) and seed == p.seed:  # the closed-form check
+                    b.per_model("linear-check", config, name)
     if robustbench_models:
         folder = Path(model_dir) if model_dir is not None else Store().root / "robustbench"
         for model_name in robustbench_models:
