@@ -1,0 +1,117 @@
+"""`advlogits.inference` against closed forms and scipy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from advlogits.inference import (
+    fieller_ratio,
+    holm,
+    minimal_detectable,
+    paired_t_interval,
+    percentile_p_values,
+    quantile_mc_error,
+    seed_image_interval,
+    seed_image_parts,
+)
+
+
+def test_without_an_image_part_it_is_the_t_interval_over_seeds():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(4, 50))
+    values -= values.mean(axis=0, keepdims=True) - 0.7  # every image mean 0.7: no shared image part
+    tested = seed_image_interval(values)
+    seed_means = values.mean(axis=1)
+    low, high = stats.t.interval(0.95, 3, loc=seed_means.mean(), scale=stats.sem(seed_means))
+    assert seed_image_parts(values).images == 0
+    assert tested.estimate == pytest.approx(0.7) and (tested.low, tested.high) == pytest.approx((low, high))
+
+
+def test_the_image_part_is_what_every_seed_shares():
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=(1, 400))
+    values = np.repeat(shared, 3, axis=0)  # seeds identical: no seed part, the images' variance of the mean
+    parts = seed_image_parts(values)
+    assert parts.seeds == pytest.approx(0, abs=1e-12)
+    assert parts.images == pytest.approx(shared.var(ddof=1) / 400)
+
+
+def test_p_values_invert_the_interval():
+    rng = np.random.default_rng(2)
+    values = rng.normal(0.2, 1, (5, 80)) + rng.normal(0, 0.3, (5, 1))
+    tested = seed_image_interval(values)
+    at_low = seed_image_interval(values, threshold=tested.low)
+    assert at_low.p_above == pytest.approx(0.025, rel=1e-6)
+    at_high = seed_image_interval(values, threshold=tested.high)
+    assert at_high.p_below == pytest.approx(0.025, rel=1e-6)
+    assert seed_image_interval(values, threshold=tested.estimate).p_above == pytest.approx(0.5)
+    far = seed_image_interval(values, threshold=tested.estimate - 100)
+    assert far.p_above < 1e-8 and far.p_below > 1 - 1e-8
+
+
+def test_paired_t_matches_scipy():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=300), rng.normal(0.1, 1, 300)
+    tested = paired_t_interval(a, b, threshold=0.0)
+    reference = stats.ttest_rel(a, b, alternative="less")
+    assert tested.p_below == pytest.approx(reference.pvalue, rel=1e-6)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert (tested.low, tested.high) == pytest.approx((ci.low, ci.high))
+
+
+def test_fieller_bounds_are_the_ratios_whose_contrast_covers_zero():
+    rng = np.random.default_rng(4)
+    shift = rng.normal(0, 0.05, (5, 1))
+    den = rng.normal(0.3, 1, (5, 200)) + shift
+    num = 0.5 * den + rng.normal(0.02, 1, (5, 200))
+    ratio, low, high = fieller_ratio(num, den)
+    assert ratio == pytest.approx(num.mean() / den.mean())
+    assert low < ratio < high
+
+    def covers_zero(r: float) -> bool:  # the contrast's interval, with the image part unclipped as Fieller's is
+        parts = seed_image_parts(num - r * den)
+        return abs(parts.mean) <= parts.half_width()
+
+    assert covers_zero(low + 1e-3 * (high - low)) and covers_zero(high - 1e-3 * (high - low))
+    assert not covers_zero(low - 0.05 * (high - low)) and not covers_zero(high + 0.05 * (high - low))
+
+
+def test_fieller_is_unbounded_without_a_clear_denominator():
+    rng = np.random.default_rng(5)
+    den = rng.normal(0.0, 1, (3, 100))
+    _, low, high = fieller_ratio(rng.normal(1, 1, (3, 100)), den)
+    assert (low, high) == (-math.inf, math.inf)
+
+
+def test_holm_by_hand():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5]) == [0.5]
+    with pytest.raises(ValueError, match="p_values"):
+        holm([1.5])
+
+
+def test_minimal_detectable_is_the_two_half_widths():
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(5, 100))
+    parts = seed_image_parts(values)
+    assert minimal_detectable(values) == pytest.approx(parts.half_width(0.95) + parts.half_width(0.6))
+
+
+def test_percentile_p_values_and_monte_carlo_error():
+    rng = np.random.default_rng(7)
+    replicates = rng.normal(size=20_000)
+    p_above, p_below = percentile_p_values(replicates, np.quantile(replicates, 0.025))
+    assert p_above == pytest.approx(0.025, abs=1e-4) and p_below == pytest.approx(0.975, abs=1e-4)
+    z = stats.norm.ppf(0.025)
+    asymptotic = math.sqrt(0.025 * 0.975 / 20_000) / stats.norm.pdf(z)
+    assert quantile_mc_error(replicates, 0.025) == pytest.approx(asymptotic, rel=0.35)
+
+
+@pytest.mark.parametrize("bad", [np.zeros(5), np.zeros((1, 5)), np.full((3, 4), np.nan)])
+def test_bad_arrays_are_refused(bad):
+    with pytest.raises(ValueError, match="values"):
+        seed_image_interval(bad)
