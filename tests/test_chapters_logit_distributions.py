@@ -13,8 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from advlogits import margins, profiles
+from advlogits.chapters import claims
 from advlogits.chapters import logit_distributions as chapter
 from advlogits.chapters.claims import side_verdict
 from advlogits.logits import logit_gap, max_logit
@@ -31,7 +33,7 @@ def test_summarise_and_compare_on_hand_made_logits():
     g = torch.Generator().manual_seed(0)
     st = torch.randn(200, 10, generator=g) * 3
     at = st - 1.0  # every logit one lower: max logit lower by exactly 1, gaps unchanged
-    assert set(chapter.STATISTICS) == {"max logit", "logit gap"} and chapter.N_RESAMPLES == 2000
+    assert set(chapter.STATISTICS) == {"max logit", "logit gap"} and chapter.N_RESAMPLES == 20_000
     s = chapter.summarise(st, n_resamples=500)
     assert set(s) == {"max logit", "logit gap"}
     assert s["max logit"][0] == pytest.approx(max_logit(st).mean().item(), rel=1e-6)
@@ -255,7 +257,7 @@ def test_paired_differences_cover_both_pairs_the_correct_images_and_the_budget_m
     y = st.argmax(1)
     y[:60] = (y[:60] + 1) % 10  # ST is wrong on the first 60 images
     z = {"ST": st, "AT": st / 2, "ST'": st + 0.1, "AT'": st / 2 + 0.1}
-    out = chapter.paired_differences(z, y, budget_matched=(st, st / 3), n_resamples=300)
+    out = chapter.paired_differences(z, y, budget_matched=(st, st / 3))
     assert list(out) == ["max logit", "logit gap"]
     names = list(out["max logit"])
     assert names[:2] == ["ST/AT, all images", "ST'/AT', all images"]
@@ -267,32 +269,49 @@ def test_paired_differences_cover_both_pairs_the_correct_images_and_the_budget_m
         assert out[stat]["budget-matched pair (eps sweep)"][0] == pytest.approx(
             (f(st / 3) - f(st)).mean().item(), rel=1e-5
         )
-        assert all(high < 0 for _, _, high in out[stat].values())
-    assert (
-        "budget-matched pair (eps sweep)"
-        not in chapter.paired_differences(z, y, budget_matched=None, n_resamples=50)["logit gap"]
-    )
+        assert all(t.high < 0 and t.p_below < 0.025 for t in out[stat].values())
+    main = out["logit gap"]["ST/AT, all images"]
+    reference = stats.ttest_rel(logit_gap(st / 2).numpy(), logit_gap(st).numpy()).confidence_interval(0.95)
+    assert (main.low, main.high) == pytest.approx((reference.low, reference.high), rel=1e-5)
+    assert "budget-matched pair (eps sweep)" not in chapter.paired_differences(z, y, budget_matched=None)["logit gap"]
 
 
-def test_penalty_slope_recovers_a_planted_proportionality():
-    """Gaps shrink by exactly 0.5 times the penalty at every radius: the slope is 0.5, its interval tight and
-    above 0; with shrinkage unrelated in sign to the penalty the slope is about 0 and its interval straddles it."""
+def _sweep(rng, shrink, seeds=(0, 1, 2), radii=(0.05, 0.1, 0.2), n=400):
+    """Per seed: per-image gaps by radius (eps 0 the standard model) with the gap shrinking by ``shrink(eps, P)``
+    (P the seed's per-image penalty times eps), and the seed's per-image penalty per unit eps."""
+    gaps, penalty = {}, {}
+    for s in seeds:
+        penalty[s] = rng.uniform(1, 3, size=n) * (1 + 0.1 * s)
+        base = rng.uniform(2, 6, size=n)
+        gaps[s] = {0.0: base, **{e: base - shrink(e, e * penalty[s]) for e in radii}}
+    return gaps, penalty
+
+
+def test_the_proportionality_fit_recovers_a_planted_constant_and_can_fail():
+    """Shrinkage exactly 0.5 times the penalty: slope 0.5, intercept 0, every ratio 0.5. Shrinkage with an offset
+    (0.3 + 0.2 P, still growing with the penalty, so C2 and a positive slope hold): the intercept excludes 0."""
     rng = np.random.default_rng(0)
-    penalty = rng.uniform(1, 3, size=400)  # per-image drop per unit eps
-    base = rng.uniform(2, 6, size=400)
-    gaps = {0.0: base, **{e: base - 0.5 * e * penalty for e in (0.05, 0.1, 0.2)}}
-    slope = chapter.penalty_slope(gaps, penalty, n_resamples=500)
-    assert slope.estimate == pytest.approx(0.5) and 0.49 < slope.low <= slope.high < 0.51
-    noise = {0.0: base, **{e: base + rng.normal(scale=0.3, size=400) for e in (0.05, 0.1, 0.2)}}
-    unrelated = chapter.penalty_slope(noise, penalty, n_resamples=500)
-    assert unrelated.low < 0 < unrelated.high
+    gaps, penalty = _sweep(rng, lambda e, p: 0.5 * p)
+    fit = chapter.proportionality_fit(gaps, penalty)
+    assert fit["slope"].estimate == pytest.approx(0.5) and fit["constant"] == pytest.approx(0.5)
+    assert fit["intercept"].estimate == pytest.approx(0.0, abs=1e-9)
+    assert all(t.estimate == pytest.approx(0.5) for t in fit["ratios"].values())
+    assert fit["per_seed"]["seeds"] == [0, 1, 2] and fit["per_seed"]["slope"] == [pytest.approx(0.5)] * 3
+    decided = claims.decide_c3(0.0, {"networks": fit}, n_seeds=3, n_images=400)
+    assert decided["verdict"] == "reproduced"
+    offset_gaps, offset_penalty = _sweep(
+        rng, lambda e, p: 0.3 + 0.2 * p + rng.normal(scale=0.05, size=p.shape), radii=(0.05, 0.1, 0.15, 0.2)
+    )
+    offset = chapter.proportionality_fit(offset_gaps, offset_penalty)
+    assert offset["slope"].low > 0 and offset["intercept"].low > 0.2
+    assert claims.decide_c3(0.0, {"networks": offset}, n_seeds=3, n_images=400)["verdict"] == "not reproduced"
     table = chapter.shrinkage_table(gaps, penalty)
     assert list(table) == [0.05, 0.1, 0.2]
-    assert table[0.1]["shrinkage"][0] == pytest.approx(0.05 * penalty.mean())
-    assert table[0.1]["penalty"][0] == pytest.approx(0.1 * penalty.mean())
-    assert table[0.1]["ratio"] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match=r"^gaps must be logit gaps at eps 0 and at least one radius above 0"):
-        chapter.penalty_slope({0.0: base}, penalty)
+    assert table[0.1]["ratio"].estimate == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"^gaps must be gaps at eps 0 and at two or more radii above 0"):
+        chapter.proportionality_fit(
+            {0: {0.0: gaps[0][0.0], 0.1: gaps[0][0.1]}, 1: gaps[1]}, {0: penalty[0], 1: penalty[1]}
+        )
 
 
 def test_robustbench_note_says_how_many_models_or_why_none():

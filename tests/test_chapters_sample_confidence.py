@@ -208,20 +208,32 @@ def test_baseline_distances_are_paired_and_the_closest_is_their_minimum():
         "AT'": a + 2.0 * rng.normal(size=600),
     }
     baselines = {"ST vs ST'": ("ST", "ST'"), "AT vs AT'": ("AT", "AT'")}
-    rho = sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="spearman", n_resamples=400)
+    rho = sample_confidence.baseline_distances(
+        values, ("ST", "AT"), baselines, statistic="spearman", threshold=0.1, n_resamples=2000
+    )
     assert rho["ST vs ST'"].estimate == pytest.approx(
         stats.spearmanr(a, values["ST'"]).statistic - stats.spearmanr(a, values["AT"]).statistic
     )
     assert rho["closest"].estimate == pytest.approx(min(rho["ST vs ST'"].estimate, rho["AT vs AT'"].estimate))
     assert rho["ST vs ST'"].low > 0.3, "ST' agrees with ST far more than AT does"
     assert rho["closest"].high <= rho["ST vs ST'"].high
+    assert rho["ST vs ST'"].p_above == 0.0 and rho["ST vs ST'"].n_resamples == 2000  # no replicate at or below 0.1
+    assert 0 < rho["ST vs ST'"].mc_low < 0.01 and 0 < rho["ST vs ST'"].mc_high < 0.01
+    again = sample_confidence.baseline_distances(
+        values, ("ST", "AT"), baselines, statistic="spearman", threshold=0.1, n_resamples=2000, seed=1
+    )
+    assert abs(again["ST vs ST'"].low - rho["ST vs ST'"].low) < 4 * rho["ST vs ST'"].mc_low, "another bootstrap seed"
     jac = sample_confidence.baseline_distances(
-        values, ("ST", "AT"), baselines, statistic="jaccard", fraction=C5_FRACTION, n_resamples=400
+        values, ("ST", "AT"), baselines, statistic="jaccard", threshold=0.05, fraction=C5_FRACTION, n_resamples=400
     )
     assert jac["closest"].estimate == pytest.approx(min(jac["ST vs ST'"].estimate, jac["AT vs AT'"].estimate))
     with pytest.raises(ValueError, match=r"^statistic must be one of 'spearman', 'jaccard' \(got 'pearson'\)"):
-        sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="pearson")
+        sample_confidence.baseline_distances(values, ("ST", "AT"), baselines, statistic="pearson", threshold=0.1)
     with pytest.raises(ValueError, match=r"^pairs\[\"AT vs AT'\"\] must be names of models in values \(AT, ST, ST'\)"):
         sample_confidence.baseline_distances(
-            {k: v for k, v in values.items() if k != "AT'"}, ("ST", "AT"), baselines, statistic="spearman"
+            {k: v for k, v in values.items() if k != "AT'"},
+            ("ST", "AT"),
+            baselines,
+            statistic="spearman",
+            threshold=0.1,
         )

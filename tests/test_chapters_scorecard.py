@@ -14,6 +14,7 @@ import pytest
 
 from advlogits.chapters import claims, scorecard
 from advlogits.chapters.claims import CLAIMS
+from advlogits.inference import Tested
 
 from helpers import committed_chapter_code
 
@@ -58,32 +59,29 @@ def test_scorecard_rows_are_compact_with_the_verdict_the_number_and_a_chapter_li
     }
     untestable = scorecard.scorecard_rows([_record("C7", "not testable")])[6]
     assert untestable["verdict"] == "– not testable"
-    assert (untestable["estimate [95% CI]"], untestable["threshold"]) == ("n/a", "50.0%")
+    assert (untestable["estimate [95% CI]"], untestable["threshold"]) == ("n/a", f"0.0{nb}points")
     table = scorecard.markdown_table([{"a": "x|y", "b": 1}])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
 
 
-def test_details_keep_every_measurement_formatted_for_a_narrow_column():
-    record = _record(
-        "C3",
-        "not reproduced",
-        0.1,
-        (-0.2, 0.4),
-        measured={
-            "max_abs_error": 1.23456e-7,
-            "sweep_mean_gap": [3.14159, 2.5],
-            "ok": False,
-            "missing": None,
-            "nan": float("nan"),
-            "checks": {"a_b": True},
-        },
-    )
+def test_every_comparison_is_listed_under_its_claim_with_its_own_verdict():
+    tests = {
+        "KD-AT - hard labels": Tested(0.3, 0.25, 0.35, 1e-9, 1.0),
+        "KD-AT - KD-ST soft": Tested(0.12, 0.05, 0.19, 0.3, 0.7),
+    }
+    decided = claims.decide_c6(tests, n_seeds=3, n_images=500)
+    record = dict(claims.record("C6", decided, measured={"robust_pct": {"a": 1.0}}), chapter="04_distillation")
+    rows = scorecard.comparison_rows([record])
+    nb = "\u00a0"
+    assert [(r["claim"], r["comparison"], r["verdict"]) for r in rows] == [
+        ("C6", "KD-AT - hard labels", "✓ reproduced"),
+        ("C6", "KD-AT - KD-ST soft", "? inconclusive"),
+    ]
+    assert rows[1]["estimate [95% CI]"] == f"12.0{nb}points{nb}[5.0,{nb}19.0]" and rows[1]["threshold"] == "10.0 points"
+    assert rows[1]["p (Holm, claim side)"] == "0.3" and rows[0]["MC error of the bounds"] == ""
     (row,) = scorecard.details_rows([record])
-    assert row["measured"] == (
-        "max abs error = 1.23e-07; sweep mean gap = [3.14, 2.5]; ok = false; missing = None; "
-        "nan = None; checks = {a b: true}"
-    )
-    assert (row["id"], row["criterion"], row["seeds x images"]) == ("C3", CLAIMS["C3"].criterion, "3 x 500")
+    assert (row["id"], row["criterion"], row["seeds x images"]) == ("C6", CLAIMS["C6"].criterion, "3 x 500")
+    assert row["row shows"] == "KD-AT - KD-ST soft" and "robust_pct" not in str(row), "no raw dumps"
 
 
 def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record():
@@ -123,7 +121,10 @@ def test_the_figure_has_a_row_per_claim_coloured_by_verdict_with_its_threshold()
     axes = fig.axes
     assert len(axes) == 8 and [a.get_title(loc="left")[:2] for a in axes] == list(claims.CLAIM_IDS)
     titles = [a.get_title(loc="left") for a in axes]
-    assert titles[0] == f"C1 ✓ reproduced: {CLAIMS['C1'].statistic}", "the verdict, then what the axis measures"
+    assert titles[0] == f"C1 ✓ reproduced: {CLAIMS['C1'].statement}", "the verdict, then the claim"
+    assert len(set(titles)) == 8, "every row names its own claim"
+    assert axes[0].patches and axes[5].patches, "the claim's side of the threshold is shaded"
+    assert "(points)" in axes[5].get_xlabel() and "logit units" in axes[0].get_xlabel()
     assert titles[5].startswith("C6 ? inconclusive: ") and titles[3].startswith("C4 · not measured")
     assert axes[0]._left_title.get_color() == scorecard.VERDICT_COLORS["reproduced"]
     thresholds = [[line.get_xdata()[0] for line in a.lines if line.get_linestyle() == "--"] for a in axes]
@@ -191,7 +192,7 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
         f"10.0{nb}points | {{doc}}`4. Distillation <04_distillation>` |"
     )
     assert rows["C1"].startswith(f"| C1 | {CLAIMS['C1'].statement} | · not measured |")
-    assert any(line.startswith("| C6 | robust-accuracy gain") and "gain points = 12.5" in line for line in markdown)
+    assert any(line.startswith("| C6 | robust-accuracy gain") and "3 x 500" in line for line in markdown)
     assert (glued["n_inconclusive"], glued["n_reproduced"], glued["n_measured"], glued["n_claims"]) == (
         "1",
         "0",
@@ -199,7 +200,8 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
         "8",
     )
     assert "02_logit_distributions, 03_sample_confidence" in glued["missing_note"]
-    assert "fig_scorecard" in glued and "(C6: inconclusive)" in glued["lessons"]
+    assert "fig_scorecard" in glued and "(C6: inconclusive;" in glued["lessons"]
+    assert "At the `smoke` profile" in glued["lessons"], "the lessons are scoped to their profile"
 
 
 def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):

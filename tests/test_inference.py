@@ -115,3 +115,34 @@ def test_percentile_p_values_and_monte_carlo_error():
 def test_bad_arrays_are_refused(bad):
     with pytest.raises(ValueError, match="values"):
         seed_image_interval(bad)
+
+
+def test_without_seed_variation_it_has_the_binomial_width():
+    """Three identical seeds: only the images vary, so the interval is about +-1.96 sqrt(p (1 - p) / N)."""
+    n, p = 1000, 0.3
+    row = (np.arange(n) < p * n).astype(float)
+    tested = seed_image_interval(np.stack([row] * 3))
+    assert tested.estimate == pytest.approx(p)
+    assert tested.high - tested.low == pytest.approx(2 * 1.96 * math.sqrt(p * (1 - p) / n), rel=0.02)
+
+
+def test_it_widens_with_the_seeds_disagreement():
+    n = 1000
+    same = np.stack([(np.arange(n) < 300).astype(float)] * 3)
+    differ = np.stack([(np.arange(n) < k).astype(float) for k in (150, 300, 450)])
+    narrow, wide = seed_image_interval(same), seed_image_interval(differ)
+    assert wide.estimate == pytest.approx(narrow.estimate) == pytest.approx(0.3)
+    assert wide.high - wide.low > 10 * (narrow.high - narrow.low)
+    # seeds dominate: the t interval on the three seed means, 0.15, 0.3, 0.45
+    low, high = stats.t.interval(0.95, 2, loc=0.3, scale=0.15 / math.sqrt(3))
+    assert (wide.low, wide.high) == pytest.approx((low, high), rel=0.01)
+
+
+def test_a_difference_of_paired_students_is_exactly_zero_when_they_agree():
+    rng = np.random.default_rng(3)
+    outcomes = (rng.random((3, 400)) < 0.4).astype(float)
+    tested = seed_image_interval(outcomes - outcomes.copy())
+    assert (tested.estimate, tested.low, tested.high) == (0.0, 0.0, 0.0)
+    shifted = outcomes.copy()
+    shifted[:, :40] = 1.0  # b is a plus some images on every seed: the difference's interval lies above 0
+    assert seed_image_interval(shifted - outcomes).low > 0

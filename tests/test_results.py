@@ -45,6 +45,7 @@ def _record(
         "n_images": 100,
         "holds": verdict == "reproduced",
         "measured": {},
+        "checks": {},
         "criterion": "a criterion",
     }
 
@@ -217,6 +218,9 @@ def test_a_git_checkout_records_its_commit_and_whether_it_has_local_changes(tmp_
         ]
         is True
     )
+    with pytest.raises(results.ResultsError, match=r"^the working tree has uncommitted changes.*commit them"):
+        results.record_results("cpu", root=tmp_path)
+    assert not (tmp_path / "results" / "cpu" / "scorecard.json").exists(), "nothing recorded from a dirty tree"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,8 +254,8 @@ def test_the_command_line_prints_the_error_and_fails(tmp_path):
     [
         (
             '[{"id": "C1", "claim": "c", "criterion": "k", "holds": true, "chapter": "02"}]',
-            r"record 0 \(C1\) .* has no 'statistic', 'verdict', 'estimate', 'ci', 'threshold': it was written by an "
-            r"older version of the book; rebuild it with `make book PROFILE=cpu`",
+            r"record 0 \(C1\) .* has no 'statistic', 'verdict', 'estimate', 'ci', 'threshold', 'checks': it was "
+            r"written by an older version of the book; rebuild it with `make book PROFILE=cpu`",
         ),
         ("[]", r"must be a non-empty list of claim records; rebuild it with `make book PROFILE=cpu`"),
         ("{not json", r"is not valid JSON .*`make book PROFILE=cpu`"),

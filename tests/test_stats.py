@@ -21,7 +21,6 @@ from advlogits.stats import (
     rank_normalise,
     resampled_spearman,
     resampled_top_jaccard,
-    seed_image_bootstrap,
     spearman,
     top_fraction_jaccard,
 )
@@ -244,50 +243,3 @@ def test_resampled_statistics_equal_the_plain_ones_row_by_row() -> None:
         resampled_top_jaccard(a, b, fraction=0)
     with pytest.raises(ValueError, match=r"^b must be as long as a"):
         resampled_spearman(a, b[:10])
-
-
-def test_seed_image_bootstrap_without_seed_variation_has_the_binomial_width() -> None:
-    """Three identical seeds: resampling the seeds changes nothing, so the interval is that of the images alone,
-    about +-1.96 sqrt(p (1 - p) / N)."""
-    n, p = 1000, 0.3
-    row = (np.arange(n) < p * n).astype(float)
-    e = seed_image_bootstrap({"m": np.stack([row] * 3)}, lambda m: m["m"], n_resamples=2000, seed=0)
-    assert e.estimate == pytest.approx(p)
-    assert e.se == pytest.approx(math.sqrt(p * (1 - p) / n), rel=0.1)
-    assert e.high - e.low == pytest.approx(2 * 1.96 * math.sqrt(p * (1 - p) / n), rel=0.15)
-
-
-def test_seed_image_bootstrap_widens_with_the_seeds_disagreement() -> None:
-    n = 1000
-    same = np.stack([(np.arange(n) < 300).astype(float)] * 3)
-    differ = np.stack([(np.arange(n) < k).astype(float) for k in (150, 300, 450)])
-    narrow = seed_image_bootstrap({"m": same}, lambda m: m["m"], seed=0)
-    wide = seed_image_bootstrap({"m": differ}, lambda m: m["m"], seed=0)
-    assert wide.estimate == pytest.approx(narrow.estimate) == pytest.approx(0.3)
-    assert wide.se > 3 * narrow.se and wide.high - wide.low > 3 * (narrow.high - narrow.low)
-
-
-def test_seed_image_bootstrap_keeps_models_paired() -> None:
-    """Two models with the same outcomes on every seed and image: their difference is 0 on every resample, so the
-    interval is [0, 0]; unpaired resampling would give a wide one."""
-    rng = np.random.default_rng(3)
-    outcomes = (rng.random((3, 400)) < 0.4).astype(float)
-    e = seed_image_bootstrap({"a": outcomes, "b": outcomes.copy()}, lambda m: m["a"] - m["b"], seed=0)
-    assert (e.estimate, e.low, e.high, e.se) == (0.0, 0.0, 0.0, 0.0)
-    shifted = outcomes.copy()
-    shifted[:, :40] = 1.0  # b is a plus some images: the difference's interval stays on one side of 0
-    e = seed_image_bootstrap({"a": outcomes, "b": shifted}, lambda m: m["b"] - m["a"], seed=0)
-    assert e.estimate > 0 and e.low > 0
-
-
-def test_seed_image_bootstrap_is_seeded_and_refuses_bad_outcomes() -> None:
-    o = {"a": np.ones((2, 5)), "b": np.zeros((2, 5))}
-    assert seed_image_bootstrap(o, lambda m: m["a"] - m["b"], seed=1) == seed_image_bootstrap(
-        o, lambda m: m["a"] - m["b"], seed=1
-    )
-    with pytest.raises(ValueError, match=r"^outcomes must be \(seeds, images\) arrays of one shape for every model"):
-        seed_image_bootstrap({"a": np.ones((2, 5)), "b": np.ones((3, 5))}, lambda m: m["a"])
-    with pytest.raises(ValueError, match=r"^outcomes must be a mapping of at least one model"):
-        seed_image_bootstrap({}, lambda m: m)
-    undefined = seed_image_bootstrap({"a": np.ones((2, 5))}, lambda m: m["a"] * np.nan)
-    assert math.isnan(undefined.low) and math.isnan(undefined.high)

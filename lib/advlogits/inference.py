@@ -24,6 +24,7 @@ from scipy import optimize, stats
 from .checks import check_number, fail
 
 LEVEL = 0.95
+_P_FLOOR = 1e-15  # the smallest p-value resolved; smaller ones are reported as 0
 
 
 class Tested(NamedTuple):
@@ -95,9 +96,9 @@ def _p_value(distance: float, width_at: Callable[[float], float]) -> float:
     """One-sided p-value: the tail level alpha at which the interval's half-width equals ``distance`` (> 0)."""
     if distance <= 0:
         return 1.0 - _p_value(-distance, width_at) if distance < 0 else 0.5
-    if width_at(1e-300) < distance:
+    if width_at(_P_FLOOR) <= distance:  # beyond what a float quantile resolves: report 0
         return 0.0
-    return float(optimize.brentq(lambda a: width_at(a) - distance, 1e-300, 0.5, xtol=1e-15, rtol=1e-12))
+    return float(optimize.brentq(lambda a: width_at(a) - distance, _P_FLOOR, 0.5, xtol=1e-17, rtol=1e-12))
 
 
 def _tested(
@@ -204,3 +205,43 @@ def quantile_mc_error(replicates: ArrayLike, q: float) -> float:
     lo = min(max(int(math.floor(q * k - spread)), 0), k - 1)
     hi = min(max(int(math.ceil(q * k + spread)), 0), k - 1)
     return float(r[hi] - r[lo]) / 2
+
+
+class BootstrapTested(NamedTuple):
+    """A percentile-bootstrap `Tested`, with the Monte-Carlo standard error of each bound."""
+
+    estimate: float
+    low: float
+    high: float
+    p_above: float
+    p_below: float
+    mc_low: float
+    mc_high: float
+    n_resamples: int
+
+    @property
+    def interval(self) -> tuple[float, float, float]:
+        return self.estimate, self.low, self.high
+
+
+def percentile_tested(
+    estimate: float, replicates: ArrayLike, *, threshold: float, level: float = LEVEL
+) -> BootstrapTested:
+    """The percentile interval of ``replicates`` at ``level``, its p-values against ``threshold`` and the
+    Monte-Carlo error of each bound (NaN bounds if any replicate is undefined)."""
+    r = np.asarray(replicates, dtype=np.float64)
+    if not np.isfinite(r).all():
+        return BootstrapTested(estimate, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, len(r))
+    q = (1 - level) / 2
+    low, high = np.quantile(r, [q, 1 - q])
+    p_above, p_below = percentile_p_values(r, threshold)
+    return BootstrapTested(
+        float(estimate),
+        float(low),
+        float(high),
+        p_above,
+        p_below,
+        quantile_mc_error(r, q),
+        quantile_mc_error(r, 1 - q),
+        len(r),
+    )

@@ -8,8 +8,8 @@ values or floats, since they feed tables and figures. Per-image statistics of lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Literal, NamedTuple, get_args
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -143,7 +143,7 @@ def _named_statistic(
 def bootstrap_ci(
     statistic: StatisticName | Callable[..., float],
     *samples: ArrayLike | Tensor,
-    n_resamples: int = 2000,
+    n_resamples: int = 20_000,
     level: float = 0.95,
     seed: int = 0,
     vectorized: bool = False,
@@ -179,7 +179,7 @@ def bootstrap_ci(
         )
     if not samples:
         fail("samples", "at least one 1-D array of per-sample values after the statistic", 0, shown="none")
-    check_int("n_resamples", n_resamples, at_least=1, hint="2000 is usual")
+    check_int("n_resamples", n_resamples, at_least=1, hint="20,000 keeps the bounds' Monte-Carlo error small")
     check_number("level", level, above=0, below=1, hint="e.g. 0.95")
     check_int("seed", seed)
     min_len = 2 if statistic == "spearman" else 1
@@ -239,29 +239,38 @@ def _percentile(replicates: NDArray[np.float64], estimate: float, level: float) 
     return Estimate(estimate, float(low), float(high), float(replicates.std(ddof=1)) if len(replicates) > 1 else 0.0)
 
 
+def image_bootstrap_replicates(
+    statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]], n: int, *, n_resamples: int = 20_000, seed: int = 0
+) -> tuple[Any, NDArray[np.float64]]:
+    """The statistic on the data and on ``n_resamples`` paired resamples of its ``n`` images: ``(estimate,
+    replicates)``. ``statistic`` maps an (R, n) array of indices (one resample per row; row ``arange(n)`` is the data
+    itself) to (R,) values, or (R, K) for K statistics on the same resamples, so any statistic of any number of
+    per-image arrays of the same images is resampled jointly (paired). The estimate is a float, or (K,) values."""
+    check_int("n", n, at_least=1)
+    check_int("n_resamples", n_resamples, at_least=2)
+    first = np.asarray(statistic(np.arange(n)[None, :]), dtype=np.float64)
+    estimate = float(first[0]) if first.ndim == 1 else first[0]
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // n))
+    replicates = np.empty((n_resamples, *first.shape[1:]))
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        replicates[start:stop] = statistic(rng.integers(0, n, size=(stop - start, n)))
+    return estimate, replicates
+
+
 def image_bootstrap(
     statistic: Callable[[NDArray[np.intp]], NDArray[np.float64]],
     n: int,
     *,
-    n_resamples: int = 2000,
+    n_resamples: int = 20_000,
     level: float = 0.95,
     seed: int = 0,
 ) -> Estimate:
-    """Paired percentile bootstrap over ``n`` images of a statistic given resampled image indices.
-
-    ``statistic`` maps an (R, n) array of indices (one resample per row; row ``arange(n)`` is the data itself) to
-    (R,) values, so any statistic of any number of per-image arrays of the same images is resampled jointly (paired).
-    """
-    check_int("n", n, at_least=1)
-    check_int("n_resamples", n_resamples, at_least=2)
+    """Paired percentile bootstrap over ``n`` images of a statistic given resampled image indices (see
+    `image_bootstrap_replicates`)."""
     check_number("level", level, above=0, below=1)
-    estimate = float(statistic(np.arange(n)[None, :])[0])
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // n))
-    replicates = np.empty(n_resamples)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        replicates[start:stop] = statistic(rng.integers(0, n, size=(stop - start, n)))
+    estimate, replicates = image_bootstrap_replicates(statistic, n, n_resamples=n_resamples, seed=seed)
     return _percentile(replicates, estimate, level)
 
 
@@ -297,51 +306,3 @@ def resampled_top_jaccard(
         return (in_a & in_b).sum(axis=1) / (in_a | in_b).sum(axis=1)
 
     return statistic
-
-
-def seed_image_bootstrap(
-    outcomes: Mapping[str, ArrayLike],
-    statistic: Callable[[Mapping[str, NDArray]], NDArray],
-    *,
-    n_resamples: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> Estimate:
-    """Two-level percentile bootstrap of a statistic of per-model means over seeds and images.
-
-    ``outcomes`` maps a model name to an (S, N) array: one row per seed, one column per image (e.g. 1 where the
-    image is robust), every model with the same S seeds and N images. Seeds and images are crossed (every seed
-    scores the same images), so each replicate resamples S seeds and N images independently, with replacement, and
-    applies both to every model: differences between models stay paired. ``statistic`` maps ``{model: (R,) mean
-    over the resampled seeds and images}`` to (R,) values; the estimate is the statistic of the plain means.
-    """
-    if not outcomes:
-        fail("outcomes", "a mapping of at least one model to its (seeds, images) outcomes", outcomes)
-    arrays = {name: np.asarray(v, dtype=np.float64) for name, v in outcomes.items()}
-    shapes = {a.shape for a in arrays.values()}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        fail(
-            "outcomes",
-            "(seeds, images) arrays of one shape for every model",
-            sorted(arrays),
-            shown=f"shapes {[a.shape for a in arrays.values()]}",
-        )
-    n_seeds, n = next(iter(shapes))
-    check_int("n_resamples", n_resamples, at_least=2)
-    check_number("level", level, above=0, below=1)
-    estimate = float(np.asarray(statistic({k: np.array([a.mean()]) for k, a in arrays.items()}))[0])
-    rng = np.random.default_rng(seed)
-    replicates = np.empty(n_resamples)
-    chunk = max(1, min(n_resamples, _BOOTSTRAP_CHUNK_ELEMENTS // max(n, 1)))
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        r = stop - start
-        seed_weights = np.stack(
-            [np.bincount(row, minlength=n_seeds) for row in rng.integers(0, n_seeds, size=(r, n_seeds))]
-        ).astype(np.float64)
-        image_weights = np.stack([np.bincount(row, minlength=n) for row in rng.integers(0, n, size=(r, n))]).astype(
-            np.float64
-        )
-        means = {k: ((seed_weights @ a) * image_weights).sum(axis=1) / (n_seeds * n) for k, a in arrays.items()}
-        replicates[start:stop] = np.asarray(statistic(means), dtype=np.float64)
-    return _percentile(replicates, estimate, level)

@@ -1,18 +1,22 @@
 """The claims registry: each claim of the paper once, with its criterion, threshold, chapter and decision.
 
-A chapter measures; the registry turns the measurements into the claim's statistic with a 95% interval and decides
-the verdict against the threshold fixed in docs/protocol.md before any result:
+A chapter measures; the registry decides, against the thresholds fixed in docs/protocol.md (amended 2026-12-04, before
+the results it decides). Each comparison of a claim has a 95% interval (`advlogits.inference`) and one-sided p-values
+read off it; within the claim, Holm's correction runs over its comparisons, and each one is
 
-* **reproduced**: the whole interval lies on the claim's side of the threshold;
-* **not reproduced**: the whole interval lies on the other side;
-* **inconclusive**: the interval straddles the threshold;
-* **not testable**: the claim's precondition fails (C7 and C8 without a C6 gain to remove).
+* **reproduced** when its adjusted claim-side p-value is at most 2.5% (unadjusted: the whole interval lies on the
+  claim's side of the threshold);
+* **not reproduced** when its adjusted other-side p-value is;
+* **inconclusive** otherwise.
 
-A claim that needs several comparisons is their conjunction: reproduced when every one is, not reproduced when any
-is, inconclusive otherwise. Statements, criteria, thresholds and verdict wording live here only.
+The claim is their conjunction: reproduced when every comparison is, not reproduced when any is, inconclusive
+otherwise; **not testable** when its precondition fails (C7 and C8 without a gain to remove). The claim's row shows
+the comparison the conjunction hinges on (``primary``). Statements, criteria, thresholds and verdict wording live
+here only.
 
-A record is ``{"id", "claim", "criterion", "measured", "verdict", "estimate", "ci", "threshold", "n_seeds",
-"n_images", "holds", "chapter"}`` (``holds``: True when reproduced, False when not reproduced, None otherwise).
+A record is ``{"id", "claim", "criterion", "statistic", "verdict", "estimate", "ci", "threshold", "n_seeds",
+"n_images", "holds", "primary", "checks", "measured", "chapter"}`` (``holds``: True when reproduced, False when not
+reproduced, None otherwise; ``checks``: every comparison with its interval, p-values and verdict).
 Chapters write ``<claims_dir>/<chapter>.json``; the scorecard gathers them into ``<executed_dir>/scorecard.json``.
 Only the build writes into its own folder (``_build/executed/<profile>``); a chapter run by hand writes into
 ``_build/hand-runs/<profile>`` and says so in one printed line (`executed_dir`).
@@ -33,8 +37,9 @@ import numpy as np
 
 from ..checks import check_choice, fail
 from ..fileio import atomic_write_bytes
+from ..inference import Tested, fieller_ratio, holm, seed_image_interval
 from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, student_label
-from ..stats import Estimate, Interval, seed_image_bootstrap
+from ..stats import Interval
 
 # ---------------------------------------------------------------------------------------------------------------
 # thresholds (fixed before any result; docs/protocol.md)
@@ -44,7 +49,8 @@ C4_MIN_DISTANCE = 0.1  # C4: Spearman(ST, AT) at least this far below each seed 
 C5_FRACTION = 0.1  # C5: the most-confident 10% of the evaluation images
 C5_MIN_DISTANCE = 0.05  # C5: Jaccard(ST, AT) at least this far below each seed baseline's
 C6_MARGIN = 0.10  # C6: KD-AT beats the best baseline by this much robust accuracy (10 points)
-REMOVED_SHARE = 0.5  # C7, C8: every manipulated student removes at least this share of the C6 gain
+REMOVED_SHARE = 0.5  # C7, C8: each manipulated student removes at least this share of the gain over the best baseline
+SIDE_ALPHA = 0.025  # each side's level: the tails of a 95% interval (Holm-adjusted within a claim)
 C6_BASELINES: tuple[str, ...] = (HARD, KD_ST, KD_ST_SOFT)
 C7_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C7_KINDS)
 C8_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C8_KINDS)
@@ -96,8 +102,8 @@ def conjunction(verdicts: Sequence[str]) -> str:
 
 
 def _as_interval(value: object, name: str) -> Interval:
-    if isinstance(value, Estimate):
-        return value.interval
+    if hasattr(value, "interval"):
+        return tuple(float(v) for v in value.interval)
     if not (
         isinstance(value, (tuple, list))
         and len(value) == 3
@@ -110,17 +116,73 @@ def _as_interval(value: object, name: str) -> Interval:
     return estimate, low, high
 
 
+def _p_values(tested: Any, side: Side) -> tuple[float, float]:
+    """(claim side, other side) one-sided p-values of a `Tested` value."""
+    for field in ("p_above", "p_below"):
+        if not isinstance(getattr(tested, field, None), numbers.Real):
+            fail("comparisons", "tested values with p-values (advlogits.inference.Tested)", type(tested).__name__)
+    if side == "below":
+        return float(tested.p_below), float(tested.p_above)
+    return float(tested.p_above), float(tested.p_below)
+
+
+def decide_family(tests: Mapping[str, Any], threshold: float, side: Side) -> dict[str, dict]:
+    """Each comparison of a claim decided alone, with Holm's correction across the family (docs/protocol.md):
+    reproduced when its Holm-adjusted claim-side p-value is at most `SIDE_ALPHA`, not reproduced when its adjusted
+    other-side p-value is, inconclusive otherwise (and when a p-value is undefined).
+
+    ``tests`` maps a comparison's name to a `advlogits.inference.Tested` (or `BootstrapTested`) against
+    ``threshold``; returns name -> {estimate, ci, p_claim, p_other, p_claim_holm, p_other_holm, verdict}, with the
+    Monte-Carlo error of each bound for a bootstrap."""
+    check_choice("side", side, ("at least", "above", "below"))
+    if not tests:
+        fail("tests", "at least one comparison", tests)
+    p = {name: _p_values(t, side) for name, t in tests.items()}
+    defined = [name for name, (pc, po) in p.items() if not (math.isnan(pc) or math.isnan(po))]
+    claim_holm = dict(zip(defined, holm([p[n][0] for n in defined]))) if defined else {}
+    other_holm = dict(zip(defined, holm([p[n][1] for n in defined]))) if defined else {}
+    out = {}
+    for name, t in tests.items():
+        e, lo, hi = t.estimate, t.low, t.high
+        verdict = "inconclusive"
+        if name in claim_holm:
+            if claim_holm[name] <= SIDE_ALPHA:
+                verdict = "reproduced"
+            elif other_holm[name] <= SIDE_ALPHA:
+                verdict = "not reproduced"
+        row = {
+            "estimate": float(e),
+            "ci": [float(lo), float(hi)],
+            "threshold": threshold,
+            "p_claim": p[name][0],
+            "p_other": p[name][1],
+            "p_claim_holm": claim_holm.get(name, math.nan),
+            "p_other_holm": other_holm.get(name, math.nan),
+            "verdict": verdict,
+        }
+        if hasattr(t, "mc_low"):
+            row |= {"mc_error": [float(t.mc_low), float(t.mc_high)], "n_resamples": int(t.n_resamples)}
+        out[name] = row
+    return out
+
+
+def weakest(checks: Mapping[str, dict]) -> str:
+    """The comparison a conjunction hinges on: the largest Holm-adjusted claim-side p-value (NaN counts as 1)."""
+    return max(checks, key=lambda n: 1.0 if math.isnan(checks[n]["p_claim_holm"]) else checks[n]["p_claim_holm"])
+
+
 def outcome(
     verdict: str,
-    primary: Interval | Estimate | None,
+    primary: Interval | None,
     threshold: float,
     *,
     n_seeds: int,
     n_images: int,
     checks: Mapping[str, dict] | None = None,
+    primary_name: str | None = None,
 ) -> dict:
-    """A decided claim: its verdict, the primary statistic with its interval, the threshold, the design's size,
-    and the comparisons it was decided on (``checks``: name -> {estimate, ci, verdict})."""
+    """A decided claim: its verdict, the row's statistic with its interval (``primary``: the comparison named
+    ``primary_name``), the threshold, the design's size, and every comparison it was decided on (``checks``)."""
     check_choice("verdict", verdict, VERDICTS)
     estimate, ci = (None, None)
     if primary is not None:
@@ -134,164 +196,182 @@ def outcome(
         "threshold": threshold,
         "n_seeds": n_seeds,
         "n_images": n_images,
+        "primary": primary_name,
         "checks": dict(checks or {}),
     }
 
 
-def _check(interval: Interval | Estimate, threshold: float, side: Side) -> dict:
-    e, lo, hi = _as_interval(interval, "interval")
-    return {"estimate": e, "ci": [lo, hi], "verdict": side_verdict(lo, hi, threshold, side)}
+def _family_outcome(
+    tests: Mapping[str, Any], threshold: float, side: Side, *, n_seeds: int, n_images: int, extra: dict | None = None
+) -> dict:
+    """Decide a family (`decide_family`), conjoin it with the deterministic checks of ``extra``, and show the
+    comparison the conjunction hinges on as the row."""
+    checks = decide_family(tests, threshold, side)
+    row = weakest(checks)
+    all_checks = {**(extra or {}), **checks}
+    return outcome(
+        conjunction([c["verdict"] for c in all_checks.values()]),
+        (checks[row]["estimate"], *checks[row]["ci"]),
+        threshold,
+        n_seeds=n_seeds,
+        n_images=n_images,
+        checks=all_checks,
+        primary_name=row,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # decisions, one per claim
 
 
-def decide_lower(comparisons: Mapping[str, Interval], *, n_seeds: int, n_images: int) -> dict:
-    """C1, C2: every paired difference AT - ST (name -> interval) lies below 0; the first is the row's estimate."""
-    if not comparisons:
-        fail("comparisons", "at least one AT - ST difference", comparisons)
-    checks = {name: _check(interval, 0.0, "below") for name, interval in comparisons.items()}
-    primary = next(iter(comparisons.values()))
-    return outcome(
-        conjunction([c["verdict"] for c in checks.values()]),
-        primary,
-        0.0,
-        n_seeds=n_seeds,
-        n_images=n_images,
-        checks=checks,
-    )
+def decide_lower(comparisons: Mapping[str, Any], *, n_seeds: int, n_images: int) -> dict:
+    """C1, C2: every paired difference AT - ST (name -> `Tested` against 0) lies below 0, each decided alone with
+    Holm's correction across the pairs."""
+    return _family_outcome(comparisons, 0.0, "below", n_seeds=n_seeds, n_images=n_images)
 
 
-def decide_c3(max_error: float, slopes: Mapping[str, Interval], *, n_images: int) -> dict:
-    """C3: the closed form is exact (PGD within `C3_TOLERANCE`), and the gap's shrinkage grows with the
-    proposition's penalty: every least-squares slope of shrinkage on penalty (name -> interval) lies above 0.
-    The first slope is the row's estimate. An inexact closed form is not reproduced whatever the slopes."""
-    if not slopes:
-        fail("slopes", "at least one slope of shrinkage on penalty", slopes)
-    checks = {
-        "closed form": {
-            "estimate": max_error,
-            "ci": None,
-            "verdict": "reproduced" if max_error < C3_TOLERANCE else "not reproduced",
+def decide_c3(max_error: float, fits: Mapping[str, Mapping[str, Any]], *, n_seeds: int, n_images: int) -> dict:
+    """C3 (docs/protocol.md, amendment of 2026-12-04): the closed form is exact (PGD within `C3_TOLERANCE`); per
+    family of models (``fits``: family -> {"slope", "intercept", "ratios": {radius: Tested}, "constant"}), the
+    slope of shrinkage on penalty lies above 0 (Holm across families), the intercept's interval contains 0, and
+    every radius's ratio S / P has an interval containing the family's constant of proportionality."""
+    if not fits:
+        fail("fits", "at least one family's fit of shrinkage on penalty", fits)
+    exact = "reproduced" if max_error < C3_TOLERANCE else "not reproduced"
+    extra: dict[str, dict] = {"closed form": {"estimate": max_error, "ci": None, "verdict": exact}}
+    for family, fit in fits.items():
+        i = fit["intercept"]
+        extra[f"{family}: intercept contains 0"] = {
+            "estimate": float(i.estimate),
+            "ci": [float(i.low), float(i.high)],
+            "verdict": "reproduced" if i.low <= 0 <= i.high else "not reproduced",
         }
-    }
-    checks |= {name: _check(interval, 0.0, "above") for name, interval in slopes.items()}
-    return outcome(
-        conjunction([c["verdict"] for c in checks.values()]),
-        next(iter(slopes.values())),
-        0.0,
-        n_seeds=1,
-        n_images=n_images,
-        checks=checks,
-    )
+        constant = float(fit["constant"])
+        outside = [f"{r:g}" for r, t in fit["ratios"].items() if not t.low <= constant <= t.high]
+        extra[f"{family}: S / P constant across radii"] = {
+            "estimate": constant,
+            "ci": None,
+            "ratios": {f"{r:g}": [float(t.estimate), float(t.low), float(t.high)] for r, t in fit["ratios"].items()},
+            "verdict": "not reproduced" if outside else "reproduced",
+        }
+    slopes = {f"{family}: slope above 0": fit["slope"] for family, fit in fits.items()}
+    decided = _family_outcome(slopes, 0.0, "above", n_seeds=n_seeds, n_images=n_images, extra=extra)
+    first = next(iter(fits))  # the row shows the first family's intercept, the prediction beyond C2
+    i = fits[first]["intercept"]
+    return {**decided, "estimate": float(i.estimate), "ci": [float(i.low), float(i.high)], "primary": first}
 
 
-def decide_c4(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
-    """C4: the smallest distance (baseline's Spearman - Spearman(ST, AT)) is at least `C4_MIN_DISTANCE`."""
-    e, lo, hi = _as_interval(distance, "distance")
-    return outcome(
-        side_verdict(lo, hi, C4_MIN_DISTANCE, "at least"),
-        (e, lo, hi),
-        C4_MIN_DISTANCE,
-        n_seeds=1,
-        n_images=n_images,
-        checks=checks,
-    )
+def decide_c4(distances: Mapping[str, Any], *, n_images: int) -> dict:
+    """C4: for each seed baseline, its Spearman minus Spearman(ST, AT) is at least `C4_MIN_DISTANCE` (name ->
+    bootstrap `Tested`), each decided alone with Holm's correction across the two."""
+    return _family_outcome(distances, C4_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
 
 
-def decide_c5(distance: Interval, *, n_images: int, checks: Mapping[str, dict] | None = None) -> dict:
-    """C5: the smallest distance (baseline's Jaccard - Jaccard(ST, AT)) is at least `C5_MIN_DISTANCE`."""
-    e, lo, hi = _as_interval(distance, "distance")
-    return outcome(
-        side_verdict(lo, hi, C5_MIN_DISTANCE, "at least"),
-        (e, lo, hi),
-        C5_MIN_DISTANCE,
-        n_seeds=1,
-        n_images=n_images,
-        checks=checks,
-    )
+def decide_c5(distances: Mapping[str, Any], *, n_images: int) -> dict:
+    """C5: for each seed baseline, its top-set overlap minus overlap(ST, AT) is at least `C5_MIN_DISTANCE`."""
+    return _family_outcome(distances, C5_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
 
 
-# C6-C8 are statistics of the students' robust accuracies, mean over seeds and images.
+# C6-C8 are statistics of the students' per-seed, per-image robust outcomes: (S, N) arrays, seeds paired.
 
 
-def _require(means: Mapping[str, Any], names: Sequence[str]) -> None:
-    missing = [n for n in names if n not in means]
+def _require(outcomes: Mapping[str, Any], names: Sequence[str]) -> None:
+    missing = [n for n in names if n not in outcomes]
     if missing:
         fail(
             "outcomes",
             "a robust accuracy for every student the claim reads",
-            sorted(means),
+            sorted(outcomes),
             shown=f"missing {missing}",
             hint="evaluate the whole line-up first",
         )
 
 
-def gain(means: Mapping[str, Any], *, reference: str = KD_AT) -> Any:
-    """The C6 gain: ``reference`` (KD-AT) minus the best of `C6_BASELINES`; works on floats and (R,) arrays."""
-    _require(means, (reference, *C6_BASELINES))
-    return means[reference] - np.maximum.reduce([np.asarray(means[b], dtype=np.float64) for b in C6_BASELINES])
+def best_baseline(outcomes: Mapping[str, Any]) -> str:
+    """The C6 baseline with the highest mean robust accuracy: the one the gain is measured against."""
+    _require(outcomes, C6_BASELINES)
+    return max(C6_BASELINES, key=lambda b: float(np.mean(outcomes[b])))
 
 
-def removed_share(means: Mapping[str, Any], names: Sequence[str], *, reference: str = KD_AT) -> Any:
-    """The smallest share of the gain that the students ``names`` remove: min over them of (reference - student) /
-    gain (NaN where the gain is not positive)."""
-    _require(means, names)
-    g = np.asarray(gain(means, reference=reference), dtype=np.float64)
-    shares = [(np.asarray(means[reference], dtype=np.float64) - np.asarray(means[n], dtype=np.float64)) for n in names]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(g > 0, np.minimum.reduce(shares) / np.where(g > 0, g, 1.0), np.nan)
-    return out
+def _array(outcomes: Mapping[str, Any], name: str) -> np.ndarray:
+    return np.asarray(outcomes[name], dtype=np.float64)
 
 
-def distillation_statistics(
-    outcomes: Mapping[str, Any], *, label_corrected: bool = False, n_resamples: int = 2000, seed: int = 0
-) -> dict[str, Estimate]:
-    """The C6 gain and the C7 and C8 shares with two-level bootstrap intervals, from per-student robust outcomes
-    ``{name: (seeds, images)}``. With ``label_corrected`` the same statistics of the label-corrected AT teacher's
-    students (the control), against the same baselines."""
-    boot = dict(n_resamples=n_resamples, seed=seed)
-    reference = student_label("kd", label_corrected=label_corrected)
-    out = {"gain": seed_image_bootstrap(outcomes, lambda m: gain(m, reference=reference), **boot)}
-    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
-        names = tuple(student_label(k, label_corrected=label_corrected) for k in kinds)
-        out[claim] = seed_image_bootstrap(
-            outcomes, lambda m, names=names: removed_share(m, names, reference=reference), **boot
-        )
-    return out
+def gain_values(outcomes: Mapping[str, Any], *, reference: str = KD_AT) -> np.ndarray:
+    """Per seed and image: ``reference`` (KD-AT) minus the best baseline, (S, N)."""
+    _require(outcomes, (reference,))
+    return _array(outcomes, reference) - _array(outcomes, best_baseline(outcomes))
 
 
-def decide_c6(gain_estimate: Estimate, *, n_seeds: int, n_images: int) -> dict:
-    """C6: the gain (KD-AT minus the best baseline, mean robust accuracy) is at least `C6_MARGIN`."""
-    e, lo, hi = _as_interval(gain_estimate, "gain")
-    return outcome(
-        side_verdict(lo, hi, C6_MARGIN, "at least"), (e, lo, hi), C6_MARGIN, n_seeds=n_seeds, n_images=n_images
+def removal_contrast(outcomes: Mapping[str, Any], student: str, *, reference: str = KD_AT) -> np.ndarray:
+    """Per seed and image: ``reference - student - REMOVED_SHARE * gain``, (S, N): its mean is >= 0 exactly when the
+    student removes at least `REMOVED_SHARE` of a positive gain, and it is defined whatever the gain."""
+    _require(outcomes, (reference, student))
+    return (
+        _array(outcomes, reference)
+        - _array(outcomes, student)
+        - REMOVED_SHARE * gain_values(outcomes, reference=reference)
     )
 
 
-def decide_removal(gain_estimate: Estimate, share: Estimate, *, n_seeds: int, n_images: int) -> dict:
-    """C7, C8: not testable unless the C6 gain's interval lies above 0 (a gain to remove); then the smallest share
-    of it that the claim's students remove is at least `REMOVED_SHARE`."""
-    _, g_lo, _ = _as_interval(gain_estimate, "gain")
-    checks = {"a gain to remove": _check(gain_estimate, 0.0, "above")}
+def removed_share(outcomes: Mapping[str, Any], student: str, *, reference: str = KD_AT) -> tuple[float, float, float]:
+    """The share of the gain that ``student`` removes, ``(reference - student) / gain``, with its Fieller interval
+    (unbounded when the gain is not clearly positive): reported beside the contrast, never decided on."""
+    _require(outcomes, (reference, student))
+    removed = _array(outcomes, reference) - _array(outcomes, student)
+    return fieller_ratio(removed, gain_values(outcomes, reference=reference))
+
+
+def distillation_tests(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> dict[str, dict[str, Tested]]:
+    """C6's comparisons (KD-AT minus each baseline, against `C6_MARGIN`), the gain over the best baseline
+    (against 0: C7 and C8's precondition), and C7's and C8's contrasts (against 0), each with its seed-and-image
+    interval. With ``label_corrected``, the same for the label-corrected AT teacher's students (the control)."""
+    reference = student_label("kd", label_corrected=label_corrected)
+    _require(outcomes, (reference, *C6_BASELINES))
+    kd = _array(outcomes, reference)
+    out: dict[str, dict[str, Tested]] = {
+        "C6": {
+            f"{reference} - {b}": seed_image_interval(kd - _array(outcomes, b), threshold=C6_MARGIN)
+            for b in C6_BASELINES
+        },
+        "gain": {
+            f"{reference} - {best_baseline(outcomes)}": seed_image_interval(
+                gain_values(outcomes, reference=reference), threshold=0.0
+            )
+        },
+    }
+    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
+        names = [student_label(k, label_corrected=label_corrected) for k in kinds]
+        out[claim] = {
+            name: seed_image_interval(removal_contrast(outcomes, name, reference=reference), threshold=0.0)
+            for name in names
+            if name in outcomes
+        }
+    return out
+
+
+def decide_c6(comparisons: Mapping[str, Tested], *, n_seeds: int, n_images: int) -> dict:
+    """C6: KD-AT beats every baseline by at least `C6_MARGIN` (each comparison alone, Holm across the three)."""
+    return _family_outcome(comparisons, C6_MARGIN, "at least", n_seeds=n_seeds, n_images=n_images)
+
+
+def decide_removal(gain: Tested, contrasts: Mapping[str, Tested], *, n_seeds: int, n_images: int) -> dict:
+    """C7, C8: not testable unless the gain over the best baseline has its interval above 0 (a gain to remove); then
+    every student's contrast ``KD-AT - student - 0.5 gain`` is at least 0 (each alone, Holm across the students)."""
+    g_e, g_lo, g_hi = _as_interval(gain, "gain")
+    precondition = {"estimate": g_e, "ci": [g_lo, g_hi], "verdict": "reproduced" if g_lo > 0 else "inconclusive"}
     if not g_lo > 0:
+        checks = decide_family(contrasts, 0.0, "at least") if contrasts else {}
         return outcome(
             "not testable",
-            share if not math.isnan(share[1]) else None,
-            REMOVED_SHARE,
+            None,
+            0.0,
             n_seeds=n_seeds,
             n_images=n_images,
-            checks=checks,
+            checks={"a gain to remove": precondition, **checks},
         )
-    e, lo, hi = _as_interval(share, "share")
-    return outcome(
-        side_verdict(lo, hi, REMOVED_SHARE, "at least"),
-        (e, lo, hi),
-        REMOVED_SHARE,
-        n_seeds=n_seeds,
-        n_images=n_images,
-        checks=checks,
+    return _family_outcome(
+        contrasts, 0.0, "at least", n_seeds=n_seeds, n_images=n_images, extra={"a gain to remove": precondition}
     )
 
 
@@ -311,6 +391,7 @@ class Claim:
     decide: Callable[..., dict]  # measured statistics -> an `outcome`
     threshold: float  # the number the criterion compares the statistic with
     statistic: str  # what the row's estimate is, in words
+    side: Side | None = "at least"  # the claim's side of the threshold for the row's statistic (None: C3's "contains")
 
 
 _CHAPTER_2, _CHAPTER_3, _CHAPTER_4 = "02_logit_distributions", "03_sample_confidence", "04_distillation"
@@ -319,6 +400,7 @@ _BOTH_PAIRS = (
     "correctly, and for the budget-matched pair of the eps sweep"
 )
 
+_HOLM = "each comparison decided alone, Holm's correction across them"
 CLAIMS: dict[str, Claim] = {
     c.id: c
     for c in (
@@ -326,91 +408,96 @@ CLAIMS: dict[str, Claim] = {
             "C1",
             "AT models have lower max logits than ST models",
             "AT models have lower max logits than ST models, on average",
-            f"the paired difference of mean max logit AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+            f"the paired difference of mean max logit AT - ST has its 95% interval below 0 {_BOTH_PAIRS} ({_HOLM})",
             _CHAPTER_2,
             decide_lower,
             0.0,
             "mean max logit, AT - ST (logit units)",
+            side="below",
         ),
         Claim(
             "C2",
             "AT models have smaller logit gaps than ST models",
             "AT models have smaller logit gaps than ST models, on average",
-            f"the paired difference of mean logit gap AT - ST has its 95% interval below 0 {_BOTH_PAIRS}",
+            f"the paired difference of mean logit gap AT - ST has its 95% interval below 0 {_BOTH_PAIRS} ({_HOLM})",
             _CHAPTER_2,
             decide_lower,
             0.0,
             "mean logit gap, AT - ST (logit units)",
+            side="below",
         ),
         Claim(
             "C3",
-            "theory explains the smaller max logits and gaps",
-            "the smaller gaps are consistent with our proposition (worst-case margin = margin - eps * dual norm of "
-            "w_y - w_j)",
-            f"PGD on the linear models reaches the closed form within {C3_TOLERANCE:g}, and across the eps sweep the "
-            "slope of the gap's shrinkage on the proposition's penalty has its 95% interval above 0, for the networks "
-            "and for the linear models",
+            "the smaller logit gaps are consistent with the theory",
+            "the smaller logit gaps are consistent with our proposition (worst-case margin = margin - eps * dual "
+            "norm of w_y - w_j): the gap shrinks in proportion to the proposition's penalty",
+            f"PGD on the linear models reaches the closed form within {C3_TOLERANCE:g}; for the networks and for the "
+            "linear models, over 3 seeds per radius, the slope of the gap's shrinkage on the proposition's penalty has "
+            "its 95% interval above 0, the fit's intercept has its interval containing 0, and every radius's ratio "
+            "of shrinkage to penalty has its interval containing the constant of proportionality",
             _CHAPTER_2,
             decide_c3,
             0.0,
-            "slope of gap shrinkage on the penalty, networks",
+            "intercept of the shrinkage-on-penalty fit, networks (logit units)",
+            side=None,
         ),
         Claim(
             "C4",
             "AT and ST models differ on which samples get high or low confidence",
             "AT and ST models differ significantly on which samples get high or low confidence",
-            f"the smaller distance (seed baseline's Spearman - Spearman(ST, AT)) over ST vs ST' and AT vs AT' has "
-            f"its 95% interval at or above {C4_MIN_DISTANCE}",
+            f"for each seed baseline (ST vs ST', AT vs AT'), its Spearman minus Spearman(ST, AT) has its 95% interval "
+            f"at or above {C4_MIN_DISTANCE} ({_HOLM})",
             _CHAPTER_3,
             decide_c4,
             C4_MIN_DISTANCE,
-            "Spearman distance to the closer seed baseline",
+            "Spearman distance below the seed baseline",
         ),
         Claim(
             "C5",
             "the samples with the largest confidence difference differ visibly",
             "the samples with the largest confidence difference between AT and ST differ visibly",
-            f"the smaller distance (seed baseline's overlap - overlap(ST, AT)) of the most-confident "
-            f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE}",
+            f"for each seed baseline, its overlap minus overlap(ST, AT) of the most-confident "
+            f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE} ({_HOLM})",
             _CHAPTER_3,
             decide_c5,
             C5_MIN_DISTANCE,
-            "Jaccard distance to the closer seed baseline",
+            "Jaccard distance below the seed baseline",
         ),
         Claim(
             "C6",
             "distilling an AT teacher on clean inputs gives the student robustness",
             "Distilling an AT teacher on clean inputs only gives the student some robustness.",
-            "the gain, KD-AT minus the best of hard labels, KD-ST and KD-ST soft (robust accuracy, mean over seeds), "
-            f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points",
+            "KD-AT minus each baseline (hard labels, KD-ST, KD-ST soft; robust accuracy, mean over seeds and images) "
+            f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points ({_HOLM})",
             _CHAPTER_4,
             decide_c6,
             C6_MARGIN,
-            "robust-accuracy gain of KD-AT over the best baseline",
+            "robust-accuracy gain of KD-AT over a baseline",
         ),
         Claim(
             "C7",
             "information about incorrect classes is essential",
             "Information about incorrect classes is essential: removing what the AT teacher says about them, while "
             "keeping its confidence (shuffled, spread, ST order), removes the robustness the student inherits.",
-            "with a C6 gain (interval above 0), the smallest share of it that the shuffled, spread and ST-order "
-            f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+            "with a gain to remove (KD-AT minus the best baseline, interval above 0), for each of the shuffled, spread "
+            "and ST-order students, KD-AT - student - half the gain has its 95% interval at or above 0 (it removes "
+            f"at least half the gain; {_HOLM})",
             _CHAPTER_4,
             decide_removal,
-            REMOVED_SHARE,
-            "smallest share of the gain removed",
+            0.0,
+            "KD-AT - student - half the gain",
         ),
         Claim(
             "C8",
             "sample-wise confidences matter",
             "Sample-wise confidences matter: flattening the AT teacher's confidence to its data-set average, or label "
             "smoothing at that average, removes the robustness.",
-            "with a C6 gain (interval above 0), the smaller share of it that the flattened and label-smoothing "
-            f"students remove has its 95% interval at or above {REMOVED_SHARE}",
+            "with a gain to remove, for each of the flattened and label-smoothing students, KD-AT - student - half the "
+            f"gain has its 95% interval at or above 0 ({_HOLM})",
             _CHAPTER_4,
             decide_removal,
-            REMOVED_SHARE,
-            "smallest share of the gain removed",
+            0.0,
+            "KD-AT - student - half the gain",
         ),
     )
 }
@@ -422,7 +509,7 @@ for _claim in CLAIMS.values():
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, Estimate):
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):  # Estimate, Tested, BootstrapTested
         value = value._asdict()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -441,7 +528,7 @@ def record(id: str, decided: dict, *, measured: dict) -> dict:
     if not (isinstance(decided, dict) and decided.get("verdict") in VERDICTS):
         fail("decided", "an outcome of the claims registry (a dict with a verdict)", decided)
     claim = CLAIMS[id]
-    keys = ("verdict", "estimate", "ci", "threshold", "n_seeds", "n_images", "holds", "checks")
+    keys = ("verdict", "estimate", "ci", "threshold", "n_seeds", "n_images", "holds", "primary", "checks")
     return {
         "id": id,
         "claim": claim.claim,

@@ -1,6 +1,6 @@
 """Chapter 4, distillation on clean images (claims C6, C7, C8 and our controls): the students' robust accuracy over
-seeds with two-level bootstrap intervals, the claims' records, the 2x2 of C7 and C8, the targets' confidence and
-entropy, each student's fidelity to its teacher, the design's power, and the chapter's figures.
+seeds with seed-and-image intervals (`advlogits.inference`), the claims' records, the 2x2 of C7 and C8, the targets'
+confidence and entropy, each student's fidelity to its teacher, the design's power, and the chapter's figures.
 
 The students themselves (names, roles, configs, seeds) are `advlogits.pipeline.lineup`'s; the statistics and
 criteria are the claims registry's (`advlogits.chapters.claims`). Accuracies are fractions in [0, 1] throughout;
@@ -17,17 +17,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .. import pipeline
+from .. import inference, pipeline
 from ..checks import fail
 from ..data import load_dataset
+from ..inference import Tested, seed_image_interval
 from ..logits import confidence
 from ..pipeline.lineup import ARGMAX, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
-from ..stats import Estimate, seed_image_bootstrap
 from ..store import Store
 from . import claims, numbers, style
-
-POWER_Z = 2.8  # 80% power at the 5% level, two-sided: (1.96 + 0.84) standard errors
 
 
 def lineup_table(students: Sequence[Student]) -> pd.DataFrame:
@@ -70,92 +68,146 @@ def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int
     }
 
 
-def student_estimates(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> dict[str, Estimate]:
-    """Each student's robust accuracy, mean over seeds and images, with its two-level bootstrap interval."""
-    return {
-        name: seed_image_bootstrap({name: o}, lambda m, name=name: m[name], seed=seed) for name, o in outcomes.items()
-    }
+def student_estimates(outcomes: Mapping[str, np.ndarray]) -> dict[str, Tested]:
+    """Each student's robust accuracy, mean over seeds and images, with its seed-and-image interval."""
+    return {name: seed_image_interval(o) for name, o in outcomes.items()}
 
 
-def minimal_detectable(estimate: Estimate) -> float:
-    """The smallest difference the design resolves for this statistic: `POWER_Z` bootstrap standard errors."""
-    return POWER_Z * estimate.se
+def minimal_detectable(values: np.ndarray) -> float:
+    """The smallest true difference the design detects for a statistic with per-seed, per-image ``values`` (80%
+    power at the 5% level, from the measured seed and image variance; `advlogits.inference.minimal_detectable`)."""
+    return inference.minimal_detectable(values)
 
 
-def claim_records(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> tuple[list[dict], dict[str, Estimate]]:
-    """The chapter's C6, C7, C8 records (decided by the registry) and the statistics behind them."""
-    stats = claims.distillation_statistics(outcomes, seed=seed)
+def per_seed_table(
+    students: Sequence[Student],
+    results: Mapping[tuple[str, int], Mapping],
+    fidelity_of: Mapping[tuple[str, int], Mapping[str, float]] | None = None,
+) -> dict[str, dict[str, list[float]]]:
+    """Per student and seed (in the line-up's order): clean accuracy on the evaluation subset, worst-case robust
+    accuracy on the AutoAttack images and, where given, top-1 agreement with its teacher; fractions in [0, 1]."""
+    table: dict[str, dict[str, list[float]]] = {}
+    for s in students:
+        if s.role in ("teacher", "sweep"):
+            continue
+        r = results[(s.name, s.seed)]
+        row = table.setdefault(s.name, {"seeds": [], "clean": [], "robust": [], "agreement": []})
+        row["seeds"].append(s.seed)
+        row["clean"].append(round(float(np.mean(r["clean_correct"])), 5))
+        row["robust"].append(round(float(np.mean(r["robust_correct"])), 5))
+        if fidelity_of and (s.name, s.seed) in fidelity_of:
+            row["agreement"].append(round(fidelity_of[(s.name, s.seed)]["top-1 agreement"], 5))
+    return {name: {k: v for k, v in row.items() if v} for name, row in table.items()}
+
+
+def _seed_means(values: np.ndarray) -> list[float]:
+    return [round(float(v), 5) for v in np.asarray(values).mean(axis=1)]
+
+
+def claim_records(
+    outcomes: Mapping[str, np.ndarray], *, per_seed: Mapping[str, dict] | None = None, images: Mapping | None = None
+) -> tuple[list[dict], dict[str, dict[str, Tested]]]:
+    """The chapter's C6, C7, C8 records (decided by the registry) and the tests behind them.
+
+    Each record keeps what a reader needs to recompute its intervals: the per-seed value of every comparison, and
+    (C6) ``per_seed``, every student's clean and robust accuracy and fidelity per seed, with ``images``, the
+    evaluation images' seed and count."""
+    tests = claims.distillation_tests(outcomes)
     n_seeds, n_images = next(iter(outcomes.values())).shape
+    best = claims.best_baseline(outcomes)
+    kd = outcomes[claims.KD_AT]
     means = {name: float(o.mean()) for name, o in outcomes.items()}
-    measured = {
+    gain_values = claims.gain_values(outcomes)
+    common = {
         "robust_pct": {name: round(100 * m, 2) for name, m in means.items()},
-        "gain_points": _interval_points(stats["gain"]),
-        "minimal_detectable_gain_points": round(100 * minimal_detectable(stats["gain"]), 2),
+        "best_baseline": best,
+        "gain_points": _interval_points(tests["gain"][f"{claims.KD_AT} - {best}"]),
+        "gain_per_seed": _seed_means(gain_values),
+        "minimal_detectable_points": {
+            "gain": round(100 * minimal_detectable(gain_values), 2),
+            "student vs student": round(100 * minimal_detectable(kd - outcomes[best]), 2),
+        },
     }
-    if ARGMAX in means and stats["gain"].estimate > 0:  # the share of the gain the relabelling alone carries
-        best = max(means[b] for b in claims.C6_BASELINES)
-        measured["argmax_share"] = round((means[ARGMAX] - best) / stats["gain"].estimate, 3)
+    if ARGMAX in means and means[claims.KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
+        common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[claims.KD_AT] - means[best]), 3)
     size = dict(n_seeds=n_seeds, n_images=n_images)
-    records = [claims.record("C6", claims.decide_c6(stats["gain"], **size), measured=measured)]
+    c6_measured = {
+        **common,
+        "per_seed_values": {name: _seed_means(kd - outcomes[b]) for name, b in zip(tests["C6"], claims.C6_BASELINES)},
+        "students_per_seed": dict(per_seed or {}),
+        "images": dict(images or {}),
+    }
+    records = [claims.record("C6", claims.decide_c6(tests["C6"], **size), measured=c6_measured)]
+    gain = tests["gain"][f"{claims.KD_AT} - {best}"]
     for claim in ("C7", "C8"):
-        decided = claims.decide_removal(stats["gain"], stats[claim], **size)
-        records.append(claims.record(claim, decided, measured={**measured, "share": stats[claim]}))
-    return records, stats
+        decided = claims.decide_removal(gain, tests[claim], **size)
+        measured = {
+            **common,
+            "per_seed_values": {n: _seed_means(claims.removal_contrast(outcomes, n)) for n in tests[claim]},
+            "shares_fieller": {n: list(claims.removed_share(outcomes, n)) for n in tests[claim]},
+        }
+        records.append(claims.record(claim, decided, measured=measured))
+    return records, tests
 
 
-def _interval_points(e: Estimate) -> list[float]:
+def _interval_points(e: Tested) -> list[float]:
     return [round(100 * v, 2) for v in e.interval]
 
 
-def removal_shares(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> dict[str, tuple[str, Estimate]]:
-    """Each manipulated student's share of the gain removed, with its interval, for the AT teacher and for the
-    label-corrected one (the control), each against its teacher's KD student: name -> (that KD student, share)."""
-    shares = {}
+MANIPULATIONS = ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")
+
+
+def removal_rows(outcomes: Mapping[str, np.ndarray]) -> dict[str, dict]:
+    """Every manipulated student of the AT teacher and of the label-corrected one (the control), each against its
+    own teacher's KD student: that KD student, its gain over the best baseline, the student's contrast
+    ``KD - student - half the gain`` (seed-and-image interval; >= 0: it removes at least half) and its share of the
+    gain removed (Fieller interval)."""
+    rows = {}
     for corrected in (False, True):
         reference = student_label("kd", label_corrected=corrected)
         if reference not in outcomes:
             continue
-        for name in (
-            student_label(k, label_corrected=corrected)
-            for k in ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")
-        ):
+        gain = seed_image_interval(claims.gain_values(outcomes, reference=reference), threshold=0.0)
+        for name in (student_label(k, label_corrected=corrected) for k in MANIPULATIONS):
             if name in outcomes:
-                shares[name] = (
-                    reference,
-                    seed_image_bootstrap(
-                        outcomes, lambda m, n=name, r=reference: claims.removed_share(m, [n], reference=r), seed=seed
-                    ),
-                )
-    return shares
+                rows[name] = {
+                    "reference": reference,
+                    "gain": gain,
+                    "contrast": seed_image_interval(claims.removal_contrast(outcomes, name, reference=reference)),
+                    "share": claims.removed_share(outcomes, name, reference=reference),
+                }
+    return rows
 
 
-def removal_table(outcomes: Mapping[str, np.ndarray], *, seed: int = 0) -> pd.DataFrame:
-    """`removal_shares` as a table, with the gain of each teacher's KD student over the same baselines."""
-    gains, rows = {}, {}
-    for name, (reference, share) in removal_shares(outcomes, seed=seed).items():
-        if reference not in gains:
-            gains[reference] = seed_image_bootstrap(
-                outcomes, lambda m, r=reference: claims.gain(m, reference=r), seed=seed
-            )
-        rows[name] = {
-            "teacher's KD student": reference,
-            "its gain (points)": _fmt_points(gains[reference]),
-            "share of the gain removed": _fmt_share(share),
+def removal_table(outcomes: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """`removal_rows` as a table, in points and percent."""
+    return pd.DataFrame(
+        {
+            name: {
+                "teacher's KD student": row["reference"],
+                "its gain (points)": _fmt_points(row["gain"]),
+                "KD - student - half the gain (points)": _fmt_points(row["contrast"]),
+                "share of the gain removed": _fmt_share(row["share"], row["gain"]),
+            }
+            for name, row in removal_rows(outcomes).items()
         }
-    return pd.DataFrame(rows).T
+    ).T
 
 
-def _fmt_points(e: Estimate) -> str:
+def _fmt_points(e: Tested) -> str:
     return numbers.estimate(e.estimate, (e.low, e.high), digits=1, scale=100.0)
 
 
-def _fmt_share(e: Estimate) -> str:
-    if math.isnan(e.estimate):
+def _fmt_share(share: tuple[float, float, float], gain: Tested) -> str:
+    ratio, low, high = share
+    if math.isnan(ratio) or gain.estimate <= 0:
         return "n/a (no gain)"
-    return numbers.estimate(e.estimate, (e.low, e.high), digits=1, scale=100.0, unit="%")
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{100 * ratio:.1f}% [unbounded: the gain is not clearly above 0]"
+    return numbers.estimate(ratio, (low, high), digits=1, scale=100.0, unit="%")
 
 
-def two_by_two(estimates: Mapping[str, Estimate], *, label_corrected: bool = False) -> pd.DataFrame:
+def two_by_two(estimates: Mapping[str, Tested], *, label_corrected: bool = False) -> pd.DataFrame:
     """C7 and C8 as a 2x2: robust accuracy (%) of KD, spread, flattened and label smoothing, by whether the targets
     keep the teacher's per-image confidence (rows) and its information about the incorrect classes (columns)."""
     table = pd.DataFrame(
@@ -226,10 +278,10 @@ def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, 
 
 def robust_figure(
     outcomes: Mapping[str, np.ndarray],
-    estimates: Mapping[str, Estimate],
+    estimates: Mapping[str, Tested],
     *,
     roles: Mapping[str, str],
-    gain: Estimate | None = None,
+    gain: Tested | None = None,
 ) -> Figure:
     """Dot-and-whisker: each student's robust accuracy (%), one dot per seed and the mean with its 95% interval,
     grouped by role; dashed lines: the best C6 baseline and the C7/C8 threshold (KD-AT minus half the gain)."""

@@ -118,12 +118,12 @@ def interval_dots(
     threshold_label: str = "threshold",
     colors: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Dot-and-whisker: one row per label, its estimate with its 95% interval (``(estimate, low, high)``, times
+    """Dot-and-whisker: one row per label, its estimate with its 95% interval (``(estimate, low, high, ...)``, times
     ``scale``); an optional dashed ``threshold`` line (in the same units before scaling)."""
     labels = list(intervals)
     fig, ax = style.figure(0.9 + 0.36 * len(labels))
     for row, label in enumerate(labels):
-        e, lo, hi = (scale * v for v in intervals[label])
+        e, lo, hi = (scale * v for v in intervals[label][:3])
         c = (colors or {}).get(label, style.OKABE_ITO["black"])
         ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=c, capsize=3)
     if threshold is not None:
@@ -146,7 +146,7 @@ def interval_panels(
     for ax, (title, rows) in zip(axes[0], panels.items()):
         for row, label in enumerate(labels):
             if label in rows:
-                e, lo, hi = rows[label]
+                e, lo, hi = rows[label][:3]
                 ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=style.OKABE_ITO["black"], capsize=3)
         if threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1)

@@ -12,15 +12,16 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..checks import fail
+from ..inference import Tested, paired_t_interval, seed_image_interval
 from ..logits import logit_gap, max_logit, sorted_logits
 from ..pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
 from ..profiles import Profile
-from ..stats import Estimate, Interval, bootstrap_ci, image_bootstrap
+from ..stats import Interval, bootstrap_ci
 from . import style
 from .figures import color, errorbar
 
 STATISTICS = {"max logit": max_logit, "logit gap": logit_gap}  # the per-image statistics of claims C1, C2
-N_RESAMPLES = 2000  # bootstrap resamples of every confidence interval of the chapter
+N_RESAMPLES = 20_000  # bootstrap resamples of the chapter's descriptive intervals (decisions use t intervals)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,77 +122,101 @@ def robustbench_models(profile: Profile, requested: Sequence[str] | None) -> tup
 
 
 def paired_differences(
-    z: Mapping[str, Tensor],
-    y: Tensor,
-    *,
-    budget_matched: tuple[Tensor, Tensor] | None,
-    seed: int = 0,
-    n_resamples: int = N_RESAMPLES,
-) -> dict[str, dict[str, Interval]]:
-    """The comparisons C1 and C2 are decided on, per statistic: mean(AT) - mean(ST) with a paired bootstrap
-    interval for each seed pair (``z`` holds "ST", "AT", "ST'", "AT'" logits on the same images, true labels
-    ``y``), on all images and on the images both models of the pair classify correctly, and for the
-    ``budget_matched`` pair (standard, adversarial) of the eps sweep. Returns ``{statistic: {comparison: interval}}``,
+    z: Mapping[str, Tensor], y: Tensor, *, budget_matched: tuple[Tensor, Tensor] | None
+) -> dict[str, dict[str, Tested]]:
+    """The comparisons C1 and C2 are decided on, per statistic: mean(AT) - mean(ST) with its paired t interval and
+    p-values against 0, for each seed pair (``z`` holds "ST", "AT", "ST'", "AT'" logits on the same images, true
+    labels ``y``), on all images and on the images both models of the pair classify correctly, and for the
+    ``budget_matched`` pair (standard, adversarial) of the eps sweep. Returns ``{statistic: {comparison: Tested}}``,
     the main pair on all images first."""
     pairs = {"ST/AT": ("ST", "AT"), "ST'/AT'": ("ST'", "AT'")}
-    out: dict[str, dict[str, Interval]] = {}
+    out: dict[str, dict[str, Tested]] = {}
     for stat, f in STATISTICS.items():
-        rows: dict[str, Interval] = {}
+        rows: dict[str, Tested] = {}
         for label, (st, at) in pairs.items():
-            rows[f"{label}, all images"] = bootstrap_ci(
-                "mean_difference", f(z[at]), f(z[st]), seed=seed, n_resamples=n_resamples
-            )
+            rows[f"{label}, all images"] = paired_t_interval(f(z[at]), f(z[st]), threshold=0.0)
         for label, (st, at) in pairs.items():
             both = (z[st].argmax(1) == y) & (z[at].argmax(1) == y)
-            rows[f"{label}, both correct ({int(both.sum())} images)"] = bootstrap_ci(
-                "mean_difference", f(z[at][both]), f(z[st][both]), seed=seed, n_resamples=n_resamples
+            rows[f"{label}, both correct ({int(both.sum())} images)"] = paired_t_interval(
+                f(z[at][both]), f(z[st][both]), threshold=0.0
             )
         if budget_matched is not None:
             st, at = budget_matched
-            rows["budget-matched pair (eps sweep)"] = bootstrap_ci(
-                "mean_difference", f(at), f(st), seed=seed, n_resamples=n_resamples
-            )
+            rows["budget-matched pair (eps sweep)"] = paired_t_interval(f(at), f(st), threshold=0.0)
         out[stat] = rows
     return out
 
 
-def shrinkage_and_penalty(gaps: Mapping[float, np.ndarray], penalty: np.ndarray) -> dict[float, tuple]:
-    """Per radius: the per-image shrinkage of the logit gap (standard model minus the model of that radius) and the
-    proposition's per-image penalty ``eps * penalty`` (``penalty``: the standard model's per-image first-order drop
-    per unit eps). ``gaps`` maps eps to the per-image gaps (N,), eps 0 being the standard model."""
-    base = np.asarray(gaps[0.0], dtype=float)
-    return {
-        e: (base - np.asarray(g, dtype=float), e * np.asarray(penalty, dtype=float)) for e, g in gaps.items() if e > 0
+def _shrinkage(gaps: Mapping[int, Mapping[float, np.ndarray]], radii: Sequence[float]) -> np.ndarray:
+    """Per radius, seed and image: the gap of the seed's standard model minus that of its model of the radius,
+    (E, S, N)."""
+    return np.stack(
+        [
+            np.stack([np.asarray(g[0.0], dtype=float) - np.asarray(g[e], dtype=float) for g in gaps.values()])
+            for e in radii
+        ]
+    )
+
+
+def proportionality_fit(
+    gaps: Mapping[int, Mapping[float, np.ndarray]], penalty: Mapping[int, np.ndarray]
+) -> dict[str, object]:
+    """C3's fit for one family of models (docs/protocol.md, amendment of 2026-12-04).
+
+    ``gaps`` maps each sweep seed to its per-image logit gaps by training radius (eps 0: the seed's standard
+    model); ``penalty`` maps the seed to its standard model's per-image penalty per unit eps. For each seed, the
+    mean shrinkage ``S_s(eps)`` is fitted on ``P_s(eps) = eps * mean penalty`` by least squares with an intercept;
+    intercept and slope are linear in the per-image shrinkages (the penalties are the design points), so each has
+    a seed-and-image interval over the seeds and images. Also: each radius's ratio ``mean S / mean P`` with its
+    interval, and the constant of proportionality (the per-seed slope through the origin, mean over seeds).
+    Returns ``{"slope", "intercept", "ratios": {eps: Tested}, "constant", "per_seed": {...}}``."""
+    seeds = list(gaps)
+    if sorted(penalty) != sorted(seeds) or len(seeds) < 2:
+        fail("penalty", "a penalty for every seed of the gaps, two seeds or more", sorted(penalty))
+    radii = sorted(e for e in gaps[seeds[0]] if e > 0)
+    if len(radii) < 2:
+        fail("gaps", "gaps at eps 0 and at two or more radii above 0 (a fit with an intercept)", radii)
+    shrink = _shrinkage(gaps, radii)  # (E, S, N)
+    x = np.array([[e * float(np.mean(penalty[s])) for s in seeds] for e in radii])  # (E, S): P_s(eps)
+    centred = x - x.mean(axis=0)
+    slope_w = centred / (centred**2).sum(axis=0)  # (E, S): slope_s = sum_e w[e, s] S_s(e)
+    intercept_w = 1.0 / len(radii) - x.mean(axis=0) * slope_w
+    origin_w = x / (x**2).sum(axis=0)
+    per_image = {
+        "slope": (slope_w[:, :, None] * shrink).sum(axis=0),
+        "intercept": (intercept_w[:, :, None] * shrink).sum(axis=0),
+        "through the origin": (origin_w[:, :, None] * shrink).sum(axis=0),
     }
+    fit: dict[str, object] = {
+        "slope": seed_image_interval(per_image["slope"], threshold=0.0),
+        "intercept": seed_image_interval(per_image["intercept"], threshold=0.0),
+        "constant": float(per_image["through the origin"].mean()),
+    }
+    mean_p = x.mean(axis=1)
+    fit["ratios"] = {e: seed_image_interval(shrink[k] / mean_p[k]) for k, e in enumerate(radii)}
+    fit["per_seed"] = {
+        "seeds": seeds,
+        **{name: [round(float(v), 6) for v in values.mean(axis=1)] for name, values in per_image.items()},
+        "shrinkage": {f"{e:g}": [round(float(v), 6) for v in shrink[k].mean(axis=1)] for k, e in enumerate(radii)},
+        "penalty": {f"{e:g}": [round(float(v), 6) for v in x[k]] for k, e in enumerate(radii)},
+    }
+    return fit
 
 
-def penalty_slope(
-    gaps: Mapping[float, np.ndarray], penalty: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES
-) -> Estimate:
-    """C3's statistic: the least-squares slope through the origin of the mean gap shrinkage S(eps) on the mean
-    penalty P(eps) across the radii, ``sum S P / sum P^2``, with a paired bootstrap interval over images (one
-    resample of the images for every radius)."""
-    per_eps = shrinkage_and_penalty(gaps, penalty)
-    if not per_eps:
-        fail("gaps", "logit gaps at eps 0 and at least one radius above 0", sorted(gaps))
-    shrink = np.stack([s for s, _ in per_eps.values()])  # (E, N)
-    pen = np.stack([p for _, p in per_eps.values()])
-
-    def statistic(idx: np.ndarray) -> np.ndarray:
-        s_mean = shrink[:, idx].mean(axis=2)  # (E, R)
-        p_mean = pen[:, idx].mean(axis=2)
-        return (s_mean * p_mean).sum(axis=0) / (p_mean * p_mean).sum(axis=0)
-
-    return image_bootstrap(statistic, shrink.shape[1], seed=seed, n_resamples=n_resamples)
-
-
-def shrinkage_table(gaps: Mapping[float, np.ndarray], penalty: np.ndarray, *, seed: int = 0) -> dict[float, dict]:
-    """Per radius: mean shrinkage S and mean penalty P with bootstrap intervals, and their ratio S / P."""
+def shrinkage_table(gaps: Mapping[int, Mapping[float, np.ndarray]], penalty: Mapping[int, np.ndarray]) -> dict:
+    """Per radius: mean shrinkage S and mean penalty P over seeds and images, S with its seed-and-image interval,
+    and the ratio S / P with its interval (P as a design point)."""
+    seeds = list(gaps)
+    radii = sorted(e for e in gaps[seeds[0]] if e > 0)
+    shrink = _shrinkage(gaps, radii)
     out = {}
-    for e, (shrink, pen) in shrinkage_and_penalty(gaps, penalty).items():
-        s_iv = bootstrap_ci("mean", shrink, seed=seed)
-        p_iv = bootstrap_ci("mean", pen, seed=seed)
-        out[e] = {"shrinkage": s_iv, "penalty": p_iv, "ratio": s_iv[0] / p_iv[0] if p_iv[0] else math.nan}
+    for k, e in enumerate(radii):
+        p = float(np.mean([e * np.mean(penalty[s]) for s in seeds]))
+        out[e] = {
+            "shrinkage": seed_image_interval(shrink[k]),
+            "penalty": p,
+            "ratio": seed_image_interval(shrink[k] / p),
+        }
     return out
 
 

@@ -63,7 +63,7 @@ KEY_PACKAGES = (
     "ray",
 )
 # Fields every scorecard record must have; a scorecard without them was written by an older version of the book.
-RECORD_FIELDS = ("id", "claim", "statistic", "verdict", "estimate", "ci", "threshold", "chapter")
+RECORD_FIELDS = ("id", "claim", "statistic", "verdict", "estimate", "ci", "threshold", "checks", "chapter")
 
 
 class ResultsError(RuntimeError):
@@ -443,6 +443,11 @@ def record_results(profile: str = README_PROFILE, *, root: str | Path = ".") -> 
     load_scorecard(source, profile=profile)
     check_fresh(source, root=root, profile=profile)
     env = environment(executed, profile=profile, root=root)
+    if env["uncommitted_changes"]:
+        raise ResultsError(
+            "the working tree has uncommitted changes, so no commit names what computed this build: commit them, "
+            f"then run {_build_command(profile)}"
+        )
     out = results_dir(root, profile)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scorecard.json").write_bytes(source.read_bytes())

@@ -25,11 +25,11 @@ from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
 from ..checks import check_index, check_int, check_labels, check_logits, check_vector, fail
+from ..inference import BootstrapTested, percentile_tested
 from ..stats import (
-    Estimate,
     Interval,
     bootstrap_ci,
-    image_bootstrap,
+    image_bootstrap_replicates,
     rank_difference,
     rank_normalise,
     resampled_spearman,
@@ -71,7 +71,7 @@ def spearman_intervals(
     values: Mapping[str, Values],
     pairs: Mapping[str, tuple[str, str]],
     *,
-    n_resamples: int = 2000,
+    n_resamples: int = 20_000,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Interval]:
@@ -112,15 +112,17 @@ def baseline_distances(
     baselines: Mapping[str, tuple[str, str]],
     *,
     statistic: str,
+    threshold: float,
     fraction: float = C5_FRACTION,
-    n_resamples: int = 2000,
+    n_resamples: int = 20_000,
     seed: int = 0,
-) -> dict[str, Estimate]:
-    """How far the pair's agreement lies below each seed baseline's, and below the closer one (``"closest"``).
+) -> dict[str, BootstrapTested]:
+    """How far the pair's agreement lies below each seed baseline's (each a comparison of C4 or C5), and below the
+    closer one (``"closest"``, for the prose and figures), against ``threshold``.
 
     ``statistic`` "spearman" (C4) or "jaccard" (the overlap of the top ``fraction``, C5). Each distance is
-    ``agreement(baseline) - agreement(pair)``; all of them are bootstrapped on the same image resamples (paired),
-    and ``"closest"`` is their minimum on each resample.
+    ``agreement(baseline) - agreement(pair)``, bootstrapped on the same image resamples (paired); each comes with its
+    percentile interval, p-values and the Monte-Carlo error of its bounds (`advlogits.inference.percentile_tested`).
     """
     _check_pairs(values, {"pair": pair, **baselines})
     resamplers = {
@@ -133,12 +135,18 @@ def baseline_distances(
     of_pair = resampled(values[pair[0]], values[pair[1]])
     of_baseline = {name: resampled(values[a], values[b]) for name, (a, b) in baselines.items()}
     n = len(np.asarray(values[pair[0]].cpu() if isinstance(values[pair[0]], Tensor) else values[pair[0]]))
-    boot = dict(n_resamples=n_resamples, seed=seed)
-    out = {name: image_bootstrap(lambda idx, f=f: f(idx) - of_pair(idx), n, **boot) for name, f in of_baseline.items()}
-    out["closest"] = image_bootstrap(
-        lambda idx: np.min(np.stack([f(idx) for f in of_baseline.values()]), axis=0) - of_pair(idx), n, **boot
-    )
-    return out
+    names = [*of_baseline, "closest"]
+
+    def distances(idx: np.ndarray) -> np.ndarray:  # (R, n) -> (R, baselines + 1), one pass over the resamples
+        pair_value = of_pair(idx)
+        each = np.stack([f(idx) for f in of_baseline.values()], axis=1)
+        return np.concatenate([each, each.min(axis=1, keepdims=True)], axis=1) - pair_value[:, None]
+
+    estimate, replicates = image_bootstrap_replicates(distances, n, n_resamples=n_resamples, seed=seed)
+    return {
+        name: percentile_tested(float(estimate[k]), replicates[:, k], threshold=threshold)
+        for k, name in enumerate(names)
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 from ..fileio import atomic_write_bytes
 from . import style
 from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, VERDICTS, verdict_label
-from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, percent
+from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, estimate, number, percent
 
 
 def fmt_value(value: Any) -> str:
@@ -68,16 +68,43 @@ def scorecard_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+def comparison_rows(records: list[dict]) -> list[dict]:
+    """Every comparison each claim was decided on, under its claim: its estimate with the 95% interval in the
+    claim's unit, the threshold, the Holm-adjusted p-value on the claim's side (and the Monte-Carlo error of a
+    bootstrap's bounds), and its own verdict."""
+    rows = []
+    for r in records:
+        scale, digits, unit = CLAIM_FORMATS.get(r["id"], (1.0, 2, ""))
+        for name, c in r.get("checks", {}).items():
+            ci = c.get("ci")
+            p = c.get("p_claim_holm")
+            mc = c.get("mc_error")
+            rows.append(
+                {
+                    "claim": r["id"],
+                    "comparison": name,
+                    "estimate [95% CI]": estimate(c.get("estimate"), ci, digits=digits, scale=scale, unit=unit)
+                    if name != "closed form"
+                    else f"{c['estimate']:.1e} logit units",
+                    "threshold": number(c["threshold"], digits=digits, scale=scale) + unit if "threshold" in c else "",
+                    "p (Holm, claim side)": "" if p is None or p != p else f"{p:.2g}",
+                    "MC error of the bounds": "" if not mc else f"{scale * max(mc):.{digits + 1}f}",
+                    "verdict": verdict_label(c["verdict"]) if c["verdict"] in VERDICTS else c["verdict"],
+                }
+            )
+    return rows
+
+
 def details_rows(records: list[dict]) -> list[dict]:
-    """Every record in full, for the collapsed block under the table: statistic, criterion, seeds and images,
-    and the raw measurements."""
+    """Each record's criterion and design, for the collapsed block under the table: the statistic, the criterion in
+    full, seeds x images and the comparison the row shows (every number is in `comparison_rows` and the record)."""
     return [
         {
             "id": r["id"],
             "statistic": r.get("statistic", ""),
             "criterion": r["criterion"],
             "seeds x images": f"{r['n_seeds']} x {r['n_images']}",
-            "measured": "; ".join(f"{_words(k)} = {fmt_value(v)}" for k, v in r["measured"].items()),
+            "row shows": r.get("primary") or "",
         }
         for r in records
     ]
@@ -127,43 +154,52 @@ VERDICT_COLORS = {**style.VERDICT_COLORS, NOT_MEASURED: "#BBBBBB"}
 
 
 def scorecard_figure(records: list[dict]):
-    """One row per claim: its statistic with the 95% interval, coloured by verdict, against its threshold (dashed);
-    every row on its own scale, since the claims' statistics have different units."""
+    """One row per claim, titled with the claim: its statistic with the 95% interval, coloured by verdict, against its
+    threshold (dashed), the claim's side of the threshold shaded; every row on its own scale and in its own unit."""
     by_id = {}
     for r in records:
         by_id.setdefault(r["id"], r)
-    fig, axes = style.figure(0.64 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
+    fig, axes = style.figure(0.72 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
     for ax, (cid, claim) in zip(axes, CLAIMS.items()):
         r = by_id.get(cid)
         verdict = r["verdict"] if r else NOT_MEASURED
         color = VERDICT_COLORS[verdict]
         threshold = r["threshold"] if r else claim.threshold
-        scale = CLAIM_FORMATS.get(cid, (1.0, 2, ""))[0]
-        ax.axvline(scale * threshold, color="black", linestyle="--", linewidth=1)
+        scale, _, unit = CLAIM_FORMATS.get(cid, (1.0, 2, ""))
+        t = scale * threshold
+        ax.axvline(t, color="black", linestyle="--", linewidth=1)
         if r and r.get("estimate") is not None:
             e = scale * r["estimate"]
             lo, hi = [scale * v for v in r["ci"]] if r.get("ci") and None not in r["ci"] else (e, e)
             ax.errorbar([e], [0], xerr=[[e - lo], [hi - e]], fmt="o", color=color, capsize=4, markersize=7)
-            t = scale * threshold
             span = max(hi, t, e) - min(lo, t, e) or 1.0
             ax.set_xlim(min(lo, t, e) - 0.25 * span, max(hi, t, e) + 0.25 * span)
+            if claim.side is not None:  # the claim's side of its threshold
+                left, right = ax.get_xlim()
+                ax.axvspan(*((left, t) if claim.side == "below" else (t, right)), color="#DDEEDD", zorder=0)
+                ax.set_xlim(left, right)
+            ax.set_xlabel(
+                f"{claim.statistic} ({unit.strip()})" if unit else claim.statistic,
+                fontsize="small",
+                labelpad=1,
+            )
         else:
             ax.text(0.5, 0.5, verdict, transform=ax.transAxes, ha="center", va="center", color=color)
             ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
         ax.set_title(
-            f"{cid} {verdict_label(verdict)}: {claim.statistic}", loc="left", color=color, pad=3, fontweight="bold"
+            f"{cid} {verdict_label(verdict)}: {claim.statement}", loc="left", color=color, pad=3, fontweight="bold"
         )
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
-    fig.supxlabel("each claim's statistic in its own unit (see the table); dashed: its threshold")
+    fig.supxlabel("dashed: each claim's threshold; shaded: the claim's side of it")
     return fig
 
 
-def lessons(records: list[dict]) -> str:
-    """The scorecard's "what we learned" paragraph, written from the records' verdicts and numbers (so it says
-    what this run found, at any profile)."""
+def lessons(records: list[dict], *, profile_name: str) -> str:
+    """The scorecard's "what we learned" paragraph, written from the records' verdicts and numbers and scoped to the
+    profile they come from (so it says what this run found, at any profile)."""
     by_id = {}
     for r in records:
         by_id.setdefault(r["id"], r)
@@ -176,27 +212,28 @@ def lessons(records: list[dict]) -> str:
         return claim_estimate(r) if r else "n/a"
 
     parts = [
-        f"Adversarial training lowers the logits: the max logit (C1: {verdict('C1')}; AT minus ST "
-        f"{number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; {number('C2')})."
-        f" Our proposition's penalty accounts for the gap's shrinkage across the eps sweep only as far as C3 "
-        f"says: {verdict('C3')} (slope {number('C3')}).",
+        f"At the `{profile_name}` profile, adversarial training lowers the logits: the max logit (C1: "
+        f"{verdict('C1')}; AT minus ST {number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; "
+        f"{number('C2')}). Whether the gap shrinks in proportion to our proposition's penalty across the eps "
+        f"sweep, as the proposition predicts beyond C2, C3 says: {verdict('C3')} (the networks' fit intercept "
+        f"{number('C3')}).",
         f"The two kinds of training disagree on which images they are sure about (C4: {verdict('C4')}; C5: "
         f"{verdict('C5')}).",
-        f"Distilled on clean images only, the AT teacher's student gains {number('C6')} of robust "
-        f"accuracy over the best baseline (C6: {verdict('C6')}).",
+        f"Distilled on clean images only, the AT teacher's student beats every baseline (C6: {verdict('C6')}; "
+        f"the comparison it hinges on: {number('C6')}).",
     ]
     c6 = by_id.get("C6", {}).get("measured", {})
     if c6.get("argmax_share") is not None:
         parts.append(
-            f"A student trained only on the AT teacher's hard predictions keeps "
-            f"{percent(c6['argmax_share'])} of that gain: the teacher's relabelling of the images it gets "
-            f"wrong carries {'most' if c6['argmax_share'] >= 0.5 else 'part'} of what distillation passes "
-            "on."
+            f"A student trained only on the AT teacher's hard predictions keeps {percent(c6['argmax_share'])} of "
+            f"that gain: the teacher's relabelling of the images it gets wrong is enough for "
+            f"{'most' if c6['argmax_share'] >= 0.5 else 'part'} of it (which does not make it the whole account: "
+            "chapter 4's label-corrected control keeps part of the gain without it)."
         )
     parts.append(
-        f"Removing what the teacher says about the incorrect classes (C7: {verdict('C7')}; smallest share "
-        f"of the gain removed {number('C7')}) or its per-image confidence (C8: {verdict('C8')}; "
-        f"{number('C8')}) is judged against that gain."
+        f"Removing what the teacher says about the incorrect classes (C7: {verdict('C7')}; KD-AT minus the "
+        f"student minus half the gain, for the student it hinges on: {number('C7')}) or its per-image confidence "
+        f"(C8: {verdict('C8')}; {number('C8')}) is judged against that gain."
     )
     return " ".join(parts)
 

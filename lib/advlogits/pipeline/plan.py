@@ -252,7 +252,7 @@ def book_plan(
         scope = "clean-correct" if s.role == "teacher" else "pgd-survivors"
         name = _readable(s.name, p, s.seed)
         b.evaluation(s.config, name, autoattack_scope=scope)
-        if s.seed == first and s.role != "sweep":
+        if s.role != "sweep":  # every seed's: the record keeps each student's fidelity per seed
             b.per_model("eval-logits", s.config, name)
     images = dict(dataset=p.dataset, n_train=p.student_n_train, seed=first)
     for config in teachers.values():
