@@ -94,7 +94,7 @@ def test_checked_files_detect_corruption_and_incomplete_writes(tmp_path):
     assert record_path(path) == tmp_path / "entry" / "metrics.json.sha256"
     assert json.loads(record_path(path).read_text())["size"] == len(b'{"acc": 0.9}')
     path.write_bytes(b'{"acc": 1.0}')  # same size, different bytes
-    with pytest.raises(StoreError, match="corrupt.*Delete the entry folder"):
+    with pytest.raises(StoreError, match="corrupt.*Run `advlogits store repair`"):
         read_checked(path)
     assert verify_checked(path) == "corrupt"
     path.write_bytes(b'{"acc"')  # truncated
@@ -109,7 +109,7 @@ def test_an_unreadable_record_is_refused_with_what_to_do(tmp_path):
     path = tmp_path / "entry" / "history.json"
     write_checked(path, b"{}")
     record_path(path).write_text("not json")
-    with pytest.raises(StoreError, match=r"cannot read .*history\.json .*Delete .*entry to recompute it"):
+    with pytest.raises(StoreError, match=r"cannot read .*history\.json .*Run `advlogits store repair`"):
         read_checked(path)
     assert verify_checked(path) == "corrupt"
 

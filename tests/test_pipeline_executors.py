@@ -87,10 +87,13 @@ def test_busy_is_the_unit_time_over_the_workers_wall_time():
     report = RunReport(computed={"a": 30.0, "b": 50.0}, wall_s=50.0, workers=2)
     assert report.busy() == pytest.approx(0.8)
     assert run_summary(report) == (
-        "computed 2 units in 1.3 min of unit time, 0.8 min of wall time on 2 workers, busy 80% of it; 0 were stored"
+        "computed 2 units in 1.3 min of unit time, 0.8 min of wall time on 2 workers, busy 80% of it; "
+        "0 already stored before this run"
     )
     assert RunReport(from_store=["a"], wall_s=0.1).busy() is None
-    assert run_summary(RunReport(from_store=["a"])) == "computed 0 units in 0.0 min of unit time; 1 were stored"
+    assert run_summary(RunReport(from_store=["a"])) == (
+        "computed 0 units in 0.0 min of unit time; 1 already stored before this run"
+    )
 
 
 @pytest.mark.slow

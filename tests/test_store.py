@@ -299,7 +299,7 @@ def test_stored_weights_are_read_safely(tmp_path):
         s.load_weights(KEY)
     assert not marker.exists()
     (s.entry(KEY) / "history.json").write_bytes(b"{}")  # corrupt: disagrees with its record
-    with pytest.raises(StoreError, match=r"corrupt.*Delete the entry folder"):
+    with pytest.raises(StoreError, match=r"corrupt.*Run `advlogits store repair`"):
         s.load_weights(KEY)
 
 

@@ -3,36 +3,48 @@
     advlogits plan --profile cpu                  the units of work, stored or missing, with a cost estimate
     advlogits plan --profile cpu --check          exit status 0 when every unit is stored (`make execute` asks)
     advlogits run --profile cpu --workers 2       compute what is missing (--executor serial | local | ray)
-    advlogits store ls | show KEY | verify | rm KEY | gc
+    advlogits store ls | show KEY | verify | repair | rm KEY | gc
     advlogits chapter 04_distillation --profile smoke
     advlogits scorecard --profile cpu
 
-``chapter`` executes into the build's own folder on purpose (``_build/executed/<profile>``, or
-``$ADVLOGITS_EXECUTED_DIR``), as ``make execute`` does, so its claims count in the build's scorecard; a chapter run
-by hand (papermill or Jupyter) writes its claims into ``_build/hand-runs/<profile>`` instead.
+The build (``make execute``) owns ``_build/executed/<profile>``; ``chapter`` is a hand run, like papermill or
+Jupyter: the executed notebook and its claims go to ``_build/hand-runs/<profile>``, never among the build's, and a
+chapter that fails leaves no claims behind.
 
-Bad input exits with status 2 and one line naming the argument and what it accepts, before any compute.
+Every error is one line and an exit status: 2 for bad input (before any compute), 1 for a failed run, 130 for
+Ctrl-C (the store stays valid: what finished is kept, the rest is computed by the next run); ``--verbose`` adds
+the traceback. Path settings (``$ADVLOGITS_HOME``, ``$ADVLOGITS_DATA``) are resolved by `advlogits.paths`, the
+same way for this command, the chapters it runs and its workers.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .fileio import StoreError, read_checked
+from . import __version__
+from .fileio import REPAIR, StoreError, read_checked
 from .models import robustbench_zoo_entry
+from .paths import SettingError, absolute_environment
+from .paths import repository_root as find_repository
 from .pipeline import plan as plan_module
 from .pipeline.executors import EXECUTORS, PlanSpec, RunReport, run_plan
 from .pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
 from .profiles import PROFILES, resolve
 from .store import Store
+
+RAY_ADDRESS = re.compile(r"^(auto|ray://[^:/\s]+:\d+|[^:/\s]+:\d+)$")  # 'auto', ray://host:port or host:port
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,8 +54,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"advlogits: error: {message}\n")
 
 
-def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+def _profile_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the run profile (default: cpu)")
+
+
+def _profile_arguments(parser: argparse.ArgumentParser) -> None:
+    _profile_argument(parser)
     parser.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="the main seed (default: the profile's)")
     parser.add_argument(
@@ -112,32 +128,56 @@ def format_seconds(seconds: float) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     spec, store = _spec(args), Store()
     units = plan_module.ordered(spec.units())
+    states = {u.id: plan_module.state(u, store) for u in units}  # stored only when its checksums hold
+    missing = sum(1 for s in states.values() if s != "stored")
+    corrupt = sum(1 for s in states.values() if s == "corrupt")
     if args.check:
-        missing = sum(1 for u in units if not u.is_stored(store))
-        print(f"{len(units)} units, all stored" if missing == 0 else f"{len(units)} units, {missing} missing")
+        print(check_summary(len(units), missing, corrupt, spec.profile.name))
         return 0 if missing == 0 else 1
-    total, known = 0.0, 0
+    total, known, plan_keys = 0.0, 0, {u.key for u in units}
     print(f"{'status':<8} {'estimate':>9}  unit")
     for unit in units:
-        done = unit.is_stored(store)
-        estimate = None if done else plan_module.estimate_seconds(unit, store)
+        done = states[unit.id] == "stored"
+        estimate = None if done else plan_module.estimate_seconds(unit, store, plan_keys=plan_keys)
         if estimate is not None:
             total, known = total + estimate, known + 1
         cost = "" if done else ("?" if estimate is None else format_seconds(estimate))
-        print(f"{'stored' if done else 'missing':<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
-    missing = sum(1 for u in units if not u.is_stored(store))
-    print(plan_summary(len(units), missing, known, total))
+        print(f"{states[unit.id]:<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
+    print(plan_summary(len(units), missing, known, total, corrupt=corrupt, profile=spec.profile.name))
     return 0
 
 
-def plan_summary(n_units: int, missing: int, known: int, seconds: float) -> str:
-    """The last line of `advlogits plan`: how much is missing and what the missing units with an estimate cost."""
+def _corrupt_note(corrupt: int, profile: str) -> str:
+    if not corrupt:
+        return ""
+    return (
+        f" ({corrupt} of them corrupt: `advlogits run --profile {profile}` with the same arguments moves them aside "
+        "and computes them again)"
+    )
+
+
+def check_summary(n_units: int, missing: int, corrupt: int = 0, profile: str = "cpu") -> str:
+    """The line of `advlogits plan --check`: every unit stored, or how many are missing (corrupt ones included)."""
+    if missing == 0:
+        return f"{n_units} units, all stored"
+    return f"{n_units} units, {missing} missing" + _corrupt_note(corrupt, profile)
+
+
+def plan_summary(
+    n_units: int, missing: int, known: int, seconds: float, *, corrupt: int = 0, profile: str = "cpu"
+) -> str:
+    """The last line of `advlogits plan`: how much is missing and what the missing units with an estimate cost
+    (estimates come from units of the same profile only; see `advlogits.pipeline.plan.estimate_seconds`)."""
     if missing == 0:
         return f"{n_units} units, all stored: nothing to compute"
+    note = _corrupt_note(corrupt, profile)
     if known == 0:
-        return f"{n_units} units, {missing} missing; none has an estimate yet (nothing comparable is stored)"
+        return (
+            f"{n_units} units, {missing} missing{note}; none has an estimate yet (nothing comparable of profile "
+            f"{profile} is stored)"
+        )
     return (
-        f"{n_units} units, {missing} missing; estimated {seconds / 60:.1f} min for the {known} missing units "
+        f"{n_units} units, {missing} missing{note}; estimated {seconds / 60:.1f} min for the {known} missing units "
         f"with an estimate (one process)"
     )
 
@@ -150,13 +190,36 @@ def run_summary(report: RunReport) -> str:
     if busy is not None:
         workers = f"{report.workers} worker{'s' if report.workers > 1 else ''}"
         line += f", {report.wall_s / 60:.1f} min of wall time on {workers}, busy {busy:.0%} of it"
-    return line + f"; {len(report.from_store)} were stored"
+    line += f"; {len(report.from_store)} already stored before this run"
+    if report.by_others:
+        line += f"; {len(report.by_others)} stored meanwhile by another process"
+    if report.corrupt:
+        line += f"; {len(report.corrupt)} found corrupt, moved aside and computed again"
+    return line
+
+
+def _check_run_arguments(args: argparse.Namespace) -> None:
+    """Refuse, in one line and before any compute, what cannot work: --address without Ray or not an address,
+    and more torch threads per unit than this machine has cores."""
+    if args.address is not None and args.executor != "ray":
+        _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
+    if args.address is not None and not RAY_ADDRESS.match(args.address):
+        _fail(f"argument --address: must be 'auto', ray://host:port or host:port (got {args.address!r})")
+    if args.address is not None and args.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        _fail(
+            f"argument --address: {args.address} needs the Ray client, which the cluster extra does not install: "
+            "pip install 'ray[client]' (same version as ray), or give the cluster as host:port or 'auto' on one "
+            "of its machines"
+        )
+    cores = os.cpu_count() or 1
+    if args.executor != "ray" and args.threads is not None and args.threads > cores:
+        _fail(f"argument --threads: must be at most the {cores} cores of this machine (got {args.threads})")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.address is not None and args.executor != "ray":
-        _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
+    _check_run_arguments(args)
     spec = _spec(args)
+    Store().check_writable()  # a read-only store or a file for ADVLOGITS_HOME: refused before any compute
     report = run_plan(
         spec,
         executor=args.executor,
@@ -210,7 +273,7 @@ def cmd_store(args: argparse.Namespace) -> int:
             try:
                 config = store.config_of(key)
             except StoreError:
-                print(f"{key}  CORRUPT config.json: `advlogits store rm {key[:12]}` removes the entry")
+                print(f"{key}  CORRUPT config.json: `{REPAIR}` moves it aside")
                 continue
             results = len(list((store.entry(key) / "results").glob("*.sha256")))
             model = "model" if store.has_weights(key) else "-----"
@@ -244,26 +307,43 @@ def cmd_store(args: argparse.Namespace) -> int:
             print(f"corrupt: {path}")
         print(
             f"{len(results)} files checked, {len(corrupt)} corrupt"
-            + (" (rm their entries to recompute them)" if corrupt else "")
+            + (f" (`{REPAIR}` moves them aside; what needs them computes them again)" if corrupt else "")
         )
         return 1 if corrupt else 0
+    elif args.action == "repair":
+        moved = store.repair()
+        for path in moved:
+            print(f"moved aside: {path}")
+        print(
+            f"{len(moved)} corrupt files moved aside"
+            + (" (the next run or chapter computes them again)" if moved else ": nothing to repair")
+        )
     elif args.action == "rm":
         key = _entry(store, args.key)
-        store.remove(key)
+        store.remove(key)  # StoreError when the entry is still there
         print(f"removed {key}")
     else:  # gc
-        stale = store.stale_files()
-        for path in stale:
-            path.unlink(missing_ok=True)
-            print(f"removed {path}")
-        print(f"{len(stale)} stale files removed")
+        return _gc(store)
+    return 0
+
+
+def _gc(store: Store) -> int:
+    """`advlogits store gc`: name every stale data file removed; count the free lock files (a finished run leaves
+    one per unit, which is no fault)."""
+    stale = store.stale_files()
+    locks = [p for p in stale if p.parent == store.root / "locks"]
+    files = [p for p in stale if p not in locks]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    for path in files:
+        print(f"removed {path}")
+    print(f"{len(files)} stale files removed (temporary or never completed), {len(locks)} free lock files removed")
     return 0
 
 
 def repository_root() -> Path:
     """The repository holding the chapters: the working directory or a parent with ``_toc.yml``."""
-    here = Path.cwd()
-    root = next((p for p in (here, *here.parents) if (p / "_toc.yml").exists() and (p / "chapters").is_dir()), None)
+    root = find_repository()
     if root is None:
         _fail("the chapters are not here: run `advlogits chapter` inside the repository (a folder with _toc.yml)")
     return root
@@ -272,27 +352,58 @@ def repository_root() -> Path:
 def executed_folder(root: Path | None, profile: str) -> Path:
     """Where the build executes the chapters of ``profile``: $ADVLOGITS_EXECUTED_DIR, else inside ``root``."""
     if os.environ.get("ADVLOGITS_EXECUTED_DIR"):
-        return Path(os.environ["ADVLOGITS_EXECUTED_DIR"])
+        return Path(absolute_environment()["ADVLOGITS_EXECUTED_DIR"])
     return (root or repository_root()) / "_build" / "executed" / profile
+
+
+def hand_run_folder(root: Path, profile: str) -> Path:
+    """Where a chapter run outside the build goes (`advlogits.chapters.claims.executed_dir` of a hand run)."""
+    return root / "_build" / "hand-runs" / profile
+
+
+def _chapter_name(root: Path, name: str) -> str:
+    chapters = sorted(p.stem for p in (root / "chapters").glob("*.ipynb"))
+    matches = [c for c in chapters if c == name or c.split("_", 1)[0] == name or c.split("_", 1)[-1] == name]
+    if len(matches) != 1:
+        _fail(f"argument NAME: must be one of {', '.join(chapters)} (got {name!r})")
+    return matches[0]
+
+
+def _check_store_for_chapter(profile: Any) -> None:
+    """A chapter on a store it cannot write needs every unit stored: else refuse in one line before it runs."""
+    store = Store()
+    try:
+        store.check_writable()
+    except StoreError as err:
+        units = PlanSpec(profile, (), None).units()
+        missing = sum(1 for u in units if plan_module.state(u, store) != "stored")
+        if missing:
+            raise StoreError(f"{err} ({missing} of the book's {len(units)} units are missing from it)") from err
+
+
+def _papermill_error(stderr: str) -> str:
+    """The last line of a failed papermill run's output that names an error (``Name: message``)."""
+    lines = [ANSI.sub("", line).strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line and not set(line) <= set("-^ ")]
+    named = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b", line)]
+    return (named or lines or ["no output"])[-1]
 
 
 def cmd_chapter(args: argparse.Namespace) -> int:
     root = repository_root()
-    chapters = sorted(p.stem for p in (root / "chapters").glob("*.ipynb"))
-    matches = [
-        c for c in chapters if c == args.name or c.split("_", 1)[0] == args.name or c.split("_", 1)[-1] == args.name
-    ]
-    if len(matches) != 1:
-        _fail(f"argument NAME: must be one of {', '.join(chapters)} (got {args.name!r})")
+    chapter = _chapter_name(root, args.name)
     profile = _resolve(args)
-    out = executed_folder(root, profile.name)
+    _check_store_for_chapter(profile)
+    out = hand_run_folder(root, profile.name)
+    claims = out / "claims" / f"{chapter}.json"
+    claims.unlink(missing_ok=True)  # the claims of this chapter are those of this run, or none
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
         "papermill",
-        str(root / "chapters" / f"{matches[0]}.ipynb"),
-        str(out / f"{matches[0]}.ipynb"),
+        str(root / "chapters" / f"{chapter}.ipynb"),
+        str(out / f"{chapter}.ipynb"),
         "-k",
         "python3",
         "--cwd",
@@ -311,17 +422,34 @@ def cmd_chapter(args: argparse.Namespace) -> int:
         cmd += ["-p", "eps", str(args.eps)]
     if args.set:
         cmd += ["-y", json.dumps({"overrides": dict(item.split("=", 1) for item in args.set)})]
-    env = {**os.environ, "ADVLOGITS_EXECUTED_DIR": str(out)}
-    return subprocess.run(cmd, env=env).returncode
+    env = absolute_environment()  # the chapter runs in chapters/: every path setting made absolute
+    env.pop("ADVLOGITS_EXECUTED_DIR", None)  # a hand run: the build's folder is the build's alone
+    print(f"hand run of {chapter} (profile {profile.name}) into {out}/", file=sys.stderr)
+    if args.verbose:
+        returncode = subprocess.run(cmd, env=env).returncode
+        stderr = ""
+    else:
+        proc = subprocess.run(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        returncode, stderr = proc.returncode, proc.stderr or ""
+    if returncode != 0:
+        claims.unlink(missing_ok=True)  # a failed chapter leaves no claims behind
+        print(
+            f"advlogits: error: chapter {chapter} failed: {_papermill_error(stderr)} (the partly executed notebook "
+            f"is {out / f'{chapter}.ipynb'}; --verbose shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
-    profile = _resolve(args)
-    path = executed_folder(None, profile.name) / "scorecard.json"
+    profile = args.profile
+    folder = hand_run_folder(repository_root(), profile) if args.hand_runs else executed_folder(None, profile)
+    path = folder / "scorecard.json"
     if not path.exists():
         _fail(
-            f"no scorecard at {path}: build the book first (make book PROFILE={profile.name}) or run "
-            f"`advlogits chapter 05_scorecard --profile {profile.name}`"
+            f"no scorecard at {path}: build the book first (make book PROFILE={profile}) or run "
+            f"`advlogits chapter 05_scorecard --profile {profile}` and read it with --hand-runs"
         )
     records = json.loads(path.read_text())
     print(f"{'id':<3} {'verdict':<15} {'estimate [95% CI]':<28} threshold  chapter")
@@ -347,8 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0].replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--verbose", action="store_true", help="log every unit (trained / from store) to stderr")
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    parser.add_argument(
+        "--verbose", action="store_true", help="log every unit (trained / from store) to stderr; show tracebacks"
+    )
+    parser.add_argument("--version", action="version", version=f"advlogits {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     p = _add(verbs, "plan", "list the book's units of work, stored or missing, with cost estimates")
     _profile_arguments(p)
     p.add_argument(
@@ -372,11 +503,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="worker processes or Ray tasks at once (default: the cores)",
     )
-    r.add_argument("--threads", type=_positive, default=None, help="torch threads per unit (default: 1 with workers)")
+    r.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="torch threads per unit, at most the cores outside Ray (default: 1 with workers)",
+    )
     r.add_argument(
         "--address",
         default=None,
-        help="a Ray cluster to join: 'auto' or ray://host:port (default: start Ray on this machine)",
+        help="a Ray cluster to join: 'auto' or host:port on one of its machines, or ray://host:port, which needs "
+        "pip install 'ray[client]' (default: start Ray on this machine)",
     )
     r.add_argument("--robustbench", nargs="*", default=None, help="as for plan")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -387,18 +524,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = _add(actions, "show", "one entry: its config and files")
     show.add_argument("key", help="an entry's key, or a unique prefix of it")
     _add(actions, "verify", "read every file and check it against its checksum record")
+    _add(actions, "repair", "move every corrupt file aside, so that the next run computes it again")
     rm = _add(actions, "rm", "remove one entry (its model and results)")
     rm.add_argument("key", help="an entry's key, or a unique prefix of it")
     _add(actions, "gc", "remove temporary files of killed writers, incomplete files and free locks")
     s.set_defaults(run=cmd_store)
-    c = _add(
-        verbs, "chapter", "execute one chapter with papermill into the build's folder (its claims replace the build's)"
-    )
+    c = _add(verbs, "chapter", "execute one chapter with papermill as a hand run, into _build/hand-runs/PROFILE")
     c.add_argument("name", help="a chapter, e.g. 04_distillation, 04 or distillation")
     _profile_arguments(c)
     c.set_defaults(run=cmd_chapter)
     sc = _add(verbs, "scorecard", "print the scorecard of a built profile")
-    _profile_arguments(sc)
+    _profile_argument(sc)
+    sc.add_argument("--hand-runs", action="store_true", help="the scorecard of the hand runs, not the build's")
     sc.set_defaults(run=cmd_scorecard)
     return parser
 
@@ -413,17 +550,44 @@ def _positive(text: str) -> int:
     return value
 
 
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its message's first line (a worker's error arrives with its traceback)."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (2 bad input, 1 a failed run, 130 Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verb is None:  # bare `advlogits`: the verbs, and how to ask for more
+        parser.print_help(sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.run(args)
-    except StoreError as err:
-        _fail(str(err))
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            "advlogits: interrupted; the store is valid (what finished is kept, the next run computes the rest)",
+            file=sys.stderr,
+        )
+        return 130
     except BrokenPipeError:  # e.g. `advlogits store ls | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (StoreError, SettingError) as err:
+        if args.verbose:
+            traceback.print_exc()
+        _fail(_one_line(err))
+    except Exception as err:  # a failed run: one line, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(
+            f"advlogits: error: {_one_line(err)} ({type(err).__name__}; --verbose shows the traceback)", file=sys.stderr
+        )
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

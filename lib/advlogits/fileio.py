@@ -20,9 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
+REPAIR = "advlogits store repair"  # the command that moves corrupt stored files aside, to be recomputed
+
 
 class StoreError(RuntimeError):
     """A stored file cannot be used (unwritable folder, corrupt or unsafe file); the message says what to do."""
+
+
+def repair_hint(path: Path) -> str:
+    """What fixes a corrupt stored file: the one command that moves it aside, so that it is recomputed."""
+    return f"Run `{REPAIR}`: it moves {path.name} aside (with the rest of its model), and what needs it recomputes it."
 
 
 def _fsync_dir(path: Path) -> None:
@@ -109,11 +116,10 @@ def read_checked(path: Path) -> bytes | None:
         expected = json.loads(record.read_text())
         data = path.read_bytes()
     except (OSError, ValueError) as err:
-        raise StoreError(f"cannot read {path} ({err}). Delete {path.parent} to recompute it.") from err
+        raise StoreError(f"cannot read {path} ({err}). {repair_hint(path)}") from err
     if len(data) != expected.get("size") or _sha256(data) != expected.get("sha256"):
         raise StoreError(
-            f"stored file {path} is corrupt (size or checksum differs from its record). "
-            f"Delete the entry folder {path.parent} to recompute it."
+            f"stored file {path} is corrupt (size or checksum differs from its record). {repair_hint(path)}"
         )
     return data
 

@@ -36,16 +36,30 @@ from filelock import FileLock
 from torch import Tensor
 
 from .codekey import code_text
-from .fileio import StoreError, read_checked, record_path, safe_torch_load, tensor_bytes, verify_checked, write_checked
+from .fileio import (
+    REPAIR,
+    StoreError,
+    read_checked,
+    record_path,
+    safe_torch_load,
+    tensor_bytes,
+    verify_checked,
+    write_checked,
+)
+from .paths import HOME, check_folder, resolve_path, setting
 
 __all__ = ["Store", "StoreError", "config_key", "home", "source_digest"]
 
 MODEL_FILES = ("config.json", "history.json", "model.pt")
+CORRUPT = "corrupt"  # the folder under the store's root where corrupt files are moved aside
 
 
 def home() -> Path:
-    """The store's root: ``$ADVLOGITS_HOME`` or ``~/.cache/advlogits``."""
-    return Path(os.environ.get("ADVLOGITS_HOME") or Path.home() / ".cache" / "advlogits").expanduser()
+    """The store's root: ``$ADVLOGITS_HOME`` or ``~/.cache/advlogits``, absolute (`advlogits.paths`); a setting
+    naming a file is refused with a SettingError naming ADVLOGITS_HOME."""
+    root = setting(HOME, Path.home() / ".cache" / "advlogits")
+    assert root is not None
+    return check_folder(HOME, root)
 
 
 def source_digest(modules: Iterable[ModuleType]) -> str:
@@ -92,7 +106,7 @@ class Store:
     """Entries keyed by `config_key` under ``root`` (default: `home()`)."""
 
     def __init__(self, root: str | Path | None = None):
-        self.root = Path(root) if root is not None else home()
+        self.root = check_folder("the store's root", resolve_path(root)) if root is not None else home()
 
     # -- layout ---------------------------------------------------------------------------------------------------
     def entry(self, key: str) -> Path:
@@ -115,6 +129,11 @@ class Store:
                 f"the store at {self.root} is not writable ({err.strerror}). Set ADVLOGITS_HOME to a writable folder."
             ) from err
         return folder
+
+    def check_writable(self) -> Path:
+        """The store's root, created and probed; StoreError naming ADVLOGITS_HOME if it cannot be written (asked
+        before a run starts, so that a read-only store is refused before any compute)."""
+        return self._writable(self.root)
 
     def lock(self, key: str, result: str | None = None) -> FileLock:
         """An inter-process lock on the weights of entry ``key``, or on its result file named ``result``: two
@@ -192,11 +211,13 @@ class Store:
             f.flush()
             os.fsync(f.fileno())
 
-    def compute_seconds(self, name: str) -> list[float]:
-        """How long each stored result called ``name`` (e.g. "evaluation") took to compute, from the entries'
-        ``compute.log`` files (results computed by another store and copied in have no line)."""
+    def compute_seconds(self, name: str, *, keys: Iterable[str] | None = None) -> list[float]:
+        """How long each stored result called ``name`` (e.g. "evaluation") took to compute, from the
+        ``compute.log`` files of the entries ``keys`` (default: all; results computed by another store and copied
+        in have no line)."""
         out = []
-        for key in self.keys():
+        wanted = None if keys is None else set(keys)
+        for key in self.keys() if wanted is None else sorted(wanted & set(self.keys())):
             log = self.entry(key) / "compute.log"
             for line in log.read_text().splitlines() if log.exists() else ():
                 record = json.loads(line)
@@ -303,5 +324,57 @@ class Store:
         return out
 
     def remove(self, key: str) -> None:
-        """Delete entry ``key`` (weights and results), e.g. after a corruption error."""
-        shutil.rmtree(self.entry(key), ignore_errors=True)
+        """Delete entry ``key`` (weights and results); removing an entry that is gone is fine. StoreError if the
+        entry is still there afterwards (a read-only store): a removal never reports success it did not have."""
+        folder = self.entry(key)
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise StoreError(
+                f"cannot remove entry {key} ({err.strerror}: {err.filename}); the store at {self.root} is not "
+                "writable. Make it writable, or set ADVLOGITS_HOME to a writable folder."
+            ) from err
+        if folder.exists():
+            raise StoreError(f"entry {key} is still in {folder} after removing it; check the store's permissions.")
+
+    # -- corrupt files --------------------------------------------------------------------------------------------
+    def corrupt_files(self, paths: Iterable[Path]) -> list[Path]:
+        """Those of the checked files ``paths`` whose bytes disagree with their checksum record (read whole)."""
+        return [p for p in paths if not p.name.endswith(".sha256") and verify_checked(p) == "corrupt"]
+
+    def move_aside(self, paths: Iterable[Path]) -> list[Path]:
+        """Move checked files of the entries (each with its record, the record first, so that a file always reads
+        as complete or absent) into ``corrupt/<time>-<pid>/`` under the root, where nothing reads them; returns
+        the new places. What moved reads as missing, so a run or a chapter recomputes it."""
+        folder = self.root / CORRUPT / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        moved = []
+        for path in paths:
+            for source in (record_path(path), path):
+                if not source.exists():
+                    continue
+                target = folder / source.relative_to(self.root)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(source, target)
+                except OSError as err:
+                    raise StoreError(
+                        f"cannot move the corrupt file {source} aside ({err.strerror}); the store at {self.root} "
+                        "is not writable. Make it writable and run `" + REPAIR + "` again."
+                    ) from err
+                if source == path:
+                    moved.append(target)
+        return moved
+
+    def repair(self) -> list[Path]:
+        """Move every corrupt file of the store aside (`move_aside`): a model's config, history and weights
+        together, so that the model reads as missing and is trained again. Returns the files moved."""
+        moved = []
+        for key in self.keys():
+            folder = self.entry(key)
+            corrupt = self.corrupt_files(self.files(key))
+            if any(p.parent == folder and p.name in MODEL_FILES for p in corrupt):
+                corrupt = sorted({*corrupt, *(folder / name for name in MODEL_FILES)})
+            moved += self.move_aside(corrupt)
+        return moved

@@ -542,6 +542,7 @@ def record(id: str, decided: dict, *, measured: dict) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # records on disk
 
+from ..paths import resolve_path  # noqa: E402 - kept with the code of this section, which alone reads paths
 
 BUILD_ENV = "ADVLOGITS_EXECUTED_DIR"  # set by the build (the Makefile, `advlogits chapter`) to its folder
 HAND_RUNS = "hand-runs"  # the folder under <repo>/_build/ of the chapters run by hand
@@ -567,7 +568,7 @@ def executed_dir(profile: str) -> Path:
         PosixPath('/path/to/advlogits/_build/hand-runs/cpu')
     """
     if is_build():
-        return Path(os.environ[BUILD_ENV])
+        return resolve_path(os.environ[BUILD_ENV])  # one resolution of every path setting (`advlogits.paths`)
     here = Path.cwd()
     root = next((p for p in (here, *here.parents) if (p / "_toc.yml").exists()), here)
     return root / "_build" / HAND_RUNS / profile
@@ -584,27 +585,74 @@ def _say_hand_run(profile: str, written: str) -> None:
         print(f"hand run: {written} (the build's claims, in _build/executed/{profile}/, are untouched)")
 
 
-def write_claims(profile: str, chapter: str, records: list[dict]) -> Path:
-    """Write a chapter's claim records atomically to ``claims/<chapter>.json`` of `executed_dir`; returns the path."""
-    path = claims_dir(profile) / f"{chapter}.json"
-    payload = [{**r, "chapter": chapter} for r in records]
+IGNORED_PARAMETERS = ("device",)  # where a chapter ran changes no claim: chapters run on any device may be gathered
+
+
+def _name(profile: Any) -> str:
+    """The profile's name, given a name or a resolved profile."""
+    return profile if isinstance(profile, str) else profile.name
+
+
+def run_parameters(profile: Any) -> dict | None:
+    """The parameters a chapter ran with (every field of its resolved profile, in JSON form); None when only the
+    profile's name is known."""
+    if isinstance(profile, str):
+        return None
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(profile)))
+
+
+def write_claims(profile: Any, chapter: str, records: list[dict]) -> Path:
+    """Write a chapter's claim records atomically to ``claims/<chapter>.json`` of `executed_dir`; returns the path.
+
+    ``profile`` is the chapter's resolved profile (or its name): given the profile, every record holds the
+    parameters the chapter ran with under ``"parameters"``, so that `gather` can refuse claims of different runs."""
+    name = _name(profile)
+    path = claims_dir(name) / f"{chapter}.json"
+    parameters = run_parameters(profile)
+    extra = {} if parameters is None else {"parameters": parameters}
+    payload = [{**r, "chapter": chapter, **extra} for r in records]
     atomic_write_bytes(json.dumps(payload, indent=1).encode(), path)
-    _say_hand_run(profile, f"this chapter's claims are in {path.parent}/")
+    _say_hand_run(name, f"this chapter's claims are in {path.parent}/")
     return path
 
 
-def gather(profile: str) -> list[dict]:
-    """Every chapter's claim records of ``profile``, sorted by claim id (then chapter)."""
-    records = []
-    for path in sorted(claims_dir(profile).glob("*.json")):
-        records.extend(json.loads(path.read_text()))
+def _differences(a: dict, b: dict) -> list[str]:
+    """The parameters (but `IGNORED_PARAMETERS`) whose values differ between two runs."""
+    return sorted(k for k in set(a) | set(b) if k not in IGNORED_PARAMETERS and a.get(k) != b.get(k))
+
+
+def gather(profile: Any) -> list[dict]:
+    """Every chapter's claim records of ``profile``, sorted by claim id (then chapter).
+
+    ValueError naming the chapters and the parameters when chapters ran with different parameters (a chapter run
+    with another eps beside the others): a scorecard of one run only."""
+    records, runs = [], {}
+    for path in sorted(claims_dir(_name(profile)).glob("*.json")):
+        chapter_records = json.loads(path.read_text())
+        records.extend(chapter_records)
+        recorded = [r["parameters"] for r in chapter_records if r.get("parameters") is not None]
+        if recorded:
+            runs[path.stem] = recorded[0]
+    if runs:
+        first, reference = next(iter(runs.items()))
+        for chapter, parameters in runs.items():
+            differ = _differences(reference, parameters)
+            if differ:
+                raise ValueError(
+                    f"claims must come from chapters run with the same parameters (got {first} and {chapter}, "
+                    f"which differ in {', '.join(differ)}); run {chapter} again with the parameters of the others, "
+                    f"or remove {claims_dir(_name(profile)) / (chapter + '.json')}"
+                )
     return sorted(records, key=lambda r: (r["id"], r.get("chapter", "")))
 
 
-def write_scorecard(profile: str) -> Path:
+def write_scorecard(profile: Any) -> Path:
     """Gather every claim record of ``profile`` in `claims_dir` into ``scorecard.json`` beside it (atomically);
     returns the path."""
-    path = executed_dir(profile) / "scorecard.json"
+    name = _name(profile)
+    path = executed_dir(name) / "scorecard.json"
     atomic_write_bytes(json.dumps(gather(profile), indent=1).encode(), path)
-    _say_hand_run(profile, f"the scorecard of the claims in {claims_dir(profile)}/ is {path}")
+    _say_hand_run(name, f"the scorecard of the claims in {claims_dir(name)}/ is {path}")
     return path

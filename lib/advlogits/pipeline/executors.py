@@ -15,6 +15,7 @@ The same seeds give the same bytes as a serial run with the same number of torch
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -33,7 +34,7 @@ from ..checks import check_choice, check_int, fail
 from ..fileio import atomic_write_bytes, record_path
 from ..profiles import Profile
 from ..store import Store
-from .plan import Unit, book_plan, ordered, with_device
+from .plan import Unit, book_plan, move_aside, ordered, state, with_device
 from .stored import result_code
 
 EXECUTORS = ("serial", "local", "ray")
@@ -68,6 +69,8 @@ class RunReport:
 
     computed: dict[str, float] = field(default_factory=dict)  # unit name -> seconds
     from_store: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)  # units found corrupt, moved aside and computed again
+    by_others: list[str] = field(default_factory=list)  # units another process stored while this run waited
     wall_s: float = 0.0  # from the first unit's start to the last one's end
     workers: int = 1
 
@@ -81,10 +84,24 @@ class RunReport:
 
 def missing_units(spec: PlanSpec, store: Store) -> tuple[list[Unit], list[Unit]]:
     """(units to compute, units already stored), in dependency order."""
-    units = ordered(spec.units())
-    stored = [u for u in units if u.is_stored(store)]
-    done = {u.id for u in stored}
-    return [u for u in units if u.id not in done], stored
+    todo, stored, _ = survey(spec, store, repair=False)
+    return todo, stored
+
+
+def survey(spec: PlanSpec, store: Store, *, repair: bool) -> tuple[list[Unit], list[Unit], list[Unit]]:
+    """(units to compute, units stored, units corrupt), in dependency order. A unit counts as stored only when its
+    files agree with their checksum records; with ``repair``, a corrupt unit's files are moved aside (before its
+    dependants are looked at) and it is computed again."""
+    todo, stored, corrupt = [], [], []
+    for unit in ordered(spec.units()):
+        found = state(unit, store)
+        if found == "corrupt":
+            corrupt.append(unit)
+            if repair:
+                moved = move_aside(unit, store)
+                log.warning("corrupt: %s; moved aside to %s", unit.name, moved[0].parent if moved else "-")
+        (stored if found == "stored" else todo).append(unit)
+    return todo, stored, corrupt
 
 
 def run_plan(
@@ -105,8 +122,12 @@ def run_plan(
     if address is not None and executor != "ray":
         fail("address", "given only with executor='ray'", address)
     store = store or Store()
-    todo, stored = missing_units(spec, store)
-    report = RunReport(from_store=[u.name for u in stored], workers=1 if executor == "serial" else workers)
+    todo, stored, corrupt = survey(spec, store, repair=True)
+    report = RunReport(
+        from_store=[u.name for u in stored],
+        corrupt=[u.name for u in corrupt],
+        workers=1 if executor == "serial" else workers,
+    )
     for unit in stored:
         log.info("from store: %s", unit.name)
     bar = tqdm(total=len(todo), desc="units", disable=not progress, unit="unit")
@@ -124,10 +145,33 @@ def run_plan(
     return report
 
 
-def _finished(report: RunReport, bar: tqdm, unit_name: str, seconds: float) -> None:
-    report.computed[unit_name] = seconds
-    log.info("computed: %s (%.1f s)", unit_name, seconds)
+def _finished(report: RunReport, bar: tqdm, unit_name: str, seconds: float, here: bool = True) -> None:
+    if here:
+        report.computed[unit_name] = seconds
+        log.info("computed: %s (%.1f s)", unit_name, seconds)
+    else:
+        report.by_others.append(unit_name)
+        log.info("stored by another process meanwhile: %s", unit_name)
     bar.update(1)
+
+
+def _own_log_lines(unit: Unit, store: Store) -> int:
+    """How many lines this process wrote into the log of the unit's entry (``training.log`` for a model,
+    ``compute.log`` for a result): a unit another process stored while this one waited on its lock adds none."""
+    path = store.entry(unit.key) / ("training.log" if unit.kind == "model" else "compute.log")
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return 0
+    return sum(1 for line in lines if line.strip() and json.loads(line).get("pid") == os.getpid())
+
+
+def _compute(unit: Unit, profile: Profile, store: Store) -> tuple[float, bool]:
+    """Compute ``unit`` into ``store``: (seconds, whether this process computed it rather than finding it stored
+    by another process, e.g. a concurrent run)."""
+    before, began = _own_log_lines(unit, store), time.perf_counter()
+    unit.compute(profile, store)
+    return time.perf_counter() - began, _own_log_lines(unit, store) > before
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -142,9 +186,7 @@ def _run_serial(
         torch.set_num_threads(threads)
     try:
         for unit in todo:
-            began = time.perf_counter()
-            unit.compute(spec.profile, store)
-            _finished(report, bar, unit.name, time.perf_counter() - began)
+            _finished(report, bar, unit.name, *_compute(unit, spec.profile, store))
     finally:
         torch.set_num_threads(previous)
 
@@ -158,11 +200,9 @@ def _init_worker(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
-def _compute_in_worker(spec: PlanSpec, unit_id: str, store_root: str) -> float:
+def _compute_in_worker(spec: PlanSpec, unit_id: str, store_root: str) -> tuple[float, bool]:
     unit = {u.id: u for u in spec.units()}[unit_id]
-    began = time.perf_counter()
-    unit.compute(spec.profile, Store(store_root))
-    return time.perf_counter() - began
+    return _compute(unit, spec.profile, Store(store_root))
 
 
 def _run_local(
@@ -181,7 +221,7 @@ def _run_local(
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 unit = running.pop(future)
-                _finished(report, bar, unit.name, future.result())  # re-raises a worker's error here
+                _finished(report, bar, unit.name, *future.result())  # re-raises a worker's error here
                 for deps in waiting_on.values():
                     deps.discard(unit.id)
 
@@ -246,6 +286,27 @@ def _compute_in_own_store(
     return {**out, SECONDS: str(time.perf_counter() - began).encode()}
 
 
+def _start_ray(ray: Any, workers: int, address: str | None) -> None:
+    """Start Ray here, or join the cluster at ``address``; a RuntimeError in one line saying what to do when
+    there is no cluster there or the Ray client (``ray[client]``, the cluster extra) is missing."""
+    if address is None:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
+    try:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ImportError, ModuleNotFoundError) as err:
+        raise RuntimeError(
+            f"address={address!r} needs the Ray client, which is not installed ({err}): "
+            f"pip install 'ray[client]=={ray.__version__}'"
+        ) from None
+    except (ConnectionError, TimeoutError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(
+            f"no Ray cluster found at address={address!r} ({first}); start one with `ray start --head` or "
+            "leave out --address to run Ray on this machine"
+        ) from None
+
+
 def _run_ray(
     spec: PlanSpec,
     todo: Sequence[Unit],
@@ -262,10 +323,7 @@ def _run_ray(
         raise RuntimeError("executor='ray' needs Ray: pip install 'advlogits[cluster]'") from err
     started = not ray.is_initialized()
     if started:
-        if address is None:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        _start_ray(ray, workers, address)
     try:
         gpu = spec.profile.device.startswith("cuda")
         resources = dict(num_gpus=1, num_cpus=0) if gpu else dict(num_cpus=1)

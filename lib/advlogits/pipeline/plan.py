@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..checks import fail
-from ..fileio import read_checked, record_path
+from ..fileio import StoreError, read_checked, record_path
 from ..profiles import Profile
 from ..store import Store, canonical
 from ..train import TrainConfig
@@ -291,22 +291,64 @@ def ordered(units: Sequence[Unit]) -> list[Unit]:
     return out
 
 
-def estimate_seconds(unit: Unit, store: Store) -> float | None:
-    """What the unit cost before: for a stored model its own training time; for a missing one the training time of
-    a stored model of the same config but another seed; for results, the same from the store's compute log."""
-    if unit.kind == "model":
-        if store.has_weights(unit.key):
-            history = json.loads(read_checked(store.entry(unit.key) / "history.json") or b"{}")
-            return float(sum(history.get("seconds", []))) or None
-        similar = _without_seed(unit.config)
-        for key in store.keys():
-            config = store.config_of(key)
-            if config is not None and _without_seed(config) == similar and store.has_weights(key):
-                history = json.loads(read_checked(store.entry(key) / "history.json") or b"{}")
-                return float(sum(history.get("seconds", []))) or None
+STATES = ("stored", "missing", "corrupt")
+
+
+def state(unit: Unit, store: Store) -> str:
+    """``"stored"`` only when the store holds what the unit makes and every file of it agrees with its checksum
+    record (read whole), ``"corrupt"`` when one disagrees, else ``"missing"``."""
+    try:
+        if not unit.is_stored(store):
+            return "missing"
+        return "corrupt" if store.corrupt_files(unit.files(store)) else "stored"
+    except StoreError:  # what the unit's key reads (an evaluation, for the masking checks) is corrupt
+        return "corrupt"
+
+
+def move_aside(unit: Unit, store: Store) -> list[Path]:
+    """Move the files of a corrupt unit aside (`Store.move_aside`), so that it reads as missing: every file of a
+    model (config, history, weights), or the one file of a result."""
+    try:
+        files = unit.files(store)
+    except StoreError:  # a dependency is corrupt: it is moved aside itself, and this unit then reads as missing
+        return []
+    return store.move_aside(p for p in files if not p.name.endswith(".sha256"))
+
+
+def estimate_seconds(unit: Unit, store: Store, *, plan_keys: Collection[str] | None = None) -> float | None:
+    """What the unit cost before, from units of the same plan only (``plan_keys``: the store keys of its units, so
+    that a store of another profile's runs gives no estimate rather than a wrong one): for a stored model its own
+    training time; for a missing one the training time of a stored model of the same config but another seed; for
+    results, the mean time of the same kind of result in the plan's entries, from their compute logs. None when
+    nothing comparable is stored (or what would be read is corrupt)."""
+    try:
+        if unit.kind == "model":
+            return _model_seconds(unit, store)
+        name = "eval-logits" if unit.kind == "robustbench-logits" else unit.kind
+        seconds = store.compute_seconds(name, keys=plan_keys)
+    except StoreError:
         return None
-    seconds = store.compute_seconds("eval-logits" if unit.kind == "robustbench-logits" else unit.kind)
     return sum(seconds) / len(seconds) if seconds else None
+
+
+def _model_seconds(unit: Unit, store: Store) -> float | None:
+    """A model's own training time, or that of a stored model of the same config but another seed."""
+    if store.has_weights(unit.key):
+        return _trained_seconds(store, unit.key)
+    similar = _without_seed(unit.config)
+    for key in store.keys():
+        try:
+            config = store.config_of(key)
+        except StoreError:
+            continue
+        if config is not None and _without_seed(config) == similar and store.has_weights(key):
+            return _trained_seconds(store, key)
+    return None
+
+
+def _trained_seconds(store: Store, key: str) -> float | None:
+    history = json.loads(read_checked(store.entry(key) / "history.json") or b"{}")
+    return float(sum(history.get("seconds", []))) or None
 
 
 def _without_seed(config: Any) -> Any:
@@ -319,4 +361,15 @@ def with_device(profile: Profile, device: str) -> Profile:
     return dataclasses.replace(profile, device=device)
 
 
-__all__ = ["KINDS", "MASKING_IMAGES", "Unit", "book_plan", "estimate_seconds", "ordered", "with_device"]
+__all__ = [
+    "KINDS",
+    "MASKING_IMAGES",
+    "STATES",
+    "Unit",
+    "book_plan",
+    "estimate_seconds",
+    "move_aside",
+    "ordered",
+    "state",
+    "with_device",
+]
