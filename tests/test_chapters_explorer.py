@@ -63,15 +63,15 @@ def test_logit_bars_are_the_given_logits_and_probability_bars_sum_to_100() -> No
     x, y, z = _data()
     fig = logit_figure(x, y, z, 4, class_names=NAMES)
     panels = _panels(fig)
-    assert set(panels) == {"ST logits:", "AT logits:", "ST predicts", "AT predicts"}
+    assert set(panels) == {"ST: max", "AT: max", "ST predicts", "AT predicts"}
     for name in ("ST", "AT"):
-        heights = [bar.get_height() for bar in panels[f"{name} logits:"].patches]
+        heights = [bar.get_height() for bar in panels[f"{name}: max"].patches]
         assert heights == pytest.approx(z[name][4].tolist())
         probs = [bar.get_height() for bar in panels[f"{name} predicts"].patches]
         assert sum(probs) == pytest.approx(100.0)
         assert probs == pytest.approx((100 * z[name][4].double().softmax(0)).tolist())
-        assert [t.get_text() for t in panels[f"{name} logits:"].get_xticklabels()] == list(NAMES)
-    assert panels["ST logits:"].get_ylabel() == "logit $z_k$" and panels["ST predicts"].get_ylabel() == "softmax (%)"
+        assert [t.get_text() for t in panels[f"{name}: max"].get_xticklabels()] == list(NAMES)
+    assert panels["ST: max"].get_ylabel() == "logit $z_k$" and panels["ST predicts"].get_ylabel() == "softmax (%)"
     assert panels["AT predicts"].get_ylabel() == "", "the shared scale is labelled once, on the left"
     # the image, with its index and true class
     image_axes = [ax for ax in fig.axes if ax.images]
@@ -82,17 +82,17 @@ def test_logit_bars_are_the_given_logits_and_probability_bars_sum_to_100() -> No
 def test_titles_give_max_logit_gap_and_prediction() -> None:
     x, y, z = _data()
     panels = _panels(logit_figure(x, y, z, 1, class_names=NAMES))
-    assert panels["ST logits:"].get_title() == "ST logits: max 1.00, gap 1.00"
-    assert panels["AT logits:"].get_title() == "AT logits: max 2.00, gap 2.00"
+    assert panels["ST: max"].get_title() == "ST: max 1.00, gap 1.00"
+    assert panels["AT: max"].get_title() == "AT: max 2.00, gap 2.00"
     assert panels["AT predicts"].get_title().startswith("AT predicts dog (")
-    assert panels["ST logits:"].get_ylim() == panels["AT logits:"].get_ylim()  # one scale for both models
+    assert panels["ST: max"].get_ylim() == panels["AT: max"].get_ylim()  # one scale for both models
 
 
 def test_the_argmax_and_the_true_class_are_highlighted() -> None:
     x, y, z = _data()
     panels = _panels(logit_figure(x, y, z, 4, class_names=NAMES))  # true cat; ST says cat, AT says dog
     for name, pred in (("ST", 0), ("AT", 1)):
-        for key in (f"{name} logits:", f"{name} predicts"):
+        for key in (f"{name}: max", f"{name} predicts"):
             bars = panels[key].patches
             colored = [c for c, bar in enumerate(bars) if bar.get_facecolor() == to_rgba(MODEL_COLORS[name])]
             assert colored == [pred]

@@ -180,7 +180,7 @@ def test_figures_draw_what_they_are_given() -> None:
     grid = tiles(x, y, {"ST": torch.randn(5, 2)}, [4, 1, 2], class_names=("a", "b"))
     fig = sample_confidence.tile_grid(grid, title="t", ncols=2)
     assert sum(len(ax.images) for ax in fig.axes) == 3 and len(fig.axes) == 4
-    assert fig.axes[0].get_title(loc="left").startswith("#4, a a\nST: ")
+    assert fig.axes[0].get_title(loc="left").startswith("#4, true: a\nST: ")
     assert fig._suptitle.get_text() == "t"
     plt.close(fig)
     fig = sample_confidence.tile_grid([], title="t")

@@ -12,6 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from advlogits import profiles
 from advlogits.chapters import claims, scorecard
 from advlogits.chapters.claims import CLAIMS
 from advlogits.inference import Tested
@@ -201,7 +202,7 @@ def test_scorecard_writes_the_json_and_names_chapters_without_claims(tmp_path):
     )
     assert "02_logit_distributions, 03_sample_confidence" in glued["missing_note"]
     assert "fig_scorecard" in glued and "(C6: inconclusive;" in glued["lessons"]
-    assert "At the `smoke` profile" in glued["lessons"], "the lessons are scoped to their profile"
+    assert "At the smoke profile" in glued["lessons"], "the lessons are scoped to their profile"
 
 
 def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
@@ -212,11 +213,19 @@ def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
         _record("C6", "inconclusive", 0.12, (0.05, 0.2)),
         _record("C7", "not testable"),
     ]
-    png, text = scorecard.write_summary(records, tmp_path, profile_name="cpu")
+    profile = profiles.resolve("cpu", device="cpu")
+    setting = scorecard.setting_sentence(profile)
+    assert setting == (
+        "These verdicts come from small CNNs on Fashion-MNIST at eps = 0.1 (cpu profile; not the paper's CIFAR-10 "
+        "networks)."
+    )
+    png, text = scorecard.write_summary(records, tmp_path, profile_name="cpu", setting=setting)
     assert Image.open(png).size[0] == round(6.6 * 200), "the figure at the column's width, twice the resolution"
+    nb = "\u00a0"
     assert text.read_text() == (
-        "**1 of 8 claims reproduced, 0 not reproduced, 1 inconclusive, 1 not testable** "
-        "at the `cpu` profile. {doc}`The scorecard <../chapters/05_scorecard>` gives every "
-        "claim's number, interval and chapter.\n"
+        "**1 of 8 claims reproduced, 0 not reproduced, 1 inconclusive, 1 not testable** at the `cpu` profile. "
+        f"{setting} C6 is inconclusive: on its statistic, 12.0{nb}points{nb}[5.0,{nb}20.0] against a threshold of "
+        f"10.0{nb}points; C7 is not testable: there is no gain to remove. {{doc}}`The scorecard "
+        "<../chapters/05_scorecard>` gives every comparison, its interval and chapter.\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scorecard.png", "scorecard_summary.md"]

@@ -162,7 +162,7 @@ def _logit_figure(
         ax_logit.set(
             ylim=(low - pad, high + pad),
             ylabel="logit $z_k$" if j == 0 else "",
-            title=f"{name} logits: max {float(top2[0]):.2f}, gap {float(top2[0] - top2[1]):.2f}",
+            title=f"{name}: max {float(top2[0]):.2f}, gap {float(top2[0] - top2[1]):.2f}",
         )
         ax_prob.set(
             ylim=(0, 105),

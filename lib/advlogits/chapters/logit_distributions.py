@@ -95,8 +95,8 @@ def robustbench_note(rows: Mapping[str, object], profile_name: str) -> str:
             "compared with our ST model (paired difference, model minus ST); the table below lists them."
         )
     return (
-        f"at the `paper` profile the chapter also analyses published AT models of the RobustBench zoo; at "
-        f"profile {profile_name} it analyses none (parameter `robustbench_models`)."
+        f"at the paper profile the chapter also analyses published AT models of the RobustBench zoo; at "
+        f"the {profile_name} profile it analyses none (the chapter's parameter robustbench_models names them)."
     )
 
 
@@ -265,7 +265,7 @@ def weight_differences(norms: Mapping[str, Mapping[float, float]]) -> Figure:
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set(
         xlabel="training eps (pixel units; 0 = standard training)",
-        ylabel=r"mean $\|w_i - w_j\|_1$ / its value at eps 0",
+        ylabel=r"mean $\|w_i - w_j\|_1$, relative",
     )
     fig.legend(loc="outside right upper")
     return fig

@@ -301,7 +301,7 @@ def tile_grid(grid: Sequence[Tile], *, title: str, ncols: int = 4) -> Figure:
         ax.axis("off")
     for ax, tile in zip(axes.ravel(), grid):
         ax.imshow(tile.image, cmap="gray" if tile.image.ndim == 2 else None, vmin=0.0, vmax=1.0)
-        text = [f"#{tile.index}, a {tile.label}"]
+        text = [f"#{tile.index}, true: {tile.label}"]
         text += [f"{model}: {pred} {conf:.2f}" for model, pred, conf in tile.predictions]
         ax.set_title("\n".join(text), fontsize=style.SMALL_PT, loc="left")
     fig.suptitle(title if grid else f"{title} (no image qualifies)")

@@ -212,7 +212,7 @@ def lessons(records: list[dict], *, profile_name: str) -> str:
         return claim_estimate(r) if r else "n/a"
 
     parts = [
-        f"At the `{profile_name}` profile, adversarial training lowers the logits: the max logit (C1: "
+        f"At the {profile_name} profile, adversarial training lowers the logits: the max logit (C1: "
         f"{verdict('C1')}; AT minus ST {number('C1')} logit units) and the logit gap (C2: {verdict('C2')}; "
         f"{number('C2')}). Whether the gap shrinks in proportion to our proposition's penalty across the eps "
         f"sweep, as the proposition predicts beyond C2, C3 says: {verdict('C3')} (the networks' fit intercept "
@@ -251,16 +251,50 @@ def count_sentence(summary_counts: dict) -> str:
     )
 
 
-def write_summary(records: list[dict], folder: Path, *, profile_name: str) -> tuple[Path, Path]:
-    """The landing page's copy of the answer: the scorecard figure as a PNG and the count as a Markdown paragraph,
-    written atomically into ``folder`` (the build copies both beside the landing page)."""
+DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+ARCH_NAMES = {"cnn-small": "small CNNs", "preact-resnet18": "PreAct ResNet-18 networks", "linear": "linear models"}
+
+
+def setting_sentence(profile: Any) -> str:
+    """Where this build's verdicts come from, in words: data set, networks, radius, and whether that is the paper's
+    setting (CIFAR-10 networks) or not."""
+    data = DATASET_NAMES.get(profile.dataset, profile.dataset)
+    nets = ARCH_NAMES.get(profile.arch, profile.arch)
+    paper = "the paper's scale" if profile.dataset == "cifar10" else "not the paper's CIFAR-10 networks"
+    return f"These verdicts come from {nets} on {data} at eps = {profile.eps:.3g} ({profile.name} profile; {paper})."
+
+
+def open_claims_sentence(records: list[dict]) -> str:
+    """Which claims did not reproduce (or stay undecided) and why: for each, the comparison it hinges on, with its
+    estimate and interval against the threshold."""
+    parts = []
+    for r in records:
+        if r["verdict"] == "reproduced":
+            continue
+        if r["verdict"] == "not testable":
+            parts.append(f"{r['id']} is not testable: there is no gain to remove")
+            continue
+        row = r.get("primary") or "its statistic"
+        parts.append(
+            f"{r['id']} is {r['verdict']}: on {row}, {claim_estimate(r)} against a threshold of {claim_threshold(r)}"
+        )
+    if not parts:
+        return "Every claim reproduced."
+    return "; ".join(parts) + "."
+
+
+def write_summary(records: list[dict], folder: Path, *, profile_name: str, setting: str = "") -> tuple[Path, Path]:
+    """The landing page's copy of the answer: the scorecard figure as a PNG, and as a Markdown paragraph the count,
+    the setting the verdicts come from and which claims did not reproduce and why, written atomically into
+    ``folder`` (the build copies both beside the landing page)."""
     fig = scorecard_figure(records)
     png = style.png(fig)
     plt.close(fig)
     text = (
-        f"**{count_sentence(summary(records))}** at the `{profile_name}` profile. "
-        "{doc}`The scorecard <../chapters/05_scorecard>` gives every claim's number, interval and chapter.\n"
-    )
+        f"**{count_sentence(summary(records))}** at the `{profile_name}` profile. {setting} "
+        f"{open_claims_sentence(records)} "
+        "{doc}`The scorecard <../chapters/05_scorecard>` gives every comparison, its interval and chapter.\n"
+    ).replace("  ", " ")
     atomic_write_bytes(png, folder / SUMMARY_PNG)
     atomic_write_bytes(text.encode(), folder / SUMMARY_MD)
     return folder / SUMMARY_PNG, folder / SUMMARY_MD
