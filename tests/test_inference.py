@@ -17,6 +17,7 @@ from advlogits.inference import (
     quantile_mc_error,
     seed_image_interval,
     seed_image_parts,
+    seeds_needed,
 )
 
 
@@ -146,3 +147,20 @@ def test_a_difference_of_paired_students_is_exactly_zero_when_they_agree():
     shifted = outcomes.copy()
     shifted[:, :40] = 1.0  # b is a plus some images on every seed: the difference's interval lies above 0
     assert seed_image_interval(shifted - outcomes).low > 0
+
+
+def test_seeds_needed_by_hand():
+    """Seeds only (the images identical within a seed): S' seeds give (t(S'-1, 0.975) + t(S'-1, 0.8)) * sd / sqrt(S')
+    as the smallest detectable difference, so the answer is the first S' where that falls below the distance."""
+    seed_means = np.array([0.10, 0.14, 0.18])
+    values = np.repeat(seed_means[:, None], 50, axis=1)
+    sd = seed_means.std(ddof=1)
+
+    def detectable(s: int) -> float:
+        return (stats.t.ppf(0.975, s - 1) + stats.t.ppf(0.8, s - 1)) * sd / math.sqrt(s)
+
+    distance = 0.14 - 0.10
+    expected = next(s for s in range(2, 100) if detectable(s) <= distance)
+    assert seeds_needed(values, 0.10) == expected
+    assert seeds_needed(values, 0.14) is None, "an effect at the threshold is never decided"
+    assert seeds_needed(values, 0.0) == next(s for s in range(2, 100) if detectable(s) <= 0.14) < expected

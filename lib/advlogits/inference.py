@@ -245,3 +245,20 @@ def percentile_tested(
         quantile_mc_error(r, 1 - q),
         len(r),
     )
+
+
+def seeds_needed(
+    values: ArrayLike, threshold: float, *, power: float = 0.8, level: float = LEVEL, max_seeds: int = 100
+) -> int | None:
+    """How many seeds the design of ``values`` (S seeds x N images) needs for its seed-and-image interval to decide
+    the comparison against ``threshold`` with ``power``, if the true difference is the one seen: the smallest S' >= 2
+    whose interval half-width at ``level`` plus that at ``2 power - 1`` is at most ``|mean - threshold|``. The seed
+    part of the variance shrinks as 1/S', the images' does not; None when even ``max_seeds`` would not do (the
+    effect seen lies at the threshold, or within what the images alone leave uncertain)."""
+    parts = seed_image_parts(values)
+    distance = abs(parts.mean - threshold)
+    for s in range(2, max_seeds + 1):
+        scaled = parts._replace(seeds=parts.seeds * parts.n_seeds / s, n_seeds=s)
+        if scaled.half_width(level) + scaled.half_width(2 * power - 1) <= distance:
+            return s
+    return None

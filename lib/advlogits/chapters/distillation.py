@@ -131,6 +131,11 @@ def claim_records(
     if ARGMAX in means and means[claims.KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
         common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[claims.KD_AT] - means[best]), 3)
     size = dict(n_seeds=n_seeds, n_images=n_images)
+    seeds_needed = {
+        name: inference.seeds_needed(values, threshold)
+        for name, (values, threshold) in comparison_values(outcomes).items()
+    }
+    common["seeds_needed"] = seeds_needed
     c6_measured = {
         **common,
         "per_seed_values": {name: _seed_means(kd - outcomes[b]) for name, b in zip(tests["C6"], claims.C6_BASELINES)},
@@ -148,6 +153,31 @@ def claim_records(
         }
         records.append(claims.record(claim, decided, measured=measured))
     return records, tests
+
+
+def comparison_values(outcomes: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, float]]:
+    """Every comparison of C6, C7 and C8 as per-seed, per-image values with its threshold: name -> (values,
+    threshold), KD-AT's students against their own threshold, "(C7)" or "(C8)" after the manipulated ones."""
+    kd = outcomes[claims.KD_AT]
+    out = {f"KD-AT - {b} (C6)": (kd - outcomes[b], claims.C6_MARGIN) for b in claims.C6_BASELINES}
+    for claim, names in (("C7", claims.C7_STUDENTS), ("C8", claims.C8_STUDENTS)):
+        out |= {f"{n} ({claim})": (claims.removal_contrast(outcomes, n), 0.0) for n in names if n in outcomes}
+    return out
+
+
+def power_table(outcomes: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """For each comparison of C6 to C8: its estimate and threshold (points), the smallest difference this design
+    detects (80% power at the 5% level) and how many seeds it would need to be decided at the effect seen."""
+    rows = {}
+    for name, (values, threshold) in comparison_values(outcomes).items():
+        needed = inference.seeds_needed(values, threshold)
+        rows[name] = {
+            "estimate (points)": round(100 * float(values.mean()), 1),
+            "threshold (points)": round(100 * threshold, 1),
+            "detectable now (points)": round(100 * minimal_detectable(values), 1),
+            "seeds needed": "more than 100" if needed is None else needed,
+        }
+    return pd.DataFrame(rows).T
 
 
 def _interval_points(e: Tested) -> list[float]:
