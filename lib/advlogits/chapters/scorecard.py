@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ def summary(records: list[dict]) -> dict:
 
 
 VERDICT_COLORS = {**style.VERDICT_COLORS, NOT_MEASURED: "#BBBBBB"}
+TITLE_WIDTH = 62  # characters per line of a row's title, so that it fits the figure's width
 
 
 def scorecard_figure(records: list[dict]):
@@ -159,7 +161,7 @@ def scorecard_figure(records: list[dict]):
     by_id = {}
     for r in records:
         by_id.setdefault(r["id"], r)
-    fig, axes = style.figure(0.72 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
+    fig, axes = style.figure(0.95 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
     for ax, (cid, claim) in zip(axes, CLAIMS.items()):
         r = by_id.get(cid)
         verdict = r["verdict"] if r else NOT_MEASURED
@@ -188,9 +190,8 @@ def scorecard_figure(records: list[dict]):
             ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-        ax.set_title(
-            f"{cid} {verdict_label(verdict)}: {claim.statement}", loc="left", color=color, pad=3, fontweight="bold"
-        )
+        title = textwrap.fill(f"{cid} {verdict_label(verdict)}: {claim.statement}", TITLE_WIDTH)
+        ax.set_title(title, loc="left", color=color, pad=3, fontweight="bold")
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
     fig.supxlabel("dashed: each claim's threshold; shaded: the claim's side of it")
@@ -274,10 +275,16 @@ def open_claims_sentence(records: list[dict]) -> str:
         if r["verdict"] == "not testable":
             parts.append(f"{r['id']} is not testable: there is no gain to remove")
             continue
-        row = r.get("primary") or "its statistic"
-        parts.append(
-            f"{r['id']} is {r['verdict']}: on {row}, {claim_estimate(r)} against a threshold of {claim_threshold(r)}"
-        )
+        row = r.get("primary")
+        statistic = r["statistic"] if not row or row in r["statistic"] else f"{r['statistic']} for {row}"
+        if CLAIMS[r["id"]].side is None:  # C3's row: an interval that should contain the threshold
+            said = "contains" if r["ci"] and r["ci"][0] <= r["threshold"] <= r["ci"][1] else "excludes"
+            parts.append(f"{r['id']} is {r['verdict']}: the {statistic} is {claim_estimate(r)}, which {said} 0")
+        else:
+            parts.append(
+                f"{r['id']} is {r['verdict']}: {statistic} is {claim_estimate(r)} against a threshold of "
+                f"{claim_threshold(r)}"
+            )
     if not parts:
         return "Every claim reproduced."
     return "; ".join(parts) + "."
