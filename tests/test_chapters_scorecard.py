@@ -226,7 +226,8 @@ def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
     assert text.read_text() == (
         "**1 of 8 claims reproduced, 0 not reproduced, 1 inconclusive, 1 not testable** at the `cpu` profile. "
         f"{setting} C6 is inconclusive: robust-accuracy gain of KD-AT over a baseline is "
-        f"12.0{nb}points{nb}[5.0,{nb}20.0] against a threshold of 10.0{nb}points; C7 is not testable: there is no "
+        f"12.0{nb}points{nb}[5.0,{nb}20.0] against a threshold of 10.0{nb}points (the interval straddles it); C7 is "
+        "not testable: there is no "
         "gain to remove. {doc}`The scorecard <../chapters/05_scorecard>` gives every comparison, its interval and "
         "chapter.\n"
     )

@@ -175,7 +175,7 @@ def power_table(outcomes: Mapping[str, np.ndarray]) -> pd.DataFrame:
             "estimate (points)": round(100 * float(values.mean()), 1),
             "threshold (points)": round(100 * threshold, 1),
             "detectable now (points)": round(100 * minimal_detectable(values), 1),
-            "seeds needed": "more than 100" if needed is None else needed,
+            "seeds needed": "more than 100" if needed is None else str(needed),
         }
     return pd.DataFrame(rows).T
 

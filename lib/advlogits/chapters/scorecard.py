@@ -265,6 +265,14 @@ def setting_sentence(profile: Any) -> str:
     return f"These verdicts come from {nets} on {data} at eps = {profile.eps:.3g} ({profile.name} profile; {paper})."
 
 
+def _meaning(record: dict) -> str:
+    """What a claim's verdict means in words, for its row."""
+    removal = record["id"] in ("C7", "C8")
+    if record["verdict"] == "not reproduced":
+        return "the student keeps more than half of KD-AT's gain" if removal else "the interval lies on the other side"
+    return "the design cannot tell whether it removes half the gain" if removal else "the interval straddles it"
+
+
 def open_claims_sentence(records: list[dict]) -> str:
     """Which claims did not reproduce (or stay undecided) and why: for each, the comparison it hinges on, with its
     estimate and interval against the threshold."""
@@ -279,11 +287,14 @@ def open_claims_sentence(records: list[dict]) -> str:
         statistic = r["statistic"] if not row or row in r["statistic"] else f"{r['statistic']} for {row}"
         if CLAIMS[r["id"]].side is None:  # C3's row: an interval that should contain the threshold
             said = "contains" if r["ci"] and r["ci"][0] <= r["threshold"] <= r["ci"][1] else "excludes"
-            parts.append(f"{r['id']} is {r['verdict']}: the {statistic} is {claim_estimate(r)}, which {said} 0")
+            parts.append(
+                f"{r['id']} is {r['verdict']}: the {statistic} is {claim_estimate(r)}, which {said} 0 (the gap's "
+                "shrinkage is not proportional to the proposition's penalty)"
+            )
         else:
             parts.append(
                 f"{r['id']} is {r['verdict']}: {statistic} is {claim_estimate(r)} against a threshold of "
-                f"{claim_threshold(r)}"
+                f"{claim_threshold(r)} ({_meaning(r)})"
             )
     if not parts:
         return "Every claim reproduced."

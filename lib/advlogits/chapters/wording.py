@@ -40,7 +40,9 @@ def c3_sentence(checks: Mapping[str, dict]) -> str:
         said_ratios = (
             "every radius's ratio S / P has an interval containing the constant"
             if not outside
-            else f"the ratio S / P at eps {', '.join(outside)} has an interval excluding the constant"
+            else f"the ratio S / P at eps {outside[0]} has an interval excluding the constant"
+            if len(outside) == 1
+            else f"the ratios S / P at eps {', '.join(outside)} have intervals excluding the constant"
         )
         sentences.append(f"For the {family}, the intercept's interval {said_intercept} and {said_ratios}.")
     return " ".join(sentences)
@@ -54,7 +56,12 @@ def removal_sentence(rows: Mapping[str, Mapping]) -> str:
         c = row["contrast"]
         ratio = row["share"][0]
         no_gain = ratio != ratio or row["gain"].estimate <= 0
-        share = "no gain to remove" if no_gain else f"removes {100 * ratio:.0f}% of the gain"
+        if no_gain:
+            share = "no gain to remove"
+        elif ratio < 0:
+            share = "more robust than KD itself"
+        else:
+            share = f"removes {100 * ratio:.0f}% of the gain"
         parts.append(
             f"{name}: {numbers.estimate(c.estimate, (c.low, c.high), digits=1, scale=100, unit=' points')} ({share})"
         )
