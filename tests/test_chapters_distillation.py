@@ -237,4 +237,4 @@ def test_teacher_facts_on_tiny_teachers(tmp_path, monkeypatch):
 
 def test_chapter_is_committed_without_outputs_with_a_typed_parameters_cell():
     code = committed_chapter_code("04_distillation")
-    assert any('claims.write_claims(profile.name, "04_distillation"' in c.source for c in code)
+    assert any('claims.write_claims(profile, "04_distillation"' in c.source for c in code)

@@ -37,10 +37,11 @@ def test_an_interval_follows_its_estimate_joined_by_no_break_spaces():
 
 def test_each_claim_reads_in_its_own_unit():
     c6 = {"id": "C6", "estimate": 0.205, "ci": [0.163, 0.245], "threshold": 0.1}
-    c7 = {"id": "C7", "estimate": -0.22, "ci": [-0.37, -0.12], "threshold": 0.5}
+    c7 = {"id": "C7", "estimate": -0.22, "ci": [-0.37, -0.12], "threshold": 0.0}
     c1 = {"id": "C1", "estimate": -1.234, "ci": [-1.3, -1.1], "threshold": 0.0}
     assert numbers.claim_estimate(c6) == f"20.5{NB}points{NB}[16.3,{NB}24.5]"
     assert numbers.claim_threshold(c6) == f"10.0{NB}points"
-    assert numbers.claim_estimate(c7) == f"-22.0%{NB}[-37.0,{NB}-12.0]" and numbers.claim_threshold(c7) == "50.0%"
+    assert numbers.claim_estimate(c7) == f"-22.0{NB}points{NB}[-37.0,{NB}-12.0]"
+    assert numbers.claim_threshold(c7) == f"0.0{NB}points", "C7 and C8 decide a contrast in points, not a share"
     assert numbers.claim_estimate(c1) == f"-1.23{NB}[-1.30,{NB}-1.10]"
     assert numbers.claim_estimate({"id": "C8", "estimate": None, "ci": None, "threshold": 0.5}) == "n/a"

@@ -164,3 +164,10 @@ def test_seeds_needed_by_hand():
     assert seeds_needed(values, 0.10) == expected
     assert seeds_needed(values, 0.14) is None, "an effect at the threshold is never decided"
     assert seeds_needed(values, 0.0) == next(s for s in range(2, 100) if detectable(s) <= 0.14) < expected
+
+
+def test_a_paired_difference_of_one_image_is_undefined_not_an_error():
+    one = paired_t_interval([1.0], [0.5], threshold=0.0)
+    assert one.estimate == 0.5 and math.isnan(one.low) and math.isnan(one.p_above)
+    with pytest.raises(ValueError, match="^a must be two 1-D arrays"):
+        paired_t_interval(np.zeros((2, 2)), np.zeros((2, 2)))

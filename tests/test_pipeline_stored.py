@@ -432,7 +432,8 @@ def _transitive_imports(start: str) -> set[str]:
 
 
 # Modules that decide nothing numeric: argument checks, file handling, third-party import quirks.
-BASICS = {"advlogits.checks", "advlogits.fileio", "advlogits._compat"}
+# Modules that cannot change a number: validation, file I/O, compatibility shims, and the pass counter (it only counts)
+BASICS = {"advlogits.checks", "advlogits.fileio", "advlogits._compat", "advlogits.passes"}
 
 
 def test_everything_the_training_code_imports_is_in_the_model_key():
@@ -473,13 +474,13 @@ def test_the_import_walk_sees_relative_and_package_imports(tmp_path, monkeypatch
 
 
 def _package_copy(base: Path, name: str, edits: list[str]) -> Path:
-    """A copy of the advlogits package under ``base/name``, with a comment appended to each module in ``edits``
-    (paths inside the package); returns the folder to put on PYTHONPATH."""
+    """A copy of the advlogits package under ``base/name``, with a statement appended to each module in ``edits``
+    (paths inside the package: code, not a comment, which no key reads); returns the folder to put on PYTHONPATH."""
     target = base / name / "advlogits"
     shutil.copytree(PACKAGE, target, ignore=shutil.ignore_patterns("__pycache__"))
     for edit in edits:
         with open(target / edit, "a") as f:
-            f.write("\n# a comment: the key hashes source bytes, so even this counts\n")
+            f.write("\n_EDITED = 1  # a statement: the key reads the code\n")
     return target.parent
 
 

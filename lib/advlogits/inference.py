@@ -137,8 +137,10 @@ def minimal_detectable(values: ArrayLike, *, power: float = 0.8, level: float = 
 def paired_t_interval(a: ArrayLike, b: ArrayLike, *, threshold: float | None = None, level: float = LEVEL) -> Tested:
     """mean(a - b) over paired per-image values with its t interval on N - 1 degrees of freedom."""
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if d.ndim != 1 or d.shape[0] < 2:
-        fail("a", "two 1-D arrays of one length >= 2 (paired per-image values)", d.shape)
+    if d.ndim != 1:
+        fail("a", "two 1-D arrays of one length (paired per-image values)", d.shape)
+    if d.shape[0] < 2:  # no variance to estimate: an undefined interval decides nothing
+        return Tested(float(d.mean()) if d.size else math.nan, math.nan, math.nan, math.nan, math.nan)
     se = float(d.std(ddof=1)) / math.sqrt(d.shape[0])
     df = d.shape[0] - 1
     return _tested(float(d.mean()), lambda lv: float(stats.t.ppf((1 + lv) / 2, df)) * se, threshold, level)
