@@ -86,7 +86,7 @@ from advlogits.data import (
 from advlogits.margins import CHECK_STEPS
 from advlogits.models import build_for
 from advlogits.pipeline.plan import Unit, book_plan
-from advlogits.pipeline.stored import MASKING_IMAGES, MASKING_RADII, MASKING_SQUARE_QUERIES
+from advlogits.pipeline.stored import MASKING_RADII
 from advlogits.train import train_adversarial, train_standard
 from benchmarks._common import (
     QUICK_HELP,
@@ -580,9 +580,9 @@ def paper_estimate(p: profiles.Profile, measurements: dict[str, dict[str, Any]])
         if unit.kind == "margin-drops":
             return (p.n_eval * (1 + p.eval_steps * p.eval_restarts) * s,) * 2
         if unit.kind == "masking":
-            n = min(MASKING_IMAGES, p.n_eval)
+            n = min(p.masking_images, p.n_eval)
             radii = len({min(r * p.eps, 0.5) for r in MASKING_RADII} | {0.5})
-            return (n * (2 * radii + 1) * p.eval_steps * s + n * (MASKING_SQUARE_QUERIES + 2) / f,) * 2
+            return (n * (2 * radii + 1) * p.eval_steps * s + n * (p.masking_queries + 2) / f,) * 2
         notes.add(f"kind {unit.kind!r} has no price here: priced as inference on n_eval images")
         return (p.n_eval / f,) * 2
 

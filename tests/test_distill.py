@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from advlogits import distill
 from advlogits.distill import (
     HARD_LABEL_MARGIN,
     TARGET_KINDS,
@@ -319,7 +320,7 @@ def test_make_targets_validation(teacher: torch.Tensor, y: torch.Tensor, referen
     with pytest.raises(
         ValueError,
         match=r"kind must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', "
-        r"'label_smoothing', 'argmax', 'spread', 'soften' \(got 'permute'\)",
+        r"'label_smoothing', 'argmax', 'spread', 'soften', 'permute_confidence' \(got 'permute'\)",
     ):
         make_targets("permute", teacher, y=y)  # type: ignore[arg-type]
     with pytest.raises(
@@ -438,3 +439,31 @@ def test_soften_reaches_the_mean_confidence_with_one_temperature():
         make_targets("soften", z, y=z.argmax(1))
     with pytest.raises(ValueError, match=r"^to must be a finite number > 0\.1 and < 1 \(got 1\.0\)"):
         soften(z, to=1.0)
+
+
+def test_flatten_to_one_confidence_per_sample():
+    g = torch.Generator().manual_seed(0)
+    z = 3 * torch.randn(64, 10, generator=g)
+    to = torch.linspace(0.2, 0.97, 64, dtype=torch.float64)
+    out = distill.flatten_confidence(z, to=to)
+    assert torch.equal(out.argmax(1), z.argmax(1))
+    assert torch.allclose(out.double().softmax(1).amax(1), to, atol=1e-5)
+    assert torch.equal(out.argsort(1), z.argsort(1)), "each row keeps its class order"
+    with pytest.raises(ValueError, match=r"^to must be confidences in \(1/K, 1\) for K=10 classes"):
+        distill.flatten_confidence(z, to=torch.full((64,), 0.05))
+    with pytest.raises(ValueError, match=r"^to must be one confidence, or one per sample of shape \(64,\)"):
+        distill.flatten_confidence(z, to=torch.full((3,), 0.5))
+
+
+def test_permute_confidence_keeps_the_distribution_and_loses_each_samples_own():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(200, 10, generator=g) * torch.linspace(0.5, 4, 200)[:, None]  # confidences spread out
+    y = z.argmax(1)
+    out = distill.make_targets("permute_confidence", z, y=y, generator=torch.Generator().manual_seed(7))
+    own = z.double().softmax(1).amax(1)
+    got = out.double().softmax(1).amax(1)
+    assert torch.equal(out.argmax(1), z.argmax(1)) and torch.equal(out.argsort(1), z.argsort(1))
+    assert torch.allclose(got.sort().values, own.sort().values, atol=1e-5), "the same confidences, permuted"
+    assert (got - own).abs().mean() > 0.05, "each sample's own confidence is gone"
+    again = distill.make_targets("permute_confidence", z, y=y, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(out, again), "seeded"

@@ -112,7 +112,14 @@ def test_percentile_p_values_and_monte_carlo_error():
     assert quantile_mc_error(replicates, 0.025) == pytest.approx(asymptotic, rel=0.35)
 
 
-@pytest.mark.parametrize("bad", [np.zeros(5), np.zeros((1, 5)), np.full((3, 4), np.nan)])
+def test_one_seed_gives_an_undefined_interval_not_an_error():
+    one = seed_image_interval(np.array([[0.2, 0.4, 0.6]]), threshold=0.0)
+    assert one.estimate == pytest.approx(0.4) and math.isnan(one.low) and math.isnan(one.p_above)
+    assert math.isnan(minimal_detectable(np.array([[0.2, 0.4]]))) and seeds_needed(np.array([[0.2, 0.4]]), 0.0) is None
+    assert fieller_ratio(np.array([[1.0, 2.0]]), np.array([[1.0, 1.0]]))[1:] == (-math.inf, math.inf)
+
+
+@pytest.mark.parametrize("bad", [np.zeros(5), np.zeros((1, 1)), np.full((3, 4), np.nan)])
 def test_bad_arrays_are_refused(bad):
     with pytest.raises(ValueError, match="values"):
         seed_image_interval(bad)

@@ -38,8 +38,9 @@ N_PER_BATCH, N_TRAIN_BATCHES, N_TEST = 10, 5, 20  # 50 training and 20 test imag
 # The paper profile at a tiny scale; its data set, architecture and precision (bf16) are left as they are.
 # Every training is one step (16 images, batch 16, one epoch, one PGD step). The sweep's 8/255 model is the AT
 # model itself (same images, epochs and radius), so the first sweep seed adds one model and the second three. The
-# evaluation subset keeps 16 images (chapter 3's grids show 16). AutoAttack "fast" (APGD-CE + APGD-T; the profile's "standard" adds FAB-T and
-# Square) attacks only those of the first 4 images that PGD did not break: on one image it costs seconds here.
+# evaluation subset keeps 16 images (chapter 3's grids show 16). AutoAttack "fast" (APGD-CE + APGD-T; the
+# profile's "standard" adds FAB-T and Square) attacks only those of the first 4 images that PGD did not break: on one
+# image it costs seconds here.
 # One student seed: chapter 4's cost is its students (each trained and attacked once per seed), and how seeds are
 # combined does not depend on the profile (the smoke book runs two).
 OVERRIDES = {

@@ -110,7 +110,9 @@ def test_bad_line_up_input_is_refused_before_training():
         lineup.students(p, sweep=(4.0, 4.0))
     with pytest.raises(ValueError, match=r"^n_autoattack must be >= 1 for the distillation line-up .*\(got 0\)"):
         lineup.students(profiles.resolve("smoke", device="cpu", n_autoattack=0))
-    with pytest.raises(ValueError, match=r"^kind must be one of kd, shuffle, spread, .*argmax \(got 'bogus'\)"):
+    with pytest.raises(
+        ValueError, match=r"^kind must be one of kd, shuffle, spread, .*argmax, permute_confidence \(got 'bogus'\)"
+    ):
         lineup.student_label("bogus")
 
 
@@ -153,3 +155,42 @@ def test_teachers_seed_baselines_sweep_and_linear_models():
         r"pass e\.g\. overrides=",
     ):
         lineup.seed_baselines(profiles.resolve("cpu", device="cpu", seeds=(0,)))
+
+
+def test_the_decisive_line_up_nests_students_within_two_teachers():
+    p = profiles.resolve("decisive", device="cpu")
+    assert lineup.teacher_seeds(p) == [0, 1]
+    groups = lineup.student_seeds_of(p)
+    assert groups == {0: tuple(range(300, 308)), 1: tuple(range(310, 318))}, "fresh seeds, never 100-102"
+    students = lineup.students(p)
+    teachers = [s for s in students if s.role == "teacher"]
+    assert [(s.name, s.seed) for s in teachers] == [
+        ("ST teacher", 0),
+        ("AT teacher", 0),
+        ("ST teacher (seed 1)", 1),
+        ("AT teacher (seed 1)", 1),
+    ]
+    kinds = {s.name for s in students if s.seed == 310}
+    assert len(kinds) == 23 and not [s for s in students if s.role == "sweep"], "no temperature sweep"
+    assert {"AT confidence permuted", "AT confidence 0.5", "AT confidence 0.95", "AT-corr confidence permuted"} <= kinds
+    for s in students:
+        if s.role == "teacher":
+            continue
+        assert s.teacher_seed == (0 if s.seed < 310 else 1)
+        if s.config.method == "distilled":
+            assert s.config.teacher.seed == s.teacher_seed, "a student learns from its own group's teacher"
+            if s.config.reference is not None:
+                assert s.config.reference.seed == s.teacher_seed
+    level = next(s for s in students if s.name == "AT confidence 0.95" and s.seed == 300)
+    assert (level.config.targets, level.config.confidence) == ("flatten", 0.95)
+    smoothing = next(s for s in students if s.name == "AT-corr label smoothing" and s.seed == 300)
+    assert smoothing.role == "baseline", "label smoothing of the true labels is a baseline, not a manipulation"
+    assert next(s for s in students if s.name == "AT confidence permuted").claim == "C8"
+
+
+def test_the_cpu_line_up_is_the_one_teacher_design():
+    p = profiles.resolve("cpu", device="cpu")
+    students = lineup.students(p)
+    assert lineup.teacher_seeds(p) == [0] and {s.teacher_seed for s in students} == {0}
+    assert not [s for s in students if "confidence" in s.name]
+    assert next(s for s in students if s.name == "AT-corr label smoothing").role == "control"

@@ -131,3 +131,12 @@ def test_after_the_plan_has_run_the_chapters_train_and_compute_nothing(tmp_path)
     assert after == before, f"the chapters added {sorted(set(after) - set(before))[:5]}"
     again = run_plan(PlanSpec(profiles.resolve("smoke", device="cpu")), store=Store(home), progress=False)
     assert not again.computed and len(again.from_store) == len(report.computed)
+
+
+def test_the_decisive_plan_checks_every_student_kind_of_each_teacher_for_masking():
+    p = profiles.resolve("decisive", device="cpu")
+    units = plan.book_plan(p)
+    masking = [u for u in units if u.kind == "masking"]
+    assert len(masking) == 2 * 23, "every kind, on the first seed of each teacher group"
+    assert {u.name.rsplit("seed ", 1)[-1].rstrip(")") for u in masking} >= {"300", "310"}
+    assert sum(u.kind == "evaluation" for u in units) == 4 + 2 * 8 * 23

@@ -59,7 +59,7 @@ def test_adversarial_config_of_another_eps_scales_alpha():
 
 
 BAD = [
-    (dict(name="gpu-fast"), r"^profile must be one of 'smoke', 'cpu', 'paper' \(got 'gpu-fast'\)"),
+    (dict(name="gpu-fast"), r"^profile must be one of 'smoke', 'cpu', 'decisive', 'paper' \(got 'gpu-fast'\)"),
     (dict(eps=-1), r"^eps must be a finite number > 0 and < 1 \(got -1\.0\); an L-inf radius in \[0, 1\] pixel units"),
     (dict(eps=0), r"^eps must be a finite number > 0 and < 1 \(got 0\.0\)"),
     (dict(eps=1.5), r"^eps must be a finite number > 0 and < 1 \(got 1\.5\)"),
@@ -132,7 +132,7 @@ def test_cuda_without_cuda_is_refused(device):
 
 def test_profile_errors_are_value_errors():
     assert issubclass(ProfileError, ValueError)
-    assert set(profiles.PROFILES) == {"smoke", "cpu", "paper"}
+    assert set(profiles.PROFILES) == {"smoke", "cpu", "decisive", "paper"}
 
 
 def test_sweep_models_use_the_reduced_budget():
@@ -268,3 +268,12 @@ def test_the_claims_design_the_profiles_carry():
     assert (cpu.augment, paper.augment) == ("none", "crop-flip")
     assert paper.standard().augment == paper.adversarial().augment == paper.student(teacher=None).augment
     assert cpu.student(teacher=None, seed=101).seed == 101
+
+
+def test_students_nested_within_teachers_need_as_many_seeds_each():
+    with pytest.raises(ValueError, match=r"^student_seeds must be as many seeds for each of the 2 teachers"):
+        profiles.resolve("decisive", device="cpu", student_seeds=(300, 301, 302))
+    with pytest.raises(ValueError, match=r"^student_seeds must be distinct seeds"):
+        profiles.resolve("cpu", device="cpu", student_seeds=(100, 100, 101))
+    with pytest.raises(ValueError, match=r"^distill_teachers must be an integer >= 1 and <= 2"):
+        profiles.resolve("cpu", device="cpu", distill_teachers=3)

@@ -257,7 +257,7 @@ CONFIG_CASES = [
         "student-unknown-targets",
         dict(method="distilled", teacher=ST, targets="bogus"),
         r"^TrainConfig: targets must be one of 'kd', 'shuffle', 'mean', 'reorder', 'flatten', 'label_smoothing', "
-        r"'argmax', 'spread', 'soften' \(got 'bogus'\)",
+        r"'argmax', 'spread', 'soften', 'permute_confidence' \(got 'bogus'\)",
     ),
     (
         "student-soften-without-reference",

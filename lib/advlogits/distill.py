@@ -21,10 +21,15 @@ from torch import Tensor
 
 from .checks import check_bool, check_choice, check_int, check_labels, check_logits, check_number, describe, fail
 
-TargetKind = Literal["kd", "shuffle", "mean", "reorder", "flatten", "label_smoothing", "argmax", "spread", "soften"]
+TargetKind = Literal[
+    "kd", "shuffle", "mean", "reorder", "flatten", "label_smoothing", "argmax", "spread", "soften", "permute_confidence"
+]
 """What :func:`make_targets` does to the teacher's logits (see there)."""
 
 TARGET_KINDS: tuple[str, ...] = get_args(TargetKind)
+
+CONFIDENCE_TARGETS: tuple[str, ...] = ("flatten", "label_smoothing", "soften")
+"""Kinds that set a confidence given as ``confidence`` (the others keep or derive the teacher's own)."""
 
 HARD_LABEL_MARGIN = 1.0e4
 """Logit gap of the "argmax" targets: 0 on the label, -1e4 elsewhere, i.e. one-hot after softmax in float32
@@ -152,8 +157,10 @@ def reorder_nonmax_like(logits: Tensor, reference: Tensor) -> Tensor:
     return _assign_nonmax(logits, reference.to(logits.device))
 
 
-def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
+def flatten_confidence(logits: Tensor, *, to: float | Tensor) -> Tensor:
     """Rescale each sample's logits so that its argmax has softmax confidence ``to`` (C8): (N, K) -> (N, K).
+
+    ``to`` is one confidence for every sample, or one per sample ((N,), each in ``(1/K, 1)``).
 
     Solves per sample for a scale ``s > 0`` with ``softmax(s * (z - max z))[argmax] = to`` and returns
     ``s * (z - max z) + max z``. The class order of each row and the argmax are kept; the relative spacing of
@@ -169,8 +176,17 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
     rescaling can separate tied logits; a row whose non-max logits are all equal is solved like any other.
     """
     check_logits(logits)
-    k = logits.shape[1]
-    _check_confidence(to, k, "to")
+    n, k = logits.shape
+    if isinstance(to, Tensor) and to.numel() > 1:
+        if to.shape != (n,):
+            fail("to", f"one confidence, or one per sample of shape ({n},)", to, shown=describe(to))
+        inside = (to > 1.0 / k) & (to < 1.0)
+        if not bool(inside.all()):
+            fail("to", f"confidences in (1/K, 1) for K={k} classes", to, shown=f"{int((~inside).sum())} outside")
+        to = to.to(torch.float64).reshape(n, 1).to(logits.device)
+    else:
+        _check_confidence(to, k, "to")
+        to = float(to)
     z = logits.to(torch.float64)
     top = z.amax(dim=1, keepdim=True)
     first_max = z.argmax(dim=1, keepdim=True)
@@ -181,11 +197,12 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
     d = torch.where((d == 0) & ~is_first_max, demoted, d)  # now < 0 off the argmax
 
     # Root of g(s) = sum_{j != argmax} exp(s * d_j) = ratio, with g decreasing from K-1 to 0.
-    ratio = (1.0 - to) / to
+    ratio = (1.0 - to) / to if isinstance(to, Tensor) else torch.full((n, 1), (1.0 - to) / to, dtype=z.dtype)
+    ratio = ratio.to(z.device)
     gap = -d.masked_fill(is_first_max, -torch.inf).amax(dim=1, keepdim=True)  # > 0
     # exp(-s*gap) <= g(s) <= (K-1) exp(-s*gap) brackets the root in s * gap.
-    low = torch.full_like(gap, max(0.0, -math.log(ratio))) / gap
-    high = torch.full_like(gap, math.log((k - 1) / ratio)) / gap
+    low = (-ratio.log()).clamp_min(0.0) / gap
+    high = ((k - 1) / ratio).log() / gap
     d_off = d.masked_fill(is_first_max, -torch.inf)
     for _ in range(_BISECTION_STEPS):
         mid = (low + high) / 2.0
@@ -194,6 +211,21 @@ def flatten_confidence(logits: Tensor, *, to: float) -> Tensor:
         high = torch.where(too_flat, high, mid)
     scale = (low + high) / 2.0
     return (scale * d + top).to(logits.dtype)
+
+
+def permute_confidence(logits: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    """Give each sample the confidence of another (C8, pulled apart): (N, K) -> (N, K).
+
+    The samples' softmax confidences are permuted at random (``generator``) and each row is rescaled
+    (`flatten_confidence`) to the confidence it drew: every row keeps its class order and argmax, the data set keeps
+    its distribution of confidence, and each sample loses its own. A confidence of exactly 1 in float64 (a row far
+    from every other class) is drawn as the largest confidence below 1 that the row can reach."""
+    check_logits(logits)
+    n, k = logits.shape
+    confidence = logits.to(torch.float64).softmax(dim=1).amax(dim=1)
+    confidence = confidence.clamp(min=1.0 / k + 1e-12, max=1.0 - 1e-12)
+    order = torch.randperm(n, generator=generator).to(confidence.device)
+    return flatten_confidence(logits, to=confidence[order])
 
 
 def spread_nonmax(logits: Tensor) -> Tensor:
@@ -323,7 +355,9 @@ def make_targets(
       ``T = 1`` this is cross-entropy on the teacher's hard labels;
     - ``"spread"``: :func:`spread_nonmax`, the teacher's confidence kept, the rest spread evenly (C7);
     - ``"soften"``: :func:`soften` to ``confidence`` (the softness control of C6: an ST teacher made as soft as the
-      AT teacher on average).
+      AT teacher on average);
+    - ``"permute_confidence"``: :func:`permute_confidence`, drawing from ``generator`` (C8: each sample's confidence
+      replaced by another's, the distribution kept).
 
     With ``label_corrected=True`` the teacher is first label-corrected (:func:`label_correct` with ``y``; control
     (ii)) and then manipulated, so every kind keeps ``y`` as the argmax (unless ``y`` is exactly tied with the
@@ -334,7 +368,8 @@ def make_targets(
     ``reference`` is required by, and only accepted for, ``"reorder"``; ``confidence`` likewise for
     ``"flatten"``, ``"label_smoothing"`` and ``"soften"`` (pass the data-set average, `average_confidence` of the
     teacher's logits, computed once on the whole training set, not per batch). ``generator`` is
-    used by ``"shuffle"`` only. The result has the teacher's dtype and device and never requires grad.
+    used by ``"shuffle"`` and ``"permute_confidence"`` only. The result has the teacher's dtype and device and
+    never requires grad.
     """
     check_choice("kind", kind, TARGET_KINDS)
     check_bool("label_corrected", label_corrected)
@@ -354,7 +389,7 @@ def make_targets(
             shown=describe(reference),
             hint="drop it",
         )
-    if kind in ("flatten", "label_smoothing", "soften"):
+    if kind in CONFIDENCE_TARGETS:
         if confidence is None:
             fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
         if isinstance(confidence, Tensor) and confidence.numel() == 1:
@@ -388,6 +423,8 @@ def make_targets(
         out = flatten_confidence(teacher, to=confidence)
     elif kind == "label_smoothing":
         out = label_smoothing(argmax_labels(teacher), confidence, num_classes=k)
+    elif kind == "permute_confidence":
+        out = permute_confidence(teacher, generator=generator)
     else:  # "argmax"
         out = hard_label_logits(argmax_labels(teacher), num_classes=k)
     return out.to(teacher_logits.dtype)

@@ -52,7 +52,9 @@ class SeedImageParts(NamedTuple):
     n_images: int
 
     def half_width(self, level: float = LEVEL) -> float:
-        """Half-width of the two-sided interval at ``level``."""
+        """Half-width of the two-sided interval at ``level`` (NaN with one seed)."""
+        if self.n_seeds < 2:
+            return math.nan
         q = (1 + level) / 2
         return math.sqrt(_t2(q, self.n_seeds - 1) * self.seeds + _t2(q, self.n_images - 1) * self.images)
 
@@ -63,8 +65,8 @@ def _t2(q: float, df: int) -> float:
 
 def _matrix(values: ArrayLike, name: str) -> NDArray[np.float64]:
     c = np.asarray(values, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] < 2 or c.shape[1] < 2:
-        fail(name, "an (S, N) array of per-seed, per-image values with S >= 2 seeds and N >= 2 images", c.shape)
+    if c.ndim != 2 or c.shape[0] < 1 or c.shape[1] < 2:
+        fail(name, "an (S, N) array of per-seed, per-image values with S >= 1 seeds and N >= 2 images", c.shape)
     if not np.isfinite(c).all():
         fail(name, "finite values", "non-finite entries")
     return c
@@ -88,6 +90,8 @@ def seed_image_parts(values: ArrayLike) -> SeedImageParts:
     """The grand mean of ``values`` (S seeds, N images) and its variance parts (see `SeedImageParts`)."""
     c = _matrix(values, "values")
     s, n = c.shape
+    if s < 2:  # one seed: the seed level cannot be estimated, so no interval is defined
+        return SeedImageParts(float(c.mean()), math.nan, math.nan, s, n)
     ms_seeds, ms_images, ms_residual = _cross_mean_squares(c, c)
     return SeedImageParts(float(c.mean()), ms_seeds / (s * n), max(ms_images - ms_residual, 0.0) / (s * n), s, n)
 
@@ -105,7 +109,7 @@ def _tested(
     estimate: float, half_width_at_level: Callable[[float], float], threshold: float | None, level: float
 ) -> Tested:
     h = half_width_at_level(level)
-    if threshold is None:
+    if threshold is None or math.isnan(h):
         return Tested(estimate, estimate - h, estimate + h, math.nan, math.nan)
 
     def width_at(alpha: float) -> float:  # one-sided tail alpha = two-sided level 1 - 2 alpha
@@ -156,6 +160,9 @@ def fieller_ratio(numerator: ArrayLike, denominator: ArrayLike, *, level: float 
     if num.shape != den.shape:
         fail("denominator", f"the numerator's shape {num.shape}", den.shape)
     s, n = num.shape
+    m_d = float(den.mean())
+    if s < 2:
+        return (float(num.mean()) / m_d if m_d else math.nan), -math.inf, math.inf
     q = (1 + level) / 2
     t_seeds, t_images = _t2(q, s - 1), _t2(q, n - 1)
     m_n, m_d = float(num.mean()), float(den.mean())
@@ -258,6 +265,8 @@ def seeds_needed(
     part of the variance shrinks as 1/S', the images' does not; None when even ``max_seeds`` would not do (the
     effect seen lies at the threshold, or within what the images alone leave uncertain)."""
     parts = seed_image_parts(values)
+    if parts.n_seeds < 2:
+        return None
     distance = abs(parts.mean - threshold)
     for s in range(2, max_seeds + 1):
         scaled = parts._replace(seeds=parts.seeds * parts.n_seeds / s, n_seeds=s)

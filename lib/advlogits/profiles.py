@@ -63,6 +63,14 @@ class Profile:
     augment: str = "none"  # training-batch augmentation: "none" or "crop-flip" (random 4-pixel-padded crop, flip)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N" or "mps"; resolved by `resolve`
     seed: int = 0  # seed of the main run and of the evaluation subset
+    distill_teachers: int = (
+        1  # AT teachers the students are distilled from: the main seed's, then the others' of `seeds`
+    )
+    c8_apart: bool = False  # C8 pulled apart: confidences permuted across images, constant confidence at 0.5 and 0.95
+    temperature_sweep: bool = True  # KD-AT and the shuffled student at other temperatures (first seed; exploratory)
+    masking_images: int = 100  # the gradient-masking checks' images: the first of the evaluation subset
+    masking_queries: int = 1000  # Square's queries per image in the gradient-masking checks
+    masking_every_kind: bool = False  # the checks on every student kind (else KD-AT and the manipulated students)
 
     def standard(self, *, seed: int | None = None) -> TrainConfig:
         """Config of the standard-training (ST) model of this profile."""
@@ -221,6 +229,42 @@ _PROFILES: dict[str, Profile] = {
         student_seeds=(100, 101, 102),
         temperature=1.0,
     ),
+    "decisive": Profile(
+        name="decisive",
+        dataset="fashion-mnist",
+        arch="cnn-small",
+        n_train=None,
+        n_val=1000,
+        epochs=4,
+        adv_epochs=3,
+        student_epochs=5,
+        batch_size=128,
+        lr=0.05,
+        weight_decay=5e-4,
+        eps=0.1,
+        alpha=0.04,
+        steps=3,
+        eval_alpha=0.0125,
+        eval_steps=20,
+        eval_restarts=1,
+        n_eval=1000,
+        n_autoattack=500,
+        autoattack_version="fast",
+        eps_sweep=(0.05, 0.1, 0.15, 0.2),
+        sweep_n_train=10_000,
+        sweep_epochs=4,
+        student_n_train=10_000,
+        seeds=(0, 1),
+        sweep_seeds=(0, 1, 2),
+        student_seeds=(300, 301, 302, 303, 304, 305, 306, 307, 310, 311, 312, 313, 314, 315, 316, 317),
+        temperature=1.0,
+        distill_teachers=2,
+        c8_apart=True,
+        temperature_sweep=False,
+        masking_images=200,
+        masking_queries=5000,
+        masking_every_kind=True,
+    ),
     "paper": Profile(
         name="paper",
         dataset="cifar10",
@@ -345,6 +389,17 @@ def _check(profile: Profile) -> None:
         fail("student_seeds", "one or more seeds", profile.student_seeds)
     for seed in profile.student_seeds:
         check_seed("student_seeds", seed)
+    check_int("distill_teachers", profile.distill_teachers, at_least=1, at_most=len({*profile.seeds, profile.seed}))
+    if len(profile.student_seeds) % profile.distill_teachers:
+        fail(
+            "student_seeds",
+            f"as many seeds for each of the {profile.distill_teachers} teachers (a multiple of distill_teachers)",
+            profile.student_seeds,
+        )
+    if len(set(profile.student_seeds)) != len(profile.student_seeds):
+        fail("student_seeds", "distinct seeds (students nested within teachers never share one)", profile.student_seeds)
+    check_int("masking_images", profile.masking_images, at_least=1)
+    check_int("masking_queries", profile.masking_queries, at_least=1)
     shared = sorted(set(profile.student_seeds) & {*profile.seeds, profile.seed})
     if shared:
         fail(

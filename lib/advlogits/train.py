@@ -74,6 +74,7 @@ class TrainConfig:
     reference: TrainConfig | None = None  # distilled: second teacher some targets need (e.g. ST ordering)
     T: float = 1.0  # distilled: softmax temperature of the KD loss
     label_corrected: bool = False  # distilled: label-correct the teacher (true class swapped to the top) first
+    confidence: float | None = None  # distilled, targets "flatten": the confidence set; None: the teacher's average
     precision: str = "fp32"  # "fp32", or "bf16" autocast for forward passes (advlogits.accel; GPUs)
     compile: bool = False  # train through torch.compile (advlogits.accel; GPUs)
     augment: str = "none"  # training-batch augmentation: "none", or "crop-flip" (random padded crop and flip)
@@ -123,6 +124,10 @@ def _check_config(c: TrainConfig) -> None:
                     c.reference,
                     shown="None" if c.reference is None else "a config",
                 )
+            if c.confidence is not None:
+                if c.targets != "flatten":
+                    fail("confidence", "None unless targets is 'flatten'", c.confidence, hint="drop it")
+                check_number("confidence", c.confidence, above=0, below=1, hint="a softmax probability, e.g. 0.5")
             for name in ("teacher", "reference"):
                 other = getattr(c, name)
                 if other is not None and other.dataset != c.dataset:

@@ -15,8 +15,6 @@ Examples::
 from __future__ import annotations
 
 from .stored import (
-    MASKING_IMAGES,
-    MASKING_SQUARE_QUERIES,
     describe,
     eval_logits,
     eval_split,
@@ -33,8 +31,6 @@ from .stored import (
 )
 
 __all__ = [
-    "MASKING_IMAGES",
-    "MASKING_SQUARE_QUERIES",
     "describe",
     "eval_logits",
     "eval_split",

@@ -6,6 +6,7 @@ enters a store key: renaming a model or moving it between groups never retrains 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +30,10 @@ TWO_BY_TWO: dict[str, tuple[bool, bool]] = {  # kind -> (per-image confidence ke
 ARGMAX = "AT argmax"  # control (i): the AT teacher's predictions as hard labels
 LABEL_CORRECTED = "AT-corr"  # control (ii): the label-corrected AT teacher, as a row-label prefix
 CORRECTED_KINDS: tuple[str, ...] = ("kd", "shuffle", "spread", "reorder", "flatten", "label_smoothing")
+# C8 pulled apart (profiles with `c8_apart`): each image's confidence replaced by another's, and constant confidence
+# at levels other than the teacher's mean (the flattened student is the constant at the mean).
+PERMUTED = "permute_confidence"
+CONFIDENCE_LEVELS: tuple[float, ...] = (0.5, 0.95)
 SWEEP_TEMPERATURES: tuple[float, ...] = (1.0, 4.0)  # the temperature sweep (KD-AT and one manipulation)
 SWEEP_KIND = "shuffle"  # the manipulation repeated in the temperature sweep (first student seed only)
 # The RobustBench CIFAR-10 L-inf models chapter 2 analyses at the paper profile when no list is given.
@@ -42,13 +47,15 @@ PAPER_ROBUSTBENCH_MODELS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Student:
-    """One model of the distillation line-up: its name, the part it plays, the claim that reads it, its seed."""
+    """One model of the distillation line-up: its name, the part it plays, the claim that reads it, its seed, and
+    the seed of the AT teacher whose group it belongs to (students are nested within teachers)."""
 
     name: str  # row label in tables and figures (the same for every seed of a student)
     role: Role  # "teacher", "baseline" (C6's references), "claim" (C6-C8), "mixed", "control" (ours), "sweep"
     claim: str | None  # the claim whose criterion reads this model ("C6", "C7", "C8"), else None
     config: TrainConfig  # what the store trains and keys it by
     seed: int  # the student seed (the teacher's seed for a teacher)
+    teacher_seed: int = 0  # the seed of its teacher group's AT (and ST) teacher
 
 
 def teachers(profile: Profile) -> dict[str, TrainConfig]:
@@ -104,24 +111,48 @@ def linear_model_seeds(profile: Profile) -> dict[int, dict[float, TrainConfig]]:
     return {seed: linear_models(profile, seed=seed) for seed in profile.sweep_seeds}
 
 
-def student_label(kind: str, *, label_corrected: bool = False) -> str:
-    """Row label of the AT teacher manipulated by ``kind`` (e.g. "AT shuffled", "AT-corr shuffled")."""
-    names = {"kd": "KD", **C7_KINDS, **MIXED_KINDS, **C8_KINDS, "argmax": "argmax"}
+def teacher_seeds(profile: Profile) -> list[int]:
+    """The seeds of the AT (and ST) teachers the students are distilled from: the main seed's, then the others of
+    ``profile.seeds``, ``profile.distill_teachers`` in all."""
+    ordered = [profile.seed, *(s for s in profile.seeds if s != profile.seed)]
+    return ordered[: profile.distill_teachers]
+
+
+def student_seeds_of(profile: Profile) -> dict[int, tuple[int, ...]]:
+    """Each teacher seed's student seeds: ``profile.student_seeds`` split evenly, in order."""
+    seeds = teacher_seeds(profile)
+    per = len(profile.student_seeds) // len(seeds)
+    return {t: tuple(profile.student_seeds[k * per : (k + 1) * per]) for k, t in enumerate(seeds)}
+
+
+def student_label(kind: str, *, label_corrected: bool = False, confidence: float | None = None) -> str:
+    """Row label of the AT teacher manipulated by ``kind`` (e.g. "AT shuffled", "AT-corr shuffled"; "AT confidence
+    0.5" for the flattened targets at another confidence than the teacher's mean)."""
+    names = {"kd": "KD", **C7_KINDS, **MIXED_KINDS, **C8_KINDS, "argmax": "argmax", PERMUTED: "confidence permuted"}
     if kind not in names:
         fail("kind", f"one of {', '.join(names)}", kind)
+    if confidence is not None:
+        prefix = LABEL_CORRECTED if label_corrected else "AT"
+        return f"{prefix} confidence {confidence:g}"
     if not label_corrected:
         return KD_AT if kind == "kd" else f"AT {names[kind]}"
     return f"{LABEL_CORRECTED} {names[kind]}"
 
 
-def students_of_seed(profile: Profile, seed: int, *, T: float | None = None) -> list[Student]:
-    """The distillation line-up's students of one student seed, in table order: C6's baselines and KD-AT, the C7
-    and C8 students, the mixed mean student, then the controls (AT argmax, the label-corrected AT teacher's)."""
+def students_of_seed(
+    profile: Profile, seed: int, *, T: float | None = None, teacher_seed: int | None = None
+) -> list[Student]:
+    """The distillation line-up's students of one student seed and one teacher group (default: the main seed's), in
+    table order: C6's baselines and KD-AT, the C7 and C8 students, the mixed mean student, then the controls (AT
+    argmax, the label-corrected AT teacher's); with ``profile.c8_apart``, C8 pulled apart too."""
     T = profile.temperature if T is None else T
-    st, at = profile.standard(), profile.adversarial()
+    t = profile.seed if teacher_seed is None else teacher_seed
+    st, at = profile.standard(seed=t), profile.adversarial(seed=t)
 
-    def kd(kind: str, *, label_corrected: bool = False, temperature: float = T) -> TrainConfig:
-        return profile.student(
+    def kd(
+        kind: str, *, label_corrected: bool = False, temperature: float = T, confidence: float | None = None
+    ) -> TrainConfig:
+        config = profile.student(
             teacher=at,
             targets=kind,
             T=temperature,
@@ -129,27 +160,49 @@ def students_of_seed(profile: Profile, seed: int, *, T: float | None = None) -> 
             reference=st if kind == "reorder" else None,
             seed=seed,
         )
+        return config if confidence is None else dataclasses.replace(config, confidence=confidence)
 
     out = [
-        Student(HARD, "baseline", "C6", profile.student(teacher=None, seed=seed), seed),
-        Student(KD_ST, "baseline", "C6", profile.student(teacher=st, T=T, seed=seed), seed),
+        Student(HARD, "baseline", "C6", profile.student(teacher=None, seed=seed), seed, t),
+        Student(KD_ST, "baseline", "C6", profile.student(teacher=st, T=T, seed=seed), seed, t),
         Student(
             KD_ST_SOFT,
             "baseline",
             "C6",
             profile.student(teacher=st, targets="soften", T=T, reference=at, seed=seed),
             seed,
+            t,
         ),
-        Student(KD_AT, "claim", "C6", kd("kd"), seed),
+        Student(KD_AT, "claim", "C6", kd("kd"), seed, t),
     ]
     for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
-        out += [Student(student_label(k), "claim", claim, kd(k), seed) for k in kinds]
-    out += [Student(student_label(k), "mixed", None, kd(k), seed) for k in MIXED_KINDS]
-    out.append(Student(ARGMAX, "control", None, kd("argmax"), seed))
-    out += [
-        Student(student_label(k, label_corrected=True), "control", None, kd(k, label_corrected=True), seed)
-        for k in CORRECTED_KINDS
-    ]
+        out += [Student(student_label(k), "claim", claim, kd(k), seed, t) for k in kinds]
+    if profile.c8_apart:
+        out.append(Student(student_label(PERMUTED), "claim", "C8", kd(PERMUTED), seed, t))
+        out += [
+            Student(student_label("flatten", confidence=c), "mixed", None, kd("flatten", confidence=c), seed, t)
+            for c in CONFIDENCE_LEVELS
+        ]
+    out += [Student(student_label(k), "mixed", None, kd(k), seed, t) for k in MIXED_KINDS]
+    out.append(Student(ARGMAX, "control", None, kd("argmax"), seed, t))
+    corrected = dict(label_corrected=True)
+    for k in CORRECTED_KINDS:
+        # label smoothing of the label-corrected teacher is plain label smoothing of the true labels: a baseline
+        role: Role = "baseline" if profile.c8_apart and k == "label_smoothing" else "control"
+        out.append(Student(student_label(k, **corrected), role, None, kd(k, **corrected), seed, t))
+    if profile.c8_apart:
+        out.append(Student(student_label(PERMUTED, **corrected), "control", None, kd(PERMUTED, **corrected), seed, t))
+        out += [
+            Student(
+                student_label("flatten", confidence=c, **corrected),
+                "control",
+                None,
+                kd("flatten", confidence=c, **corrected),
+                seed,
+                t,
+            )
+            for c in CONFIDENCE_LEVELS
+        ]
     return out
 
 
@@ -170,14 +223,19 @@ def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float]
             hint="keep the profile's value",
         )
     T = profile.temperature if T is None else T
-    out = [
-        Student("ST teacher", "teacher", None, profile.standard(), profile.seed),
-        Student("AT teacher", "teacher", None, profile.adversarial(), profile.seed),
-    ]
-    for seed in profile.student_seeds:
-        out += students_of_seed(profile, seed, T=T)
+    groups = student_seeds_of(profile)
+    out = []
+    for t in groups:
+        suffix = "" if t == profile.seed else f" (seed {t})"
+        out += [
+            Student(f"ST teacher{suffix}", "teacher", None, profile.standard(seed=t), t, t),
+            Student(f"AT teacher{suffix}", "teacher", None, profile.adversarial(seed=t), t, t),
+        ]
+    for t, seeds in groups.items():
+        for seed in seeds:
+            out += students_of_seed(profile, seed, T=T, teacher_seed=t)
     first, at = profile.student_seeds[0], profile.adversarial()
-    for temperature in sweep:
+    for temperature in sweep if profile.temperature_sweep else ():
         if temperature != T:
             out += [
                 Student(
@@ -186,6 +244,7 @@ def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float]
                     None,
                     profile.student(teacher=at, targets=k, T=temperature, seed=first),
                     first,
+                    profile.seed,
                 )
                 for k in ("kd", SWEEP_KIND)
             ]

@@ -22,7 +22,7 @@ from ..profiles import Profile
 from ..store import Store, canonical
 from ..train import TrainConfig
 from . import lineup, stored
-from .stored import MASKING_IMAGES, Result, model_key
+from .stored import Result, model_key
 
 KINDS = (
     "model",
@@ -261,9 +261,12 @@ def book_plan(
         lineup.KD_AT,
         *(lineup.student_label(k) for k in ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")),
     ]
+    firsts = {seeds[0] for seeds in lineup.student_seeds_of(p).values()}  # the first seed of each teacher group
     for s in students:
-        if s.seed == first and s.name in checked:
-            b.masking(s.config, _readable(s.name, p, s.seed), teachers["AT"], autoattack_scope="pgd-survivors")
+        every = p.masking_every_kind and s.role not in ("teacher", "sweep")
+        if s.seed in firsts and (every or s.name in checked):
+            own_teacher = p.adversarial(seed=s.teacher_seed)  # the transfer attack comes from the student's teacher
+            b.masking(s.config, _readable(s.name, p, s.seed), own_teacher, autoattack_scope="pgd-survivors")
     return list(b.units.values())
 
 
@@ -363,7 +366,6 @@ def with_device(profile: Profile, device: str) -> Profile:
 
 __all__ = [
     "KINDS",
-    "MASKING_IMAGES",
     "STATES",
     "Unit",
     "book_plan",

@@ -37,10 +37,9 @@ MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
 RESULT_SOURCES = (measures, masking, margins)
 
-# The gradient-masking checks: images (the first of the evaluation subset), Square's queries, and the radii of the
-# robust-accuracy curve (multiples of the profile's eps, then 0.5, where any genuine model must fall to 0).
-MASKING_IMAGES = 100
-MASKING_SQUARE_QUERIES = 1000
+# The radii of the gradient-masking checks' robust-accuracy curve: multiples of the profile's eps, then 0.5, where
+# any genuine model must fall to 0 (how many images and Square queries are the profile's `masking_images` and
+# `masking_queries`).
 MASKING_RADII = (1.0, 2.0, 3.0)
 
 log = logging.getLogger("advlogits")
@@ -353,13 +352,13 @@ def linear_check(profile: Profile, config: TrainConfig, *, store: Store | None =
 
 def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool]) -> Result:
     """The `masking_checks` result of ``config`` with the transfer attack from ``teacher``."""
-    n = min(MASKING_IMAGES, profile.n_eval, len(robust))
+    n = min(profile.masking_images, profile.n_eval, len(robust))
     radii = tuple(sorted({min(f * profile.eps, 0.5) for f in MASKING_RADII} | {0.5}))
     params = {
         **_attack_params(profile),
         "n": n,
         "radii": radii,
-        "queries": MASKING_SQUARE_QUERIES,
+        "queries": profile.masking_queries,
         "teacher": model_key(teacher),
         "robust": [bool(r) for r in robust[:n]],
     }
@@ -369,9 +368,10 @@ def masking_result(profile: Profile, config: TrainConfig, teacher: TrainConfig, 
 def masking_checks(
     profile: Profile, config: TrainConfig, teacher: TrainConfig, *, robust: list[bool], store: Store | None = None
 ) -> dict:
-    """`masking.masking_checks` of the model ``config`` on the first `MASKING_IMAGES` evaluation images, given
-    its per-image white-box worst case there (``robust``, from `evaluate`), with the transfer attack crafted on
-    ``teacher``; the profile's evaluation PGD, radii `MASKING_RADII` times eps then 0.5; stored once."""
+    """`masking.masking_checks` of the model ``config`` on the profile's first ``masking_images`` evaluation
+    images, given its per-image white-box worst case there (``robust``, from `evaluate`), with the transfer attack
+    crafted on ``teacher``; the profile's evaluation PGD, radii `MASKING_RADII` times eps then 0.5, Square with
+    ``masking_queries`` queries; stored once."""
     store = store or Store()
     result = masking_result(profile, config, teacher, robust=robust)
     n, radii = result.params["n"], result.params["radii"]
@@ -391,7 +391,7 @@ def masking_checks(
             steps=profile.eval_steps,
             radii=radii,
             seed=profile.seed,
-            square_queries=MASKING_SQUARE_QUERIES,
+            square_queries=profile.masking_queries,
         )
 
     return result.get_or_compute(compute, store=store)

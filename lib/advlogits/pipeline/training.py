@@ -42,7 +42,9 @@ def distillation_targets(config: TrainConfig, y: Tensor, teacher: Tensor, refere
     passed through ``config.targets`` (see `advlogits.distill.make_targets`); ``reference`` is the second
     teacher's logits that ``targets="reorder"`` needs."""
     average = None
-    if config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
+    if config.targets == "flatten" and config.confidence is not None:  # a confidence level of its own
+        average = config.confidence
+    elif config.targets in ("flatten", "label_smoothing"):  # the data-set average confidence of the teacher
         average = average_confidence(label_correct(teacher, y) if config.label_corrected else teacher)
     elif config.targets == "soften":  # the second teacher's average confidence, to which the teacher is softened
         average = average_confidence(reference)
