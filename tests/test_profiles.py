@@ -60,7 +60,7 @@ def test_adversarial_config_of_another_eps_scales_alpha():
 
 BAD = [
     (dict(name="gpu-fast"), r"^profile must be one of 'smoke', 'cpu', 'decisive', 'paper' \(got 'gpu-fast'\)"),
-    (dict(eps=-1), r"^eps must be a finite number > 0 and < 1 \(got -1\.0\); an L-inf radius in \[0, 1\] pixel units"),
+    (dict(eps=-1), r"^eps must be a finite number > 0 and < 1 \(got -1\.0\); the L-inf radius of adversarial training"),
     (dict(eps=0), r"^eps must be a finite number > 0 and < 1 \(got 0\.0\)"),
     (dict(eps=1.5), r"^eps must be a finite number > 0 and < 1 \(got 1\.5\)"),
     (dict(eps="abc"), r"^eps must be a number \(got 'abc'\)"),
@@ -222,7 +222,7 @@ RESOLVE_CASES = [
         dict(seeds="0, 99999999999"),
         r"^seeds must be an integer >= 0 and <= 4294967295 \(got 99999999999\)",
     ),
-    ("nan-eps", dict(eps="nan"), r"^eps must be a finite number > 0 and < 1 \(got nan\); an L-inf radius .*"),
+    ("nan-eps", dict(eps="nan"), r"^eps must be a finite number > 0 and < 1 \(got nan\); the L-inf radius .*"),
     ("fractional-seed", dict(seed="1.5"), r"^seed must be an integer \(got '1.5'\)"),
     ("device-not-a-string", dict(device=7), r"^device must be a string \(got 7\)"),
     (
@@ -277,3 +277,11 @@ def test_students_nested_within_teachers_need_as_many_seeds_each():
         profiles.resolve("cpu", device="cpu", student_seeds=(100, 100, 101))
     with pytest.raises(ValueError, match=r"^distill_teachers must be an integer >= 1 and <= 2"):
         profiles.resolve("cpu", device="cpu", distill_teachers=3)
+
+
+def test_eps_zero_is_refused_with_a_reason_that_does_not_contradict_itself():
+    with pytest.raises(ValueError) as error:
+        profiles.resolve("cpu", device="cpu", eps=0.0)
+    message = str(error.value)
+    assert message.startswith("eps must be a finite number > 0 and < 1 (got 0.0)"), message
+    assert "[0, 1]" not in message and "standard training" in message

@@ -63,7 +63,7 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto)")
     parser.add_argument("--seed", type=int, default=None, help="the main seed (default: the profile's)")
     parser.add_argument(
-        "--eps", type=float, default=None, help="the L-inf radius in pixel units (default: the profile's)"
+        "--eps", type=float, default=None, help="the L-inf radius in pixel units, 0 < eps < 1 (default: the profile's)"
     )
     parser.add_argument(
         "--set",

@@ -370,7 +370,14 @@ def _check(profile: Profile) -> None:
         "eval_restarts",
     ):
         check_int(name, getattr(profile, name), at_least=1)
-    check_number("eps", profile.eps, above=0, below=1, hint="an L-inf radius in [0, 1] pixel units")
+    check_number(
+        "eps",
+        profile.eps,
+        above=0,
+        below=1,
+        hint="the L-inf radius of adversarial training and of the attacks, in pixel units; eps = 0 would be standard "
+        "training, which the ST models already are",
+    )
     check_number("alpha", profile.alpha, above=0, at_most=profile.eps)
     check_number("eval_alpha", profile.eval_alpha, above=0, at_most=profile.eps)
     if len(profile.eps_sweep) < 1:
