@@ -8,6 +8,7 @@ The package metadata is built here from a copy of the project with setuptools' P
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import re
@@ -308,10 +309,31 @@ def test_robustbench_missing_names_the_paper_extra(monkeypatch, robustbench_unim
             models.robustbench_zoo_entry("Ding2020MMA")
 
 
+def _has_distribution(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_a_robustbench_package_of_another_distribution_is_not_the_paper_extra(monkeypatch):
+    """torchattacks ships a robustbench/ package of its own: importable, but not RobustBench. The check reads the
+    installed distributions, so it refuses that package with the command that installs the extra."""
+    from advlogits import _compat
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(_compat.importlib.metadata, "version", missing)
+    with pytest.raises(ModuleNotFoundError, match=r"needs RobustBench \(the project's \[paper\] extra\).*\.\[paper\]"):
+        _compat.import_robustbench_utils()
+
+
 def test_robustbench_imports_after_a_failed_plain_import_of_it():
     """`import robustbench` without the autoattack alias fails half-way (pytest.importorskip does that); the
     library's import must still hand back a working robustbench.utils afterwards, in the same process."""
-    if importlib.util.find_spec("robustbench") is None:
+    if not _has_distribution("robustbench"):
         pytest.skip("the paper extra is not installed: pip install -e '.[paper]'")
     code = (
         "import sys\n"

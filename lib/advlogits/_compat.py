@@ -9,6 +9,7 @@ that says how to install it.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 import warnings
 from types import ModuleType
@@ -30,6 +31,14 @@ def import_robustbench_utils() -> ModuleType:
 
     Raises ModuleNotFoundError naming the ``paper`` extra when RobustBench, or a package it imports, is missing.
     """
+    try:  # the distribution, not just a package named robustbench: torchattacks ships a robustbench/ of its own
+        importlib.metadata.version("robustbench")
+    except importlib.metadata.PackageNotFoundError:
+        raise ModuleNotFoundError(
+            "the paper profile needs RobustBench (the project's [paper] extra), which is not installed (a "
+            f"'robustbench' package that another distribution ships does not count): {PAPER_EXTRA_HINT}",
+            name="robustbench",
+        ) from None
     import_autoattack()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
