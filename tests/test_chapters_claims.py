@@ -53,7 +53,9 @@ NOT_REPRODUCED = claims.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_see
 
 def test_the_registry_holds_each_claim_once_with_a_chapter_that_exists():
     chapters = {p.stem for p in (ROOT / "chapters").glob("*.ipynb")}
-    assert tuple(CLAIMS) == claims.CLAIM_IDS == tuple(f"C{i}" for i in range(1, 9))
+    assert tuple(CLAIMS) == claims.CLAIM_IDS == ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C7c", "C8", "C8c")
+    assert claims.PAPER_CLAIM_IDS == tuple(f"C{i}" for i in range(1, 9)), "our readings are not the paper's claims"
+    assert [c.id for c in CLAIMS.values() if c.ours] == ["C7c", "C8c"]
     for cid, claim in CLAIMS.items():
         assert claim.id == cid
         assert claim.chapter in chapters, (cid, claim.chapter)
@@ -61,7 +63,7 @@ def test_the_registry_holds_each_claim_once_with_a_chapter_that_exists():
     assert claims.CHAPTERS == {
         "02_logit_distributions": ("C1", "C2", "C3"),
         "03_sample_confidence": ("C4", "C5"),
-        "04_distillation": ("C6", "C7", "C8"),
+        "04_distillation": ("C6", "C7", "C7c", "C8", "C8c"),
     }
 
 
@@ -74,7 +76,7 @@ def test_the_thresholds_are_the_protocols_and_the_criteria_name_them():
         0.10,
         0.5,
     )
-    assert [CLAIMS[c].threshold for c in claims.CLAIM_IDS] == [0.0, 0.0, 0.0, 0.1, 0.05, 0.1, 0.0, 0.0]
+    assert [CLAIMS[c].threshold for c in claims.CLAIM_IDS] == [0.0, 0.0, 0.0, 0.1, 0.05, 0.1, 0.0, 0.0, 0.0, 0.0]
     assert "within 0.0001" in CLAIMS["C3"].criterion and "above 0" in CLAIMS["C3"].criterion
     assert "at or above 0.1" in CLAIMS["C4"].criterion
     assert "most-confident 10%" in CLAIMS["C5"].criterion and "at or above 0.05" in CLAIMS["C5"].criterion
@@ -356,7 +358,7 @@ def test_records_carry_the_registry_wording_the_decision_and_are_jsonable():
     for verdict, holds in (("inconclusive", None), ("not testable", None), ("not reproduced", False)):
         r = claims.record("C7", claims.outcome(verdict, None, 0.5, n_seeds=3, n_images=500), measured={})
         assert (r["verdict"], r["holds"], r["estimate"], r["ci"]) == (verdict, holds, None, None)
-    with pytest.raises(ValueError, match=r"^id must be one of 'C1', 'C2', .*'C8' \(got 'C9'\)"):
+    with pytest.raises(ValueError, match=r"^id must be one of 'C1', 'C2', .*'C8c' \(got 'C9'\)"):
         claims.record("C9", decided, measured={})
     with pytest.raises(ValueError, match=r"^decided must be an outcome of the claims registry"):
         claims.record("C1", {"holds": True}, measured={})
@@ -533,3 +535,29 @@ def test_the_scorecard_chapter_run_by_hand_writes_beside_the_build(repo, tmp_pat
         f"hand run: the scorecard of the claims in {hand / 'claims'}/ is {hand / 'scorecard.json'} "
         "(the build's claims, in _build/executed/smoke/, are untouched)"
     ]
+
+
+def test_each_teacher_is_a_replication_decided_alone():
+    """Two teacher groups: every comparison is decided within its group, the claim needs every group; a second
+    teacher whose students keep the gain makes C7 fail even where the first teacher's students remove it."""
+    rates = dict(hard=0.1, kd_st=0.1, soft=0.1, kd_at=0.4, shuffled=0.1, spread=0.1, order=0.1, flat=0.4, smooth=0.4)
+    first = outcomes_at({k: [v] * 3 for k, v in rates.items()}, seed=1)
+    second = outcomes_at({k: [v] * 3 for k, v in {**rates, "shuffled": 0.4}.items()}, seed=2)
+    groups = {"AT teacher": first, "AT teacher (seed 1)": second}
+    values = claims.grouped_values(groups)
+    assert set(values["C7"]) == {
+        f"{name} ({label})" for label in groups for name in ("AT shuffled", "AT spread", "AT ST order")
+    }
+    tests = claims.tested(values)
+    gains = dict(zip(groups, tests["gain"].values()))
+    decided = decide_removal(gains, tests["C7"], n_seeds=3, n_images=400)
+    assert decided["verdict"] == "not reproduced" and decided["primary"] == "AT shuffled (AT teacher (seed 1))"
+    assert {"a gain to remove (AT teacher)", "a gain to remove (AT teacher (seed 1))"} <= set(decided["checks"])
+    only_first = decide_removal(
+        {"AT teacher": gains["AT teacher"]},
+        {k: v for k, v in tests["C7"].items() if k.endswith("(AT teacher)")},
+        n_seeds=3,
+        n_images=400,
+    )
+    assert only_first["verdict"] == "reproduced"
+    assert decide_c6(tests["C6"], n_seeds=3, n_images=400)["verdict"] == "reproduced"

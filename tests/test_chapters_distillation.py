@@ -128,7 +128,9 @@ def test_claim_records_decide_c6_to_c8_with_the_registry_and_keep_every_seed(pro
     per_seed = distillation.per_seed_table(students, results, {(lineup.KD_AT, 100): {"top-1 agreement": 0.9}})
     records, tests = distillation.claim_records(outcomes, per_seed=per_seed, images={"seed": 0, "n_robust": N})
     by_id = {r["id"]: r for r in records}
-    assert list(by_id) == ["C6", "C7", "C8"]
+    assert list(by_id) == ["C6", "C7", "C8", "C7c", "C8c"], "our label-corrected readings are decided too"
+    assert set(by_id["C8c"]["checks"]) == {"a gain to remove", "AT-corr flattened"}, "its label smoothing is a baseline"
+    assert by_id["C7c"]["measured"]["gain_points"][0] == pytest.approx(100 * (0.30 - 0.14))
     assert next(iter(tests["gain"].values())).estimate == pytest.approx(0.26)
     # C6 hinges on the best baseline (KD-ST soft, 14%); C7 on ST order, which keeps the most of the gain
     assert by_id["C6"]["estimate"] == pytest.approx(0.26) and by_id["C6"]["verdict"] == "reproduced"

@@ -89,9 +89,10 @@ def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record(
     complete = [
         _record(cid, v)
         for cid, v in zip(
-            claims.CLAIM_IDS, ["reproduced"] * 4 + ["inconclusive", "not reproduced", "not testable", "not testable"]
+            claims.PAPER_CLAIM_IDS,
+            ["reproduced"] * 4 + ["inconclusive", "not reproduced", "not testable", "not testable"],
         )
-    ]
+    ] + [_record("C7c", "not reproduced")]  # our reading: a row, not one of the paper's claims
     s = scorecard.summary(complete)
     assert (s["n_reproduced"], s["n_not_reproduced"], s["n_inconclusive"], s["n_not_testable"]) == (4, 1, 1, 2)
     assert (s["n_measured"], s["n_claims"], s["missing_note"]) == (8, 8, "Every claim has a record.")
@@ -99,7 +100,19 @@ def test_summary_counts_each_kind_of_verdict_and_a_claim_takes_its_worst_record(
     two = [_record("C2", "reproduced"), _record("C2", "inconclusive", chapter="other")]
     assert scorecard.summary(two)["verdicts"] == {"C2": "inconclusive"}
     assert scorecard.summary(two + [_record("C2", "not reproduced")])["verdicts"] == {"C2": "not reproduced"}
-    assert [r["id"] for r in scorecard.scorecard_rows(two)] == ["C1", "C2", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
+    assert [r["id"] for r in scorecard.scorecard_rows(two)] == [
+        "C1",
+        "C2",
+        "C2",
+        "C3",
+        "C4",
+        "C5",
+        "C6",
+        "C7",
+        "C7c",
+        "C8",
+        "C8c",
+    ]
     empty = scorecard.summary([])
     assert (empty["n_reproduced"], empty["n_measured"], empty["n_claims"]) == (0, 0, 8)
     assert empty["missing_note"] == (
@@ -120,10 +133,10 @@ def test_the_figure_has_a_row_per_claim_coloured_by_verdict_with_its_threshold()
     ]
     fig = scorecard.scorecard_figure(records)
     axes = fig.axes
-    assert len(axes) == 8 and [a.get_title(loc="left")[:2] for a in axes] == list(claims.CLAIM_IDS)
+    assert len(axes) == 10 and [a.get_title(loc="left").split()[0] for a in axes] == list(claims.CLAIM_IDS)
     titles = [a.get_title(loc="left") for a in axes]
     assert titles[0].replace("\n", " ") == f"C1 ✓ reproduced: {CLAIMS['C1'].statement}", "the verdict, then the claim"
-    assert len(set(titles)) == 8, "every row names its own claim"
+    assert len(set(titles)) == 10, "every row names its own claim"
     assert all(len(line) <= scorecard.TITLE_WIDTH for t in titles for line in t.splitlines()), "titles wrap to fit"
     assert axes[0].patches and axes[5].patches, "the claim's side of the threshold is shaded"
     assert "(points)" in axes[5].get_xlabel() and "logit units" in axes[0].get_xlabel()

@@ -38,7 +38,7 @@ import numpy as np
 from ..checks import check_choice, fail
 from ..fileio import atomic_write_bytes
 from ..inference import Tested, fieller_ratio, holm, seed_image_interval
-from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, student_label
+from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, PERMUTED, student_label
 from ..stats import Interval
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,32 +322,65 @@ def removed_share(outcomes: Mapping[str, Any], student: str, *, reference: str =
     return fieller_ratio(removed, gain_values(outcomes, reference=reference))
 
 
-def distillation_tests(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> dict[str, dict[str, Tested]]:
-    """C6's comparisons (KD-AT minus each baseline, against `C6_MARGIN`), the gain over the best baseline
-    (against 0: C7 and C8's precondition), and C7's and C8's contrasts (against 0), each with its seed-and-image
-    interval. With ``label_corrected``, the same for the label-corrected AT teacher's students (the control)."""
+def c8_kinds(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> list[str]:
+    """The C8 family's students present in ``outcomes``: flattened and label smoothing, and the permuted
+    confidences where the design has them. On the label-corrected teacher, label smoothing is plain label smoothing
+    of the true labels, a baseline, not a manipulation: its reading has flattened (and permuted) only."""
+    kinds = [k for k in (*C8_KINDS, PERMUTED) if not (label_corrected and k == "label_smoothing")]
+    return [student_label(k, label_corrected=label_corrected) for k in kinds]
+
+
+def distillation_values(
+    outcomes: Mapping[str, Any], *, label_corrected: bool = False
+) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
+    """What C6 to C8 are decided on, as per-seed, per-image values (S, N) with the threshold each is held against:
+    C6's comparisons (KD-AT minus each baseline, against `C6_MARGIN`), the gain over the best baseline (against 0:
+    C7 and C8's precondition), and C7's and C8's contrasts (against 0). With ``label_corrected``, the same for the
+    label-corrected AT teacher's students: its own KD student and its own gain over the same baselines."""
     reference = student_label("kd", label_corrected=label_corrected)
     _require(outcomes, (reference, *C6_BASELINES))
     kd = _array(outcomes, reference)
-    out: dict[str, dict[str, Tested]] = {
-        "C6": {
-            f"{reference} - {b}": seed_image_interval(kd - _array(outcomes, b), threshold=C6_MARGIN)
-            for b in C6_BASELINES
-        },
-        "gain": {
-            f"{reference} - {best_baseline(outcomes)}": seed_image_interval(
-                gain_values(outcomes, reference=reference), threshold=0.0
-            )
-        },
+    out: dict[str, dict[str, tuple[np.ndarray, float]]] = {
+        "C6": {f"{reference} - {b}": (kd - _array(outcomes, b), C6_MARGIN) for b in C6_BASELINES},
+        "gain": {f"{reference} - {best_baseline(outcomes)}": (gain_values(outcomes, reference=reference), 0.0)},
     }
-    for claim, kinds in (("C7", C7_KINDS), ("C8", C8_KINDS)):
-        names = [student_label(k, label_corrected=label_corrected) for k in kinds]
-        out[claim] = {
-            name: seed_image_interval(removal_contrast(outcomes, name, reference=reference), threshold=0.0)
-            for name in names
-            if name in outcomes
-        }
+    families = {
+        "C7": [student_label(k, label_corrected=label_corrected) for k in C7_KINDS],
+        "C8": c8_kinds(outcomes, label_corrected=label_corrected),
+    }
+    for claim, names in families.items():
+        out[claim] = {n: (removal_contrast(outcomes, n, reference=reference), 0.0) for n in names if n in outcomes}
     return out
+
+
+def grouped_values(
+    groups: Mapping[str, Mapping[str, Any]], *, label_corrected: bool = False
+) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
+    """`distillation_values` of each teacher group (``groups``: teacher label -> its students' outcomes), merged into
+    one family per claim: a teacher is a replication, so every comparison is decided within its group and the claim
+    needs every comparison of every group (docs/protocol.md, second amendment of 2026-12-04). With several groups
+    each comparison's name ends with its teacher's label, e.g. "KD-AT - hard labels (AT teacher (seed 1))"."""
+    if not groups:
+        fail("groups", "at least one teacher group of student outcomes", groups)
+    merged: dict[str, dict[str, tuple[np.ndarray, float]]] = {}
+    for label, outcomes in groups.items():
+        suffix = f" ({label})" if len(groups) > 1 else ""
+        for part, values in distillation_values(outcomes, label_corrected=label_corrected).items():
+            merged.setdefault(part, {}).update({f"{name}{suffix}": v for name, v in values.items()})
+    return merged
+
+
+def tested(values: Mapping[str, Mapping[str, tuple[np.ndarray, float]]]) -> dict[str, dict[str, Tested]]:
+    """Each comparison of `distillation_values` (or `grouped_values`) with its seed-and-image interval and p-values."""
+    return {
+        part: {name: seed_image_interval(v, threshold=threshold) for name, (v, threshold) in comparisons.items()}
+        for part, comparisons in values.items()
+    }
+
+
+def distillation_tests(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> dict[str, dict[str, Tested]]:
+    """`distillation_values` of one teacher's students, each with its seed-and-image interval."""
+    return tested(distillation_values(outcomes, label_corrected=label_corrected))
 
 
 def decide_c6(comparisons: Mapping[str, Tested], *, n_seeds: int, n_images: int) -> dict:
@@ -355,24 +388,26 @@ def decide_c6(comparisons: Mapping[str, Tested], *, n_seeds: int, n_images: int)
     return _family_outcome(comparisons, C6_MARGIN, "at least", n_seeds=n_seeds, n_images=n_images)
 
 
-def decide_removal(gain: Tested, contrasts: Mapping[str, Tested], *, n_seeds: int, n_images: int) -> dict:
-    """C7, C8: not testable unless the gain over the best baseline has its interval above 0 (a gain to remove); then
-    every student's contrast ``KD-AT - student - 0.5 gain`` is at least 0 (each alone, Holm across the students)."""
-    g_e, g_lo, g_hi = _as_interval(gain, "gain")
-    precondition = {"estimate": g_e, "ci": [g_lo, g_hi], "verdict": "reproduced" if g_lo > 0 else "inconclusive"}
-    if not g_lo > 0:
+def decide_removal(
+    gain: Tested | Mapping[str, Tested], contrasts: Mapping[str, Tested], *, n_seeds: int, n_images: int
+) -> dict:
+    """C7, C8: not testable unless the gain over the best baseline has its interval above 0 (a gain to remove), in
+    every teacher group (``gain``: one interval, or teacher label -> interval); then every student's contrast
+    ``KD - student - 0.5 gain`` is at least 0 (each alone, Holm across the students and the groups)."""
+    gains = gain if isinstance(gain, Mapping) else {"": gain}
+    precondition = {}
+    for label, g in gains.items():
+        g_e, g_lo, g_hi = _as_interval(g, "gain")
+        name = "a gain to remove" + (f" ({label})" if label else "")
+        precondition[name] = {
+            "estimate": g_e,
+            "ci": [g_lo, g_hi],
+            "verdict": "reproduced" if g_lo > 0 else "inconclusive",
+        }
+    if not all(p["verdict"] == "reproduced" for p in precondition.values()):
         checks = decide_family(contrasts, 0.0, "at least") if contrasts else {}
-        return outcome(
-            "not testable",
-            None,
-            0.0,
-            n_seeds=n_seeds,
-            n_images=n_images,
-            checks={"a gain to remove": precondition, **checks},
-        )
-    return _family_outcome(
-        contrasts, 0.0, "at least", n_seeds=n_seeds, n_images=n_images, extra={"a gain to remove": precondition}
-    )
+        return outcome("not testable", None, 0.0, n_seeds=n_seeds, n_images=n_images, checks={**precondition, **checks})
+    return _family_outcome(contrasts, 0.0, "at least", n_seeds=n_seeds, n_images=n_images, extra=precondition)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -392,6 +427,7 @@ class Claim:
     threshold: float  # the number the criterion compares the statistic with
     statistic: str  # what the row's estimate is, in words
     side: Side | None = "at least"  # the claim's side of the threshold for the row's statistic (None: C3's "contains")
+    ours: bool = False  # a reading of ours decided beside the paper's claims (not counted among them)
 
 
 _CHAPTER_2, _CHAPTER_3, _CHAPTER_4 = "02_logit_distributions", "03_sample_confidence", "04_distillation"
@@ -499,9 +535,39 @@ CLAIMS: dict[str, Claim] = {
             0.0,
             "KD-AT - student - half the gain",
         ),
+        Claim(
+            "C7c",
+            "C7 once the teacher's relabelling is undone (ours)",
+            "Our reading of C7 on the label-corrected AT teacher (its logits changed only where it is wrong): removing "
+            "what it says about the incorrect classes removes the robustness its student inherits.",
+            "with a gain to remove (the label-corrected teacher's KD student minus the best baseline, interval above "
+            "0), for each of its shuffled, spread and ST-order students, its KD student - student - half its gain has "
+            f"its 95% interval at or above 0 ({_HOLM})",
+            _CHAPTER_4,
+            decide_removal,
+            0.0,
+            "AT-corr KD - student - half its gain",
+            ours=True,
+        ),
+        Claim(
+            "C8c",
+            "C8 once the teacher's relabelling is undone (ours)",
+            "Our reading of C8 on the label-corrected AT teacher: flattening its confidence to its data-set average "
+            "(and, where the design has it, giving each image another's confidence) removes the robustness.",
+            "with a gain to remove, for each of the label-corrected teacher's flattened (and confidence-permuted) "
+            f"students, its KD student - student - half its gain has its 95% interval at or above 0 ({_HOLM}); "
+            "label smoothing of the true labels is a baseline here, not a manipulation",
+            _CHAPTER_4,
+            decide_removal,
+            0.0,
+            "AT-corr KD - student - half its gain",
+            ours=True,
+        ),
     )
 }
+CLAIMS = dict(sorted(CLAIMS.items(), key=lambda item: (int(item[0][1:2]), item[0])))  # C7, then our C7c, then C8
 CLAIM_IDS: tuple[str, ...] = tuple(CLAIMS)
+PAPER_CLAIM_IDS: tuple[str, ...] = tuple(cid for cid, c in CLAIMS.items() if not c.ours)
 CHAPTERS: dict[str, tuple[str, ...]] = {}
 for _claim in CLAIMS.values():
     CHAPTERS.setdefault(_claim.chapter, ())

@@ -22,7 +22,7 @@ from ..checks import fail
 from ..data import load_dataset
 from ..inference import Tested, seed_image_interval
 from ..logits import confidence
-from ..pipeline.lineup import ARGMAX, TWO_BY_TWO, Student, student_label
+from ..pipeline.lineup import ARGMAX, PERMUTED, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
 from ..store import Store
 from . import claims, numbers, style
@@ -68,6 +68,19 @@ def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int
     }
 
 
+def robust_outcomes_by_teacher(
+    students: Sequence[Student], results: Mapping[tuple[str, int], Mapping]
+) -> dict[str, dict[str, np.ndarray]]:
+    """`robust_outcomes` of each teacher group, labelled by its AT teacher's row name ("AT teacher", "AT teacher
+    (seed 1)"), the main seed's first: students are nested within teachers, and each group is decided alone."""
+    labels = {s.teacher_seed: s.name for s in students if s.role == "teacher" and s.name.startswith("AT teacher")}
+    members: dict[int, list[Student]] = {}
+    for s in students:
+        if s.role not in ("teacher", "sweep"):
+            members.setdefault(s.teacher_seed, []).append(s)
+    return {labels.get(t, f"AT teacher (seed {t})"): robust_outcomes(group, results) for t, group in members.items()}
+
+
 def student_estimates(outcomes: Mapping[str, np.ndarray]) -> dict[str, Tested]:
     """Each student's robust accuracy, mean over seeds and images, with its seed-and-image interval."""
     return {name: seed_image_interval(o) for name, o in outcomes.items()}
@@ -104,72 +117,33 @@ def _seed_means(values: np.ndarray) -> list[float]:
     return [round(float(v), 5) for v in np.asarray(values).mean(axis=1)]
 
 
-def claim_records(
-    outcomes: Mapping[str, np.ndarray], *, per_seed: Mapping[str, dict] | None = None, images: Mapping | None = None
-) -> tuple[list[dict], dict[str, dict[str, Tested]]]:
-    """The chapter's C6, C7, C8 records (decided by the registry) and the tests behind them.
-
-    Each record keeps what a reader needs to recompute its intervals: the per-seed value of every comparison, and
-    (C6) ``per_seed``, every student's clean and robust accuracy and fidelity per seed, with ``images``, the
-    evaluation images' seed and count."""
-    tests = claims.distillation_tests(outcomes)
-    n_seeds, n_images = next(iter(outcomes.values())).shape
-    best = claims.best_baseline(outcomes)
-    kd = outcomes[claims.KD_AT]
-    means = {name: float(o.mean()) for name, o in outcomes.items()}
-    gain_values = claims.gain_values(outcomes)
-    common = {
-        "robust_pct": {name: round(100 * m, 2) for name, m in means.items()},
-        "best_baseline": best,
-        "gain_points": _interval_points(tests["gain"][f"{claims.KD_AT} - {best}"]),
-        "gain_per_seed": _seed_means(gain_values),
-        "minimal_detectable_points": {
-            "gain": round(100 * minimal_detectable(gain_values), 2),
-            "student vs student": round(100 * minimal_detectable(kd - outcomes[best]), 2),
-        },
-    }
-    if ARGMAX in means and means[claims.KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
-        common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[claims.KD_AT] - means[best]), 3)
-    size = dict(n_seeds=n_seeds, n_images=n_images)
-    seeds_needed = {
-        name: inference.seeds_needed(values, threshold)
-        for name, (values, threshold) in comparison_values(outcomes).items()
-    }
-    common["seeds_needed"] = seeds_needed
-    c6_measured = {
-        **common,
-        "per_seed_values": {name: _seed_means(kd - outcomes[b]) for name, b in zip(tests["C6"], claims.C6_BASELINES)},
-        "students_per_seed": dict(per_seed or {}),
-        "images": dict(images or {}),
-    }
-    records = [claims.record("C6", claims.decide_c6(tests["C6"], **size), measured=c6_measured)]
-    gain = tests["gain"][f"{claims.KD_AT} - {best}"]
-    for claim in ("C7", "C8"):
-        decided = claims.decide_removal(gain, tests[claim], **size)
-        measured = {
-            **common,
-            "per_seed_values": {n: _seed_means(claims.removal_contrast(outcomes, n)) for n in tests[claim]},
-            "shares_fieller": {n: list(claims.removed_share(outcomes, n)) for n in tests[claim]},
-        }
-        records.append(claims.record(claim, decided, measured=measured))
-    return records, tests
+def _has_corrected(groups: Mapping[str, Mapping[str, np.ndarray]]) -> bool:
+    kd = student_label("kd", label_corrected=True)
+    return all(kd in outcomes for outcomes in groups.values())
 
 
-def comparison_values(outcomes: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, float]]:
-    """Every comparison of C6, C7 and C8 as per-seed, per-image values with its threshold: name -> (values,
-    threshold), KD-AT's students against their own threshold, "(C7)" or "(C8)" after the manipulated ones."""
-    kd = outcomes[claims.KD_AT]
-    out = {f"KD-AT - {b} (C6)": (kd - outcomes[b], claims.C6_MARGIN) for b in claims.C6_BASELINES}
-    for claim, names in (("C7", claims.C7_STUDENTS), ("C8", claims.C8_STUDENTS)):
-        out |= {f"{n} ({claim})": (claims.removal_contrast(outcomes, n), 0.0) for n in names if n in outcomes}
+def comparison_values(groups: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, tuple[np.ndarray, float]]:
+    """Every comparison of C6 to C8 (and of our label-corrected readings C7c and C8c) as per-seed, per-image values
+    with its threshold, named "<comparison> (<claim>)"; ``groups`` maps each teacher's label to its students'
+    outcomes (`robust_outcomes_by_teacher`)."""
+    readings = {"": claims.grouped_values(groups)}
+    if _has_corrected(groups):
+        readings["c"] = claims.grouped_values(groups, label_corrected=True)
+    out = {}
+    for suffix, values in readings.items():
+        for claim in ("C6", "C7", "C8"):
+            if claim == "C6" and suffix:
+                continue  # C6 is decided once, on the AT teacher's KD student
+            out |= {f"{name} ({claim}{suffix})": v for name, v in values[claim].items()}
     return out
 
 
-def power_table(outcomes: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """For each comparison of C6 to C8: its estimate and threshold (points), the smallest difference this design
-    detects (80% power at the 5% level) and how many seeds it would need to be decided at the effect seen."""
+def power_table(groups: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """For each comparison of C6 to C8 (and C7c, C8c): its estimate and threshold (points), the smallest difference
+    this design detects (80% power at the 5% level) and how many seeds it would need to be decided at the effect
+    seen."""
     rows = {}
-    for name, (values, threshold) in comparison_values(outcomes).items():
+    for name, (values, threshold) in comparison_values(groups).items():
         needed = inference.seeds_needed(values, threshold)
         rows[name] = {
             "estimate (points)": round(100 * float(values.mean()), 1),
@@ -180,11 +154,91 @@ def power_table(outcomes: Mapping[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 
+def _gain_of(groups: Mapping[str, Mapping], tests: Mapping[str, Tested]) -> Tested | dict[str, Tested]:
+    """The precondition's gain interval(s): one Tested for one teacher, teacher label -> Tested for several."""
+    gains = list(tests.values())
+    return gains[0] if len(groups) == 1 else dict(zip(groups, gains))
+
+
+def _removal_measured(
+    groups: Mapping[str, Mapping[str, np.ndarray]], values: Mapping[str, tuple], *, label_corrected: bool
+) -> dict:
+    """Per comparison of a C7/C8 reading: its per-seed values, and the share of the gain removed (Fieller)."""
+    reference = student_label("kd", label_corrected=label_corrected)
+    shares = {}
+    for label, outcomes in groups.items():
+        suffix = f" ({label})" if len(groups) > 1 else ""
+        for name in outcomes:
+            if f"{name}{suffix}" in values:
+                shares[f"{name}{suffix}"] = list(claims.removed_share(outcomes, name, reference=reference))
+    return {"per_seed_values": {n: _seed_means(v) for n, (v, _) in values.items()}, "shares_fieller": shares}
+
+
+def claim_records(
+    outcomes: Mapping[str, np.ndarray],
+    *,
+    groups: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    per_seed: Mapping[str, dict] | None = None,
+    images: Mapping | None = None,
+) -> tuple[list[dict], dict[str, dict[str, Tested]]]:
+    """The chapter's C6, C7, C8 records and our label-corrected readings C7c and C8c (decided by the registry), and
+    the tests of the AT reading behind them.
+
+    ``groups`` maps each teacher's label to its students' outcomes (default: ``outcomes``, one teacher); every
+    comparison is decided within its group. Each record keeps what a reader needs to recompute its intervals: the
+    per-seed value of every comparison, and (C6) ``per_seed``, every student's clean and robust accuracy and
+    fidelity per seed, with ``images``, the evaluation images' seed and count."""
+    groups = dict(groups) if groups else {"AT teacher": outcomes}
+    first = next(iter(groups.values()))
+    values = claims.grouped_values(groups)
+    tests = claims.tested(values)
+    n_seeds, n_images = next(iter(first.values())).shape
+    best = claims.best_baseline(first)
+    kd = first[claims.KD_AT]
+    means = {name: float(o.mean()) for name, o in first.items()}
+    gain_values = claims.gain_values(first)
+    common = {
+        "teachers": list(groups),
+        "robust_pct": {name: round(100 * float(o.mean()), 2) for name, o in outcomes.items()},
+        "best_baseline": best,
+        "gain_points": _interval_points(next(iter(tests["gain"].values()))),
+        "gain_per_seed": _seed_means(gain_values),
+        "minimal_detectable_points": {
+            "gain": round(100 * minimal_detectable(gain_values), 2),
+            "student vs student": round(100 * minimal_detectable(kd - first[best]), 2),
+        },
+        "seeds_needed": {name: inference.seeds_needed(v, t) for name, (v, t) in comparison_values(groups).items()},
+    }
+    if ARGMAX in means and means[claims.KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
+        common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[claims.KD_AT] - means[best]), 3)
+    size = dict(n_seeds=n_seeds, n_images=n_images)
+    c6_measured = {
+        **common,
+        "per_seed_values": {name: _seed_means(v) for name, (v, _) in values["C6"].items()},
+        "students_per_seed": dict(per_seed or {}),
+        "images": dict(images or {}),
+    }
+    records = [claims.record("C6", claims.decide_c6(tests["C6"], **size), measured=c6_measured)]
+    readings = [("", values, tests, False)]
+    if _has_corrected(groups):
+        corrected = claims.grouped_values(groups, label_corrected=True)
+        readings.append(("c", corrected, claims.tested(corrected), True))
+    for suffix, vals, tst, label_corrected in readings:
+        gain = _gain_of(groups, tst["gain"])
+        for claim in ("C7", "C8"):
+            decided = claims.decide_removal(gain, tst[claim], **size)
+            measured = {**common, **_removal_measured(groups, vals[claim], label_corrected=label_corrected)}
+            if label_corrected:
+                measured["gain_points"] = _interval_points(next(iter(tst["gain"].values())))
+            records.append(claims.record(f"{claim}{suffix}", decided, measured=measured))
+    return records, tests
+
+
 def _interval_points(e: Tested) -> list[float]:
     return [round(100 * v, 2) for v in e.interval]
 
 
-MANIPULATIONS = ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")
+MANIPULATIONS = ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing", PERMUTED)
 
 
 def removal_rows(outcomes: Mapping[str, np.ndarray]) -> dict[str, dict]:

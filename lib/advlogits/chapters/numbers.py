@@ -25,6 +25,8 @@ CLAIM_FORMATS: dict[str, tuple[float, int, str]] = {
     "C6": (100.0, 1, " points"),
     "C7": (100.0, 1, " points"),
     "C8": (100.0, 1, " points"),
+    "C7c": (100.0, 1, " points"),
+    "C8c": (100.0, 1, " points"),
 }
 
 

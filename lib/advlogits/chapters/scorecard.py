@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 
 from ..fileio import atomic_write_bytes
 from . import style
-from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, VERDICTS, verdict_label
+from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, PAPER_CLAIM_IDS, VERDICTS, verdict_label
 from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, estimate, number, percent
 
 
@@ -120,7 +120,8 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def summary(records: list[dict]) -> dict:
-    """Counts for the scorecard's prose: claims of each verdict, measured claims, all claims, and what is missing.
+    """Counts for the scorecard's prose: the paper's claims of each verdict, measured claims, all claims, and what is
+    missing (our own readings, C7c and C8c, are rows of the scorecard but not claims of the paper: not counted).
 
     A claim with several records takes the worst of them: not reproduced before inconclusive before not testable
     before reproduced.
@@ -128,11 +129,13 @@ def summary(records: list[dict]) -> dict:
     order = ("not reproduced", "inconclusive", "not testable", "reproduced")
     verdict_of = {}
     for r in records:
+        if r["id"] not in PAPER_CLAIM_IDS:
+            continue
         current = verdict_of.get(r["id"])
         if current is None or order.index(r["verdict"]) < order.index(current):
             verdict_of[r["id"]] = r["verdict"]
     counts = {f"n_{v.replace(' ', '_')}": sum(1 for x in verdict_of.values() if x == v) for v in VERDICTS}
-    missing = [i for i in CLAIMS if i not in verdict_of]
+    missing = [i for i in PAPER_CLAIM_IDS if i not in verdict_of]
     silent = [chapter for chapter in CHAPTERS if chapter not in {r.get("chapter") for r in records}]
     note = (
         "Every claim has a record."
@@ -145,7 +148,7 @@ def summary(records: list[dict]) -> dict:
     return {
         **counts,
         "n_measured": len(verdict_of),
-        "n_claims": len(CLAIMS),
+        "n_claims": len(PAPER_CLAIM_IDS),
         "missing_note": note,
         "verdicts": verdict_of,
     }
