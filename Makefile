@@ -1,7 +1,7 @@
 # advlogits: set up, execute the chapters, build the book, run the tests.
 #
 #   make book                           set up, compute the plan on every core, execute every chapter (profile
-#                                       cpu), build _build/html
+#                                       cpu), build _build/html, compare its scorecard with results/cpu/
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
 #   make test                           set up, lint, pytest, every chapter at profile smoke, book build, site tests
 #   make lint                           ruff (lint and format) and the chapters' hygiene: make test's first step
@@ -190,7 +190,7 @@ help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
 	@echo
 	@echo "  make book      set up $(VENV), get the data, compute the plan (one worker per core: PLAN_WORKERS), execute"
-	@echo "                 every chapter, build _build/html"
+	@echo "                 every chapter, build _build/html and compare its scorecard with results/PROFILE/ (one line)"
 	@echo "                 (STUDENT=1: the student edition, without solutions, in _build/html-student)"
 	@echo "  make repository REPO_URL=...  write the repository's address into the chapters' Colab cell"
 	@echo "  make test      set up, lint, pytest, execute every chapter at PROFILE=smoke, build the book (-W -n), site tests"
@@ -508,10 +508,15 @@ endef
 export REPO_CONFIG_PY
 
 # -W turns every Sphinx warning into an error, -n (nitpicky) warns of every reference that resolves to nothing.
+# The built scorecard is then compared with the profile's committed record (results/PROFILE/) in one line, which
+# never fails the build: the verdicts that match or changed, how far the estimates moved, the CPUs if they differ.
 site: stage
 	rm -rf $(JB_OUT)  # a page removed from the book must not linger in the site
 	$(BIN)/jupyter-book build $(SRC_DIR) --path-output $(JB_OUT) --all -W -n --keep-going
 	@echo "==> built $(SITE_DIR)/index.html from $(EXEC_DIR)/"
+	@line=$$($(VPY) -m advlogits.record_check --profile $(PROFILE) --scorecard $(EXEC_DIR)/scorecard.json) \
+	  || line="not compared with the record: the comparison failed (above)"; \
+	echo "==> the scorecard against results/$(PROFILE)/: $$line"
 
 book: site
 	rm -rf $(HTML_DIR)

@@ -1,6 +1,7 @@
-"""The Makefile's plan step, read from ``make -n`` (nothing is built): by default `make book` computes the plan with
-one one-thread worker per core, PLAN_WORKERS overrides it (1: one process, 0: no plan), and a PLAN_WORKERS that is
-not a whole number is refused in one line.
+"""The Makefile's plan step and record line, read from ``make -n`` (nothing is built): by default `make book`
+computes the plan with one one-thread worker per core, PLAN_WORKERS overrides it (1: one process, 0: no plan), a
+PLAN_WORKERS that is not a whole number is refused in one line, and the site's build ends with the one line that
+compares its scorecard with the profile's committed record.
 """
 
 from __future__ import annotations
@@ -69,3 +70,16 @@ def test_help_says_what_the_default_does(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "compute the plan (one worker per core" in done.stdout
     assert f"one per core, {CORES} here; 1: one process; 0: no plan" in done.stdout
+    assert "compare its scorecard with results/PROFILE/" in done.stdout
+
+
+def test_the_site_build_ends_with_the_line_against_the_committed_record(tmp_path):
+    done = make(tmp_path, "site", "-o", "stage", "PROFILE=cpu")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    build = next(i for i, line in enumerate(lines) if "jupyter-book build" in line)
+    check = next(i for i, line in enumerate(lines) if "-m advlogits.record_check" in line)
+    assert check > build
+    assert f"--profile cpu --scorecard {tmp_path}/scorecard.json" in lines[check]
+    assert "|| line=" in "\n".join(lines[check:]), "a failed comparison never fails the build"
+    assert 'echo "==> the scorecard against results/cpu/: $line"' in lines[-1]
