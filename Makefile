@@ -1,6 +1,7 @@
 # advlogits: set up, execute the chapters, build the book, run the tests.
 #
-#   make book                           set up, execute every chapter (profile cpu), build _build/html
+#   make book                           set up, compute the plan on every core, execute every chapter (profile
+#                                       cpu), build _build/html, compare its scorecard with results/cpu/
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
 #   make test                           set up, lint, pytest, every chapter at profile smoke, book build, site tests
 #   make lint                           ruff (lint and format) and the chapters' hygiene: make test's first step
@@ -52,9 +53,11 @@ PAPERMILL_FLAGS ?= --no-progress-bar --log-output
 # `make lab` serves JupyterLab on 127.0.0.1 at this port (it stops if the port is taken)
 LAB_PORT ?= 8888
 # Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations,
-# logits) with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR (local or ray); 0 leaves it to the chapters,
-# one unit after another in one process.
-PLAN_WORKERS ?= 0
+# logits) with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR (local or ray): by default one per core, so that
+# every machine computes with one torch thread per unit (the same bytes on any number of cores) and uses all its
+# cores; 1 computes the plan in one process. 0 skips the plan and leaves the computing to the chapters, one
+# after the other with their default torch threads (the plain build `make bench` compares the plan against).
+PLAN_WORKERS ?= $(CORES)
 PLAN_EXECUTOR ?= local
 # When the store already holds every unit of the plan (a warm store, or after the plan has run), the chapters
 # have nothing left to compute or to wait for, and up to CHAPTER_JOBS of them run at once (the scorecard last);
@@ -146,6 +149,10 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
+ifeq ($(shell [ "$(PLAN_WORKERS)" -ge 0 ] 2>/dev/null && echo ok),)
+$(error PLAN_WORKERS=$(PLAN_WORKERS) is not a whole number; leave it unset for one worker per core, or e.g. PLAN_WORKERS=1 computes the plan in one process)
+endif
+
 ifeq ($(shell [ "$(CHAPTER_JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
 $(error CHAPTER_JOBS=$(CHAPTER_JOBS) is not a whole number of at least 1; e.g. CHAPTER_JOBS=1 runs the chapters one after the other)
 endif
@@ -182,7 +189,8 @@ HTML_DIR := _build/html$(if $(filter-out 0,$(STUDENT)),-student)
 help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
 	@echo
-	@echo "  make book      set up $(VENV), get the data, execute every chapter, build _build/html"
+	@echo "  make book      set up $(VENV), get the data, compute the plan (one worker per core: PLAN_WORKERS), execute"
+	@echo "                 every chapter, build _build/html and compare its scorecard with results/PROFILE/ (one line)"
 	@echo "                 (STUDENT=1: the student edition, without solutions, in _build/html-student)"
 	@echo "  make repository REPO_URL=...  write the repository's address into the chapters' Colab cell"
 	@echo "  make test      set up, lint, pytest, execute every chapter at PROFILE=smoke, build the book (-W -n), site tests"
@@ -208,7 +216,8 @@ help:
 	@echo "  make clean     remove _build (never the store)"
 	@echo
 	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
-	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (>0: compute the plan with that many workers first)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
+	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (one-thread workers that compute the plan before the chapters; default:"
+	@echo "                   one per core, $(CORES) here; 1: one process; 0: no plan, the chapters compute)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
 	@echo "          CHAPTER_JOBS=$(CHAPTER_JOBS) (chapters at once when the store holds the whole plan; 1: one after the other)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  USE_ACTIVE_ENV=$(USE_ACTIVE_ENV) (1: the active environment, no venv)"
 	@echo "          INSTALLER=$(INSTALLER) (uv or pip: what installs the venv's packages)"
@@ -412,8 +421,8 @@ endif
 
 # The plan runs again only when a chapter would (a chapter, the library, the set-up or DEVICE changed); from a
 # warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
-# CHAPTER_JOBS when every unit is stored, else 1. A finished `advlogits run` has stored every unit; without it,
-# `advlogits plan --check` looks.
+# CHAPTER_JOBS when every unit is stored, else 1. A finished `advlogits run` has stored every unit; with
+# PLAN_WORKERS=0 (no plan), `advlogits plan --check` looks.
 $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 	@mkdir -p $(@D)
 ifneq ($(PLAN_WORKERS),0)
@@ -499,10 +508,15 @@ endef
 export REPO_CONFIG_PY
 
 # -W turns every Sphinx warning into an error, -n (nitpicky) warns of every reference that resolves to nothing.
+# The built scorecard is then compared with the profile's committed record (results/PROFILE/) in one line, which
+# never fails the build: the verdicts that match or changed, how far the estimates moved, the CPUs if they differ.
 site: stage
 	rm -rf $(JB_OUT)  # a page removed from the book must not linger in the site
 	$(BIN)/jupyter-book build $(SRC_DIR) --path-output $(JB_OUT) --all -W -n --keep-going
 	@echo "==> built $(SITE_DIR)/index.html from $(EXEC_DIR)/"
+	@line=$$($(VPY) -m advlogits.record_check --profile $(PROFILE) --scorecard $(EXEC_DIR)/scorecard.json) \
+	  || line="not compared with the record: the comparison failed (above)"; \
+	echo "==> the scorecard against results/$(PROFILE)/: $$line"
 
 book: site
 	rm -rf $(HTML_DIR)

@@ -164,7 +164,7 @@ HELP = [
     (["store", "rm"], ["usage: advlogits store rm", "key", "unique prefix"]),
     (["store", "gc"], ["usage: advlogits store gc"]),
     (["chapter"], ["usage: advlogits chapter", "name", "04_distillation", "--profile", "--set"]),
-    (["scorecard"], ["usage: advlogits scorecard", "--profile", "--hand-runs"]),
+    (["scorecard"], ["usage: advlogits scorecard", "--profile", "--hand-runs", "--against"]),
 ]
 
 

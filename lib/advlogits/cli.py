@@ -6,6 +6,7 @@
     advlogits store ls | show KEY | verify | repair | rm KEY | gc
     advlogits chapter 04_distillation --profile smoke
     advlogits scorecard --profile cpu
+    advlogits scorecard --profile cpu --against results/cpu   the build against its committed record, in one line
 
 The build (``make execute``) owns ``_build/executed/<profile>``; ``chapter`` is a hand run, like papermill or
 Jupyter: the executed notebook and its claims go to ``_build/hand-runs/<profile>``, never among the build's, and a
@@ -41,6 +42,7 @@ from .pipeline import plan as plan_module
 from .pipeline.executors import EXECUTORS, PlanSpec, RunReport, run_plan
 from .pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
 from .profiles import PROFILES, resolve
+from .record_check import RecordError, compare_folders
 from .store import Store
 
 RAY_ADDRESS = re.compile(r"^(auto|ray://[^:/\s]+:\d+|[^:/\s]+:\d+)$")  # 'auto', ray://host:port or host:port
@@ -451,6 +453,8 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
             f"no scorecard at {path}: build the book first (make book PROFILE={profile}) or run "
             f"`advlogits chapter 05_scorecard --profile {profile}` and read it with --hand-runs"
         )
+    if args.against is not None:
+        return _against(path, args.against, profile)
     records = json.loads(path.read_text())
     print(f"{'id':<3} {'verdict':<15} {'estimate [95% CI]':<28} threshold  chapter")
     for r in records:
@@ -462,6 +466,24 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
         )
         print(f"{r['id']:<3} {r['verdict']:<15} {number:<28} {r['threshold']:<10g} {r['chapter']}")
     return 0
+
+
+def _against(scorecard: Path, record: Path, profile: str) -> int:
+    """`advlogits scorecard --against`: the build's scorecard against a committed record, in one line (then one
+    line per claim that differs); 0 when every verdict is the recorded one, 1 when one changed."""
+    if not (record / "scorecard.json").is_file():
+        _fail(
+            f"argument --against: no committed record at {record / 'scorecard.json'}: give a folder such as "
+            f"results/{profile}, which `make results PROFILE={profile}` writes after `make book PROFILE={profile}`"
+        )
+    try:
+        comparison = compare_folders(scorecard, record, profile=profile)
+    except RecordError as err:
+        _fail(f"argument --against: {err}")
+    print(comparison.line())
+    for line in comparison.details():
+        print(f"  {line}")
+    return 0 if comparison.verdicts_match else 1
 
 
 def _add(verbs: Any, name: str, text: str) -> argparse.ArgumentParser:
@@ -536,6 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc = _add(verbs, "scorecard", "print the scorecard of a built profile")
     _profile_argument(sc)
     sc.add_argument("--hand-runs", action="store_true", help="the scorecard of the hand runs, not the build's")
+    sc.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="RECORD",
+        help="compare with a committed record, e.g. results/cpu, in one line: exit 0 when every verdict is the "
+        "recorded one, 1 when one changed",
+    )
     sc.set_defaults(run=cmd_scorecard)
     return parser
 
