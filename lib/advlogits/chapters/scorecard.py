@@ -289,10 +289,17 @@ def open_claims_sentence(records: list[dict]) -> str:
         row = r.get("primary")
         statistic = r["statistic"] if not row or row in r["statistic"] else f"{r['statistic']} for {row}"
         if CLAIMS[r["id"]].side is None:  # C3's row: an interval that should contain the threshold
-            said = "contains" if r["ci"] and r["ci"][0] <= r["threshold"] <= r["ci"][1] else "excludes"
+            contains = bool(r["ci"]) and r["ci"][0] <= r["threshold"] <= r["ci"][1]
+            why = (
+                "the gap's shrinkage is not proportional to the proposition's penalty"
+                if not contains
+                else "another of its checks fails"
+                if r["verdict"] == "not reproduced"
+                else "the slope on the penalty is not clearly above 0"
+            )
             parts.append(
-                f"{r['id']} is {r['verdict']}: the {statistic} is {claim_estimate(r)}, which {said} 0 (the gap's "
-                "shrinkage is not proportional to the proposition's penalty)"
+                f"{r['id']} is {r['verdict']}: the {statistic} is {claim_estimate(r)}, which "
+                f"{'contains' if contains else 'excludes'} 0 ({why})"
             )
         else:
             parts.append(
