@@ -639,7 +639,12 @@ def _fashion_copy(folder: Path, *, images: int, truncate_to: int | None = None) 
 
 PAPERMILL_CASES = [
     # (id, papermill parameters, environment, expected message)
-    ("unknown-profile", ["-p", "profile", "nope"], {}, "profile must be one of 'smoke', 'cpu', 'paper' (got 'nope')"),
+    (
+        "unknown-profile",
+        ["-p", "profile", "nope"],
+        {},
+        "profile must be one of 'smoke', 'cpu', 'decisive', 'paper' (got 'nope')",
+    ),
     (
         "cuda-without-cuda",
         ["-p", "profile", "smoke", "-p", "device", "cuda"],
