@@ -52,32 +52,6 @@ TINY_ARGS = [a for key, value in TINY.items() for a in ("--set", f"{key}={value}
 LINE = re.compile(r"^(stored|missing) +(?:(\d+ s|<1 s|\?) +)?(.+) \[([a-z-]+), ([0-9a-f]{16})\]$")
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    """A store of this test's own (not yet created) and an empty folder of executed chapters."""
-    root = tmp_path / "store"
-    monkeypatch.setenv("ADVLOGITS_HOME", str(root))
-    executed = tmp_path / "executed"
-    executed.mkdir()
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(executed))
-    monkeypatch.chdir(ROOT)
-    return root
-
-
-@pytest.fixture()
-def no_compute(monkeypatch) -> list:
-    """Replaces what would compute (running the plan, papermill) by a failure: a refusal must come before it."""
-    calls: list = []
-
-    def refuse(*args, **kwargs):
-        calls.append((args, kwargs))
-        raise AssertionError(f"compute started for bad input: {args} {kwargs}")
-
-    monkeypatch.setattr(cli, "run_plan", refuse)
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
-    return calls
-
-
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``advlogits argv`` run in this process."""
     try:

@@ -38,32 +38,6 @@ from advlogits.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    """A store of this test's own (not yet created) and an empty folder of executed chapters."""
-    root = tmp_path / "store"
-    monkeypatch.setenv("ADVLOGITS_HOME", str(root))
-    executed = tmp_path / "executed"
-    executed.mkdir()
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(executed))
-    monkeypatch.chdir(ROOT)
-    return root
-
-
-@pytest.fixture()
-def no_compute(monkeypatch) -> list:
-    """Replaces what would compute (running the plan, papermill) by a failure: a refusal must come before it."""
-    calls: list = []
-
-    def refuse(*args, **kwargs):
-        calls.append((args, kwargs))
-        raise AssertionError(f"compute started for bad input: {args} {kwargs}")
-
-    monkeypatch.setattr(cli, "run_plan", refuse)
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
-    return calls
-
-
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``advlogits argv`` run in this process; an exception escaping `main` (a
     traceback for the user) is returned as status ``"traceback"``."""

@@ -43,6 +43,7 @@ import torch
 
 from ..accel import resolve_device
 from ..profiles import PROFILES
+from ..record_check import cpu_model
 from .claims import VERDICTS, verdict_label
 from .numbers import claim_threshold
 from .scorecard import CHAPTER_TITLES, fmt_estimate, markdown_table
@@ -158,16 +159,6 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def package_versions() -> dict[str, str]:
     """The installed versions of `KEY_PACKAGES` (those installed), read from their metadata."""
     packages = {}
@@ -227,7 +218,7 @@ def environment(executed: str | Path, *, profile: str, root: str | Path) -> dict
         "device": device,  # the build's DEVICE, "auto" resolved on this machine
         "device_requested": requested,
         "gpu": torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "wall_seconds": round(sum(seconds), 1) if seconds and None not in seconds else None,
