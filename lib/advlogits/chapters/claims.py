@@ -479,7 +479,7 @@ CLAIMS: dict[str, Claim] = {
         ),
         Claim(
             "C4",
-            "AT and ST models differ on which samples get high or low confidence",
+            "AT and ST models differ in which samples they are sure of",
             "AT and ST models differ significantly on which samples get high or low confidence",
             f"for each seed baseline (ST vs ST', AT vs AT'), its Spearman minus Spearman(ST, AT) has its 95% interval "
             f"at or above {C4_MIN_DISTANCE} ({_HOLM})",
@@ -490,7 +490,7 @@ CLAIMS: dict[str, Claim] = {
         ),
         Claim(
             "C5",
-            "the samples with the largest confidence difference differ visibly",
+            "the samples whose confidence differs most differ visibly",
             "the samples with the largest confidence difference between AT and ST differ visibly",
             f"for each seed baseline, its overlap minus overlap(ST, AT) of the most-confident "
             f"{100 * C5_FRACTION:.0f}% has its 95% interval at or above {C5_MIN_DISTANCE} ({_HOLM})",
@@ -501,7 +501,7 @@ CLAIMS: dict[str, Claim] = {
         ),
         Claim(
             "C6",
-            "distilling an AT teacher on clean inputs gives the student robustness",
+            "distilling an AT teacher on clean inputs gives robustness",
             "Distilling an AT teacher on clean inputs only gives the student some robustness.",
             "KD-AT minus each baseline (hard labels, KD-ST, KD-ST soft; robust accuracy, mean over seeds and images) "
             f"has its 95% interval at or above {100 * C6_MARGIN:.0f} points ({_HOLM})",

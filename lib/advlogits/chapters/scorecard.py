@@ -155,17 +155,18 @@ def summary(records: list[dict]) -> dict:
 
 
 VERDICT_COLORS = {**style.VERDICT_COLORS, NOT_MEASURED: "#BBBBBB"}
-TITLE_WIDTH = 62  # characters per line of a row's title, so that it fits the figure's width
+TITLE_WIDTH = 80  # characters per line of a row's title (at the small font), so that it fits the figure's width
 
 
 def scorecard_figure(records: list[dict]):
-    """One row per claim, titled with the claim: its statistic with the 95% interval, coloured by verdict, against its
-    threshold (dashed), the claim's side of the threshold shaded; every row on its own scale and in its own unit."""
+    """One row per claim of the paper, titled with the claim: its statistic with the 95% interval, coloured by verdict,
+    against its threshold (dashed), the claim's side of the threshold shaded; every row on its own scale and unit."""
     by_id = {}
     for r in records:
         by_id.setdefault(r["id"], r)
-    fig, axes = style.figure(0.95 * len(CLAIMS) + 0.5, nrows=len(CLAIMS), ncols=1)
-    for ax, (cid, claim) in zip(axes, CLAIMS.items()):
+    paper = {cid: CLAIMS[cid] for cid in PAPER_CLAIM_IDS}  # our own readings are rows of the table, not of the figure
+    fig, axes = style.figure(0.74 * len(paper) + 0.5, nrows=len(paper), ncols=1)
+    for ax, (cid, claim) in zip(axes, paper.items()):
         r = by_id.get(cid)
         verdict = r["verdict"] if r else NOT_MEASURED
         color = VERDICT_COLORS[verdict]
@@ -185,7 +186,7 @@ def scorecard_figure(records: list[dict]):
                 ax.set_xlim(left, right)
             ax.set_xlabel(
                 f"{claim.statistic} ({unit.strip()})" if unit else claim.statistic,
-                fontsize="small",
+                fontsize=style.SMALL_PT,
                 labelpad=1,
             )
         else:
@@ -194,7 +195,7 @@ def scorecard_figure(records: list[dict]):
         ax.set_yticks([])
         ax.grid(False)
         title = textwrap.fill(f"{cid} {verdict_label(verdict)}: {claim.statement}", TITLE_WIDTH)
-        ax.set_title(title, loc="left", color=color, pad=3, fontweight="bold")
+        ax.set_title(title, loc="left", color=color, pad=3, fontsize=style.SMALL_PT)
         for side in ("left", "right", "top"):
             ax.spines[side].set_visible(False)
     fig.supxlabel("dashed: each claim's threshold; shaded: the claim's side of it")
