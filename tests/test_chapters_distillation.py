@@ -114,7 +114,7 @@ def test_robust_outcomes_stack_each_students_seeds(profile):
     assert estimates[lineup.KD_AT].estimate == pytest.approx(0.40)
     assert estimates[lineup.KD_AT].low < 0.40 < estimates[lineup.KD_AT].high
     parts = inference.seed_image_parts(outcomes[lineup.KD_AT])
-    mde = distillation.minimal_detectable(outcomes[lineup.KD_AT])
+    mde = inference.minimal_detectable(outcomes[lineup.KD_AT])
     assert mde == pytest.approx(parts.half_width(0.95) + parts.half_width(0.6)) and mde > parts.half_width(0.95)
     del results[(lineup.KD_AT, profile.student_seeds[1])]
     with pytest.raises(ValueError, match=r"^results must be an evaluation of every student and seed"):

@@ -160,13 +160,12 @@ def fieller_ratio(numerator: ArrayLike, denominator: ArrayLike, *, level: float 
     if num.shape != den.shape:
         fail("denominator", f"the numerator's shape {num.shape}", den.shape)
     s, n = num.shape
-    m_d = float(den.mean())
-    if s < 2:
-        return (float(num.mean()) / m_d if m_d else math.nan), -math.inf, math.inf
-    q = (1 + level) / 2
-    t_seeds, t_images = _t2(q, s - 1), _t2(q, n - 1)
     m_n, m_d = float(num.mean()), float(den.mean())
     ratio = m_n / m_d if m_d else math.nan
+    if s < 2:  # one seed: the seed level cannot be estimated
+        return ratio, -math.inf, math.inf
+    q = (1 + level) / 2
+    t_seeds, t_images = _t2(q, s - 1), _t2(q, n - 1)
 
     def parts(x: NDArray, y: NDArray) -> float:  # t-weighted variance (covariance) of the two means
         ms_s, ms_i, ms_r = _cross_mean_squares(x, y)

@@ -86,12 +86,6 @@ def student_estimates(outcomes: Mapping[str, np.ndarray]) -> dict[str, Tested]:
     return {name: seed_image_interval(o) for name, o in outcomes.items()}
 
 
-def minimal_detectable(values: np.ndarray) -> float:
-    """The smallest true difference the design detects for a statistic with per-seed, per-image ``values`` (80%
-    power at the 5% level, from the measured seed and image variance; `advlogits.inference.minimal_detectable`)."""
-    return inference.minimal_detectable(values)
-
-
 def per_seed_table(
     students: Sequence[Student],
     results: Mapping[tuple[str, int], Mapping],
@@ -148,7 +142,7 @@ def power_table(groups: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
         rows[name] = {
             "estimate (points)": round(100 * float(values.mean()), 1),
             "threshold (points)": round(100 * threshold, 1),
-            "detectable now (points)": round(100 * minimal_detectable(values), 1),
+            "detectable now (points)": round(100 * inference.minimal_detectable(values), 1),
             "seeds needed": "more than 100" if needed is None else str(needed),
         }
     return pd.DataFrame(rows).T
@@ -204,8 +198,8 @@ def claim_records(
         "gain_points": _interval_points(next(iter(tests["gain"].values()))),
         "gain_per_seed": _seed_means(gain_values),
         "minimal_detectable_points": {
-            "gain": round(100 * minimal_detectable(gain_values), 2),
-            "student vs student": round(100 * minimal_detectable(kd - first[best]), 2),
+            "gain": round(100 * inference.minimal_detectable(gain_values), 2),
+            "student vs student": round(100 * inference.minimal_detectable(kd - first[best]), 2),
         },
         "seeds_needed": {name: inference.seeds_needed(v, t) for name, (v, t) in comparison_values(groups).items()},
     }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -13,22 +12,6 @@ from ..fileio import atomic_write_bytes
 from . import style
 from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, PAPER_CLAIM_IDS, VERDICTS, verdict_label
 from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, estimate, number, percent
-
-
-def fmt_value(value: Any) -> str:
-    """A measured value for a table: 3 significant digits, lists in brackets, dicts as ``key: value`` pairs."""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_words(k)}: {fmt_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value) if isinstance(value, bool) else str(value)
-
-
-def _words(key: str) -> str:
-    """``robust_kd_at_pct`` -> ``robust kd at pct``: names that wrap in a narrow table column."""
-    return str(key).replace("_", " ")
 
 
 def fmt_estimate(record: dict) -> str:
