@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from advlogits.chapters import claims
+from advlogits.chapters import claims, wording
 from advlogits.chapters.claims import (
     C3_TOLERANCE,
     C4_MIN_DISTANCE,
@@ -561,3 +561,43 @@ def test_each_teacher_is_a_replication_decided_alone():
     )
     assert only_first["verdict"] == "reproduced"
     assert decide_c6(tests["C6"], n_seeds=3, n_images=400)["verdict"] == "reproduced"
+
+
+def _removal_record(cid: str, verdicts: dict[str, str], verdict: str) -> dict:
+    checks = {"a gain to remove": {"verdict": "reproduced"}}
+    checks |= {name: {"verdict": v, "p_claim_holm": 0.01} for name, v in verdicts.items()}
+    return {"id": cid, "verdict": verdict, "checks": checks}
+
+
+def test_the_removal_finding_says_which_students_keep_the_gain_and_what_that_means():
+    teachers = ("", " (AT teacher (seed 1))")
+    at = {f"AT {s}{t}": "not reproduced" for s in ("shuffled", "spread") for t in teachers}
+    at |= {"AT ST order": "not reproduced", "AT ST order (AT teacher (seed 1))": "inconclusive"}
+    corrected = {f"AT-corr {s}{t}": "reproduced" for s in ("shuffled", "spread", "ST order") for t in teachers}
+    records = {
+        "C7": _removal_record("C7", at, "not reproduced"),
+        "C7c": _removal_record("C7c", corrected, "reproduced"),
+    }
+    assert wording.removal_finding(records, "C7") == (
+        "Of the AT teacher's students, AT shuffled and AT spread keep more than half of it; AT ST order is undecided; "
+        "of the label-corrected teacher's, AT-corr shuffled, AT-corr spread and AT-corr ST order remove at least "
+        "half of it. At this profile, the information about the incorrect classes carries at least half of what the "
+        "logits add once the relabelling is undone, but less than half of the AT teacher's gain, which its "
+        "relabelling keeps."
+    )
+    records["C7c"]["verdict"] = "inconclusive"
+    assert "this design cannot say whether the information about the incorrect classes" in (
+        wording.removal_finding(records, "C7")
+    )
+    untestable = {"C8": {"id": "C8", "verdict": "not testable", "checks": {}}}
+    assert wording.removal_finding(untestable, "C8").startswith("C8 is not testable here")
+
+
+def test_the_relabelling_sentence_gives_each_teachers_share():
+    one = wording.relabelling_sentence(0.9, 0.4)
+    assert "keeps 90.0% of the KD-AT student's gain" in one and "enough for most" in one and "carry part" in one
+    assert one.endswith("the two overlap: neither accounts for the gain alone.")
+    two = wording.relabelling_sentence({"A": 0.9, "B": 0.3}, {"A": 0.05, "B": 0.2})
+    assert "keeps 90.0% (A) and 30.0% (B) of the KD-AT student's gain" in two
+    assert "most or part (depending on the teacher)" in two and "at most the whole gain" in two
+    assert wording.relabelling_sentence(None, 0.5).startswith("KD-AT has no gain")

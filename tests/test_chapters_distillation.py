@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
 
 from advlogits import inference, pipeline, profiles  # noqa: E402
 from advlogits.chapters import distillation  # noqa: E402
@@ -61,11 +62,14 @@ def rates() -> dict[str, float]:
     return base
 
 
-def evaluations(profile) -> dict[tuple[str, int], dict]:
-    """A `pipeline.evaluate`-like result for every student and seed: the first round(rate * N) images robust."""
+def evaluations(profile, *, second: dict[str, float] | None = None) -> dict[tuple[str, int], dict]:
+    """A `pipeline.evaluate`-like result for every student and seed: the first round(rate * N) images robust;
+    ``second`` replaces rates in every teacher group but the main seed's."""
     out = {}
     for s in lineup.students(profile):
         rate = rates().get(s.name, 0.5)
+        if second and s.teacher_seed != profile.seed:
+            rate = second.get(s.name, rate)
         out[(s.name, s.seed)] = {
             "robust_correct": (np.arange(N) < round(rate * N)).tolist(),
             "clean_correct": (np.arange(2 * N) < round(1.8 * N)).tolist(),  # 90% clean on twice the images
@@ -79,24 +83,47 @@ def profile():
     return profiles.resolve("smoke", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def two_teachers():
+    """Students distilled from two AT teachers (seeds 0 and 1), three student seeds each."""
+    return profiles.resolve("smoke", device="cpu", distill_teachers=2, student_seeds=(100, 101, 102, 110, 111, 112))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The line-up as a table
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_lineup_table_has_a_row_per_student_with_its_seeds(profile):
+def test_lineup_table_says_in_words_what_each_student_learns_from(profile):
     students = lineup.students(profile)
     table = distillation.lineup_table(students)
-    assert list(table.index) == list(dict.fromkeys(s.name for s in students))
-    assert list(table.columns) == ["role", "claim", "teacher", "targets", "label-corrected", "T", "seeds"]
-    assert table.loc["KD-AT"].tolist() == ["claim", "C6", "AT", "kd", "", "1", "100, 101"]
-    assert table.loc["KD-ST soft", ["role", "teacher", "targets"]].tolist() == ["baseline", "ST", "soften"]
-    assert table.loc["AT spread", ["claim", "targets"]].tolist() == ["C7", "spread"]
-    assert table.loc["AT mean", ["role", "claim"]].tolist() == ["mixed", ""]
-    assert table.loc["AT-corr shuffled", ["teacher", "targets", "label-corrected"]].tolist() == ["AT", "shuffle", "yes"]
-    assert table.loc["hard labels", ["teacher", "targets"]].tolist() == ["", "true labels"]
-    assert table.loc["ST teacher"].tolist() == ["teacher", "", "", "", "", "", "0"]
-    assert table.loc["KD-AT (T=4)", ["role", "T", "seeds"]].tolist() == ["sweep", "4", "100"]
+    learners = [s.name for s in students if s.role not in ("teacher", "sweep")]
+    assert list(table.index) == list(dict.fromkeys(learners)) and list(table.columns) == ["part", "learns from"]
+    assert table.loc["KD-AT"].tolist() == ["C6", "the AT teacher's logits"]
+    assert table.loc["hard labels"].tolist() == ["baseline (C6)", "the true labels (cross-entropy)"]
+    assert (
+        table.loc["KD-ST soft", "learns from"]
+        == "the ST teacher's logits, softened to the AT teacher's mean confidence"
+    )
+    assert table.loc["AT mean", "part"] == "reported, in no criterion"
+    assert table.loc["AT-corr shuffled", "learns from"] == (
+        "the label-corrected AT teacher's logits, each image's non-max logits permuted at random"
+    )
+    code_names = {"kd", "shuffle", "reorder", "label_smoothing", "permute_confidence", "soften"}
+    assert not code_names & set(" ".join(table["learns from"]).replace(",", " ").split())
+
+
+def test_roster_sentence_names_every_teacher_and_its_student_seeds(profile, two_teachers):
+    assert distillation.roster_sentence(lineup.students(profile)) == (
+        "one AT teacher (seed 0) with 2 student seeds (100, 101)"
+    )
+    assert distillation.roster_sentence(lineup.students(two_teachers)) == (
+        "2 AT teachers (seeds 0 and 1), each with 3 student seeds (100-102 and 110-112)"
+    )
+    decisive = lineup.students(profiles.resolve("decisive", device="cpu"))
+    assert distillation.roster_sentence(decisive) == (
+        "2 AT teachers (seeds 0 and 1), each with 8 student seeds (300-307 and 310-317)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -154,34 +181,103 @@ def test_claim_records_decide_c6_to_c8_with_the_registry_and_keep_every_seed(pro
 
 def test_removal_table_measures_the_controls_against_the_corrected_teacher(profile):
     outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
-    table = distillation.removal_table(outcomes)
+    rows = distillation.removal_rows({"AT teacher": outcomes})
+    table = distillation.removal_table(rows)
     assert table.loc["AT ST order", "teacher's KD student"] == "KD-AT"
     nb = "\u00a0"
     assert table.loc["AT ST order", "share of the gain removed"].startswith(f"{100 * (0.40 - 0.20) / 0.26:.1f}%{nb}[")
     assert table.loc["AT-corr flattened", "teacher's KD student"] == "AT-corr KD"
     assert table.loc["AT-corr flattened", "its gain (points)"].startswith(f"16.0{nb}[")  # 0.30 - 0.14
     assert table.loc["AT-corr flattened", "share of the gain removed"].startswith(f"100.0%{nb}[")
-    rows = distillation.removal_rows(outcomes)
     assert rows["AT ST order"]["reference"] == "KD-AT"
     assert rows["AT ST order"]["share"][0] == pytest.approx((0.40 - 0.20) / 0.26, abs=1e-9)
     assert rows["AT ST order"]["contrast"].estimate == pytest.approx(0.40 - 0.20 - 0.13)
     assert rows["AT-corr flattened"]["contrast"].estimate == pytest.approx(0.30 - 0.14 - 0.08)
     no_gain = {k: v.copy() for k, v in outcomes.items()}
     no_gain[lineup.KD_AT] = no_gain[lineup.HARD].copy()
-    assert distillation.removal_table(no_gain).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
+    no_gain_rows = distillation.removal_rows({"AT teacher": no_gain})
+    assert distillation.removal_table(no_gain_rows).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
 
 
-def test_two_by_two_places_the_four_students(profile):
-    estimates = distillation.student_estimates(
-        distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
-    )
-    table = distillation.two_by_two(estimates)
+def test_removal_rows_of_two_teachers_are_named_as_the_claims_name_them(two_teachers):
+    students = lineup.students(two_teachers)
+    results = evaluations(two_teachers, second={lineup.KD_AT: 0.30})
+    groups = distillation.robust_outcomes_by_teacher(students, results)
+    assert list(groups) == ["AT teacher", "AT teacher (seed 1)"]
+    rows = distillation.removal_rows(groups)
+    records, tests = distillation.claim_records(distillation.robust_outcomes(students, results), groups=groups)
+    assert set(tests["C7"]) <= set(rows), "every C7 comparison has its row"
+    second = rows["AT shuffled (AT teacher (seed 1))"]
+    assert second["teacher"] == "AT teacher (seed 1)" and second["student"] == "AT shuffled"
+    # the second teacher's KD-AT keeps 30%: its own gain 0.16 and threshold, not the first teacher's
+    assert second["gain"].estimate == pytest.approx(0.30 - 0.14)
+    assert second["contrast"].estimate == pytest.approx(0.30 - 0.16 - 0.08)
+    assert rows["AT shuffled (AT teacher)"]["contrast"].estimate == pytest.approx(0.40 - 0.16 - 0.13)
+    fig = distillation.removal_figure(rows)
+    assert [ax.get_title() for ax in fig.axes] == ["AT teacher", "AT teacher (seed 1)"]
+    plt.close(fig)
+
+
+def test_two_by_two_places_the_four_students(profile, two_teachers):
+    groups = {"AT teacher": distillation.robust_outcomes(lineup.students(profile), evaluations(profile))}
+    table = distillation.two_by_two(groups)
     assert table.loc["confidence kept", "class information kept"].startswith("KD-AT: 40.0\u00a0[")
     assert table.loc["confidence kept", "class information removed"].startswith("AT spread: 18.0\u00a0[")
     assert table.loc["confidence removed", "class information kept"].startswith("AT flattened: 14.0\u00a0[")
     assert table.loc["confidence removed", "class information removed"].startswith("AT label smoothing: 10.0\u00a0[")
-    corrected = distillation.two_by_two(estimates, label_corrected=True)
+    corrected = distillation.two_by_two(groups, label_corrected=True)
     assert corrected.loc["confidence kept", "class information kept"].startswith("AT-corr KD: 30.0\u00a0[")
+    students = lineup.students(two_teachers)
+    both = distillation.robust_outcomes_by_teacher(students, evaluations(two_teachers, second={lineup.KD_AT: 0.3}))
+    table = distillation.two_by_two(both)
+    assert table.loc["confidence kept (AT teacher (seed 1))", "class information kept"].startswith("KD-AT: 30.0")
+
+
+def test_prose_per_teacher_and_the_controls_shares(profile, two_teachers):
+    one = {"AT teacher": distillation.robust_outcomes(lineup.students(profile), evaluations(profile))}
+    assert distillation.per_teacher(one, lambda o: f"{o[lineup.KD_AT].mean():.2f}") == "0.40"
+    students = lineup.students(two_teachers)
+    both = distillation.robust_outcomes_by_teacher(students, evaluations(two_teachers, second={lineup.KD_AT: 0.3}))
+    said = distillation.per_teacher(both, lambda o: f"{o[lineup.KD_AT].mean():.2f}")
+    assert said == "0.40 (AT teacher) and 0.30 (AT teacher (seed 1))"
+    argmax, corrected = distillation.control_shares(both)
+    assert argmax["AT teacher"] == pytest.approx((0.36 - 0.14) / 0.26)
+    assert corrected["AT teacher (seed 1)"] == pytest.approx((0.30 - 0.14) / 0.16)
+    estimate, (low, high) = distillation.gain_interval(both["AT teacher (seed 1)"])
+    assert estimate == pytest.approx(0.16) and low <= estimate <= high
+    no_gain = {k: v.copy() for k, v in one["AT teacher"].items()}
+    no_gain[lineup.KD_AT] = no_gain[lineup.HARD].copy()
+    assert distillation.control_shares({"AT teacher": no_gain}) is None
+
+
+def test_masking_flags_are_kept_in_the_records_of_the_claims_that_read_them(two_teachers):
+    students = lineup.students(two_teachers)
+    results = evaluations(two_teachers)
+    groups = distillation.robust_outcomes_by_teacher(students, results)
+    checked = lineup.masking_checked(two_teachers, students)
+    assert {s.seed for s in checked} == {100, 110}, "the first seed of each teacher group"
+
+    def check(masked: bool) -> dict:
+        return {
+            "radii": [0.1, 0.5],
+            "robust_at_radius": [0.3, 0.0],
+            "square_breaks": int(masked),
+            "transfer_breaks": 0,
+            "masked": masked,
+        }
+
+    masking = {(s.name, s.seed): check(s.name == "AT spread" and s.seed == 110) for s in checked}
+    by_teacher = distillation.masking_by_teacher(students, masking)
+    records, _ = distillation.claim_records(
+        distillation.robust_outcomes(students, results), groups=groups, masking=by_teacher
+    )
+    by_id = {r["id"]: r for r in records}
+    assert by_id["C7"]["flagged"] == ["AT spread (AT teacher (seed 1))"]
+    assert "flagged" not in by_id["C6"] and "flagged" not in by_id["C8"]
+    assert by_id["C7"]["measured"]["masking"]["AT spread (AT teacher (seed 1))"]["square_breaks"] == 1
+    assert by_id["C6"]["measured"]["masking"]["KD-AT (AT teacher)"]["flagged"] is False
+    table = distillation.masking_table({"AT spread (seed 110)": masking[("AT spread", 110)]})
+    assert table.loc["AT spread (seed 110)", "flagged"] == "yes" and "eps 0.5 (%)" in table.columns
 
 
 def test_target_statistics_and_fidelity_by_hand():
@@ -198,18 +294,31 @@ def test_target_statistics_and_fidelity_by_hand():
     assert distillation.fidelity(torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]]))["top-1 agreement"] == 0.0
 
 
-def test_robust_figure_draws_every_seed_and_the_mean_with_its_interval(profile):
-    outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
-    estimates = distillation.student_estimates(outcomes)
-    roles = {s.name: s.role for s in lineup.students(profile)}
-    records, tests = distillation.claim_records(outcomes)
-    fig = distillation.robust_figure(outcomes, estimates, roles=roles, gain=next(iter(tests["gain"].values())))
-    (ax,) = fig.axes
-    assert [t.get_text() for t in ax.get_yticklabels()] == list(outcomes)
-    assert len(ax.collections) >= len(outcomes)  # one scatter of seeds per student (plus error bars)
-    dashed = [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"]
-    assert dashed == [pytest.approx(100 * (0.40 - 0.5 * 0.26))]
-    assert "robust accuracy" in ax.get_xlabel()
+def test_robust_figure_draws_each_teachers_own_thresholds(two_teachers):
+    students = lineup.students(two_teachers)
+    groups = distillation.robust_outcomes_by_teacher(students, evaluations(two_teachers, second={lineup.KD_AT: 0.3}))
+    roles = {s.name: s.role for s in students}
+    fig = distillation.robust_figure(groups, roles=roles)
+    first, second = fig.axes
+    names = list(groups["AT teacher"])
+    assert [t.get_text() for t in first.get_yticklabels()] == names
+    assert [ax.get_title() for ax in (first, second)] == ["AT teacher", "AT teacher (seed 1)"]
+
+    def ticks(ax) -> dict[float, float]:  # row -> x of the dashed threshold tick on that row
+        out = {}
+        for c in ax.collections:
+            if isinstance(c, LineCollection) and c.get_linestyle()[0][1]:
+                for segment in c.get_segments():
+                    out[round(float(segment[:, 1].mean()))] = float(segment[0, 0])
+        return out
+
+    row = {name: i for i, name in enumerate(names)}
+    first_ticks, second_ticks = ticks(first), ticks(second)
+    assert first_ticks[row["AT shuffled"]] == pytest.approx(100 * (0.40 - 0.5 * 0.26))
+    assert second_ticks[row["AT shuffled"]] == pytest.approx(100 * (0.30 - 0.5 * 0.16))
+    # the label-corrected students are held against the corrected KD student's gain (30% - 14%)
+    assert first_ticks[row["AT-corr shuffled"]] == pytest.approx(100 * (0.30 - 0.5 * 0.16))
+    assert row["KD-AT"] not in first_ticks and row["hard labels"] not in first_ticks
     plt.close(fig)
 
 

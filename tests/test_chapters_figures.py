@@ -139,6 +139,7 @@ def test_interval_panels_share_their_rows_and_draw_the_threshold_in_each():
     left, right = fig.axes
     assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b"]
     assert (left.get_title(), right.get_title()) == ("max logit", "logit gap")
+    assert fig.get_supxlabel() == "AT - ST (logit units)" and left.get_xlabel() == "", "one label under the panels"
     assert right.containers[0].lines[0].get_ydata().tolist() == [1], "b stays on its row in every panel"
     assert all(
         [line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == "--"] == [0.0] for ax in (left, right)

@@ -246,3 +246,15 @@ def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
         "chapter.\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scorecard.png", "scorecard_summary.md"]
+
+
+def test_a_verdict_that_reads_a_flagged_student_says_so():
+    record = claims.record(
+        "C7",
+        claims.outcome("not reproduced", (-0.1, -0.2, -0.05), 0.0, n_seeds=8, n_images=500),
+        measured={},
+        flagged=["AT spread (AT teacher (seed 1))"],
+    )
+    row = scorecard.scorecard_rows([dict(record, chapter="04_distillation")])[6]
+    assert row["verdict"] == "✗ not reproduced; reads flagged AT spread (AT teacher (seed 1))"
+    assert scorecard.flagged_note(None) == "" and scorecard.flagged_note({"flagged": []}) == ""

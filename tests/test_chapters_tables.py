@@ -98,9 +98,11 @@ def test_pgd_excess_notes_on_hand_made_results():
         "KD-AT": {"pgd_acc_on_autoattack_subset": 0.60, "pgd_cw_acc_on_autoattack_subset": 0.44, "robust_acc": 0.42},
         "KD-ST": {"pgd_acc_on_autoattack_subset": 0.14, "pgd_cw_acc_on_autoattack_subset": 0.12, "robust_acc": 0.12},
     }
-    ce, cw = pgd_excess_notes(results).split("PGD with CW loss:")
-    assert ce.startswith("PGD with CE loss: Flagged: PGD overstates the robustness of KD-AT (18.0 points)")
-    assert cw.strip().startswith("No model")
+    assert pgd_excess_notes(results) == (
+        "Against the worst case over all attacks on the same images, PGD with the CE loss overstates by more than 5 "
+        "points the robustness of KD-AT (18.0 points); PGD with the CW loss, of none. Every claim reads the worst "
+        "case."
+    )
 
 
 def test_interval_table_formats_estimate_and_bounds():
@@ -144,7 +146,7 @@ def test_pgd_excess_note_flags_only_large_excesses():
         "B": {"pgd_acc_on_autoattack_subset": 0.9},
         "C": {"pgd_acc_on_autoattack_subset": 0.5, "robust_acc": 0.3},
     }
-    assert "of A (80.0 points), C (20.0 points) compared" in pgd_excess_note(two)
+    assert "of A (80.0 points) and C (20.0 points) compared" in pgd_excess_note(two)
 
 
 def test_pgd_excess_note_with_the_cw_loss_reads_the_cw_accuracy():
@@ -155,15 +157,14 @@ def test_pgd_excess_note_with_the_cw_loss_reads_the_cw_accuracy():
     assert pgd_excess_note(results).startswith("No model")
     cw = pgd_excess_note(results, loss="CW")
     assert "M (40.0 points)" in cw and "no CW" not in cw
-    assert (
-        pgd_excess_notes(results) == f"PGD with CE loss: {pgd_excess_note(results)} PGD with CW loss: "
-        f"{pgd_excess_note(results, loss='CW')}"
+    both = pgd_excess_notes(results)
+    assert both.endswith(
+        "the robustness of none; PGD with the CW loss, of M (40.0 points). Every claim reads the worst case."
     )
-    none = (
-        "No model's PGD accuracy exceeds its worst case over all attacks (AutoAttack included) by more than 5 "
-        "points on the same images."
+    assert tables.pgd_excess_notes({}) == (
+        "Neither PGD with the CE loss nor PGD with the CW loss overstates any model's robustness by more than 5 "
+        "points against the worst case over all attacks on the same images."
     )
-    assert tables.pgd_excess_notes({}) == f"PGD with CE loss: {none} PGD with CW loss: {none}"
 
 
 def test_an_excess_of_exactly_five_points_is_not_flagged():

@@ -194,3 +194,24 @@ def test_the_cpu_line_up_is_the_one_teacher_design():
     assert lineup.teacher_seeds(p) == [0] and {s.teacher_seed for s in students} == {0}
     assert not [s for s in students if "confidence" in s.name]
     assert next(s for s in students if s.name == "AT-corr label smoothing").role == "control"
+
+
+def test_the_masking_checks_run_on_the_first_seed_of_each_teacher_group():
+    cpu = profiles.resolve("cpu", device="cpu")
+    checked = lineup.masking_checked(cpu, lineup.students(cpu))
+    assert {s.seed for s in checked} == {cpu.student_seeds[0]}
+    assert [s.name for s in checked] == [
+        "KD-AT",
+        "AT shuffled",
+        "AT spread",
+        "AT ST order",
+        "AT flattened",
+        "AT label smoothing",
+        "AT mean",
+    ]
+    decisive = profiles.resolve("decisive", device="cpu")
+    students = lineup.students(decisive)
+    checked = lineup.masking_checked(decisive, students)
+    assert {(s.seed, s.teacher_seed) for s in checked} == {(300, 0), (310, 1)}
+    every_kind = {s.name for s in students if s.role not in ("teacher", "sweep")}
+    assert {s.name for s in checked if s.seed == 310} == every_kind, "every student kind, the controls included"

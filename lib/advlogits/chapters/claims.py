@@ -353,6 +353,19 @@ def distillation_values(
     return out
 
 
+def students_read(outcomes: Mapping[str, Any], claim: str, *, label_corrected: bool = False) -> list[str]:
+    """The students whose outcomes a claim's comparisons read in one teacher group: the KD student and the C6
+    baselines (C6, and the gain that C7 and C8 need), and the claim's manipulated students (C7, C8)."""
+    check_choice("claim", claim, ("C6", "C7", "C8"))
+    reference = student_label("kd", label_corrected=label_corrected)
+    names = [reference, *C6_BASELINES]
+    if claim == "C7":
+        names += [student_label(k, label_corrected=label_corrected) for k in C7_KINDS]
+    elif claim == "C8":
+        names += c8_kinds(outcomes, label_corrected=label_corrected)
+    return [n for n in names if n in outcomes]
+
+
 def grouped_values(
     groups: Mapping[str, Mapping[str, Any]], *, label_corrected: bool = False
 ) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
@@ -588,8 +601,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def record(id: str, decided: dict, *, measured: dict) -> dict:
-    """The record of claim ``id``: its registry wording, the decided `outcome` and what was measured."""
+def record(id: str, decided: dict, *, measured: dict, flagged: Sequence[str] = ()) -> dict:
+    """The record of claim ``id``: its registry wording, the decided `outcome`, what was measured and the students
+    its verdict reads that a gradient-masking check flagged (``flagged``; the scorecard says so beside the verdict)."""
     check_choice("id", id, CLAIM_IDS)
     if not (isinstance(decided, dict) and decided.get("verdict") in VERDICTS):
         fail("decided", "an outcome of the claims registry (a dict with a verdict)", decided)
@@ -602,6 +616,7 @@ def record(id: str, decided: dict, *, measured: dict) -> dict:
         "statistic": claim.statistic,
         **{k: _jsonable(decided[k]) for k in keys},
         "measured": _jsonable(measured),
+        **({"flagged": list(flagged)} if flagged else {}),
     }
 
 

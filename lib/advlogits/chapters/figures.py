@@ -137,22 +137,30 @@ def interval_dots(
 
 
 def interval_panels(
-    panels: Mapping[str, Mapping[str, tuple[float, float, float]]], *, xlabel: str, threshold: float | None = None
+    panels: Mapping[str, Mapping[str, tuple[float, float, float]]],
+    *,
+    xlabel: str,
+    threshold: float | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
     """`interval_dots` side by side, one panel per entry of ``panels`` (its title), rows shared: e.g. the same
-    comparisons for two statistics, each with the dashed ``threshold``."""
+    comparisons for two statistics, or the same students of two teachers, each with the dashed ``threshold``; a
+    row's colour from ``colors`` (default black)."""
     labels = list(dict.fromkeys(label for rows in panels.values() for label in rows))
     fig, axes = style.figure(1.0 + 0.36 * len(labels), ncols=len(panels), sharey=True, squeeze=False)
     for ax, (title, rows) in zip(axes[0], panels.items()):
         for row, label in enumerate(labels):
             if label in rows:
                 e, lo, hi = rows[label][:3]
-                ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=style.OKABE_ITO["black"], capsize=3)
+                c = (colors or {}).get(label, style.OKABE_ITO["black"])
+                ax.errorbar([e], [row], xerr=[[e - lo], [hi - e]], fmt="o", color=c, capsize=3)
         if threshold is not None:
             ax.axvline(threshold, color="black", linestyle="--", linewidth=1)
-        ax.set(title=title, xlabel=xlabel)
+        ax.set(title=title, xlabel=xlabel if len(panels) == 1 else "")
         ax.locator_params(axis="x", nbins=4)  # side-by-side panels are narrow: few ticks, none overlapping
         ax.grid(axis="y", visible=False)
+    if len(panels) > 1:  # one label under the panels: a label each would overlap its neighbour's
+        fig.supxlabel(xlabel, fontsize=style.FONT_PT)
     axes[0][0].set_yticks(range(len(labels)), labels)
     axes[0][0].invert_yaxis()
     return fig

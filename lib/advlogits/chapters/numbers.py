@@ -87,3 +87,9 @@ def claim_threshold(record: dict) -> str:
     """A claim record's threshold, in the claim's unit."""
     scale, digits, unit = CLAIM_FORMATS.get(record["id"], (1.0, 2, ""))
     return number(record["threshold"], digits=digits, scale=scale) + unit.replace(" ", NBSP)
+
+
+def join_words(names: Sequence[str]) -> str:
+    """``names`` as a list in prose: "a", "a and b", "a, b and c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1] if names else ""

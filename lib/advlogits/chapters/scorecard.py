@@ -31,6 +31,13 @@ def chapter_link(chapter: str) -> str:
     return f"{{doc}}`{CHAPTER_TITLES.get(chapter, chapter)} <{chapter}>`"
 
 
+def flagged_note(record: dict | None) -> str:
+    """What the scorecard adds beside a verdict that reads students a gradient-masking check flagged: "; reads
+    flagged AT spread" (nothing when none is)."""
+    flagged = (record or {}).get("flagged") or []
+    return f"; reads flagged {', '.join(flagged)}" if flagged else ""
+
+
 def scorecard_rows(records: list[dict]) -> list[dict]:
     """One compact row per claim: id, the claim in a line, its verdict, the statistic with its interval, the
     threshold, and a link to the chapter; claims without a record are marked not measured."""
@@ -43,7 +50,7 @@ def scorecard_rows(records: list[dict]) -> list[dict]:
                 {
                     "id": cid,
                     "claim": claim.statement,
-                    "verdict": verdict_label(verdict),
+                    "verdict": verdict_label(verdict) + flagged_note(r),
                     "estimate [95% CI]": fmt_estimate(r) if r else "",
                     "threshold": claim_threshold(r) if r else "",
                     "chapter": chapter_link(r["chapter"] if r else claim.chapter),

@@ -257,3 +257,18 @@ def students(profile: Profile, *, T: float | None = None, sweep: Sequence[float]
             hint="is a sweep temperature repeated?",
         )
     return out
+
+
+MASKING_DEFAULT_KINDS: tuple[str, ...] = ("kd", "shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")
+
+
+def masking_checked(profile: Profile, students_: Sequence[Student]) -> list[Student]:
+    """The students the gradient-masking checks run on: the first student seed of each teacher group, every student
+    kind with ``profile.masking_every_kind``, else KD-AT and the AT teacher's manipulated students."""
+    firsts = {seeds[0] for seeds in student_seeds_of(profile).values()}
+    default = {student_label(k) for k in MASKING_DEFAULT_KINDS}
+    return [
+        s
+        for s in students_
+        if s.seed in firsts and s.role not in ("teacher", "sweep") and (profile.masking_every_kind or s.name in default)
+    ]

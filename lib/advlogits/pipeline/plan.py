@@ -257,16 +257,9 @@ def book_plan(
     images = dict(dataset=p.dataset, n_train=p.student_n_train, seed=first)
     for config in teachers.values():
         b.train_logits(config, **images)
-    checked = [
-        lineup.KD_AT,
-        *(lineup.student_label(k) for k in ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing")),
-    ]
-    firsts = {seeds[0] for seeds in lineup.student_seeds_of(p).values()}  # the first seed of each teacher group
-    for s in students:
-        every = p.masking_every_kind and s.role not in ("teacher", "sweep")
-        if s.seed in firsts and (every or s.name in checked):
-            own_teacher = p.adversarial(seed=s.teacher_seed)  # the transfer attack comes from the student's teacher
-            b.masking(s.config, _readable(s.name, p, s.seed), own_teacher, autoattack_scope="pgd-survivors")
+    for s in lineup.masking_checked(p, students):
+        own_teacher = p.adversarial(seed=s.teacher_seed)  # the transfer attack comes from the student's teacher
+        b.masking(s.config, _readable(s.name, p, s.seed), own_teacher, autoattack_scope="pgd-survivors")
     return list(b.units.values())
 
 
