@@ -174,6 +174,7 @@ def test_claim_records_decide_c6_to_c8_with_the_registry_and_keep_every_seed(pro
     assert kd["seeds"] == list(profile.student_seeds) and kd["robust"] == [0.4, 0.4] and kd["clean"] == [0.9, 0.9]
     assert kd["agreement"] == [0.9] and measured["images"] == {"seed": 0, "n_robust": N}
     c7 = by_id["C7"]["measured"]
+    assert c7["finding"].startswith("Of the AT teacher's students,") and "At this profile, " in c7["finding"]
     assert c7["per_seed_values"]["AT shuffled"] == [pytest.approx(0.40 - 0.16 - 0.13)] * 2
     assert c7["shares_fieller"]["AT shuffled"][0] == pytest.approx((0.40 - 0.16) / 0.26)
     json.dumps(records, allow_nan=False)

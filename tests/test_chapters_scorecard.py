@@ -258,3 +258,10 @@ def test_a_verdict_that_reads_a_flagged_student_says_so():
     row = scorecard.scorecard_rows([dict(record, chapter="04_distillation")])[6]
     assert row["verdict"] == "✗ not reproduced; reads flagged AT spread (AT teacher (seed 1))"
     assert scorecard.flagged_note(None) == "" and scorecard.flagged_note({"flagged": []}) == ""
+
+
+def test_the_lessons_end_with_chapter_4s_finding_for_c7_and_c8():
+    c7 = _record("C7", "not reproduced", -0.1, (-0.2, -0.05), measured={"finding": "Of the AT teacher's students, x."})
+    said = scorecard.lessons([c7, _record("C8", "inconclusive", 0.0, (-0.1, 0.1))], profile_name="decisive")
+    assert said.endswith("is judged against that gain. C7: Of the AT teacher's students, x.")
+    assert "At the decisive profile" in said

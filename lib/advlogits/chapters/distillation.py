@@ -25,7 +25,7 @@ from ..logits import confidence
 from ..pipeline.lineup import ARGMAX, CONFIDENCE_LEVELS, PERMUTED, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
 from ..store import Store
-from . import claims, figures, numbers, style
+from . import claims, figures, numbers, style, wording
 
 TARGET_WORDS: dict[str, str] = {
     "logits": "logits",
@@ -402,6 +402,9 @@ def claim_records(
                 measured["gain_points"] = _interval_points(next(iter(tst["gain"].values())))
             measured["masking"], flagged = _masking_of_claim(groups, masking, claim, label_corrected=label_corrected)
             records.append(claims.record(f"{claim}{suffix}", decided, measured=measured, flagged=flagged))
+    by_id = {r["id"]: r for r in records}
+    for claim in ("C7", "C8"):  # what the two readings found together, for the chapter's answer and the scorecard
+        by_id[claim]["measured"]["finding"] = wording.removal_finding(by_id, claim)
     return records, tests
 
 

@@ -230,6 +230,10 @@ def lessons(records: list[dict], *, profile_name: str) -> str:
         f"student minus half the gain, for the student it hinges on: {number('C7')}) or its per-image confidence "
         f"(C8: {verdict('C8')}; {number('C8')}) is judged against that gain."
     )
+    for cid in ("C7", "C8"):  # chapter 4's finding: which students keep the gain, with and without relabelling
+        finding = by_id.get(cid, {}).get("measured", {}).get("finding")
+        if finding:
+            parts.append(f"{cid}: {finding}")
     return " ".join(parts)
 
 
