@@ -258,11 +258,17 @@ def test_size_bounds_follow_the_data_set_registry():
 
 
 def test_the_claims_design_the_profiles_carry():
-    """Three student seeds disjoint from the teachers' and 500 AutoAttack images at the cpu profile, 1000+ at the
-    paper profile, whose training uses crops and flips."""
-    cpu, paper, smoke = (resolve(name, device="cpu") for name in ("cpu", "paper", "smoke"))
-    assert cpu.student_seeds == paper.student_seeds == (100, 101, 102) and len(smoke.student_seeds) >= 2
-    for p in (cpu, paper, smoke):
+    """Three student seeds disjoint from the teachers' and 500 AutoAttack images at the cpu profile; the decisive
+    design (two teachers, 8 fresh seeds each, C8 pulled apart, masking on every kind) at the decisive and paper
+    profiles, 1000+ AutoAttack images at the paper profile, whose training uses crops and flips."""
+    cpu, paper, smoke, decisive = (resolve(name, device="cpu") for name in ("cpu", "paper", "smoke", "decisive"))
+    assert cpu.student_seeds == (100, 101, 102) and len(smoke.student_seeds) >= 2
+    for p in (paper, decisive):
+        assert p.student_seeds == (*range(300, 308), *range(310, 318)) and p.distill_teachers == 2
+        assert p.c8_apart and p.masking_every_kind and (p.masking_images, p.masking_queries) == (200, 5000)
+        assert not p.temperature_sweep
+    assert (paper.dataset, decisive.dataset) == ("cifar10", "fashion-mnist")
+    for p in (cpu, paper, smoke, decisive):
         assert not set(p.student_seeds) & {*p.seeds, p.seed}
     assert cpu.n_autoattack >= 500 and paper.n_autoattack >= 1000
     assert (cpu.augment, paper.augment) == ("none", "crop-flip")
