@@ -32,12 +32,12 @@ from tqdm import tqdm
 
 from ..checks import check_choice, check_int, fail
 from ..fileio import atomic_write_bytes, record_path
+from ..names import EXECUTORS
 from ..profiles import Profile
 from ..store import Store
 from .plan import Unit, book_plan, move_aside, ordered, state, with_device
 from .stored import result_code
 
-EXECUTORS = ("serial", "local", "ray")
 RAY_RETRIES = 3  # attempts of a Ray task whose worker died, beyond the first
 SECONDS = "seconds"  # the key of a Ray task's own duration among the files it returns
 log = logging.getLogger("advlogits")
