@@ -208,14 +208,15 @@ def test_ctrl_c_is_one_line_and_status_130(home, capsys, monkeypatch):
     one_error_line(err, "interrupted", "store is valid")
 
 
-def test_a_ray_client_address_without_the_ray_client_is_refused_before_any_compute(home, capsys, no_compute):
-    if __import__("importlib.util").util.find_spec("grpc") is not None:
-        pytest.skip("the Ray client (grpc) is installed here: a ray:// address is no error")
+def test_a_ray_client_address_without_the_ray_client_is_refused_before_any_compute(
+    home, capsys, no_compute, monkeypatch
+):
+    monkeypatch.setattr(cli, "ray_client_installed", lambda: False)
     code, out, err = run_cli(
         capsys, "run", "--profile", "smoke", "--executor", "ray", "--address", "ray://host:10001", "--quiet"
     )
     assert code == 2 and out == ""
-    one_error_line(err, "--address", "ray[client]")
+    one_error_line(err, "--address", "ray://host:10001", "grpcio", "pip install -e '.[cluster]'", "ray[client]")
     code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--executor", "ray", "--address", "no address")
     assert code == 2
     one_error_line(err, "--address", "'auto'", "host:port")

@@ -212,6 +212,12 @@ def run_summary(report: RunReport) -> str:
     return line
 
 
+def ray_client_installed() -> bool:
+    """Whether the Ray client, which a ray://host:port address needs, can be imported: grpcio, which the cluster
+    extra installs (ray[client])."""
+    return importlib.util.find_spec("grpc") is not None
+
+
 def _check_run_arguments(args: argparse.Namespace) -> None:
     """Refuse, in one line and before any compute, what cannot work: --address without Ray or not an address,
     and more torch threads per unit than this machine has cores."""
@@ -219,11 +225,11 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
         _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
     if args.address is not None and not RAY_ADDRESS.match(args.address):
         _fail(f"argument --address: must be 'auto', ray://host:port or host:port (got {args.address!r})")
-    if args.address is not None and args.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+    if args.address is not None and args.address.startswith("ray://") and not ray_client_installed():
         _fail(
-            f"argument --address: {args.address} needs the Ray client, which the cluster extra does not install: "
-            "pip install 'ray[client]' (same version as ray), or give the cluster as host:port or 'auto' on one "
-            "of its machines"
+            f"argument --address: {args.address} needs the Ray client (grpcio), which is not installed: "
+            "pip install -e '.[cluster]' installs it with Ray (ray[client]); or give the cluster as host:port or "
+            "'auto' on one of its machines"
         )
     cores = os.cpu_count() or 1
     if args.executor != "ray" and args.threads is not None and args.threads > cores:
@@ -557,8 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--address",
         default=None,
-        help="a Ray cluster to join: 'auto' or host:port on one of its machines, or ray://host:port, which needs "
-        "pip install 'ray[client]' (default: start Ray on this machine)",
+        help="a Ray cluster to join: 'auto' or host:port on one of its machines, or ray://host:port through the "
+        "Ray client, which the cluster extra installs (default: start Ray on this machine)",
     )
     r.add_argument("--robustbench", nargs="*", default=None, help="as for plan")
     r.add_argument("--quiet", action="store_true", help="no progress bar")

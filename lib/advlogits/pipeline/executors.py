@@ -296,8 +296,8 @@ def _start_ray(ray: Any, workers: int, address: str | None) -> None:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ImportError, ModuleNotFoundError) as err:
         raise RuntimeError(
-            f"address={address!r} needs the Ray client, which is not installed ({err}): "
-            f"pip install 'ray[client]=={ray.__version__}'"
+            f"address={address!r} needs the Ray client, which is not installed ({err}): pip install -e "
+            f"'.[cluster]' installs it, or pip install 'ray[client]=={ray.__version__}'"
         ) from None
     except (ConnectionError, TimeoutError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
