@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,6 +233,24 @@ def test_no_ray_cluster_at_the_address_is_one_line_saying_what_to_do(monkeypatch
     message = str(caught.value)
     assert "\n" not in message and "no Ray cluster found at address='auto'" in message
     assert "ray start --head" in message and "Could not find any running Ray instance." in message
+
+
+def test_a_ray_client_address_without_a_cluster_or_without_the_client_is_one_line():
+    def times_out(**kwargs):  # what Ray does at ray://host:10001 with no cluster there
+        warnings.warn("Ray Client connection timed out. Ensure that the Ray Client port ...", UserWarning, stacklevel=1)
+        raise ConnectionError("ray client connection timeout")
+
+    def no_client(**kwargs):
+        raise ModuleNotFoundError("No module named 'grpc'")
+
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(RuntimeError) as caught:
+        warnings.simplefilter("always")
+        executors._start_ray(types.SimpleNamespace(init=times_out, __version__="2.60.0"), 2, "ray://host:10001")
+    assert shown == [], "Ray's warning is a second line: the refusal says it"
+    assert "no Ray cluster found at address='ray://host:10001' (ray client connection timeout)" in str(caught.value)
+    with pytest.raises(RuntimeError) as caught:
+        executors._start_ray(types.SimpleNamespace(init=no_client, __version__="2.60.0"), 2, "ray://host:10001")
+    assert "pip install -e '.[cluster]'" in str(caught.value) and "ray[client]==2.60.0" in str(caught.value)
 
 
 def test_a_chapter_on_a_read_only_empty_store_is_one_line_before_papermill(home, capsys, no_compute):

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -293,7 +294,9 @@ def _start_ray(ray: Any, workers: int, address: str | None) -> None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
     try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        with warnings.catch_warnings():  # the refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Ray Client connection timed out")
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ImportError, ModuleNotFoundError) as err:
         raise RuntimeError(
             f"address={address!r} needs the Ray client, which is not installed ({err}): pip install -e "
