@@ -42,6 +42,7 @@ def test_a_misspelled_parameter_is_named_with_the_known_ones():
 def test_declared_parameters_and_runs_without_papermill_pass():
     check_injected(["", PARAMETERS, '# Parameters\nprofile = "smoke"\neps = 0.2\n', "check_injected()"])
     check_injected(["", PARAMETERS, "check_injected()"])  # Jupyter or Colab: no injected cell
+    check_injected(["", PARAMETERS, '# Parameters\nseed = 1\nPAPERMILL_INPUT_PATH = "in.ipynb"\n', "check_injected()"])
     check_injected()  # outside an IPython kernel: nothing to check
     # in a session that ran the cells twice, the last injected cell and the cell run before it count
     history = ["", PARAMETERS, INJECTED, "x = 1", PARAMETERS, "# Parameters\nseed = 3\n", "check_injected()"]
@@ -84,13 +85,18 @@ def test_in_a_papermill_kernel_the_check_sees_both_cells(tmp_path):
     nb = nbformat.v4.new_notebook(
         metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     )
+    parameters = "%matplotlib inline\neps: float = 0.1\nn: int = 2"  # a magic too: the check reads it as Python
+    check = [
+        "import json",
+        "from IPython import get_ipython",
+        "from advlogits.chapters.parameters import check_injected, unknown_parameters",
+        "check_injected()",
+        "seen = unknown_parameters(get_ipython().history_manager.input_hist_parsed)",
+        f"open({str(tmp_path / 'seen.json')!r}, 'w').write(json.dumps([seen, eps]))",
+    ]
     nb.cells = [
-        nbformat.v4.new_code_cell("eps: float = 0.1\nn: int = 2", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell(
-            "from IPython import get_ipython\n\nfrom advlogits.chapters.parameters import check_injected, "
-            "unknown_parameters\n\ncheck_injected()\nseen = unknown_parameters(get_ipython().history_manager."
-            f"input_hist_raw)\nopen({str(tmp_path / 'seen.json')!r}, 'w').write(__import__('json').dumps([seen, eps]))"
-        ),
+        nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("\n".join(check)),
     ]
     nbformat.write(nb, tmp_path / "tiny.ipynb")
     proc = subprocess.run(

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 
 INJECTED = "# Parameters"  # the first line of papermill's injected cell (its translators' comment "Parameters")
+OWN = "PAPERMILL_"  # papermill's own names (--inject-paths: PAPERMILL_INPUT_PATH, PAPERMILL_OUTPUT_PATH)
 EXAMPLE = '{"overrides": {"epochs": 1}}'  # papermill's -y for the profile fields that are not parameters
 
 
@@ -49,7 +50,7 @@ def unknown_parameters(history: Sequence[str]) -> tuple[list[str], list[str]]:
     if not runs or runs[-1] == 0:
         return [], []
     injected, declared = assigned_names(history[runs[-1]]), assigned_names(history[runs[-1] - 1])
-    return [name for name in injected if name not in declared], declared
+    return [name for name in injected if name not in declared and not name.startswith(OWN)], declared
 
 
 def message(unknown: Sequence[str], declared: Sequence[str]) -> str:
@@ -75,7 +76,7 @@ def check_injected(history: Sequence[str] | None = None) -> None:
         shell = ipython.get_ipython() if ipython is not None else None
         if shell is None:
             return
-        history = shell.history_manager.input_hist_raw
+        history = shell.history_manager.input_hist_parsed  # magics made Python, which `ast` can read
     unknown, declared = unknown_parameters(history)
     if unknown:
         raise ParameterError(message(unknown, declared))
