@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from advlogits import cli
+from advlogits.pipeline import executors
 
 LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
 
@@ -47,6 +48,6 @@ def no_compute(monkeypatch) -> list:
         calls.append((args, kwargs))
         raise AssertionError(f"compute started for bad input: {args} {kwargs}")
 
-    monkeypatch.setattr(cli, "run_plan", refuse)
+    monkeypatch.setattr(executors, "run_plan", refuse)  # where `advlogits run` imports it from
     monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
     return calls

@@ -23,6 +23,17 @@ def _cell(path: Path) -> dict:
     return launch.colab_cell(json.loads(path.read_text()))
 
 
+def test_how_to_run_describes_the_colab_cell_the_chapters_have():
+    """The page says what the chapters hold: a hidden install cell, whose refusal it quotes, and the command that
+    writes the address into it."""
+    page = " ".join((ROOT / "book" / "how_to_run.md").read_text().split())
+    assert "no install cells" not in page
+    assert "make repository REPO_URL=https://github.com/OWNER/REPO" in page and "`remove-cell`" in page
+    quoted = "set REPOSITORY above to the book's git address and rerun"
+    assert quoted in page
+    assert all(quoted in "".join(_cell(path)["source"]) for path in CHAPTERS)
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_every_chapter_has_one_hidden_colab_cell_without_an_address(path):
     cell = _cell(path)

@@ -21,7 +21,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from advlogits import cli, pipeline
+from advlogits import cli, models, pipeline
 from advlogits.fileio import record_path
 from advlogits.pipeline import plan as plan_module
 from advlogits.pipeline import stored
@@ -713,7 +713,7 @@ def test_the_paper_profile_without_its_extra_names_the_extra(home, capsys, no_co
             "installed: pip install -e '.[paper]' (or make book PROFILE=paper)"
         )
 
-    monkeypatch.setattr(cli, "robustbench_zoo_entry", robustbench_missing)
+    monkeypatch.setattr(models, "robustbench_zoo_entry", robustbench_missing)
     code, out, err = run_cli(capsys, "plan", "--profile", "paper")
     assert_refused(code, out, err, ["--profile", "[paper] extra", "pip install -e '.[paper]'"])
     assert no_compute == [] and files_under(home) == []

@@ -110,6 +110,13 @@ def test_the_core_dependencies_leave_robustbench_to_the_paper_extra(metadata):
     assert {"book", "test", "cluster", "paper"} <= set(metadata.metadata.get_all("Provides-Extra"))
 
 
+def test_the_cluster_extra_installs_the_ray_client(metadata):
+    """``advlogits run --executor ray --address ray://host:10001``, the documented Ray Client address, needs grpcio."""
+    (ray,) = [r for r in requirements(metadata)["cluster"] if canonicalize_name(r.name) == "ray"]
+    assert "client" in ray.extras, f"the cluster extra asks for {ray}, without the Ray client"
+    assert "grpcio" in lock_pins(), f"{LOCK.name} lacks grpcio, which ray[client] needs: run `make lock`"
+
+
 def test_the_metadata_holds_ranges_not_exact_versions(metadata):
     for reqs in requirements(metadata).values():
         for req in reqs:

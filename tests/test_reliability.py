@@ -19,14 +19,16 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import types
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from advlogits import cli
+from advlogits import cli, pipeline
 from advlogits.chapters import claims
 from advlogits.fileio import StoreError, read_checked
 from advlogits.pipeline import executors
@@ -189,7 +191,7 @@ def test_a_failed_run_is_one_line_and_status_1(home, capsys, monkeypatch):
     def fails(*args, **kwargs):
         raise RuntimeError("CIFAR-10 is not in /data: download it with make data PROFILE=paper\nTraceback ...")
 
-    monkeypatch.setattr(cli, "run_plan", fails)
+    monkeypatch.setattr(executors, "run_plan", fails)
     code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--device", "cpu", "--quiet")
     assert code == 1 and out == ""
     one_error_line(err, "CIFAR-10 is not in /data", "--verbose")
@@ -201,20 +203,21 @@ def test_ctrl_c_is_one_line_and_status_130(home, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "run_plan", interrupted)
+    monkeypatch.setattr(executors, "run_plan", interrupted)
     code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--device", "cpu", "--quiet")
     assert code == 130 and out == ""
     one_error_line(err, "interrupted", "store is valid")
 
 
-def test_a_ray_client_address_without_the_ray_client_is_refused_before_any_compute(home, capsys, no_compute):
-    if __import__("importlib.util").util.find_spec("grpc") is not None:
-        pytest.skip("the Ray client (grpc) is installed here: a ray:// address is no error")
+def test_a_ray_client_address_without_the_ray_client_is_refused_before_any_compute(
+    home, capsys, no_compute, monkeypatch
+):
+    monkeypatch.setattr(cli, "ray_client_installed", lambda: False)
     code, out, err = run_cli(
         capsys, "run", "--profile", "smoke", "--executor", "ray", "--address", "ray://host:10001", "--quiet"
     )
     assert code == 2 and out == ""
-    one_error_line(err, "--address", "ray[client]")
+    one_error_line(err, "--address", "ray://host:10001", "grpcio", "pip install -e '.[cluster]'", "ray[client]")
     code, out, err = run_cli(capsys, "run", "--profile", "smoke", "--executor", "ray", "--address", "no address")
     assert code == 2
     one_error_line(err, "--address", "'auto'", "host:port")
@@ -230,6 +233,24 @@ def test_no_ray_cluster_at_the_address_is_one_line_saying_what_to_do(monkeypatch
     message = str(caught.value)
     assert "\n" not in message and "no Ray cluster found at address='auto'" in message
     assert "ray start --head" in message and "Could not find any running Ray instance." in message
+
+
+def test_a_ray_client_address_without_a_cluster_or_without_the_client_is_one_line():
+    def times_out(**kwargs):  # what Ray does at ray://host:10001 with no cluster there
+        warnings.warn("Ray Client connection timed out. Ensure that the Ray Client port ...", UserWarning, stacklevel=1)
+        raise ConnectionError("ray client connection timeout")
+
+    def no_client(**kwargs):
+        raise ModuleNotFoundError("No module named 'grpc'")
+
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(RuntimeError) as caught:
+        warnings.simplefilter("always")
+        executors._start_ray(types.SimpleNamespace(init=times_out, __version__="2.60.0"), 2, "ray://host:10001")
+    assert shown == [], "Ray's warning is a second line: the refusal says it"
+    assert "no Ray cluster found at address='ray://host:10001' (ray client connection timeout)" in str(caught.value)
+    with pytest.raises(RuntimeError) as caught:
+        executors._start_ray(types.SimpleNamespace(init=no_client, __version__="2.60.0"), 2, "ray://host:10001")
+    assert "pip install -e '.[cluster]'" in str(caught.value) and "ray[client]==2.60.0" in str(caught.value)
 
 
 def test_a_chapter_on_a_read_only_empty_store_is_one_line_before_papermill(home, capsys, no_compute):
@@ -372,6 +393,59 @@ def test_version_and_bare_advlogits_list_the_verbs(capsys):
     assert code == 2
     for verb in ("plan", "run", "store", "chapter", "scorecard"):
         assert verb in err
+
+
+# What answers without computing: the help of the command and of every verb, --version, and argument errors.
+NO_COMPUTE_ARGV = [
+    ["--help"],
+    [],
+    ["--version"],
+    *([verb, "--help"] for verb in ("plan", "run", "store", "chapter", "scorecard")),
+    *(["store", action, "--help"] for action in ("ls", "show", "verify", "repair", "rm", "gc")),
+    ["plan", "--profile", "nope"],
+    ["run", "--workers", "0"],
+    ["run", "--executor", "serial", "--address", "auto"],
+    ["run", "--executor", "ray", "--address", "no address"],
+    ["run", "--executor", "serial", "--threads", "100000"],
+    ["store"],
+    ["chapter"],
+]
+WITHOUT_TORCH = """
+import contextlib, io, json, sys
+from advlogits import cli
+for argv in json.loads(sys.argv[1]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            status = cli.main(argv)
+        except SystemExit as exit_:
+            status = exit_.code
+    if "torch" in sys.modules:
+        sys.exit(f"advlogits {' '.join(argv)} (exit status {status}) imported torch")
+print("no torch")
+"""
+
+
+def test_help_version_and_argument_errors_import_no_torch():
+    """They answer at once: torch (about 2 s of imports) is imported by the verbs that compute or read the store."""
+    paths = [str(ROOT / "lib"), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TORCH, json.dumps(NO_COMPUTE_ARGV)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout == "no torch\n", proc.stderr
+
+
+def test_the_library_names_import_on_first_use():
+    import advlogits
+
+    assert advlogits.resolve("smoke").name == "smoke" and "resolve" in dir(advlogits)
+    assert advlogits.get_model is pipeline.get_model
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        advlogits.nope  # noqa: B018 - the attribute access is the test
 
 
 @pytest.mark.parametrize("argument", [["--eps", "0.2"], ["--seed", "3"], ["--set", "n_eval=2"], ["--device", "cpu"]])

@@ -31,19 +31,22 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .fileio import REPAIR, StoreError, read_checked
-from .models import robustbench_zoo_entry
+from .names import EXECUTORS, PROFILES
 from .paths import SettingError, absolute_environment
 from .paths import repository_root as find_repository
-from .pipeline import plan as plan_module
-from .pipeline.executors import EXECUTORS, PlanSpec, RunReport, run_plan
-from .pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
-from .profiles import PROFILES, resolve
 from .record_check import RecordError, compare_folders
-from .store import Store
+
+if TYPE_CHECKING:
+    from .pipeline.executors import PlanSpec, RunReport
+    from .profiles import Profile
+    from .store import Store
+
+# The library (torch and all) is imported inside the verbs that compute or read the store, never at the top: the
+# help, --version and argument errors answer in a fraction of a second (tests/test_reliability.py checks that they
+# leave torch unimported).
 
 RAY_ADDRESS = re.compile(r"^(auto|ray://[^:/\s]+:\d+|[^:/\s]+:\d+)$")  # 'auto', ray://host:port or host:port
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -76,7 +79,7 @@ def _profile_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _resolve(args: argparse.Namespace) -> Any:
+def _resolve(args: argparse.Namespace) -> Profile:
     overrides: dict[str, str] = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -87,6 +90,8 @@ def _resolve(args: argparse.Namespace) -> Any:
     for key in sorted(set(overrides) & {k for k, v in given.items() if v is not None}):
         _fail(f"argument --set: {key} is given twice, as --{key} and --set {key}=...; keep one")
     given["device"] = args.device or overrides.pop("device", "auto")
+    from .profiles import resolve
+
     try:
         return resolve(args.profile, **{**given, **overrides})
     except ValueError as err:
@@ -100,6 +105,10 @@ def _fail(message: str) -> NoReturn:
 
 
 def _spec(args: argparse.Namespace) -> PlanSpec:
+    from .models import robustbench_zoo_entry
+    from .pipeline.executors import PlanSpec
+    from .pipeline.lineup import PAPER_ROBUSTBENCH_MODELS
+
     profile = _resolve(args)
     names = ()
     if getattr(args, "robustbench", None) is not None:
@@ -128,6 +137,9 @@ def format_seconds(seconds: float) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from .pipeline import plan as plan_module
+    from .store import Store
+
     spec, store = _spec(args), Store()
     units = plan_module.ordered(spec.units())
     states = {u.id: plan_module.state(u, store) for u in units}  # stored only when its checksums hold
@@ -200,6 +212,12 @@ def run_summary(report: RunReport) -> str:
     return line
 
 
+def ray_client_installed() -> bool:
+    """Whether the Ray client, which a ray://host:port address needs, can be imported: grpcio, which the cluster
+    extra installs (ray[client])."""
+    return importlib.util.find_spec("grpc") is not None
+
+
 def _check_run_arguments(args: argparse.Namespace) -> None:
     """Refuse, in one line and before any compute, what cannot work: --address without Ray or not an address,
     and more torch threads per unit than this machine has cores."""
@@ -207,11 +225,11 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
         _fail(f"argument --address: only with --executor ray (got --executor {args.executor})")
     if args.address is not None and not RAY_ADDRESS.match(args.address):
         _fail(f"argument --address: must be 'auto', ray://host:port or host:port (got {args.address!r})")
-    if args.address is not None and args.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+    if args.address is not None and args.address.startswith("ray://") and not ray_client_installed():
         _fail(
-            f"argument --address: {args.address} needs the Ray client, which the cluster extra does not install: "
-            "pip install 'ray[client]' (same version as ray), or give the cluster as host:port or 'auto' on one "
-            "of its machines"
+            f"argument --address: {args.address} needs the Ray client (grpcio), which is not installed: "
+            "pip install -e '.[cluster]' installs it with Ray (ray[client]); or give the cluster as host:port or "
+            "'auto' on one of its machines"
         )
     cores = os.cpu_count() or 1
     if args.executor != "ray" and args.threads is not None and args.threads > cores:
@@ -220,6 +238,9 @@ def _check_run_arguments(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _check_run_arguments(args)
+    from .pipeline.executors import run_plan
+    from .store import Store
+
     spec = _spec(args)
     Store().check_writable()  # a read-only store or a file for ADVLOGITS_HOME: refused before any compute
     report = run_plan(
@@ -268,6 +289,9 @@ def _size(path: Path) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    from .fileio import REPAIR, StoreError, read_checked
+    from .store import Store
+
     store = Store()
     if args.action == "ls":
         keys = store.keys()
@@ -371,8 +395,13 @@ def _chapter_name(root: Path, name: str) -> str:
     return matches[0]
 
 
-def _check_store_for_chapter(profile: Any) -> None:
+def _check_store_for_chapter(profile: Profile) -> None:
     """A chapter on a store it cannot write needs every unit stored: else refuse in one line before it runs."""
+    from .fileio import StoreError
+    from .pipeline import plan as plan_module
+    from .pipeline.executors import PlanSpec
+    from .store import Store
+
     store = Store()
     try:
         store.check_writable()
@@ -534,8 +563,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--address",
         default=None,
-        help="a Ray cluster to join: 'auto' or host:port on one of its machines, or ray://host:port, which needs "
-        "pip install 'ray[client]' (default: start Ray on this machine)",
+        help="a Ray cluster to join: 'auto' or host:port on one of its machines, or ray://host:port through the "
+        "Ray client, which the cluster extra installs (default: start Ray on this machine)",
     )
     r.add_argument("--robustbench", nargs="*", default=None, help="as for plan")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -586,6 +615,13 @@ def _one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def _bad_input(err: Exception) -> bool:
+    """Whether ``err`` is the user's to fix (a path setting, a store that cannot be used): exit status 2. A
+    `StoreError` can come only from a verb that imported `advlogits.fileio`, so this asks it only then."""
+    fileio = sys.modules.get(f"{__package__}.fileio")
+    return isinstance(err, SettingError) or (fileio is not None and isinstance(err, fileio.StoreError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 bad input, 1 a failed run, 130 Ctrl-C)."""
     parser = build_parser()
@@ -607,13 +643,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `advlogits store ls | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (StoreError, SettingError) as err:
+    except Exception as err:  # bad input (status 2) or a failed run (1): one line, the traceback with --verbose
         if args.verbose:
             traceback.print_exc()
-        _fail(_one_line(err))
-    except Exception as err:  # a failed run: one line, the traceback with --verbose
-        if args.verbose:
-            traceback.print_exc()
+        if _bad_input(err):
+            _fail(_one_line(err))
         print(
             f"advlogits: error: {_one_line(err)} ({type(err).__name__}; --verbose shows the traceback)", file=sys.stderr
         )

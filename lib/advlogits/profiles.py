@@ -17,6 +17,7 @@ from .checks import check_choice, check_int, check_number, check_seed, fail
 from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS
 from .models import ARCHS, ARCHS_FOR
+from .names import PROFILES
 from .train import AUGMENTATIONS, REFERENCE_TARGETS, TrainConfig
 
 AUTOATTACK_VERSIONS = ("fast", "standard")
@@ -277,8 +278,7 @@ DECISIVE_DESIGN: dict[str, Any] = dict(
 )
 _PROFILES["decisive"] = dataclasses.replace(_PROFILES["cpu"], name="decisive", **DECISIVE_DESIGN)
 _PROFILES["paper"] = dataclasses.replace(_PROFILES["paper"], **DECISIVE_DESIGN)
-_PROFILES = {name: _PROFILES[name] for name in ("smoke", "cpu", "decisive", "paper")}  # the order errors list them
-PROFILES: tuple[str, ...] = tuple(_PROFILES)
+_PROFILES = {name: _PROFILES[name] for name in PROFILES}  # the order errors list them (advlogits.names)
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -32,12 +33,12 @@ from tqdm import tqdm
 
 from ..checks import check_choice, check_int, fail
 from ..fileio import atomic_write_bytes, record_path
+from ..names import EXECUTORS
 from ..profiles import Profile
 from ..store import Store
 from .plan import Unit, book_plan, move_aside, ordered, state, with_device
 from .stored import result_code
 
-EXECUTORS = ("serial", "local", "ray")
 RAY_RETRIES = 3  # attempts of a Ray task whose worker died, beyond the first
 SECONDS = "seconds"  # the key of a Ray task's own duration among the files it returns
 log = logging.getLogger("advlogits")
@@ -293,11 +294,13 @@ def _start_ray(ray: Any, workers: int, address: str | None) -> None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
     try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        with warnings.catch_warnings():  # the refusal below says it in one line
+            warnings.filterwarnings("ignore", message="Ray Client connection timed out")
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ImportError, ModuleNotFoundError) as err:
         raise RuntimeError(
-            f"address={address!r} needs the Ray client, which is not installed ({err}): "
-            f"pip install 'ray[client]=={ray.__version__}'"
+            f"address={address!r} needs the Ray client, which is not installed ({err}): pip install -e "
+            f"'.[cluster]' installs it, or pip install 'ray[client]=={ray.__version__}'"
         ) from None
     except (ConnectionError, TimeoutError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
