@@ -25,8 +25,9 @@ PGD-AT eps 8/255, alpha 2/255, 10 steps, crop-flip augmentation; evaluation PGD 
 
 The CIFAR-format data are synthetic (the GPU machine has no data sets and no internet): random uint8 images, each
 drawn around a random low-frequency prototype of its class (so that the task is learnable), written in the real
-CIFAR-10 pickle format into a temporary folder and read back through ``advlogits.data.load_dataset(root=...)``. The
-cost of a dense network does not depend on what its images show.
+CIFAR-10 pickle format into a temporary folder by ``advlogits.synthetic`` (the tests' writer too) and read back
+through ``advlogits.data.load_dataset(root=...)``. The cost of a dense network does not depend on what its images
+show.
 
 Expected time on one H200 (an estimate: not measured yet): about 3 minutes, at most about 4, well inside 5. Most of
 it is torch.compile's first compilations (about a minute for the training graph and as much for the attack's
@@ -54,7 +55,6 @@ import dataclasses
 import functools
 import math
 import os
-import pickle
 import platform
 import sys
 import tempfile
@@ -65,7 +65,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -77,7 +76,6 @@ from advlogits.data import (
     ROOT_ENV_VAR,
     SYSTEM_FASHION_MNIST,
     DatasetError,
-    class_names,
     data_home,
     dataset_info,
     load_dataset,
@@ -87,6 +85,7 @@ from advlogits.margins import CHECK_STEPS
 from advlogits.models import build_for
 from advlogits.pipeline.plan import Unit, book_plan
 from advlogits.pipeline.stored import MASKING_RADII
+from advlogits.synthetic import SIGNAL, write_synthetic_cifar
 from advlogits.train import train_adversarial, train_standard
 from benchmarks._common import (
     QUICK_HELP,
@@ -101,7 +100,6 @@ from benchmarks._common import (
 NAME = "gpu"
 ARCH, DATASET = "preact-resnet18", "cifar10"  # the paper profile's model and data set
 FASHION_PROFILE = "cpu"  # the profile whose model the Fashion-MNIST measurements use
-SIGNAL = 0.15  # weight of the class prototype in a synthetic image (the rest is uniform noise)
 AA_TARGETS = 9  # AutoAttack's target classes for APGD-T and FAB-T on 10 classes
 APGD_ITERATIONS = 100  # AutoAttack's iterations per APGD run (its standard setting)
 COMPILE_RESERVE_S = 120.0  # the compiled measurements start only with this much of --budget-s left
@@ -240,45 +238,6 @@ def record(images: int, seconds: float, device: torch.device, **extra: Any) -> d
 
 
 # ---- data ----------------------------------------------------------------------------------------------------
-
-
-def write_synthetic_cifar(root: Path, *, n_train: int, n_test: int, seed: int) -> Path:
-    """Random CIFAR-10 in the real format: ``root/cifar-10-batches-py/`` with ``data_batch_1..k`` (k <= 5),
-    ``test_batch`` and ``batches.meta``, each a protocol-2 pickle of uint8 (N, 3072) rows and int labels.
-
-    Every image is ``SIGNAL`` times a prototype of its class (random 4 x 4 blocks of 8 x 8 pixels per channel)
-    plus the rest in uniform noise, so that a network can learn the task and the bf16 comparison means something.
-    """
-    rng = np.random.default_rng(seed)
-    prototypes = rng.integers(0, 256, size=(10, 3, 4, 4)).repeat(8, axis=2).repeat(8, axis=3).reshape(10, 3072)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def batch(n: int, label: str, offset: int) -> dict[bytes, object]:
-        labels = rng.integers(0, 10, size=n)
-        noise = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8).astype(np.float32)
-        data = np.rint(SIGNAL * prototypes[labels] + (1 - SIGNAL) * noise).astype(np.uint8)
-        return {
-            b"batch_label": label.encode(),
-            b"labels": [int(v) for v in labels],
-            b"data": data,
-            b"filenames": [f"synthetic_{offset + i:06d}.png".encode() for i in range(n)],
-        }
-
-    parts = np.array_split(np.arange(n_train), min(5, n_train))
-    for i, part in enumerate(parts, start=1):
-        content = batch(len(part), f"synthetic training batch {i} of {len(parts)}", int(part[0]))
-        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(content, protocol=2))
-    (folder / "test_batch").write_bytes(
-        pickle.dumps(batch(n_test, "synthetic testing batch 1 of 1", n_train), protocol=2)
-    )
-    meta = {
-        b"num_cases_per_batch": len(parts[0]),
-        b"label_names": [c.encode() for c in class_names(DATASET)],
-        b"num_vis": 3072,
-    }
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
 def find_fashion_mnist(n_train: int, n_test: int, seed: int) -> tuple[Any, Any, str] | None:
