@@ -559,7 +559,7 @@ bench: setup data
 	  $(VPY) -m benchmarks.$$name --profile $$profile --device $(DEVICE) --out $(BENCH_DIR)/$$name.json $$flags; \
 	done
 
-# The GPU check (benchmarks/gpu.py): synthetic CIFAR-format data written on the spot, so no data set is needed.
+# The GPU check (benchmarks/gpu/): synthetic CIFAR-format data written on the spot, so no data set is needed.
 gpu-check: setup
 	$(VPY) -m benchmarks.gpu --out $(BENCH_DIR)/gpu.json
 
