@@ -4,16 +4,19 @@
 #                                       cpu), build _build/html, compare its scorecard with results/cpu/
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
 #   make test                           set up, lint, pytest, every chapter at profile smoke, book build, site tests
-#   make lint                           ruff (lint and format) and the chapters' hygiene: make test's first step
+#   make lint                           ruff (lint and format) and the chapters' hygiene, without the set-up
 #   make lab                            set up, then the chapters in JupyterLab on 127.0.0.1:LAB_PORT (8888)
 #   make bench                          time PGD, training epochs and the book build (JSON in _build/bench/)
 #   make gpu-check                      on a GPU (< 5 min): throughput, bf16 vs fp32, the paper profile's GPU-hours
+#   make system-packages                as root: the Debian packages the tests use (a browser, Fashion-MNIST, npm)
 #   make help                           everything else
 #
-# Chapters are executed by papermill into _build/executed/$(PROFILE)/ and the site is built from those
-# executed copies (Jupyter Book never executes anything: `execute_notebooks: "off"` in _config.yml).
-# Trained models and metrics live in the library's store ($ADVLOGITS_HOME, default ~/.cache/advlogits),
-# which `make clean` never touches.
+# Read top-down: the settings (each overridable), the project's fixed values, the names derived from them, then
+# the targets in the order a build meets them. Chapters are executed by papermill into _build/executed/$(PROFILE)/
+# and the site is built from those executed copies (Jupyter Book never executes anything: `execute_notebooks:
+# "off"` in _config.yml). Trained models and metrics live in the library's store ($ADVLOGITS_HOME, default
+# ~/.cache/advlogits), which `make clean` never touches. Nothing here installs a system package unless asked to
+# (`make system-packages`, `make browser`); the programs the recipes run are in scripts/.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -26,74 +29,134 @@ ifeq ($(CHAPTER_JOBS_NOW),)
 endif
 MAKEFLAGS += --no-builtin-rules
 
-# ---- settings (override on the command line or from the environment) ---------------------------
-# The cores this process may run on (nproc without the OMP_* variables, which it would otherwise obey)
+# ---- settings: each may be set on the command line (make book PROFILE=smoke) or in the environment -------------
+# The cores this process may run on (nproc, ignoring the OMP_* variables): the default of the worker counts below
 CORES := $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
-PROFILE ?= cpu
-DEVICE ?= auto
-PYTHON ?= python3
-VENV ?= .venv
-# USE_ACTIVE_ENV=1 (or an empty VENV=) runs everything with the active environment's $(PYTHON) instead of a
-# venv: nothing is installed into it, the set-up only checks that it has the project (pip install -e '.[book]'
-# from this checkout) and the extras the target needs, and says what to install if not.
-USE_ACTIVE_ENV ?=
-# What installs the venv's packages: uv (with the settings pip would use; 41 s against pip's 116 s for every
-# extra on two cores, benchmarks/README.md) or pip.
-INSTALLER ?= uv
-# `make lock` passes these to `uv pip compile`, e.g. LOCK_FLAGS=--upgrade or LOCK_FLAGS='--upgrade-package numpy'
-LOCK_FLAGS ?=
-PYTEST_ARGS ?=
-# An extra pytest marker expression for the unit tests, e.g. PYTEST_MARK='not slow'; it is combined with
-# `not site` (a `-m` inside PYTEST_ARGS would replace that instead).
-PYTEST_MARK ?=
-# Unit tests run in this many pytest-xdist worker processes, each with one torch thread (a worker per core
-# beats threads inside one process for these small models); 0 runs them in this process instead.
-PYTEST_WORKERS ?= $(CORES)
-PAPERMILL_FLAGS ?= --no-progress-bar --log-output
-# `make lab` serves JupyterLab on 127.0.0.1 at this port (it stops if the port is taken)
-LAB_PORT ?= 8888
-# Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations,
-# logits) with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR (local or ray): by default one per core, so that
-# every machine computes with one torch thread per unit (the same bytes on any number of cores) and uses all its
-# cores; 1 computes the plan in one process. 0 skips the plan and leaves the computing to the chapters, one
-# after the other with their default torch threads (the plain build `make bench` compares the plan against).
-PLAN_WORKERS ?= $(CORES)
-PLAN_EXECUTOR ?= local
-# When the store already holds every unit of the plan (a warm store, or after the plan has run), the chapters
-# have nothing left to compute or to wait for, and up to CHAPTER_JOBS of them run at once (the scorecard last);
-# otherwise one after the other. 1 always runs them one after the other. Chapters run side by side keep their
-# torch threads (so their numbers), which then wait for work asleep (OMP_WAIT_POLICY=PASSIVE) instead of
-# spinning: spinning threads of two processes on two cores made chapter 2's linear check 7 times slower.
-CHAPTER_JOBS ?= $(CORES)
-FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
-# glibc's allocator hands a freed block of more than a few MB (a batch's activations) back to the system and
-# maps it again, page by page, on the next batch. Every process started here keeps freed memory instead (blocks
-# up to 32 MiB from the heap, up to 1 GiB of free heap kept): attacks run 7 to 26% faster, training steps 4%,
-# with the same results (benchmarks/README.md). Other allocators and systems ignore the variables.
-export MALLOC_MMAP_THRESHOLD_ ?= 33554432
-export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
-export MALLOC_TOP_PAD_ ?= 268435456
-# Benchmarks run by `make bench`, any of: $(BENCHMARKS) (gpu, the GPU check, is also `make gpu-check`)
-BENCH ?= attack_throughput train_epoch allocator book make_test
-# The book benchmark's flags in `make bench`: a plain cold build, then a cold build with the plan's two one-thread
-# workers and a warm one, so that one run measures every target (about 70 minutes at PROFILE=cpu on two cores)
-BENCH_BOOK_FLAGS ?= --plan-workers 2 --plan-executor local --versus-plain
 
-# Every dependency of every extra at one version: $(LOCK), written by `make lock` around PyTorch at
-# TORCH_PINS and passed to every pip install of the set-up as constraints (-c), so pip never resolves another
-# torch. torchattacks is a test-only reference installed without its dependencies (they would downgrade
-# requests/idna and break Sphinx), so it stays out of the lock.
+# -- what to build
+# The experiments' scale, one of $(PROFILES): smoke (seconds, numbers that mean nothing), cpu, paper (CIFAR-10, GPU)
+PROFILE ?= cpu
+# Where the chapters compute: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...
+DEVICE ?= auto
+# 1: the student edition, the same pages without the exercises' solutions, in folders of its own
+STUDENT ?=
+# The repository's public address (https://github.com/OWNER/REPO): with it, the site has launch and repository buttons
+REPO_URL ?=
+# The branch that those buttons open
+REPO_BRANCH ?= main
+
+# -- the environment
+# The Python that creates the venvs; with USE_ACTIVE_ENV=1, the active environment's Python that runs everything
+PYTHON ?= python3
+# The venv that the set-up creates and everything runs in (empty: the same as USE_ACTIVE_ENV=1)
+VENV ?= .venv
+# 1: no venv; the set-up only checks that the active environment has the project and the extras, installs nothing
+USE_ACTIVE_ENV ?=
+# What installs the venv's packages: uv (handed the settings pip would use; a third of pip's time) or pip
+INSTALLER ?= uv
+# Flags that `make lock` passes to `uv pip compile`, e.g. --upgrade or '--upgrade-package numpy'
+LOCK_FLAGS ?=
+# Where `make lint` installs the lock's ruff alone when $(VENV) does not have it (so lint needs no set-up)
+RUFF_VENV ?= _build/ruff
+
+# -- computing and executing
+# One-thread workers that compute the book's plan before the chapters: one per core; 1: one process; 0: no plan
+PLAN_WORKERS ?= $(CORES)
+# How those workers run: local (processes on this machine) or ray (tasks on a Ray cluster)
+PLAN_EXECUTOR ?= local
+# Chapters run at once when the store holds the whole plan (otherwise one after the other); 1: always one at a time
+CHAPTER_JOBS ?= $(CORES)
+# papermill's flags for every chapter it executes
+PAPERMILL_FLAGS ?= --no-progress-bar --log-output
+# Where Debian's $(FASHION_MNIST_PACKAGE) puts Fashion-MNIST (elsewhere the data loader downloads it)
+FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
+# glibc keeps freed blocks up to 32 MiB (a batch's activations) in the heap: attacks 7-26% faster, same results
+export MALLOC_MMAP_THRESHOLD_ ?= 33554432
+# glibc keeps up to 1 GiB of free heap instead of handing it back to the system after every batch
+export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
+# glibc grows the heap 256 MiB at a time (all three: benchmarks/README.md; other allocators ignore them)
+export MALLOC_TOP_PAD_ ?= 268435456
+
+# -- tests and benchmarks
+# A pytest marker expression for the unit tests, combined with `not site and not bench`, e.g. PYTEST_MARK='not slow'
+PYTEST_MARK ?=
+# Other pytest arguments for every pytest run, e.g. -x (a -m here replaces the marker expression above)
+PYTEST_ARGS ?=
+# pytest-xdist workers for the unit tests, one torch thread each (beats threads in one process); 0: in this process
+PYTEST_WORKERS ?= $(CORES)
+# The port of `make lab`'s JupyterLab on 127.0.0.1 (it stops if the port is taken)
+LAB_PORT ?= 8888
+# The benchmarks `make bench` runs, any of: $(BENCHMARKS) (gpu is also `make gpu-check`)
+BENCH ?= attack_throughput train_epoch allocator book make_test
+# The book benchmark's flags: a plain cold build, a cold one with the plan's two workers, a warm one (70 min at cpu)
+BENCH_BOOK_FLAGS ?= --plan-workers 2 --plan-executor local --versus-plain
+# Where the benchmarks write their JSON results
+BENCH_DIR ?= _build/bench
+
+# -- the site and publishing
+# The npm that packs the site's offline assets (MathJax, the widget scripts) from package-lock.json
+NPM ?= npm
+# The built site that `make publish` pushes
+PUBLISH_SITE ?= _build/html
+# Where it pushes it: a remote's name, or a repository's path or URL
+PUBLISH_REMOTE ?= origin
+# The branch it replaces there, which holds nothing but the site
+PUBLISH_BRANCH ?= gh-pages
+# The git clone in which ghp-import writes that branch
+PUBLISH_FROM ?= .
+
+# -- read by the library from the environment, and passed on when set: the store's folder (ADVLOGITS_HOME, default
+# ~/.cache/advlogits) and the folder of downloaded data sets (ADVLOGITS_DATA)
+ifneq ($(origin ADVLOGITS_HOME),undefined)
+export ADVLOGITS_HOME
+endif
+ifneq ($(origin ADVLOGITS_DATA),undefined)
+export ADVLOGITS_DATA
+endif
+
+# ---- the project's fixed values -------------------------------------------------------------------------------
+# Every dependency of every extra at one version, written by `make lock`, the constraints (-c) of every install
 LOCK := requirements/lock.txt
 # Bounds the lock keeps to beyond pyproject.toml's ranges, each with its reason (read by `make lock` only)
 LOCK_CONSTRAINTS := requirements/lock_constraints.txt
+# The PyTorch that the lock is resolved around, so that pip never resolves another (binder/ pins the same)
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The uv installed into the venv to install with (INSTALLER=uv) and to write the lock
 UV_PIN := uv==0.13.9
+# The tests' reference, installed without its dependencies (they would break Sphinx), so outside the lock
 NO_DEPS_PINS := torchattacks==3.5.1
+# Debian's Fashion-MNIST, the data of the smoke and cpu profiles
 FASHION_MNIST_PACKAGE := dataset-fashion-mnist
+# Debian packages as FILE:PACKAGE, FILE the file or command that shows PACKAGE is there: the site tests' browser,
+BROWSER_PACKAGES := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+# and everything `make system-packages` installs (npm packs the site's offline assets)
+SYSTEM_PACKAGES := $(BROWSER_PACKAGES) $(NPM):npm \
+	$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz:$(FASHION_MNIST_PACKAGE)
 PROFILES := smoke cpu paper
 BENCHMARKS := attack_throughput train_epoch allocator book make_test gpu
-BENCH_DIR := _build/bench
 
+# ---- settings checked before anything runs --------------------------------------------------------------------
+ifeq ($(shell [ "$(PLAN_WORKERS)" -ge 0 ] 2>/dev/null && echo ok),)
+$(error PLAN_WORKERS=$(PLAN_WORKERS) is not a whole number; leave it unset for one worker per core, or e.g. PLAN_WORKERS=1 computes the plan in one process)
+endif
+
+ifeq ($(shell [ "$(CHAPTER_JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
+$(error CHAPTER_JOBS=$(CHAPTER_JOBS) is not a whole number of at least 1; e.g. CHAPTER_JOBS=1 runs the chapters one after the other)
+endif
+
+ifeq ($(filter $(INSTALLER),uv pip),)
+$(error INSTALLER=$(INSTALLER) is neither uv nor pip; e.g. `make setup INSTALLER=pip` installs with pip alone)
+endif
+
+ifeq ($(filter $(PROFILE),$(PROFILES)),)
+$(error PROFILE=$(PROFILE) is not one of: $(PROFILES). Run e.g. `make book PROFILE=cpu`)
+endif
+
+ifneq ($(filter-out $(BENCHMARKS),$(BENCH)),)
+$(error BENCH=$(BENCH) names unknown benchmarks; choose from: $(BENCHMARKS), e.g. `make bench BENCH=attack_throughput`)
+endif
+
+# ---- names derived from the settings --------------------------------------------------------------------------
 comma := ,
 ACTIVE_ENV := $(if $(strip $(VENV)),$(filter 1 yes true,$(USE_ACTIVE_ENV)),1)
 ifeq ($(ACTIVE_ENV),)
@@ -115,7 +178,7 @@ ENV_DIR := _build/active-env
 ENV_NAME := the active environment ($(VPY))
 # What the active environment must have: the book's extra, the tests' for `make test` and `make bench`, Ray's
 # for PLAN_EXECUTOR=ray; `paper` and `lab` are checked by their own stamps, as in a venv.
-EXTRAS := book$(if $(filter test bench lint,$(MAKECMDGOALS)),$(comma)test)$(if $(filter ray,$(PLAN_EXECUTOR)),$(comma)cluster)
+EXTRAS := book$(if $(filter test bench,$(MAKECMDGOALS)),$(comma)test)$(if $(filter ray,$(PLAN_EXECUTOR)),$(comma)cluster)
 endif
 # The set-up byte-compiles what it installs (pip does, uv with --compile-bytecode): do not skip it, since where
 # PYTHONDONTWRITEBYTECODE is set (as on our CI machines) every import would then compile torch anew.
@@ -125,7 +188,7 @@ PAPER_STAMP := $(ENV_DIR)/.advlogits-paper.stamp
 LAB_STAMP := $(ENV_DIR)/.advlogits-lab.stamp
 # $(call install_extras,EXTRAS): install the project with those extras into the venv, versions from the lock,
 # with INSTALLER (uv by default, with the settings pip would use: requirements/uv_install.py; or pip); with
-# USE_ACTIVE_ENV=1, check that the active environment has them instead.
+# USE_ACTIVE_ENV=1, check that the active environment has them instead (scripts/check_active_env.py).
 ifeq ($(ACTIVE_ENV),)
 ifeq ($(INSTALLER),uv)
 INSTALL := $(VPY) requirements/uv_install.py
@@ -134,40 +197,13 @@ INSTALL := $(PIP_INSTALL)
 endif
 install_extras = $(INSTALL) -c $(LOCK) -e '.[$(1)]'
 else
-install_extras = $(VPY) -c "$$ACTIVE_ENV_PY" '$(1)'
+install_extras = $(VPY) scripts/check_active_env.py --lock $(LOCK) '$(1)'
 endif
 
-# The store and data locations are read by the library from the environment; pass them on if set.
-ifneq ($(origin ADVLOGITS_HOME),undefined)
-export ADVLOGITS_HOME
-endif
-ifneq ($(origin ADVLOGITS_DATA),undefined)
-export ADVLOGITS_DATA
-endif
 # The venv's tools first; the venv's `python3` kernelspec wins over a user-level one.
 export PATH := $(abspath $(BIN)):$(PATH)
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-
-ifeq ($(shell [ "$(PLAN_WORKERS)" -ge 0 ] 2>/dev/null && echo ok),)
-$(error PLAN_WORKERS=$(PLAN_WORKERS) is not a whole number; leave it unset for one worker per core, or e.g. PLAN_WORKERS=1 computes the plan in one process)
-endif
-
-ifeq ($(shell [ "$(CHAPTER_JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
-$(error CHAPTER_JOBS=$(CHAPTER_JOBS) is not a whole number of at least 1; e.g. CHAPTER_JOBS=1 runs the chapters one after the other)
-endif
-
-ifeq ($(filter $(INSTALLER),uv pip),)
-$(error INSTALLER=$(INSTALLER) is neither uv nor pip; e.g. `make setup INSTALLER=pip` installs with pip alone)
-endif
-
-ifeq ($(filter $(PROFILE),$(PROFILES)),)
-$(error PROFILE=$(PROFILE) is not one of: $(PROFILES). Run e.g. `make book PROFILE=cpu`)
-endif
-
-ifneq ($(filter-out $(BENCHMARKS),$(BENCH)),)
-$(error BENCH=$(BENCH) names unknown benchmarks; choose from: $(BENCHMARKS), e.g. `make bench BENCH=attack_throughput`)
-endif
 
 CHAPTERS := $(sort $(wildcard chapters/*.ipynb))
 LIB_SOURCES := $(sort $(shell find lib/advlogits -name '*.py' 2>/dev/null))
@@ -176,15 +212,14 @@ EXECUTED := $(CHAPTERS:chapters/%=$(EXEC_DIR)/%)
 SCORECARD := $(EXEC_DIR)/05_scorecard.ipynb
 PARAMS_FILE := $(EXEC_DIR)/.params
 PLAN_STAMP := $(EXEC_DIR)/.plan
-# STUDENT=1 builds the student edition: the same pages without the exercises' solutions, in its own folders.
-STUDENT ?=
 EDITION := $(PROFILE)$(if $(filter-out 0,$(STUDENT)),-student)
 SRC_DIR := _build/src/$(EDITION)
 JB_OUT := _build/jb/$(EDITION)
 SITE_DIR := $(JB_OUT)/_build/html
 HTML_DIR := _build/html$(if $(filter-out 0,$(STUDENT)),-student)
 
-.PHONY: help setup data execute stage site book repository test lint bench gpu-check results cite publish clean FORCE
+.PHONY: help setup lock lab system-packages browser data offline execute stage site book repository test lint \
+	check-browser bench gpu-check results cite publish clean FORCE
 
 help:
 	@echo "advlogits: an executable book replicating arXiv 2108.12001"
@@ -194,15 +229,19 @@ help:
 	@echo "                 (STUDENT=1: the student edition, without solutions, in _build/html-student)"
 	@echo "  make repository REPO_URL=...  write the repository's address into the chapters' Colab cell"
 	@echo "  make test      set up, lint, pytest, execute every chapter at PROFILE=smoke, build the book (-W -n), site tests"
-	@echo "  make lint      ruff check, ruff format --check and the chapters' hygiene (no outputs); also pre-commit's hooks"
+	@echo "                 (the site tests need Debian's chromium: \`make system-packages\` as root first, as .ci/run does)"
+	@echo "  make lint      ruff check, ruff format --check and the chapters' hygiene (no outputs), as pre-commit's hooks;"
+	@echo "                 needs no set-up: the lock's ruff from $(VENV), or alone in $(RUFF_VENV)"
 	@echo "  make lab       set up, install JupyterLab (the lab extra) and serve the chapters with the project's kernel"
 	@echo "                 on http://127.0.0.1:LAB_PORT/lab (its claims go to _build/hand-runs/, not the build's)"
 	@echo "  make setup     create $(VENV) and install the project, versions from $(LOCK) (redone when pyproject.toml"
 	@echo "                 or the lock changes); with USE_ACTIVE_ENV=1, check the active environment instead"
 	@echo "  make lock      resolve every dependency of every extra into $(LOCK) with uv (LOCK_FLAGS=--upgrade: anew)"
-	@echo "  make data      install Debian's $(FASHION_MNIST_PACKAGE) if it is missing and we are root"
+	@echo "  make system-packages  as root, install the Debian packages the book and its tests use that are missing:"
+	@echo "                 chromium and chromium-driver (site tests), $(FASHION_MNIST_PACKAGE), npm; .ci/run runs it"
+	@echo "  make browser   as root, install Debian's chromium and chromium-driver for the site tests, if missing"
+	@echo "  make data      say where the profile's data set comes from (installs nothing: see make system-packages)"
 	@echo "  make offline   pack MathJax and the widget scripts with npm into $(OFFLINE_DIR) (the site reads offline)"
-	@echo "  make browser   install Debian's chromium and chromium-driver for the site tests, if missing and root"
 	@echo "  make execute   execute the chapters into _build/executed/PROFILE/ (skips up-to-date ones)"
 	@echo "  make site      execute, stage _build/src/PROFILE/ and build it into $(JB_OUT)/_build/html"
 	@echo "  make bench     run the benchmarks in benchmarks/ (BENCH=$(BENCH)), JSON results in $(BENCH_DIR)/"
@@ -215,15 +254,17 @@ help:
 	@echo "  make publish   push the built site ($(PUBLISH_SITE)) to the $(PUBLISH_BRANCH) branch of $(PUBLISH_REMOTE) with ghp-import"
 	@echo "  make clean     remove _build (never the store)"
 	@echo
-	@echo "settings: PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)"
+	@echo "settings (all of them, each with what it does, at the top of the Makefile):"
+	@echo "          PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)  STUDENT=$(STUDENT)"
 	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (one-thread workers that compute the plan before the chapters; default:"
 	@echo "                   one per core, $(CORES) here; 1: one process; 0: no plan, the chapters compute)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
 	@echo "          CHAPTER_JOBS=$(CHAPTER_JOBS) (chapters at once when the store holds the whole plan; 1: one after the other)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  USE_ACTIVE_ENV=$(USE_ACTIVE_ENV) (1: the active environment, no venv)"
-	@echo "          INSTALLER=$(INSTALLER) (uv or pip: what installs the venv's packages)"
-	@echo "          PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)"
+	@echo "          INSTALLER=$(INSTALLER) (uv or pip: what installs the venv's packages)  RUFF_VENV=$(RUFF_VENV)"
+	@echo "          PYTEST_MARK=$(PYTEST_MARK)  PYTEST_ARGS=$(PYTEST_ARGS)  PYTEST_WORKERS=$(PYTEST_WORKERS)"
+	@echo "          BENCH_BOOK_FLAGS=$(BENCH_BOOK_FLAGS)  BENCH_DIR=$(BENCH_DIR)"
 	@echo "          REPO_URL=$(REPO_URL) (empty: no launch buttons)  REPO_BRANCH=$(REPO_BRANCH)  NPM=$(NPM)"
-	@echo "          LAB_PORT=$(LAB_PORT) (make lab)"
+	@echo "          LAB_PORT=$(LAB_PORT) (make lab)  PUBLISH_REMOTE=$(PUBLISH_REMOTE)  PUBLISH_FROM=$(PUBLISH_FROM)"
 	@echo "          ADVLOGITS_HOME=$${ADVLOGITS_HOME:-(library default, ~/.cache/advlogits)}"
 	@echo "          ADVLOGITS_DATA=$${ADVLOGITS_DATA:-(library default)}"
 
@@ -251,47 +292,9 @@ $(PAPER_STAMP): $(STAMP)
 	$(call install_extras,paper)
 	touch $@
 
+# The set-up ends by checking that the kernel papermill and JupyterLab start is this environment's.
 setup: $(STAMP) $(if $(filter paper,$(PROFILE)),$(PAPER_STAMP))
-	@$(VPY) -c 'import pathlib, sys; from jupyter_client.kernelspec import KernelSpecManager; \
-	d = pathlib.Path(KernelSpecManager().find_kernel_specs()["python3"]).absolute(); \
-	sys.exit(0 if d.is_relative_to(pathlib.Path(sys.prefix).absolute()) else \
-	f"the python3 kernelspec at {d} is not the one of {sys.prefix}; remove it, or run " \
-	f"{sys.executable} -m ipykernel install --sys-prefix --name python3")'
-
-# USE_ACTIVE_ENV=1: instead of installing, check that the active environment has the project, installed from
-# this checkout, and every requirement of the extras argv[1]; with argv[2], write there the interpreter and the
-# versions of what was checked, only when they differ from what it holds.
-define ACTIVE_ENV_PY
-import importlib.metadata as md, importlib.util, pathlib, re, sys
-extras = sys.argv[1].split(",")
-fix = f"install it first: {sys.executable} -m pip install -c $(LOCK) -e '.[{sys.argv[1]}]'"
-lib, spec = pathlib.Path("lib").resolve(), importlib.util.find_spec("advlogits")
-try:
-    requires = md.requires("advlogits") or []
-except md.PackageNotFoundError:
-    spec = None
-if spec is None or not pathlib.Path(spec.origin).resolve().is_relative_to(lib):
-    where = "is not installed" if spec is None else f"comes from {spec.origin}, not from {lib}"
-    sys.exit(f"error: USE_ACTIVE_ENV=1, and in the active environment ({sys.executable}) advlogits {where}; {fix}")
-found, missing = [], []
-for req in requires:
-    name, _, marker = req.partition(";")
-    extra = re.search(r"extra\s*==\s*.([A-Za-z0-9._-]+)", marker)
-    if extra and extra.group(1) not in extras:
-        continue
-    name = re.match(r"[A-Za-z0-9._-]+", name.strip()).group()
-    try:
-        found.append(f"{name}=={md.version(name)}")
-    except md.PackageNotFoundError:
-        missing.append(name)
-if missing:
-    sys.exit(f"error: USE_ACTIVE_ENV=1, and the active environment ({sys.executable}) lacks {', '.join(missing)}; {fix}")
-if len(sys.argv) > 2:
-    stamp, state = pathlib.Path(sys.argv[2]), "\n".join([sys.executable, *sorted(found)]) + "\n"
-    if not stamp.is_file() or stamp.read_text() != state:
-        stamp.write_text(state)
-endef
-export ACTIVE_ENV_PY
+	@$(VPY) scripts/check_kernelspec.py
 
 # ---- the lock: every dependency of every extra at one version ----------------------------------------
 # `make lock` resolves pyproject.toml with all its extras and PyTorch at TORCH_PINS with uv (installed into the
@@ -299,7 +302,6 @@ export ACTIVE_ENV_PY
 # release needs a newer Python gets one line per Python range, with a marker); versions already in $(LOCK) are
 # kept where they still fit. Run it after changing a dependency in pyproject.toml and commit the lock with it.
 LOCK_PYTHON = $(shell sed -n 's/^requires-python *= *">=\([0-9.]*\)".*/\1/p' pyproject.toml)
-.PHONY: lock
 lock:
 	@if [ ! -x "$(VPY)" ]; then $(PYTHON) -m venv $(VENV); fi
 	@$(VPY) -m uv --version >/dev/null 2>&1 || $(PIP_INSTALL) '$(UV_PIN)'
@@ -320,7 +322,6 @@ $(LAB_STAMP): $(STAMP)
 	$(call install_extras,lab)
 	touch $@
 
-.PHONY: lab
 lab: $(LAB_STAMP) setup data
 	@token=$$($(VPY) -c 'import secrets; print(secrets.token_hex(24))'); \
 	echo "==> JupyterLab in chapters/ with the kernel \"Python 3 (advlogits)\"; Ctrl-C twice stops it. Open:"; \
@@ -330,13 +331,41 @@ lab: $(LAB_STAMP) setup data
 	  --MappingKernelManager.default_kernel_name=python3 --LabApp.news_url=None \
 	  --LabApp.extension_manager=readonly $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# ---- site settings: override on the command line or from the environment -----------------------
-# The repository's public address (e.g. https://github.com/OWNER/advlogits) and branch: with an address,
-# the site gets launch buttons (Colab, Binder) and a repository button; without one (the default) it has
-# none of them. Download buttons (.ipynb, source, PDF) need no address and are always there.
-REPO_URL ?=
-REPO_BRANCH ?= main
-NPM ?= npm
+# ---- system packages: installed only when asked for, by these two targets --------------------------------
+# Each installs, with apt-get and as root, the Debian packages of its list (FILE:PACKAGE) whose file or command is
+# missing; elsewhere (not root, not Debian) it says which are missing. `.ci/run` runs `make system-packages`
+# before `make test`; no other target installs a system package.
+system-packages: PACKAGES := $(SYSTEM_PACKAGES)
+browser: PACKAGES := $(BROWSER_PACKAGES)
+system-packages browser:
+	@missing=; \
+	for pair in $(PACKAGES); do \
+	  file=$${pair%:*}; [ -e "$$file" ] || command -v "$$file" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+	  echo "Debian's $(strip $(foreach p,$(PACKAGES),$(lastword $(subst :, ,$(p))))): installed"; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "==> installing Debian's$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	else \
+	  echo "note: Debian's$$missing missing, and apt-get is not usable here (not root or not Debian): run \`sudo make $@\`"; \
+	fi
+
+# `make test` ends with the browser tests: without the browser it stops before anything else, saying what to run.
+check-browser:
+	@for file in $(foreach p,$(BROWSER_PACKAGES),$(firstword $(subst :, ,$(p)))); do \
+	  [ -x "$$file" ] || { echo "error: $$file is missing, and the site tests need Debian's chromium and chromium-driver: run \`sudo make system-packages\` (or \`make browser\` as root), then \`make test\`" >&2; exit 1; }; \
+	done
+
+# ---- data: where the profile's data set comes from (nothing is installed here) ---------------------------
+data:
+ifeq ($(PROFILE),paper)
+	@echo "note: PROFILE=paper uses CIFAR-10, which torchvision downloads on first use (see \$$ADVLOGITS_DATA)."
+else
+	@if [ ! -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz" ]; then \
+	  echo "note: no Fashion-MNIST in $(FASHION_MNIST_DIR): the data loader downloads it through torchvision on first use (see \$$ADVLOGITS_DATA); \`sudo make system-packages\` installs Debian's $(FASHION_MNIST_PACKAGE)"; \
+	fi
+endif
 
 # ---- offline assets: the site serves MathJax 3, RequireJS and the ipywidgets HTML manager itself ----
 # package-lock.json pins them; `npm ci` fetches them into node_modules/ and the files the pages load are
@@ -354,15 +383,8 @@ HTML_MANAGER := node_modules/@jupyter-widgets/html-manager
 NODE_STAMP := node_modules/.package-lock.json
 
 $(NODE_STAMP): package.json package-lock.json
-	@if ! command -v $(NPM) >/dev/null 2>&1; then \
-	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "==> installing Debian's npm to pack the site's offline assets"; \
-	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y npm; \
-	  else \
-	    echo "error: '$(NPM)' not found: the site build needs npm (Node.js) to pack MathJax and the widget" >&2; \
-	    echo "       scripts; install Node.js with npm, or pass NPM=/path/to/npm" >&2; exit 1; \
-	  fi; \
-	fi
+	@command -v $(NPM) >/dev/null 2>&1 || { \
+	  echo "error: '$(NPM)' not found: the site build packs MathJax and the widget scripts with npm; run \`sudo make system-packages\` (Debian's npm), or install Node.js and pass NPM=/path/to/npm" >&2; exit 1; }
 	@echo "==> installing the offline assets pinned in package-lock.json with npm"
 	$(NPM) ci --ignore-scripts --no-audit --no-fund
 	touch $@
@@ -378,36 +400,7 @@ $(OFFLINE_STAMP): $(NODE_STAMP) Makefile
 	cp $(addprefix $(HTML_MANAGER)/dist/*.,woff2 woff ttf) $(OFFLINE_DIR)/widgets/html-manager/
 	touch $@
 
-.PHONY: offline browser
 offline: $(OFFLINE_STAMP)
-
-# ---- the browser for the site tests: Debian's chromium and chromium-driver, never a browser download
-browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
-	  :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "==> installing Debian's chromium and chromium-driver for the site tests"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; \
-	else \
-	  echo "note: /usr/bin/chromium or /usr/bin/chromedriver is missing and apt-get is not usable here (not root"; \
-	  echo "      or not Debian): the site tests will fail until Debian's chromium and chromium-driver are installed."; \
-	fi
-
-# ---- data: Fashion-MNIST from Debian if we can, else torchvision downloads it on first use -------
-data:
-ifeq ($(PROFILE),paper)
-	@echo "note: PROFILE=paper uses CIFAR-10, which torchvision downloads on first use (see \$$ADVLOGITS_DATA)."
-else
-	@if [ -f "$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz" ]; then \
-	  :; \
-	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "==> installing Debian's $(FASHION_MNIST_PACKAGE)"; \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(FASHION_MNIST_PACKAGE); \
-	else \
-	  echo "note: $(FASHION_MNIST_DIR) is missing and apt-get is not usable here (not root or not Debian);"; \
-	  echo "      the data loader downloads Fashion-MNIST through torchvision on first use (see \$$ADVLOGITS_DATA)."; \
-	fi
-endif
 
 # ---- execution: one papermill run per chapter, redone when the chapter, the library or DEVICE changes
 # The parameters file changes only when DEVICE does, so a new DEVICE re-executes the chapters.
@@ -419,8 +412,12 @@ $(PARAMS_FILE): FORCE
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 endif
 
-# The plan runs again only when a chapter would (a chapter, the library, the set-up or DEVICE changed); from a
-# warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
+# Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations, logits)
+# with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR: by default one per core, so that every machine computes
+# with one torch thread per unit (the same bytes on any number of cores) and uses all its cores. PLAN_WORKERS=0
+# leaves the computing to the chapters, one after the other with their default torch threads (the plain build that
+# `make bench` compares the plan against). The plan runs again only when a chapter would (a chapter, the library,
+# the set-up or DEVICE changed); from a warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
 # CHAPTER_JOBS when every unit is stored, else 1. A finished `advlogits run` has stored every unit; with
 # PLAN_WORKERS=0 (no plan), `advlogits plan --check` looks.
 $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
@@ -460,6 +457,9 @@ $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) $(P
 # The scorecard gathers every other chapter's claims: it re-runs whenever any of them re-executes.
 $(SCORECARD): $(filter-out $(SCORECARD),$(EXECUTED))
 
+# With nothing left to compute, up to CHAPTER_JOBS chapters run at once (the scorecard last). They keep their torch
+# threads (so their numbers), which then wait for work asleep (OMP_WAIT_POLICY=PASSIVE) instead of spinning:
+# spinning threads of two processes on two cores made chapter 2's linear check 7 times slower.
 execute: $(PLAN_STAMP)
 	@if [ -z "$(CHAPTERS)" ]; then echo "error: no chapters/*.ipynb to execute" >&2; exit 1; fi
 	@jobs=$$(cat $(PLAN_STAMP) 2>/dev/null); case "$$jobs" in ''|*[!0-9]*|0) jobs=1;; esac; \
@@ -467,6 +467,8 @@ execute: $(PLAN_STAMP)
 	$(MAKE) --no-print-directory -j$$jobs CHAPTER_JOBS_NOW=1 $(EXECUTED)
 
 # ---- the site: a source tree whose chapters are the executed copies, built with warnings as errors
+# STUDENT=1: the staged chapters lose their solutions and the book's title says which edition it is; with
+# REPO_URL set, the staged _config.yml gains the repository and the launch buttons (scripts/book_config.py).
 stage: execute $(OFFLINE_STAMP)
 	rm -rf $(SRC_DIR)
 	mkdir -p $(SRC_DIR)
@@ -477,35 +479,12 @@ stage: execute $(OFFLINE_STAMP)
 	mkdir -p $(SRC_DIR)/book/_generated  # the landing page's copy of the scorecard (figure and count)
 	cp $(EXEC_DIR)/scorecard.png $(EXEC_DIR)/scorecard_summary.md $(SRC_DIR)/book/_generated/
 ifneq ($(strip $(REPO_URL)),)
-	$(VPY) -c "$$REPO_CONFIG_PY" $(SRC_DIR)/_config.yml '$(REPO_URL)' '$(REPO_BRANCH)'
+	$(VPY) scripts/book_config.py $(SRC_DIR)/_config.yml repository '$(REPO_URL)' '$(REPO_BRANCH)'
 endif
 ifneq ($(filter-out 0,$(STUDENT)),)
 	$(VPY) -m advlogits.chapters.editions $(SRC_DIR)/chapters/*.ipynb
-	$(VPY) -c "$$STUDENT_CONFIG_PY" $(SRC_DIR)/_config.yml
+	$(VPY) scripts/book_config.py $(SRC_DIR)/_config.yml student
 endif
-
-# STUDENT=1: the staged chapters lose their solutions (above) and the book's title says which edition it is.
-define STUDENT_CONFIG_PY
-import sys, yaml
-path = sys.argv[1]
-config = yaml.safe_load(open(path, encoding="utf8"))
-config["title"] = config["title"] + " (student edition)"
-yaml.safe_dump(config, open(path, "w", encoding="utf8"), sort_keys=False)
-endef
-export STUDENT_CONFIG_PY
-
-# With REPO_URL set, the staged _config.yml gains the repository and the launch buttons (Colab, Binder).
-define REPO_CONFIG_PY
-import sys, yaml
-path, url, branch = sys.argv[1:]
-config = yaml.safe_load(open(path, encoding="utf8"))
-config["repository"] = {"url": url, "branch": branch, "path_to_book": ""}
-config["launch_buttons"] = {"notebook_interface": "jupyterlab", "binderhub_url": "https://mybinder.org",
-                            "colab_url": "https://colab.research.google.com"}
-config.setdefault("html", {})["use_repository_button"] = True
-yaml.safe_dump(config, open(path, "w", encoding="utf8"), sort_keys=False)
-endef
-export REPO_CONFIG_PY
 
 # -W turns every Sphinx warning into an error, -n (nitpicky) warns of every reference that resolves to nothing.
 # The built scorecard is then compared with the profile's committed record (results/PROFILE/) in one line, which
@@ -528,16 +507,33 @@ repository: | setup
 	@test -n "$(REPO_URL)" || { echo "error: REPO_URL is empty; run e.g. make repository REPO_URL=https://github.com/OWNER/REPO" >&2; exit 2; }
 	$(VPY) -m advlogits.chapters.launch '$(REPO_URL)' $(CHAPTERS)
 
+
 # ---- lint: the first step of `make test`, and what .pre-commit-config.yaml's hooks check before a commit ------
 # ruff with pyproject.toml's settings (the chapters' code cells are linted, not formatted: chapters/ruff.toml),
-# then tests/test_hygiene.py: the chapters committed without outputs, their shown code within the page's width.
-lint: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/pytest -q -p no:cacheprovider tests/test_hygiene.py
+# then tests/test_hygiene.py as a script (standard library only): the chapters committed without outputs, their
+# shown code within the page's width, pre-commit's ruff the lock's. It needs no set-up: ruff is the lock's version,
+# the venv's own when the venv has that one (read from its metadata, nothing is run), else ruff alone in RUFF_VENV.
+RUFF_VERSION := $(shell sed -n 's/^ruff==\([^ ;]*\).*/\1/p' $(LOCK) 2>/dev/null)
+VENV_RUFF_METADATA := $(BIN)/../lib/python*/site-packages/ruff-$(RUFF_VERSION).dist-info
+VENV_RUFF := $(if $(RUFF_VERSION),$(and $(wildcard $(BIN)/ruff),$(wildcard $(VENV_RUFF_METADATA))))
+RUFF := $(if $(VENV_RUFF),$(BIN)/ruff,$(RUFF_VENV)/bin/ruff)
+RUFF_STAMP := $(RUFF_VENV)/.ruff-$(RUFF_VERSION).stamp
+
+lint: $(if $(VENV_RUFF),,$(RUFF_STAMP))
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(PYTHON) tests/test_hygiene.py
+
+$(RUFF_STAMP):
+	@test -n "$(RUFF_VERSION)" || { echo "error: $(LOCK) pins no ruff, so make lint cannot tell which to run: run \`make lock\`" >&2; exit 1; }
+	@echo "==> ruff $(RUFF_VERSION) alone in $(RUFF_VENV), for make lint"
+	rm -rf $(RUFF_VENV)
+	$(PYTHON) -m venv $(RUFF_VENV)
+	$(RUFF_VENV)/bin/python -m pip install --disable-pip-version-check --quiet 'ruff==$(RUFF_VERSION)'
+	touch $@
 
 # ---- tests: lint, unit tests, then every chapter at the smoke profile, then the site -------------
-test: setup $(LAB_STAMP) $(PAPER_STAMP) browser
+test: check-browser setup $(LAB_STAMP) $(PAPER_STAMP)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory data PROFILE=smoke
 	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
@@ -563,7 +559,7 @@ bench: setup data
 	  $(VPY) -m benchmarks.$$name --profile $$profile --device $(DEVICE) --out $(BENCH_DIR)/$$name.json $$flags; \
 	done
 
-# The GPU check (benchmarks/gpu.py): synthetic CIFAR-format data written on the spot, so no data set is needed.
+# The GPU check (benchmarks/gpu/): synthetic CIFAR-format data written on the spot, so no data set is needed.
 gpu-check: setup
 	$(VPY) -m benchmarks.gpu --out $(BENCH_DIR)/gpu.json
 
@@ -585,10 +581,6 @@ cite: setup
 # must serve the _static/ and _images/ folders as they are), -f replaces the branch, which holds nothing but
 # the site, so a fresh clone can publish too. ghp-import writes the branch in the git clone PUBLISH_FROM
 # (this one by default) and pushes it to PUBLISH_REMOTE, a remote's name or a repository's path or URL.
-PUBLISH_SITE ?= _build/html
-PUBLISH_REMOTE ?= origin
-PUBLISH_BRANCH ?= gh-pages
-PUBLISH_FROM ?= .
 PUBLISH_COMMIT = $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 publish:

@@ -1,21 +1,17 @@
-"""Helpers shared by several test files: a crafted pickle payload, an internet check, a CIFAR-10 set in the
-real on-disk format, RobustBench checkpoints where RobustBench looks first, a model that counts its calls, and a
-tiny training config."""
+"""Helpers shared by several test files: a crafted pickle payload, an internet check, RobustBench checkpoints where
+RobustBench looks first, a model that counts its calls, and a tiny training config. (CIFAR-10 files in the real
+format come from `advlogits.synthetic`, which the GPU check uses too.)"""
 
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from advlogits.train import TrainConfig
-
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class CodeRunningPayload:
@@ -35,31 +31,6 @@ def online(host: str) -> bool:
     except OSError:
         return False
     return True
-
-
-def cifar_batch(n: int, seed: int, *, labels: list[int] | None = None) -> dict[bytes, object]:
-    """A batch dict exactly like CIFAR-10's python version: bytes keys, (N, 3072) uint8, list of ints.
-
-    Random pixels; ``labels`` (N ints in 0..9) default to random classes."""
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": b"testing batch 1 of 1",
-        b"labels": [int(v) for v in rng.integers(0, 10, size=n)] if labels is None else [int(v) for v in labels],
-        b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-    }
-
-
-def write_cifar(root: Path, batches: dict[str, dict[bytes, object]], *, protocol: int = 2) -> Path:
-    """Pickle ``batches`` (file name -> batch dict) and CIFAR-10's ``batches.meta`` into
-    ``root/cifar-10-batches-py/``, as in the official tarball; returns that folder."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, batch in batches.items():
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
-    meta = {b"num_cases_per_batch": 10000, b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
 
 
 def robustbench_zoo_model(name: str) -> Any:

@@ -357,7 +357,7 @@ def test_book_refuses_a_comparison_without_a_plan():
     assert proc.returncode == 2 and "argument --plan-workers: must be an integer >= 0 (got -1)" in proc.stderr
 
 
-# ---- the GPU check (benchmarks/gpu.py): its tiny CPU run, its failure records, its pricing ----------------------
+# ---- the GPU check (benchmarks/gpu/): its tiny CPU run, its failure records, its pricing ------------------------
 
 GPU_MEASUREMENTS = {
     "inference_fp32",
@@ -372,7 +372,7 @@ GPU_COMPILED = {"standard_bf16_compile", "adversarial_bf16_compile"}
 
 
 def load_gpu_check(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """benchmarks/gpu.py as a module (it imports benchmarks._common, so the repository root goes on sys.path)."""
+    """benchmarks/gpu/ as a package (it imports benchmarks._common, so the repository root goes on sys.path)."""
     monkeypatch.syspath_prepend(str(ROOT))
     return importlib.import_module("benchmarks.gpu")
 

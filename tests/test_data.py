@@ -24,8 +24,9 @@ from advlogits.data import (
     load_dataset,
     num_classes,
 )
+from advlogits.synthetic import cifar_batch, write_cifar
 
-from helpers import CodeRunningPayload, cifar_batch, online, write_cifar
+from helpers import CodeRunningPayload, online
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(

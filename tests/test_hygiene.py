@@ -3,8 +3,8 @@ version everywhere it is named.
 
 A chapter is committed as source: no outputs, no execution counts, no widget state and none of the run metadata
 that Jupyter, JupyterLab or papermill write (the book is built from executed copies in ``_build/``). The check
-reads the notebooks' JSON with the standard library alone, so that the pre-commit hook of
-``.pre-commit-config.yaml`` can run this file as a script on the notebooks it is given:
+reads the notebooks' JSON with the standard library alone, so that `make lint` and the pre-commit hook of
+``.pre-commit-config.yaml`` can run this file as a script (every check below, on the notebooks it is given):
 
     python tests/test_hygiene.py chapters/*.ipynb
 
@@ -108,23 +108,49 @@ def test_the_code_a_chapter_shows_fits_the_page(tmp_path):
     assert not long, f"code wider than the page's {PAGE_WIDTH} characters:\n" + "\n".join(long)
 
 
-def test_pre_commit_runs_the_ruff_that_the_lock_pins():
+def ruff_pin_problem() -> str | None:
+    """Why pre-commit's ruff is not the one the lock pins (which `make lint` runs), or None."""
     lock = re.search(r"^ruff==([\w.]+)$", (ROOT / "requirements" / "lock.txt").read_text(), re.M)
-    assert lock, "requirements/lock.txt pins no ruff: run `make lock`"
+    if not lock:
+        return "requirements/lock.txt pins no ruff: run `make lock`"
     config = (ROOT / ".pre-commit-config.yaml").read_text()
     rev = re.search(r"repo: https://github\.com/astral-sh/ruff-pre-commit\s+rev: v([\w.]+)", config)
-    assert rev and rev.group(1) == lock.group(1), (
-        f".pre-commit-config.yaml runs ruff {rev and rev.group(1)}, the lock pins {lock.group(1)}"
-    )
+    if not rev or rev.group(1) != lock.group(1):
+        return f".pre-commit-config.yaml runs ruff {rev and rev.group(1)}, the lock pins {lock.group(1)}"
+    return None
+
+
+def test_pre_commit_runs_the_ruff_that_the_lock_pins():
+    assert ruff_pin_problem() is None, ruff_pin_problem()
 
 
 def main(paths: list[str]) -> int:
-    problems = [p for path in paths for p in notebook_problems(path)]
+    """The checks of this file on the notebooks at ``paths``, as `make lint` and the pre-commit hook run them:
+    each problem on a line of stderr; 1 if there is any."""
+    unclean = [p for path in paths for p in notebook_problems(path)]
+    wide = [
+        f"code wider than the page's {PAGE_WIDTH} characters: {line}"
+        for path in paths
+        for line in long_shown_lines(path)
+    ]
+    pin = ruff_pin_problem()
+    problems = unclean + wide + ([pin] if pin else [])
     for problem in problems:
         print(problem, file=sys.stderr)
-    if problems:
+    if unclean:
         print(CLEAR, file=sys.stderr)
     return 1 if problems else 0
+
+
+def test_the_script_reports_every_problem_and_fails(tmp_path, capsys):
+    source = "x" * (PAGE_WIDTH + 1)
+    cell = {"cell_type": "code", "execution_count": 1, "metadata": {}, "outputs": [], "source": source}
+    (tmp_path / "dirty.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}}))
+    assert main([str(tmp_path / "dirty.ipynb")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("cell 1 (code) has execution count 1")
+    assert err[1] == f"code wider than the page's {PAGE_WIDTH} characters: dirty.ipynb: cell 1, line 1: 89 characters"
+    assert err[2] == CLEAR
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ import torch
 
 from advlogits import data
 from advlogits.chapters import claims
+from advlogits.synthetic import cifar_batch, write_cifar
 
-from helpers import cifar_batch, robustbench_zoo_model, write_cifar, write_robustbench_checkpoint
+from helpers import robustbench_zoo_model, write_robustbench_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))

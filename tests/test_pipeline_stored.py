@@ -40,9 +40,10 @@ from advlogits.fileio import StoreError
 from advlogits.pipeline import measures, training
 from advlogits.pipeline.stored import MODEL_SOURCES, RESULT_SOURCES, model_code, model_key, result_code
 from advlogits.store import Store, source_digest
+from advlogits.synthetic import cifar_batch, write_cifar
 
 from fault_workers import CHAPTER, ROOT, ST, WORKER_TIMEOUT_S, papermill, strip_ansi, subprocess_env, worker_command
-from helpers import cifar_batch, robustbench_zoo_model, tiny_standard_config, write_cifar, write_robustbench_checkpoint
+from helpers import robustbench_zoo_model, tiny_standard_config, write_robustbench_checkpoint
 
 PACKAGE = Path(advlogits.__file__).resolve().parent
 TINY = tiny_standard_config()

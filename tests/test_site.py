@@ -63,8 +63,8 @@ PAGE_TIMEOUT_S = 60.0
 GENERATED_PAGES = frozenset({"genindex.html", "search.html", "py-modindex.html"})
 
 SETUP_HINT = (
-    "install Debian's chromium and chromium-driver (`make browser` does it as root; "
-    "`make test` runs it where apt-get is available)"
+    "install Debian's chromium and chromium-driver (`make system-packages` does it as root, as .ci/run does; "
+    "`make browser` installs only these two)"
 )
 
 
