@@ -34,7 +34,8 @@ MAKEFLAGS += --no-builtin-rules
 CORES := $(shell env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)
 
 # -- what to build
-# The experiments' scale, one of $(PROFILES): smoke (seconds, numbers that mean nothing), cpu, paper (CIFAR-10, GPU)
+# The experiments' scale, one of $(PROFILES): smoke (seconds, numbers that mean nothing), cpu (the laptop build),
+# decisive (the design that decides C6-C8, hours of compute), paper (CIFAR-10, GPU)
 PROFILE ?= cpu
 # Where the chapters compute: auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...
 DEVICE ?= auto
@@ -132,7 +133,7 @@ BROWSER_PACKAGES := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-dr
 # and everything `make system-packages` installs (npm packs the site's offline assets)
 SYSTEM_PACKAGES := $(BROWSER_PACKAGES) $(NPM):npm \
 	$(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz:$(FASHION_MNIST_PACKAGE)
-PROFILES := smoke cpu paper
+PROFILES := smoke cpu decisive paper
 BENCHMARKS := attack_throughput train_epoch allocator book make_test gpu
 
 # ---- settings checked before anything runs --------------------------------------------------------------------

@@ -83,3 +83,14 @@ def test_the_site_build_ends_with_the_line_against_the_committed_record(tmp_path
     assert f"--profile cpu --scorecard {tmp_path}/scorecard.json" in lines[check]
     assert "|| line=" in "\n".join(lines[check:]), "a failed comparison never fails the build"
     assert 'echo "==> the scorecard against results/cpu/: $line"' in lines[-1]
+
+
+def test_the_makefile_accepts_every_profile_of_the_library_and_refuses_others(tmp_path):
+    from advlogits.names import PROFILES
+
+    listed = re.search(r"^PROFILES := (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert listed and tuple(listed.group(1).split()) == PROFILES
+    for profile in PROFILES:
+        assert make(tmp_path, str(tmp_path / ".plan"), f"PROFILE={profile}").returncode == 0, profile
+    refused = make(tmp_path, str(tmp_path / ".plan"), "PROFILE=laptop")
+    assert refused.returncode != 0 and "PROFILE=laptop is not one of: smoke cpu decisive paper" in refused.stderr
