@@ -2,7 +2,7 @@
 
 Read from the source with `ast` (nothing is imported), so a function-level import counts as much as one at the
 top. The layers, bottom to top, are the package docstring's: basics, concepts, training and profiles, the
-pipeline, the chapters.
+pipeline, the chapters, the release tools.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "train": 2, "profiles": 2,
     "pipeline": 3, "cli": 3, "__main__": 3,
     "chapters": 4,
+    "release": 5,
 }
 # fmt: on
 ROOT = "advlogits"
@@ -123,13 +124,14 @@ def test_each_module_imports_only_from_its_layer_or_below():
     assert not upward, "\n".join(upward)
 
 
-def test_nothing_outside_the_chapters_imports_them():
+def test_nothing_below_the_chapters_imports_them():
+    """The library computes; only the chapters and the release tools read the chapters' code."""
     edges = graph()
     offenders = [
         f"{a} imports {b}"
         for a, targets in edges.items()
         for b in targets
-        if b.startswith(f"{ROOT}.chapters") and not a.startswith(f"{ROOT}.chapters")
+        if b.startswith(f"{ROOT}.chapters") and layer_of(a) < LAYERS["chapters"]
     ]
     assert not offenders, offenders
 

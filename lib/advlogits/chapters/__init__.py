@@ -6,7 +6,7 @@ enters a store key, so rewording a table or redrawing a figure never retrains a 
 * `standard_vs_adversarial` (chapter 1), `logit_distributions` (2), `sample_confidence` (3) and its `explorer`,
   `distillation` (4), `scorecard` (5);
 * `claims`: the claims registry, each claim once with its criterion, thresholds and decision;
-* `figures`, `tables`: what several chapters draw and tabulate;
-* `results`: a build's scorecard and environment recorded in ``results/<profile>/`` and the README's table from
-  them (`make results`).
+* `figures`, `tables`: what several chapters draw and tabulate.
+
+Recording a build and the README's generated blocks are release tools (`advlogits.release`), not chapters' code.
 """
