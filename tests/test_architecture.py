@@ -2,7 +2,7 @@
 
 Read from the source with `ast` (nothing is imported), so a function-level import counts as much as one at the
 top. The layers, bottom to top, are the package docstring's: basics, concepts, training and profiles, the
-pipeline, the chapters, the release tools.
+pipeline, the chapters, the release tools, the command line.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ LAYERS: dict[str, int] = {
     "data": 1, "models": 1, "attacks": 1, "distill": 1, "logits": 1, "margins": 1, "stats": 1, "inference": 1,
     "store": 1, "record_check": 1,
     "train": 2, "profiles": 2,
-    "pipeline": 3, "cli": 3, "__main__": 3,
+    "pipeline": 3,
     "chapters": 4,
     "release": 5,
+    "cli": 6, "__main__": 6,
 }
 # fmt: on
 ROOT = "advlogits"
@@ -125,7 +126,7 @@ def test_each_module_imports_only_from_its_layer_or_below():
 
 
 def test_nothing_below_the_chapters_imports_them():
-    """The library computes; only the chapters and the release tools read the chapters' code."""
+    """The library computes; only the chapters, the release tools and the command line read the chapters' code."""
     edges = graph()
     offenders = [
         f"{a} imports {b}"

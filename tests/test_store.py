@@ -23,7 +23,8 @@ import torch
 
 from advlogits import store as store_module
 from advlogits.fileio import StoreError, read_checked, record_path, write_checked
-from advlogits.store import Store, canonical, config_key, home, source_digest
+from advlogits.store import Store, canonical, config_key, from_canonical, home, source_digest
+from advlogits.train import TrainConfig
 
 from helpers import CodeRunningPayload, tiny_standard_config
 
@@ -73,6 +74,19 @@ def test_canonical_names_dataclasses_by_type_and_floats_by_repr():
     assert canonical(student)["teacher"] == c, "a nested config is canonical too"
     assert canonical({"x": (1, 2.5), "a": [0.1]}) == {"a": ["0.1"], "x": [1, "2.5"]}
     json.dumps(canonical(student))
+
+
+def test_from_canonical_rebuilds_the_config_that_canonical_wrote():
+    student = dataclasses.replace(TINY, method="distilled", teacher=TINY, T=4.0, targets="flatten", confidence=0.25)
+    stored = json.loads(json.dumps(canonical(student)))  # as config.json holds it
+    assert from_canonical(stored, [TrainConfig]) == student
+    assert from_canonical({"x": [1, "a"]}, []) == {"x": [1, "a"]}, "what names no type stays as it is"
+    with pytest.raises(
+        ValueError, match=r"^types must include the class 'TrainConfig' of the stored config \(got \[\]\)"
+    ):
+        from_canonical(stored, [])
+    with pytest.raises(TypeError, match="gone"):
+        from_canonical({**stored, "gone": 1}, [TrainConfig])  # a field this version of the code does not have
 
 
 def _module(tmp_path: Path, name: str, source: str) -> types.ModuleType:
