@@ -4,9 +4,11 @@ tiny training config."""
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,20 @@ class CodeRunningPayload:
 
     def __reduce__(self) -> tuple[object, tuple[str]]:
         return os.system, (f"touch {self.marker}",)
+
+
+PICKLE_FORMATS = ("zip", "legacy", "raw-pickle")  # torch.save's two formats, and a bare pickle
+
+
+def code_running_bytes(marker: str | Path, fmt: str, *, wrap: Callable[[object], object] = lambda e: e) -> bytes:
+    """A file that runs ``touch <marker>`` when unpickled: `CodeRunningPayload` inside ``wrap`` (a checkpoint's
+    layout), written in format ``fmt`` of `PICKLE_FORMATS`."""
+    payload = wrap(CodeRunningPayload(marker))
+    if fmt == "raw-pickle":
+        return pickle.dumps(payload, protocol=2)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer, _use_new_zipfile_serialization=(fmt == "zip"))
+    return buffer.getvalue()
 
 
 def online(host: str) -> bool:

@@ -8,7 +8,6 @@ tested in tests/test_pipeline_stored.py.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from advlogits.fileio import StoreError, read_checked, record_path, write_checke
 from advlogits.store import Store, canonical, config_key, from_canonical, home, source_digest
 from advlogits.train import TrainConfig
 
-from helpers import CodeRunningPayload, tiny_standard_config
+from helpers import code_running_bytes, tiny_standard_config
 
 TINY = tiny_standard_config()
 KEY = config_key(TINY, code="code-a")
@@ -306,9 +305,7 @@ def test_stored_weights_are_read_safely(tmp_path):
         s.load_weights(KEY)
     s.save_weights(KEY, state=_state(0), config=TINY, history=HISTORY)
     marker = tmp_path / "pwned"
-    buffer = io.BytesIO()
-    torch.save({"w": CodeRunningPayload(marker)}, buffer)
-    write_checked(s.entry(KEY) / "model.pt", buffer.getvalue())
+    write_checked(s.entry(KEY) / "model.pt", code_running_bytes(marker, "zip", wrap=lambda e: {"w": e}))
     with pytest.raises(StoreError, match=r"refusing to load .*model\.pt: .*Delete it to recompute it"):
         s.load_weights(KEY)
     assert not marker.exists()
