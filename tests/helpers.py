@@ -127,13 +127,13 @@ def hand_made_robust(**values: float) -> dict[str, float]:
 
 
 def committed_chapter_code(stem: str) -> list:
-    """The code cells of ``chapters/<stem>.ipynb``, checked to be committed without outputs, with one typed
-    parameters cell (the set-up imports, then profile, device, seed, eps, overrides) and no cell over 30 lines."""
+    """The code cells of ``chapters/<stem>.ipynb``, checked to have one typed parameters cell (the set-up imports,
+    then profile, device, seed, eps, overrides) and no cell over 30 lines. (That every chapter is committed without
+    outputs is tests/test_hygiene.py's check.)"""
     import nbformat
 
     nb = nbformat.read(Path(__file__).resolve().parents[1] / "chapters" / f"{stem}.ipynb", as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
     lines = [
