@@ -483,7 +483,7 @@ ifneq ($(strip $(REPO_URL)),)
 	$(VPY) scripts/book_config.py $(SRC_DIR)/_config.yml repository '$(REPO_URL)' '$(REPO_BRANCH)'
 endif
 ifneq ($(filter-out 0,$(STUDENT)),)
-	$(VPY) -m advlogits.chapters.editions $(SRC_DIR)/chapters/*.ipynb
+	$(VPY) -m advlogits.release.editions $(SRC_DIR)/chapters/*.ipynb
 	$(VPY) scripts/book_config.py $(SRC_DIR)/_config.yml student
 endif
 
@@ -506,7 +506,7 @@ book: site
 # The repository's address, written into every chapter's hidden Colab cell (commit the result once).
 repository: | setup
 	@test -n "$(REPO_URL)" || { echo "error: REPO_URL is empty; run e.g. make repository REPO_URL=https://github.com/OWNER/REPO" >&2; exit 2; }
-	$(VPY) -m advlogits.chapters.launch '$(REPO_URL)' $(CHAPTERS)
+	$(VPY) -m advlogits.release.launch '$(REPO_URL)' $(CHAPTERS)
 
 
 # ---- lint: the first step of `make test`, and what .pre-commit-config.yaml's hooks check before a commit ------
@@ -568,15 +568,15 @@ gpu-check: setup
 # `make results` copies the built profile's scorecard and writes its environment (commit, versions, device,
 # the chapters' papermill durations) into results/PROFILE/, the only generated files that are committed; for
 # PROFILE=cpu it also rewrites the README's "Results at a glance" block from them. It never builds: it refuses
-# a scorecard that is missing or older than its sources, naming `make book` (advlogits.chapters.results).
+# a scorecard that is missing or older than its sources, naming `make book` (advlogits.release.record).
 results: setup
-	$(VPY) -m advlogits.chapters.results --profile $(PROFILE) --root .
+	$(VPY) -m advlogits.release.record --profile $(PROFILE) --root .
 	@$(MAKE) --no-print-directory cite
 
 # `make cite` rewrites the README's "How to cite" block from CITATION.cff (`make results` runs it too); bump the
-# file's version and date-released with a release, then run it. tests/test_results.py checks that they agree.
+# file's version and date-released with a release, then run it. tests/test_release_citation.py checks that they agree.
 cite: setup
-	$(VPY) -m advlogits.chapters.results --cite-only --root .
+	$(VPY) -m advlogits.release.citation --root .
 
 # `make publish` pushes the built site to a gh-pages branch with ghp-import: -n adds .nojekyll (GitHub Pages
 # must serve the _static/ and _images/ folders as they are), -f replaces the branch, which holds nothing but

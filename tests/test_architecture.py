@@ -1,8 +1,8 @@
 """The library's shape: layers that import only downwards, no import cycle, one way of writing internal imports.
 
-Read from the source with `ast` (nothing is imported), so a function-level import counts as much as one at the
-top. The layers, bottom to top, are the package docstring's: basics, concepts, training and profiles, the
-pipeline, the chapters.
+Read from the source with `ast` (nothing is imported; tests/source_imports.py), so a function-level import counts
+as much as one at the top. The layers, bottom to top, are the package docstring's: basics, concepts, training and
+profiles, the pipeline, the chapters, the release tools, the command line.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from source_imports import ROOT, imports, module_name
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "advlogits"
 
@@ -18,72 +19,43 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "advlogits"
 # fmt: off
 LAYERS: dict[str, int] = {
     "_compat": 0, "checks": 0, "codekey": 0, "fileio": 0, "accel": 0, "passes": 0, "paths": 0, "names": 0,
+    "buildfiles": 0,
     "data": 1, "models": 1, "attacks": 1, "distill": 1, "logits": 1, "margins": 1, "stats": 1, "inference": 1,
     "store": 1, "record_check": 1, "synthetic": 1,
     "train": 2, "profiles": 2,
-    "pipeline": 3, "cli": 3, "__main__": 3,
+    "pipeline": 3,
     "chapters": 4,
+    "release": 5,
+    "cli": 6, "__main__": 6,
 }
 # fmt: on
-ROOT = "advlogits"
 # Modules that may import the library inside functions: the command line imports it in the verbs that compute or
-# read the store, so that its help, --version and argument errors import no torch (tests/test_reliability.py).
-IMPORTS_IN_FUNCTIONS = {"advlogits.cli"}
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+# read the store, and the build's files import the atomic writer (torch comes with it) where they write, so that the
+# command line's help, --version and argument errors import no torch (tests/test_reliability.py).
+IMPORTS_IN_FUNCTIONS = {"advlogits.cli", "advlogits.buildfiles"}
 
 
 def layer_of(module: str) -> int:
-    """The layer of ``advlogits.<first part>``; the package root sits above everything but the chapters."""
+    """The layer of ``advlogits.<first part>``; the package root sits with the pipeline, whose names it re-exports."""
     parts = module.split(".")
     if len(parts) == 1:
         return 3
     return LAYERS[parts[1]]
 
 
-def imports(path: Path) -> list[tuple[str, ast.AST, bool]]:
-    """(imported advlogits module, node, at module level) for every import of the package in ``path``."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    me = module_name(path)
-    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
-    top = {id(node) for node in tree.body}
-    for node in tree.body:  # imports under `if TYPE_CHECKING:` count as module level
-        if isinstance(node, ast.If):
-            top |= {id(n) for n in node.body}
-    out = []
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name == ROOT or a.name.startswith(ROOT + ".")]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target == ROOT or target.startswith(ROOT + "."):
-                # `from . import x` and `from .. import x` import submodules x
-                names = [f"{target}.{a.name}" if not node.module and node.level else target for a in node.names]
-        for name in names:
-            out.append((name, node, id(node) in top))
-    return out
-
-
 def graph() -> dict[str, set[str]]:
+    """Each module of the package -> the modules of the package it imports."""
     edges: dict[str, set[str]] = {}
-    known = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    known = {module_name(p, PACKAGE) for p in PACKAGE.rglob("*.py")}
     for path in sorted(PACKAGE.rglob("*.py")):
-        me = module_name(path)
+        me = module_name(path, PACKAGE)
         targets = set()
-        for name, _, _ in imports(path):
-            while name not in known and "." in name:  # `from .pipeline import get_model` names an attribute
-                name = name.rpartition(".")[0]
-            if name != me:
-                targets.add(name)
+        for statement in imports(path, PACKAGE):
+            for name in statement.names:
+                while name not in known and "." in name:  # `from .pipeline import get_model` names an attribute
+                    name = name.rpartition(".")[0]
+                if name != me:
+                    targets.add(name)
         edges[me] = targets
     return edges
 
@@ -126,13 +98,14 @@ def test_each_module_imports_only_from_its_layer_or_below():
     assert not upward, "\n".join(upward)
 
 
-def test_nothing_outside_the_chapters_imports_them():
+def test_nothing_below_the_chapters_imports_them():
+    """The library computes; only the chapters, the release tools and the command line read the chapters' code."""
     edges = graph()
     offenders = [
         f"{a} imports {b}"
         for a, targets in edges.items()
         for b in targets
-        if b.startswith(f"{ROOT}.chapters") and not a.startswith(f"{ROOT}.chapters")
+        if b.startswith(f"{ROOT}.chapters") and layer_of(a) < LAYERS["chapters"]
     ]
     assert not offenders, offenders
 
@@ -140,11 +113,12 @@ def test_nothing_outside_the_chapters_imports_them():
 def test_internal_imports_are_relative_and_at_module_level():
     problems = []
     for path in sorted(PACKAGE.rglob("*.py")):
-        for name, node, top in imports(path):
+        for statement in imports(path, PACKAGE):
+            node, name = statement.node, statement.names[0]
             where = f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
             if isinstance(node, ast.Import) or not node.level:
                 problems.append(f"{where} imports {name} absolutely; write it relative (from .x import y)")
-            if not top and module_name(path) not in IMPORTS_IN_FUNCTIONS:
+            if not statement.top and module_name(path, PACKAGE) not in IMPORTS_IN_FUNCTIONS:
                 problems.append(f"{where} imports {name} inside a function; import it at module level")
     assert not problems, "\n".join(problems)
 

@@ -1,5 +1,5 @@
 """Tests for advlogits.chapters.claims: the registry, every claim's decision on hand-made numbers, the three-valued
-rule on intervals, the records and their files.
+rule on intervals and the records (their files: tests/test_buildfiles.py).
 
 The criteria and thresholds are the book's protocol (docs/protocol.md), fixed before any result: these tests pin
 them, boundaries included, so that a change to a decision cannot pass unnoticed.
@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 from scipy import stats
@@ -364,177 +360,6 @@ def test_records_carry_the_registry_wording_the_decision_and_are_jsonable():
         claims.record("C1", {"holds": True}, measured={})
     with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
         claims.outcome("holds", None, 0.0, n_seeds=1, n_images=1)
-
-
-@pytest.fixture()
-def executed(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(tmp_path / "cpu"))
-    return tmp_path / "cpu"
-
-
-def test_chapters_write_and_the_scorecard_gathers_in_claim_order(executed):
-    path = claims.write_claims("cpu", "03_sample_confidence", [claims.record("C4", NOT_REPRODUCED, measured={})])
-    assert path == executed / "claims" / "03_sample_confidence.json" == claims.claims_dir("cpu") / path.name
-    c1 = claims.record("C1", REPRODUCED, measured={"d": -0.5})
-    claims.write_claims("cpu", "02_logit_distributions", [claims.record("C2", REPRODUCED, measured={}), c1])
-    assert json.loads((executed / "claims" / "02_logit_distributions.json").read_text())[1] == {
-        **c1,
-        "chapter": "02_logit_distributions",
-    }
-    gathered = claims.gather("cpu")
-    assert [(r["id"], r["chapter"]) for r in gathered] == [
-        ("C1", "02_logit_distributions"),
-        ("C2", "02_logit_distributions"),
-        ("C4", "03_sample_confidence"),
-    ]
-    path = claims.write_scorecard("cpu")
-    card = json.loads(path.read_text())
-    assert path == executed / "scorecard.json"
-    assert card == gathered  # the round trip keeps every field
-    assert [r["id"] for r in card] == ["C1", "C2", "C4"]
-    assert card[2]["chapter"] == "03_sample_confidence" and card[2]["holds"] is False
-    assert card[0]["measured"] == {"d": -0.5} and card[0]["claim"] == CLAIMS["C1"].claim
-    # a chapter that runs again replaces its records, it does not add to them
-    claims.write_claims(
-        "cpu",
-        "03_sample_confidence",
-        [claims.record("C4", REPRODUCED, measured={}), claims.record("C5", NOT_REPRODUCED, measured={})],
-    )
-    card = json.loads(claims.write_scorecard("cpu").read_text())
-    assert [(r["id"], r["holds"]) for r in card] == [("C1", True), ("C2", True), ("C4", True), ("C5", False)]
-    assert sorted(p.name for p in executed.rglob("*") if p.is_file()) == [
-        "02_logit_distributions.json",
-        "03_sample_confidence.json",
-        "scorecard.json",
-    ]  # no temporary files left
-
-
-def test_gather_without_claims_is_empty(executed):
-    assert claims.gather("cpu") == []
-    assert json.loads(claims.write_scorecard("cpu").read_text()) == []
-
-
-@pytest.fixture()
-def repo(tmp_path, monkeypatch):
-    """A copy of the repository's layout (``_toc.yml``, ``chapters/``) as the working directory's parent, and no
-    build variable: a chapter run by hand, as papermill or Jupyter run it from ``chapters/``."""
-    monkeypatch.delenv(claims.BUILD_ENV, raising=False)
-    (tmp_path / "_toc.yml").write_text("root: x\n")
-    (tmp_path / "chapters").mkdir()
-    monkeypatch.chdir(tmp_path / "chapters")
-    return tmp_path
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def test_only_the_build_writes_into_the_build_folder_a_hand_run_has_its_own(repo, monkeypatch):
-    assert claims.executed_dir("smoke") == repo / "_build" / "hand-runs" / "smoke"
-    assert claims.claims_dir("smoke") == repo / "_build" / "hand-runs" / "smoke" / "claims"
-    assert not claims.is_build()
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(repo / "_build" / "executed" / "smoke"))
-    assert claims.is_build() and claims.executed_dir("smoke") == repo / "_build" / "executed" / "smoke"
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", "")  # empty is unset
-    assert claims.executed_dir("smoke") == repo / "_build" / "hand-runs" / "smoke"
-
-
-def test_a_hand_run_leaves_the_build_claims_and_scorecard_byte_identical(repo, monkeypatch, capsys):
-    build = repo / "_build" / "executed" / "smoke"
-    with monkeypatch.context() as build_env:  # the build: its folder, and no line on its pages
-        build_env.setenv("ADVLOGITS_EXECUTED_DIR", str(build))
-        assert (
-            claims.write_claims(
-                "smoke", "02_logit_distributions", [claims.record("C1", REPRODUCED, measured={"eps": 0.1})]
-            )
-            == build / "claims" / "02_logit_distributions.json"
-        )
-        claims.write_claims("smoke", "03_sample_confidence", [claims.record("C4", REPRODUCED, measured={})])
-        assert claims.write_scorecard("smoke") == build / "scorecard.json"
-    assert capsys.readouterr().out == ""
-    before = _files(build)
-    assert sorted(before) == [
-        "claims/02_logit_distributions.json",
-        "claims/03_sample_confidence.json",
-        "scorecard.json",
-    ]
-
-    # the same chapter by hand with other parameters (another eps: other numbers, another verdict), then the
-    # scorecard by hand
-    hand = repo / "_build" / "hand-runs" / "smoke"
-    path = claims.write_claims(
-        "smoke", "02_logit_distributions", [claims.record("C1", NOT_REPRODUCED, measured={"eps": 0.2})]
-    )
-    card = claims.write_scorecard("smoke")
-    assert _files(build) == before, "a hand run changed the build's claims"
-    assert (path, card) == (hand / "claims" / "02_logit_distributions.json", hand / "scorecard.json")
-    assert [(r["id"], r["verdict"], r["measured"]) for r in json.loads(card.read_text())] == [
-        ("C1", "not reproduced", {"eps": 0.2})
-    ], "the hand-run scorecard gathers the hand-run claims only"
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2, lines  # one line per write
-    assert lines[0] == (
-        f"hand run: this chapter's claims are in {hand / 'claims'}/ (the build's claims, in "
-        "_build/executed/smoke/, are untouched)"
-    )
-    assert lines[1].startswith(f"hand run: the scorecard of the claims in {hand / 'claims'}/ is {card} ")
-
-
-@pytest.mark.slow
-def test_the_scorecard_chapter_run_by_hand_writes_beside_the_build(repo, tmp_path):
-    """papermill on the scorecard chapter with another parameter and no build variable, in a copy of the repository
-    layout: the build's files stay byte-identical, the hand-run scorecard gathers the hand-run claims, and the
-    executed notebook shows the one line naming the hand-run folder."""
-    (repo / "chapters" / "05_scorecard.ipynb").write_bytes((ROOT / "chapters" / "05_scorecard.ipynb").read_bytes())
-    build, hand = repo / "_build" / "executed" / "smoke", repo / "_build" / "hand-runs" / "smoke"
-    for folder, decided in ((build, REPRODUCED), (hand, NOT_REPRODUCED)):
-        (folder / "claims").mkdir(parents=True)
-        (folder / "claims" / "04_distillation.json").write_text(
-            json.dumps([{**claims.record("C6", decided, measured={}), "chapter": "04_distillation"}])
-        )
-    (build / "scorecard.json").write_text((build / "claims" / "04_distillation.json").read_text())
-    before = _files(build)
-    env = {k: v for k, v in os.environ.items() if k != claims.BUILD_ENV}
-    env |= {"ADVLOGITS_HOME": str(tmp_path / "store"), "JUPYTER_PREFER_ENV_PATH": "1"}
-    out = tmp_path / "_build" / "05_scorecard.ipynb"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(repo / "chapters" / "05_scorecard.ipynb"),
-            str(out),
-            "-k",
-            "python3",
-            "--cwd",
-            str(repo / "chapters"),
-            "-p",
-            "profile",
-            "smoke",
-            "-p",
-            "eps",
-            "0.2",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _files(build) == before, "a hand run changed the build's claims or scorecard"
-    card = json.loads((hand / "scorecard.json").read_text())
-    assert [(r["id"], r["verdict"]) for r in card] == [("C6", "not reproduced")]
-    printed = [
-        line
-        for cell in nbformat.read(out, as_version=4).cells
-        for o in cell.get("outputs", [])
-        if o.get("output_type") == "stream"
-        for line in o["text"].splitlines()
-        if line.startswith("hand run:")
-    ]
-    assert printed == [
-        f"hand run: the scorecard of the claims in {hand / 'claims'}/ is {hand / 'scorecard.json'} "
-        "(the build's claims, in _build/executed/smoke/, are untouched)"
-    ]
 
 
 def test_each_teacher_is_a_replication_decided_alone():

@@ -173,7 +173,7 @@ def test_figures_draw_what_they_are_given() -> None:
     assert [ax.get_title() for ax in fig.axes] == ["A vs B: -1.00", "A vs A: 1.00"]
     np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets()[:, 1], 1 - a / 9)
     assert (fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()) == ("rank under A", "rank under B")
-    assert "Spearman" in fig._supxlabel.get_text(), "the titles' number is named once, below the panels"
+    assert any("Spearman" in t.get_text() for t in fig.texts), "the titles' number is named once, below the panels"
     plt.close(fig)
 
     x, y = torch.rand(5, 1, 3, 3), torch.tensor([0, 1, 0, 1, 0])
@@ -181,10 +181,10 @@ def test_figures_draw_what_they_are_given() -> None:
     fig = sample_confidence.tile_grid(grid, title="t", ncols=2)
     assert sum(len(ax.images) for ax in fig.axes) == 3 and len(fig.axes) == 4
     assert fig.axes[0].get_title(loc="left").startswith("#4, true: a\nST: ")
-    assert fig._suptitle.get_text() == "t"
+    assert [t.get_text() for t in fig.texts] == ["t"]
     plt.close(fig)
     fig = sample_confidence.tile_grid([], title="t")
-    assert fig._suptitle.get_text() == "t (no image qualifies)"
+    assert [t.get_text() for t in fig.texts] == ["t (no image qualifies)"]
     plt.close(fig)
     with pytest.raises(ValueError, match=r"ncols must be an integer >= 1 \(got 0\)"):
         sample_confidence.tile_grid(grid, title="t", ncols=0)

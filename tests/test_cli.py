@@ -22,7 +22,7 @@ import torch
 from filelock import FileLock
 
 from advlogits import cli, models, pipeline
-from advlogits.fileio import record_path
+from advlogits.fileio import read_checked, record_path, write_checked
 from advlogits.pipeline import plan as plan_module
 from advlogits.pipeline import stored
 from advlogits.pipeline.stored import model_key
@@ -453,6 +453,17 @@ def test_store_ls_names_every_entry_readably(home, capsys, planted):
     assert re.search(r"\b1 results\b", next(line for line in lines if line.startswith(first)))
 
 
+def test_store_ls_names_a_config_of_another_version_without_failing(home, capsys, planted):
+    key = sorted(planted)[0]
+    path = Store().entry(key) / "config.json"
+    write_checked(path, json.dumps({**json.loads(read_checked(path)), "removed_field": 1}).encode())
+    code, out, _ = run_cli(capsys, "store", "ls")
+    (line,) = [line for line in out.splitlines() if line.startswith(key)]
+    assert code == 0 and line.endswith(
+        "a config this version cannot read (TrainConfig.__init__() got an unexpected keyword argument 'removed_field')"
+    )
+
+
 def test_store_ls_on_an_empty_store(home, capsys):
     code, out, _ = run_cli(capsys, "store", "ls")
     assert code == 0 and out == f"0 entries in {home}\n" and files_under(home) == []
@@ -579,9 +590,9 @@ SCORECARD = [
         "claim": "...",
         "verdict": "not reproduced",
         "holds": False,
-        "estimate": 12.5,
+        "estimate": 0.125,
         "ci": None,
-        "threshold": 20.0,
+        "threshold": 0.0,
         "chapter": "04_distillation",
     },
 ]
@@ -595,11 +606,11 @@ def test_scorecard_prints_one_line_per_record(home, capsys):
     header, *lines = out.splitlines()
     assert header.split()[:2] == ["id", "verdict"] and "[95% CI]" in header and "threshold" in header
     assert [line.split()[0] for line in lines] == ["C1", "C6", "C7", "C8"]
-    expected = {
-        "C1": ("reproduced", "-3 [-3.11, -2.9]", "0", "02_logit_distributions"),
-        "C6": ("inconclusive", "0.123 [0.05, 0.2]", "0.1", "04_distillation"),
-        "C7": ("not testable", "n/a", "0.5", "03_sample_confidence"),
-        "C8": ("not reproduced", "12.5", "20", "04_distillation"),
+    expected = {  # in each claim's unit, as the scorecard chapter and the README write them
+        "C1": ("reproduced", "-3.00 [-3.11, -2.90]", "0.00", "02_logit_distributions"),
+        "C6": ("inconclusive", "12.3 points [5.0, 20.0]", "10.0 points", "04_distillation"),
+        "C7": ("not testable", "n/a", "50.0 points", "03_sample_confidence"),
+        "C8": ("not reproduced", "12.5 points", "0.0 points", "04_distillation"),
     }
     for line in lines:
         verdict, number, threshold, chapter = expected[line.split()[0]]
@@ -671,7 +682,9 @@ def test_chapter_executes_the_scorecard_chapter_and_the_scorecard_verb_reads_it(
     capsys.readouterr()
     code, out, _ = run_cli(capsys, "scorecard", "--profile", "smoke", "--hand-runs")
     assert code == 0
-    assert re.fullmatch(r"C6 +inconclusive +0\.123 \[0\.05, 0\.2\] +0\.1 +04_distillation", out.splitlines()[1])
+    assert re.fullmatch(
+        r"C6 +inconclusive +12\.3 points \[5\.0, 20\.0\] +10\.0 points +04_distillation", out.splitlines()[1]
+    )
 
 
 # ==============================================================================================================

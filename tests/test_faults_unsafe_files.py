@@ -1,14 +1,14 @@
-"""Fault injection: crafted files in the store.
+"""Fault injection: crafted files in the store. Weights or a checkpoint that do not fit the model are refused with
+what is wrong named and what to do said.
 
-A stored model, a training checkpoint or a RobustBench checkpoint that would run code when unpickled is refused
-and the code does not run, whatever torch's default (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``); weights or a
-checkpoint that do not fit the model are refused with what is wrong named and what to do said.
+A file that would run code when unpickled is refused by the loader that reads it, each tested with its module:
+the safe load in every format and whatever torch's default (tests/test_fileio.py), a stored model
+(tests/test_store.py), a training checkpoint (tests/test_train.py), a RobustBench checkpoint (tests/test_models.py)
+and a CIFAR-10 batch (tests/test_data.py).
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import pytest
@@ -16,23 +16,13 @@ import torch
 
 from advlogits import pipeline
 from advlogits.fileio import StoreError, tensor_bytes, write_checked
-from advlogits.models import build_model, load_robustbench
+from advlogits.models import build_model
 from advlogits.store import Store
 from advlogits.train import TrainConfig
 
 from fault_workers import METRICS, ST, STORE_HISTORY, entry_of
-from helpers import CodeRunningPayload
 
 pytestmark = pytest.mark.faults
-
-
-def _crafted(marker: Path, fmt: str, *, wrap) -> bytes:
-    payload = wrap(CodeRunningPayload(marker))
-    if fmt == "raw-pickle":
-        return pickle.dumps(payload, protocol=2)
-    buffer = io.BytesIO()
-    torch.save(payload, buffer, _use_new_zipfile_serialization=(fmt == "zip"))
-    return buffer.getvalue()
 
 
 def _plant(store: Store, config: TrainConfig, name: str, data: bytes) -> Path:
@@ -43,49 +33,6 @@ def _plant(store: Store, config: TrainConfig, name: str, data: bytes) -> Path:
     path = entry_of(store, config) / name
     write_checked(path, data)
     return path
-
-
-FORMATS = ["zip", "legacy", "raw-pickle"]
-
-
-@pytest.mark.parametrize("unsafe_default", [False, True], ids=["torch-default", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"])
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_a_model_that_runs_code_is_refused_by_the_store(tmp_path, monkeypatch, fmt, unsafe_default):
-    if unsafe_default:  # an environment that turns off torch's safe default must not matter
-        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    marker = tmp_path / "pwned"
-    store = Store(tmp_path / "store")
-    _plant(store, ST, "model.pt", _crafted(marker, fmt, wrap=lambda e: {"net.head.3.bias": e}))
-    assert pipeline.has_model(ST, store=store), "only the safe load stands between the file and the code"
-    with pytest.raises(StoreError, match=r"(?s)refusing to load .*model\.pt: .*Delete it to recompute it"):
-        pipeline.get_model(ST, store=store, progress=False)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_a_training_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch, fmt):
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    marker = tmp_path / "pwned"
-    store = Store(tmp_path / "store")
-    ckpt = entry_of(store, ST) / "checkpoint.pt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(_crafted(marker, fmt, wrap=lambda e: {"model": e, "epoch": 0}))
-    with pytest.raises(StoreError, match=r"refusing to load .*checkpoint\.pt.*never load a checkpoint you do not"):
-        pipeline.get_model(ST, store=store, progress=False)
-    assert not marker.exists()
-    assert not pipeline.has_model(ST, store=store), "nothing was trained on top of it"
-
-
-@pytest.mark.parametrize("fmt", ["legacy", "raw-pickle"])
-def test_load_robustbench_refuses_code_in_any_format_even_with_unsafe_default(tmp_path, monkeypatch, fmt):
-    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    marker = tmp_path / "pwned"
-    path = tmp_path / "cifar10" / "Linf" / "Ding2020MMA.pt"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(_crafted(marker, fmt, wrap=lambda e: {"state_dict": e}))
-    with pytest.raises(RuntimeError, match=r"refusing to load .*Ding2020MMA\.pt: torch\.load\(weights_only=True\)"):
-        load_robustbench("Ding2020MMA", model_dir=tmp_path)
-    assert not marker.exists()
 
 
 def test_weights_that_do_not_fit_are_refused_by_the_store_with_the_bad_keys(tmp_path):

@@ -27,7 +27,7 @@ from advlogits.fileio import (
     write_checked,
 )
 
-from helpers import CodeRunningPayload
+from helpers import PICKLE_FORMATS, code_running_bytes
 
 
 def test_write_killed_midway_leaves_old_file_intact(tmp_path):
@@ -132,10 +132,15 @@ def test_rewriting_a_checked_file_removes_its_record_first(tmp_path, monkeypatch
     assert read_checked(path) == b"new"
 
 
-def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
+@pytest.mark.parametrize("unsafe_default", [False, True], ids=["torch-default", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"])
+@pytest.mark.parametrize("fmt", PICKLE_FORMATS)
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path, monkeypatch, fmt, unsafe_default):
+    """In every format, whatever torch's default: the one safe load that the store and training read through."""
+    if unsafe_default:  # an environment that turns off torch's safe default must not matter
+        monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"weight": CodeRunningPayload(marker)}, path)
+    path.write_bytes(code_running_bytes(marker, fmt, wrap=lambda e: {"weight": e}))
     with pytest.raises(StoreError, match="refusing to load .*evil.pt"):
         safe_torch_load(path)
     assert not marker.exists()

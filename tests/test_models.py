@@ -13,7 +13,7 @@ from advlogits._compat import import_robustbench_utils
 from advlogits.data import DATASET_INFO, DATASETS
 from advlogits.models import ARCHS, ARCHS_FOR, Normalize, WideResNet, build_for, build_model, load_robustbench
 
-from helpers import CodeRunningPayload, online, robustbench_zoo_model, write_robustbench_checkpoint
+from helpers import PICKLE_FORMATS, code_running_bytes, online, robustbench_zoo_model, write_robustbench_checkpoint
 
 try:  # aliases autoattack first: `import robustbench` alone fails where only pyautoattack is installed
     import_robustbench_utils()
@@ -299,9 +299,14 @@ def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
         torch.testing.assert_close(logits, reference.eval()(x), rtol=0, atol=0)
 
 
-def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", PICKLE_FORMATS)
+def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path, monkeypatch, fmt: str) -> None:
+    """In every format, even where the environment turns off torch's safe default."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
-    folder = write_robustbench_checkpoint(tmp_path, RB_NAME, CodeRunningPayload(marker)).parent
+    folder = tmp_path / "cifar10" / "Linf"  # where RobustBench looks before downloading
+    folder.mkdir(parents=True)
+    (folder / f"{RB_NAME}.pt").write_bytes(code_running_bytes(marker, fmt, wrap=lambda e: {"state_dict": e}))
     with pytest.raises(
         RuntimeError,
         match=rf"refusing to load {folder / RB_NAME}\.pt: torch\.load\(weights_only="

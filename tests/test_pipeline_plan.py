@@ -31,7 +31,9 @@ def test_the_cpu_plan_holds_every_unit_the_chapters_ask_for_in_dependency_order(
         len(c) for c in lineup.linear_model_seeds(p).values()
     )
     n_models = 4 + n_sweep + len(students) - 2
-    assert kinds["model"] == n_models == 87, "teachers, seed twins, sweep and linear models of 3 seeds, every student"
+    assert kinds["model"] == n_models == 87, (
+        "teachers, seed baselines, sweep and linear models of 3 seeds, every student"
+    )
     assert kinds["evaluation"] == len(students) == 55
     assert kinds["masking"] == 7 and kinds["margin-drops"] == 2 and kinds["gap-gradients"] == 2 * 3
     assert kinds["linear-check"] == 2, "the closed-form check on the ST and the AT linear model"

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import os
@@ -30,6 +29,7 @@ import pytest
 import test_profiles
 import test_train
 import torch
+from source_imports import imports, module_file
 
 import advlogits
 from advlogits import margins, pipeline, profiles
@@ -393,39 +393,17 @@ def test_results_are_keyed_by_the_source_of_the_modules_that_compute_them(tmp_pa
     assert a != b and a.parent == b.parent == s.entry(model_key(TINY)) / "results"
 
 
-def _module_file(module: str) -> Path | None:
-    """The source file of ``advlogits.<...>`` module ``module``, or None if it is not a module of the package."""
-    rel = Path(*module.split(".")[1:])
-    for path in (PACKAGE / rel.with_suffix(".py"), PACKAGE / rel / "__init__.py"):
-        if path.is_file():
-            return path
-    return None
-
-
 def _imported_modules(path: Path) -> set[str]:
-    """The advlogits modules that ``path`` imports (any import statement, read with ast; nothing is imported)."""
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
-    parts = list(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
-    package = parts if path.name == "__init__.py" else parts[:-1]
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.split(".")[0] == "advlogits"}
-        elif isinstance(node, ast.ImportFrom):
-            base = package[: len(package) - (node.level - 1)] if node.level else []
-            target = ".".join(base + ([node.module] if node.module else []))
-            if target.split(".")[0] != "advlogits":
-                continue
-            out.add(target)
-            out |= {f"{target}.{a.name}" for a in node.names if _module_file(f"{target}.{a.name}")}
-    return {m for m in out if m != "advlogits" and _module_file(m)}
+    """The advlogits modules that ``path`` imports (any import statement; tests/source_imports.py)."""
+    names = {name for statement in imports(path, PACKAGE) for name in statement.names}
+    return {m for m in names if m != "advlogits" and module_file(m, PACKAGE)}
 
 
 def _transitive_imports(start: str) -> set[str]:
     seen, todo = set(), [start]
     while todo:
         module = todo.pop()
-        for imported in _imported_modules(_module_file(module)):
+        for imported in _imported_modules(module_file(module, PACKAGE)):
             if imported not in seen:
                 seen.add(imported)
                 todo.append(imported)

@@ -29,7 +29,6 @@ import pytest
 import torch
 
 from advlogits import cli, pipeline
-from advlogits.chapters import claims
 from advlogits.fileio import StoreError, read_checked
 from advlogits.pipeline import executors
 from advlogits.pipeline import plan as plan_module
@@ -341,18 +340,6 @@ def test_the_chapter_verb_is_a_hand_run_and_a_failed_one_leaves_no_claims(home, 
             claims_file.write_bytes(backup)
         else:
             claims_file.unlink(missing_ok=True)
-
-
-def test_claims_record_their_parameters_and_the_scorecard_refuses_a_mix(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADVLOGITS_EXECUTED_DIR", str(tmp_path))
-    record = {"id": "C1", "verdict": "reproduced"}
-    claims.write_claims(resolve("smoke", device="cpu"), "02_logit_distributions", [record])
-    written = json.loads((tmp_path / "claims" / "02_logit_distributions.json").read_text())
-    assert written[0]["parameters"]["eps"] == resolve("smoke").eps
-    assert claims.gather("smoke")[0]["id"] == "C1"
-    claims.write_claims(resolve("smoke", device="cpu", eps=0.15, epochs=1), "04_distillation", [dict(record, id="C6")])
-    with pytest.raises(ValueError, match=r"02_logit_distributions.*04_distillation.*eps"):
-        claims.gather("smoke")
 
 
 def test_the_makefile_drops_the_claims_of_a_failed_chapter():

@@ -8,7 +8,6 @@ tested in tests/test_pipeline_stored.py.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import subprocess
 import sys
@@ -23,9 +22,10 @@ import torch
 
 from advlogits import store as store_module
 from advlogits.fileio import StoreError, read_checked, record_path, write_checked
-from advlogits.store import Store, canonical, config_key, home, source_digest
+from advlogits.store import Store, canonical, config_key, from_canonical, home, source_digest
+from advlogits.train import TrainConfig
 
-from helpers import CodeRunningPayload, tiny_standard_config
+from helpers import code_running_bytes, tiny_standard_config
 
 TINY = tiny_standard_config()
 KEY = config_key(TINY, code="code-a")
@@ -73,6 +73,19 @@ def test_canonical_names_dataclasses_by_type_and_floats_by_repr():
     assert canonical(student)["teacher"] == c, "a nested config is canonical too"
     assert canonical({"x": (1, 2.5), "a": [0.1]}) == {"a": ["0.1"], "x": [1, "2.5"]}
     json.dumps(canonical(student))
+
+
+def test_from_canonical_rebuilds_the_config_that_canonical_wrote():
+    student = dataclasses.replace(TINY, method="distilled", teacher=TINY, T=4.0, targets="flatten", confidence=0.25)
+    stored = json.loads(json.dumps(canonical(student)))  # as config.json holds it
+    assert from_canonical(stored, [TrainConfig]) == student
+    assert from_canonical({"x": [1, "a"]}, []) == {"x": [1, "a"]}, "what names no type stays as it is"
+    with pytest.raises(
+        ValueError, match=r"^types must include the class 'TrainConfig' of the stored config \(got \[\]\)"
+    ):
+        from_canonical(stored, [])
+    with pytest.raises(TypeError, match="gone"):
+        from_canonical({**stored, "gone": 1}, [TrainConfig])  # a field this version of the code does not have
 
 
 def _module(tmp_path: Path, name: str, source: str) -> types.ModuleType:
@@ -292,9 +305,7 @@ def test_stored_weights_are_read_safely(tmp_path):
         s.load_weights(KEY)
     s.save_weights(KEY, state=_state(0), config=TINY, history=HISTORY)
     marker = tmp_path / "pwned"
-    buffer = io.BytesIO()
-    torch.save({"w": CodeRunningPayload(marker)}, buffer)
-    write_checked(s.entry(KEY) / "model.pt", buffer.getvalue())
+    write_checked(s.entry(KEY) / "model.pt", code_running_bytes(marker, "zip", wrap=lambda e: {"w": e}))
     with pytest.raises(StoreError, match=r"refusing to load .*model\.pt: .*Delete it to recompute it"):
         s.load_weights(KEY)
     assert not marker.exists()

@@ -18,7 +18,7 @@ from torch import nn
 from advlogits import profiles, train
 from advlogits.attacks import predict_logits, robust_accuracy, robust_correct
 from advlogits.data import augment, load_dataset
-from advlogits.fileio import safe_torch_load
+from advlogits.fileio import StoreError, safe_torch_load
 from advlogits.models import build_model
 from advlogits.train import (
     accuracy,
@@ -30,6 +30,7 @@ from advlogits.train import (
 )
 
 from fault_workers import AT, ST
+from helpers import code_running_bytes
 
 _DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
@@ -113,6 +114,21 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert history["epoch"] == [1, 2, 3]
     for p, q in zip(reference.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+def test_a_checkpoint_that_runs_code_is_refused_and_nothing_is_trained(data, tmp_path, monkeypatch):
+    """Resuming reads the checkpoint through the safe load, even where the environment turns off torch's safe
+    default: the code does not run and training does not start."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    x, y, *_ = data
+    marker, ckpt = tmp_path / "pwned", tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(code_running_bytes(marker, "legacy", wrap=lambda e: {"model": e, "epoch": 0}))
+    model = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(StoreError, match=r"refusing to load .*checkpoint\.pt.*never load a checkpoint you do not"):
+        train_standard(model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, checkpoint=ckpt, progress=False)
+    assert not marker.exists()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "nothing was trained"
 
 
 @pytest.mark.slow

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from .buildfiles import SCORECARD, build_dir, claims_path, hand_run_dir, papermill_command
+from .chapters.numbers import NBSP, claim_estimate, claim_threshold
 from .names import EXECUTORS, PROFILES
 from .paths import SettingError, absolute_environment
 from .paths import repository_root as find_repository
@@ -264,24 +266,17 @@ def _entry(store: Store, name: str) -> str:
 
 
 def describe_entry(config: dict | None) -> str:
-    """A readable name of a stored entry from its config.json."""
+    """A readable name of a stored entry from its config.json, as the pipeline's log names it (`describe`)."""
+    from .pipeline import describe
+    from .store import from_canonical
+    from .train import TrainConfig
+
     if config is None:
         return "results only"
-    if "robustbench" in config:
-        return f"RobustBench {config['robustbench']}"
-    parts = [
-        config.get("method", "?"),
-        config.get("arch", "?"),
-        config.get("dataset", "?"),
-        f"seed {config.get('seed')}",
-    ]
-    if config.get("method") == "adversarial":
-        parts.append(f"eps {float(config['eps']):.4g}")
-    if config.get("method") == "distilled":
-        teacher = config.get("teacher") or {}
-        corrected = "label-corrected " if config.get("label_corrected") else ""
-        parts.append(f"targets {corrected}{config.get('targets')} of the {teacher.get('method')} teacher")
-    return ", ".join(parts)
+    try:
+        return describe(from_canonical(config, [TrainConfig]))
+    except (TypeError, ValueError) as err:
+        return f"a config this version cannot read ({_one_line(err)})"
 
 
 def _size(path: Path) -> int:
@@ -375,18 +370,6 @@ def repository_root() -> Path:
     return root
 
 
-def executed_folder(root: Path | None, profile: str) -> Path:
-    """Where the build executes the chapters of ``profile``: $ADVLOGITS_EXECUTED_DIR, else inside ``root``."""
-    if os.environ.get("ADVLOGITS_EXECUTED_DIR"):
-        return Path(absolute_environment()["ADVLOGITS_EXECUTED_DIR"])
-    return (root or repository_root()) / "_build" / "executed" / profile
-
-
-def hand_run_folder(root: Path, profile: str) -> Path:
-    """Where a chapter run outside the build goes (`advlogits.chapters.claims.executed_dir` of a hand run)."""
-    return root / "_build" / "hand-runs" / profile
-
-
 def _chapter_name(root: Path, name: str) -> str:
     chapters = sorted(p.stem for p in (root / "chapters").glob("*.ipynb"))
     matches = [c for c in chapters if c == name or c.split("_", 1)[0] == name or c.split("_", 1)[-1] == name]
@@ -425,34 +408,15 @@ def cmd_chapter(args: argparse.Namespace) -> int:
     chapter = _chapter_name(root, args.name)
     profile = _resolve(args)
     _check_store_for_chapter(profile)
-    out = hand_run_folder(root, profile.name)
-    claims = out / "claims" / f"{chapter}.json"
+    out = hand_run_dir(profile.name, root)
+    claims = claims_path(out, chapter)
     claims.unlink(missing_ok=True)  # the claims of this chapter are those of this run, or none
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "papermill",
-        str(root / "chapters" / f"{chapter}.ipynb"),
-        str(out / f"{chapter}.ipynb"),
-        "-k",
-        "python3",
-        "--cwd",
-        str(root / "chapters"),
-        "--no-progress-bar",
-        "-p",
-        "profile",
-        profile.name,
-        "-p",
-        "device",
-        args.device or "auto",
-    ]
-    if args.seed is not None:
-        cmd += ["-p", "seed", str(args.seed)]
-    if args.eps is not None:
-        cmd += ["-p", "eps", str(args.eps)]
+    parameters = {"profile": profile.name, "device": args.device or "auto", "seed": args.seed, "eps": args.eps}
+    parameters = {k: v for k, v in parameters.items() if v is not None}
     if args.set:
-        cmd += ["-y", json.dumps({"overrides": dict(item.split("=", 1) for item in args.set)})]
+        parameters["overrides"] = dict(item.split("=", 1) for item in args.set)
+    cmd = papermill_command(root, chapter, out, parameters, flags=("--no-progress-bar",))
     env = absolute_environment()  # the chapter runs in chapters/: every path setting made absolute
     env.pop("ADVLOGITS_EXECUTED_DIR", None)  # a hand run: the build's folder is the build's alone
     print(f"hand run of {chapter} (profile {profile.name}) into {out}/", file=sys.stderr)
@@ -475,8 +439,8 @@ def cmd_chapter(args: argparse.Namespace) -> int:
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
     profile = args.profile
-    folder = hand_run_folder(repository_root(), profile) if args.hand_runs else executed_folder(None, profile)
-    path = folder / "scorecard.json"
+    folder = hand_run_dir(profile, repository_root()) if args.hand_runs else build_dir(profile)
+    path = folder / SCORECARD
     if not path.exists():
         _fail(
             f"no scorecard at {path}: build the book first (make book PROFILE={profile}) or run "
@@ -485,15 +449,10 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     if args.against is not None:
         return _against(path, args.against, profile)
     records = json.loads(path.read_text())
-    print(f"{'id':<3} {'verdict':<15} {'estimate [95% CI]':<28} threshold  chapter")
+    print(f"{'id':<4} {'verdict':<15} {'estimate [95% CI]':<30} {'threshold':<13} chapter")
     for r in records:
-        ci = r.get("ci")
-        number = (
-            "n/a"
-            if r.get("estimate") is None
-            else f"{r['estimate']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else "")
-        )
-        print(f"{r['id']:<3} {r['verdict']:<15} {number:<28} {r['threshold']:<10g} {r['chapter']}")
+        number, threshold = (text.replace(NBSP, " ") for text in (claim_estimate(r), claim_threshold(r)))
+        print(f"{r['id']:<4} {r['verdict']:<15} {number:<30} {threshold:<13} {r['chapter']}")
     return 0
 
 

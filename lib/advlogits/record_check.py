@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .buildfiles import ENVIRONMENT, SCORECARD, record_dir
 from .paths import repository_root
 
 IDENTICAL, WITHIN, OUTSIDE = "identical", "within", "outside"
@@ -88,7 +89,7 @@ def load_claims(path: str | Path, *, fix: str) -> list[dict]:
 
 def load_environment(folder: str | Path) -> dict[str, Any]:
     """A record's ``environment.json`` (commit, CPU, ...), or an empty mapping where there is none."""
-    path = Path(folder) / "environment.json"
+    path = Path(folder) / ENVIRONMENT
     if not path.is_file():
         return {}
     try:
@@ -323,7 +324,7 @@ def compare_folders(scorecard: str | Path, record: str | Path, *, profile: str |
     name = profile or "PROFILE"
     built = load_claims(scorecard, fix=f"build it with `make book PROFILE={name}`")
     recorded = load_claims(
-        record / "scorecard.json",
+        record / SCORECARD,
         fix=f"`make book PROFILE={name}` and then `make results PROFILE={name}` record one",
     )
     env = load_environment(record)
@@ -335,14 +336,14 @@ def compare_folders(scorecard: str | Path, record: str | Path, *, profile: str |
 def record_folder(profile: str, root: str | Path | None = None) -> Path | None:
     """Where ``profile``'s record is committed (``results/<profile>/`` of the checkout), or None outside one."""
     root = Path(root) if root is not None else repository_root()
-    return None if root is None else root / "results" / profile
+    return None if root is None else record_dir(profile, root)
 
 
 def build_line(scorecard: str | Path, profile: str, *, root: str | Path | None = None) -> str:
     """The build's line: the comparison with ``profile``'s committed record; "no committed record for profile X"
     where there is none, and what is wrong with a record that cannot be compared. Never raises RecordError."""
     folder = record_folder(profile, root)
-    if folder is None or not (folder / "scorecard.json").is_file():
+    if folder is None or not (folder / SCORECARD).is_file():
         return f"no committed record for profile {profile}"
     try:
         return compare_folders(scorecard, folder, profile=profile).line()

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -48,7 +49,7 @@ from .fileio import (
 )
 from .paths import HOME, check_folder, resolve_path, setting
 
-__all__ = ["Store", "StoreError", "config_key", "home", "source_digest"]
+__all__ = ["Store", "StoreError", "config_key", "from_canonical", "home", "source_digest"]
 
 MODEL_FILES = ("config.json", "history.json", "model.pt")
 CORRUPT = "corrupt"  # the folder under the store's root where corrupt files are moved aside
@@ -94,6 +95,34 @@ def canonical(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     return value
+
+
+def _holds_float(hint: Any) -> bool:
+    """Whether a field's type hint admits a float (``float``, ``float | None``)."""
+    return hint is float or float in typing.get_args(hint)
+
+
+def from_canonical(value: Any, types: Iterable[type]) -> Any:
+    """The config `canonical` wrote, rebuilt: each ``{"__type__": name, ...}`` becomes the frozen dataclass of
+    ``types`` with that name, its float fields read back from their repr; lists and other values stay as they are.
+
+    ValueError naming the type when ``types`` has none of that name; TypeError when the fields do not fit the
+    class (a config written by another version of the code)."""
+    by_name = {t.__name__: t for t in types}
+    if isinstance(value, list):
+        return [from_canonical(v, by_name.values()) for v in value]
+    if not isinstance(value, dict):
+        return value
+    fields = {k: from_canonical(v, by_name.values()) for k, v in value.items() if k != "__type__"}
+    if "__type__" not in value:
+        return fields
+    cls = by_name.get(value["__type__"])
+    if cls is None:
+        raise ValueError(
+            f"types must include the class {value['__type__']!r} of the stored config (got {sorted(by_name)})"
+        )
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: float(v) if isinstance(v, str) and _holds_float(hints.get(k)) else v for k, v in fields.items()})
 
 
 def config_key(config: Any, *, code: str) -> str:

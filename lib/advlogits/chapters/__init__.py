@@ -7,7 +7,7 @@ enters a store key, so rewording a table or redrawing a figure never retrains a 
   `distillation` (4), `scorecard` (5);
 * `claims`: the claims registry, each claim once with its criterion, thresholds and decision;
 * `parameters`: the check each chapter runs first, refusing a papermill parameter it does not declare;
-* `figures`, `tables`: what several chapters draw and tabulate;
-* `results`: a build's scorecard and environment recorded in ``results/<profile>/`` and the README's table from
-  them (`make results`).
+* `figures`, `tables`: what several chapters draw and tabulate.
+
+Recording a build and the README's generated blocks are release tools (`advlogits.release`), not chapters' code.
 """

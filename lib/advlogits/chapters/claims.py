@@ -17,26 +17,22 @@ here only.
 A record is ``{"id", "claim", "criterion", "statistic", "verdict", "estimate", "ci", "threshold", "n_seeds",
 "n_images", "holds", "primary", "checks", "measured", "chapter"}`` (``holds``: True when reproduced, False when not
 reproduced, None otherwise; ``checks``: every comparison with its interval, p-values and verdict).
-Chapters write ``<claims_dir>/<chapter>.json``; the scorecard gathers them into ``<executed_dir>/scorecard.json``.
-Only the build writes into its own folder (``_build/executed/<profile>``); a chapter run by hand writes into
-``_build/hand-runs/<profile>`` and says so in one printed line (`executed_dir`).
+Chapters write their records with `write_claims` and the scorecard gathers them with `write_scorecard`, both from
+`advlogits.buildfiles`, which says where (the build's folder, or a hand run's).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from ..buildfiles import write_claims, write_scorecard  # noqa: F401 - how the chapters write their records
 from ..checks import check_choice, fail
-from ..fileio import atomic_write_bytes
 from ..inference import Tested, fieller_ratio, holm, seed_image_interval
 from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, PERMUTED, student_label
 from ..stats import Interval
@@ -618,122 +614,3 @@ def record(id: str, decided: dict, *, measured: dict, flagged: Sequence[str] = (
         "measured": _jsonable(measured),
         **({"flagged": list(flagged)} if flagged else {}),
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# records on disk
-
-from ..paths import resolve_path  # noqa: E402 - kept with the code of this section, which alone reads paths
-
-BUILD_ENV = "ADVLOGITS_EXECUTED_DIR"  # set by the build (the Makefile, `advlogits chapter`) to its folder
-HAND_RUNS = "hand-runs"  # the folder under <repo>/_build/ of the chapters run by hand
-
-
-def is_build() -> bool:
-    """Whether this run is the build's (``$ADVLOGITS_EXECUTED_DIR`` is set), not a chapter run by hand."""
-    return bool(os.environ.get(BUILD_ENV))
-
-
-def executed_dir(profile: str) -> Path:
-    """Where this run's claims and scorecard of ``profile`` go.
-
-    The build says where: the Makefile and ``advlogits chapter`` set ``$ADVLOGITS_EXECUTED_DIR`` to the build's
-    folder, ``<repo>/_build/executed/<profile>``, whose scorecard the book shows. Without it the chapter runs by
-    hand (papermill with other parameters, or in Jupyter) and writes into ``<repo>/_build/hand-runs/<profile>``,
-    so it never overwrites the build's claims. The repository is found from the working directory (chapters run
-    from ``chapters/``, whose parent holds ``_toc.yml``).
-
-    Examples::
-
-        >>> claims.executed_dir("cpu")  # in chapters/, run by hand
-        PosixPath('/path/to/advlogits/_build/hand-runs/cpu')
-    """
-    if is_build():
-        return resolve_path(os.environ[BUILD_ENV])  # one resolution of every path setting (`advlogits.paths`)
-    here = Path.cwd()
-    root = next((p for p in (here, *here.parents) if (p / "_toc.yml").exists()), here)
-    return root / "_build" / HAND_RUNS / profile
-
-
-def claims_dir(profile: str) -> Path:
-    """The folder of the chapters' claim files of ``profile`` in this run (see `executed_dir`)."""
-    return executed_dir(profile) / "claims"
-
-
-def _say_hand_run(profile: str, written: str) -> None:
-    """One line on where a chapter run by hand wrote; a build's page shows none."""
-    if not is_build():
-        print(f"hand run: {written} (the build's claims, in _build/executed/{profile}/, are untouched)")
-
-
-IGNORED_PARAMETERS = ("device",)  # where a chapter ran changes no claim: chapters run on any device may be gathered
-
-
-def _name(profile: Any) -> str:
-    """The profile's name, given a name or a resolved profile."""
-    return profile if isinstance(profile, str) else profile.name
-
-
-def run_parameters(profile: Any) -> dict | None:
-    """The parameters a chapter ran with (every field of its resolved profile, in JSON form); None when only the
-    profile's name is known."""
-    if isinstance(profile, str):
-        return None
-    import dataclasses
-
-    return json.loads(json.dumps(dataclasses.asdict(profile)))
-
-
-def write_claims(profile: Any, chapter: str, records: list[dict]) -> Path:
-    """Write a chapter's claim records atomically to ``claims/<chapter>.json`` of `executed_dir`; returns the path.
-
-    ``profile`` is the chapter's resolved profile (or its name): given the profile, every record holds the
-    parameters the chapter ran with under ``"parameters"``, so that `gather` can refuse claims of different runs."""
-    name = _name(profile)
-    path = claims_dir(name) / f"{chapter}.json"
-    parameters = run_parameters(profile)
-    extra = {} if parameters is None else {"parameters": parameters}
-    payload = [{**r, "chapter": chapter, **extra} for r in records]
-    atomic_write_bytes(json.dumps(payload, indent=1).encode(), path)
-    _say_hand_run(name, f"this chapter's claims are in {path.parent}/")
-    return path
-
-
-def _differences(a: dict, b: dict) -> list[str]:
-    """The parameters (but `IGNORED_PARAMETERS`) whose values differ between two runs."""
-    return sorted(k for k in set(a) | set(b) if k not in IGNORED_PARAMETERS and a.get(k) != b.get(k))
-
-
-def gather(profile: Any) -> list[dict]:
-    """Every chapter's claim records of ``profile``, sorted by claim id (then chapter).
-
-    ValueError naming the chapters and the parameters when chapters ran with different parameters (a chapter run
-    with another eps beside the others): a scorecard of one run only."""
-    records, runs = [], {}
-    for path in sorted(claims_dir(_name(profile)).glob("*.json")):
-        chapter_records = json.loads(path.read_text())
-        records.extend(chapter_records)
-        recorded = [r["parameters"] for r in chapter_records if r.get("parameters") is not None]
-        if recorded:
-            runs[path.stem] = recorded[0]
-    if runs:
-        first, reference = next(iter(runs.items()))
-        for chapter, parameters in runs.items():
-            differ = _differences(reference, parameters)
-            if differ:
-                raise ValueError(
-                    f"claims must come from chapters run with the same parameters (got {first} and {chapter}, "
-                    f"which differ in {', '.join(differ)}); run {chapter} again with the parameters of the others, "
-                    f"or remove {claims_dir(_name(profile)) / (chapter + '.json')}"
-                )
-    return sorted(records, key=lambda r: (r["id"], r.get("chapter", "")))
-
-
-def write_scorecard(profile: Any) -> Path:
-    """Gather every claim record of ``profile`` in `claims_dir` into ``scorecard.json`` beside it (atomically);
-    returns the path."""
-    name = _name(profile)
-    path = executed_dir(name) / "scorecard.json"
-    atomic_write_bytes(json.dumps(gather(profile), indent=1).encode(), path)
-    _say_hand_run(name, f"the scorecard of the claims in {claims_dir(name)}/ is {path}")
-    return path

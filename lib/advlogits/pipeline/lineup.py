@@ -77,7 +77,7 @@ def other_seed(profile: Profile) -> int:
 
 
 def seed_baselines(profile: Profile) -> dict[str, TrainConfig]:
-    """ST, AT and their seed twins ST', AT': the same configs with the other seed (chapter 3)."""
+    """ST, AT and their seed baselines ST', AT': the same configs with the other seed (chapter 3)."""
     twin = other_seed(profile)
     return {**teachers(profile), "ST'": profile.standard(seed=twin), "AT'": profile.adversarial(seed=twin)}
 

@@ -1,4 +1,4 @@
-"""advlogits.chapters.editions: the student edition drops every gated solution and keeps everything else."""
+"""advlogits.release.editions: the student edition drops every gated solution and keeps everything else."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from advlogits.chapters.editions import strip_solutions
+from advlogits.release.editions import strip_solutions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_every_chapter_loses_exactly_its_solutions(tmp_path):
         copy.write_text(path.read_text())
         copies.append(copy)
     proc = subprocess.run(
-        [sys.executable, "-m", "advlogits.chapters.editions", *map(str, copies)], capture_output=True, text=True
+        [sys.executable, "-m", "advlogits.release.editions", *map(str, copies)], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
     for original, copy in zip(sorted((ROOT / "chapters").glob("*.ipynb")), copies):

@@ -1,6 +1,6 @@
 """The chapters' hidden Colab cell: inside Google Colab it installs the library from the book's repository,
 elsewhere it does nothing. Its one setting, the repository's address, is written into every chapter by
-``make repository REPO_URL=...`` (``python -m advlogits.chapters.launch URL chapters/*.ipynb``)."""
+``make repository REPO_URL=...`` (``python -m advlogits.release.launch URL chapters/*.ipynb``)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def set_repository(path: str | Path, url: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m advlogits.chapters.launch", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m advlogits.release.launch", description=__doc__)
     parser.add_argument("url", help="the repository's address, e.g. https://github.com/OWNER/REPO")
     parser.add_argument("notebooks", nargs="+", help="the chapters to update")
     args = parser.parse_args(argv)

@@ -50,7 +50,7 @@ def strip_solutions(notebook: dict) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m advlogits.chapters.editions", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m advlogits.release.editions", description=__doc__)
     parser.add_argument("notebooks", nargs="+", help="staged chapter copies, rewritten in place")
     args = parser.parse_args(argv)
     total = 0

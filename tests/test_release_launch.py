@@ -1,4 +1,4 @@
-"""advlogits.chapters.launch: the chapters' hidden Colab cell, which installs the library inside Colab only, and
+"""advlogits.release.launch: the chapters' hidden Colab cell, which installs the library inside Colab only, and
 the command that writes the repository's address into it."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from advlogits.chapters import launch
+from advlogits.release import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
@@ -87,7 +87,7 @@ def test_set_repository_rewrites_only_the_address_and_refuses_bad_input(tmp_path
 def test_the_command_line_reports_what_it_changed(tmp_path):
     copies = [shutil.copy(p, tmp_path / p.name) for p in CHAPTERS[:2]]
     proc = subprocess.run(
-        [sys.executable, "-m", "advlogits.chapters.launch", "https://github.com/o/b", *map(str, copies)],
+        [sys.executable, "-m", "advlogits.release.launch", "https://github.com/o/b", *map(str, copies)],
         capture_output=True,
         text=True,
     )
@@ -96,6 +96,6 @@ def test_the_command_line_reports_what_it_changed(tmp_path):
         and proc.stdout.strip() == "2 of 2 chapters now install from https://github.com/o/b in Colab"
     )
     bad = subprocess.run(
-        [sys.executable, "-m", "advlogits.chapters.launch", "ftp://x", str(copies[0])], capture_output=True, text=True
+        [sys.executable, "-m", "advlogits.release.launch", "ftp://x", str(copies[0])], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: url must be the repository's https address")
