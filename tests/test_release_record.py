@@ -84,7 +84,8 @@ def test_record_results_copies_the_scorecard_writes_the_environment_and_rewrites
     assert {"advlogits", "torch", "torchvision", "numpy", "pandas", "papermill"} <= set(env["packages"])
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("# title\n\nbefore\n\n" + START) and readme.endswith(END + "\n\nafter\n")
-    assert readme_block(readme, readme_table.MARKERS) == readme_table.render_block(RECORDS, env)
+    expected = readme_table.render_block({"decisive": (None, None), "cpu": (RECORDS, env)})
+    assert readme_block(readme, readme_table.MARKERS) == expected
     # the committed JSON alone re-renders the same block
     readme_table.readme_from_results(tmp_path)
     assert (tmp_path / "README.md").read_text() == readme
@@ -105,7 +106,7 @@ def test_a_chapter_without_a_papermill_duration_leaves_the_wall_time_unknown(tmp
     _notebook(executed / "02_b.ipynb", seconds=None, end="2026-01-02T03:04:30+00:00")
     env = record.environment(executed, profile="cpu", root=tmp_path)
     assert env["wall_seconds"] is None and env["chapter_seconds"]["02_b"] is None
-    assert "executed in" not in readme_table.render_block(RECORDS, env)
+    assert "executed in" not in readme_table.render_block({"cpu": (RECORDS, env)})
 
 
 def test_a_git_checkout_records_its_commit_and_whether_it_has_local_changes(tmp_path):

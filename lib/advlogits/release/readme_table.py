@@ -1,9 +1,11 @@
-"""The README's "Results at a glance" table, rendered from the committed record of the ``cpu`` profile.
+"""The README's "Results at a glance" table, rendered from the committed records of the ``decisive`` profile (the
+headline) and the ``cpu`` profile (the laptop build) beside it.
 
-The block between ``<!-- results:start -->`` and ``<!-- results:end -->`` holds one row per claim record of
-``results/cpu/scorecard.json`` (the claim, its verdict, the statistic with its 95% interval and the threshold in the
-claim's unit, the chapter), formatted as the scorecard chapter formats them, and a line on the environment from
-``results/cpu/environment.json``. `make results` rewrites it after recording a build (`advlogits.release.record`);
+The block between ``<!-- results:start -->`` and ``<!-- results:end -->`` holds one row per claim record of the
+headline's ``results/<profile>/scorecard.json`` (the claim, its verdict, the statistic with its 95% interval and the
+threshold in the claim's unit, the other build's verdict and estimate, the chapter), formatted as the scorecard
+chapter formats them, and a line on each record's environment from its ``environment.json``. `make results`
+rewrites it after recording a build (`advlogits.release.record`);
 ``tests/test_release_readme_table.py`` checks that the README and the committed JSON agree.
 
 Examples::
@@ -28,7 +30,9 @@ from ..chapters.numbers import claim_threshold
 from ..chapters.scorecard import CHAPTER_TITLES, fmt_estimate, markdown_table
 from .readme import Markers, ResultsError, rewrite_block
 
-README_PROFILE = "cpu"  # the profile whose results the README shows
+# The profiles whose records the README shows: the headline (the design that decides C6 to C8) and, beside it, the
+# laptop build.
+README_PROFILES: tuple[str, ...] = ("decisive", "cpu")
 MARKERS = Markers("<!-- results:start -->", "<!-- results:end -->", "make results")
 # Fields every scorecard record must have; a scorecard without them was written by an older version of the book.
 RECORD_FIELDS = ("id", "claim", "statistic", "verdict", "estimate", "ci", "threshold", "checks", "chapter")
@@ -93,31 +97,58 @@ def _environment_line(env: dict, profile: str) -> str:
     )
 
 
-def render_block(records: list[dict] | None, env: dict | None, *, profile: str = README_PROFILE) -> str:
-    """The README's results block, markers included: one row per record and a line on the environment; without
-    records, a line saying how to record them."""
-    lines = [MARKERS.start, f"<!-- written by `make results` from results/{profile}/; do not edit by hand -->"]
-    if not records:
-        lines.append(
-            f"No build of the `{profile}` profile has been recorded here yet: `make book` and then "
-            f"`make results` write this table."
-        )
-        return "\n".join([*lines, MARKERS.end])
-    rows = [
-        {
+def _missing_line(profile: str) -> str:
+    return f"No build of the `{profile}` profile has been recorded here yet: {build_command(profile)} write its record."
+
+
+def _rows(records: list[dict], beside: tuple[str, list[dict]] | None) -> list[dict]:
+    """One row per headline record, with the other profile's verdict and estimate of the same claim beside it."""
+    others = {r["id"]: r for r in beside[1]} if beside else {}
+    rows = []
+    for r in records:
+        row = {
             "claim": f"**{r['id']}** {r['claim']}",
             "verdict": verdict_label(r["verdict"]),
             "statistic": r["statistic"],
             "estimate [95% CI]": fmt_estimate(r),
             "threshold": claim_threshold(r),
-            "chapter": _chapter_link(r["chapter"]),
         }
-        for r in records
-    ]
-    return "\n".join([*lines, markdown_table(rows), "", _environment_line(env or {}, profile), MARKERS.end])
+        if beside:
+            other = others.get(r["id"])
+            row[f"`{beside[0]}` build"] = (
+                f"{verdict_label(other['verdict'])}; {fmt_estimate(other)}" if other else "not in its record"
+            )
+        row["chapter"] = _chapter_link(r["chapter"])
+        rows.append(row)
+    return rows
 
 
-def load_results(root: str | Path, profile: str = README_PROFILE) -> tuple[list[dict] | None, dict | None]:
+def render_block(recorded: dict[str, tuple[list[dict] | None, dict | None]]) -> str:
+    """The README's results block, markers included, from ``recorded`` (profile -> its committed records and
+    environment, `load_results`; the first profile is the headline): one row per record of the first recorded
+    profile with the next one's verdict and estimate beside it, a line on each record's environment, and for a
+    profile with no record the commands that write it."""
+    sources = ", ".join(f"results/{p}/" for p in recorded)
+    lines = [MARKERS.start, f"<!-- written by `make results` from {sources}; do not edit by hand -->"]
+    present = [(p, records, env) for p, (records, env) in recorded.items() if records]
+    missing = [_missing_line(p) for p, (records, _) in recorded.items() if not records]
+    if not present:
+        return "\n".join([*lines, " ".join(missing), MARKERS.end])
+    head, records, _ = present[0]
+    beside = (present[1][0], present[1][1]) if len(present) > 1 else None
+    if beside:
+        lines += [
+            f"The verdicts of the `{head}` profile's record, the book's headline; the `{beside[0]}` build's beside "
+            "them.",
+            "",
+        ]
+    lines += [markdown_table(_rows(records, beside)), ""]
+    notes = [_environment_line(env or {}, p) for p, _, env in present] + missing
+    lines += [line for note in notes for line in (note, "")][:-1]  # one paragraph each
+    return "\n".join([*lines, MARKERS.end])
+
+
+def load_results(root: str | Path, profile: str) -> tuple[list[dict] | None, dict | None]:
     """The committed ``results/<profile>/`` records and environment; ``(None, None)`` where none are recorded."""
     out = record_dir(profile, root)
     if not (out / SCORECARD).is_file():
@@ -128,10 +159,16 @@ def load_results(root: str | Path, profile: str = README_PROFILE) -> tuple[list[
     return records, env
 
 
+def load_readme_results(root: str | Path) -> dict[str, tuple[list[dict] | None, dict | None]]:
+    """`load_results` of every profile the README shows, the headline first (`README_PROFILES`)."""
+    return {profile: load_results(root, profile) for profile in README_PROFILES}
+
+
 def readme_from_results(root: str | Path = ".", *, readme: str | Path | None = None) -> Path:
-    """Rewrite the README's results block from the committed ``results/cpu/`` files; returns the README's path."""
+    """Rewrite the README's results block from the committed ``results/<profile>/`` files of `README_PROFILES`;
+    returns the README's path."""
     path = Path(readme) if readme is not None else Path(root) / "README.md"
-    return rewrite_block(path, render_block(*load_results(root)), MARKERS)
+    return rewrite_block(path, render_block(load_readme_results(root)), MARKERS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,8 @@
   refusing a missing, old-format or out-of-date one with the build command to run;
 * writes ``results/<profile>/environment.json``: the commit, the date, Python and the key packages' versions, the
   device, and the chapters' execution time (their papermill durations, summed);
-* for the ``cpu`` profile, rewrites the README's results table from those two files (`advlogits.release.readme_table`).
+* for the profiles the README shows (``decisive`` and ``cpu``), rewrites the README's results table from their
+  files (`advlogits.release.readme_table`).
 
 Examples::
 
@@ -37,7 +38,7 @@ from ..fileio import atomic_write_bytes
 from ..profiles import PROFILES
 from ..record_check import cpu_model
 from .readme import ResultsError
-from .readme_table import README_PROFILE, build_command, load_scorecard, readme_from_results
+from .readme_table import README_PROFILES, build_command, load_scorecard, readme_from_results
 
 # Versions recorded in environment.json; a package that is not installed (ray, without the cluster extra) is left out.
 KEY_PACKAGES = (
@@ -161,9 +162,9 @@ def environment(executed: str | Path, *, profile: str, root: str | Path) -> dict
     }
 
 
-def record_results(profile: str = README_PROFILE, *, root: str | Path = ".") -> list[Path]:
-    """Copy the build's scorecard and write its environment into ``results/<profile>/``; for the README's profile,
-    rewrite the README's table too. Returns the paths written."""
+def record_results(profile: str = "cpu", *, root: str | Path = ".") -> list[Path]:
+    """Copy the build's scorecard and write its environment into ``results/<profile>/``; for a profile the README
+    shows (`README_PROFILES`), rewrite the README's table too. Returns the paths written."""
     root = Path(root)
     executed = build_dir(profile, root)
     source = executed / SCORECARD
@@ -179,7 +180,7 @@ def record_results(profile: str = README_PROFILE, *, root: str | Path = ".") -> 
     atomic_write_bytes(source.read_bytes(), out / SCORECARD)
     atomic_write_bytes((json.dumps(env, indent=1) + "\n").encode("utf8"), out / ENVIRONMENT)
     written = [out / SCORECARD, out / ENVIRONMENT]
-    if profile == README_PROFILE and (root / "README.md").is_file():
+    if profile in README_PROFILES and (root / "README.md").is_file():
         written.append(readme_from_results(root))
     return written
 
@@ -187,7 +188,7 @@ def record_results(profile: str = README_PROFILE, *, root: str | Path = ".") -> 
 def main(argv: Sequence[str] | None = None) -> int:
     """Record the build of ``--profile``; 1 with one line when it cannot."""
     parser = argparse.ArgumentParser(prog="python -m advlogits.release.record", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default=README_PROFILE, choices=PROFILES, help="the built profile (default cpu)")
+    parser.add_argument("--profile", default="cpu", choices=PROFILES, help="the built profile (default cpu)")
     parser.add_argument("--root", default=".", help="the repository (default: the current folder)")
     args = parser.parse_args(argv)
     try:
