@@ -17,14 +17,14 @@ import nbformat
 import pytest
 
 from advlogits import buildfiles
-from advlogits.chapters import claims
+from advlogits.chapters import claims, verdicts
 from advlogits.chapters.claims import CLAIMS
 from advlogits.paths import EXECUTED
 from advlogits.profiles import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
-REPRODUCED = claims.outcome("reproduced", (1.0, 0.5, 1.5), 0.0, n_seeds=1, n_images=10)
-NOT_REPRODUCED = claims.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_seeds=1, n_images=10)
+REPRODUCED = verdicts.outcome("reproduced", (1.0, 0.5, 1.5), 0.0, n_seeds=1, n_images=10)
+NOT_REPRODUCED = verdicts.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_seeds=1, n_images=10)
 
 
 @pytest.fixture()

@@ -15,31 +15,29 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from advlogits.chapters import claims, wording
+from advlogits.chapters import claims, comparisons, verdicts, wording
 from advlogits.chapters.claims import (
     C3_TOLERANCE,
     C4_MIN_DISTANCE,
     C5_FRACTION,
     C5_MIN_DISTANCE,
-    C6_MARGIN,
     CLAIMS,
-    REMOVED_SHARE,
-    conjunction,
     decide_c3,
     decide_c4,
     decide_c5,
     decide_c6,
     decide_lower,
     decide_removal,
-    side_verdict,
 )
+from advlogits.chapters.comparisons import C6_MARGIN, REMOVED_SHARE
+from advlogits.chapters.verdicts import conjunction, side_verdict
 from advlogits.inference import BootstrapTested, Tested, percentile_tested
 from advlogits.pipeline import lineup
 from advlogits.stats import Estimate
 
 ROOT = Path(__file__).resolve().parents[1]
-REPRODUCED = claims.outcome("reproduced", (1.0, 0.5, 1.5), 0.0, n_seeds=1, n_images=10)
-NOT_REPRODUCED = claims.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_seeds=1, n_images=10)
+REPRODUCED = verdicts.outcome("reproduced", (1.0, 0.5, 1.5), 0.0, n_seeds=1, n_images=10)
+NOT_REPRODUCED = verdicts.outcome("not reproduced", (-1.0, -1.5, -0.5), 0.0, n_seeds=1, n_images=10)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -79,13 +77,13 @@ def test_the_thresholds_are_the_protocols_and_the_criteria_name_them():
     assert "KD-ST soft" in CLAIMS["C6"].criterion and "at or above 10 points" in CLAIMS["C6"].criterion
     assert "shuffled, spread and ST-order" in CLAIMS["C7"].criterion and "half the gain" in CLAIMS["C7"].criterion
     assert "flattened and label-smoothing" in CLAIMS["C8"].criterion
-    assert claims.C6_BASELINES == (lineup.HARD, lineup.KD_ST, lineup.KD_ST_SOFT)
+    assert comparisons.C6_BASELINES == (lineup.HARD, lineup.KD_ST, lineup.KD_ST_SOFT)
     assert claims.C7_STUDENTS == ("AT shuffled", "AT spread", "AT ST order")
     assert claims.C8_STUDENTS == ("AT flattened", "AT label smoothing")
 
 
 def test_verdict_labels():
-    assert [claims.verdict_label(v) for v in (*claims.VERDICTS, claims.NOT_MEASURED)] == [
+    assert [verdicts.verdict_label(v) for v in (*verdicts.VERDICTS, verdicts.NOT_MEASURED)] == [
         "✓ reproduced",
         "✗ not reproduced",
         "? inconclusive",
@@ -93,7 +91,7 @@ def test_verdict_labels():
         "· not measured",
     ]
     with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
-        claims.verdict_label("holds")
+        verdicts.verdict_label("holds")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -146,20 +144,20 @@ def test_each_comparison_is_decided_alone_with_holms_correction():
     # alone, each of these lies above 0 (p = 0.02 < 0.025); as a family of two, Holm needs 0.0125 for the first
     z = stats.norm.isf(0.02)
     pair = {"a": normal_tested(z, 1.0), "b": normal_tested(z, 1.0)}
-    assert [c["verdict"] for c in claims.decide_family({"a": pair["a"]}, 0.0, "above").values()] == ["reproduced"]
-    family = claims.decide_family(pair, 0.0, "above")
+    assert [c["verdict"] for c in verdicts.decide_family({"a": pair["a"]}, 0.0, "above").values()] == ["reproduced"]
+    family = verdicts.decide_family(pair, 0.0, "above")
     assert [c["verdict"] for c in family.values()] == ["inconclusive", "inconclusive"]
     assert family["a"]["p_claim_holm"] == pytest.approx(0.04)
     # p = 0.01 and 0.02: adjusted 0.02 and 0.02, both reproduced
-    family = claims.decide_family({"a": normal_tested(stats.norm.isf(0.01), 1.0), "b": pair["b"]}, 0.0, "above")
+    family = verdicts.decide_family({"a": normal_tested(stats.norm.isf(0.01), 1.0), "b": pair["b"]}, 0.0, "above")
     assert [c["verdict"] for c in family.values()] == ["reproduced", "reproduced"]
     # the other side: an interval wholly below the threshold of an "at least" claim is not reproduced
-    below = claims.decide_family({"a": normal_tested(-5.0, 1.0)}, 0.0, "at least")["a"]
+    below = verdicts.decide_family({"a": normal_tested(-5.0, 1.0)}, 0.0, "at least")["a"]
     assert below["verdict"] == "not reproduced" and below["p_other_holm"] < 1e-5
     undefined = Tested(0.1, math.nan, math.nan, math.nan, math.nan)
-    assert claims.decide_family({"a": undefined}, 0.0, "above")["a"]["verdict"] == "inconclusive"
+    assert verdicts.decide_family({"a": undefined}, 0.0, "above")["a"]["verdict"] == "inconclusive"
     with pytest.raises(ValueError, match=r"^comparisons must be tested values with p-values"):
-        claims.decide_family({"a": (0.1, 0.0, 0.2)}, 0.0, "above")
+        verdicts.decide_family({"a": (0.1, 0.0, 0.2)}, 0.0, "above")
 
 
 def test_c1_c2_need_every_comparison_below_zero_and_show_the_weakest():
@@ -259,23 +257,23 @@ BASE = dict(hard=0.10, kd_st=0.12, soft=0.14, kd_at=0.42, shuffled=0.15, spread=
 
 def test_the_gain_is_over_the_best_baseline_and_the_contrast_needs_no_ratio():
     o = outcomes_at({k: [v, v] for k, v in BASE.items()})
-    assert claims.best_baseline(o) == lineup.KD_ST_SOFT
-    assert claims.gain_values(o).mean() == pytest.approx(0.42 - 0.14)
+    assert comparisons.best_baseline(o) == lineup.KD_ST_SOFT
+    assert comparisons.gain_values(o).mean() == pytest.approx(0.42 - 0.14)
     # KD-AT - student - half the gain: ST order keeps more than half (0.42 - 0.27 < 0.14)
-    assert claims.removal_contrast(o, "AT ST order").mean() == pytest.approx(0.42 - 0.27 - 0.14)
-    assert claims.removal_contrast(o, "AT shuffled").mean() == pytest.approx(0.42 - 0.15 - 0.14)
-    share, low, high = claims.removed_share(o, "AT shuffled")
+    assert comparisons.removal_contrast(o, "AT ST order").mean() == pytest.approx(0.42 - 0.27 - 0.14)
+    assert comparisons.removal_contrast(o, "AT shuffled").mean() == pytest.approx(0.42 - 0.15 - 0.14)
+    share, low, high = comparisons.removed_share(o, "AT shuffled")
     assert share == pytest.approx((0.42 - 0.15) / 0.28) and low < share < high
     # no gain: the contrast is still defined, the share's interval unbounded
     none = outcomes_at({**{k: [v, v] for k, v in BASE.items()}, "kd_at": [0.14, 0.14]})
-    assert math.isfinite(claims.removal_contrast(none, "AT shuffled").mean())
-    assert claims.removed_share(none, "AT shuffled")[1:] == (-math.inf, math.inf)
+    assert math.isfinite(comparisons.removal_contrast(none, "AT shuffled").mean())
+    assert comparisons.removed_share(none, "AT shuffled")[1:] == (-math.inf, math.inf)
     with pytest.raises(
         ValueError,
         match=r"^outcomes must be a robust accuracy for every student the claim reads "
         r"\(got missing \['KD-ST soft'\]\)",
     ):
-        claims.best_baseline({k: v for k, v in o.items() if k != lineup.KD_ST_SOFT})
+        comparisons.best_baseline({k: v for k, v in o.items() if k != lineup.KD_ST_SOFT})
 
 
 def test_distillation_tests_on_hand_made_seeds_and_images():
@@ -283,10 +281,10 @@ def test_distillation_tests_on_hand_made_seeds_and_images():
     of the gain, the C8 students none of it, on every seed."""
     rates = dict(hard=0.1, kd_st=0.1, soft=0.1, kd_at=0.4, shuffled=0.175, spread=0.15, order=0.1, flat=0.4, smooth=0.4)
     o = outcomes_at({k: [v] * 3 for k, v in rates.items()})
-    tests = claims.distillation_tests(o)
+    tests = comparisons.distillation_tests(o)
     gain = next(iter(tests["gain"].values()))
     assert gain.estimate == pytest.approx(0.3) and 0.2 < gain.low and gain.high < 0.4
-    assert set(tests["C6"]) == {f"KD-AT - {b}" for b in claims.C6_BASELINES}
+    assert set(tests["C6"]) == {f"KD-AT - {b}" for b in comparisons.C6_BASELINES}
     assert decide_c6(tests["C6"], n_seeds=3, n_images=400)["verdict"] == "reproduced"
     assert decide_removal(gain, tests["C7"], n_seeds=3, n_images=400)["verdict"] == "reproduced"
     c8 = decide_removal(gain, tests["C8"], n_seeds=3, n_images=400)
@@ -297,7 +295,7 @@ def test_distillation_tests_on_hand_made_seeds_and_images():
 def test_c7_c8_are_not_testable_without_a_gain():
     rates = {k: [v] * 3 for k, v in BASE.items()} | {"kd_at": [0.14, 0.14, 0.14]}
     o = outcomes_at(rates)
-    tests = claims.distillation_tests(o)
+    tests = comparisons.distillation_tests(o)
     gain = next(iter(tests["gain"].values()))
     decided = decide_removal(gain, tests["C7"], n_seeds=3, n_images=400)
     assert decided["verdict"] == "not testable" and decided["holds"] is None and decided["estimate"] is None
@@ -309,7 +307,7 @@ def test_a_gain_near_the_threshold_with_few_seeds_is_inconclusive():
     10-point threshold (its t quantile on two degrees of freedom is 4.3)."""
     rates = {k: [0.1] * 3 for k in ("hard", "kd_st", "soft", "shuffled", "spread", "order", "flat", "smooth")}
     o = outcomes_at({**rates, "kd_at": [0.14, 0.20, 0.26]}, n=500)
-    tests = claims.distillation_tests(o)
+    tests = comparisons.distillation_tests(o)
     comparison = tests["C6"]["KD-AT - KD-ST soft"]
     assert comparison.estimate == pytest.approx(0.10) and comparison.low < C6_MARGIN < comparison.high
     assert decide_c6(tests["C6"], n_seeds=3, n_images=500)["verdict"] == "inconclusive"
@@ -352,14 +350,14 @@ def test_records_carry_the_registry_wording_the_decision_and_are_jsonable():
     assert type(record["estimate"]) is float
     json.dumps(record, allow_nan=False)
     for verdict, holds in (("inconclusive", None), ("not testable", None), ("not reproduced", False)):
-        r = claims.record("C7", claims.outcome(verdict, None, 0.5, n_seeds=3, n_images=500), measured={})
+        r = claims.record("C7", verdicts.outcome(verdict, None, 0.5, n_seeds=3, n_images=500), measured={})
         assert (r["verdict"], r["holds"], r["estimate"], r["ci"]) == (verdict, holds, None, None)
     with pytest.raises(ValueError, match=r"^id must be one of 'C1', 'C2', .*'C8c' \(got 'C9'\)"):
         claims.record("C9", decided, measured={})
     with pytest.raises(ValueError, match=r"^decided must be an outcome of the claims registry"):
         claims.record("C1", {"holds": True}, measured={})
     with pytest.raises(ValueError, match=r"^verdict must be one of 'reproduced', .* \(got 'holds'\)"):
-        claims.outcome("holds", None, 0.0, n_seeds=1, n_images=1)
+        verdicts.outcome("holds", None, 0.0, n_seeds=1, n_images=1)
 
 
 def test_each_teacher_is_a_replication_decided_alone():
@@ -369,11 +367,11 @@ def test_each_teacher_is_a_replication_decided_alone():
     first = outcomes_at({k: [v] * 3 for k, v in rates.items()}, seed=1)
     second = outcomes_at({k: [v] * 3 for k, v in {**rates, "shuffled": 0.4}.items()}, seed=2)
     groups = {"AT teacher": first, "AT teacher (seed 1)": second}
-    values = claims.grouped_values(groups)
+    values = comparisons.grouped_values(groups)
     assert set(values["C7"]) == {
         f"{name} ({label})" for label in groups for name in ("AT shuffled", "AT spread", "AT ST order")
     }
-    tests = claims.tested(values)
+    tests = comparisons.tested(values)
     gains = dict(zip(groups, tests["gain"].values()))
     decided = decide_removal(gains, tests["C7"], n_seeds=3, n_images=400)
     assert decided["verdict"] == "not reproduced" and decided["primary"] == "AT shuffled (AT teacher (seed 1))"

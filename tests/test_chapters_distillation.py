@@ -22,7 +22,7 @@ import torch  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 
 from advlogits import inference, pipeline, profiles  # noqa: E402
-from advlogits.chapters import distillation  # noqa: E402
+from advlogits.chapters import distillation, distillation_figures, removal, roster  # noqa: E402
 from advlogits.data import load_dataset  # noqa: E402
 from advlogits.pipeline import lineup  # noqa: E402
 from advlogits.store import Store  # noqa: E402
@@ -96,7 +96,7 @@ def two_teachers():
 
 def test_lineup_table_says_in_words_what_each_student_learns_from(profile):
     students = lineup.students(profile)
-    table = distillation.lineup_table(students)
+    table = roster.lineup_table(students)
     learners = [s.name for s in students if s.role not in ("teacher", "sweep")]
     assert list(table.index) == list(dict.fromkeys(learners)) and list(table.columns) == ["part", "learns from"]
     assert table.loc["KD-AT"].tolist() == ["C6", "the AT teacher's logits"]
@@ -114,14 +114,14 @@ def test_lineup_table_says_in_words_what_each_student_learns_from(profile):
 
 
 def test_roster_sentence_names_every_teacher_and_its_student_seeds(profile, two_teachers):
-    assert distillation.roster_sentence(lineup.students(profile)) == (
+    assert roster.roster_sentence(lineup.students(profile)) == (
         "one AT teacher (seed 0) with 2 student seeds (100, 101)"
     )
-    assert distillation.roster_sentence(lineup.students(two_teachers)) == (
+    assert roster.roster_sentence(lineup.students(two_teachers)) == (
         "2 AT teachers (seeds 0 and 1), each with 3 student seeds (100-102 and 110-112)"
     )
     decisive = lineup.students(profiles.resolve("decisive", device="cpu"))
-    assert distillation.roster_sentence(decisive) == (
+    assert roster.roster_sentence(decisive) == (
         "2 AT teachers (seeds 0 and 1), each with 8 student seeds (300-307 and 310-317)"
     )
 
@@ -182,8 +182,8 @@ def test_claim_records_decide_c6_to_c8_with_the_registry_and_keep_every_seed(pro
 
 def test_removal_table_measures_the_controls_against_the_corrected_teacher(profile):
     outcomes = distillation.robust_outcomes(lineup.students(profile), evaluations(profile))
-    rows = distillation.removal_rows({"AT teacher": outcomes})
-    table = distillation.removal_table(rows)
+    rows = removal.removal_rows({"AT teacher": outcomes})
+    table = removal.removal_table(rows)
     assert table.loc["AT ST order", "teacher's KD student"] == "KD-AT"
     nb = "\u00a0"
     assert table.loc["AT ST order", "share of the gain removed"].startswith(f"{100 * (0.40 - 0.20) / 0.26:.1f}%{nb}[")
@@ -196,8 +196,8 @@ def test_removal_table_measures_the_controls_against_the_corrected_teacher(profi
     assert rows["AT-corr flattened"]["contrast"].estimate == pytest.approx(0.30 - 0.14 - 0.08)
     no_gain = {k: v.copy() for k, v in outcomes.items()}
     no_gain[lineup.KD_AT] = no_gain[lineup.HARD].copy()
-    no_gain_rows = distillation.removal_rows({"AT teacher": no_gain})
-    assert distillation.removal_table(no_gain_rows).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
+    no_gain_rows = removal.removal_rows({"AT teacher": no_gain})
+    assert removal.removal_table(no_gain_rows).loc["AT shuffled", "share of the gain removed"] == "n/a (no gain)"
 
 
 def test_removal_rows_of_two_teachers_are_named_as_the_claims_name_them(two_teachers):
@@ -205,7 +205,7 @@ def test_removal_rows_of_two_teachers_are_named_as_the_claims_name_them(two_teac
     results = evaluations(two_teachers, second={lineup.KD_AT: 0.30})
     groups = distillation.robust_outcomes_by_teacher(students, results)
     assert list(groups) == ["AT teacher", "AT teacher (seed 1)"]
-    rows = distillation.removal_rows(groups)
+    rows = removal.removal_rows(groups)
     records, tests = distillation.claim_records(distillation.robust_outcomes(students, results), groups=groups)
     assert set(tests["C7"]) <= set(rows), "every C7 comparison has its row"
     second = rows["AT shuffled (AT teacher (seed 1))"]
@@ -214,7 +214,7 @@ def test_removal_rows_of_two_teachers_are_named_as_the_claims_name_them(two_teac
     assert second["gain"].estimate == pytest.approx(0.30 - 0.14)
     assert second["contrast"].estimate == pytest.approx(0.30 - 0.16 - 0.08)
     assert rows["AT shuffled (AT teacher)"]["contrast"].estimate == pytest.approx(0.40 - 0.16 - 0.13)
-    fig = distillation.removal_figure(rows)
+    fig = distillation_figures.removal_figure(rows)
     assert [ax.get_title() for ax in fig.axes] == ["AT teacher", "AT teacher (seed 1)"]
     plt.close(fig)
 
@@ -299,7 +299,7 @@ def test_robust_figure_draws_each_teachers_own_thresholds(two_teachers):
     students = lineup.students(two_teachers)
     groups = distillation.robust_outcomes_by_teacher(students, evaluations(two_teachers, second={lineup.KD_AT: 0.3}))
     roles = {s.name: s.role for s in students}
-    fig = distillation.robust_figure(groups, roles=roles)
+    fig = distillation_figures.robust_figure(groups, roles=roles)
     first, second = fig.axes
     names = list(groups["AT teacher"])
     assert [t.get_text() for t in first.get_yticklabels()] == names

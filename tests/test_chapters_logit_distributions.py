@@ -18,7 +18,7 @@ from scipy import stats
 from advlogits import margins, profiles
 from advlogits.chapters import claims
 from advlogits.chapters import logit_distributions as chapter
-from advlogits.chapters.claims import side_verdict
+from advlogits.chapters.verdicts import side_verdict
 from advlogits.logits import logit_gap, max_logit
 
 RB_NAME = "Ding2020MMA"  # smallest CIFAR-10 Linf zoo entry (WRN-28-4)

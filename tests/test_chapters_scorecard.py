@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from advlogits import profiles
-from advlogits.chapters import claims, scorecard
+from advlogits.chapters import claims, scorecard, verdicts
 from advlogits.chapters.claims import CLAIMS
 from advlogits.inference import Tested
 
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _record(cid: str, verdict: str, estimate=None, ci=None, *, measured=None, chapter=None) -> dict:
-    decided = claims.outcome(
+    decided = verdicts.outcome(
         verdict, None if estimate is None else (estimate, *ci), CLAIMS[cid].threshold, n_seeds=3, n_images=500
     )
     return dict(claims.record(cid, decided, measured=measured or {}), chapter=chapter or CLAIMS[cid].chapter)
@@ -251,7 +251,7 @@ def test_the_landing_page_summary_is_the_figure_and_the_count(tmp_path):
 def test_a_verdict_that_reads_a_flagged_student_says_so():
     record = claims.record(
         "C7",
-        claims.outcome("not reproduced", (-0.1, -0.2, -0.05), 0.0, n_seeds=8, n_images=500),
+        verdicts.outcome("not reproduced", (-0.1, -0.2, -0.05), 0.0, n_seeds=8, n_images=500),
         measured={},
         flagged=["AT spread (AT teacher (seed 1))"],
     )

@@ -24,18 +24,16 @@ Chapters write their records with `write_claims` and the scorecard gathers them 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import numpy as np
+from typing import Any
 
 from ..buildfiles import write_claims, write_scorecard  # noqa: F401 - how the chapters write their records
 from ..checks import check_choice, fail
-from ..inference import Tested, fieller_ratio, holm, seed_image_interval
-from ..pipeline.lineup import C7_KINDS, C8_KINDS, HARD, KD_AT, KD_ST, KD_ST_SOFT, PERMUTED, student_label
-from ..stats import Interval
+from ..inference import Tested
+from ..pipeline.lineup import C7_KINDS, C8_KINDS, student_label
+from .comparisons import C6_MARGIN
+from .verdicts import VERDICTS, Side, as_interval, decide_family, family_outcome, outcome
 
 # ---------------------------------------------------------------------------------------------------------------
 # thresholds (fixed before any result; docs/protocol.md)
@@ -44,177 +42,8 @@ C3_TOLERANCE = 1e-4  # C3: PGD on a linear model reaches the closed form within 
 C4_MIN_DISTANCE = 0.1  # C4: Spearman(ST, AT) at least this far below each seed baseline's Spearman
 C5_FRACTION = 0.1  # C5: the most-confident 10% of the evaluation images
 C5_MIN_DISTANCE = 0.05  # C5: Jaccard(ST, AT) at least this far below each seed baseline's
-C6_MARGIN = 0.10  # C6: KD-AT beats the best baseline by this much robust accuracy (10 points)
-REMOVED_SHARE = 0.5  # C7, C8: each manipulated student removes at least this share of the gain over the best baseline
-SIDE_ALPHA = 0.025  # each side's level: the tails of a 95% interval (Holm-adjusted within a claim)
-C6_BASELINES: tuple[str, ...] = (HARD, KD_ST, KD_ST_SOFT)
 C7_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C7_KINDS)
 C8_STUDENTS: tuple[str, ...] = tuple(student_label(k) for k in C8_KINDS)
-
-# ---------------------------------------------------------------------------------------------------------------
-# verdicts
-
-Verdict = Literal["reproduced", "not reproduced", "inconclusive", "not testable"]
-VERDICTS: tuple[str, ...] = ("reproduced", "not reproduced", "inconclusive", "not testable")
-NOT_MEASURED = "not measured"
-VERDICT_MARKS = {"reproduced": "✓", "not reproduced": "✗", "inconclusive": "?", "not testable": "–", NOT_MEASURED: "·"}
-Side = Literal["at least", "above", "below"]
-
-
-def verdict_label(verdict: str) -> str:
-    """The verdict with its mark, for tables: "✓ reproduced", "✗ not reproduced", "? inconclusive", ..."""
-    check_choice("verdict", verdict, (*VERDICTS, NOT_MEASURED))
-    return f"{VERDICT_MARKS[verdict]} {verdict}"
-
-
-def side_verdict(low: float, high: float, threshold: float, side: Side) -> str:
-    """The verdict of one interval [low, high] against ``threshold`` on the claim's ``side``.
-
-    ``"at least"``: the claim is statistic >= threshold (reproduced when low >= threshold, not reproduced when
-    high < threshold); ``"above"``: statistic > threshold (low > threshold; high <= threshold); ``"below"``:
-    statistic < threshold (high < threshold; low >= threshold). An undefined (NaN) bound is inconclusive.
-    """
-    check_choice("side", side, ("at least", "above", "below"))
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive"
-    if side == "at least":
-        claim_side, other_side = low >= threshold, high < threshold
-    elif side == "above":
-        claim_side, other_side = low > threshold, high <= threshold
-    else:
-        claim_side, other_side = high < threshold, low >= threshold
-    return "reproduced" if claim_side else "not reproduced" if other_side else "inconclusive"
-
-
-def conjunction(verdicts: Sequence[str]) -> str:
-    """Several comparisons that must all hold: reproduced if all are, not reproduced if any is, else inconclusive."""
-    if not verdicts:
-        fail("verdicts", "at least one verdict", verdicts)
-    for v in verdicts:
-        check_choice("verdicts", v, VERDICTS[:3])
-    if all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
-
-
-def _as_interval(value: object, name: str) -> Interval:
-    if hasattr(value, "interval"):
-        return tuple(float(v) for v in value.interval)
-    if not (
-        isinstance(value, (tuple, list))
-        and len(value) == 3
-        and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
-    ):
-        fail(name, "an (estimate, low, high) interval of numbers", value)
-    estimate, low, high = (float(v) for v in value)
-    if low > high:
-        fail(name, "an interval with low <= high", value)
-    return estimate, low, high
-
-
-def _p_values(tested: Any, side: Side) -> tuple[float, float]:
-    """(claim side, other side) one-sided p-values of a `Tested` value."""
-    for field in ("p_above", "p_below"):
-        if not isinstance(getattr(tested, field, None), numbers.Real):
-            fail("comparisons", "tested values with p-values (advlogits.inference.Tested)", type(tested).__name__)
-    if side == "below":
-        return float(tested.p_below), float(tested.p_above)
-    return float(tested.p_above), float(tested.p_below)
-
-
-def decide_family(tests: Mapping[str, Any], threshold: float, side: Side) -> dict[str, dict]:
-    """Each comparison of a claim decided alone, with Holm's correction across the family (docs/protocol.md):
-    reproduced when its Holm-adjusted claim-side p-value is at most `SIDE_ALPHA`, not reproduced when its adjusted
-    other-side p-value is, inconclusive otherwise (and when a p-value is undefined).
-
-    ``tests`` maps a comparison's name to a `advlogits.inference.Tested` (or `BootstrapTested`) against
-    ``threshold``; returns name -> {estimate, ci, p_claim, p_other, p_claim_holm, p_other_holm, verdict}, with the
-    Monte-Carlo error of each bound for a bootstrap."""
-    check_choice("side", side, ("at least", "above", "below"))
-    if not tests:
-        fail("tests", "at least one comparison", tests)
-    p = {name: _p_values(t, side) for name, t in tests.items()}
-    defined = [name for name, (pc, po) in p.items() if not (math.isnan(pc) or math.isnan(po))]
-    claim_holm = dict(zip(defined, holm([p[n][0] for n in defined]))) if defined else {}
-    other_holm = dict(zip(defined, holm([p[n][1] for n in defined]))) if defined else {}
-    out = {}
-    for name, t in tests.items():
-        e, lo, hi = t.estimate, t.low, t.high
-        verdict = "inconclusive"
-        if name in claim_holm:
-            if claim_holm[name] <= SIDE_ALPHA:
-                verdict = "reproduced"
-            elif other_holm[name] <= SIDE_ALPHA:
-                verdict = "not reproduced"
-        row = {
-            "estimate": float(e),
-            "ci": [float(lo), float(hi)],
-            "threshold": threshold,
-            "p_claim": p[name][0],
-            "p_other": p[name][1],
-            "p_claim_holm": claim_holm.get(name, math.nan),
-            "p_other_holm": other_holm.get(name, math.nan),
-            "verdict": verdict,
-        }
-        if hasattr(t, "mc_low"):
-            row |= {"mc_error": [float(t.mc_low), float(t.mc_high)], "n_resamples": int(t.n_resamples)}
-        out[name] = row
-    return out
-
-
-def weakest(checks: Mapping[str, dict]) -> str:
-    """The comparison a conjunction hinges on: the largest Holm-adjusted claim-side p-value (NaN counts as 1)."""
-    return max(checks, key=lambda n: 1.0 if math.isnan(checks[n]["p_claim_holm"]) else checks[n]["p_claim_holm"])
-
-
-def outcome(
-    verdict: str,
-    primary: Interval | None,
-    threshold: float,
-    *,
-    n_seeds: int,
-    n_images: int,
-    checks: Mapping[str, dict] | None = None,
-    primary_name: str | None = None,
-) -> dict:
-    """A decided claim: its verdict, the row's statistic with its interval (``primary``: the comparison named
-    ``primary_name``), the threshold, the design's size, and every comparison it was decided on (``checks``)."""
-    check_choice("verdict", verdict, VERDICTS)
-    estimate, ci = (None, None)
-    if primary is not None:
-        e, lo, hi = _as_interval(primary, "primary")
-        estimate, ci = e, [lo, hi]
-    return {
-        "verdict": verdict,
-        "holds": {"reproduced": True, "not reproduced": False}.get(verdict),
-        "estimate": estimate,
-        "ci": ci,
-        "threshold": threshold,
-        "n_seeds": n_seeds,
-        "n_images": n_images,
-        "primary": primary_name,
-        "checks": dict(checks or {}),
-    }
-
-
-def _family_outcome(
-    tests: Mapping[str, Any], threshold: float, side: Side, *, n_seeds: int, n_images: int, extra: dict | None = None
-) -> dict:
-    """Decide a family (`decide_family`), conjoin it with the deterministic checks of ``extra``, and show the
-    comparison the conjunction hinges on as the row."""
-    checks = decide_family(tests, threshold, side)
-    row = weakest(checks)
-    all_checks = {**(extra or {}), **checks}
-    return outcome(
-        conjunction([c["verdict"] for c in all_checks.values()]),
-        (checks[row]["estimate"], *checks[row]["ci"]),
-        threshold,
-        n_seeds=n_seeds,
-        n_images=n_images,
-        checks=all_checks,
-        primary_name=row,
-    )
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # decisions, one per claim
@@ -223,7 +52,7 @@ def _family_outcome(
 def decide_lower(comparisons: Mapping[str, Any], *, n_seeds: int, n_images: int) -> dict:
     """C1, C2: every paired difference AT - ST (name -> `Tested` against 0) lies below 0, each decided alone with
     Holm's correction across the pairs."""
-    return _family_outcome(comparisons, 0.0, "below", n_seeds=n_seeds, n_images=n_images)
+    return family_outcome(comparisons, 0.0, "below", n_seeds=n_seeds, n_images=n_images)
 
 
 def decide_c3(max_error: float, fits: Mapping[str, Mapping[str, Any]], *, n_seeds: int, n_images: int) -> dict:
@@ -251,7 +80,7 @@ def decide_c3(max_error: float, fits: Mapping[str, Mapping[str, Any]], *, n_seed
             "verdict": "not reproduced" if outside else "reproduced",
         }
     slopes = {f"{family}: slope above 0": fit["slope"] for family, fit in fits.items()}
-    decided = _family_outcome(slopes, 0.0, "above", n_seeds=n_seeds, n_images=n_images, extra=extra)
+    decided = family_outcome(slopes, 0.0, "above", n_seeds=n_seeds, n_images=n_images, extra=extra)
     first = next(iter(fits))  # the row shows the first family's intercept, the prediction beyond C2
     i = fits[first]["intercept"]
     return {**decided, "estimate": float(i.estimate), "ci": [float(i.low), float(i.high)], "primary": first}
@@ -260,141 +89,17 @@ def decide_c3(max_error: float, fits: Mapping[str, Mapping[str, Any]], *, n_seed
 def decide_c4(distances: Mapping[str, Any], *, n_images: int) -> dict:
     """C4: for each seed baseline, its Spearman minus Spearman(ST, AT) is at least `C4_MIN_DISTANCE` (name ->
     bootstrap `Tested`), each decided alone with Holm's correction across the two."""
-    return _family_outcome(distances, C4_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
+    return family_outcome(distances, C4_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
 
 
 def decide_c5(distances: Mapping[str, Any], *, n_images: int) -> dict:
     """C5: for each seed baseline, its top-set overlap minus overlap(ST, AT) is at least `C5_MIN_DISTANCE`."""
-    return _family_outcome(distances, C5_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
-
-
-# C6-C8 are statistics of the students' per-seed, per-image robust outcomes: (S, N) arrays, seeds paired.
-
-
-def _require(outcomes: Mapping[str, Any], names: Sequence[str]) -> None:
-    missing = [n for n in names if n not in outcomes]
-    if missing:
-        fail(
-            "outcomes",
-            "a robust accuracy for every student the claim reads",
-            sorted(outcomes),
-            shown=f"missing {missing}",
-            hint="evaluate the whole line-up first",
-        )
-
-
-def best_baseline(outcomes: Mapping[str, Any]) -> str:
-    """The C6 baseline with the highest mean robust accuracy: the one the gain is measured against."""
-    _require(outcomes, C6_BASELINES)
-    return max(C6_BASELINES, key=lambda b: float(np.mean(outcomes[b])))
-
-
-def _array(outcomes: Mapping[str, Any], name: str) -> np.ndarray:
-    return np.asarray(outcomes[name], dtype=np.float64)
-
-
-def gain_values(outcomes: Mapping[str, Any], *, reference: str = KD_AT) -> np.ndarray:
-    """Per seed and image: ``reference`` (KD-AT) minus the best baseline, (S, N)."""
-    _require(outcomes, (reference,))
-    return _array(outcomes, reference) - _array(outcomes, best_baseline(outcomes))
-
-
-def removal_contrast(outcomes: Mapping[str, Any], student: str, *, reference: str = KD_AT) -> np.ndarray:
-    """Per seed and image: ``reference - student - REMOVED_SHARE * gain``, (S, N): its mean is >= 0 exactly when the
-    student removes at least `REMOVED_SHARE` of a positive gain, and it is defined whatever the gain."""
-    _require(outcomes, (reference, student))
-    return (
-        _array(outcomes, reference)
-        - _array(outcomes, student)
-        - REMOVED_SHARE * gain_values(outcomes, reference=reference)
-    )
-
-
-def removed_share(outcomes: Mapping[str, Any], student: str, *, reference: str = KD_AT) -> tuple[float, float, float]:
-    """The share of the gain that ``student`` removes, ``(reference - student) / gain``, with its Fieller interval
-    (unbounded when the gain is not clearly positive): reported beside the contrast, never decided on."""
-    _require(outcomes, (reference, student))
-    removed = _array(outcomes, reference) - _array(outcomes, student)
-    return fieller_ratio(removed, gain_values(outcomes, reference=reference))
-
-
-def c8_kinds(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> list[str]:
-    """The C8 family's students present in ``outcomes``: flattened and label smoothing, and the permuted
-    confidences where the design has them. On the label-corrected teacher, label smoothing is plain label smoothing
-    of the true labels, a baseline, not a manipulation: its reading has flattened (and permuted) only."""
-    kinds = [k for k in (*C8_KINDS, PERMUTED) if not (label_corrected and k == "label_smoothing")]
-    return [student_label(k, label_corrected=label_corrected) for k in kinds]
-
-
-def distillation_values(
-    outcomes: Mapping[str, Any], *, label_corrected: bool = False
-) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
-    """What C6 to C8 are decided on, as per-seed, per-image values (S, N) with the threshold each is held against:
-    C6's comparisons (KD-AT minus each baseline, against `C6_MARGIN`), the gain over the best baseline (against 0:
-    C7 and C8's precondition), and C7's and C8's contrasts (against 0). With ``label_corrected``, the same for the
-    label-corrected AT teacher's students: its own KD student and its own gain over the same baselines."""
-    reference = student_label("kd", label_corrected=label_corrected)
-    _require(outcomes, (reference, *C6_BASELINES))
-    kd = _array(outcomes, reference)
-    out: dict[str, dict[str, tuple[np.ndarray, float]]] = {
-        "C6": {f"{reference} - {b}": (kd - _array(outcomes, b), C6_MARGIN) for b in C6_BASELINES},
-        "gain": {f"{reference} - {best_baseline(outcomes)}": (gain_values(outcomes, reference=reference), 0.0)},
-    }
-    families = {
-        "C7": [student_label(k, label_corrected=label_corrected) for k in C7_KINDS],
-        "C8": c8_kinds(outcomes, label_corrected=label_corrected),
-    }
-    for claim, names in families.items():
-        out[claim] = {n: (removal_contrast(outcomes, n, reference=reference), 0.0) for n in names if n in outcomes}
-    return out
-
-
-def students_read(outcomes: Mapping[str, Any], claim: str, *, label_corrected: bool = False) -> list[str]:
-    """The students whose outcomes a claim's comparisons read in one teacher group: the KD student and the C6
-    baselines (C6, and the gain that C7 and C8 need), and the claim's manipulated students (C7, C8)."""
-    check_choice("claim", claim, ("C6", "C7", "C8"))
-    reference = student_label("kd", label_corrected=label_corrected)
-    names = [reference, *C6_BASELINES]
-    if claim == "C7":
-        names += [student_label(k, label_corrected=label_corrected) for k in C7_KINDS]
-    elif claim == "C8":
-        names += c8_kinds(outcomes, label_corrected=label_corrected)
-    return [n for n in names if n in outcomes]
-
-
-def grouped_values(
-    groups: Mapping[str, Mapping[str, Any]], *, label_corrected: bool = False
-) -> dict[str, dict[str, tuple[np.ndarray, float]]]:
-    """`distillation_values` of each teacher group (``groups``: teacher label -> its students' outcomes), merged into
-    one family per claim: a teacher is a replication, so every comparison is decided within its group and the claim
-    needs every comparison of every group (docs/protocol.md, second amendment of 2026-12-04). With several groups
-    each comparison's name ends with its teacher's label, e.g. "KD-AT - hard labels (AT teacher (seed 1))"."""
-    if not groups:
-        fail("groups", "at least one teacher group of student outcomes", groups)
-    merged: dict[str, dict[str, tuple[np.ndarray, float]]] = {}
-    for label, outcomes in groups.items():
-        suffix = f" ({label})" if len(groups) > 1 else ""
-        for part, values in distillation_values(outcomes, label_corrected=label_corrected).items():
-            merged.setdefault(part, {}).update({f"{name}{suffix}": v for name, v in values.items()})
-    return merged
-
-
-def tested(values: Mapping[str, Mapping[str, tuple[np.ndarray, float]]]) -> dict[str, dict[str, Tested]]:
-    """Each comparison of `distillation_values` (or `grouped_values`) with its seed-and-image interval and p-values."""
-    return {
-        part: {name: seed_image_interval(v, threshold=threshold) for name, (v, threshold) in comparisons.items()}
-        for part, comparisons in values.items()
-    }
-
-
-def distillation_tests(outcomes: Mapping[str, Any], *, label_corrected: bool = False) -> dict[str, dict[str, Tested]]:
-    """`distillation_values` of one teacher's students, each with its seed-and-image interval."""
-    return tested(distillation_values(outcomes, label_corrected=label_corrected))
+    return family_outcome(distances, C5_MIN_DISTANCE, "at least", n_seeds=1, n_images=n_images)
 
 
 def decide_c6(comparisons: Mapping[str, Tested], *, n_seeds: int, n_images: int) -> dict:
     """C6: KD-AT beats every baseline by at least `C6_MARGIN` (each comparison alone, Holm across the three)."""
-    return _family_outcome(comparisons, C6_MARGIN, "at least", n_seeds=n_seeds, n_images=n_images)
+    return family_outcome(comparisons, C6_MARGIN, "at least", n_seeds=n_seeds, n_images=n_images)
 
 
 def decide_removal(
@@ -406,7 +111,7 @@ def decide_removal(
     gains = gain if isinstance(gain, Mapping) else {"": gain}
     precondition = {}
     for label, g in gains.items():
-        g_e, g_lo, g_hi = _as_interval(g, "gain")
+        g_e, g_lo, g_hi = as_interval(g, "gain")
         name = "a gain to remove" + (f" ({label})" if label else "")
         precondition[name] = {
             "estimate": g_e,
@@ -416,7 +121,7 @@ def decide_removal(
     if not all(p["verdict"] == "reproduced" for p in precondition.values()):
         checks = decide_family(contrasts, 0.0, "at least") if contrasts else {}
         return outcome("not testable", None, 0.0, n_seeds=n_seeds, n_images=n_images, checks={**precondition, **checks})
-    return _family_outcome(contrasts, 0.0, "at least", n_seeds=n_seeds, n_images=n_images, extra=precondition)
+    return family_outcome(contrasts, 0.0, "at least", n_seeds=n_seeds, n_images=n_images, extra=precondition)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -9,12 +9,10 @@ tables and figures show percent.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from .. import inference, pipeline
@@ -22,81 +20,10 @@ from ..checks import fail
 from ..data import load_dataset
 from ..inference import Tested, seed_image_interval
 from ..logits import confidence
-from ..pipeline.lineup import ARGMAX, CONFIDENCE_LEVELS, PERMUTED, TWO_BY_TWO, Student, student_label
+from ..pipeline.lineup import ARGMAX, KD_AT, TWO_BY_TWO, Student, student_label
 from ..profiles import Profile
 from ..store import Store
-from . import claims, figures, numbers, style, wording
-
-TARGET_WORDS: dict[str, str] = {
-    "logits": "logits",
-    "kd": "logits",
-    "soften": "logits, softened to the AT teacher's mean confidence",
-    "shuffle": "logits, each image's non-max logits permuted at random",
-    "spread": "confidence on its prediction, the rest spread evenly over the other classes",
-    "reorder": "logits, the incorrect classes ranked as the ST teacher ranks them",
-    "mean": "logits, the non-max logits replaced by their mean",
-    "flatten": "logits, rescaled to its mean confidence on every image",
-    "label_smoothing": "mean confidence on its prediction, the rest spread evenly (label smoothing)",
-    PERMUTED: "logits, each image given another image's confidence",
-    "argmax": "predictions, as hard labels",
-}
-
-
-def learns_from(config) -> str:
-    """What a student is trained to match, in words: "the true labels", "the AT teacher's logits, ...", "the
-    label-corrected AT teacher's ...", "... rescaled to confidence 0.95 on every image"."""
-    if config.method != "distilled":
-        return "the true labels (cross-entropy)"
-    teacher = {"standard": "ST", "adversarial": "AT"}[config.teacher.method]
-    owner = f"the {'label-corrected ' if config.label_corrected else ''}{teacher} teacher's"
-    what = TARGET_WORDS.get(config.targets, config.targets)
-    if config.targets == "flatten" and getattr(config, "confidence", None) is not None:
-        what = f"logits, rescaled to confidence {config.confidence:g} on every image"
-    return f"{owner} {what}"
-
-
-def lineup_table(students: Sequence[Student]) -> pd.DataFrame:
-    """The line-up as a table in words, one row per student: the part it plays, the claim that reads it and what it
-    learns from (every seed of every teacher group trains the same students)."""
-    roles = {
-        "baseline": "baseline (C6)",
-        "claim": "claim",
-        "mixed": "reported, in no criterion",
-        "control": "control (ours)",
-    }
-    rows: dict[str, dict] = {}
-    for s in students:
-        if s.role in ("teacher", "sweep") or s.name in rows:
-            continue
-        rows[s.name] = {
-            "part": roles.get(s.role, s.role) if s.role != "claim" else f"{s.claim}",
-            "learns from": learns_from(s.config),
-        }
-    return pd.DataFrame(rows).T.rename_axis("student")
-
-
-def roster_sentence(students: Sequence[Student]) -> str:
-    """The teacher groups and their student seeds in one sentence: "2 AT teachers (seeds 0 and 1), each with 8
-    student seeds (300-307 and 310-317)"."""
-    groups: dict[int, list[int]] = {}
-    for s in students:
-        if s.role not in ("teacher", "sweep"):
-            seeds = groups.setdefault(s.teacher_seed, [])
-            if s.seed not in seeds:
-                seeds.append(s.seed)
-
-    def span(seeds: list[int]) -> str:
-        if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-            return f"{seeds[0]}-{seeds[-1]}"
-        return ", ".join(map(str, seeds))
-
-    teachers = " and ".join(map(str, groups))
-    per = {len(v) for v in groups.values()}
-    n = f"{per.pop()}" if len(per) == 1 else "several"
-    if len(groups) == 1:
-        return f"one AT teacher (seed {teachers}) with {n} student seeds ({span(next(iter(groups.values())))})"
-    spans = " and ".join(span(v) for v in groups.values())
-    return f"{len(groups)} AT teachers (seeds {teachers}), each with {n} student seeds ({spans})"
+from . import claims, comparisons, numbers, wording
 
 
 def robust_outcomes(students: Sequence[Student], results: Mapping[tuple[str, int], Mapping]) -> dict[str, np.ndarray]:
@@ -162,8 +89,8 @@ def control_shares(groups: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[dict
     for label, outcomes in groups.items():
         if ARGMAX not in outcomes or kd_corrected not in outcomes:
             return None
-        best = float(outcomes[claims.best_baseline(outcomes)].mean())
-        gain = float(outcomes[claims.KD_AT].mean()) - best
+        best = float(outcomes[comparisons.best_baseline(outcomes)].mean())
+        gain = float(outcomes[KD_AT].mean()) - best
         if gain <= 0:
             return None
         argmax[label] = (float(outcomes[ARGMAX].mean()) - best) / gain
@@ -210,7 +137,7 @@ def _masking_of_claim(
     """The checks of the students one claim's reading reads (every group): a summary of each, and those flagged."""
     summary, flagged = {}, []
     for label, outcomes in groups.items():
-        for name in claims.students_read(outcomes, claim, label_corrected=label_corrected):
+        for name in comparisons.students_read(outcomes, claim, label_corrected=label_corrected):
             m = masking.get(label, {}).get(name)
             if m is None:
                 continue
@@ -249,7 +176,7 @@ def robust_table(
         for name, o in outcomes.items():
             key = grouped_name(name, label, groups)
             rows[key] = {
-                "robust, worst case (%)": _fmt_points(seed_image_interval(o)),
+                "robust, worst case (%)": fmt_points(seed_image_interval(o)),
                 "per seed (%)": ", ".join(f"{100 * v:.1f}" for v in o.mean(axis=1)),
                 "PGD-CE alone (%)": f"{100 * float(np.mean(pgd[key])):.1f}",
             }
@@ -290,9 +217,9 @@ def comparison_values(groups: Mapping[str, Mapping[str, np.ndarray]]) -> dict[st
     """Every comparison of C6 to C8 (and of our label-corrected readings C7c and C8c) as per-seed, per-image values
     with its threshold, named "<comparison> (<claim>)"; ``groups`` maps each teacher's label to its students'
     outcomes (`robust_outcomes_by_teacher`)."""
-    readings = {"": claims.grouped_values(groups)}
+    readings = {"": comparisons.grouped_values(groups)}
     if _has_corrected(groups):
-        readings["c"] = claims.grouped_values(groups, label_corrected=True)
+        readings["c"] = comparisons.grouped_values(groups, label_corrected=True)
     out = {}
     for suffix, values in readings.items():
         for claim in ("C6", "C7", "C8"):
@@ -334,7 +261,7 @@ def _removal_measured(
         suffix = f" ({label})" if len(groups) > 1 else ""
         for name in outcomes:
             if f"{name}{suffix}" in values:
-                shares[f"{name}{suffix}"] = list(claims.removed_share(outcomes, name, reference=reference))
+                shares[f"{name}{suffix}"] = list(comparisons.removed_share(outcomes, name, reference=reference))
     return {"per_seed_values": {n: _seed_means(v) for n, (v, _) in values.items()}, "shares_fieller": shares}
 
 
@@ -357,13 +284,13 @@ def claim_records(
     and names those flagged."""
     groups = dict(groups) if groups else {"AT teacher": outcomes}
     first = next(iter(groups.values()))
-    values = claims.grouped_values(groups)
-    tests = claims.tested(values)
+    values = comparisons.grouped_values(groups)
+    tests = comparisons.tested(values)
     n_seeds, n_images = next(iter(first.values())).shape
-    best = claims.best_baseline(first)
-    kd = first[claims.KD_AT]
+    best = comparisons.best_baseline(first)
+    kd = first[KD_AT]
     means = {name: float(o.mean()) for name, o in first.items()}
-    gain_values = claims.gain_values(first)
+    gain_values = comparisons.gain_values(first)
     common = {
         "teachers": list(groups),
         "robust_pct": {name: round(100 * float(o.mean()), 2) for name, o in outcomes.items()},
@@ -376,8 +303,8 @@ def claim_records(
         },
         "seeds_needed": {name: inference.seeds_needed(v, t) for name, (v, t) in comparison_values(groups).items()},
     }
-    if ARGMAX in means and means[claims.KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
-        common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[claims.KD_AT] - means[best]), 3)
+    if ARGMAX in means and means[KD_AT] > means[best]:  # how much of the gain the relabelling alone keeps
+        common["argmax_share"] = round((means[ARGMAX] - means[best]) / (means[KD_AT] - means[best]), 3)
     size = dict(n_seeds=n_seeds, n_images=n_images)
     c6_measured = {
         **common,
@@ -391,8 +318,8 @@ def claim_records(
     records = [claims.record("C6", claims.decide_c6(tests["C6"], **size), measured=c6_measured, flagged=flagged)]
     readings = [("", values, tests, False)]
     if _has_corrected(groups):
-        corrected = claims.grouped_values(groups, label_corrected=True)
-        readings.append(("c", corrected, claims.tested(corrected), True))
+        corrected = comparisons.grouped_values(groups, label_corrected=True)
+        readings.append(("c", corrected, comparisons.tested(corrected), True))
     for suffix, vals, tst, label_corrected in readings:
         gain = _gain_of(groups, tst["gain"])
         for claim in ("C7", "C8"):
@@ -412,83 +339,8 @@ def _interval_points(e: Tested) -> list[float]:
     return [round(100 * v, 2) for v in e.interval]
 
 
-MANIPULATIONS = ("shuffle", "spread", "reorder", "mean", "flatten", "label_smoothing", PERMUTED)
-
-
-def _manipulated(outcomes: Mapping[str, np.ndarray], *, label_corrected: bool) -> list[str]:
-    """The manipulated students of one teacher (or of its label-corrected reading) present in ``outcomes``: those of
-    `MANIPULATIONS`, then the constant confidences of `CONFIDENCE_LEVELS`. Label smoothing of the label-corrected
-    teacher is plain label smoothing of the true labels, a baseline, not a manipulation (`claims.c8_kinds`)."""
-    kinds = [k for k in MANIPULATIONS if not (label_corrected and k == "label_smoothing")]
-    names = [student_label(k, label_corrected=label_corrected) for k in kinds]
-    names += [student_label("flatten", label_corrected=label_corrected, confidence=c) for c in CONFIDENCE_LEVELS]
-    return [n for n in names if n in outcomes]
-
-
-def removal_rows(groups: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, dict]:
-    """Every manipulated student of each teacher group, of the AT teacher and of its label-corrected reading, each
-    against its own KD student: that KD student, its gain over the best baseline, the student's contrast ``KD -
-    student - half the gain`` (seed-and-image interval; >= 0: it removes at least half) and its share of the gain
-    removed (Fieller interval). Named as the claims name comparisons (`grouped_name`); ``groups``:
-    `robust_outcomes_by_teacher`."""
-    rows = {}
-    for label, outcomes in groups.items():
-        for corrected in (False, True):
-            reference = student_label("kd", label_corrected=corrected)
-            if reference not in outcomes:
-                continue
-            gain = seed_image_interval(claims.gain_values(outcomes, reference=reference), threshold=0.0)
-            for name in _manipulated(outcomes, label_corrected=corrected):
-                rows[grouped_name(name, label, groups)] = {
-                    "teacher": label,
-                    "student": name,
-                    "label_corrected": corrected,
-                    "reference": reference,
-                    "gain": gain,
-                    "contrast": seed_image_interval(claims.removal_contrast(outcomes, name, reference=reference)),
-                    "share": claims.removed_share(outcomes, name, reference=reference),
-                }
-    return rows
-
-
-def removal_table(rows: Mapping[str, Mapping]) -> pd.DataFrame:
-    """`removal_rows` as a table, in points and percent."""
-    return pd.DataFrame(
-        {
-            name: {
-                "teacher's KD student": row["reference"],
-                "its gain (points)": _fmt_points(row["gain"]),
-                "KD - student - half the gain (points)": _fmt_points(row["contrast"]),
-                "share of the gain removed": _fmt_share(row["share"], row["gain"]),
-            }
-            for name, row in rows.items()
-        }
-    ).T
-
-
-def removal_figure(rows: Mapping[str, Mapping]) -> Figure:
-    """`removal_rows`' contrasts (points), one panel per teacher group, rows shared: the AT teacher's students in
-    vermillion, the label-corrected reading's in green; dashed line at 0 (the C7 and C8 threshold)."""
-    panels: dict[str, dict[str, tuple[float, float, float]]] = {}
-    colors = {}
-    for row in rows.values():
-        c = row["contrast"]
-        panels.setdefault(row["teacher"], {})[row["student"]] = (100 * c.estimate, 100 * c.low, 100 * c.high)
-        colors[row["student"]] = style.OKABE_ITO["green" if row["label_corrected"] else "vermillion"]
-    return figures.interval_panels(panels, xlabel="KD - student - half the gain (points)", threshold=0.0, colors=colors)
-
-
-def _fmt_points(e: Tested) -> str:
+def fmt_points(e: Tested) -> str:
     return numbers.estimate(e.estimate, (e.low, e.high), digits=1, scale=100.0)
-
-
-def _fmt_share(share: tuple[float, float, float], gain: Tested) -> str:
-    ratio, low, high = share
-    if math.isnan(ratio) or gain.estimate <= 0:
-        return "n/a (no gain)"
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return f"{100 * ratio:.1f}% [unbounded: the gain is not clearly above 0]"
-    return numbers.estimate(ratio, (low, high), digits=1, scale=100.0, unit="%")
 
 
 def two_by_two(groups: Mapping[str, Mapping[str, np.ndarray]], *, label_corrected: bool = False) -> pd.DataFrame:
@@ -503,7 +355,7 @@ def two_by_two(groups: Mapping[str, Mapping[str, np.ndarray]], *, label_correcte
             if name in outcomes:
                 row = grouped_name("confidence kept" if conf_kept else "confidence removed", label, groups)
                 column = columns[0] if info_kept else columns[1]
-                rows.setdefault(row, {})[column] = f"{name}: {_fmt_points(seed_image_interval(outcomes[name]))}"
+                rows.setdefault(row, {})[column] = f"{name}: {fmt_points(seed_image_interval(outcomes[name]))}"
     return pd.DataFrame(rows, index=columns).T
 
 
@@ -511,7 +363,7 @@ def gain_interval(outcomes: Mapping[str, np.ndarray], *, label_corrected: bool =
     """One teacher group's gain over the best baseline (of its KD student, or of the label-corrected reading's), as
     ``(estimate, (low, high))`` with its seed-and-image interval."""
     reference = student_label("kd", label_corrected=label_corrected)
-    e = seed_image_interval(claims.gain_values(outcomes, reference=reference))
+    e = seed_image_interval(comparisons.gain_values(outcomes, reference=reference))
     return e.estimate, (e.low, e.high)
 
 
@@ -559,69 +411,3 @@ def teacher_facts(profile: Profile, *, store: Store | None = None) -> dict[str, 
             "mean confidence": confidence(z).mean().item(),
         }
     return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Figure
-# ---------------------------------------------------------------------------------------------------------
-
-
-ROLE_COLORS = {
-    "baseline": style.OKABE_ITO["blue"],
-    "claim": style.OKABE_ITO["vermillion"],
-    "mixed": style.OKABE_ITO["purple"],
-    "control": style.OKABE_ITO["green"],
-}
-
-
-def _thresholds(outcomes: Mapping[str, np.ndarray]) -> dict[bool, float]:
-    """The C7/C8 threshold of one teacher group, KD minus half its gain over the best baseline, for the AT teacher's
-    students (False) and, where the group has them, the label-corrected reading's (True), held against its own KD
-    student and its own gain."""
-    out = {}
-    for corrected in (False, True):
-        reference = student_label("kd", label_corrected=corrected)
-        if reference in outcomes:
-            gain = float(claims.gain_values(outcomes, reference=reference).mean())
-            out[corrected] = float(outcomes[reference].mean()) - claims.REMOVED_SHARE * gain
-    return out
-
-
-def robust_figure(groups: Mapping[str, Mapping[str, np.ndarray]], *, roles: Mapping[str, str]) -> Figure:
-    """Dot-and-whisker, one panel per teacher group (``groups``: `robust_outcomes_by_teacher`), rows shared: each
-    student's robust accuracy (%), one dot per seed and the mean with its 95% seed-and-image interval, coloured by
-    role. Dotted line: the group's best C6 baseline; dashed ticks on each manipulated student's row: the threshold it
-    is held against (KD minus half the gain: KD-AT's for the AT teacher's students, the label-corrected KD student's
-    for the corrected reading's)."""
-    names = list(dict.fromkeys(name for outcomes in groups.values() for name in outcomes))
-    fig, axes = style.figure(1.3 + 0.3 * len(names), ncols=len(groups), sharey=True, sharex=True, squeeze=False)
-    for ax, (label, outcomes) in zip(axes[0], groups.items()):
-        thresholds = _thresholds(outcomes)
-        manipulated = {n: c for c in thresholds for n in _manipulated(outcomes, label_corrected=c)}
-        for row, name in enumerate(names):
-            if name not in outcomes:
-                continue
-            c = ROLE_COLORS.get(roles.get(name, ""), "black")
-            per_seed = 100 * outcomes[name].mean(axis=1)
-            ax.scatter(per_seed, np.full(len(per_seed), row), s=12, color=c, alpha=0.45, linewidths=0, zorder=2)
-            e = seed_image_interval(outcomes[name])
-            xerr = [[100 * (e.estimate - e.low)], [100 * (e.high - e.estimate)]]
-            ax.errorbar(100 * e.estimate, row, xerr=xerr, fmt="o", color=c, markersize=4, capsize=2, zorder=3)
-            if name in manipulated:
-                x = 100 * thresholds[manipulated[name]]
-                ax.vlines(x, row - 0.45, row + 0.45, color="black", linestyle="--", linewidth=1, zorder=1)
-        best = float(outcomes[claims.best_baseline(outcomes)].mean())
-        ax.axvline(100 * best, color="grey", linestyle=":", linewidth=1.2)
-        ax.set(title=label, xlabel="robust accuracy (%)" if len(groups) == 1 else "", xlim=(0, None))
-        ax.locator_params(axis="x", nbins=4)
-        ax.grid(axis="y", visible=False)
-    if len(groups) > 1:
-        fig.supxlabel("robust accuracy, worst case over all attacks (%)", fontsize=style.FONT_PT)
-    axes[0][0].set_yticks(range(len(names)), names)
-    axes[0][0].invert_yaxis()
-    for role, c in ROLE_COLORS.items():
-        axes[0][0].plot([], [], "o", color=c, label=role)
-    axes[0][0].plot([], [], ":", color="grey", label="best C6 baseline")
-    axes[0][0].plot([], [], "--", color="black", label="C7/C8 threshold")
-    fig.legend(loc="outside upper center", ncols=3)
-    return fig

@@ -10,8 +10,9 @@ import matplotlib.pyplot as plt
 
 from ..fileio import atomic_write_bytes
 from . import style
-from .claims import CHAPTERS, CLAIMS, NOT_MEASURED, PAPER_CLAIM_IDS, VERDICTS, verdict_label
+from .claims import CHAPTERS, CLAIMS, PAPER_CLAIM_IDS
 from .numbers import CLAIM_FORMATS, claim_estimate, claim_threshold, estimate, number, percent
+from .verdicts import NOT_MEASURED, VERDICTS, verdict_label
 
 
 def fmt_estimate(record: dict) -> str:

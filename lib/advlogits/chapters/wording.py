@@ -1,6 +1,6 @@
 """Sentences that say what a claim's decided comparisons found, for the chapters' prose and the scorecard.
 
-They read the ``checks`` of a claims-registry outcome (`advlogits.chapters.claims.decide_family`), so the words
+They read the ``checks`` of a claims-registry outcome (`advlogits.chapters.verdicts.decide_family`), so the words
 always follow the numbers of the run that wrote them.
 """
 

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..buildfiles import ENVIRONMENT, SCORECARD, record_dir
-from ..chapters.claims import VERDICTS, verdict_label
 from ..chapters.numbers import claim_threshold
 from ..chapters.scorecard import CHAPTER_TITLES, fmt_estimate, markdown_table
+from ..chapters.verdicts import VERDICTS, verdict_label
 from .readme import Markers, ResultsError, rewrite_block
 
 # The profiles whose records the README shows: the headline (the design that decides C6 to C8) and, beside it, the
