@@ -1,9 +1,6 @@
-"""The verbs of the chapters: ``advlogits chapter`` executes one with papermill as a hand run, ``advlogits scorecard``
-prints a built profile's scorecard or compares it with a committed record.
-
-The build (``make execute``) owns ``_build/executed/<profile>``; a hand run goes to ``_build/hand-runs/<profile>``,
-never among the build's, and a chapter that fails leaves no claims behind.
-"""
+"""The verbs of the chapters: ``advlogits chapter`` executes one with papermill as a hand run, into
+``_build/hand-runs/<profile>`` and never among the build's; ``advlogits scorecard`` prints a built profile's
+scorecard, or compares it with a committed record."""
 
 from __future__ import annotations
 
