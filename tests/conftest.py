@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from advlogits import cli
+from advlogits.cli import chapter as chapter_verbs
 from advlogits.pipeline import executors
 
 LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
@@ -49,5 +49,5 @@ def no_compute(monkeypatch) -> list:
         raise AssertionError(f"compute started for bad input: {args} {kwargs}")
 
     monkeypatch.setattr(executors, "run_plan", refuse)  # where `advlogits run` imports it from
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
     return calls

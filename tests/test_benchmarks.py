@@ -24,7 +24,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from advlogits.cli import run_summary
+from advlogits.cli.plan import run_summary
 from advlogits.pipeline.executors import RunReport
 from advlogits.pipeline.plan import book_plan
 from advlogits.profiles import resolve

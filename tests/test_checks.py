@@ -24,6 +24,7 @@ from advlogits.checks import (
     check_same_length,
     check_seed,
     check_vector,
+    coerce,
     describe,
     fail,
     is_int,
@@ -172,6 +173,22 @@ def test_check_seed() -> None:
             check_seed("seed", bad)
     with _refused(r"seed must be an integer >= 0 and <= 4294967295 \(got True\)"):
         check_seed("seed", True)
+
+
+def test_coerce_converts_strings_to_the_kind_of_the_type_hint() -> None:
+    assert coerce("eps_sweep", "0.05, 0.1", "tuple[float, ...]") == (0.05, 0.1)
+    assert coerce("seeds", "0 1", "tuple[int, ...]") == (0, 1)
+    assert coerce("compile", "False", "bool") is False and coerce("compile", "1", "bool") is True
+    assert coerce("epochs", "3", "int") == 3 and type(coerce("eps", "1", "float")) is float
+    assert coerce("n_train", None, "int | None") is None
+    with _refused(r"compile must be True or False \(got 'maybe'\)"):
+        coerce("compile", "maybe", "bool")
+    with _refused(r"epochs must be an integer \(got '2.5'\)"):
+        coerce("epochs", "2.5", "int")
+    with _refused(r"arch must be a string \(got 3\)"):
+        coerce("arch", 3, "str")
+    with _refused(r"eps must be a number \(got True\)"):
+        coerce("eps", True, "float")
 
 
 # ---------------------------------------------------------------------------------------------------------

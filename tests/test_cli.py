@@ -22,6 +22,8 @@ import torch
 from filelock import FileLock
 
 from advlogits import cli, models, pipeline
+from advlogits.cli import chapter as chapter_verbs
+from advlogits.cli.plan import format_seconds, plan_summary
 from advlogits.fileio import read_checked, record_path, write_checked
 from advlogits.pipeline import plan as plan_module
 from advlogits.pipeline import stored
@@ -320,7 +322,7 @@ def test_plan_shows_stored_units_and_estimates_missing_ones_from_the_stored_hist
     assert parsed["ST teacher, smoke, seed 0"] == ("stored", None, "model", model_key(st))
     assert parsed["eval logits of ST teacher, smoke, seed 0"][:2] == ("stored", None)
     # a missing model of the same config but another seed: the stored model's training time
-    assert parsed["ST' (seed baseline), smoke, seed 1"][:2] == ("missing", cli.format_seconds(trained))
+    assert parsed["ST' (seed baseline), smoke, seed 1"][:2] == ("missing", format_seconds(trained))
     for name in ("AT teacher, smoke, seed 0", "AT' (seed baseline), smoke, seed 1"):
         assert parsed[name][:2] == ("missing", f"{sum(at_seconds):.0f} s")
     assert parsed["KD-AT, smoke, seed 100"][:2] == ("missing", "?"), "a distilled student has no stored kin"
@@ -328,9 +330,9 @@ def test_plan_shows_stored_units_and_estimates_missing_ones_from_the_stored_hist
     # results: what the same kind of result cost before, from the compute log
     assert parsed["eval logits of ST' (seed baseline), smoke, seed 1"][:2] == (
         "missing",
-        cli.format_seconds(logits_seconds[0]),
+        format_seconds(logits_seconds[0]),
     )
-    assert (cli.format_seconds(0.49), cli.format_seconds(0.99), cli.format_seconds(42.4)) == ("<1 s", "<1 s", "42 s")
+    assert (format_seconds(0.49), format_seconds(0.99), format_seconds(42.4)) == ("<1 s", "<1 s", "42 s")
     all_units = plan_module.book_plan(p)
     units = {u.name: u for u in all_units}
     assert len(units) == len(all_units), "unit names are unique"
@@ -629,7 +631,7 @@ def test_chapter_names_resolve_to_one_notebook_and_parameters_reach_papermill(ho
         calls.append((cmd, env))
         return subprocess.CompletedProcess(cmd, 0, stderr="")
 
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=fake_run, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=fake_run, PIPE=subprocess.PIPE))
     hand = ROOT / "_build" / "hand-runs" / "smoke"
     for name, chapter in [
         ("05_scorecard", "05_scorecard"),
@@ -733,7 +735,7 @@ def test_the_paper_profile_without_its_extra_names_the_extra(home, capsys, no_co
 
 
 def test_plan_summary_says_when_everything_is_stored():
-    assert cli.plan_summary(12, 0, 0, 0.0) == "12 units, all stored: nothing to compute"
-    assert cli.plan_summary(12, 3, 2, 90.0) == (
+    assert plan_summary(12, 0, 0, 0.0) == "12 units, all stored: nothing to compute"
+    assert plan_summary(12, 3, 2, 90.0) == (
         "12 units, 3 missing; estimated 1.5 min for the 2 missing units with an estimate (one process)"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from advlogits import profiles
-from advlogits.cli import run_summary
+from advlogits.cli.plan import run_summary
 from advlogits.pipeline.executors import PlanSpec, RunReport, run_plan
 from advlogits.store import Store
 

@@ -28,7 +28,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import advlogits
 from advlogits import cli, pipeline
+from advlogits.cli import chapter as chapter_verbs
+from advlogits.cli import plan as plan_verbs
 from advlogits.fileio import StoreError, read_checked
 from advlogits.pipeline import executors
 from advlogits.pipeline import plan as plan_module
@@ -211,7 +214,7 @@ def test_ctrl_c_is_one_line_and_status_130(home, capsys, monkeypatch):
 def test_a_ray_client_address_without_the_ray_client_is_refused_before_any_compute(
     home, capsys, no_compute, monkeypatch
 ):
-    monkeypatch.setattr(cli, "ray_client_installed", lambda: False)
+    monkeypatch.setattr(plan_verbs, "ray_client_installed", lambda: False)
     code, out, err = run_cli(
         capsys, "run", "--profile", "smoke", "--executor", "ray", "--address", "ray://host:10001", "--quiet"
     )
@@ -265,7 +268,7 @@ def test_a_failed_chapter_is_one_line_naming_the_error(home, capsys, monkeypatch
         stderr = "Executing notebook\n" + "\x1b[0;31mTraceback\x1b[0m\n" * 40 + "\x1b[0;31mStoreError\x1b[0m: no"
         return subprocess.CompletedProcess(cmd, 1, stderr=stderr)
 
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=papermill_fails, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=papermill_fails, PIPE=subprocess.PIPE))
     code, out, err = run_cli(capsys, "chapter", "05", "--profile", "smoke", "--device", "cpu")
     assert code == 1 and out == ""
     lines = err.strip().splitlines()
@@ -295,7 +298,7 @@ def test_the_chapter_verb_hands_papermill_absolute_path_settings(home, capsys, m
         calls.append(env)
         return subprocess.CompletedProcess(cmd, 0, stderr="")
 
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=fake_run, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=fake_run, PIPE=subprocess.PIPE))
     monkeypatch.setenv("ADVLOGITS_HOME", "relstore")
     monkeypatch.setenv("ADVLOGITS_DATA", "reldata")
     code, _, _ = run_cli(capsys, "chapter", "05", "--profile", "smoke", "--device", "cpu")
@@ -323,7 +326,7 @@ def test_the_chapter_verb_is_a_hand_run_and_a_failed_one_leaves_no_claims(home, 
         claims_file.write_text("[]")  # the chapter wrote its claims, then a later cell failed
         return subprocess.CompletedProcess(cmd, 1, stderr="ValueError: boom")
 
-    monkeypatch.setattr(cli, "subprocess", types.SimpleNamespace(run=papermill, PIPE=subprocess.PIPE))
+    monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=papermill, PIPE=subprocess.PIPE))
     existed = claims_file.exists()
     backup = claims_file.read_bytes() if existed else None
     try:
@@ -375,7 +378,7 @@ def test_a_store_of_smoke_runs_gives_no_estimate_for_the_cpu_profile(home, capsy
 
 def test_version_and_bare_advlogits_list_the_verbs(capsys):
     code, out, _ = run_cli(capsys, "--version")
-    assert code == 0 and out.strip() == f"advlogits {cli.__version__}"
+    assert code == 0 and out.strip() == f"advlogits {advlogits.__version__}"
     code, out, err = run_cli(capsys)
     assert code == 2
     for verb in ("plan", "run", "store", "chapter", "scorecard"):
@@ -462,7 +465,7 @@ def test_gc_after_a_clean_run_names_no_lock_file(home, capsys):
 
 def test_the_run_summary_says_what_this_run_did():
     report = executors.RunReport(computed={"a": 6.0}, from_store=["b", "c"], by_others=["d"], corrupt=["a"])
-    line = cli.run_summary(report)
+    line = plan_verbs.run_summary(report)
     assert "computed 1 units" in line and "2 already stored before this run" in line
     assert "1 stored meanwhile by another process" in line and "1 found corrupt" in line
 

@@ -2,13 +2,15 @@
 
 Every refusal is a ``ValueError`` whose message reads ``<name> must be <requirement> (got <value>)``, optionally
 followed by ``; <what to do>``. The checks return the value they accepted (converted where that is safe, e.g. a
-NumPy integer to ``int``), so a caller can write ``steps = check_int("steps", steps, at_least=1)``.
+NumPy integer to ``int``), so a caller can write ``steps = check_int("steps", steps, at_least=1)``. `coerce` turns
+the text of an override (a papermill parameter, a command-line ``--set``) into the kind its type hint names.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
@@ -119,6 +121,44 @@ def _bounds(**bounds: float | None) -> str:
         f"{words[k]} {v:g}" if isinstance(v, float) else f"{words[k]} {v}" for k, v in bounds.items() if v is not None
     ]
     return (" " + " and ".join(parts)) if parts else ""
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """``value`` as the kind the type ``hint`` names (a tuple, a bool, an int, a float or a string), converted from
+    a string where needed (a papermill parameter, a command-line override; a tuple from "0.05, 0.1"); ``None``
+    where the hint allows it. Anything else is refused naming ``name``."""
+    text = str(hint)
+    if value is None and "None" in text:
+        return None
+    if "tuple" in text:
+        items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[,\s]+", str(value)) if v]
+        inner = float if "float" in text else int
+        return tuple(coerce(name, v, inner) for v in items)
+    if "bool" in text:
+        words = {"true": True, "1": True, "false": False, "0": False}
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        fail(name, "True or False", value)
+    kind = int if "int" in text else float if "float" in text else str
+    if kind is str:
+        if not isinstance(value, str):
+            fail(name, "a string", value)
+        return value
+    if isinstance(value, bool):
+        fail(name, "a number", value)
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        fail(name, "a number", value)
+    if not isinstance(number, (int, float)):
+        fail(name, "a number", value)
+    if kind is int:
+        if not math.isfinite(float(number)) or float(number) != int(number):
+            fail(name, "an integer", value)
+        return int(number)
+    return float(number)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -7,13 +7,11 @@ Every default of the book is read from the table below. ``resolve(name, **overri
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from .accel import PRECISIONS, resolve_device
-from .checks import check_choice, check_int, check_number, check_seed, fail
+from .checks import check_choice, check_int, check_number, check_seed, coerce, fail
 from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS
 from .models import ARCHS, ARCHS_FOR
@@ -281,43 +279,22 @@ _PROFILES["paper"] = dataclasses.replace(_PROFILES["paper"], **DECISIVE_DESIGN)
 _PROFILES = {name: _PROFILES[name] for name in PROFILES}  # the order errors list them (advlogits.names)
 
 
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    """Convert papermill/CLI strings to the field's type; raise ProfileError naming ``name`` otherwise."""
-    text = str(hint)
-    if value is None and "None" in text:
-        return None
-    if "tuple" in text:
-        items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[,\s]+", str(value)) if v]
-        inner = float if "float" in text else int
-        return tuple(_coerce(name, v, inner) for v in items)
-    if "bool" in text:
-        words = {"true": True, "1": True, "false": False, "0": False}
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in words:
-            return words[value.strip().lower()]
-        fail(name, "True or False", value)
-    kind = int if "int" in text else float if "float" in text else str
-    if kind is str:
-        if not isinstance(value, str):
-            fail(name, "a string", value)
-        return value
-    if isinstance(value, bool):
-        fail(name, "a number", value)
-    try:
-        number = float(value) if isinstance(value, str) else value
-    except ValueError:
-        fail(name, "a number", value)
-    if not isinstance(number, (int, float)):
-        fail(name, "a number", value)
-    if kind is int:
-        if not math.isfinite(float(number)) or float(number) != int(number):
-            fail(name, "an integer", value)
-        return int(number)
-    return float(number)
-
-
 def _check(profile: Profile) -> None:
+    """Every field of ``profile`` in its range, checked theme by theme; the first wrong field raises a
+    `ValueError` that names it and says what it must be."""
+    _check_data_and_sizes(profile)
+    _check_training_and_attacks(profile)
+    _check_teachers_and_students(profile)
+    check_int("masking_images", profile.masking_images, at_least=1)  # the sizes of the gradient-masking probe
+    check_int("masking_queries", profile.masking_queries, at_least=1)
+    _check_students_apart_from_teachers(profile)
+    check_choice("augment", profile.augment, AUGMENTATIONS)
+    _check_main_and_sweep_seeds(profile)
+    check_choice("precision", profile.precision, PRECISIONS)
+
+
+def _check_data_and_sizes(profile: Profile) -> None:
+    """The data set, the architecture that fits it, and how many images each split gives."""
     check_choice("dataset", profile.dataset, DATASETS)
     info = dataset_info(profile.dataset)
     check_choice("arch", profile.arch, ARCHS)
@@ -339,6 +316,10 @@ def _check(profile: Profile) -> None:
     check_int(
         "n_autoattack", profile.n_autoattack, at_least=0, at_most=profile.n_eval, hint=f"n_eval is {profile.n_eval}"
     )
+
+
+def _check_training_and_attacks(profile: Profile) -> None:
+    """Epochs, batch and attack steps, the radii and step sizes, the optimiser and AutoAttack."""
     for name in (
         "epochs",
         "adv_epochs",
@@ -368,6 +349,11 @@ def _check(profile: Profile) -> None:
     check_number("weight_decay", profile.weight_decay, at_least=0)
     check_number("temperature", profile.temperature, above=0)
     check_choice("autoattack_version", profile.autoattack_version, AUTOATTACK_VERSIONS)
+
+
+def _check_teachers_and_students(profile: Profile) -> None:
+    """The teachers' and students' seeds and the distillation design: as many students per teacher,
+    each with a seed of its own."""
     if len(profile.seeds) < 1:
         fail("seeds", "one or more seeds", profile.seeds)
     for seed in profile.seeds:
@@ -385,8 +371,10 @@ def _check(profile: Profile) -> None:
         )
     if len(set(profile.student_seeds)) != len(profile.student_seeds):
         fail("student_seeds", "distinct seeds (students nested within teachers never share one)", profile.student_seeds)
-    check_int("masking_images", profile.masking_images, at_least=1)
-    check_int("masking_queries", profile.masking_queries, at_least=1)
+
+
+def _check_students_apart_from_teachers(profile: Profile) -> None:
+    """No student shares a seed with a teacher."""
     shared = sorted(set(profile.student_seeds) & {*profile.seeds, profile.seed})
     if shared:
         fail(
@@ -395,7 +383,10 @@ def _check(profile: Profile) -> None:
             profile.student_seeds,
             hint=f"{shared} are teacher seeds",
         )
-    check_choice("augment", profile.augment, AUGMENTATIONS)
+
+
+def _check_main_and_sweep_seeds(profile: Profile) -> None:
+    """The main seed, and the seeds of the radius sweep: the main one first, all distinct."""
     check_seed("seed", profile.seed)
     if len(profile.sweep_seeds) < 2 or profile.sweep_seeds[0] != profile.seed:
         fail(
@@ -408,7 +399,6 @@ def _check(profile: Profile) -> None:
         check_seed("sweep_seeds", seed)
     if len(set(profile.sweep_seeds)) != len(profile.sweep_seeds):
         fail("sweep_seeds", "distinct seeds", profile.sweep_seeds)
-    check_choice("precision", profile.precision, PRECISIONS)
 
 
 def resolve(name: str = "cpu", **overrides: Any) -> Profile:
@@ -428,7 +418,7 @@ def resolve(name: str = "cpu", **overrides: Any) -> Profile:
                 fail("overrides", f"profile parameters, one of {', '.join(sorted(fields))}", key)
             if value is None and "None" not in str(hints[key]):
                 continue
-            values[key] = _coerce(key, value, hints[key])
+            values[key] = coerce(key, value, hints[key])
         if "seed" in values and "sweep_seeds" not in values:  # the sweep's first seed follows the main one
             others = [s for s in base.sweep_seeds if s != values["seed"]]
             values["sweep_seeds"] = (values["seed"], *others)[: len(base.sweep_seeds)]

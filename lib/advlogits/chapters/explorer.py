@@ -226,6 +226,47 @@ def _png_output(fig: Figure, *, dpi: int, description: str) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _Controls:
+    """The explorer's widgets: how the image is chosen (``mode``), a chooser for each mode, and the figure."""
+
+    mode: ipywidgets.ToggleButtons  # "sample" (by image index) or "rank" (by class, model and confidence rank)
+    index: ipywidgets.IntSlider  # the image of mode "sample" (a number box is linked to it)
+    cls: ipywidgets.Dropdown  # the true class of mode "rank"
+    model: ipywidgets.Dropdown  # the model whose confidence ranks that class's images
+    rank: ipywidgets.IntSlider  # the confidence rank, 1 = most confident
+    note: ipywidgets.HTML  # which image the rank chose
+    by_sample: ipywidgets.HBox  # the chooser of mode "sample", shown in that mode only
+    by_rank: ipywidgets.VBox  # the chooser of mode "rank", shown in that mode only
+    output: ipywidgets.Output  # the drawn figure, as a PNG
+    view: ipywidgets.VBox  # all of them, laid out, with its controls as attributes (see `explore`)
+
+
+def _controls(n: int, first: int, sizes: np.ndarray, present: list[tuple[str, int]], models: list[str]) -> _Controls:
+    """The explorer's widgets, not yet wired to a redraw: image ``first`` of ``n`` in mode "sample", the first
+    present class in mode "rank" (``sizes`` counts each class's images)."""
+    import ipywidgets as widgets
+
+    mode = widgets.ToggleButtons(
+        options=[("sample", "sample"), ("class and rank", "rank")],
+        value="sample",
+        description="choose by",
+        style={"description_width": "initial"},
+    )
+    slider = widgets.IntSlider(value=first, min=0, max=n - 1, description="image #", continuous_update=False)
+    number = widgets.BoundedIntText(value=first, min=0, max=n - 1, layout=widgets.Layout(width="7em"))
+    widgets.link((slider, "value"), (number, "value"))
+    cls = widgets.Dropdown(options=present, value=present[0][1], description="true class")
+    model = widgets.Dropdown(options=models, description="model")
+    rank = widgets.IntSlider(value=1, min=1, max=int(sizes[present[0][1]]), description="rank", continuous_update=False)
+    note = widgets.HTML()
+    output = widgets.Output()
+    by_sample, by_rank = widgets.HBox([slider, number]), widgets.VBox([widgets.HBox([cls, model]), rank, note])
+    view = widgets.VBox([mode, by_sample, by_rank, output])
+    view.mode, view.index, view.cls, view.model, view.rank, view.output = mode, slider, cls, model, rank, output
+    return _Controls(mode, slider, cls, model, rank, note, by_sample, by_rank, output, view)
+
+
 def explore(
     x: Tensor,
     y: Tensor,
@@ -244,48 +285,32 @@ def explore(
     as a PNG at ``dpi``; the figure is closed once drawn. The returned VBox carries its controls as
     attributes (``mode``, ``index``, ``cls``, ``model``, ``rank``, ``output``) for scripts and tests.
     """
-    import ipywidgets as widgets
-
     _check_inputs(x, y, logits, class_names)
     n = x.shape[0]
     first = _check_image_index(index, n)
     sizes = np.bincount(y.detach().cpu().numpy(), minlength=len(class_names))
     present = [(name, c) for c, name in enumerate(class_names) if sizes[c] > 0]
-
-    mode = widgets.ToggleButtons(
-        options=[("sample", "sample"), ("class and rank", "rank")],
-        value="sample",
-        description="choose by",
-        style={"description_width": "initial"},
-    )
-    slider = widgets.IntSlider(value=first, min=0, max=n - 1, description="image #", continuous_update=False)
-    number = widgets.BoundedIntText(value=first, min=0, max=n - 1, layout=widgets.Layout(width="7em"))
-    widgets.link((slider, "value"), (number, "value"))
-    cls = widgets.Dropdown(options=present, value=present[0][1], description="true class")
-    model = widgets.Dropdown(options=list(logits), description="model")
-    rank = widgets.IntSlider(value=1, min=1, max=int(sizes[present[0][1]]), description="rank", continuous_update=False)
-    note = widgets.HTML()
-    output = widgets.Output()
-    by_sample, by_rank = widgets.HBox([slider, number]), widgets.VBox([widgets.HBox([cls, model]), rank, note])
-
+    c = _controls(n, first, sizes, present, list(logits))
     busy = False
 
     def redraw(change: object = None) -> None:
         if busy:
             return
-        by_sample.layout.display = None if mode.value == "sample" else "none"
-        by_rank.layout.display = None if mode.value == "rank" else "none"
-        if mode.value == "sample":
-            i = slider.value
+        c.by_sample.layout.display = None if c.mode.value == "sample" else "none"
+        c.by_rank.layout.display = None if c.mode.value == "rank" else "none"
+        if c.mode.value == "sample":
+            i = c.index.value
         else:
-            i = index_by_rank(logits, y, model=model.value, cls=cls.value, rank=rank.value, class_names=class_names)
-            note.value = (
-                f"rank {rank.value} of {rank.max} images of class <b>{class_names[cls.value]}</b> "
-                f"under {model.value} (1 = most confident): image #{i}"
+            i = index_by_rank(
+                logits, y, model=c.model.value, cls=c.cls.value, rank=c.rank.value, class_names=class_names
+            )
+            c.note.value = (
+                f"rank {c.rank.value} of {c.rank.max} images of class <b>{class_names[c.cls.value]}</b> "
+                f"under {c.model.value} (1 = most confident): image #{i}"
             )
         fig = draw(x, y, logits, i, class_names=class_names)
         try:
-            output.outputs = (_png_output(fig, dpi=dpi, description=f"logit figure of evaluation image #{i}"),)
+            c.output.outputs = (_png_output(fig, dpi=dpi, description=f"logit figure of evaluation image #{i}"),)
         finally:
             plt.close(fig)
 
@@ -293,19 +318,17 @@ def explore(
         nonlocal busy
         busy = True  # one redraw for the class change, not one more for the rank it moves
         try:
-            rank.value = 1
-            rank.max = int(sizes[change["new"]])
+            c.rank.value = 1
+            c.rank.max = int(sizes[change["new"]])
         finally:
             busy = False
         redraw()
 
-    cls.observe(new_class, names="value")
-    for control in (mode, slider, model, rank):
+    c.cls.observe(new_class, names="value")
+    for control in (c.mode, c.index, c.model, c.rank):
         control.observe(redraw, names="value")
-    view = widgets.VBox([mode, by_sample, by_rank, output])
-    view.mode, view.index, view.cls, view.model, view.rank, view.output = mode, slider, cls, model, rank, output
     redraw()
-    return view
+    return c.view
 
 
 @dataclass(frozen=True)
