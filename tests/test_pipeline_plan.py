@@ -88,6 +88,22 @@ def test_units_know_whether_they_are_stored_and_which_files_they_leave(tmp_path)
     twin = next(u for u in units.values() if u.name == "ST' (seed baseline), smoke, seed 1")
     assert plan.estimate_seconds(twin, store) == pytest.approx(seconds), "the same config with another seed"
     assert plan.estimate_seconds(evaluation, store) > 0, "from the store's compute log"
+    # what a stored unit took, from its own records only: none for a unit that is not stored
+    assert plan.spent_seconds(st, store) == pytest.approx(seconds)
+    logged = [json.loads(line) for line in (store.entry(st.key) / "compute.log").read_text().splitlines()]
+    assert plan.spent_seconds(evaluation, store) == pytest.approx(
+        next(r["seconds"] for r in logged if r["name"] == "evaluation")
+    )
+    assert plan.spent_seconds(twin, store) is None
+
+
+def test_the_spent_summary_adds_the_recorded_times_and_counts_the_others():
+    from advlogits.cli.plan import spent_summary
+
+    assert spent_summary([3600.0, 1800.0, None]) == (
+        "the 3 stored units took 1.50 h of one-thread compute (1 of them left no record of their time)"
+    )
+    assert spent_summary([]) == "nothing stored yet: no compute spent on this plan"
 
 
 @pytest.mark.slow

@@ -47,7 +47,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
         cost = "" if done else ("?" if estimate is None else format_seconds(estimate))
         print(f"{states[unit.id]:<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
     print(plan_summary(len(units), missing, known, total, corrupt=corrupt, profile=spec.profile.name))
+    spent = [plan_module.spent_seconds(u, store) for u in units if states[u.id] == "stored"]
+    print(spent_summary(spent))
     return 0
+
+
+def spent_summary(spent: list[float | None]) -> str:
+    """What the stored units cost, from their own records: the one-thread compute a build of the plan took."""
+    if not spent:
+        return "nothing stored yet: no compute spent on this plan"
+    recorded = [s for s in spent if s is not None]
+    unrecorded = len(spent) - len(recorded)
+    line = f"the {len(spent)} stored units took {sum(recorded) / 3600:.2f} h of one-thread compute"
+    return line + (f" ({unrecorded} of them left no record of their time)" if unrecorded else "")
 
 
 def _corrupt_note(corrupt: int, profile: str) -> str:

@@ -327,6 +327,20 @@ def estimate_seconds(unit: Unit, store: Store, *, plan_keys: Collection[str] | N
     return sum(seconds) / len(seconds) if seconds else None
 
 
+def spent_seconds(unit: Unit, store: Store) -> float | None:
+    """What a stored unit took to compute, from its own records: a model's training time (its history), a result's
+    time in its entry's compute log (the mean if it was computed more than once). None when it left no record (a
+    result copied in from another store) or the record is corrupt."""
+    try:
+        if unit.kind == "model":
+            return _trained_seconds(store, unit.key)
+        name = "eval-logits" if unit.kind == "robustbench-logits" else unit.kind
+        seconds = store.compute_seconds(name, keys=[unit.key])
+    except StoreError:
+        return None
+    return sum(seconds) / len(seconds) if seconds else None
+
+
 def _model_seconds(unit: Unit, store: Store) -> float | None:
     """A model's own training time, or that of a stored model of the same config but another seed."""
     if store.has_weights(unit.key):
@@ -363,6 +377,7 @@ __all__ = [
     "Unit",
     "book_plan",
     "estimate_seconds",
+    "spent_seconds",
     "move_aside",
     "ordered",
     "state",
