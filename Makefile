@@ -61,7 +61,7 @@ LOCK_FLAGS ?=
 RUFF_VENV ?= _build/ruff
 
 # -- computing and executing
-# One-thread workers that compute the book's plan before the chapters: one per core; 1: one process; 0: no plan
+# One-thread workers that compute the book's plan before the chapters: one per core; 1: one process
 PLAN_WORKERS ?= $(CORES)
 # How those workers run: local (processes on this machine) or ray (tasks on a Ray cluster)
 PLAN_EXECUTOR ?= local
@@ -89,8 +89,8 @@ PYTEST_WORKERS ?= $(CORES)
 LAB_PORT ?= 8888
 # The benchmarks `make bench` runs, any of: $(BENCHMARKS) (gpu is also `make gpu-check`)
 BENCH ?= attack_throughput train_epoch allocator book make_test
-# The book benchmark's flags: a plain cold build, a cold one with the plan's two workers, a warm one (70 min at cpu)
-BENCH_BOOK_FLAGS ?= --plan-workers 2 --plan-executor local --versus-plain
+# The book benchmark's flags: a cold build and a warm one, each as `make book` builds (the plan on every core first)
+BENCH_BOOK_FLAGS ?= --plan-executor local
 # Where the benchmarks write their JSON results
 BENCH_DIR ?= _build/bench
 
@@ -137,8 +137,8 @@ PROFILES := smoke cpu decisive paper
 BENCHMARKS := attack_throughput train_epoch allocator book make_test gpu
 
 # ---- settings checked before anything runs --------------------------------------------------------------------
-ifeq ($(shell [ "$(PLAN_WORKERS)" -ge 0 ] 2>/dev/null && echo ok),)
-$(error PLAN_WORKERS=$(PLAN_WORKERS) is not a whole number; leave it unset for one worker per core, or e.g. PLAN_WORKERS=1 computes the plan in one process)
+ifeq ($(shell [ "$(PLAN_WORKERS)" -ge 1 ] 2>/dev/null && echo ok),)
+$(error PLAN_WORKERS=$(PLAN_WORKERS) is not a number of workers (>= 1); leave it unset for one worker per core, or e.g. PLAN_WORKERS=1 computes the plan in one process)
 endif
 
 ifeq ($(shell [ "$(CHAPTER_JOBS)" -ge 1 ] 2>/dev/null && echo ok),)
@@ -258,7 +258,7 @@ help:
 	@echo "settings (all of them, each with what it does, at the top of the Makefile):"
 	@echo "          PROFILE=$(PROFILE) (one of: $(PROFILES))  DEVICE=$(DEVICE) (auto, cpu, cuda, ...)  STUDENT=$(STUDENT)"
 	@echo "          PLAN_WORKERS=$(PLAN_WORKERS) (one-thread workers that compute the plan before the chapters; default:"
-	@echo "                   one per core, $(CORES) here; 1: one process; 0: no plan, the chapters compute)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
+	@echo "                   one per core, $(CORES) here; 1: one process)  PLAN_EXECUTOR=$(PLAN_EXECUTOR)"
 	@echo "          CHAPTER_JOBS=$(CHAPTER_JOBS) (chapters at once when the store holds the whole plan; 1: one after the other)"
 	@echo "          VENV=$(VENV)  PYTHON=$(PYTHON)  USE_ACTIVE_ENV=$(USE_ACTIVE_ENV) (1: the active environment, no venv)"
 	@echo "          INSTALLER=$(INSTALLER) (uv or pip: what installs the venv's packages)  RUFF_VENV=$(RUFF_VENV)"
@@ -415,31 +415,17 @@ endif
 
 # Before the chapters execute, `advlogits run` computes every unit of the book's plan (models, evaluations, logits)
 # with PLAN_WORKERS one-thread workers of PLAN_EXECUTOR: by default one per core, so that every machine computes
-# with one torch thread per unit (the same bytes on any number of cores) and uses all its cores. PLAN_WORKERS=0
-# leaves the computing to the chapters, one after the other with their default torch threads (the plain build that
-# `make bench` compares the plan against). The plan runs again only when a chapter would (a chapter, the library,
-# the set-up or DEVICE changed); from a warm store it finds every unit stored in seconds. The stamp holds how many chapters may then run at once:
-# CHAPTER_JOBS when every unit is stored, else 1. A finished `advlogits run` has stored every unit; with
-# PLAN_WORKERS=0 (no plan), `advlogits plan --check` looks.
+# with one torch thread per unit (the same bytes on any number of cores) and uses all its cores; PLAN_WORKERS=1 is
+# the one-process build, with the same numbers. The plan runs again only when a chapter would (a chapter, the
+# library, the set-up or DEVICE changed); from a warm store it finds every unit stored in seconds. A finished
+# `advlogits run` has stored every unit, so the stamp lets CHAPTER_JOBS chapters run at once.
 $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 	@mkdir -p $(@D)
-ifneq ($(PLAN_WORKERS),0)
 	@echo "==> computing the plan of PROFILE=$(PROFILE) with $(PLAN_WORKERS) $(PLAN_EXECUTOR) workers"
 	$(VPY) -m advlogits run --profile $(PROFILE) --device $(DEVICE) --executor $(PLAN_EXECUTOR) \
 	  --workers $(PLAN_WORKERS) --threads 1
 	@echo "==> advlogits run finished, all stored: the chapters run $(CHAPTER_JOBS) at a time"
 	@echo $(CHAPTER_JOBS) > $@
-else
-	@jobs=1; \
-	if [ "$(CHAPTER_JOBS)" -gt 1 ]; then \
-	  if found=$$($(VPY) -m advlogits plan --check --profile $(PROFILE) --device $(DEVICE) 2>&1); then \
-	    jobs=$(CHAPTER_JOBS); echo "==> $$found: the chapters run $$jobs at a time"; \
-	  else \
-	    echo "==> $$found: the chapters run one after the other"; \
-	  fi; \
-	fi; \
-	echo $$jobs > $@
-endif
 
 # papermill writes into .partial/ first (kept there when a chapter fails, for inspection) and the
 # result is moved into place only when every cell ran. The chapter's claims are removed before it runs and

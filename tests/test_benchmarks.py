@@ -249,7 +249,7 @@ def test_book_smoke_times_every_chapter_cold_and_warm(tmp_path):
     assert result["phases"]["cold"]["plan_unit_s"] > 0 and 0 < result["phases"]["cold"]["plan_busy"] <= 1
     assert result["phases"]["warm"]["plan_busy"] is None, "the warm run's plan found everything stored"
     assert "computing the plan" in (tmp_path / "book.cold.log").read_text()
-    assert result["plain_cold_s"] is None and result["ratio_plan_vs_plain"] is None
+    assert "plain_cold_s" not in result and "ratio_plan_vs_plain" not in result, "no build without the plan"
     check_env(result["env"])
     assert "cold s" in stdout
 
@@ -259,9 +259,11 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
     checked with its two builds replaced by fixed timings: `make test` runs this, the real builds are `make bench`."""
     monkeypatch.syspath_prepend(str(ROOT))
     book = importlib.import_module("benchmarks.book")
-    times = {"plain": 200.0, "cold": 150.0, "warm": 30.0}
+    times = {"cold": 150.0, "warm": 30.0}
+    commands = []
 
-    def fake_make(*, work, log, plan_workers=0, **kwargs):
+    def fake_make(*, work, log, plan_workers=None, **kwargs):
+        commands.append(plan_workers)
         run = work.name
         log.write_text("fake\n")
         return book.BuildTime(
@@ -271,51 +273,44 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
             chapters_wall_s=times[run] - 15.0,
             site_s=10.0,
             store_files=7,
-            plan_s=40.0 if plan_workers else 0.0,
-            plan_unit_s=64.0 if plan_workers else None,
-            plan_busy=0.8 if plan_workers else None,
+            plan_s=40.0,
+            plan_unit_s=64.0,
+            plan_busy=0.8,
         )
 
     monkeypatch.setattr(book, "timed_make", fake_make)
     out = tmp_path / "book.json"
-    book.main(
-        ["--profile", "smoke", "--plan-workers", "2", "--plan-executor", "ray", "--versus-plain", "--out", str(out)]
-    )
+    book.main(["--profile", "smoke", "--plan-workers", "2", "--plan-executor", "ray", "--out", str(out)])
     stdout = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert json.loads(stdout.splitlines()[0]) == result, "the first printed line is the JSON result"
-    assert result["cold_s"] == 150.0 and result["warm_s"] == 30.0 and result["plain_cold_s"] == 200.0
-    assert result["ratio_plan_vs_plain"] == pytest.approx(0.75) and result["plan"] == {"workers": 2, "executor": "ray"}
+    assert result["cold_s"] == 150.0 and result["warm_s"] == 30.0 and commands == [2, 2]
+    assert result["plan"] == {"workers": 2, "executor": "ray"}
     assert result["phases"]["cold"]["plan_s"] == 40.0 and result["store_files_added_by_warm"] == 0
-    assert result["plain_chapters"] == {"01_x": 185.0}
-    assert result["targets"]["ratio_plan_vs_plain"] == {"value": pytest.approx(0.75), "at_most": 0.85, "met": True}
-    assert result["targets"]["warm_s"] == {"value": 30.0, "at_most": 45.0, "met": True}
-    assert result["targets"]["plain_cold_s"] == {"value": 200.0, "at_most": 1500.0, "met": True}
+    assert result["targets"]["warm_s"] == {"value": 30.0, "at_most": 40.0, "met": True}
+    assert result["targets"]["cold_s"] == {"value": 150.0, "at_most": 2100.0, "met": True}
     assert result["targets"]["floor.ratio_cold"]["value"] is None  # no pass was counted: the builds were faked
-    assert "ratio 0.75" in stdout and "warm_s = 30.00 (target <= 45): met" in stdout
+    assert "warm_s = 30.00 (target <= 40): met" in stdout
     assert "floor.ratio_cold: not measured in this run" in stdout
     assert "took 40.0 s of the cold run, its workers busy 80% of it" in stdout
     assert result["phases"]["cold"]["plan_busy"] == 0.8 and result["phases"]["cold"]["plan_unit_s"] == 64.0
     line = run_summary(RunReport(computed={"a": 30.0, "b": 34.0}, wall_s=40.0, workers=2))
     match = book._PLAN_DONE.match(line)  # what the build's log holds is what the benchmark reads
     assert match and (match["unit_min"], match["busy"]) == ("1.1", "80"), line
-    book.main(["--profile", "smoke", "--out", str(out)])  # no plan: the cold build is the plain build
-    result = json.loads(out.read_text())
-    assert result["plain_cold_s"] == result["cold_s"] == 150.0 and result["ratio_plan_vs_plain"] is None
-    assert result["targets"]["plain_cold_s"] == {"value": 150.0, "at_most": 1500.0, "met": True}
+    book.main(["--profile", "smoke", "--out", str(out)])  # the Makefile's default: one worker per core
+    assert commands[-2:] == [None, None] and "one per core" in capsys.readouterr().out
 
 
 def test_book_targets_read_nested_fields_and_say_not_met(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     book = importlib.import_module("benchmarks.book")
-    result = {"plain_cold_s": 1600.0, "floor": {"ratio_cold": 1.2}, "ratio_plan_vs_plain": 0.9, "warm_s": 45.0}
+    result = {"cold_s": 2200.0, "floor": {"ratio_cold": 1.05}, "warm_s": 40.0}
     assert {k: t["met"] for k, t in book.targets(result).items()} == {
-        "plain_cold_s": False,
+        "cold_s": False,
         "floor.ratio_cold": True,
-        "ratio_plan_vs_plain": False,
         "warm_s": True,
     }
-    assert book.target_line("ratio_plan_vs_plain", book.targets(result)["ratio_plan_vs_plain"]).endswith("NOT met")
+    assert book.target_line("cold_s", book.targets(result)["cold_s"]).endswith("NOT met")
 
 
 def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkeypatch):
@@ -346,15 +341,12 @@ def test_book_bare_passes_cost_something_per_image_at_the_books_batch_sizes(monk
     assert "cnn-small" in book.plan_archs("smoke") and "linear" in book.plan_archs("smoke")
 
 
-def test_book_refuses_a_comparison_without_a_plan():
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.book", "--versus-plain"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and "argument --versus-plain: needs --plan-workers N" in proc.stderr
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.book", "--plan-workers", "-1"], cwd=ROOT, capture_output=True, text=True
-    )
-    assert proc.returncode == 2 and "argument --plan-workers: must be an integer >= 0 (got -1)" in proc.stderr
+def test_book_refuses_a_build_without_plan_workers():
+    for bad in ("0", "-1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.book", "--plan-workers", bad], cwd=ROOT, capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and f"argument --plan-workers: must be an integer >= 1 (got {bad})" in proc.stderr
 
 
 # ---- the GPU check (benchmarks/gpu/): its tiny CPU run, its failure records, its pricing ------------------------
