@@ -182,9 +182,7 @@ def _compute(unit: Unit, profile: Profile, store: Store) -> tuple[float, bool]:
 # serial
 
 
-def _run_serial(
-    spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, threads: int
-) -> None:
+def _run_serial(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, threads: int) -> None:
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
