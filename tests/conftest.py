@@ -1,27 +1,95 @@
-"""Session hooks and shared fixtures for pytest: the longest test starts first, so that the pytest-xdist workers
-finish together; the command line's fixtures.
+"""Session hooks and shared fixtures for pytest: the whole-book tests start first, one on each pytest-xdist worker;
+the command line's fixtures; the smoke plan computed serially, once per session.
 
-`make test` runs the unit tests in several workers (pytest-xdist, ``--dist worksteal``); the paper-path test
-executes all five chapters and takes over two minutes. Collected last (alphabetically), it would start when the
-other worker is nearly done and run alone; collected first, it runs beside everything else.
+`make test` runs the unit tests in several workers (pytest-xdist, ``--dist worksteal``), which split the collected
+tests into one contiguous share each, run their share in order and, once idle, take tests from the end of another
+worker's share. A whole-book test (marked ``whole_book``: it computes a whole plan or executes every chapter, a minute
+or more) collected late would start when the others are nearly done and run alone; so the whole-book tests are dealt
+out, one worker after the other, to the start of each worker's share, and the longest files' tests follow them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import types
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
+from advlogits import profiles
 from advlogits.cli import chapter as chapter_verbs
 from advlogits.pipeline import executors
+from advlogits.pipeline.executors import PlanSpec, run_plan
+from advlogits.store import Store
+
+from helpers import SMOKE, claim_records
 
 LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
+WHOLE_BOOK = "whole_book"
 
 
+def shares(n_items: int, n_workers: int) -> list[int]:
+    """How many of ``n_items`` tests each of ``n_workers`` pytest-xdist workers gets first (``--dist worksteal``
+    hands the pending tests out evenly, in order: ``pending // workers left`` each)."""
+    out, left = [], n_items
+    for remaining in range(n_workers, 0, -1):
+        out.append(left // remaining)
+        left -= out[-1]
+    return out
+
+
+def whole_book_first(items: list, n_workers: int) -> list:
+    """``items`` reordered so that each worker's share starts with whole-book tests (dealt out in turn, the longest
+    files' first), then the longest files' other tests, then the rest in their collected order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    ordered = sorted(items, key=lambda item: rank.get(item.path.name, len(rank)))  # stable
+    whole = [item for item in ordered if item.get_closest_marker(WHOLE_BOOK)]
+    rest = [item for item in ordered if not item.get_closest_marker(WHOLE_BOOK)]
+    sizes = shares(len(items), max(n_workers, 1))
+    starts = [whole[w :: len(sizes)] for w in range(len(sizes))]
+    out: list = []
+    for size, start in zip(sizes, starts):
+        out += start + [rest.pop(0) for _ in range(max(size - len(start), 0))]
+    return out + rest
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected: the shares are of the tests that run
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the others keep their order
+    items[:] = whole_book_first(items, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+# The smoke plan computed serially with the default settings, the reference of every executor's store (tests/
+# test_pipeline_executors.py, tests/test_pipeline_two_hosts.py): once per session, even over several pytest-xdist
+# workers (the first to ask computes it under a file lock in the session's shared folder, the others find it stored).
+
+
+def _shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def smoke_serial_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store of the smoke plan computed by ``run_plan`` with every setting left at its default (serial)."""
+    home = _shared(tmp_path_factory) / "smoke-serial-store"
+    with FileLock(str(home) + ".lock"):
+        run_plan(PlanSpec(profiles.resolve(SMOKE, device="cpu")), store=Store(home), progress=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def smoke_serial_claims(tmp_path_factory: pytest.TempPathFactory, smoke_serial_store: Path) -> list[dict]:
+    """The scorecard's records of `smoke_serial_store`: the chapters that decide claims, executed on it."""
+    executed = _shared(tmp_path_factory) / "smoke-serial-executed"
+    with FileLock(str(executed) + ".lock"):
+        done = executed / "records.json"
+        if not done.exists():
+            records = claim_records(smoke_serial_store, executed, profile=SMOKE)
+            done.write_text(json.dumps(records))
+    return json.loads(done.read_text())
 
 
 # The command line's fixtures (tests/test_cli.py, tests/test_reliability.py): a store of the test's own and no compute.

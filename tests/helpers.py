@@ -1,16 +1,21 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, RobustBench checkpoints where
-RobustBench looks first, a model that counts its calls, and a tiny training config. (CIFAR-10 files in the real
-format come from `advlogits.synthetic`, which the GPU check uses too.)"""
+RobustBench looks first, a model that counts its calls, a tiny training config, a chapter executed as the build
+executes it, and a store's contents as runs compare them. (CIFAR-10 files in the real format come from
+`advlogits.synthetic`, which the GPU check uses too.)"""
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import socket
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -148,3 +153,80 @@ def tiny_standard_config(*, n_train: int = 256, n_val: int = 64, batch_size: int
         n_val=n_val,
         seed=0,
     )
+
+
+SMOKE = "smoke"  # the profile of the tests that run the whole plan
+CHAPTERS = sorted((Path(__file__).resolve().parents[1] / "chapters").glob("*.ipynb"))
+
+
+def execute_chapter(
+    chapter: Path,
+    out: Path,
+    *,
+    env: dict[str, str],
+    profile: str,
+    parameters: dict | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """Execute ``chapter`` with papermill into ``out`` as `make execute` does (kernel python3, from chapters/, on the
+    CPU), with ``profile`` and the other ``parameters``; the finished process, its output captured."""
+    cmd = [sys.executable, "-m", "papermill", str(chapter), str(out), "-k", "python3", "--cwd", str(chapter.parent)]
+    cmd += ["--no-progress-bar", "-p", "profile", profile, "-p", "device", "cpu"]
+    if parameters:
+        cmd += ["-y", json.dumps(parameters)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+TIMINGS = ("pid", "finished", "seconds")  # what a log line says of the process and the clock, not of the result
+
+
+def store_contents(home: Path) -> dict[str, object]:
+    """Every file of every entry of the store at ``home``, as two runs of one plan must leave it: the bytes of each
+    file, but a training history without its seconds (its checksum record, which covers them, is left out) and a
+    log (training.log, compute.log) as its sorted lines without `TIMINGS`."""
+    contents: dict[str, object] = {}
+    for path in sorted((home / "entries").rglob("*")):
+        name = str(path.relative_to(home))
+        if not path.is_file() or path.name == "history.json.sha256":
+            continue
+        if path.name == "history.json":
+            contents[name] = {k: v for k, v in json.loads(path.read_bytes()).items() if k != "seconds"}
+        elif path.suffix == ".log":
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            contents[name] = sorted(json.dumps({k: v for k, v in x.items() if k not in TIMINGS}) for x in lines)
+        else:
+            contents[name] = path.read_bytes()
+    return contents
+
+
+def store_differences(home: Path, reference: Path) -> list[str]:
+    """The files of the store at ``home`` that are missing, extra or different against ``reference``, compared as
+    `store_contents`; empty when the two hold the same results."""
+    ours, theirs = store_contents(home), store_contents(reference)
+    return [
+        f"{name}: {'missing' if name not in ours else 'extra' if name not in theirs else 'different'}"
+        for name in sorted(ours.keys() | theirs.keys())
+        if ours.get(name) != theirs.get(name)
+    ]
+
+
+def claim_chapters() -> list[Path]:
+    """The chapters that decide the claims (those that write claim records)."""
+    from advlogits.chapters import claims
+
+    stems = {claim.chapter for claim in claims.CLAIMS.values()}
+    return [c for c in CHAPTERS if c.stem in stems]
+
+
+def claim_records(home: Path, executed: Path, *, profile: str, chapters: Sequence[Path] | None = None) -> list[dict]:
+    """The scorecard's records of the store at ``home``: ``chapters`` (default: `claim_chapters`) executed into
+    ``executed`` at ``profile``, their claim records gathered as the scorecard gathers them."""
+    from advlogits.chapters import claims
+
+    env = {**os.environ, "ADVLOGITS_HOME": str(home), claims.BUILD_ENV: str(executed)}
+    executed.mkdir(parents=True, exist_ok=True)
+    for chapter in claim_chapters() if chapters is None else chapters:
+        proc = execute_chapter(chapter, executed / chapter.name, env=env, profile=profile)
+        assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
+    with mock.patch.dict(os.environ, {claims.BUILD_ENV: str(executed)}):
+        return claims.gather(profile)

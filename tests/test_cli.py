@@ -79,11 +79,13 @@ def files_under(path: Path) -> list[Path]:
 
 
 def parse_plan(out: str) -> tuple[dict[str, tuple[str, str | None, str, str]], list[str], str]:
-    """The plan's lines by unit name: (status, estimate, kind, key); the names in order; the summary line."""
+    """The plan's lines by unit name: (status, estimate, kind, key); the names in order; the summary line (the line
+    before it says what the stored units took)."""
     lines = out.splitlines()
     assert lines[0].split() == ["status", "estimate", "unit"]
+    assert " stored units took " in lines[-2] or lines[-2].startswith("nothing stored yet"), lines[-2]
     units, names = {}, []
-    for line in lines[1:-1]:
+    for line in lines[1:-2]:
         match = LINE.match(line)
         assert match, f"not a plan line: {line!r}"
         status, cost, name, kind, key = match.groups()

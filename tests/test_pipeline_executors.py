@@ -1,9 +1,11 @@
-"""advlogits.pipeline.executors: the plan run serially, in local worker processes and as Ray tasks, leaving the same
-store, byte for byte, with the same torch threads per unit; a Ray worker killed mid-unit is retried."""
+"""advlogits.pipeline.executors: the smoke plan run serially, by two local worker processes and by two Ray workers,
+every setting left at its default, leaves the same store, byte for byte, and the same scorecard; once it has run,
+the chapters compute nothing more; a Ray worker killed mid-unit is retried."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import threading
@@ -11,13 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from advlogits import profiles
 from advlogits.cli.plan import run_summary
-from advlogits.pipeline.executors import PlanSpec, RunReport, run_plan
+from advlogits.pipeline import executors
+from advlogits.pipeline.executors import UNIT_THREADS, PlanSpec, RunReport, run_plan
 from advlogits.store import Store
 
-# A small but complete plan: one student seed, one sweep radius, tiny sets.
+from helpers import CHAPTERS, SMOKE, claim_records, execute_chapter, store_differences
+
+# A small but complete plan: one student seed, one sweep radius, tiny sets (for the killed Ray worker).
 TINY = dict(
     student_seeds=(100,),
     eps_sweep=(0.1,),
@@ -35,24 +41,19 @@ def spec() -> PlanSpec:
     return PlanSpec(profiles.resolve("smoke", device="cpu", **TINY))
 
 
+def smoke_spec() -> PlanSpec:
+    return PlanSpec(profiles.resolve(SMOKE, device="cpu"))
+
+
 def weights(home: Path) -> dict[str, bytes]:
     """Every stored model.pt of a store, by entry key."""
     return {p.parent.name: p.read_bytes() for p in (home / "entries").glob("*/model.pt")}
 
 
-def checked_files(home: Path) -> dict[str, bytes]:
-    """Every checksum record of a store but those of training histories, which hold wall-clock seconds."""
-    return {
-        str(p.relative_to(home)): p.read_bytes()
-        for p in (home / "entries").rglob("*.sha256")
-        if p.name != "history.json.sha256"
-    }
-
-
 @pytest.fixture(scope="module")
 def serial_store(tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("serial")
-    report = run_plan(spec(), store=Store(home), executor="serial", threads=1, progress=False)
+    report = run_plan(spec(), store=Store(home), executor="serial", progress=False)
     assert report.computed
     return home
 
@@ -74,13 +75,63 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
     assert not (tmp_path / "entries").exists()
 
 
-@pytest.mark.slow
-def test_local_workers_leave_the_serial_runs_bytes(serial_store, tmp_path):
-    report = run_plan(spec(), store=Store(tmp_path), executor="local", workers=2, threads=1, progress=False)
-    assert len(report.computed) == len(run_plan(spec(), store=Store(serial_store), progress=False).from_store)
-    assert weights(tmp_path) == weights(serial_store) and weights(tmp_path)
-    assert checked_files(tmp_path).keys() == checked_files(serial_store).keys()
+def files_of(home: Path) -> list[str]:
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
+
+
+@pytest.mark.whole_book
+def test_two_local_workers_leave_the_serial_store_and_scorecard_and_the_chapters_compute_nothing(
+    smoke_serial_store, smoke_serial_claims, tmp_path
+):
+    """The default settings (one torch thread per unit whatever the executor) give one store; once the plan has run,
+    executing every chapter adds no file to it, and the claims they decide are the serial store's."""
+    home = tmp_path / "store"
+    report = run_plan(smoke_spec(), store=Store(home), executor="local", workers=2, progress=False)
+    assert report.computed and not report.from_store
     assert report.workers == 2 and 0 < report.busy() <= 1, "two workers cannot compute more than their wall time"
+    assert store_differences(home, smoke_serial_store) == [], "the same seeds and threads: the same bytes"
+    before = files_of(home)
+    executed = tmp_path / "executed"
+    env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(executed)}
+    for chapter in CHAPTERS:
+        proc = execute_chapter(chapter, tmp_path / chapter.name, env=env, profile=SMOKE)
+        assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
+    added = sorted(set(files_of(home)) - set(before))
+    assert files_of(home) == before, f"the chapters added {added[:5]}"
+    assert json.loads((executed / "scorecard.json").read_text()) == smoke_serial_claims, "the serial store's verdicts"
+    again = run_plan(smoke_spec(), store=Store(home), progress=False)
+    assert not again.computed and len(again.from_store) == len(report.computed)
+
+
+@pytest.mark.whole_book
+def test_two_ray_workers_leave_the_serial_store_and_scorecard(smoke_serial_store, smoke_serial_claims, tmp_path):
+    pytest.importorskip("ray", reason="the Ray executor needs the cluster extra (pip install 'advlogits[cluster]')")
+    home = tmp_path / "store"
+    report = run_plan(smoke_spec(), store=Store(home), executor="ray", workers=2, progress=False)
+    assert report.computed and not report.from_store
+    assert store_differences(home, smoke_serial_store) == [], "every file, the entries' logs too"
+    assert not list((home / "entries").rglob("*.tmp"))
+    assert claim_records(home, tmp_path / "executed", profile=SMOKE) == smoke_serial_claims
+
+
+def test_a_serial_run_computes_with_one_torch_thread_per_unit_whatever_this_process_has(tmp_path, monkeypatch):
+    """The thread count a unit computes with is the executor's (`UNIT_THREADS`, as in a local or Ray worker), not
+    the count this process happens to have; the process gets its own back afterwards."""
+    seen: list[int] = []
+
+    def compute(unit, profile, store):
+        seen.append(torch.get_num_threads())
+        return 0.0, True
+
+    monkeypatch.setattr(executors, "_compute", compute)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_plan(spec(), store=Store(tmp_path), progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
+    assert len(seen) == len(spec().units()) and set(seen) == {UNIT_THREADS} == {1}
 
 
 def test_busy_is_the_unit_time_over_the_workers_wall_time():
@@ -94,16 +145,6 @@ def test_busy_is_the_unit_time_over_the_workers_wall_time():
     assert run_summary(RunReport(from_store=["a"])) == (
         "computed 0 units in 0.0 min of unit time; 1 already stored before this run"
     )
-
-
-@pytest.mark.slow
-def test_ray_with_two_workers_leaves_the_serial_runs_model_weights(serial_store, tmp_path):
-    pytest.importorskip("ray", reason="the Ray executor needs the cluster extra (pip install 'advlogits[cluster]')")
-    report = run_plan(spec(), store=Store(tmp_path), executor="ray", workers=2, threads=1, progress=False)
-    assert report.computed and not report.from_store
-    assert weights(tmp_path) == weights(serial_store), "the same seeds and threads: the same bytes"
-    assert checked_files(tmp_path) == checked_files(serial_store), "every result too"
-    assert not list((tmp_path / "entries").rglob("*.tmp"))
 
 
 @pytest.mark.slow
@@ -130,7 +171,7 @@ def test_a_ray_worker_killed_mid_unit_is_retried_and_the_run_completes(serial_st
     watcher = threading.Thread(target=kill_the_first_worker, daemon=True)
     watcher.start()
     home = tmp_path / "store"
-    report = run_plan(spec(), store=Store(home), executor="ray", workers=2, threads=1, progress=False)
+    report = run_plan(spec(), store=Store(home), executor="ray", workers=2, progress=False)
     watcher.join(timeout=5)
     assert killed, "a worker was killed while it computed a unit"
     assert report.computed and weights(home) == weights(serial_store), "the retried unit gave the same bytes"

@@ -1,20 +1,16 @@
-"""advlogits.pipeline.plan: the book's whole plan of work, its dependencies, and the promise that once it has run,
-executing every chapter trains and computes nothing."""
+"""advlogits.pipeline.plan: the book's whole plan of work and its dependencies (that once it has run, executing every
+chapter computes nothing more is tested with the executors, tests/test_pipeline_executors.py)."""
 
 from __future__ import annotations
 
 import collections
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from advlogits import pipeline, profiles
 from advlogits.pipeline import lineup, plan
-from advlogits.pipeline.executors import PlanSpec, run_plan
 from advlogits.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,51 +100,6 @@ def test_the_spent_summary_adds_the_recorded_times_and_counts_the_others():
         "the 3 stored units took 1.50 h of one-thread compute (1 of them left no record of their time)"
     )
     assert spent_summary([]) == "nothing stored yet: no compute spent on this plan"
-
-
-@pytest.mark.slow
-def test_after_the_plan_has_run_the_chapters_train_and_compute_nothing(tmp_path):
-    """Run the smoke plan with two local workers, then execute every chapter: the store gains no file at all."""
-    home = tmp_path / "store"
-    report = run_plan(
-        PlanSpec(profiles.resolve("smoke", device="cpu")),
-        store=Store(home),
-        executor="local",
-        workers=2,
-        progress=False,
-    )
-    assert report.computed and not report.from_store
-    before = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
-    env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(tmp_path / "executed")}
-    for chapter in sorted((ROOT / "chapters").glob("*.ipynb")):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "papermill",
-                str(chapter),
-                str(tmp_path / chapter.name),
-                "-k",
-                "python3",
-                "--cwd",
-                str(ROOT / "chapters"),
-                "--no-progress-bar",
-                "-p",
-                "profile",
-                "smoke",
-                "-p",
-                "device",
-                "cpu",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
-    after = sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
-    assert after == before, f"the chapters added {sorted(set(after) - set(before))[:5]}"
-    again = run_plan(PlanSpec(profiles.resolve("smoke", device="cpu")), store=Store(home), progress=False)
-    assert not again.computed and len(again.from_store) == len(report.computed)
 
 
 def test_the_decisive_plan_checks_every_student_kind_of_each_teacher_for_masking():

@@ -49,9 +49,10 @@ from .fileio import (
 )
 from .paths import HOME, check_folder, resolve_path, setting
 
-__all__ = ["Store", "StoreError", "config_key", "from_canonical", "home", "source_digest"]
+__all__ = ["LOG_FILES", "Store", "StoreError", "config_key", "from_canonical", "home", "source_digest"]
 
 MODEL_FILES = ("config.json", "history.json", "model.pt")
+LOG_FILES = ("training.log", "compute.log")  # an entry's logs: lines appended, no checksum record
 CORRUPT = "corrupt"  # the folder under the store's root where corrupt files are moved aside
 
 
@@ -231,12 +232,18 @@ class Store:
         resumed from a checkpoint (so one can see that concurrent runs computed an entry once)."""
         cls._log(folder / "training.log", resumed=resumed)
 
-    @staticmethod
-    def _log(path: Path, **fields: Any) -> None:
+    @classmethod
+    def _log(cls, path: Path, **fields: Any) -> None:
         """Append one JSON line (pid, time and ``fields``) to a log file of an entry, synced to disk."""
         line = json.dumps({"pid": os.getpid(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **fields})
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        cls.append_log(path, (line + "\n").encode())
+
+    @staticmethod
+    def append_log(path: Path, lines: bytes) -> None:
+        """Append whole lines to a log file of an entry (one of `LOG_FILES`), synced to disk: how a log written by a
+        process elsewhere (a Ray task's own store) joins this store's."""
+        with open(path, "ab") as f:
+            f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 
@@ -338,7 +345,7 @@ class Store:
                 if p.is_file()
                 and not p.name.endswith(".sha256")
                 and not p.name.startswith(".")
-                and p.name not in ("training.log", "compute.log", "checkpoint.pt")
+                and p.name not in (*LOG_FILES, "checkpoint.pt")
                 and not record_path(p).exists()
             ]
         locks = self.root / "locks"

@@ -87,7 +87,7 @@ def _run(verbs: Any) -> None:
         "--threads",
         type=_positive,
         default=None,
-        help="torch threads per unit, at most the cores outside Ray (default: 1 with workers)",
+        help="torch threads per unit, at most the cores outside Ray (default: 1: every executor, the same bytes)",
     )
     r.add_argument(
         "--address",

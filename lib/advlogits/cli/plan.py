@@ -46,9 +46,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             total, known = total + estimate, known + 1
         cost = "" if done else ("?" if estimate is None else format_seconds(estimate))
         print(f"{states[unit.id]:<8} {cost:>9}  {unit.name} [{unit.kind}, {unit.key}]")
-    print(plan_summary(len(units), missing, known, total, corrupt=corrupt, profile=spec.profile.name))
     spent = [plan_module.spent_seconds(u, store) for u in units if states[u.id] == "stored"]
     print(spent_summary(spent))
+    print(plan_summary(len(units), missing, known, total, corrupt=corrupt, profile=spec.profile.name))
     return 0
 
 

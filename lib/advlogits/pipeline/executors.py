@@ -7,10 +7,12 @@ Every executor computes only the units the store lacks, each after its dependenc
   locks keep two processes from computing one unit);
 * ``ray``: each unit a Ray task (one CPU and ``threads`` torch threads, or one GPU on a CUDA profile), its
   dependencies' outputs passed as object references. No shared filesystem is assumed: a task computes in a store
-  of its own, seeded with the files its dependencies left, and returns the files it added; only this process writes
-  the real store. Ray retries a task whose worker dies.
+  of its own, seeded with the files its dependencies left, and returns the files it added with the lines of its
+  entry's logs; only this process writes the real store. Ray retries a task whose worker dies.
 
-The same seeds give the same bytes as a serial run with the same number of torch threads per unit.
+Every unit computes with ``threads`` torch threads, `UNIT_THREADS` unless told otherwise, whatever the executor
+and the machine's cores: torch's thread count changes trained weights in their last bits, so a fixed count is what
+makes a serial run, any number of local workers and Ray leave the same store, byte for byte.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from ..checks import check_choice, check_int, fail
 from ..fileio import atomic_write_bytes, record_path
 from ..names import EXECUTORS
 from ..profiles import Profile
-from ..store import Store
+from ..store import LOG_FILES, Store
 from .plan import Unit, book_plan, move_aside, ordered, state, with_device
 from .stored import result_code
 
 RAY_RETRIES = 3  # attempts of a Ray task whose worker died, beyond the first
+UNIT_THREADS = 1  # torch threads per unit by default: one, so that a worker per core uses every core
 SECONDS = "seconds"  # the key of a Ray task's own duration among the files it returns
 log = logging.getLogger("advlogits")
 
@@ -115,11 +118,12 @@ def run_plan(
     address: str | None = None,
     progress: bool = True,
 ) -> RunReport:
-    """Compute every unit of ``spec``'s plan the store lacks, with the ``executor`` chosen (see the module)."""
+    """Compute every unit of ``spec``'s plan the store lacks, with the ``executor`` chosen (see the module), each
+    unit with ``threads`` torch threads (None: `UNIT_THREADS`, the same for every executor)."""
     check_choice("executor", executor, EXECUTORS)
     check_int("workers", workers, at_least=1)
-    if threads is not None:
-        check_int("threads", threads, at_least=1)
+    threads = UNIT_THREADS if threads is None else threads
+    check_int("threads", threads, at_least=1)
     if address is not None and executor != "ray":
         fail("address", "given only with executor='ray'", address)
     store = store or Store()
@@ -137,9 +141,9 @@ def run_plan(
         if executor == "serial":
             _run_serial(spec, todo, store, report, bar, threads)
         elif executor == "local":
-            _run_local(spec, todo, store, report, bar, workers, threads or 1)
+            _run_local(spec, todo, store, report, bar, workers, threads)
         else:
-            _run_ray(spec, todo, store, report, bar, workers, threads or 1, address)
+            _run_ray(spec, todo, store, report, bar, workers, threads, address)
     finally:
         bar.close()
     report.wall_s = time.perf_counter() - began
@@ -179,12 +183,9 @@ def _compute(unit: Unit, profile: Profile, store: Store) -> tuple[float, bool]:
 # serial
 
 
-def _run_serial(
-    spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, threads: int | None
-) -> None:
+def _run_serial(spec: PlanSpec, todo: Sequence[Unit], store: Store, report: RunReport, bar: tqdm, threads: int) -> None:
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     try:
         for unit in todo:
             _finished(report, bar, unit.name, *_compute(unit, spec.profile, store))
@@ -240,6 +241,11 @@ def _checked_files(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in entries.rglob("*") if p.is_file()} if entries.is_dir() else set()
 
 
+def _checked(name: str) -> bool:
+    """Whether ``name``, among what a Ray task returns, is a checked file (not `SECONDS`, not a log's lines)."""
+    return name != SECONDS and Path(name).name not in LOG_FILES
+
+
 def _write_files(store: Store, files: dict[str, bytes]) -> None:
     """Write files computed elsewhere into ``store``: each data file before its checksum record, atomically."""
     for relative in sorted(files, key=lambda name: name.endswith(".sha256")):
@@ -250,7 +256,8 @@ def _ray_unit(
     spec: PlanSpec, unit_id: str, threads: int, device: str, stored: dict[str, bytes], *dep_outputs: dict[str, bytes]
 ) -> dict[str, bytes]:
     """A Ray task: compute one unit in a store of its own, seeded with its dependencies' files; return what it
-    added (data files and their checksum records) and, under `SECONDS`, how long the unit took."""
+    added (data files, their checksum records and its lines of the entry's logs) and, under `SECONDS`, how long the
+    unit took."""
     began = time.perf_counter()
     torch.set_num_threads(threads)
     pid_dir = os.environ.get("ADVLOGITS_RAY_WORKER_PIDS")  # where each unit runs, for whoever watches the workers
@@ -274,7 +281,7 @@ def _compute_in_own_store(
 ) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory(prefix="advlogits-unit-") as tmp:
         local = Store(tmp)
-        seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if k != SECONDS}}
+        seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if _checked(k)}}
         _write_files(local, seeded)
         unit = {u.id: u for u in spec.units()}[unit_id]
         unit.compute(with_device(spec.profile, device), local)
@@ -282,7 +289,7 @@ def _compute_in_own_store(
         out = {
             name: (local.root / name).read_bytes()
             for name in added
-            if name.endswith(".sha256") or record_path(local.root / name).exists()
+            if name.endswith(".sha256") or record_path(local.root / name).exists() or Path(name).name in LOG_FILES
         }
     return {**out, SECONDS: str(time.perf_counter() - began).encode()}
 
@@ -346,7 +353,10 @@ def _run_ray(
             unit_id = by_ref[ready[0]]
             files = dict(ray.get(ready[0]))  # re-raises a task's error here
             seconds = float(files.pop(SECONDS))
+            logs = {name: files.pop(name) for name in sorted(files) if Path(name).name in LOG_FILES}
             _write_files(store, files)
+            for name, lines in logs.items():  # after the files they log, as a unit computed here
+                store.append_log(store.root / name, lines)
             _finished(report, bar, units[unit_id].name, seconds)
     finally:
         if started:
