@@ -5,6 +5,7 @@ executes it, and a store's contents as runs compare them. (CIFAR-10 files in the
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from unittest import mock
 
 import torch
 
+from advlogits.paths import EXECUTED
 from advlogits.train import TrainConfig
 
 
@@ -113,14 +115,11 @@ def committed_chapter_code(stem: str) -> list:
     code = [c for c in nb.cells if c.cell_type == "code"]
     params = [c for c in code if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    lines = [
-        line
-        for line in params[0].source.splitlines()
-        if line.strip() and not line.startswith(("import ", "from ", "#"))
-    ]
-    names = [line.split(":")[0] for line in lines]
+    statements = [n for n in ast.parse(params[0].source).body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+    typed = [n for n in statements if isinstance(n, ast.AnnAssign) and n.value is not None]
+    assert len(typed) == len(statements), "the parameters cell holds imports and typed parameters with values only"
+    names = [n.target.id for n in typed]
     assert names[:5] == ["profile", "device", "seed", "eps", "overrides"], names
-    assert all(line.count("=") == 1 for line in lines)
     assert max(len(c.source.splitlines()) for c in code) <= 30
     return code
 
@@ -221,12 +220,12 @@ def claim_chapters() -> list[Path]:
 def claim_records(home: Path, executed: Path, *, profile: str, chapters: Sequence[Path] | None = None) -> list[dict]:
     """The scorecard's records of the store at ``home``: ``chapters`` (default: `claim_chapters`) executed into
     ``executed`` at ``profile``, their claim records gathered as the scorecard gathers them."""
-    from advlogits.chapters import claims
+    from advlogits import buildfiles
 
-    env = {**os.environ, "ADVLOGITS_HOME": str(home), claims.BUILD_ENV: str(executed)}
+    env = {**os.environ, "ADVLOGITS_HOME": str(home), EXECUTED: str(executed)}
     executed.mkdir(parents=True, exist_ok=True)
     for chapter in claim_chapters() if chapters is None else chapters:
         proc = execute_chapter(chapter, executed / chapter.name, env=env, profile=profile)
         assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
-    with mock.patch.dict(os.environ, {claims.BUILD_ENV: str(executed)}):
-        return claims.gather(profile)
+    with mock.patch.dict(os.environ, {EXECUTED: str(executed)}):
+        return buildfiles.gather(profile)

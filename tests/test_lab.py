@@ -65,6 +65,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def command_line(process: psutil.Process) -> list[str]:
+    """A child's command line, empty for one that has exited (a short-lived helper of the server may be a zombie, or
+    gone, by the time it is read)."""
+    try:
+        return process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return []
+
+
 @dataclass
 class LabServer:
     """A running JupyterLab server: its address, token, process and log, and every process it was seen to start."""
@@ -277,8 +286,8 @@ def test_a_chapter_runs_in_jupyterlab_on_the_project_kernel_and_everything_stops
         )
         kernel = session["kernel"]["id"]
         server.note_children()
-        kernels = [p for p in server.started if any("ipykernel" in part for part in p.cmdline())]
-        assert len(kernels) == 1, [p.cmdline() for p in server.started]
+        kernels = [p for p in server.started if any("ipykernel" in part for part in command_line(p))]
+        assert len(kernels) == 1, [command_line(p) for p in server.started]
 
         ws_url = server.url.replace("http://", "ws://") + f"api/kernels/{kernel}/channels?session_id={uuid.uuid4()}"
         ws = websocket.create_connection(ws_url, header=[f"Authorization: token {server.token}"], timeout=60)
