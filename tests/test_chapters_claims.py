@@ -402,12 +402,15 @@ def test_the_removal_finding_says_which_students_keep_the_gain_and_what_that_mea
         "C7c": _removal_record("C7c", corrected, "reproduced"),
     }
     assert wording.removal_finding(records, "C7") == (
-        "Of the AT teacher's students, AT shuffled and AT spread keep more than half of it; AT ST order is undecided; "
+        "Of the AT teacher's students, AT shuffled and AT spread keep more than half of it; AT ST order is undecided "
+        "for at least one teacher; "
         "of the label-corrected teacher's, AT-corr shuffled, AT-corr spread and AT-corr ST order remove at least "
         "half of it. At this profile, the information about the incorrect classes carries at least half of what the "
         "logits add once the relabelling is undone, but less than half of the AT teacher's gain, which its "
         "relabelling keeps."
     )
+    records["C7"]["checks"]["AT ST order (AT teacher (seed 1))"]["verdict"] = "reproduced"
+    assert "AT ST order differs between the teachers" in wording.removal_finding(records, "C7")
     records["C7c"]["verdict"] = "inconclusive"
     assert "this design cannot say whether the information about the incorrect classes" in (
         wording.removal_finding(records, "C7")

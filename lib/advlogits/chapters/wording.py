@@ -135,18 +135,32 @@ def _by_student(checks: Mapping[str, dict]) -> dict[str, list[str]]:
 
 def _students_sentence(checks: Mapping[str, dict]) -> str:
     """Which students remove at least half the gain in every teacher group, which keep more than half in every one,
-    and which are undecided, e.g. "shuffled and spread keep more than half of it; ST order is undecided"."""
-    groups: dict[str, list[str]] = {"remove at least half of it": [], "keep more than half of it": [], "": []}
+    which are decided both ways (one way for one teacher, the other for another) and which are undecided for at
+    least one teacher, e.g. "shuffled and spread keep more than half of it; ST order is undecided"."""
+    kinds = {
+        "remove at least half of it": [],
+        "keep more than half of it": [],
+        "differ between the teachers": [],
+        "undecided": [],
+    }
     for student, verdicts in _by_student(checks).items():
         if all(v == "reproduced" for v in verdicts):
-            groups["remove at least half of it"].append(student)
+            kinds["remove at least half of it"].append(student)
         elif all(v == "not reproduced" for v in verdicts):
-            groups["keep more than half of it"].append(student)
+            kinds["keep more than half of it"].append(student)
+        elif all(v in ("reproduced", "not reproduced") for v in verdicts):
+            kinds["differ between the teachers"].append(student)
         else:
-            groups[""].append(student)
-    parts = [f"{numbers.join_words(names)} {what}" for what, names in groups.items() if what and names]
-    if groups[""]:
-        parts.append(f"{numbers.join_words(groups[''])} {'is' if len(groups['']) == 1 else 'are'} undecided")
+            kinds["undecided"].append(student)
+    parts = []
+    for what, names in kinds.items():
+        if names:
+            one = len(names) == 1
+            said = {
+                "undecided": f"{'is' if one else 'are'} undecided for at least one teacher",
+                "differ between the teachers": f"{'differs' if one else 'differ'} between the teachers",
+            }.get(what, what)
+            parts.append(f"{numbers.join_words(names)} {said}")
     return "; ".join(parts)
 
 
