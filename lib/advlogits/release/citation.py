@@ -13,14 +13,13 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .readme import Markers, ResultsError, rewrite_block
+from .readme import Markers, ResultsError, rewrite_block, rewrite_main
 
 MARKERS = Markers("<!-- cite:start -->", "<!-- cite:end -->", "make cite")
 
@@ -123,16 +122,7 @@ def readme_from_citation(root: str | Path = ".", *, readme: str | Path | None = 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite the README's citation block; 1 with one line when it cannot."""
-    parser = argparse.ArgumentParser(prog="python -m advlogits.release.citation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", default=".", help="the repository (default: the current folder)")
-    args = parser.parse_args(argv)
-    try:
-        path = readme_from_citation(args.root)
-    except ResultsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"==> wrote {path}")
-    return 0
+    return rewrite_main("python -m advlogits.release.citation", __doc__, readme_from_citation, argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ Examples::
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,3 +56,18 @@ def rewrite_block(path: str | Path, block: str, markers: Markers) -> Path:
     if new != text:
         atomic_write_bytes(new.encode("utf8"), path)
     return path
+
+
+def rewrite_main(prog: str, doc: str, rewrite: Callable[[str], Path], argv: Sequence[str] | None = None) -> int:
+    """The command line of a README block's writer: ``--root``, then ``rewrite(root)``; 1 with one line when it
+    cannot (a `ResultsError`), else 0 and the path written."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    parser.add_argument("--root", default=".", help="the repository (default: the current folder)")
+    args = parser.parse_args(argv)
+    try:
+        path = rewrite(args.root)
+    except ResultsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"==> wrote {path}")
+    return 0

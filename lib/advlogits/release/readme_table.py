@@ -18,7 +18,6 @@ Examples::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from ..buildfiles import ENVIRONMENT, SCORECARD, record_dir
 from ..chapters.numbers import claim_threshold
 from ..chapters.scorecard import CHAPTER_TITLES, fmt_estimate, markdown_table
 from ..chapters.verdicts import VERDICTS, verdict_label
-from .readme import Markers, ResultsError, rewrite_block
+from .readme import Markers, ResultsError, rewrite_block, rewrite_main
 
 # The profiles whose records the README shows: the headline (the design that decides C6 to C8) and, beside it, the
 # laptop build.
@@ -173,18 +172,7 @@ def readme_from_results(root: str | Path = ".", *, readme: str | Path | None = N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite the README's results block from the committed record; 1 with one line when it cannot."""
-    parser = argparse.ArgumentParser(
-        prog="python -m advlogits.release.readme_table", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--root", default=".", help="the repository (default: the current folder)")
-    args = parser.parse_args(argv)
-    try:
-        path = readme_from_results(args.root)
-    except ResultsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"==> wrote {path}")
-    return 0
+    return rewrite_main("python -m advlogits.release.readme_table", __doc__, readme_from_results, argv)
 
 
 if __name__ == "__main__":
