@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from advlogits import profiles
-from advlogits.attacks import predict_logits
 from advlogits.data import dataset_info, input_shape, load_dataset
 from advlogits.models import build_model
+from advlogits.predict import predict_logits
 from advlogits.train import train_adversarial, train_distilled, train_standard
 from benchmarks._common import (
     QUICK_HELP,

@@ -1,9 +1,11 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, RobustBench checkpoints where
-RobustBench looks first, a model that counts its calls, and a tiny training config. (CIFAR-10 files in the real
-format come from `advlogits.synthetic`, which the GPU check uses too.)"""
+RobustBench looks first, a model that counts its calls, a tiny training config, and the attack tests' data and
+models (Fashion-MNIST read by hand, a tiny CNN, a two-class linear model). (CIFAR-10 files in the real format come
+from `advlogits.synthetic`, which the GPU check uses too.)"""
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import pickle
@@ -12,7 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from advlogits.train import TrainConfig
 
@@ -148,3 +153,112 @@ def tiny_standard_config(*, n_train: int = 256, n_val: int = 64, batch_size: int
         n_val=n_val,
         seed=0,
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# the attack tests' data and models (tests/test_attacks.py, test_evaluation.py, test_autoattack.py, test_predict.py)
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx_images(name: str, n: int) -> torch.Tensor:
+    """The first n images of a gz IDX file of Debian's Fashion-MNIST as float32 (n, 1, 28, 28) in [0, 1], read by
+    hand (independent of advlogits.data)."""
+    with gzip.open(FASHION_MNIST / name) as f:
+        raw = f.read(16 + n * 28 * 28)
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, 28, 28)
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0)
+
+
+def read_idx_labels(name: str, n: int) -> torch.Tensor:
+    """The first n labels of a gz IDX file of Debian's Fashion-MNIST as int64 (n,)."""
+    with gzip.open(FASHION_MNIST / name) as f:
+        raw = f.read(8 + n)
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64))
+
+
+def fashion_test_images(n: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n Fashion-MNIST test images (n, 1, 28, 28) and labels (n,)."""
+    return read_idx_images("t10k-images-idx3-ubyte.gz", n), read_idx_labels("t10k-labels-idx1-ubyte.gz", n)
+
+
+def tiny_cnn() -> nn.Module:
+    """Two strided convolutions and a linear layer: 10 classes on (N, 1, 28, 28)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 7 * 7, 10),
+    )
+
+
+def trained_tiny_cnn() -> nn.Module:
+    """`tiny_cnn` trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
+    x = read_idx_images("train-images-idx3-ubyte.gz", 2000)
+    y = read_idx_labels("train-labels-idx1-ubyte.gz", 2000)
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(len(x), generator=order)
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model
+
+
+def linear_two_class(dtype: torch.dtype = torch.float64) -> nn.Module:
+    """f(x) = W flatten(x) + b with 2 classes on (N, 3, 4, 4) inputs, fixed random weights, in eval mode."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2)).to(dtype)
+    with torch.no_grad():
+        model[1].weight.normal_(0.0, 0.3)
+        model[1].bias.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def accuracy_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of argmax predictions equal to y, in one forward pass (no library code)."""
+    with torch.no_grad():
+        return (model(x).argmax(dim=1) == y).double().mean().item()
+
+
+class BatchNormDropoutNet(nn.Module):
+    """A model whose output and buffers change in train mode (BatchNorm statistics, Dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def model_state(model: nn.Module) -> dict[str, object]:
+    """What a function that runs a model must leave as it found it: each submodule's mode, each parameter's
+    requires_grad and .grad, and the buffers (BatchNorm statistics)."""
+    return {
+        "modes": {name: m.training for name, m in model.named_modules()},
+        "flags": {name: p.requires_grad for name, p in model.named_parameters()},
+        "grads": {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()},
+        "buffers": {name: b.clone() for name, b in model.named_buffers()},
+    }
+
+
+def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
+    """`model_state` unchanged, tensor by tensor."""
+    assert after["modes"] == before["modes"]
+    assert after["flags"] == before["flags"]
+    for part in ("grads", "buffers"):
+        for name, value in before[part].items():
+            got = after[part][name]
+            assert (got is None) if value is None else torch.equal(got, value), (part, name)

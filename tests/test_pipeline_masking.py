@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from advlogits.attacks import pgd, predict_logits, robust_correct
+from advlogits.attacks import pgd
 from advlogits.data import load_dataset
+from advlogits.evaluation import attack_correct
 from advlogits.margins import gap_gradient_l1
 from advlogits.models import build_for
 from advlogits.pipeline.masking import masking_checks
+from advlogits.predict import predict_logits
 from advlogits.train import train_standard
 
 from helpers import CountingModel
@@ -55,7 +57,7 @@ def _white_box_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
     """What the caller passes as ``robust``: correct clean, under PGD-CE and under PGD-CW (the book adds AutoAttack)."""
     robust = predict_logits(model, x).argmax(1) == y
     for loss in ("ce", "cw"):
-        robust &= robust_correct(
+        robust &= attack_correct(
             model,
             x,
             y,

@@ -8,11 +8,13 @@ import json
 import pytest
 import torch
 
-from advlogits.attacks import autoattack_correct, pgd, predict_logits
+from advlogits.attacks import pgd
+from advlogits.autoattack import autoattack_correct
 from advlogits.data import load_dataset
 from advlogits.margins import margin_drops
 from advlogits.models import build_for
 from advlogits.pipeline import measures
+from advlogits.predict import predict_logits
 from advlogits.train import train_standard
 
 ATTACK = dict(eps=0.1, alpha=0.025, steps=5, restarts=1, seed=0)

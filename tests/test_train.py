@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlogits import profiles, train
-from advlogits.attacks import predict_logits, robust_accuracy, robust_correct
 from advlogits.data import augment, load_dataset
+from advlogits.evaluation import accuracy, attack_correct, robust_accuracy
 from advlogits.fileio import StoreError, safe_torch_load
 from advlogits.models import build_model
+from advlogits.predict import predict_logits
 from advlogits.train import (
-    accuracy,
     fit,
     train_adversarial,
     train_distilled,
@@ -94,6 +94,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
         import torch
         from advlogits.data import load_dataset
         from advlogits.models import build_model
+from advlogits.predict import predict_logits
         from advlogits.train import train_standard
         x, y = load_dataset("fashion-mnist", "train", n=2000, seed=0)
         torch.manual_seed(0)
@@ -185,16 +186,6 @@ def test_distillation_with_hard_labels_and_bad_input(data):
         r"\(got \(2000, 10\), torch\.int64\)",
     ):
         train_distilled(student, x, torch.zeros(len(x), 10, dtype=torch.long), T=1.0, epochs=1, batch_size=64, lr=0.05)
-
-
-def test_accuracy_of_no_images_is_zero_and_the_mode_is_restored(data):
-    x, y, *_ = data
-    model = fresh().train()
-    assert accuracy(model, x[:0], y[:0]) == 0.0
-    assert accuracy(model, x[:100], y[:100]) == pytest.approx(
-        (predict_logits(model, x[:100]).argmax(1) == y[:100]).float().mean().item()
-    )
-    assert model.training
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -455,7 +446,7 @@ def test_adversarial_training_logs_the_validation_pgd_accuracy(data):
     assert len(values) == len(history["val_acc"]) == 2
     assert all(0.0 <= v <= clean <= 1.0 for v, clean in zip(values, history["val_acc"])), history
     assert values[-1] > 0.0, "the adversarially trained CNN keeps some robustness"
-    correct = robust_correct(
+    correct = attack_correct(
         model,
         x_val,
         y_val,

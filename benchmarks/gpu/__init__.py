@@ -9,7 +9,7 @@ PGD-AT eps 8/255, alpha 2/255, 10 steps, crop-flip augmentation; evaluation PGD 
   batches (for compile: while it compiles), then, timed between two device synchronisations, on a fixed number of
   batches (`Sizes`); a compiled graph built during the warm-up is reused by the timed call (``recompiled`` says if
   it was not);
-* images per second of fp32 inference (``predict_logits``), of PGD-20 on a batch of 500 (``robust_correct`` as the
+* images per second of fp32 inference (``predict_logits``), of PGD-20 on a batch of 500 (``attack_correct`` as the
   evaluation calls it, without early stopping: every image takes every step) and of AutoAttack's fast version
   (APGD-CE + APGD-T, ``autoattack_correct``) on a batch of 500 labelled with the model's own predictions, so that
   every image is attacked; ``robust_fraction`` is the share that survives it;

@@ -14,8 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from advlogits import profiles
-from advlogits.attacks import autoattack_correct, predict_logits, robust_correct
+from advlogits.autoattack import autoattack_correct
+from advlogits.evaluation import attack_correct
 from advlogits.models import build_for
+from advlogits.predict import predict_logits
 from advlogits.train import train_adversarial, train_standard
 from benchmarks.gpu.device import compiled_graphs, record, reset_peak, timed
 
@@ -148,10 +150,10 @@ def pgd_rate(
     """Images per second of the evaluation's L-inf PGD (fp32, one batch, every image takes every step)."""
     attack = dict(attack="pgd", batch_size=len(x), eps=p.eps, alpha=p.eval_alpha, random_start=True, early_stop=False)
     reset_peak(device)
-    robust_correct(model, x, y, steps=1, generator=torch.Generator().manual_seed(p.seed), **attack)  # warm-up
+    attack_correct(model, x, y, steps=1, generator=torch.Generator().manual_seed(p.seed), **attack)  # warm-up
     seconds, _ = timed(
         device,
-        lambda: robust_correct(
+        lambda: attack_correct(
             model, x, y, steps=sizes.eval_steps, generator=torch.Generator().manual_seed(p.seed), **attack
         ),
     )

@@ -26,11 +26,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .accel import Precision, accelerate, check_options, model_device, to_device
-from .attacks import pgd, predict_logits, robust_correct
+from .attacks import pgd
 from .checks import check_choice, check_int, check_number, check_seed, fail
 from .data import AUGMENTATIONS, DATASETS, dataset_info
 from .data import augment as augment_batch
 from .distill import TARGET_KINDS, kd_loss
+from .evaluation import accuracy, attack_correct
 from .fileio import StoreError, atomic_torch_save, load_state_dict_checked, safe_torch_load
 from .models import ARCHS, ARCHS_FOR
 
@@ -148,13 +149,6 @@ def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
 def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
     """A CPU generator for one (seed, epoch, purpose) triple, so resuming at an epoch reproduces its randomness."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
-
-
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) -> float:
-    """Clean accuracy of ``model`` on (x, y), evaluated in eval mode on the model's device; mode restored."""
-    if len(x) == 0:
-        return 0.0
-    return (predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()).sum().item() / len(x)
 
 
 def _check_common(
@@ -385,7 +379,7 @@ def train_adversarial(
     ``train_acc`` is the accuracy on the adversarial batches, ``val_acc`` the clean accuracy on x_val.
 
     With x_val given, the history also holds ``val_pgd_acc``: after every epoch, the fraction of x_val still
-    classified correctly under the same attack (eps, alpha, steps, random start; `advlogits.attacks.robust_correct`
+    classified correctly under the same attack (eps, alpha, steps, random start; `advlogits.evaluation.attack_correct`
     with ``early_stop=True``, eval mode, the model's float32 weights), its random starts drawn from
     ``_generator(seed, epoch, STREAM_VAL_ATTACK)``. It draws nothing from the global RNG and restores the model's
     modes, so the trained weights are those of the same run without it. Standard and distilled training have no
@@ -404,7 +398,7 @@ def train_adversarial(
     def val_pgd(m: nn.Module, epoch: int) -> dict[str, float]:
         if len(x_val) == 0:
             return {"val_pgd_acc": 0.0}  # as `accuracy` of no images
-        correct = robust_correct(
+        correct = attack_correct(
             m,
             x_val,
             y_val,

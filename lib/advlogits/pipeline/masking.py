@@ -24,8 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from ..accel import model_device
-from ..attacks import autoattack_attacks_correct, pgd, predict_logits, robust_correct
+from ..attacks import pgd
+from ..autoattack import autoattack_attacks_correct
 from ..checks import check_images, check_int, check_labels, check_number, check_seed, describe, fail
+from ..evaluation import attack_correct, clean_correct
 
 
 def _check_radii(radii: object) -> list[float]:
@@ -113,7 +115,7 @@ def masking_checks(
     seed = check_seed("seed", seed)
     square_queries = check_int("square_queries", square_queries, at_least=1)
     batch_size = check_int("batch_size", batch_size, at_least=1)
-    clean = predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()
+    clean = clean_correct(model, x, y, batch_size=batch_size)
     if bool((flags & ~clean).any()):
         fail(
             "robust",
@@ -127,10 +129,10 @@ def masking_checks(
         kw = dict(
             attack="pgd", batch_size=batch_size, eps=radius, alpha=alpha * radius / eps, steps=steps, early_stop=True
         )
-        ok = robust_correct(model, x, y, loss="ce", generator=torch.Generator().manual_seed(seed), **kw)
+        ok = attack_correct(model, x, y, loss="ce", generator=torch.Generator().manual_seed(seed), **kw)
         left = ok.nonzero().flatten()
         if len(left):
-            ok[left] = robust_correct(
+            ok[left] = attack_correct(
                 model, x[left], y[left], loss="cw", generator=torch.Generator().manual_seed(seed), **kw
             )
         return ok
@@ -152,7 +154,7 @@ def masking_checks(
             seed=seed,
         )
 
-    transfer = robust_correct(
+    transfer = attack_correct(
         model,
         x,
         y,

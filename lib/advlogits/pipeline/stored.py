@@ -24,18 +24,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import accel, attacks, data, distill, margins, models, train
-from ..attacks import predict_logits
+from .. import accel, attacks, autoattack, data, distill, evaluation, logits, margins, models, predict, train
 from ..data import load_dataset
+from ..predict import predict_logits
 from ..profiles import Profile
 from ..store import Store, config_key, source_digest
 from ..train import TrainConfig
 from . import masking, measures, training
 
 # The modules whose code decides what a trained model contains (`advlogits.passes` only counts: it is in no key).
-MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
+MODEL_SOURCES = (data, models, accel, predict, attacks, evaluation, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
-RESULT_SOURCES = (measures, masking, margins)
+RESULT_SOURCES = (measures, masking, margins, logits, autoattack)
 
 # The radii of the gradient-masking checks' robust-accuracy curve: multiples of the profile's eps, then 0.5, where
 # any genuine model must fall to 0 (how many images and Square queries are the profile's `masking_images` and
