@@ -10,6 +10,7 @@ import io
 import os
 import pickle
 import socket
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,37 @@ def assert_same_state(before: dict[str, object], after: dict[str, object]) -> No
         for name, value in before[part].items():
             got = after[part][name]
             assert (got is None) if value is None else torch.equal(got, value), (part, name)
+
+
+# ----------------------------------------------------------------------------------------------------
+# data sets in the real formats (tests/test_data.py, tests/test_datafiles.py)
+
+
+def idx_images_bytes(images: np.ndarray) -> bytes:
+    """An IDX images file of ``images`` (N, 28, 28) uint8."""
+    return struct.pack(">iiii", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes()
+
+
+def idx_labels_bytes(labels: np.ndarray) -> bytes:
+    """An IDX labels file of ``labels`` (N,) uint8."""
+    return struct.pack(">ii", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, split: str, images: np.ndarray, labels: np.ndarray, *, gz: bool) -> None:
+    """Write ``images`` (N, 28, 28) and ``labels`` (N,) as the IDX files of ``split``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = "train" if split == "train" else "t10k"
+    for stem, payload in (
+        (f"{prefix}-images-idx3-ubyte", idx_images_bytes(images)),
+        (f"{prefix}-labels-idx1-ubyte", idx_labels_bytes(labels)),
+    ):
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / stem).write_bytes(payload)
+
+
+def random_idx_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 28 x 28 uint8 images and labels in 0..9."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)

@@ -415,7 +415,14 @@ def _transitive_imports(start: str) -> set[str]:
 
 # Modules that decide nothing numeric: argument checks, file handling, third-party import quirks.
 # Modules that cannot change a number: validation, file I/O, compatibility shims, and the pass counter (it only counts)
-BASICS = {"advlogits.checks", "advlogits.fileio", "advlogits._compat", "advlogits.passes"}
+BASICS = {
+    "advlogits.checks",
+    "advlogits.fileio",
+    "advlogits._compat",
+    "advlogits.passes",
+    "advlogits.paths",
+    "advlogits.downloads",
+}
 
 
 def test_everything_the_training_code_imports_is_in_the_model_key():
@@ -765,7 +772,7 @@ def test_a_bad_environment_fails_before_training_and_leaves_no_entry(tmp_path, m
     config = ST
     if how == "n_train":  # a valid config, more images than the data set at hand holds
         config = dataclasses.replace(ST, n_train=500)
-        monkeypatch.setenv("ADVLOGITS_DATA_ROOT", str(_fashion_copy(tmp_path / "data", images=100)))
+        monkeypatch.setenv("ADVLOGITS_DATA_ONLY", str(_fashion_copy(tmp_path / "data", images=100)))
     elif how == "home":
         monkeypatch.setenv("ADVLOGITS_HOME", "/proc/advlogits-store")
     else:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlogits import profiles, train
-from advlogits.data import augment, load_dataset
+from advlogits.augmentation import augment
+from advlogits.data import load_dataset
 from advlogits.evaluation import accuracy, attack_correct, robust_accuracy
 from advlogits.fileio import StoreError, safe_torch_load
 from advlogits.models import build_model

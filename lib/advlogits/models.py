@@ -37,7 +37,8 @@ from torch import Tensor, nn
 from . import passes
 from ._compat import import_robustbench_utils
 from .checks import check_choice, check_int, fail
-from .data import DATASETS, DOWNLOAD_TIMEOUT_S, input_shape, num_classes, socket_timeout
+from .data import DATASETS, input_shape, num_classes
+from .downloads import socket_timeout
 
 Arch = Literal["cnn-small", "cnn", "preact-resnet18", "wrn-34-10", "linear"]
 ARCHS: tuple[str, ...] = get_args(Arch)
@@ -322,7 +323,7 @@ def _download_checkpoint(gdrive_id: str | None, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
-        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with socket_timeout():
             rb_utils.download_gdrive(gdrive_id, part)
         _check_checkpoint(part)
     except Exception as exc:  # any download failure becomes one actionable message

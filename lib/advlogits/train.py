@@ -3,9 +3,9 @@ PGD adversarial (AT) and distillation on clean images (KD).
 
 All three share one loop (`fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
 a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), an optional
-augmentation of every training batch (`advlogits.data.augment`, also drawn from seed and epoch), a checkpoint after
-every epoch and resumption from it, a tqdm bar, and a history dict for the curves. A config's ``precision`` and
-``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
+augmentation of every training batch (`advlogits.augmentation.augment`, also drawn from seed and epoch), a
+checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict for the curves. A config's
+``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
 
 Adversarial training also logs, after every epoch, the PGD accuracy of its validation images (``val_pgd_acc``,
 the training attack with a seeded random start); standard and distilled training have no such key.
@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from .accel import Precision, accelerate, check_options, model_device, to_device
 from .attacks import pgd
+from .augmentation import AUGMENTATIONS
+from .augmentation import augment as augment_batch
 from .checks import check_choice, check_int, check_number, check_seed, fail
-from .data import AUGMENTATIONS, DATASETS, dataset_info
-from .data import augment as augment_batch
+from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS, kd_loss
 from .evaluation import accuracy, attack_correct
 from .fileio import StoreError, atomic_torch_save, load_state_dict_checked, safe_torch_load

@@ -24,7 +24,21 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import accel, attacks, autoattack, data, distill, evaluation, logits, margins, models, predict, train
+from .. import (
+    accel,
+    attacks,
+    augmentation,
+    autoattack,
+    data,
+    datafiles,
+    distill,
+    evaluation,
+    logits,
+    margins,
+    models,
+    predict,
+    train,
+)
 from ..data import load_dataset
 from ..predict import predict_logits
 from ..profiles import Profile
@@ -33,7 +47,7 @@ from ..train import TrainConfig
 from . import masking, measures, training
 
 # The modules whose code decides what a trained model contains (`advlogits.passes` only counts: it is in no key).
-MODEL_SOURCES = (data, models, accel, predict, attacks, evaluation, distill, train, training)
+MODEL_SOURCES = (data, datafiles, augmentation, models, accel, predict, attacks, evaluation, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
 RESULT_SOURCES = (measures, masking, margins, logits, autoattack)
 
