@@ -5,6 +5,7 @@ from `advlogits.synthetic`, which the GPU check uses too.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import os
@@ -154,6 +155,19 @@ def tiny_standard_config(*, n_train: int = 256, n_val: int = 64, batch_size: int
         n_val=n_val,
         seed=0,
     )
+
+
+_METHOD_FIELDS = {
+    "standard": {},
+    "adversarial": dict(eps=0.1, alpha=0.04, steps=3),
+    "distilled": dict(teacher=tiny_standard_config(), targets="kd", T=2.0),
+}
+
+
+def train_config(method: str = "standard", **fields: Any) -> TrainConfig:
+    """`tiny_standard_config` as a config of ``method`` (adversarial: eps 0.1, alpha 0.04, 3 PGD steps; distilled: KD
+    at T = 2 from a standard teacher), with ``fields`` replaced: what the training functions of a unit test take."""
+    return dataclasses.replace(tiny_standard_config(), method=method, **{**_METHOD_FIELDS[method], **fields})
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from advlogits.pipeline.masking import masking_checks
 from advlogits.predict import predict_logits
 from advlogits.train import train_standard
 
-from helpers import CountingModel
+from helpers import CountingModel, train_config
 
 EPS = 0.05
 CHECK = dict(eps=EPS, alpha=EPS / 4, steps=20, radii=(EPS, 2 * EPS, 3 * EPS, 0.5), seed=0, square_queries=1000)
@@ -40,7 +40,7 @@ class RoundedInput(nn.Module):
 def _train(x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = build_for("cnn-small", "fashion-mnist")
-    train_standard(model, x, y, epochs=3, batch_size=32, lr=0.05, seed=seed, progress=False)
+    train_standard(model, x, y, train_config(epochs=3, batch_size=32, seed=seed), progress=False)
     return model.eval()
 
 
