@@ -50,7 +50,12 @@ def check_pgd_args(
     shrink: bool | None = None,
 ) -> None:
     """The checks `pgd` makes before it computes (a ValueError naming the parameter), for a caller that attacks
-    later, batch by batch (`advlogits.evaluation.attack_correct`). Same arguments as `pgd`, without the model."""
+    later, batch by batch (`advlogits.evaluation.attack_correct`). Same arguments as `pgd`, without the model.
+
+    Examples::
+
+        check_pgd_args(x, y, eps=0.1, alpha=0.025, steps=20)  # ValueError: "steps must be ..." if steps were 0
+    """
     check_number("eps", eps, at_least=0)
     check_bool("early_stop", early_stop)
     check_bool("random_start", random_start)

@@ -117,7 +117,12 @@ def data_home() -> Path:
 
 def read_split(dataset: DatasetName, split: SplitName, *, root: str | Path | None = None) -> Arrays:
     """The decoded files of a split, found as the module docstring says: images (N, C, H, W) and labels (N,), uint8,
-    read-only and cached (no torch operation runs, so a process may call this before it forks)."""
+    read-only and cached (no torch operation runs, so a process may call this before it forks).
+
+    Examples::
+
+        images, labels = read_split("fashion-mnist", "test")  # (10000, 1, 28, 28) and (10000,), uint8
+    """
     check_choice("dataset", dataset, DATASETS)
     check_choice("split", split, SPLITS)
     only = Path(root).expanduser() if root is not None else setting(DATA_ONLY)

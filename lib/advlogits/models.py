@@ -261,8 +261,12 @@ class WideResNet(_PreActNet):
 # RobustBench
 # ----------------------------------------------------------------------------------------------
 
+# RobustBench's name of the L-inf threat model (the library spells the norm "linf", `advlogits.attacks.Norm`): the
+# only place it is written, at the boundary where RobustBench is called.
+ROBUSTBENCH_LINF = "Linf"
 
-def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> dict:
+
+def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = ROBUSTBENCH_LINF) -> dict:
     """RobustBench's zoo record of model ``name``; a clear error if it is not in the zoo of
     ``dataset``/``threat_model``. Cheap: reads RobustBench's model list, downloads nothing."""
     import_robustbench_utils()
@@ -284,7 +288,7 @@ def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: 
 
 
 def load_robustbench(
-    name: str, *, dataset: str = "cifar10", threat_model: str = "Linf", model_dir: str | Path
+    name: str, *, dataset: str = "cifar10", threat_model: str = ROBUSTBENCH_LINF, model_dir: str | Path
 ) -> nn.Module:
     """Load RobustBench zoo model ``name`` in eval mode on the CPU.
 

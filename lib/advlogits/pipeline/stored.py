@@ -413,7 +413,7 @@ def masking_checks(
 
 def robustbench_entry(name: str) -> dict:
     """The store entry of RobustBench model ``name`` (CIFAR-10, L-inf): results only, no weights of ours."""
-    return {"robustbench": name, "dataset": "cifar10", "threat_model": "Linf"}
+    return {"robustbench": name, "dataset": "cifar10", "threat_model": models.ROBUSTBENCH_LINF}
 
 
 def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, store: Store | None = None) -> Tensor:
@@ -422,7 +422,7 @@ def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, st
     store = store or Store()
 
     def compute() -> dict[str, Tensor]:
-        model = models.load_robustbench(name, dataset="cifar10", threat_model="Linf", model_dir=model_dir)
+        model = models.load_robustbench(name, dataset="cifar10", model_dir=model_dir)
         return {"logits": predict_logits(model.to(profile.device), eval_split(profile)[0])}
 
     return eval_logits_result(profile, robustbench_entry(name)).get_or_compute(compute, store=store)["logits"]
