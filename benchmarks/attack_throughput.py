@@ -31,6 +31,7 @@ Run: ``python -m benchmarks.attack_throughput`` (``--help`` for the flags); writ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 from typing import Any
 
@@ -93,13 +94,12 @@ def briefly_trained_model(p: profiles.Profile, *, train_steps: int, training: st
     model = build_model(p.arch, in_channels=input_shape(p.dataset)[0]).to(p.device)
     if train_steps > 0:
         x, y = load_dataset(p.dataset, "train", n=train_steps * p.batch_size, seed=p.seed)
-        common = dict(
-            epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed, progress=False
-        )
+        # one epoch of the profile's recipe, in float32 without augmentation
+        plain = dict(epochs=1, precision="fp32", compile=False, augment="none")
         if training == "adversarial":
-            train_adversarial(model, x, y, eps=p.eps, alpha=p.alpha, steps=p.steps, **common)
+            train_adversarial(model, x, y, dataclasses.replace(p.adversarial(), **plain), progress=False)
         else:
-            train_standard(model, x, y, **common)
+            train_standard(model, x, y, dataclasses.replace(p.standard(), **plain), progress=False)
     return model.eval()
 
 

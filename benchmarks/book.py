@@ -77,7 +77,7 @@ TARGETS = {
     "warm_s": 40.0,
 }
 # The batch sizes of the book's passes, for the floor: attacks (PGD's evaluation batches,
-# `advlogits.pipeline.measures.pgd_correct`) and inference (`advlogits.attacks.predict_logits`); training runs at
+# `advlogits.pipeline.measures.pgd_correct`) and inference (`advlogits.predict.predict_logits`); training runs at
 # the profile's batch size.
 FLOOR_BATCHES = {"input_gradient": 500, "forward": 1000}
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")

@@ -21,6 +21,7 @@ Run: ``python -m benchmarks.train_epoch`` (``--help`` for the flags); writes ``_
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any
 
@@ -28,9 +29,9 @@ import torch
 from torch import nn
 
 from advlogits import profiles
-from advlogits.attacks import predict_logits
 from advlogits.data import dataset_info, input_shape, load_dataset
 from advlogits.models import build_model
+from advlogits.predict import predict_logits
 from advlogits.train import train_adversarial, train_distilled, train_standard
 from benchmarks._common import (
     QUICK_HELP,
@@ -78,14 +79,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     teacher_logits = predict_logits(fresh_model(p, seed=p.seed + 1), x)  # once, like pipeline.train_logits
     teacher_logits_s = time.perf_counter() - began
 
-    common = dict(epochs=1, batch_size=p.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed, progress=False)
+    # one epoch of each of the profile's recipes, in float32 without augmentation, on the same images
+    plain = dict(epochs=1, n_train=None, precision="fp32", compile=False, augment="none")
+    standard, adversarial = p.standard(), p.adversarial()
+    distilled = dataclasses.replace(p.student(teacher=standard, T=p.temperature, seed=p.seed), **plain)
+    standard, adversarial = dataclasses.replace(standard, **plain), dataclasses.replace(adversarial, **plain)
     runs = {
-        "standard": lambda: train_standard(fresh_model(p, seed=p.seed), x, y, **common),
-        "adversarial": lambda: train_adversarial(
-            fresh_model(p, seed=p.seed), x, y, eps=p.eps, alpha=p.alpha, steps=p.steps, **common
-        ),
+        "standard": lambda: train_standard(fresh_model(p, seed=p.seed), x, y, standard, progress=False),
+        "adversarial": lambda: train_adversarial(fresh_model(p, seed=p.seed), x, y, adversarial, progress=False),
         "distilled": lambda: train_distilled(
-            fresh_model(p, seed=p.seed), x, teacher_logits, T=p.temperature, y=y, **common
+            fresh_model(p, seed=p.seed), x, teacher_logits, distilled, y=y, progress=False
         ),
     }
     timings = interleaved_times(runs, repeats=args.repeats, warmup=1, sync=synchronizer(torch.device(p.device)))

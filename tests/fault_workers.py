@@ -377,7 +377,7 @@ def worker_trials(args: dict) -> None:
     from advlogits import data
 
     for split in ("train", "test"):
-        data._load_fashion_mnist(split, None)
+        data.read_split("fashion-mnist", split)
     queue = [dict(t, kills=list(t["kills"])) for t in args["trials"]]
     statuses: dict[str, list[int]] = {t["id"]: [] for t in queue}
     running: dict[int, dict] = {}  # pid -> trial (its current run is kills[0])

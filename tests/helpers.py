@@ -1,16 +1,20 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, RobustBench checkpoints where
 RobustBench looks first, a model that counts its calls, a tiny training config, a chapter executed as the build
-executes it, and a store's contents as runs compare them. (CIFAR-10 files in the real format come from
-`advlogits.synthetic`, which the GPU check uses too.)"""
+executes it, a store's contents as runs compare them, and the attack tests' data and models (Fashion-MNIST read by
+hand, a tiny CNN, a two-class linear model). (CIFAR-10 files in the real format come from `advlogits.synthetic`,
+which the GPU check uses too.)"""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import gzip
 import io
 import json
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -18,7 +22,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from advlogits.paths import EXECUTED
 from advlogits.train import TrainConfig
@@ -229,3 +236,159 @@ def claim_records(home: Path, executed: Path, *, profile: str, chapters: Sequenc
         assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
     with mock.patch.dict(os.environ, {EXECUTED: str(executed)}):
         return buildfiles.gather(profile)
+
+
+_METHOD_FIELDS = {
+    "standard": {},
+    "adversarial": dict(eps=0.1, alpha=0.04, steps=3),
+    "distilled": dict(teacher=tiny_standard_config(), targets="kd", T=2.0),
+}
+
+
+def train_config(method: str = "standard", **fields: Any) -> TrainConfig:
+    """`tiny_standard_config` as a config of ``method`` (adversarial: eps 0.1, alpha 0.04, 3 PGD steps; distilled: KD
+    at T = 2 from a standard teacher), with ``fields`` replaced: what the training functions of a unit test take."""
+    return dataclasses.replace(tiny_standard_config(), method=method, **{**_METHOD_FIELDS[method], **fields})
+
+
+# ----------------------------------------------------------------------------------------------------
+# the attack tests' data and models (tests/test_attacks.py, test_evaluation.py, test_autoattack.py, test_predict.py)
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_idx_images(name: str, n: int) -> torch.Tensor:
+    """The first n images of a gz IDX file of Debian's Fashion-MNIST as float32 (n, 1, 28, 28) in [0, 1], read by
+    hand (independent of advlogits.data)."""
+    with gzip.open(FASHION_MNIST / name) as f:
+        raw = f.read(16 + n * 28 * 28)
+    pixels = np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, 1, 28, 28)
+    return torch.from_numpy(pixels.astype(np.float32) / 255.0)
+
+
+def read_idx_labels(name: str, n: int) -> torch.Tensor:
+    """The first n labels of a gz IDX file of Debian's Fashion-MNIST as int64 (n,)."""
+    with gzip.open(FASHION_MNIST / name) as f:
+        raw = f.read(8 + n)
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64))
+
+
+def fashion_test_images(n: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n Fashion-MNIST test images (n, 1, 28, 28) and labels (n,)."""
+    return read_idx_images("t10k-images-idx3-ubyte.gz", n), read_idx_labels("t10k-labels-idx1-ubyte.gz", n)
+
+
+def tiny_cnn() -> nn.Module:
+    """Two strided convolutions and a linear layer: 10 classes on (N, 1, 28, 28)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 7 * 7, 10),
+    )
+
+
+def trained_tiny_cnn() -> nn.Module:
+    """`tiny_cnn` trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
+    x = read_idx_images("train-images-idx3-ubyte.gz", 2000)
+    y = read_idx_labels("train-labels-idx1-ubyte.gz", 2000)
+    torch.manual_seed(0)
+    model = tiny_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        perm = torch.randperm(len(x), generator=order)
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    for p in model.parameters():
+        p.grad = None
+    return model
+
+
+def linear_two_class(dtype: torch.dtype = torch.float64) -> nn.Module:
+    """f(x) = W flatten(x) + b with 2 classes on (N, 3, 4, 4) inputs, fixed random weights, in eval mode."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 2)).to(dtype)
+    with torch.no_grad():
+        model[1].weight.normal_(0.0, 0.3)
+        model[1].bias.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def accuracy_by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The fraction of argmax predictions equal to y, in one forward pass (no library code)."""
+    with torch.no_grad():
+        return (model(x).argmax(dim=1) == y).double().mean().item()
+
+
+class BatchNormDropoutNet(nn.Module):
+    """A model whose output and buffers change in train mode (BatchNorm statistics, Dropout)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * 28 * 28, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def model_state(model: nn.Module) -> dict[str, object]:
+    """What a function that runs a model must leave as it found it: each submodule's mode, each parameter's
+    requires_grad and .grad, and the buffers (BatchNorm statistics)."""
+    return {
+        "modes": {name: m.training for name, m in model.named_modules()},
+        "flags": {name: p.requires_grad for name, p in model.named_parameters()},
+        "grads": {name: None if p.grad is None else p.grad.clone() for name, p in model.named_parameters()},
+        "buffers": {name: b.clone() for name, b in model.named_buffers()},
+    }
+
+
+def assert_same_state(before: dict[str, object], after: dict[str, object]) -> None:
+    """`model_state` unchanged, tensor by tensor."""
+    assert after["modes"] == before["modes"]
+    assert after["flags"] == before["flags"]
+    for part in ("grads", "buffers"):
+        for name, value in before[part].items():
+            got = after[part][name]
+            assert (got is None) if value is None else torch.equal(got, value), (part, name)
+
+
+# ----------------------------------------------------------------------------------------------------
+# data sets in the real formats (tests/test_data.py, tests/test_datafiles.py)
+
+
+def idx_images_bytes(images: np.ndarray) -> bytes:
+    """An IDX images file of ``images`` (N, 28, 28) uint8."""
+    return struct.pack(">iiii", 2051, len(images), 28, 28) + images.astype(np.uint8).tobytes()
+
+
+def idx_labels_bytes(labels: np.ndarray) -> bytes:
+    """An IDX labels file of ``labels`` (N,) uint8."""
+    return struct.pack(">ii", 2049, len(labels)) + labels.astype(np.uint8).tobytes()
+
+
+def write_idx_set(folder: Path, split: str, images: np.ndarray, labels: np.ndarray, *, gz: bool) -> None:
+    """Write ``images`` (N, 28, 28) and ``labels`` (N,) as the IDX files of ``split``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    prefix = "train" if split == "train" else "t10k"
+    for stem, payload in (
+        (f"{prefix}-images-idx3-ubyte", idx_images_bytes(images)),
+        (f"{prefix}-labels-idx1-ubyte", idx_labels_bytes(labels)),
+    ):
+        if gz:
+            (folder / f"{stem}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (folder / stem).write_bytes(payload)
+
+
+def random_idx_set(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 28 x 28 uint8 images and labels in 0..9."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)

@@ -18,7 +18,7 @@ from advlogits.pipeline.measures import pgd_correct
 from advlogits.pipeline.training import init_model, train_model
 from advlogits.train import train_standard
 
-from helpers import tiny_standard_config
+from helpers import tiny_standard_config, train_config
 
 CONFIG = tiny_standard_config(n_train=512)
 
@@ -81,9 +81,7 @@ def test_pgd_under_bf16_stays_in_the_ball_and_matches_fp32_robust_accuracy(train
 def _train(precision: str, compile: bool) -> tuple[nn.Module, dict]:
     x, y = load_dataset("fashion-mnist", "train", n=512, seed=0)
     model = init_model(CONFIG)
-    history = train_standard(
-        model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, progress=False, precision=precision, compile=compile
-    )
+    history = train_standard(model, x, y, train_config(precision=precision, compile=compile), progress=False)
     return model, history
 
 

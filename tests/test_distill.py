@@ -21,7 +21,7 @@ from advlogits.distill import (
     label_smoothing,
     make_targets,
     mean_nonmax,
-    reorder_nonmax_like,
+    reorder_nonmax,
     shuffle_nonmax,
     soften,
     spread_nonmax,
@@ -136,7 +136,7 @@ def test_mean_replaces_nonmax_by_their_mean(teacher: torch.Tensor) -> None:
 
 
 def test_reorder_ranks_nonmax_like_reference(teacher: torch.Tensor, reference: torch.Tensor) -> None:
-    out = reorder_nonmax_like(teacher, reference)
+    out = reorder_nonmax(teacher, reference)
     assert torch.equal(out.argmax(dim=1), teacher.argmax(dim=1))
     assert torch.equal(out.amax(dim=1), teacher.amax(dim=1))
     assert torch.equal(out.sort(dim=1).values, teacher.sort(dim=1).values)
@@ -157,19 +157,19 @@ def test_reorder_validation(teacher: torch.Tensor) -> None:
         match=r"reference must be of the shape of the logits it pairs with, "
         r"\(1000, 10\) \(got \(10, 10\)\)",
     ):
-        reorder_nonmax_like(teacher, teacher[:10])
+        reorder_nonmax(teacher, teacher[:10])
 
 
 def test_c7_manipulations_keep_tied_maxima_in_place() -> None:
     z = torch.tensor([[1.0, 5.0, 0.0, 5.0, 2.0], [3.0, 3.0, 3.0, 3.0, 3.0]])
     ref = torch.tensor([[9.0, 0.0, 8.0, 7.0, 1.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
     shuffled = shuffle_nonmax(z, generator=torch.Generator().manual_seed(0))
-    for out in (shuffled, reorder_nonmax_like(z, ref), mean_nonmax(z)):
+    for out in (shuffled, reorder_nonmax(z, ref), mean_nonmax(z)):
         assert out[:, 1].tolist() == [5.0, 3.0] and out[0, 3] == 5.0
         assert torch.equal(out.argmax(dim=1), z.argmax(dim=1))
         assert torch.equal(out[1], z[1])  # constant row: nothing to move
     # reorder: classes 0, 2, 4 ranked by the reference 9 > 8 > 1 get 2 > 1 > 0
-    assert reorder_nonmax_like(z, ref)[0].tolist() == [2.0, 5.0, 1.0, 5.0, 0.0]
+    assert reorder_nonmax(z, ref)[0].tolist() == [2.0, 5.0, 1.0, 5.0, 0.0]
     assert mean_nonmax(z)[0].tolist() == [1.0, 5.0, 1.0, 5.0, 1.0]
 
 
@@ -300,7 +300,7 @@ def test_make_targets_keeps_argmax(
 def test_make_targets_dispatches(teacher: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> None:
     assert torch.equal(_targets("kd", teacher, y, reference), teacher)
     assert torch.equal(_targets("mean", teacher, y, reference), mean_nonmax(teacher))
-    assert torch.equal(_targets("reorder", teacher, y, reference), reorder_nonmax_like(teacher, reference))
+    assert torch.equal(_targets("reorder", teacher, y, reference), reorder_nonmax(teacher, reference))
     assert torch.equal(_targets("flatten", teacher, y, reference), flatten_confidence(teacher, to=0.8))
     assert torch.equal(
         _targets("shuffle", teacher, y, reference), shuffle_nonmax(teacher, generator=torch.Generator().manual_seed(4))

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlogits import margins
+from advlogits import attacks, margins
 from advlogits.attacks import pgd
 from advlogits.logits import runner_up
 from advlogits.models import build_model
@@ -37,7 +37,7 @@ def _inputs(n: int, d: int, seed: int, *, interior: bool = False) -> torch.Tenso
 
 
 def test_dual_norms_by_hand():
-    assert margins.NORMS == ("linf", "l2")
+    assert margins.NORMS == ("linf", "l2") and margins.NORMS is attacks.NORMS, "one Norm, the attacks'"
     v = torch.tensor([3.0, -4.0])
     assert margins.dual_norm(v, norm="linf").item() == 7.0  # ||.||_inf's dual is ||.||_1
     assert margins.dual_norm(v, norm="l2").item() == 5.0

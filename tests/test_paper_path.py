@@ -2,7 +2,7 @@
 
 The paper profile's own data set, architecture and precision (CIFAR-10, PreAct ResNet-18, bf16 autocast) and
 chapter 2's RobustBench models run here at a tiny scale: a CIFAR-10 set of 70 random images written in the
-real on-disk format (read through ``$ADVLOGITS_DATA_ROOT``, which loads a small set the way ``root=`` does),
+real on-disk format (read through ``$ADVLOGITS_DATA_ONLY``, which loads a small set the way ``root=`` does),
 random-weight RobustBench checkpoints written where RobustBench looks before downloading, and tiny budgets
 passed through the chapters' ``overrides`` parameter. The chapters are executed with papermill in sorted order,
 as ``make execute`` does, into a temporary store and executed-claims folder. The numbers mean nothing (random
@@ -21,7 +21,7 @@ import nbformat
 import pytest
 import torch
 
-from advlogits import data
+from advlogits import paths
 from advlogits.chapters import claims
 from advlogits.synthetic import cifar_batch, write_cifar
 
@@ -124,8 +124,8 @@ def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path) -> None
         **os.environ,
         "ADVLOGITS_HOME": str(home),
         "ADVLOGITS_EXECUTED_DIR": str(executed),
-        data.ROOT_ENV_VAR: str(cifar),
-        data.ENV_VAR: str(tmp_path / "no-downloads"),
+        paths.DATA_ONLY: str(cifar),
+        paths.DATA: str(tmp_path / "no-downloads"),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "JUPYTER_PREFER_ENV_PATH": "1",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",

@@ -9,14 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from advlogits.attacks import pgd, predict_logits, robust_correct
+from advlogits.attacks import pgd
 from advlogits.data import load_dataset
+from advlogits.evaluation import attack_correct
 from advlogits.margins import gap_gradient_l1
 from advlogits.models import build_for
 from advlogits.pipeline.masking import masking_checks
+from advlogits.predict import predict_logits
 from advlogits.train import train_standard
 
-from helpers import CountingModel
+from helpers import CountingModel, train_config
 
 EPS = 0.05
 CHECK = dict(eps=EPS, alpha=EPS / 4, steps=20, radii=(EPS, 2 * EPS, 3 * EPS, 0.5), seed=0, square_queries=1000)
@@ -38,7 +40,7 @@ class RoundedInput(nn.Module):
 def _train(x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = build_for("cnn-small", "fashion-mnist")
-    train_standard(model, x, y, epochs=3, batch_size=32, lr=0.05, seed=seed, progress=False)
+    train_standard(model, x, y, train_config(epochs=3, batch_size=32, seed=seed), progress=False)
     return model.eval()
 
 
@@ -55,7 +57,7 @@ def _white_box_robust(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tor
     """What the caller passes as ``robust``: correct clean, under PGD-CE and under PGD-CW (the book adds AutoAttack)."""
     robust = predict_logits(model, x).argmax(1) == y
     for loss in ("ce", "cw"):
-        robust &= robust_correct(
+        robust &= attack_correct(
             model,
             x,
             y,

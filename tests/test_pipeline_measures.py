@@ -8,12 +8,16 @@ import json
 import pytest
 import torch
 
-from advlogits.attacks import autoattack_correct, pgd, predict_logits
+from advlogits.attacks import pgd
+from advlogits.autoattack import autoattack_correct
 from advlogits.data import load_dataset
 from advlogits.margins import margin_drops
 from advlogits.models import build_for
 from advlogits.pipeline import measures
+from advlogits.predict import predict_logits
 from advlogits.train import train_standard
+
+from helpers import train_config
 
 ATTACK = dict(eps=0.1, alpha=0.025, steps=5, restarts=1, seed=0)
 
@@ -24,7 +28,7 @@ def linear_model():
     x, y = load_dataset("fashion-mnist", "train", n=2000, seed=0)
     torch.manual_seed(0)
     model = build_for("linear", "fashion-mnist")
-    train_standard(model, x, y, epochs=1, batch_size=64, lr=0.05, progress=False)
+    train_standard(model, x, y, train_config(arch="linear"), progress=False)
     return model, *load_dataset("fashion-mnist", "test", n=64, seed=0)
 
 

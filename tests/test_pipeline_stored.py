@@ -33,12 +33,13 @@ from source_imports import imports, module_file
 
 import advlogits
 from advlogits import margins, pipeline, profiles
-from advlogits.attacks import pgd, predict_logits
+from advlogits.attacks import pgd
 from advlogits.data import DatasetError, load_dataset
 from advlogits.distill import make_targets
 from advlogits.fileio import StoreError
 from advlogits.pipeline import measures, training
 from advlogits.pipeline.stored import MODEL_SOURCES, RESULT_SOURCES, model_code, model_key, result_code
+from advlogits.predict import predict_logits
 from advlogits.store import Store, source_digest
 from advlogits.synthetic import cifar_batch, write_cifar
 
@@ -380,6 +381,8 @@ def test_results_are_keyed_by_the_source_of_the_modules_that_compute_them(tmp_pa
         "advlogits.pipeline.measures",
         "advlogits.pipeline.masking",
         "advlogits.margins",
+        "advlogits.logits",
+        "advlogits.autoattack",
     }
     assert model_code() == source_digest(MODEL_SOURCES) != ""
     assert result_code() == source_digest(MODEL_SOURCES + RESULT_SOURCES) != model_code()
@@ -412,7 +415,14 @@ def _transitive_imports(start: str) -> set[str]:
 
 # Modules that decide nothing numeric: argument checks, file handling, third-party import quirks.
 # Modules that cannot change a number: validation, file I/O, compatibility shims, and the pass counter (it only counts)
-BASICS = {"advlogits.checks", "advlogits.fileio", "advlogits._compat", "advlogits.passes"}
+BASICS = {
+    "advlogits.checks",
+    "advlogits.fileio",
+    "advlogits._compat",
+    "advlogits.passes",
+    "advlogits.paths",
+    "advlogits.downloads",
+}
 
 
 def test_everything_the_training_code_imports_is_in_the_model_key():
@@ -425,12 +435,24 @@ def test_everything_the_training_code_imports_is_in_the_model_key():
         "advlogits.data",
         "advlogits.distill",
         "advlogits.attacks",
+        "advlogits.evaluation",
+        "advlogits.predict",
         "advlogits.accel",
     } <= reached, "the walk follows imports through train.py"
     declared = {m.__name__ for m in MODEL_SOURCES}
     missing = sorted(reached - declared - BASICS)
     assert not missing, f"imported by the training code but in no model key: {missing}"
     assert "advlogits.pipeline.training" in declared
+
+
+def test_everything_the_measuring_code_imports_is_in_a_result_key():
+    """Any advlogits module that the measures reach (transitively) can change a stored result, so its source must be
+    in `RESULT_SOURCES` or `MODEL_SOURCES` (every result key has both), unless it is one of the basics."""
+    reached = set().union(*(_transitive_imports(m.__name__) for m in RESULT_SOURCES))
+    assert {"advlogits.attacks", "advlogits.autoattack", "advlogits.logits", "advlogits.predict"} <= reached
+    declared = {m.__name__ for m in MODEL_SOURCES + RESULT_SOURCES}
+    missing = sorted(reached - declared - BASICS)
+    assert not missing, f"imported by the measuring code but in no result key: {missing}"
 
 
 def test_the_import_walk_sees_relative_and_package_imports(tmp_path, monkeypatch):
@@ -750,7 +772,7 @@ def test_a_bad_environment_fails_before_training_and_leaves_no_entry(tmp_path, m
     config = ST
     if how == "n_train":  # a valid config, more images than the data set at hand holds
         config = dataclasses.replace(ST, n_train=500)
-        monkeypatch.setenv("ADVLOGITS_DATA_ROOT", str(_fashion_copy(tmp_path / "data", images=100)))
+        monkeypatch.setenv("ADVLOGITS_DATA_ONLY", str(_fashion_copy(tmp_path / "data", images=100)))
     elif how == "home":
         monkeypatch.setenv("ADVLOGITS_HOME", "/proc/advlogits-store")
     else:

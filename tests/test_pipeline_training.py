@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from advlogits.attacks import predict_logits
 from advlogits.data import load_dataset
 from advlogits.distill import average_confidence, label_correct, make_targets
 from advlogits.fileio import StoreError
 from advlogits.pipeline import training
+from advlogits.predict import predict_logits
 
 from helpers import tiny_standard_config
 

@@ -16,12 +16,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlogits import profiles, train
-from advlogits.attacks import predict_logits, robust_accuracy, robust_correct
-from advlogits.data import augment, load_dataset
+from advlogits.augmentation import augment
+from advlogits.data import load_dataset
+from advlogits.evaluation import accuracy, attack_correct, robust_accuracy
 from advlogits.fileio import StoreError, safe_torch_load
 from advlogits.models import build_model
+from advlogits.predict import predict_logits
 from advlogits.train import (
-    accuracy,
+    STREAM_ATTACK,
+    STREAM_AUGMENT,
+    STREAM_ORDER,
+    STREAM_VAL_ATTACK,
+    epoch_generator,
     fit,
     train_adversarial,
     train_distilled,
@@ -30,7 +36,7 @@ from advlogits.train import (
 )
 
 from fault_workers import AT, ST
-from helpers import code_running_bytes
+from helpers import code_running_bytes, train_config
 
 _DISTILLED = dataclasses.replace(ST, method="distilled", teacher=ST, targets="kd", T=2.0)
 
@@ -61,7 +67,7 @@ def test_triangular_schedule_closed_form():
 def test_standard_training_learns_and_reports_history(data):
     x, y, x_test, y_test = data
     model = fresh()
-    history = train_standard(model, x, y, epochs=2, batch_size=64, lr=0.05, progress=False, x_val=x_test, y_val=y_test)
+    history = train_standard(model, x, y, train_config(epochs=2), progress=False, x_val=x_test, y_val=y_test)
     assert history["epoch"] == [1, 2]
     assert len(history["batch_loss"]) == 2 * 32
     assert history["train_loss"][1] < history["train_loss"][0]
@@ -75,7 +81,7 @@ def test_same_seed_same_model_other_seed_other_model(data):
     runs = []
     for seed in (0, 0, 1):
         model = fresh(seed)
-        train_standard(model, x[:512], y[:512], epochs=1, batch_size=64, lr=0.05, seed=seed, progress=False)
+        train_standard(model, x[:512], y[:512], train_config(seed=seed), progress=False)
         runs.append(model)
     assert weights_equal(runs[0], runs[1])
     assert not weights_equal(runs[0], runs[2])
@@ -85,19 +91,19 @@ def test_same_seed_same_model_other_seed_other_model(data):
 def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     """SIGKILL a training run after its first checkpoint; resuming must end where an uninterrupted run ends."""
     x, y, *_ = data
-    kwargs = dict(epochs=3, batch_size=64, lr=0.05, seed=0, progress=False)
+    config = train_config(epochs=3)
     reference = fresh()
-    train_standard(reference, x, y, **kwargs)
+    train_standard(reference, x, y, config, progress=False)
 
     ckpt = tmp_path / "checkpoint.pt"
     script = textwrap.dedent(f"""
         import torch
         from advlogits.data import load_dataset
         from advlogits.models import build_model
-        from advlogits.train import train_standard
+        from advlogits.train import TrainConfig, train_standard
         x, y = load_dataset("fashion-mnist", "train", n=2000, seed=0)
         torch.manual_seed(0)
-        train_standard(build_model("cnn-small"), x, y, checkpoint={str(ckpt)!r}, **{kwargs!r})
+        train_standard(build_model("cnn-small"), x, y, {config!r}, checkpoint={str(ckpt)!r}, progress=False)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script])
     deadline = time.time() + 120
@@ -110,7 +116,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     assert done < 2, "killed after its first epochs, not at the end"
 
     resumed = fresh(123)  # the initial weights do not matter: they come from the checkpoint
-    history = train_standard(resumed, x, y, checkpoint=ckpt, **kwargs)
+    history = train_standard(resumed, x, y, config, checkpoint=ckpt, progress=False)
     assert history["epoch"] == [1, 2, 3]
     for p, q in zip(reference.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
@@ -126,7 +132,7 @@ def test_a_checkpoint_that_runs_code_is_refused_and_nothing_is_trained(data, tmp
     model = fresh()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(StoreError, match=r"refusing to load .*checkpoint\.pt.*never load a checkpoint you do not"):
-        train_standard(model, x, y, epochs=1, batch_size=64, lr=0.05, seed=0, checkpoint=ckpt, progress=False)
+        train_standard(model, x, y, train_config(), checkpoint=ckpt, progress=False)
     assert not marker.exists()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "nothing was trained"
 
@@ -134,10 +140,9 @@ def test_a_checkpoint_that_runs_code_is_refused_and_nothing_is_trained(data, tmp
 @pytest.mark.slow
 def test_adversarial_training_buys_robustness(data):
     x, y, x_test, y_test = data
-    kwargs = dict(epochs=3, batch_size=64, lr=0.05, progress=False)
     st, at = fresh(), fresh()
-    train_standard(st, x, y, **kwargs)
-    train_adversarial(at, x, y, eps=0.1, alpha=0.04, steps=3, **kwargs)
+    train_standard(st, x, y, train_config(epochs=3), progress=False)
+    train_adversarial(at, x, y, train_config("adversarial", epochs=3), progress=False)
     attack = dict(
         attack="pgd", batch_size=500, eps=0.1, alpha=0.025, steps=10, generator=torch.Generator().manual_seed(0)
     )
@@ -146,25 +151,32 @@ def test_adversarial_training_buys_robustness(data):
     assert at_robust > st_robust + 0.2, (st_robust, at_robust)
 
 
-def test_adversarial_training_validates_before_compute(data):
+def test_training_validates_before_compute(data):
+    """Each training function trains the method its config names; the images and targets must match. (The config's
+    own values are checked when it is made: `CONFIG_CASES`.)"""
     x, y, *_ = data
-    with pytest.raises(ValueError, match=r"^alpha must be a finite number > 0 and <= 0\.1 \(got 0\.2\)"):
-        train_adversarial(fresh(), x, y, eps=0.1, alpha=0.2, steps=3, epochs=1, batch_size=64, lr=0.1)
-    with pytest.raises(ValueError, match=r"^eps must be a finite number > 0 and < 1 \(got 0\.0\)"):
-        train_adversarial(fresh(), x, y, eps=0.0, alpha=0.2, steps=3, epochs=1, batch_size=64, lr=0.1)
-    with pytest.raises(ValueError, match=r"^epochs must be an integer >= 1 \(got 0\)"):
-        train_standard(fresh(), x, y, epochs=0, batch_size=64, lr=0.1)
+    model = fresh()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^config must be a TrainConfig with method='adversarial' \(got 'standard'\)"):
+        train_adversarial(model, x, y, train_config())
+    with pytest.raises(ValueError, match=r"^config must be a TrainConfig with method='standard' \(got 'distilled'\)"):
+        train_standard(model, x, y, train_config("distilled"))
+    with pytest.raises(
+        ValueError, match=r"^config must be a TrainConfig with method='distilled' \(got \{'epochs': 1\}\)"
+    ):
+        train_distilled(model, x, y, {"epochs": 1})
     with pytest.raises(ValueError, match=r"^targets must be one row per image \(2000\) \(got 10 rows\)"):
-        train_standard(fresh(), x, y[:10], epochs=1, batch_size=64, lr=0.1)
+        train_standard(model, x, y[:10], train_config())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "nothing was trained"
 
 
 def test_distilled_student_follows_its_teacher(data):
     x, y, x_test, y_test = data
     teacher = fresh()
-    train_standard(teacher, x, y, epochs=2, batch_size=64, lr=0.05, progress=False)
+    train_standard(teacher, x, y, train_config(epochs=2), progress=False)
     targets = predict_logits(teacher, x)
     student = fresh(1)
-    history = train_distilled(student, x, targets, T=2.0, epochs=2, batch_size=64, lr=0.05, y=y, progress=False)
+    history = train_distilled(student, x, targets, train_config("distilled", epochs=2), y=y, progress=False)
     agreement = (predict_logits(student, x_test).argmax(1) == predict_logits(teacher, x_test).argmax(1)).float().mean()
     assert agreement > 0.8
     assert 0 < history["train_acc"][-1] <= 1
@@ -173,28 +185,14 @@ def test_distilled_student_follows_its_teacher(data):
 def test_distillation_with_hard_labels_and_bad_input(data):
     x, y, *_ = data
     student = fresh()
-    history = train_distilled(
-        student, x[:512], y[:512], T=1.0, epochs=1, batch_size=64, lr=0.05, y=y[:512], progress=False
-    )
+    history = train_distilled(student, x[:512], y[:512], train_config("distilled", T=1.0), y=y[:512], progress=False)
     assert len(history["train_loss"]) == 1
-    with pytest.raises(ValueError, match=r"^T must be a finite number > 0 \(got 0\.0\)"):
-        train_distilled(student, x, torch.zeros(len(x), 10), T=0.0, epochs=1, batch_size=64, lr=0.05)
     with pytest.raises(
         ValueError,
         match=r"^targets must be \(N, K\) float logits or \(N,\) int64 labels "
         r"\(got \(2000, 10\), torch\.int64\)",
     ):
-        train_distilled(student, x, torch.zeros(len(x), 10, dtype=torch.long), T=1.0, epochs=1, batch_size=64, lr=0.05)
-
-
-def test_accuracy_of_no_images_is_zero_and_the_mode_is_restored(data):
-    x, y, *_ = data
-    model = fresh().train()
-    assert accuracy(model, x[:0], y[:0]) == 0.0
-    assert accuracy(model, x[:100], y[:100]) == pytest.approx(
-        (predict_logits(model, x[:100]).argmax(1) == y[:100]).float().mean().item()
-    )
-    assert model.training
+        train_distilled(student, x, torch.zeros(len(x), 10, dtype=torch.long), train_config("distilled"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -310,7 +308,7 @@ def test_valid_students_and_adversarial_configs_are_accepted():
 
 def plain_loop(model, x, y, *, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int) -> list[float]:
     """Standard training written out without the training loop's options: the documented recipe (SGD with Nesterov
-    momentum, the triangular schedule, the data order of `_generator(seed, epoch, STREAM_ORDER)`); batch losses."""
+    momentum, the triangular schedule, the data order of `epoch_generator(seed, epoch, STREAM_ORDER)`); batch losses."""
     n = len(x)
     steps = -(-n // batch_size)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
@@ -318,7 +316,7 @@ def plain_loop(model, x, y, *, epochs: int, batch_size: int, lr: float, weight_d
     losses = []
     model.train()
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=train._generator(seed, epoch, train.STREAM_ORDER))
+        order = torch.randperm(n, generator=epoch_generator(seed, epoch, STREAM_ORDER))
         for b in range(steps):
             idx = order[b * batch_size : (b + 1) * batch_size]
             loss = F.cross_entropy(model(x[idx]), y[idx])
@@ -344,8 +342,8 @@ def test_no_augmentation_reproduces_the_plain_training_loop(data):
     losses = plain_loop(reference, x, y, **kwargs)
     default, explicit = fresh(), fresh()
     val = dict(progress=False, x_val=x_test[:100], y_val=y_test[:100])
-    h_default = train_standard(default, x, y, **val, **kwargs)
-    h_none = train_standard(explicit, x, y, augment="none", **val, **kwargs)
+    h_default = train_standard(default, x, y, train_config(**kwargs), **val)
+    h_none = train_standard(explicit, x, y, train_config(augment="none", **kwargs), **val)
     assert h_none["batch_loss"] == losses
     assert weights_equal(reference, explicit) and weights_equal(default, explicit)
     assert without_seconds(h_default) == without_seconds(h_none)
@@ -354,25 +352,17 @@ def test_no_augmentation_reproduces_the_plain_training_loop(data):
 def test_crop_flip_training_differs_from_none_and_is_deterministic(data):
     x, y, *_ = data
     x, y = x[:256], y[:256]
-    kwargs = dict(epochs=1, batch_size=64, lr=0.05, seed=0, progress=False)
     runs = {}
     for name, kind in (("none", "none"), ("a", "crop-flip"), ("b", "crop-flip")):
         runs[name] = fresh()
-        train_standard(runs[name], x, y, augment=kind, **kwargs)
+        train_standard(runs[name], x, y, train_config(augment=kind), progress=False)
     assert weights_equal(runs["a"], runs["b"])
     assert not weights_equal(runs["a"], runs["none"])
     at_a, at_b = fresh(), fresh()
+    config = train_config("adversarial", alpha=0.05, steps=1, augment="crop-flip")
     for model in (at_a, at_b):
-        train_adversarial(model, x[:128], y[:128], eps=0.1, alpha=0.05, steps=1, augment="crop-flip", **kwargs)
+        train_adversarial(model, x[:128], y[:128], config, progress=False)
     assert weights_equal(at_a, at_b)
-
-
-def test_training_refuses_an_unknown_augmentation(data):
-    x, y, *_ = data
-    with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'flip'\)"):
-        train_standard(fresh(), x, y, epochs=1, batch_size=64, lr=0.1, augment="flip")
-    with pytest.raises(ValueError, match=r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"):
-        train_adversarial(fresh(), x, y, eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.1, augment="mixup")
 
 
 def test_a_profile_with_a_bad_augmentation_is_refused():
@@ -389,7 +379,7 @@ class Interrupt(Exception):
 
 
 def test_the_step_gets_the_augmented_batches_and_a_resumed_run_the_same_ones(data, tmp_path):
-    """`fit` augments each batch with `_generator(seed, epoch, STREAM_AUGMENT)` before the loss step; a run resumed
+    """`fit` augments each batch with `epoch_generator(seed, epoch, STREAM_AUGMENT)` before the loss step; a run resumed
     from its epoch-1 checkpoint hands epoch 2 the same augmented batches as the uninterrupted run."""
     x, y, *_ = data
     x, y = x[:96], y[:96]
@@ -403,32 +393,16 @@ def test_the_step_gets_the_augmented_batches_and_a_resumed_run_the_same_ones(dat
             logits = m(xb)
             return F.cross_entropy(logits, yb), logits
 
-        return fit(
-            model,
-            x,
-            y,
-            step=step,
-            epochs=2,
-            batch_size=batch_size,
-            lr=0.01,
-            weight_decay=0.0,
-            seed=seed,
-            checkpoint=checkpoint,
-            progress=False,
-            desc="test",
-            x_val=None,
-            y_val=None,
-            y_true=y,
-            precision="fp32",
-            compile=False,
-            augment="crop-flip",
+        config = train_config(
+            epochs=2, batch_size=batch_size, lr=0.01, weight_decay=0.0, seed=seed, augment="crop-flip"
         )
+        return fit(model, x, y, config, step=step, checkpoint=checkpoint, progress=False, y_true=y)
 
     seen: list = []
     run(fresh(), seen)
     for epoch in range(2):
-        order = torch.randperm(len(x), generator=train._generator(seed, epoch, train.STREAM_ORDER))
-        generator = train._generator(seed, epoch, train.STREAM_AUGMENT)
+        order = torch.randperm(len(x), generator=epoch_generator(seed, epoch, STREAM_ORDER))
+        generator = epoch_generator(seed, epoch, STREAM_AUGMENT)
         for b in range(3):
             expected = augment(x[order[b * batch_size : (b + 1) * batch_size]], "crop-flip", generator=generator)
             assert torch.equal(seen[3 * epoch + b], expected), (epoch, b)
@@ -444,18 +418,20 @@ def test_the_step_gets_the_augmented_batches_and_a_resumed_run_the_same_ones(dat
 
 def test_adversarial_training_logs_the_validation_pgd_accuracy(data):
     """``val_pgd_acc``: one value per epoch, in [0, 1], at most the clean ``val_acc``, equal to the training attack
-    (random start from `_generator(seed, epoch, STREAM_VAL_ATTACK)`, early stop) run on the final model;
+    (random start from `epoch_generator(seed, epoch, STREAM_VAL_ATTACK)`, early stop) run on the final model;
     standard and distilled training do not log it."""
     x, y, x_test, y_test = data
     x, y, x_val, y_val = x[:512], y[:512], x_test[:200], y_test[:200]
-    kwargs = dict(epochs=2, batch_size=64, lr=0.05, seed=2, progress=False, x_val=x_val, y_val=y_val)
+    kwargs = dict(progress=False, x_val=x_val, y_val=y_val)
     model = fresh()
-    history = train_adversarial(model, x, y, eps=0.1, alpha=0.05, steps=2, **kwargs)
+    history = train_adversarial(
+        model, x, y, train_config("adversarial", epochs=2, alpha=0.05, steps=2, seed=2), **kwargs
+    )
     values = history["val_pgd_acc"]
     assert len(values) == len(history["val_acc"]) == 2
     assert all(0.0 <= v <= clean <= 1.0 for v, clean in zip(values, history["val_acc"])), history
     assert values[-1] > 0.0, "the adversarially trained CNN keeps some robustness"
-    correct = robust_correct(
+    correct = attack_correct(
         model,
         x_val,
         y_val,
@@ -465,15 +441,17 @@ def test_adversarial_training_logs_the_validation_pgd_accuracy(data):
         alpha=0.05,
         steps=2,
         early_stop=True,
-        generator=train._generator(2, 1, train.STREAM_VAL_ATTACK),
+        generator=epoch_generator(2, 1, STREAM_VAL_ATTACK),
     )
     assert values[-1] == correct.sum().item() / len(correct)
-    assert train.STREAM_VAL_ATTACK not in (train.STREAM_ORDER, train.STREAM_ATTACK, train.STREAM_AUGMENT)
-    st = train_standard(fresh(), x, y, **kwargs)
-    kd = train_distilled(fresh(), x, torch.randn(len(x), 10), T=2.0, y=y, **kwargs)
+    assert STREAM_VAL_ATTACK not in (STREAM_ORDER, STREAM_ATTACK, STREAM_AUGMENT)
+    st = train_standard(fresh(), x, y, train_config(epochs=2, seed=2), **kwargs)
+    kd = train_distilled(
+        fresh(), x, torch.randn(len(x), 10), train_config("distilled", epochs=2, seed=2), y=y, **kwargs
+    )
     assert "val_pgd_acc" not in st and "val_pgd_acc" not in kd
     assert "val_pgd_acc" not in train_adversarial(
-        fresh(), x[:64], y[:64], eps=0.1, alpha=0.05, steps=1, epochs=1, batch_size=64, lr=0.05, progress=False
+        fresh(), x[:64], y[:64], train_config("adversarial", alpha=0.05, steps=1), progress=False
     )
 
 
@@ -494,13 +472,13 @@ def dropout_bn_model() -> nn.Module:
 def test_the_validation_pgd_accuracy_does_not_change_the_training(data):
     x, y, x_test, y_test = data
     x, y = x[:256], y[:256]
-    kwargs = dict(eps=0.1, alpha=0.05, steps=2, epochs=2, batch_size=64, lr=0.05, seed=1, progress=False)
+    config = train_config("adversarial", alpha=0.05, steps=2, epochs=2, seed=1)
     with_hook, without = dropout_bn_model(), dropout_bn_model()
     torch.manual_seed(11)
-    h_with = train_adversarial(with_hook, x, y, x_val=x_test[:100], y_val=y_test[:100], **kwargs)
+    h_with = train_adversarial(with_hook, x, y, config, progress=False, x_val=x_test[:100], y_val=y_test[:100])
     rng_with = torch.get_rng_state()
     torch.manual_seed(11)
-    h_without = train_adversarial(without, x, y, **kwargs)
+    h_without = train_adversarial(without, x, y, config, progress=False)
     assert len(h_with["val_pgd_acc"]) == 2 and "val_pgd_acc" not in h_without
     assert weights_equal(with_hook, without), "weights and batch-norm statistics as without the measurement"
     assert h_with["batch_loss"] == h_without["batch_loss"]
@@ -510,20 +488,10 @@ def test_the_validation_pgd_accuracy_does_not_change_the_training(data):
 def test_the_validation_pgd_accuracy_survives_a_resume(data, tmp_path, monkeypatch):
     x, y, x_test, y_test = data
     x, y = x[:128], y[:128]
-    kwargs = dict(
-        eps=0.1,
-        alpha=0.05,
-        steps=1,
-        epochs=2,
-        batch_size=64,
-        lr=0.05,
-        seed=0,
-        progress=False,
-        x_val=x_test[:100],
-        y_val=y_test[:100],
-    )
+    config = train_config("adversarial", alpha=0.05, steps=1, epochs=2)
+    kwargs = dict(progress=False, x_val=x_test[:100], y_val=y_test[:100])
     reference = fresh()
-    expected = train_adversarial(reference, x, y, **kwargs)
+    expected = train_adversarial(reference, x, y, config, **kwargs)
 
     ckpt, calls, attack = tmp_path / "checkpoint.pt", [], train.pgd
 
@@ -535,11 +503,11 @@ def test_the_validation_pgd_accuracy_survives_a_resume(data, tmp_path, monkeypat
 
     monkeypatch.setattr(train, "pgd", stopping_pgd)
     with pytest.raises(Interrupt):
-        train_adversarial(fresh(), x, y, checkpoint=ckpt, **kwargs)
+        train_adversarial(fresh(), x, y, config, checkpoint=ckpt, **kwargs)
     monkeypatch.setattr(train, "pgd", attack)
     saved = safe_torch_load(ckpt)
     assert saved["epoch"] == 0 and saved["history"]["val_pgd_acc"] == expected["val_pgd_acc"][:1]
     resumed = fresh(5)
-    history = train_adversarial(resumed, x, y, checkpoint=ckpt, **kwargs)
+    history = train_adversarial(resumed, x, y, config, checkpoint=ckpt, **kwargs)
     assert history["epoch"] == [1, 2] and history["val_pgd_acc"] == expected["val_pgd_acc"]
     assert weights_equal(resumed, reference)

@@ -9,7 +9,7 @@ PGD-AT eps 8/255, alpha 2/255, 10 steps, crop-flip augmentation; evaluation PGD 
   batches (for compile: while it compiles), then, timed between two device synchronisations, on a fixed number of
   batches (`Sizes`); a compiled graph built during the warm-up is reused by the timed call (``recompiled`` says if
   it was not);
-* images per second of fp32 inference (``predict_logits``), of PGD-20 on a batch of 500 (``robust_correct`` as the
+* images per second of fp32 inference (``predict_logits``), of PGD-20 on a batch of 500 (``attack_correct`` as the
   evaluation calls it, without early stopping: every image takes every step) and of AutoAttack's fast version
   (APGD-CE + APGD-T, ``autoattack_correct``) on a batch of 500 labelled with the model's own predictions, so that
   every image is attacked; ``robust_fraction`` is the share that survives it;
@@ -17,7 +17,7 @@ PGD-AT eps 8/255, alpha 2/255, 10 steps, crop-flip augmentation; evaluation PGD 
 * the agreement of a bf16-trained and an fp32-trained model: the same seed, data order and initial weights, a few
   hundred SGD steps of standard training each way on the synthetic data, compared on held-out synthetic images
   (both evaluated in fp32, as the book evaluates): top-1 agreement and mean absolute logit difference;
-* with real Fashion-MNIST at hand (``$ADVLOGITS_DATA_ROOT``, ``$ADVLOGITS_DATA``, Debian's folder or the data
+* with real Fashion-MNIST at hand (``$ADVLOGITS_DATA_ONLY``, ``$ADVLOGITS_DATA``, Debian's folder or the data
   home; nothing is downloaded), the same for the ``cpu`` profile's model (cnn-small, fp32): epoch rates of standard
   and adversarial training and a bf16 agreement on real images;
 * an estimate of the ``paper`` profile's GPU-hours: every unit of ``book_plan(resolve("paper"))`` priced from the

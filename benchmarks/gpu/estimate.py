@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advlogits import profiles
-from advlogits.attacks import AA_SQUARE_QUERIES
+from advlogits.autoattack import AA_SQUARE_QUERIES
 from advlogits.data import dataset_info, num_classes
 from advlogits.margins import CHECK_STEPS
 from advlogits.pipeline.plan import Unit, book_plan

@@ -4,6 +4,7 @@ bf16-trained with an fp32-trained model."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -14,9 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from advlogits import profiles
-from advlogits.attacks import autoattack_correct, predict_logits, robust_correct
+from advlogits.autoattack import autoattack_correct
+from advlogits.evaluation import attack_correct
 from advlogits.models import build_for
-from advlogits.train import train_adversarial, train_standard
+from advlogits.predict import predict_logits
+from advlogits.train import TrainConfig, train_adversarial, train_standard
 from benchmarks.gpu.device import compiled_graphs, record, reset_peak, timed
 
 ARCH, DATASET = "preact-resnet18", "cifar10"  # the paper profile's model and data set
@@ -86,6 +89,13 @@ def fresh(arch: str, dataset: str, *, seed: int, device: torch.device) -> nn.Mod
     return build_for(arch, dataset).to(device)
 
 
+def loop_config(p: profiles.Profile, *, method: str, arch: str, dataset: str, **fields: Any) -> TrainConfig:
+    """The config a measurement trains with: the profile's standard or adversarial recipe on ``arch`` and
+    ``dataset``, with ``fields`` replaced."""
+    base = p.adversarial() if method == "adversarial" else p.standard()
+    return dataclasses.replace(base, arch=arch, dataset=dataset, n_train=None, **fields)
+
+
 def training_rate(
     p: profiles.Profile,
     sizes: Sizes,
@@ -101,15 +111,17 @@ def training_rate(
 ) -> dict[str, Any]:
     """Images per second of ``train_standard`` / ``train_adversarial``: a warm-up call, then a timed one."""
     model = fresh(arch, dataset, seed=p.seed, device=device)
-    common = dict(epochs=1, batch_size=sizes.batch_size, lr=p.lr, weight_decay=p.weight_decay, seed=p.seed)
-    common |= dict(progress=False, precision=precision, compile=compile, augment=p.augment)
+    fields = dict(epochs=1, batch_size=sizes.batch_size, precision=precision, compile=compile, augment=p.augment)
+    if method != "standard":
+        fields["steps"] = sizes.train_steps
+    config = loop_config(p, method=method, arch=arch, dataset=dataset, **fields)
 
     def call(batches: int) -> None:
         n = batches * sizes.batch_size
         if method == "standard":
-            train_standard(model, x[:n], y[:n], **common)
+            train_standard(model, x[:n], y[:n], config, progress=False)
         else:
-            train_adversarial(model, x[:n], y[:n], eps=p.eps, alpha=p.alpha, steps=sizes.train_steps, **common)
+            train_adversarial(model, x[:n], y[:n], config, progress=False)
 
     reset_peak(device)
     warmup_s, _ = timed(device, lambda: call(sizes.warmup_batches))
@@ -148,10 +160,10 @@ def pgd_rate(
     """Images per second of the evaluation's L-inf PGD (fp32, one batch, every image takes every step)."""
     attack = dict(attack="pgd", batch_size=len(x), eps=p.eps, alpha=p.eval_alpha, random_start=True, early_stop=False)
     reset_peak(device)
-    robust_correct(model, x, y, steps=1, generator=torch.Generator().manual_seed(p.seed), **attack)  # warm-up
+    attack_correct(model, x, y, steps=1, generator=torch.Generator().manual_seed(p.seed), **attack)  # warm-up
     seconds, _ = timed(
         device,
-        lambda: robust_correct(
+        lambda: attack_correct(
             model, x, y, steps=sizes.eval_steps, generator=torch.Generator().manual_seed(p.seed), **attack
         ),
     )
@@ -191,19 +203,18 @@ def bf16_agreement(
     models: dict[str, nn.Module] = {}
     for precision in ("fp32", "bf16"):
         models[precision] = model = fresh(arch, dataset, seed=p.seed, device=device)
-        train = functools.partial(
-            train_standard,
-            model,
-            x,
-            y,
+        config = loop_config(
+            p,
+            method="standard",
+            arch=arch,
+            dataset=dataset,
             epochs=sizes.agreement_epochs,
             batch_size=sizes.batch_size,
-            lr=p.lr,
-            weight_decay=p.weight_decay,
-            seed=p.seed,
-            progress=False,
             precision=precision,
+            compile=False,
+            augment="none",
         )
+        train = functools.partial(train_standard, model, x, y, config, progress=False)
         seconds[precision], _ = timed(device, train)
         logits[precision] = predict_logits(model, x_test)
         say(f"  {arch} trained in {precision}: {seconds[precision]:.1f} s")

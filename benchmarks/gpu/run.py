@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -17,7 +16,9 @@ from torch import Tensor
 
 from advlogits import profiles
 from advlogits.accel import resolve_device
-from advlogits.data import ENV_VAR, ROOT_ENV_VAR, SYSTEM_FASHION_MNIST, DatasetError, data_home, load_dataset
+from advlogits.data import DatasetError, data_home, load_dataset
+from advlogits.datafiles import SYSTEM_FASHION_MNIST
+from advlogits.paths import DATA, DATA_ONLY, setting
 from advlogits.synthetic import SIGNAL, write_synthetic_cifar
 from benchmarks._common import QUICK_HELP, base_parser, environment, load_average, set_threads, write_result
 from benchmarks.gpu.device import Clock, describe_device, gpu_environment, guarded
@@ -132,15 +133,10 @@ def measure_cifar(run: Run, p: profiles.Profile, sizes: Sizes, data: tuple[Tenso
 def find_fashion_mnist(n_train: int, n_test: int, seed: int) -> tuple[Any, Any, str] | None:
     """(train subset, test subset, folder) of real Fashion-MNIST where a copy is at hand, else None.
 
-    Looks in ``$ADVLOGITS_DATA_ROOT``, ``$ADVLOGITS_DATA``, Debian's folder and the data home, each as an explicit
+    Looks in ``$ADVLOGITS_DATA_ONLY``, ``$ADVLOGITS_DATA``, Debian's folder and the data home, each as an explicit
     ``root`` (so nothing is downloaded).
     """
-    candidates = [
-        os.environ.get(ROOT_ENV_VAR, "").strip(),
-        os.environ.get(ENV_VAR, "").strip(),
-        str(SYSTEM_FASHION_MNIST),
-        str(data_home()),
-    ]
+    candidates = [str(setting(DATA_ONLY) or ""), str(setting(DATA) or ""), str(SYSTEM_FASHION_MNIST), str(data_home())]
     for folder in dict.fromkeys(c for c in candidates if c):
         if not Path(folder).expanduser().is_dir():
             continue

@@ -3,9 +3,9 @@
 The names a reader needs first: a profile (`resolve`), the pipeline's models and measurements (`get_model`,
 `evaluate`, `eval_logits`), the attack (`pgd`) and the per-image statistics (`max_logit`, `logit_gap`,
 `confidence`). The layers, bottom to top: basics (`checks`, `fileio`, `accel`, `paths`, `buildfiles`), concepts
-(`data`, `models`, `attacks`, `distill`, `logits`, `margins`, `stats`, `store`), `train` and `profiles`, the
-`pipeline`, the chapters' own code (`advlogits.chapters`), the release tools (`advlogits.release`) and the command
-line (`advlogits.cli`), each importing only from the layers below it.
+(`data`, `models`, `predict`, `attacks`, `evaluation`, `autoattack`, `distill`, `logits`, `margins`, `stats`,
+`store`), `train` and `profiles`, the `pipeline`, the chapters' own code (`advlogits.chapters`), the release tools
+(`advlogits.release`) and the command line (`advlogits.cli`), each importing only from the layers below it.
 
 Examples::
 

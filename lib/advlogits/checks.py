@@ -200,6 +200,17 @@ def check_labels(y: Any, n: int, k: int | None = None, name: str = "y") -> Tenso
     return y
 
 
+def check_batch(x: Any, y: Any) -> None:
+    """Images ``x`` (N, ...) in [0, 1] and their labels ``y``: an integer (N,) tensor on x's device."""
+    check_images(x)
+    if not isinstance(y, Tensor) or y.dim() != 1 or y.is_floating_point() or y.is_complex():
+        fail("y", "an integer tensor of shape (N,) holding class indices", y, shown=describe(y))
+    if y.device != x.device:
+        fail("y", f"on x's device ({x.device})", y, shown=str(y.device), hint="move both with .to(device)")
+    if y.shape[0] != x.shape[0]:
+        fail("y", f"one label per row of x ({x.shape[0]} samples)", y, shown=f"{y.shape[0]} labels")
+
+
 def check_logits(logits: Any, name: str = "logits") -> Tensor:
     """``logits`` if it is a finite float tensor of shape (N, K) with N >= 1 and K >= 2."""
     if not isinstance(logits, Tensor):

@@ -13,6 +13,7 @@ it is, and only the strictly smaller logits (the "non-max" logits) move.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import torch
@@ -143,7 +144,7 @@ def mean_nonmax(logits: Tensor) -> Tensor:
     return torch.where(is_nonmax, torch.minimum(mean, largest_nonmax), logits)
 
 
-def reorder_nonmax_like(logits: Tensor, reference: Tensor) -> Tensor:
+def reorder_nonmax(logits: Tensor, reference: Tensor) -> Tensor:
     """Keep the values of ``logits`` but rank its incorrect classes as ``reference`` does (C7c): (N, K) -> (N, K).
 
     Per sample, the max logit stays at the argmax of ``logits``; its non-max values, sorted descending, go to
@@ -348,7 +349,7 @@ def make_targets(
     - ``"kd"``: the teacher's logits unchanged (C6);
     - ``"shuffle"``: :func:`shuffle_nonmax`, drawing from ``generator`` (C7a);
     - ``"mean"``: :func:`mean_nonmax` (C7b);
-    - ``"reorder"``: :func:`reorder_nonmax_like` ``reference`` (the ST teacher's logits) (C7c);
+    - ``"reorder"``: :func:`reorder_nonmax` like ``reference`` (the ST teacher's logits) (C7c);
     - ``"flatten"``: :func:`flatten_confidence` to ``confidence`` (C8);
     - ``"label_smoothing"``: :func:`label_smoothing` of the teacher's argmax with ``confidence`` (C8 baseline);
     - ``"argmax"``: :func:`hard_label_logits` of the teacher's argmax (control (i)); with ``kd_loss`` at
@@ -370,7 +371,41 @@ def make_targets(
     teacher's logits, computed once on the whole training set, not per batch). ``generator`` is
     used by ``"shuffle"`` and ``"permute_confidence"`` only. The result has the teacher's dtype and device and
     never requires grad.
+
+    Examples::
+
+        targets = make_targets("shuffle", teacher_logits, y=y, generator=torch.Generator().manual_seed(0))
+        loss = kd_loss(student(x), targets, T=1.0)
     """
+    confidence = _check_target_args(kind, teacher_logits, y, label_corrected, reference, confidence)
+    teacher = teacher_logits.detach()
+    if label_corrected:
+        teacher = label_correct(teacher, y)
+    k = teacher.shape[1]
+    manipulations: dict[str, Callable[[], Tensor]] = {  # kind -> its function, one name each
+        "kd": lambda: teacher.clone(),
+        "shuffle": lambda: shuffle_nonmax(teacher, generator=generator),
+        "mean": lambda: mean_nonmax(teacher),
+        "reorder": lambda: reorder_nonmax(teacher, reference.detach()),
+        "spread": lambda: spread_nonmax(teacher),
+        "soften": lambda: soften(teacher, to=confidence),
+        "flatten": lambda: flatten_confidence(teacher, to=confidence),
+        "label_smoothing": lambda: label_smoothing(argmax_labels(teacher), confidence, num_classes=k),
+        "permute_confidence": lambda: permute_confidence(teacher, generator=generator),
+        "argmax": lambda: hard_label_logits(argmax_labels(teacher), num_classes=k),
+    }
+    return manipulations[kind]().to(teacher_logits.dtype)
+
+
+def _check_target_args(
+    kind: object,
+    teacher_logits: Tensor,
+    y: Tensor,
+    label_corrected: object,
+    reference: Tensor | None,
+    confidence: float | Tensor | None,
+) -> float | None:
+    """The checks of `make_targets`' arguments; returns ``confidence`` as a float (None where the kind takes none)."""
     check_choice("kind", kind, TARGET_KINDS)
     check_bool("label_corrected", label_corrected)
     check_logits(teacher_logits, "teacher_logits")
@@ -389,42 +424,14 @@ def make_targets(
             shown=describe(reference),
             hint="drop it",
         )
-    if kind in CONFIDENCE_TARGETS:
-        if confidence is None:
-            fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
-        if isinstance(confidence, Tensor) and confidence.numel() == 1:
-            confidence = confidence.item()  # e.g. average_confidence(teacher_logits) as a tensor
-        _check_confidence(confidence, k, "confidence")
-        confidence = float(confidence)
-    elif confidence is not None:
-        fail(
-            "confidence",
-            f"None for kind={kind!r} (only 'flatten', 'label_smoothing' and 'soften' use it)",
-            confidence,
-            hint="drop it",
-        )
-
-    teacher = teacher_logits.detach()
-    if label_corrected:
-        teacher = label_correct(teacher, y)
-    if kind == "kd":
-        out = teacher.clone()
-    elif kind == "shuffle":
-        out = shuffle_nonmax(teacher, generator=generator)
-    elif kind == "mean":
-        out = mean_nonmax(teacher)
-    elif kind == "reorder":
-        out = reorder_nonmax_like(teacher, reference.detach())
-    elif kind == "spread":
-        out = spread_nonmax(teacher)
-    elif kind == "soften":
-        out = soften(teacher, to=confidence)
-    elif kind == "flatten":
-        out = flatten_confidence(teacher, to=confidence)
-    elif kind == "label_smoothing":
-        out = label_smoothing(argmax_labels(teacher), confidence, num_classes=k)
-    elif kind == "permute_confidence":
-        out = permute_confidence(teacher, generator=generator)
-    else:  # "argmax"
-        out = hard_label_logits(argmax_labels(teacher), num_classes=k)
-    return out.to(teacher_logits.dtype)
+    if kind not in CONFIDENCE_TARGETS:
+        if confidence is not None:
+            only = "only 'flatten', 'label_smoothing' and 'soften' use it"
+            fail("confidence", f"None for kind={kind!r} ({only})", confidence, hint="drop it")
+        return None
+    if confidence is None:
+        fail("confidence", f"the teacher's data-set average confidence in (1/K, 1) for kind={kind!r}", None)
+    if isinstance(confidence, Tensor) and confidence.numel() == 1:
+        confidence = confidence.item()  # e.g. average_confidence(teacher_logits) as a tensor
+    _check_confidence(confidence, k, "confidence")
+    return float(confidence)

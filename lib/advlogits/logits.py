@@ -6,7 +6,7 @@ over images (means with bootstrap intervals, ranks, correlations) are in `advlog
 
 Examples::
 
-    z = predict_logits(model, x)  # advlogits.attacks
+    z = predict_logits(model, x)  # advlogits.predict
     max_logit(z).mean(), logit_gap(z).mean()
 """
 

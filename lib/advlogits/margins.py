@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from .accel import model_device
-from .attacks import eval_mode, pgd, predict_logits
+from .attacks import NORMS, Norm, pgd
 from .checks import check_choice, check_images, check_int, check_labels, check_number, describe, fail
 from .logits import logit_gap, runner_up
+from .predict import eval_mode, predict_logits
 
-Norm = Literal["linf", "l2"]
-NORMS: tuple[str, ...] = get_args(Norm)
 DUAL = {"linf": 1, "l2": 2}  # the dual norm's order: ||.||_inf <-> ||.||_1, ||.||_2 <-> ||.||_2
 
 # The PGD check of the closed form: steps of eps / 4 (8 of them cross the L-inf ball; the L2 iterates approach

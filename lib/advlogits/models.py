@@ -37,7 +37,8 @@ from torch import Tensor, nn
 from . import passes
 from ._compat import import_robustbench_utils
 from .checks import check_choice, check_int, fail
-from .data import DATASETS, DOWNLOAD_TIMEOUT_S, input_shape, num_classes, socket_timeout
+from .data import DATASETS, input_shape, num_classes
+from .downloads import socket_timeout
 
 Arch = Literal["cnn-small", "cnn", "preact-resnet18", "wrn-34-10", "linear"]
 ARCHS: tuple[str, ...] = get_args(Arch)
@@ -260,8 +261,12 @@ class WideResNet(_PreActNet):
 # RobustBench
 # ----------------------------------------------------------------------------------------------
 
+# RobustBench's name of the L-inf threat model (the library spells the norm "linf", `advlogits.attacks.Norm`): the
+# only place it is written, at the boundary where RobustBench is called.
+ROBUSTBENCH_LINF = "Linf"
 
-def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = "Linf") -> dict:
+
+def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: str = ROBUSTBENCH_LINF) -> dict:
     """RobustBench's zoo record of model ``name``; a clear error if it is not in the zoo of
     ``dataset``/``threat_model``. Cheap: reads RobustBench's model list, downloads nothing."""
     import_robustbench_utils()
@@ -283,7 +288,7 @@ def robustbench_zoo_entry(name: str, *, dataset: str = "cifar10", threat_model: 
 
 
 def load_robustbench(
-    name: str, *, dataset: str = "cifar10", threat_model: str = "Linf", model_dir: str | Path
+    name: str, *, dataset: str = "cifar10", threat_model: str = ROBUSTBENCH_LINF, model_dir: str | Path
 ) -> nn.Module:
     """Load RobustBench zoo model ``name`` in eval mode on the CPU.
 
@@ -322,7 +327,7 @@ def _download_checkpoint(gdrive_id: str | None, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     try:
-        with socket_timeout(DOWNLOAD_TIMEOUT_S):
+        with socket_timeout():
             rb_utils.download_gdrive(gdrive_id, part)
         _check_checkpoint(part)
     except Exception as exc:  # any download failure becomes one actionable message

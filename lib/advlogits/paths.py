@@ -1,4 +1,5 @@
-"""Path settings: one resolution of ``$ADVLOGITS_HOME``, ``$ADVLOGITS_DATA`` and ``$ADVLOGITS_EXECUTED_DIR``.
+"""Path settings: one resolution of ``$ADVLOGITS_HOME``, ``$ADVLOGITS_DATA``, ``$ADVLOGITS_DATA_ONLY`` and
+``$ADVLOGITS_EXECUTED_DIR``.
 
 The command line, the Makefile, the chapters (which run in ``chapters/``) and the workers must mean one folder by
 one setting, so a setting is read here only: ``~`` is expanded, and a relative path is relative to the root of
@@ -14,10 +15,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-HOME = "ADVLOGITS_HOME"
+HOME = "ADVLOGITS_HOME"  # the store's root
+# The data home: searched first for a data set, where downloads go; a copy found through it must be complete.
 DATA = "ADVLOGITS_DATA"
-EXECUTED = "ADVLOGITS_EXECUTED_DIR"
-SETTINGS = (HOME, DATA, EXECUTED)
+# The only folder every load reads, as an explicit ``root=`` does: nothing else is searched, nothing downloaded, and
+# it may hold a smaller set in the same format (tests, excerpts). See `advlogits.data`.
+DATA_ONLY = "ADVLOGITS_DATA_ONLY"
+EXECUTED = "ADVLOGITS_EXECUTED_DIR"  # the folder of executed chapters
+SETTINGS = (HOME, DATA, DATA_ONLY, EXECUTED)
 
 
 class SettingError(ValueError):

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from .accel import PRECISIONS, resolve_device
+from .augmentation import AUGMENTATIONS
 from .checks import check_choice, check_int, check_number, check_seed, coerce, fail
 from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS
 from .models import ARCHS, ARCHS_FOR
 from .names import PROFILES
-from .train import AUGMENTATIONS, REFERENCE_TARGETS, TrainConfig
+from .train import REFERENCE_TARGETS, TrainConfig
 
 AUTOATTACK_VERSIONS = ("fast", "standard")
 

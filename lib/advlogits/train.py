@@ -1,11 +1,11 @@
 """Training: the config that determines a model (`TrainConfig`) and the three training methods, standard (ST),
 PGD adversarial (AT) and distillation on clean images (KD).
 
-All three share one loop (`fit`): SGD with Nesterov momentum and a triangular learning-rate schedule,
-a data order drawn from ``seed`` and the epoch number (so a resumed run sees the same batches), an optional
-augmentation of every training batch (`advlogits.data.augment`, also drawn from seed and epoch), a checkpoint after
-every epoch and resumption from it, a tqdm bar, and a history dict for the curves. A config's ``precision`` and
-``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
+All three share one loop (`fit`), which takes the config whole: SGD with Nesterov momentum and a triangular
+learning-rate schedule, a data order drawn from ``seed`` and the epoch number (`epoch_generator`, so a resumed run
+sees the same batches), an optional augmentation of every training batch (`advlogits.augmentation.augment`, also
+drawn from seed and epoch), a checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict
+for the curves. A config's ``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
 
 Adversarial training also logs, after every epoch, the PGD accuracy of its validation images (``val_pgd_acc``,
 the training attack with a seeded random start); standard and distilled training have no such key.
@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from .accel import Precision, accelerate, check_options, model_device, to_device
-from .attacks import pgd, predict_logits, robust_correct
+from .accel import accelerate, check_options, model_device, to_device
+from .attacks import pgd
+from .augmentation import AUGMENTATIONS, augment
 from .checks import check_choice, check_int, check_number, check_seed, fail
-from .data import AUGMENTATIONS, DATASETS, dataset_info
-from .data import augment as augment_batch
+from .data import DATASETS, dataset_info
 from .distill import TARGET_KINDS, kd_loss
+from .evaluation import accuracy, attack_correct
 from .fileio import StoreError, atomic_torch_save, load_state_dict_checked, safe_torch_load
 from .models import ARCHS, ARCHS_FOR
 
@@ -45,7 +46,7 @@ LossStep = Callable[[nn.Module, Tensor, Tensor, torch.Generator], tuple[Tensor, 
 # An epoch hook maps (model, epoch index) to extra per-epoch history values, e.g. {"val_pgd_acc": 0.4}.
 EpochMetrics = Callable[[nn.Module, int], dict[str, float]]
 
-# Streams of `_generator`: what each of an epoch's CPU generators draws. New purposes take new numbers (< 101).
+# Streams of `epoch_generator`: what each of an epoch's CPU generators draws. New purposes take new numbers (< 101).
 STREAM_ORDER = 0  # the permutation of the training images
 STREAM_ATTACK = 1  # the training attack's random starts (adversarial training)
 STREAM_AUGMENT = 2  # the augmentation of the training batches
@@ -54,7 +55,8 @@ STREAM_VAL_ATTACK = 3  # the random starts of the validation PGD attack (adversa
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a trained model. Its hash (with the code version) names the stored entry."""
+    """Everything that determines a trained model. Its hash (with the code version) names the stored entry, and the
+    training functions take it whole."""
 
     dataset: str  # "fashion-mnist" or "cifar10"
     arch: str  # see advlogits.models.build_model
@@ -145,142 +147,156 @@ def triangular_lr(step: int, total: int, *, warmup: float = 0.2) -> float:
     return max(0.0, (total - step) / max(1, total - peak))
 
 
-def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    """A CPU generator for one (seed, epoch, purpose) triple, so resuming at an epoch reproduces its randomness."""
+def epoch_generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    """The CPU generator of one (seed, epoch, stream) triple (the streams are `STREAM_ORDER`, `STREAM_ATTACK`,
+    `STREAM_AUGMENT` and `STREAM_VAL_ATTACK`): an epoch's randomness depends on the seed and the epoch alone, so a
+    run resumed at an epoch reproduces it.
+
+    Examples::
+
+        order = torch.randperm(len(x), generator=epoch_generator(config.seed, epoch, STREAM_ORDER))
+    """
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1000) -> float:
-    """Clean accuracy of ``model`` on (x, y), evaluated in eval mode on the model's device; mode restored."""
-    if len(x) == 0:
-        return 0.0
-    return (predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()).sum().item() / len(x)
+_DESCRIPTIONS = {"standard": "ST", "adversarial": "AT", "distilled": "KD"}  # the progress bar's label of a method
 
 
-def _check_common(
-    x: Tensor, target: Tensor, epochs: int, batch_size: int, lr: float, weight_decay: float, seed: int
-) -> None:
+def _check_method(config: object, method: str) -> None:
+    if not isinstance(config, TrainConfig) or config.method != method:
+        fail(
+            "config",
+            f"a TrainConfig with method={method!r}",
+            getattr(config, "method", config),
+            hint="each training function trains the method its config names",
+        )
+
+
+def _check_data(x: Tensor, target: Tensor) -> None:
     if not isinstance(x, Tensor) or x.ndim != 4:
         fail("x", "a tensor of shape (N, C, H, W)", x, shown=str(tuple(getattr(x, "shape", ()))))
     if len(target) != len(x):
         fail("targets", f"one row per image ({len(x)})", target, shown=f"{len(target)} rows")
-    check_int("epochs", epochs, at_least=1)
-    check_int("batch_size", batch_size, at_least=1)
-    check_number("lr", lr, above=0)
-    check_number("weight_decay", weight_decay, at_least=0)
-    check_seed("seed", seed)
 
 
 def fit(
     model: nn.Module,
     x: Tensor,
     target: Tensor,
+    config: TrainConfig,
     *,
     step: LossStep,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    seed: int,
-    checkpoint: str | Path | None,
-    progress: bool,
-    desc: str,
-    x_val: Tensor | None,
-    y_val: Tensor | None,
-    y_true: Tensor | None,
-    precision: Precision,
-    compile: bool,
-    augment: str = "none",
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+    y_true: Tensor | None = None,
     epoch_metrics: EpochMetrics | None = None,
 ) -> dict:
-    """The one training loop. ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts
+    """The one training loop, with the hyper-parameters of ``config`` (epochs, batch_size, lr, weight_decay, seed,
+    precision, compile, augment). ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts
     accuracy. ``step(net, x batch, target batch, attack generator)`` returns the loss and the logits.
 
     ``step`` gets the `accelerate`-d model (bf16 autocast and/or compiled, sharing ``model``'s weights); the loop
     never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
 
-    ``augment`` (one of `AUGMENTATIONS`) transforms every training batch on its device before ``step`` sees it
-    (so adversarial training attacks the augmented batch), drawing from ``_generator(seed, epoch,
-    STREAM_AUGMENT)``: a resumed run sees the same augmentations. "none" draws nothing and changes nothing.
+    ``config.augment`` transforms every training batch on its device before ``step`` sees it (so adversarial training
+    attacks the augmented batch), drawing from ``epoch_generator(seed, epoch, STREAM_AUGMENT)``: a resumed run sees
+    the same augmentations. "none" draws nothing and changes nothing.
 
     ``epoch_metrics(model, epoch)``, if given, runs after each epoch's ``val_acc`` (``epoch`` counts from 0); each
     value of the dict it returns is appended to ``history[key]``. It must leave the weights, the model's modes and
-    the global RNG as it found them, and draw its randomness from its own generator (e.g. ``_generator(seed,
+    the global RNG as it found them, and draw its randomness from its own generator (e.g. ``epoch_generator(seed,
     epoch, STREAM_VAL_ATTACK)``). Its values travel in the checkpoint with the rest of the history.
     """
-    _check_common(x, target, epochs, batch_size, lr, weight_decay, seed)
-    check_choice("augment", augment, AUGMENTATIONS)
-    net = accelerate(model, precision=precision, compile=compile)  # checks both options
-    device = model_device(model)
-    n = len(x)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = epochs * steps_per_epoch
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    _check_data(x, target)
+    net = accelerate(model, precision=config.precision, compile=config.compile)
+    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
+    )
+    total = config.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: triangular_lr(s, total))
-    history: dict = {"epoch": [], "train_loss": [], "train_acc": [], "val_acc": [], "seconds": [], "batch_loss": []}
-    start = 0
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = _load_checkpoint(ckpt, model, epochs=epochs)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
-        start = state["epoch"] + 1
+    history, start = _resume(ckpt, model, optimizer, scheduler, epochs=config.epochs)
     model.train()
-    for epoch in range(start, epochs):
+    for epoch in range(start, config.epochs):
         began = time.perf_counter()
-        order = torch.randperm(n, generator=_generator(seed, epoch, STREAM_ORDER))
-        attack_gen = _generator(seed, epoch, STREAM_ATTACK)
-        augment_gen = _generator(seed, epoch, STREAM_AUGMENT)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{desc} epoch {epoch + 1}/{epochs}",
-            disable=not progress,
-            mininterval=2.0,
-            leave=False,
-        )
-        batch_losses = []
-        for b in bar:
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            xb, tb = to_device(x[idx], device), to_device(target[idx], device)
-            xb = augment_batch(xb, augment, generator=augment_gen)  # "none": xb itself, nothing drawn
-            loss, logits = step(net, xb, tb, attack_gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            model.train()
-            detached = loss.detach()
-            batch_losses.append(detached)
-            loss_sum += detached * len(idx)
-            if y_true is not None:
-                correct += (logits.detach().argmax(1) == to_device(y_true[idx], device)).sum()
+        label = f"{_DESCRIPTIONS[config.method]} epoch {epoch + 1}/{config.epochs}"
+        batches = tqdm(range(steps_per_epoch), desc=label, disable=not progress, mininterval=2.0, leave=False)
+        train = _train_epoch(net, model, (x, target, y_true), config, epoch, step, (optimizer, scheduler), batches)
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(loss_sum.item() / n)
-        history["train_acc"].append(correct.item() / n if y_true is not None else float("nan"))
-        history["batch_loss"].extend(torch.stack(batch_losses).tolist())
+        history["train_loss"].append(train["train_loss"])
+        history["train_acc"].append(train["train_acc"])
+        history["batch_loss"].extend(train["batch_loss"])
         history["val_acc"].append(accuracy(model, x_val, y_val) if x_val is not None else float("nan"))
-        if epoch_metrics is not None:
-            for key, value in epoch_metrics(model, epoch).items():
-                # a checkpoint written without this key gives the earlier epochs NaN
-                history.setdefault(key, [float("nan")] * epoch).append(float(value))
+        for key, value in (epoch_metrics(model, epoch) if epoch_metrics is not None else {}).items():
+            # a checkpoint written without this key gives the earlier epochs NaN
+            history.setdefault(key, [float("nan")] * epoch).append(float(value))
         history["seconds"].append(time.perf_counter() - began)
         model.train()
         if ckpt is not None:
-            _save_checkpoint(
-                ckpt,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "history": history,
-                },
-            )
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+            state.update(scheduler=scheduler.state_dict(), epoch=epoch, history=history)
+            _save_checkpoint(ckpt, state)
     model.eval()
     return history
+
+
+def _resume(
+    ckpt: Path | None, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: object, *, epochs: int
+) -> tuple[dict, int]:
+    """The history so far and the first epoch to run: from the checkpoint when it exists (the weights, optimizer and
+    scheduler loaded from it), else an empty history and epoch 0."""
+    if ckpt is None or not ckpt.exists():
+        return {key: [] for key in ("epoch", "train_loss", "train_acc", "val_acc", "seconds", "batch_loss")}, 0
+    state = _load_checkpoint(ckpt, model, epochs=epochs)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["history"], state["epoch"] + 1
+
+
+def _train_epoch(
+    net: nn.Module,
+    model: nn.Module,
+    data: tuple[Tensor, Tensor, Tensor | None],
+    config: TrainConfig,
+    epoch: int,
+    step: LossStep,
+    optimization: tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler],
+    batches: Iterable[int],
+) -> dict[str, Any]:
+    """One pass over the training images ``data`` (x, target, y_true) in the epoch's order: each batch augmented,
+    its loss from ``step``, one SGD step. Returns the epoch's ``train_loss`` (mean), ``train_acc`` (NaN without
+    ``y_true``) and ``batch_loss`` (every batch's), read back from the device once, at the end."""
+    (x, target, y_true), (optimizer, scheduler) = data, optimization
+    device = model_device(model)
+    order = torch.randperm(len(x), generator=epoch_generator(config.seed, epoch, STREAM_ORDER))
+    attack_gen = epoch_generator(config.seed, epoch, STREAM_ATTACK)
+    augment_gen = epoch_generator(config.seed, epoch, STREAM_AUGMENT)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    batch_losses = []
+    for b in batches:
+        idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+        xb, tb = to_device(x[idx], device), to_device(target[idx], device)
+        xb = augment(xb, config.augment, generator=augment_gen)  # "none": xb itself, nothing drawn
+        loss, logits = step(net, xb, tb, attack_gen)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        model.train()
+        detached = loss.detach()
+        batch_losses.append(detached)
+        loss_sum += detached * len(idx)
+        if y_true is not None:
+            correct += (logits.detach().argmax(1) == to_device(y_true[idx], device)).sum()
+    return {
+        "train_loss": loss_sum.item() / len(x),
+        "train_acc": correct.item() / len(x) if y_true is not None else float("nan"),
+        "batch_loss": torch.stack(batch_losses).tolist(),
+    }
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -311,92 +327,68 @@ def train_standard(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    config: TrainConfig,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
-    precision: Precision = "fp32",
-    compile: bool = False,
-    augment: str = "none",
 ) -> dict:
-    """Standard (clean) training with cross-entropy. x: (N, C, H, W) in [0, 1]; y: (N,) int64.
+    """Standard (clean) training with cross-entropy, as ``config`` (method "standard") says. x: (N, C, H, W) in [0, 1];
+    y: (N,) int64.
 
     Returns the history: per-epoch ``train_loss``, ``train_acc``, ``val_acc`` (clean accuracy on x_val),
-    ``seconds``, and every batch's loss in ``batch_loss``. ``augment`` transforms every training batch (see `fit`).
+    ``seconds``, and every batch's loss in ``batch_loss``. ``config.augment`` transforms every training batch (see
+    `fit`).
+
+    Examples::
+
+        history = train_standard(model, x, y, profiles.resolve("smoke").standard())
     """
+    _check_method(config, "standard")
 
     def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         logits = m(xb)
         return F.cross_entropy(logits, yb), logits
 
-    return fit(
-        model,
-        x,
-        y,
-        step=step,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        checkpoint=checkpoint,
-        progress=progress,
-        desc="ST",
-        x_val=x_val,
-        y_val=y_val,
-        y_true=y,
-        precision=precision,
-        compile=compile,
-        augment=augment,
-    )
+    run = dict(checkpoint=checkpoint, progress=progress, x_val=x_val, y_val=y_val)
+    return fit(model, x, y, config, step=step, y_true=y, **run)
 
 
 def train_adversarial(
     model: nn.Module,
     x: Tensor,
     y: Tensor,
+    config: TrainConfig,
     *,
-    eps: float,
-    alpha: float,
-    steps: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
     checkpoint: str | Path | None = None,
     progress: bool = True,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
-    precision: Precision = "fp32",
-    compile: bool = False,
-    augment: str = "none",
 ) -> dict:
-    """PGD adversarial training (Madry et al. 2018): every batch is replaced by its L-inf PGD attack.
+    """PGD adversarial training (Madry et al. 2018), as ``config`` (method "adversarial") says: every batch is
+    replaced by its L-inf PGD attack.
 
-    The attack (random start, ``steps`` steps of size ``alpha`` in the ``eps`` ball, pixel units) runs in eval
-    mode on the (augmented, see `fit`) batch; its random starts come from a generator seeded by (seed, epoch).
-    ``train_acc`` is the accuracy on the adversarial batches, ``val_acc`` the clean accuracy on x_val.
+    The attack (random start, ``config.steps`` steps of size ``config.alpha`` in the ``config.eps`` ball, pixel units)
+    runs in eval mode on the (augmented, see `fit`) batch; its random starts come from ``epoch_generator(seed, epoch,
+    STREAM_ATTACK)``. ``train_acc`` is the accuracy on the adversarial batches, ``val_acc`` the clean accuracy on
+    x_val.
 
     With x_val given, the history also holds ``val_pgd_acc``: after every epoch, the fraction of x_val still
-    classified correctly under the same attack (eps, alpha, steps, random start; `advlogits.attacks.robust_correct`
-    with ``early_stop=True``, eval mode, the model's float32 weights), its random starts drawn from
-    ``_generator(seed, epoch, STREAM_VAL_ATTACK)``. It draws nothing from the global RNG and restores the model's
-    modes, so the trained weights are those of the same run without it. Standard and distilled training have no
-    ``val_pgd_acc`` key.
+    classified correctly under the same attack (`advlogits.evaluation.attack_correct` with ``early_stop=True``, eval
+    mode, the model's float32 weights), its random starts drawn from ``epoch_generator(seed, epoch,
+    STREAM_VAL_ATTACK)``. It draws nothing from the global RNG and restores the model's modes, so the trained weights
+    are those of the same run without it. Standard and distilled training have no ``val_pgd_acc`` key.
+
+    Examples::
+
+        history = train_adversarial(model, x, y, profiles.resolve("smoke").adversarial(), x_val=x_val, y_val=y_val)
     """
-    check_number("eps", eps, above=0, below=1)
-    check_number("alpha", alpha, above=0, at_most=eps)
-    check_int("steps", steps, at_least=1)
+    _check_method(config, "adversarial")
+    attack = dict(eps=config.eps, alpha=config.alpha, steps=config.steps)
 
     def step(m: nn.Module, xb: Tensor, yb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-        x_adv = pgd(m, xb, yb, eps=eps, alpha=alpha, steps=steps, generator=gen)
+        x_adv = pgd(m, xb, yb, **attack, generator=gen)
         m.train()
         logits = m(x_adv)
         return F.cross_entropy(logits, yb), logits
@@ -404,102 +396,50 @@ def train_adversarial(
     def val_pgd(m: nn.Module, epoch: int) -> dict[str, float]:
         if len(x_val) == 0:
             return {"val_pgd_acc": 0.0}  # as `accuracy` of no images
-        correct = robust_correct(
-            m,
-            x_val,
-            y_val,
-            attack="pgd",
-            batch_size=batch_size,
-            eps=eps,
-            alpha=alpha,
-            steps=steps,
-            random_start=True,
-            early_stop=True,
-            generator=_generator(seed, epoch, STREAM_VAL_ATTACK),
+        kw = dict(attack="pgd", batch_size=config.batch_size, **attack, random_start=True, early_stop=True)
+        correct = attack_correct(
+            m, x_val, y_val, **kw, generator=epoch_generator(config.seed, epoch, STREAM_VAL_ATTACK)
         )
         return {"val_pgd_acc": correct.sum().item() / len(correct)}
 
-    return fit(
-        model,
-        x,
-        y,
-        step=step,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        checkpoint=checkpoint,
-        progress=progress,
-        desc="AT",
-        x_val=x_val,
-        y_val=y_val,
-        y_true=y,
-        precision=precision,
-        compile=compile,
-        augment=augment,
-        epoch_metrics=val_pgd if x_val is not None else None,
-    )
+    run = dict(checkpoint=checkpoint, progress=progress, x_val=x_val, y_val=y_val)
+    return fit(model, x, y, config, step=step, y_true=y, epoch_metrics=val_pgd if x_val is not None else None, **run)
 
 
 def train_distilled(
     student: nn.Module,
     x: Tensor,
     targets: Tensor,
+    config: TrainConfig,
     *,
-    T: float,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float = 5e-4,
-    seed: int = 0,
+    y: Tensor | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = True,
-    y: Tensor | None = None,
     x_val: Tensor | None = None,
     y_val: Tensor | None = None,
-    precision: Precision = "fp32",
-    compile: bool = False,
-    augment: str = "none",
 ) -> dict:
-    """Distillation on clean inputs only: the student matches ``targets`` (N, K teacher logits) with the KD loss.
+    """Distillation on clean inputs only, as ``config`` (method "distilled") says: the student matches ``targets``
+    (N, K teacher logits) with the KD loss at temperature ``config.T``.
 
-    ``targets`` are precomputed (the teacher never runs inside the loop). Integer ``targets`` of shape (N,)
-    are hard labels and use cross-entropy. ``y`` (true labels), if given, is only used to log ``train_acc``.
-    ``augment`` transforms every training batch (see `fit`); the targets stay those of the original images.
+    ``targets`` are precomputed (the teacher never runs inside the loop; `advlogits.pipeline.training` builds them
+    from ``config.teacher``). Integer ``targets`` of shape (N,) are hard labels and use cross-entropy. ``y`` (true
+    labels), if given, is only used to log ``train_acc``. ``config.augment`` transforms every training batch (see
+    `fit`); the targets stay those of the original images.
+
+    Examples::
+
+        history = train_distilled(student, x, teacher_logits, config, y=y)
     """
-    check_number("T", T, above=0)
+    _check_method(config, "distilled")
     hard = targets.ndim == 1
     if not hard and (targets.ndim != 2 or not targets.is_floating_point()):
-        fail(
-            "targets",
-            "(N, K) float logits or (N,) int64 labels",
-            targets,
-            shown=f"{tuple(targets.shape)}, {targets.dtype}",
-        )
+        shown = f"{tuple(targets.shape)}, {targets.dtype}"
+        fail("targets", "(N, K) float logits or (N,) int64 labels", targets, shown=shown)
 
     def step(m: nn.Module, xb: Tensor, tb: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
         logits = m(xb)
-        loss = F.cross_entropy(logits, tb) if hard else kd_loss(logits, tb, T=T)
+        loss = F.cross_entropy(logits, tb) if hard else kd_loss(logits, tb, T=config.T)
         return loss, logits
 
-    return fit(
-        student,
-        x,
-        targets,
-        step=step,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        checkpoint=checkpoint,
-        progress=progress,
-        desc="KD",
-        x_val=x_val,
-        y_val=y_val,
-        y_true=y,
-        precision=precision,
-        compile=compile,
-        augment=augment,
-    )
+    run = dict(checkpoint=checkpoint, progress=progress, x_val=x_val, y_val=y_val)
+    return fit(student, x, targets, config, step=step, y_true=y, **run)

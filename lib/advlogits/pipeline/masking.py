@@ -24,8 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from ..accel import model_device
-from ..attacks import autoattack_attacks_correct, pgd, predict_logits, robust_correct
+from ..attacks import pgd
+from ..autoattack import autoattack_attacks_correct
 from ..checks import check_images, check_int, check_labels, check_number, check_seed, describe, fail
+from ..evaluation import attack_correct, clean_correct
 
 
 def _check_radii(radii: object) -> list[float]:
@@ -98,22 +100,12 @@ def masking_checks(
     * ``square_breaks``, ``transfer_breaks``: how many ``robust`` images Square / the transfer attack break;
     * ``masked``: either is > 0, or an image survives the largest radius.
     """
-    check_images(x)
-    check_labels(y, x.shape[0])
-    if x.shape[0] == 0:
-        fail("x", "at least one image", 0, shown="N=0")
-    for name, module in (("model", model), ("teacher", teacher)):
-        if not isinstance(module, nn.Module):
-            fail(name, "a torch.nn.Module", module, shown=type(module).__name__)
-    flags = _check_robust(robust, x.shape[0])
-    eps = check_number("eps", eps, above=0, at_most=1)
-    alpha = check_number("alpha", alpha, above=0)
-    steps = check_int("steps", steps, at_least=1)
-    values = _check_radii(radii)
-    seed = check_seed("seed", seed)
+    flags = _check_images_and_models(model, teacher, x, y, robust)
+    eps, alpha = check_number("eps", eps, above=0, at_most=1), check_number("alpha", alpha, above=0)
+    steps, values, seed = check_int("steps", steps, at_least=1), _check_radii(radii), check_seed("seed", seed)
     square_queries = check_int("square_queries", square_queries, at_least=1)
     batch_size = check_int("batch_size", batch_size, at_least=1)
-    clean = predict_logits(model, x, batch_size=batch_size).argmax(1) == y.cpu()
+    clean = clean_correct(model, x, y, batch_size=batch_size)
     if bool((flags & ~clean).any()):
         fail(
             "robust",
@@ -122,37 +114,10 @@ def masking_checks(
             shown=f"True for {int((flags & ~clean).sum())} misclassified image(s)",
         )
 
-    def pgd_robust(radius: float) -> Tensor:
-        """Per image: correct under PGD-CE and, where that leaves it standing, under PGD-CW."""
-        kw = dict(
-            attack="pgd", batch_size=batch_size, eps=radius, alpha=alpha * radius / eps, steps=steps, early_stop=True
-        )
-        ok = robust_correct(model, x, y, loss="ce", generator=torch.Generator().manual_seed(seed), **kw)
-        left = ok.nonzero().flatten()
-        if len(left):
-            ok[left] = robust_correct(
-                model, x[left], y[left], loss="cw", generator=torch.Generator().manual_seed(seed), **kw
-            )
-        return ok
-
-    at_radius = [pgd_robust(r).float().mean().item() for r in values]
-
-    square = torch.zeros_like(flags)
-    attacked = flags.nonzero().flatten()
-    if len(attacked):
-        index = attacked.to(x.device)
-        square[attacked] = autoattack_attacks_correct(
-            model,
-            x[index],
-            y[index],
-            attacks=["square"],
-            eps=eps,
-            square_queries=square_queries,
-            batch_size=batch_size,
-            seed=seed,
-        )
-
-    transfer = robust_correct(
+    pgd_kw = dict(eps=eps, alpha=alpha, steps=steps, seed=seed, batch_size=batch_size)
+    at_radius = [_pgd_correct(model, x, y, radius=r, **pgd_kw).float().mean().item() for r in values]
+    square = _square_correct(model, x, y, flags, eps=eps, queries=square_queries, seed=seed, batch_size=batch_size)
+    transfer = attack_correct(
         model,
         x,
         y,
@@ -165,7 +130,6 @@ def masking_checks(
         random_start=True,
         generator=torch.Generator().manual_seed(seed),
     )
-
     square_breaks = int((flags & ~square).sum())
     transfer_breaks = int((flags & ~transfer).sum())
     return {
@@ -177,3 +141,61 @@ def masking_checks(
         "transfer_breaks": transfer_breaks,
         "masked": square_breaks > 0 or transfer_breaks > 0 or at_radius[-1] > 0,
     }
+
+
+def _check_images_and_models(model: object, teacher: object, x: Tensor, y: Tensor, robust: object) -> Tensor:
+    """The checks of the images, the two models and the white-box verdicts; returns the verdicts (N,) bool."""
+    check_images(x)
+    check_labels(y, x.shape[0])
+    if x.shape[0] == 0:
+        fail("x", "at least one image", 0, shown="N=0")
+    for name, module in (("model", model), ("teacher", teacher)):
+        if not isinstance(module, nn.Module):
+            fail(name, "a torch.nn.Module", module, shown=type(module).__name__)
+    return _check_robust(robust, x.shape[0])
+
+
+def _pgd_correct(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    radius: float,
+    eps: float,
+    alpha: float,
+    steps: int,
+    seed: int,
+    batch_size: int,
+) -> Tensor:
+    """Per image: correct under PGD-CE at ``radius`` (steps of ``alpha * radius / eps``, random start, seeded, early
+    stop) and, where that leaves it standing, under PGD-CW."""
+    kw = dict(attack="pgd", batch_size=batch_size, eps=radius, alpha=alpha * radius / eps, steps=steps, early_stop=True)
+    ok = attack_correct(model, x, y, loss="ce", generator=torch.Generator().manual_seed(seed), **kw)
+    left = ok.nonzero().flatten()
+    if len(left):
+        ok[left] = attack_correct(
+            model, x[left], y[left], loss="cw", generator=torch.Generator().manual_seed(seed), **kw
+        )
+    return ok
+
+
+def _square_correct(
+    model: nn.Module, x: Tensor, y: Tensor, flags: Tensor, *, eps: float, queries: int, seed: int, batch_size: int
+) -> Tensor:
+    """Per image: still correct after AutoAttack's Square (L-inf, ``eps``, seeded), run on the ``flags`` images (the
+    others are False)."""
+    square = torch.zeros_like(flags)
+    attacked = flags.nonzero().flatten()
+    if len(attacked):
+        index = attacked.to(x.device)
+        square[attacked] = autoattack_attacks_correct(
+            model,
+            x[index],
+            y[index],
+            attacks=["square"],
+            eps=eps,
+            square_queries=queries,
+            batch_size=batch_size,
+            seed=seed,
+        )
+    return square

@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..attacks import autoattack_correct, predict_logits, robust_correct
+from ..autoattack import autoattack_correct
 from ..checks import check_choice
+from ..evaluation import attack_correct, clean_correct
 from ..margins import margin_drops
 
 
@@ -33,7 +34,7 @@ def pgd_correct(
     The attack stops on each image at its first misclassified iterate (`pgd`'s ``early_stop``): the same or a
     lower accuracy than the plain attack, at a fraction of its cost against models that are easy to fool.
     """
-    return robust_correct(
+    return attack_correct(
         model,
         x,
         y,
@@ -78,8 +79,7 @@ def attack_outcomes(
     as given (the caller passes it in float32: attacks never run at reduced precision).
     """
     check_choice("autoattack_scope", autoattack_scope, AUTOATTACK_SCOPES)
-    logits = predict_logits(model, x)
-    clean = logits.argmax(1) == y
+    clean = clean_correct(model, x, y)
     attack = dict(eps=eps, alpha=alpha, steps=steps, restarts=restarts, seed=seed)
     ce = clean & pgd_correct(model, x, y, **attack)
     cw = clean & pgd_correct(model, x, y, **attack, loss="cw")

@@ -24,18 +24,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import accel, attacks, data, distill, margins, models, train
-from ..attacks import predict_logits
+from .. import (
+    accel,
+    attacks,
+    augmentation,
+    autoattack,
+    data,
+    datafiles,
+    distill,
+    evaluation,
+    logits,
+    margins,
+    models,
+    predict,
+    train,
+)
 from ..data import load_dataset
+from ..predict import predict_logits
 from ..profiles import Profile
 from ..store import Store, config_key, source_digest
 from ..train import TrainConfig
 from . import masking, measures, training
 
 # The modules whose code decides what a trained model contains (`advlogits.passes` only counts: it is in no key).
-MODEL_SOURCES = (data, models, accel, attacks, distill, train, training)
+MODEL_SOURCES = (data, datafiles, augmentation, models, accel, predict, attacks, evaluation, distill, train, training)
 # The modules whose source decides a stored result, beside the model's: what measures it.
-RESULT_SOURCES = (measures, masking, margins)
+RESULT_SOURCES = (measures, masking, margins, logits, autoattack)
 
 # The radii of the gradient-masking checks' robust-accuracy curve: multiples of the profile's eps, then 0.5, where
 # any genuine model must fall to 0 (how many images and Square queries are the profile's `masking_images` and
@@ -399,7 +413,7 @@ def masking_checks(
 
 def robustbench_entry(name: str) -> dict:
     """The store entry of RobustBench model ``name`` (CIFAR-10, L-inf): results only, no weights of ours."""
-    return {"robustbench": name, "dataset": "cifar10", "threat_model": "Linf"}
+    return {"robustbench": name, "dataset": "cifar10", "threat_model": models.ROBUSTBENCH_LINF}
 
 
 def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, store: Store | None = None) -> Tensor:
@@ -408,7 +422,7 @@ def robustbench_logits(profile: Profile, name: str, *, model_dir: str | Path, st
     store = store or Store()
 
     def compute() -> dict[str, Tensor]:
-        model = models.load_robustbench(name, dataset="cifar10", threat_model="Linf", model_dir=model_dir)
+        model = models.load_robustbench(name, dataset="cifar10", model_dir=model_dir)
         return {"logits": predict_logits(model.to(profile.device), eval_split(profile)[0])}
 
     return eval_logits_result(profile, robustbench_entry(name)).get_or_compute(compute, store=store)["logits"]

@@ -76,27 +76,14 @@ def train_model(
     x, y = student_images(config)
     x_val, y_val = load_dataset(config.dataset, "test", n=config.n_val, seed=config.seed)
     model = init_model(config).to(device)
-    common = dict(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        checkpoint=checkpoint,
-        progress=progress,
-        x_val=x_val,
-        y_val=y_val,
-        precision=config.precision,
-        compile=config.compile,
-        augment=config.augment,
-    )
+    run = dict(checkpoint=checkpoint, progress=progress, x_val=x_val, y_val=y_val)
     if config.method == "standard":
-        history = train_standard(model, x, y, **common)
+        history = train_standard(model, x, y, config, **run)
     elif config.method == "adversarial":
-        history = train_adversarial(model, x, y, eps=config.eps, alpha=config.alpha, steps=config.steps, **common)
+        history = train_adversarial(model, x, y, config, **run)
     else:
         if teacher_logits is None:
             fail("teacher_logits", "the teacher's logits on the student's images for a distilled config", None)
         targets = distillation_targets(config, y, teacher_logits, reference_logits)
-        history = train_distilled(model, x, targets, T=config.T, y=y, **common)
+        history = train_distilled(model, x, targets, config, y=y, **run)
     return model.eval(), history
