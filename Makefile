@@ -435,7 +435,8 @@ $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) $(P
 	@mkdir -p $(EXEC_DIR)/.partial
 	@rm -f $(EXEC_DIR)/claims/$*.json
 	ADVLOGITS_EXECUTED_DIR="$(abspath $(EXEC_DIR))" \
-	$(VPY) -m papermill $< $(EXEC_DIR)/.partial/$*.ipynb -k python3 --cwd chapters $(PAPERMILL_FLAGS) \
+	$(VPY) -m papermill $< $(EXEC_DIR)/.partial/$*.ipynb -k python3 --engine advlogits --cwd chapters \
+	  $(PAPERMILL_FLAGS) \
 	  -p profile $(PROFILE) -p device $(DEVICE) \
 	  || { rm -f $(EXEC_DIR)/claims/$*.json; \
 	       echo "error: $< failed at PROFILE=$(PROFILE); its claims are removed and the partly executed notebook is $(EXEC_DIR)/.partial/$*.ipynb" >&2; exit 1; }

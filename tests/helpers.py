@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlogits.buildfiles import PAPERMILL_ENGINE
 from advlogits.paths import EXECUTED
 from advlogits.train import TrainConfig
 
@@ -176,7 +177,8 @@ def execute_chapter(
 ) -> subprocess.CompletedProcess:
     """Execute ``chapter`` with papermill into ``out`` as `make execute` does (kernel python3, from chapters/, on the
     CPU), with ``profile`` and the other ``parameters``; the finished process, its output captured."""
-    cmd = [sys.executable, "-m", "papermill", str(chapter), str(out), "-k", "python3", "--cwd", str(chapter.parent)]
+    cmd = [sys.executable, "-m", "papermill", str(chapter), str(out), "-k", "python3", "--engine", PAPERMILL_ENGINE]
+    cmd += ["--cwd", str(chapter.parent)]
     cmd += ["--no-progress-bar", "-p", "profile", profile, "-p", "device", "cpu"]
     if parameters:
         cmd += ["-y", json.dumps(parameters)]

@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "advlogits"
 # fmt: off
 LAYERS: dict[str, int] = {
     "_compat": 0, "checks": 0, "codekey": 0, "fileio": 0, "accel": 0, "passes": 0, "paths": 0, "names": 0,
-    "buildfiles": 0, "downloads": 0,
+    "buildfiles": 0, "downloads": 0, "kernels": 0,
     "data": 1, "datafiles": 1, "augmentation": 1, "models": 1, "predict": 1, "attacks": 1, "evaluation": 1,
     "autoattack": 1, "distill": 1, "logits": 1, "margins": 1, "stats": 1, "inference": 1, "store": 1,
     "record_check": 1, "synthetic": 1,

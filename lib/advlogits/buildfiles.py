@@ -90,6 +90,9 @@ def claims_dir(profile: str) -> Path:
     return run_dir(profile) / CLAIMS
 
 
+PAPERMILL_ENGINE = "advlogits"  # papermill's --engine for chapters: kernels on IPC sockets (advlogits.kernels)
+
+
 def papermill_command(
     root: str | Path, chapter: str, folder: str | Path, parameters: Mapping[str, Any], *, flags: tuple[str, ...] = ()
 ) -> list[str]:
@@ -98,7 +101,8 @@ def papermill_command(
     is passed as YAML, the rest as text) and papermill's ``flags``."""
     root = Path(root)
     cmd = [sys.executable, "-m", "papermill", str(root / "chapters" / f"{chapter}.ipynb")]
-    cmd += [str(Path(folder) / f"{chapter}.ipynb"), "-k", "python3", "--cwd", str(root / "chapters"), *flags]
+    cmd += [str(Path(folder) / f"{chapter}.ipynb"), "-k", "python3", "--engine", PAPERMILL_ENGINE]
+    cmd += ["--cwd", str(root / "chapters"), *flags]
     plain = {k: v for k, v in parameters.items() if not isinstance(v, (dict, list))}
     for name, value in plain.items():
         cmd += ["-p", name, str(value)]
