@@ -74,6 +74,24 @@ def test_autoattack_standard_adds_attacks_to_fast_with_five_classes():
     assert fast < 0.9
 
 
+def test_n_targets_sets_how_many_target_classes_apgd_t_tries():
+    """On images no attack can flip (eps 1e-4), APGD-T runs its 100 iterations once per target class: 1 target class
+    makes a ninth of the default's passes through it, and the result is the same."""
+    torch.manual_seed(0)
+    model = CountingModel().eval()
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(dim=1)
+    calls = {}
+    for n_targets in (None, 1):
+        model.calls = 0
+        robust = autoattack_correct(model, x, y, eps=1e-4, version="fast", n_targets=n_targets)
+        assert robust.all()
+        calls[n_targets] = model.calls
+    ce_only = calls[1] - (calls[None] - calls[1]) / 8  # the calls outside APGD-T: APGD-CE, checks
+    assert 0 < ce_only < calls[1] < calls[None] and calls[None] - ce_only == pytest.approx(9 * (calls[1] - ce_only))
+
+
 def test_autoattack_eps_zero_is_clean_accuracy(cnn, test_data):
     x, y = test_data[0][:100], test_data[1][:100]
     assert autoattack_accuracy(cnn, x, y, eps=0.0) == accuracy_by_hand(cnn, x, y)
@@ -208,6 +226,7 @@ def test_autoattack_attacks_refuses_bad_input_before_compute(kw, match):
             r"y must be one label per row of x \(4 samples\) \(got 3 labels\)",
         ),
         (lambda m: autoattack_correct(m, _X[:0], _Y[:0], eps=0.1), r"x must be at least one sample \(got N=0\)"),
+        (lambda m: autoattack_correct(m, _X, _Y, eps=0.1, n_targets=0), r"n_targets must be an integer >= 1 \(got 0\)"),
     ],
 )
 def test_autoattack_refuses_bad_input_before_compute(call, match):

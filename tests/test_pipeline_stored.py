@@ -795,3 +795,14 @@ def test_the_bad_input_matrix_has_at_least_20_cases():
     assert all(cases) and sum(len(c) for c in cases) >= 20
     ids = [c[0] for table in cases[1:3] for c in table]
     assert len(ids) == len(set(ids)), "each case of the Python API tables is named once"
+
+
+def test_autoattack_s_target_classes_enter_the_evaluation_s_key_only_when_set():
+    """A profile that leaves AutoAttack its own 9 target classes keys its evaluations as before the setting existed;
+    fewer target classes are another result."""
+    p = profiles.resolve("smoke", device="cpu")
+    default = pipeline.stored.evaluation_result(p, TINY)
+    assert "autoattack_targets" not in default.params
+    fewer = pipeline.stored.evaluation_result(profiles.resolve("smoke", device="cpu", autoattack_targets=1), TINY)
+    assert fewer.params == {**default.params, "autoattack_targets": 1}
+    assert fewer.file_name() != default.file_name()

@@ -67,11 +67,13 @@ def autoattack_correct(
     version: Version = "standard",
     batch_size: int = 500,
     seed: int = 0,
+    n_targets: int | None = None,
 ) -> Tensor:
     """Per-image robustness (N,) bool on the CPU under AutoAttack.
 
     version "standard": APGD-CE, APGD-T, FAB-T and Square (the RobustBench protocol); "fast": APGD-CE
-    and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes).
+    and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes;
+    ``n_targets`` sets fewer).
     The model needs at least 4 classes (the targeted DLR loss reads the 4th logit). It is
     `autoattack_attacks_correct` with the version's attacks.
 
@@ -84,6 +86,8 @@ def autoattack_correct(
     check_choice("version", version, get_args(Version))
     check_int("batch_size", batch_size, at_least=1)
     check_int("seed", seed)
+    if n_targets is not None:
+        check_int("n_targets", n_targets, at_least=1)
     _check_images(x, y)
     if eps > 0:
         n_classes = _num_classes(model, x)
@@ -98,7 +102,7 @@ def autoattack_correct(
             )
     attacks = _STANDARD_ATTACKS if version == "standard" else _FAST_ATTACKS
     return autoattack_attacks_correct(
-        model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed
+        model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed, n_targets=n_targets
     )
 
 

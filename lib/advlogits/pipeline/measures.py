@@ -66,6 +66,7 @@ def attack_outcomes(
     n_autoattack: int,
     autoattack_version: str,
     autoattack_scope: str = "clean-correct",
+    autoattack_targets: int | None = None,
 ) -> dict:
     """Per-image outcomes of every attack the book runs, and the per-image worst case over them.
 
@@ -76,7 +77,8 @@ def attack_outcomes(
     that subset is robust (``robust_correct``) only when it is classified correctly clean, under both PGD losses and
     under AutoAttack: the worst case, the robust accuracy every claim reads. Accuracies are fractions in [0, 1]; the
     ``*_on_autoattack_subset`` ones are measured on AutoAttack's images, so the attacks compare there. The model runs
-    as given (the caller passes it in float32: attacks never run at reduced precision).
+    as given (the caller passes it in float32: attacks never run at reduced precision). ``autoattack_targets``:
+    the target classes of AutoAttack's targeted attacks (None: its own 9).
     """
     check_choice("autoattack_scope", autoattack_scope, AUTOATTACK_SCOPES)
     clean = clean_correct(model, x, y)
@@ -99,7 +101,13 @@ def attack_outcomes(
         autoattack = torch.zeros(k, dtype=torch.bool)
         if len(attacked):
             autoattack[attacked] = autoattack_correct(
-                model, x[attacked], y[attacked], eps=eps, version=autoattack_version, seed=seed
+                model,
+                x[attacked],
+                y[attacked],
+                eps=eps,
+                version=autoattack_version,
+                seed=seed,
+                n_targets=autoattack_targets,
             )
         worst = ce[:k] & cw[:k] & autoattack
         result.update(

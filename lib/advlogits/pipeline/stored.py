@@ -245,6 +245,8 @@ def evaluation_result(profile: Profile, config: TrainConfig, *, autoattack_scope
         "autoattack_version": profile.autoattack_version,
         "autoattack_scope": autoattack_scope,
     }
+    if profile.autoattack_targets is not None:  # AutoAttack's own 9 leave the key as it was
+        params["autoattack_targets"] = profile.autoattack_targets
     return Result(config, "evaluation", params, tensors=False)
 
 
@@ -284,6 +286,7 @@ def evaluate(
             n_autoattack=profile.n_autoattack,
             autoattack_version=profile.autoattack_version,
             autoattack_scope=autoattack_scope,
+            autoattack_targets=profile.autoattack_targets,
         )
 
     return evaluation_result(profile, config, autoattack_scope=autoattack_scope).get_or_compute(compute, store=store)
