@@ -429,15 +429,16 @@ $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 
 # papermill writes into .partial/ first (kept there when a chapter fails, for inspection) and the
 # result is moved into place only when every cell ran. The chapter's claims are removed before it runs and
-# again when it fails, so that the scorecard never gathers the claims of a chapter that did not finish.
+# again when it fails, so that the scorecard never gathers the claims of a chapter that did not finish. The
+# command is shown as it runs, the lines that handle a failure only when it fails.
+CHAPTER_RUN = ADVLOGITS_EXECUTED_DIR="$(abspath $(EXEC_DIR))" $(VPY) -m papermill $< $(EXEC_DIR)/.partial/$*.ipynb \
+  -k python3 --engine advlogits --cwd chapters $(PAPERMILL_FLAGS) -p profile $(PROFILE) -p device $(DEVICE)
 $(EXEC_DIR)/%.ipynb: chapters/%.ipynb $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) $(PLAN_STAMP) | setup data
 	@echo "==> executing $< (profile=$(PROFILE), device=$(DEVICE))"
 	@mkdir -p $(EXEC_DIR)/.partial
 	@rm -f $(EXEC_DIR)/claims/$*.json
-	ADVLOGITS_EXECUTED_DIR="$(abspath $(EXEC_DIR))" \
-	$(VPY) -m papermill $< $(EXEC_DIR)/.partial/$*.ipynb -k python3 --engine advlogits --cwd chapters \
-	  $(PAPERMILL_FLAGS) \
-	  -p profile $(PROFILE) -p device $(DEVICE) \
+	@echo '$(CHAPTER_RUN)'
+	@$(CHAPTER_RUN) \
 	  || { rm -f $(EXEC_DIR)/claims/$*.json; \
 	       echo "error: $< failed at PROFILE=$(PROFILE); its claims are removed and the partly executed notebook is $(EXEC_DIR)/.partial/$*.ipynb" >&2; exit 1; }
 	mv $(EXEC_DIR)/.partial/$*.ipynb $@
