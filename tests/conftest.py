@@ -1,5 +1,5 @@
 """Session hooks and shared fixtures for pytest: the whole-book tests start first, one on each pytest-xdist worker;
-the command line's fixtures; the smoke plan computed serially, once per session.
+the command line's fixtures; the smoke plan computed serially, once per session; the attack tests' images and CNN.
 
 `make test` runs the unit tests in several workers (pytest-xdist, ``--dist worksteal``), which split the collected
 tests into one contiguous share each, run their share in order and, once idle, take tests from the end of another
@@ -25,7 +25,7 @@ from advlogits.pipeline import executors
 from advlogits.pipeline.executors import PlanSpec, run_plan
 from advlogits.store import Store
 
-from helpers import SMOKE, claim_records
+from helpers import SMOKE, claim_records, fashion_test_images, trained_tiny_cnn
 
 LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
 WHOLE_BOOK = "whole_book"
@@ -119,3 +119,18 @@ def no_compute(monkeypatch) -> list:
     monkeypatch.setattr(executors, "run_plan", refuse)  # where `advlogits run` imports it from
     monkeypatch.setattr(chapter_verbs, "subprocess", types.SimpleNamespace(run=refuse, PIPE=subprocess.PIPE))
     return calls
+
+
+# The attack tests' data and model (tests/test_attacks.py, test_evaluation.py, test_autoattack.py), once per module.
+
+
+@pytest.fixture(scope="module")
+def test_data() -> tuple:
+    """500 Fashion-MNIST test images (500, 1, 28, 28) and labels (500,), read by hand (not by advlogits.data)."""
+    return fashion_test_images(500)
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    """A tiny CNN trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
+    return trained_tiny_cnn()

@@ -17,10 +17,8 @@ from helpers import (
     CountingModel,
     accuracy_by_hand,
     assert_same_state,
-    fashion_test_images,
     linear_two_class,
     model_state,
-    trained_tiny_cnn,
 )
 
 TORCHATTACKS_MISSING = (
@@ -29,19 +27,7 @@ TORCHATTACKS_MISSING = (
 )
 
 # ----------------------------------------------------------------------------------------------------
-# fixtures: Fashion-MNIST read by hand (independent of advlogits.data), a tiny CNN, a 2-class linear model
-
-
-@pytest.fixture(scope="module")
-def test_data() -> tuple[torch.Tensor, torch.Tensor]:
-    """500 Fashion-MNIST test images (500, 1, 28, 28) and labels (500,)."""
-    return fashion_test_images(500)
-
-
-@pytest.fixture(scope="module")
-def cnn() -> nn.Module:
-    """A tiny CNN trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
-    return trained_tiny_cnn()
+# losses and margins computed by hand (the images and the tiny CNN are conftest.py's fixtures)
 
 
 def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -11,20 +11,7 @@ from torch import nn
 from advlogits.autoattack import autoattack_accuracy, autoattack_attacks_correct, autoattack_correct
 from advlogits.evaluation import robust_accuracy
 
-from helpers import CountingModel, accuracy_by_hand, fashion_test_images, linear_two_class, trained_tiny_cnn
-
-
-@pytest.fixture(scope="module")
-def test_data() -> tuple[torch.Tensor, torch.Tensor]:
-    """The first 100 Fashion-MNIST test images (100, 1, 28, 28) and labels (100,)."""
-    return fashion_test_images(100)
-
-
-@pytest.fixture(scope="module")
-def cnn() -> nn.Module:
-    """A tiny CNN trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
-    return trained_tiny_cnn()
-
+from helpers import CountingModel, accuracy_by_hand, linear_two_class
 
 _X = torch.full((4, 1, 4, 4), 0.5)
 _Y = torch.zeros(4, dtype=torch.int64)

@@ -240,6 +240,8 @@ def test_the_papermill_call_of_a_chapter():
         "/out/04_distillation.ipynb",
         "-k",
         "python3",
+        "--engine",
+        buildfiles.PAPERMILL_ENGINE,
         "--cwd",
         "/r/chapters",
         "-q",

@@ -7,7 +7,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from advlogits.attacks import fgsm, pgd
 from advlogits.evaluation import accuracy, attack_correct, clean_correct, robust_accuracy
@@ -17,23 +16,8 @@ from helpers import (
     CountingModel,
     accuracy_by_hand,
     assert_same_state,
-    fashion_test_images,
     model_state,
-    trained_tiny_cnn,
 )
-
-
-@pytest.fixture(scope="module")
-def test_data() -> tuple[torch.Tensor, torch.Tensor]:
-    """500 Fashion-MNIST test images (500, 1, 28, 28) and labels (500,)."""
-    return fashion_test_images(500)
-
-
-@pytest.fixture(scope="module")
-def cnn() -> nn.Module:
-    """A tiny CNN trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
-    return trained_tiny_cnn()
-
 
 # ----------------------------------------------------------------------------------------------------
 # clean accuracy

@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "results" / "cpu"
 ENV = json.loads((RECORD / "environment.json").read_text())
 CPU = ENV["cpu"]
+N_CLAIMS = len(json.loads((RECORD / "scorecard.json").read_text()))  # the claims of the committed record
+ALL = f"{N_CLAIMS} of {N_CLAIMS}"
+ALL_BUT_ONE = f"{N_CLAIMS - 1} of {N_CLAIMS}"
 
 
 @pytest.fixture()
@@ -81,7 +84,7 @@ def test_an_estimate_moved_within_the_interval_is_counted_with_its_move(records)
     line = comparison.line()
     assert comparison.verdicts_match
     total = n_checks(records)
-    assert line.startswith(f"reproduces the record: 8 of 8 verdicts, {total - 1} of {total} estimates identical, ")
+    assert line.startswith(f"reproduces the record: {ALL} verdicts, {total - 1} of {total} estimates identical, ")
     assert "1 within the record's 95% intervals (the largest move: C4 AT vs AT' " in line
     assert f", {(check['estimate'] - recorded) / ((high - low) / 2):.0%} of the half-width)" in line
     assert "outside" not in line
@@ -97,7 +100,7 @@ def test_an_estimate_outside_the_interval_is_named_with_the_recorded_one_and_its
     comparison = record_check.compare(built, records, ENV, cpu=CPU)
     line = comparison.line()
     assert comparison.verdicts_match, "an estimate that moved does not change a verdict by itself"
-    assert line.startswith("reproduces the record: 8 of 8 verdicts, ")
+    assert line.startswith(f"reproduces the record: {ALL} verdicts, ")
     assert line.endswith("1 outside them (C5 ST vs ST': 0.5, recorded 0.247 [0.0862, 0.336])")
     assert "within" not in line
 
@@ -118,9 +121,9 @@ def test_a_changed_verdict_of_a_claim_or_a_comparison_is_named(records):
     assert not comparison.verdicts_match
     total = n_checks(records)
     assert comparison.line() == (
-        f"differs from the record: 7 of 8 claims' verdicts and {total - 1} of {total} comparisons' verdicts match "
-        "(changed: C8 reproduced, recorded inconclusive; C8 AT flattened reproduced, recorded inconclusive), every "
-        "estimate identical"
+        f"differs from the record: {ALL_BUT_ONE} claims' verdicts and {total - 1} of {total} comparisons' verdicts "
+        "match (changed: C8 reproduced, recorded inconclusive; C8 AT flattened reproduced, recorded inconclusive), "
+        "every estimate identical"
     )
     assert comparison.details() == [
         "C8: verdict reproduced, recorded inconclusive; AT flattened reproduced, recorded inconclusive"
@@ -132,7 +135,7 @@ def test_a_comparison_whose_verdict_alone_changed_is_a_changed_verdict(records):
     claim(built, "C3")["checks"]["networks: slope above 0"]["verdict"] = "inconclusive"
     comparison = record_check.compare(built, records, ENV, cpu=CPU)
     assert not comparison.verdicts_match
-    assert "8 of 8 claims' verdicts" in comparison.line()
+    assert f"{ALL} claims' verdicts" in comparison.line()
     assert "C3 networks: slope above 0 inconclusive, recorded reproduced" in comparison.line()
 
 
@@ -164,7 +167,7 @@ def test_the_line_names_the_record_s_cpu_and_commit_and_this_one_where_they_diff
 def test_the_build_line_compares_with_the_committed_record(tmp_path, record, records):
     built = write(tmp_path / "scorecard.json", records)
     assert record_check.build_line(built, "cpu", root=tmp_path) == (
-        "reproduces the record: 8 of 8 verdicts, every estimate identical"
+        f"reproduces the record: {ALL} verdicts, every estimate identical"
     )
 
 
@@ -200,7 +203,7 @@ def test_the_module_prints_the_line_and_exits_0_even_when_a_verdict_changed(tmp_
     path = write(tmp_path / "scorecard.json", built)
     assert record_check.main(["--profile", "cpu", "--scorecard", str(path), "--root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("\n") == 1 and out.startswith("differs from the record: 7 of 8 claims' verdicts")
+    assert out.count("\n") == 1 and out.startswith(f"differs from the record: {ALL_BUT_ONE} claims' verdicts")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def test_against_exits_0_when_every_verdict_matches(executed, record, records, c
     write(executed / "scorecard.json", records)
     code, out, err = against(capsys, "--profile", "cpu", "--against", str(record))
     assert (code, err) == (0, "")
-    assert out == "reproduces the record: 8 of 8 verdicts, every estimate identical\n"
+    assert out == f"reproduces the record: {ALL} verdicts, every estimate identical\n"
 
 
 def test_against_exits_0_when_only_estimates_moved_and_names_them(executed, record, records, capsys):
@@ -248,7 +251,7 @@ def test_against_exits_1_when_a_verdict_changed(executed, record, records, capsy
     write(executed / "scorecard.json", built)
     code, out, err = against(capsys, "--profile", "cpu", "--against", str(record))
     assert (code, err) == (1, "")
-    assert out.startswith("differs from the record: 7 of 8 claims' verdicts")
+    assert out.startswith(f"differs from the record: {ALL_BUT_ONE} claims' verdicts")
     assert "  C8: verdict reproduced, recorded inconclusive" in out
 
 
