@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from advlogits import pipeline, profiles
+from advlogits.buildfiles import PAPERMILL_ENGINE
 from advlogits.fileio import write_checked
 from advlogits.models import build_model
 from advlogits.pipeline import stored, training
@@ -180,7 +181,8 @@ def assert_same_run(model: torch.nn.Module, history: dict, ref: tuple[dict, dict
 
 
 def papermill(out: Path, *params: str, env: dict) -> subprocess.Popen:
-    """Start papermill on chapter 1 with ``params`` (the kernel sees this checkout's library and ``env``)."""
+    """Start papermill on chapter 1 with ``params``, as the build does (the kernel sees this checkout's library and
+    ``env``)."""
     cmd = [
         sys.executable,
         "-m",
@@ -189,6 +191,8 @@ def papermill(out: Path, *params: str, env: dict) -> subprocess.Popen:
         str(out),
         "-k",
         "python3",
+        "--engine",
+        PAPERMILL_ENGINE,  # kernels started together cannot take each other's ports
         "--cwd",
         str(CHAPTER.parent),
         "--no-progress-bar",
