@@ -245,7 +245,7 @@ def evaluation_result(profile: Profile, config: TrainConfig, *, autoattack_scope
         "autoattack_version": profile.autoattack_version,
         "autoattack_scope": autoattack_scope,
     }
-    if profile.autoattack_targets is not None:  # AutoAttack's own 9 leave the key as it was
+    if profile.autoattack_targets is not None:  # with AutoAttack's own 9, the parameters are those it had before
         params["autoattack_targets"] = profile.autoattack_targets
     return Result(config, "evaluation", params, tensors=False)
 
