@@ -17,7 +17,9 @@ import types
 from pathlib import Path
 
 import pytest
+import torch
 from filelock import FileLock
+from torch import nn
 
 from advlogits import profiles
 from advlogits.cli import chapter as chapter_verbs
@@ -125,12 +127,12 @@ def no_compute(monkeypatch) -> list:
 
 
 @pytest.fixture(scope="module")
-def test_data() -> tuple:
+def test_data() -> tuple[torch.Tensor, torch.Tensor]:
     """500 Fashion-MNIST test images (500, 1, 28, 28) and labels (500,), read by hand (not by advlogits.data)."""
     return fashion_test_images(500)
 
 
 @pytest.fixture(scope="module")
-def cnn():
+def cnn() -> nn.Module:
     """A tiny CNN trained for 2 epochs on 2000 Fashion-MNIST images (clean accuracy ~75%), in eval mode."""
     return trained_tiny_cnn()
