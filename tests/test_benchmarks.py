@@ -377,9 +377,7 @@ def paper_units() -> Counter:
 @pytest.mark.slow
 def test_gpu_check_quick_on_the_cpu_writes_the_whole_contract(tmp_path):
     out = tmp_path / "gpu.json"
-    began = time.perf_counter()
     result, stdout = run_benchmark("gpu", "--quick", "--device", "cpu", "--threads", "1", "--out", str(out))
-    wall_s = time.perf_counter() - began
     for field in ("device", "measurements", "not_measured", "bf16_agreement", "paper_estimate", "env"):
         assert field in result, field
     assert result["device"]["type"] == "cpu" and result["settings"]["tiny"]
@@ -409,7 +407,6 @@ def test_gpu_check_quick_on_the_cpu_writes_the_whole_contract(tmp_path):
     assert rates["pgd_step_s_per_image"] > 0 and rates["apgd_run_s_per_image"] > 0
     check_env(result["env"])
     assert "GPU-hours" in stdout
-    assert result["total_s"] < 90 and wall_s < 150  # a tiny run: seconds of work, plus imports on a busy machine
 
 
 def test_gpu_check_records_a_failing_compile_instead_of_raising(monkeypatch):
