@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlogits.autoattack import autoattack_accuracy, autoattack_attacks_correct, autoattack_correct
+from advlogits._compat import import_autoattack
+from advlogits.autoattack import adversary, autoattack_accuracy, autoattack_attacks_correct, autoattack_correct
 from advlogits.evaluation import robust_accuracy
 
 from helpers import CountingModel, accuracy_by_hand, linear_two_class
@@ -77,6 +78,63 @@ def test_n_targets_sets_how_many_target_classes_apgd_t_tries():
         calls[n_targets] = model.calls
     ce_only = calls[1] - (calls[None] - calls[1]) / 8  # the calls outside APGD-T: APGD-CE, checks
     assert 0 < ce_only < calls[1] < calls[None] and calls[None] - ce_only == pytest.approx(9 * (calls[1] - ce_only))
+
+
+def test_n_iter_sets_how_many_iterations_apgd_makes():
+    """On images no attack can flip (eps 1e-4), APGD-CE and APGD-T make every iteration, one pass each: the passes
+    grow linearly in ``n_iter``, AutoAttack's 100 being the default."""
+    torch.manual_seed(0)
+    model = CountingModel().eval()
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(dim=1)
+    calls = {}
+    for n_iter in (10, 20, None):
+        model.calls = 0
+        assert autoattack_accuracy(model, x, y, eps=1e-4, version="fast", n_targets=1, n_iter=n_iter) == 1.0
+        calls[n_iter] = model.calls
+    assert calls[20] > calls[10] and calls[None] - calls[20] == 8 * (calls[20] - calls[10])
+
+
+@pytest.mark.slow
+def test_n_iter_runs_apgd_as_autoattack_built_with_those_iterations(cnn, test_data):
+    """The reference: AutoAttack's own APGD-CE, constructed with 12 iterations (its step-size schedule set by its
+    constructor), flips exactly the images ours does with ``n_iter=12``."""
+    x, y = test_data[0][:60], test_data[1][:60]
+    ours = autoattack_attacks_correct(cnn, x, y, attacks=["apgd-ce"], eps=0.05, n_iter=12, seed=0)
+    aa = import_autoattack()
+    adversary = aa.AutoAttack(cnn, norm="Linf", eps=0.05, version="custom", attacks=["apgd-ce"], seed=0)
+    adversary.apgd = aa.autopgd_base.APGDAttack(
+        cnn, n_restarts=1, n_iter=12, eps=0.05, norm="Linf", seed=0, device=torch.device("cpu"), logger=adversary.logger
+    )
+    adversary.verbose = False
+    cnn.eval()
+    with torch.random.fork_rng(devices=[]):
+        x_adv = adversary.run_standard_evaluation(x, y, batch_size=60)[0]
+    with torch.no_grad():
+        reference = cnn(x_adv).argmax(1) == y
+    assert torch.equal(ours, reference)
+    assert ours.sum() < (cnn(x).argmax(1) == y).sum(), "the attack flipped some images"
+
+
+APGD_SCHEDULE = ("n_iter", "n_iter_orig", "n_iter_2", "n_iter_min", "size_decr")  # pyautoattack's attribute names
+
+
+@pytest.mark.parametrize("n_iter", [None, 1, 5, 12, 50, 100, 250])
+def test_adversary_gives_apgd_the_schedule_autoattack_builds_for_those_iterations(n_iter):
+    """APGD's step-size checkpoints are set by its constructor from its iterations: configured afterwards, ours must
+    equal those of an APGD attack constructed with them (AutoAttack's 100 by default)."""
+    model = CountingModel().eval()
+    ours = adversary(
+        model, ["apgd-ce", "apgd-t"], eps=0.05, norm="linf", device=torch.device("cpu"), seed=0, n_targets=3,
+        n_iter=n_iter,
+    )  # fmt: skip
+    reference = import_autoattack().autopgd_base.APGDAttack(model, n_iter=n_iter or 100, eps=0.05, norm="Linf")
+    expected = {name: getattr(reference, name) for name in APGD_SCHEDULE}
+    for attack in (ours.apgd, ours.apgd_targeted):
+        assert {name: getattr(attack, name) for name in APGD_SCHEDULE} == expected
+    assert ours.fab.n_iter == (n_iter or 100) and ours.apgd_targeted.n_target_classes == 3
+    assert model.calls == 0, "configuring runs nothing"
 
 
 def test_autoattack_eps_zero_is_clean_accuracy(cnn, test_data):
@@ -179,6 +237,7 @@ _AA_NAMES = r"'apgd-ce', 'apgd-dlr', 'apgd-t', 'fab', 'fab-t', 'square'"
         (dict(attacks=["sqaure"]), r"attacks must be a non-empty list .* \(got \['sqaure'\]\)"),
         (dict(attacks=["square", "square"]), r"attacks must be a non-empty list of distinct"),
         (dict(square_queries=0), r"square_queries must be an integer >= 1 \(got 0\)"),
+        (dict(n_iter=2.5), r"n_iter must be an integer >= 1 \(got 2.5\)"),
         (dict(eps=-0.1), r"eps must be a finite number >= 0 \(got -0.1\)"),
         (dict(norm="Linf"), r"norm must be one of 'linf', 'l2' \(got 'Linf'\)"),
         (dict(batch_size=0), r"batch_size must be an integer >= 1 \(got 0\)"),
@@ -214,6 +273,7 @@ def test_autoattack_attacks_refuses_bad_input_before_compute(kw, match):
         ),
         (lambda m: autoattack_correct(m, _X[:0], _Y[:0], eps=0.1), r"x must be at least one sample \(got N=0\)"),
         (lambda m: autoattack_correct(m, _X, _Y, eps=0.1, n_targets=0), r"n_targets must be an integer >= 1 \(got 0\)"),
+        (lambda m: autoattack_accuracy(m, _X, _Y, eps=0.1, n_iter=0), r"n_iter must be an integer >= 1 \(got 0\)"),
     ],
 )
 def test_autoattack_refuses_bad_input_before_compute(call, match):

@@ -775,12 +775,13 @@ def test_the_bad_input_matrix_has_at_least_20_cases():
     assert len(ids) == len(set(ids)), "each case of the Python API tables is named once"
 
 
-def test_autoattack_s_target_classes_enter_the_evaluation_s_key_only_when_set():
-    """A profile that leaves AutoAttack its own 9 target classes keys its evaluations as before the setting existed;
-    fewer target classes are another result."""
+@pytest.mark.parametrize(("setting", "value"), [("autoattack_targets", 1), ("autoattack_iterations", 10)])
+def test_autoattack_s_settings_enter_the_evaluation_s_key_only_when_set(setting, value):
+    """A profile that leaves AutoAttack its own 9 target classes and 100 iterations keys its evaluations as before
+    these settings existed; fewer are another result."""
     p = profiles.resolve("smoke", device="cpu")
     default = pipeline.stored.evaluation_result(p, TINY)
-    assert "autoattack_targets" not in default.params
-    fewer = pipeline.stored.evaluation_result(profiles.resolve("smoke", device="cpu", autoattack_targets=1), TINY)
-    assert fewer.params == {**default.params, "autoattack_targets": 1}
+    assert setting not in default.params
+    fewer = pipeline.stored.evaluation_result(profiles.resolve("smoke", device="cpu", **{setting: value}), TINY)
+    assert fewer.params == {**default.params, setting: value}
     assert fewer.file_name() != default.file_name()

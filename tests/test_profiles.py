@@ -240,6 +240,11 @@ RESOLVE_CASES = [
     ("no-student-seed", dict(student_seeds=()), r"^student_seeds must be one or more seeds \(got \(\)\)"),
     ("unknown-augmentation", dict(augment="mixup"), r"^augment must be one of 'none', 'crop-flip' \(got 'mixup'\)"),
     ("no-target-class", dict(autoattack_targets=0), r"^autoattack_targets must be an integer >= 1 \(got 0\)"),
+    (
+        "no-autoattack-iteration",
+        dict(autoattack_iterations=0),
+        r"^autoattack_iterations must be an integer >= 1 \(got 0\)",
+    ),
 ]
 
 

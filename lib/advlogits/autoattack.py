@@ -4,6 +4,7 @@ versions, or under a chosen list of its attacks (Square alone, say, the black-bo
 The library spells the norm ``"linf"`` / ``"l2"`` (`advlogits.attacks.Norm`); AutoAttack's own spelling (``"Linf"``,
 ``"L2"``) appears only where it is called. AutoAttack runs on the model's device with its ``seed``; its logging is
 silenced, and the global RNG state (which AutoAttack reseeds) and the model's train/eval modes are restored.
+`adversary` gives AutoAttack's object configured as the book runs it, for whoever wants its adversarial examples.
 
 Shapes: ``x`` is (N, C, H, W) with values in [0, 1], ``y`` int64 (N,); results are (N,) bool on the CPU.
 """
@@ -46,6 +47,8 @@ def autoattack_accuracy(
     version: Version = "standard",
     batch_size: int = 500,
     seed: int = 0,
+    n_targets: int | None = None,
+    n_iter: int | None = None,
 ) -> float:
     """Robust accuracy in [0, 1] under AutoAttack: the mean of `autoattack_correct` (same arguments).
 
@@ -53,7 +56,10 @@ def autoattack_accuracy(
 
         autoattack_accuracy(model, x, y, eps=8 / 255, version="fast")
     """
-    correct = autoattack_correct(model, x, y, eps=eps, norm=norm, version=version, batch_size=batch_size, seed=seed)
+    correct = autoattack_correct(
+        model, x, y, eps=eps, norm=norm, version=version, batch_size=batch_size, seed=seed, n_targets=n_targets,
+        n_iter=n_iter,
+    )  # fmt: skip
     return correct.sum().item() / correct.numel()
 
 
@@ -68,12 +74,13 @@ def autoattack_correct(
     batch_size: int = 500,
     seed: int = 0,
     n_targets: int | None = None,
+    n_iter: int | None = None,
 ) -> Tensor:
     """Per-image robustness (N,) bool on the CPU under AutoAttack.
 
     version "standard": APGD-CE, APGD-T, FAB-T and Square (the RobustBench protocol); "fast": APGD-CE
     and APGD-T only, with the standard settings (100 iterations, one restart, up to 9 target classes;
-    ``n_targets`` sets fewer).
+    ``n_targets`` sets fewer, ``n_iter`` other iterations).
     The model needs at least 4 classes (the targeted DLR loss reads the 4th logit). It is
     `autoattack_attacks_correct` with the version's attacks.
 
@@ -88,6 +95,8 @@ def autoattack_correct(
     check_int("seed", seed)
     if n_targets is not None:
         check_int("n_targets", n_targets, at_least=1)
+    if n_iter is not None:
+        check_int("n_iter", n_iter, at_least=1)
     _check_images(x, y)
     if eps > 0:
         n_classes = _num_classes(model, x)
@@ -102,8 +111,9 @@ def autoattack_correct(
             )
     attacks = _STANDARD_ATTACKS if version == "standard" else _FAST_ATTACKS
     return autoattack_attacks_correct(
-        model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed, n_targets=n_targets
-    )
+        model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed, n_targets=n_targets,
+        n_iter=n_iter,
+    )  # fmt: skip
 
 
 def autoattack_attacks_correct(
@@ -116,6 +126,7 @@ def autoattack_attacks_correct(
     norm: Norm = "linf",
     square_queries: int = AA_SQUARE_QUERIES,
     n_targets: int | None = None,
+    n_iter: int | None = None,
     batch_size: int = 500,
     seed: int = 0,
 ) -> Tensor:
@@ -126,13 +137,15 @@ def autoattack_attacks_correct(
     ``square_queries`` queries per image (p_init 0.8, one restart, AutoAttack's schedule). The other attacks keep
     `autoattack_correct`'s standard settings (100 iterations, one restart, up to 9 target classes), so
     ``attacks=["apgd-ce", "apgd-t"]`` is its version "fast". ``n_targets`` (default: AutoAttack's 9, or K - 1
-    below 10 classes) sets how many target classes APGD-T and FAB-T try. APGD-DLR needs 3 classes and APGD-T 4.
+    below 10 classes) sets how many target classes APGD-T and FAB-T try; ``n_iter`` (default: AutoAttack's 100) how
+    many iterations APGD and FAB make, APGD's step-size checkpoints scaled with them. APGD-DLR needs 3 classes and
+    APGD-T 4.
 
     Examples::
 
         robust = autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.1, square_queries=1000)
     """
-    _check_attacks_args(attacks, eps, norm, square_queries, n_targets, batch_size, seed)
+    _check_attacks_args(attacks, eps, norm, square_queries, n_targets, n_iter, batch_size, seed)
     _check_images(x, y)
     if eps == 0:
         return clean_correct(model, x, y, batch_size=batch_size)
@@ -141,15 +154,17 @@ def autoattack_attacks_correct(
         n_classes = _num_classes(model, x)
         _check_classes(attacks, n_classes)
         targets = min(_MAX_TARGETS if n_targets is None else n_targets, n_classes - 1)
-        adversary = _adversary(model, attacks, eps=eps, norm=norm, device=device, seed=seed)
-        _configure(adversary, n_targets=targets, square_queries=square_queries)
+        aa = adversary(
+            model, attacks, eps=eps, norm=norm, device=device, seed=seed, n_targets=targets,
+            square_queries=square_queries, n_iter=n_iter,
+        )  # fmt: skip
         fork = dict(devices=[]) if device.type == "cpu" else dict(device_type=device.type)
         chunks = []
-        with torch.random.fork_rng(**fork), _silenced_logger(adversary.logger):
+        with torch.random.fork_rng(**fork), _silenced_logger(aa.logger):
             # one AutoAttack run per batch (each seeded alike), so that a progress bar can follow the batches
             for start in progress_bar(range(0, x.shape[0], batch_size), desc="AutoAttack", unit="batch"):
                 xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-                chunks.append(adversary.run_standard_evaluation(xb, yb, batch_size=batch_size)[0].cpu())
+                chunks.append(aa.run_standard_evaluation(xb, yb, batch_size=batch_size)[0].cpu())
     return clean_correct(model, torch.cat(chunks), y.cpu(), batch_size=batch_size)
 
 
@@ -165,6 +180,7 @@ def _check_attacks_args(
     norm: object,
     square_queries: object,
     n_targets: object,
+    n_iter: object,
     batch_size: object,
     seed: object,
 ) -> None:
@@ -185,6 +201,8 @@ def _check_attacks_args(
     check_int("square_queries", square_queries, at_least=1)
     if n_targets is not None:
         check_int("n_targets", n_targets, at_least=1)
+    if n_iter is not None:
+        check_int("n_iter", n_iter, at_least=1)
     check_int("batch_size", batch_size, at_least=1)
     check_int("seed", seed)
 
@@ -208,24 +226,46 @@ def _check_classes(attacks: Sequence[str], n_classes: int) -> None:
             )
 
 
-def _adversary(
-    model: nn.Module, attacks: Sequence[str], *, eps: float, norm: Norm, device: torch.device, seed: int
+def adversary(
+    model: nn.Module,
+    attacks: Sequence[str],
+    *,
+    eps: float,
+    norm: Norm,
+    device: torch.device,
+    seed: int,
+    n_targets: int,
+    square_queries: int = AA_SQUARE_QUERIES,
+    n_iter: int | None = None,
 ) -> Any:
-    """AutoAttack's "custom" version running ``attacks``, in its own spelling of the norm."""
-    return import_autoattack().AutoAttack(
+    """AutoAttack's "custom" version running ``attacks`` as `autoattack_attacks_correct` runs them: AutoAttack's
+    standard settings (one restart each, silent), with ``n_targets`` target classes, Square's queries and, where
+    ``n_iter`` is given, the iterations of APGD and FAB. The norm is given in the library's spelling."""
+    aa = import_autoattack().AutoAttack(
         model, attacks=list(attacks), norm=_AUTOATTACK_NORM[norm], eps=eps, version="custom", device=device, seed=seed
     )
+    aa.verbose = False
+    aa.apgd.n_restarts = 1
+    aa.apgd_targeted.n_restarts = 1
+    aa.apgd_targeted.n_target_classes = n_targets
+    aa.fab.n_restarts = 1
+    aa.fab.n_target_classes = n_targets
+    aa.square.n_queries = square_queries
+    if n_iter is not None:
+        _apgd_iterations(aa.apgd, n_iter)
+        _apgd_iterations(aa.apgd_targeted, n_iter)
+        aa.fab.n_iter = n_iter
+    return aa
 
 
-def _configure(adversary: Any, *, n_targets: int, square_queries: int) -> None:
-    """AutoAttack's standard settings (one restart each, silent), with the target classes and Square's queries."""
-    adversary.verbose = False
-    adversary.apgd.n_restarts = 1
-    adversary.apgd_targeted.n_restarts = 1
-    adversary.apgd_targeted.n_target_classes = n_targets
-    adversary.fab.n_restarts = 1
-    adversary.fab.n_target_classes = n_targets
-    adversary.square.n_queries = square_queries
+def _apgd_iterations(apgd: Any, n_iter: int) -> None:
+    """``n_iter`` iterations for an APGD attack, with the step-size schedule of Croce & Hein (2020) scaled to them
+    as APGD's constructor scales it: the first checkpoint after 22% of the iterations, checkpoints at least 6% apart,
+    their spacing shrinking by 3% at each."""
+    apgd.n_iter = apgd.n_iter_orig = n_iter
+    apgd.n_iter_2 = max(int(0.22 * n_iter), 1)
+    apgd.n_iter_min = max(int(0.06 * n_iter), 1)
+    apgd.size_decr = max(int(0.03 * n_iter), 1)
 
 
 @contextlib.contextmanager

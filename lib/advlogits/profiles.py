@@ -72,6 +72,7 @@ class Profile:
     masking_queries: int = 1000  # Square's queries per image in the gradient-masking checks
     masking_every_kind: bool = False  # the checks on every student kind (else KD-AT and the manipulated students)
     autoattack_targets: int | None = None  # target classes of APGD-T and FAB-T (None: AutoAttack's 9, or K - 1)
+    autoattack_iterations: int | None = None  # iterations of APGD and FAB (None: AutoAttack's 100)
 
     def standard(self, *, seed: int | None = None) -> TrainConfig:
         """Config of the standard-training (ST) model of this profile."""
@@ -353,6 +354,8 @@ def _check_training_and_attacks(profile: Profile) -> None:
     check_choice("autoattack_version", profile.autoattack_version, AUTOATTACK_VERSIONS)
     if profile.autoattack_targets is not None:
         check_int("autoattack_targets", profile.autoattack_targets, at_least=1)
+    if profile.autoattack_iterations is not None:
+        check_int("autoattack_iterations", profile.autoattack_iterations, at_least=1)
 
 
 def _check_teachers_and_students(profile: Profile) -> None:

@@ -67,6 +67,7 @@ def attack_outcomes(
     autoattack_version: str,
     autoattack_scope: str = "clean-correct",
     autoattack_targets: int | None = None,
+    autoattack_iterations: int | None = None,
 ) -> dict:
     """Per-image outcomes of every attack the book runs, and the per-image worst case over them.
 
@@ -78,7 +79,8 @@ def attack_outcomes(
     under AutoAttack: the worst case, the robust accuracy every claim reads. Accuracies are fractions in [0, 1]; the
     ``*_on_autoattack_subset`` ones are measured on AutoAttack's images, so the attacks compare there. The model runs
     as given (the caller passes it in float32: attacks never run at reduced precision). ``autoattack_targets``:
-    the target classes of AutoAttack's targeted attacks (None: its own 9).
+    the target classes of AutoAttack's targeted attacks (None: its own 9), ``autoattack_iterations`` the iterations of
+    its APGD and FAB attacks (None: its own 100).
     """
     check_choice("autoattack_scope", autoattack_scope, AUTOATTACK_SCOPES)
     clean = clean_correct(model, x, y)
@@ -108,6 +110,7 @@ def attack_outcomes(
                 version=autoattack_version,
                 seed=seed,
                 n_targets=autoattack_targets,
+                n_iter=autoattack_iterations,
             )
         worst = ce[:k] & cw[:k] & autoattack
         result.update(

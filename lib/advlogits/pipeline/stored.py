@@ -245,8 +245,11 @@ def evaluation_result(profile: Profile, config: TrainConfig, *, autoattack_scope
         "autoattack_version": profile.autoattack_version,
         "autoattack_scope": autoattack_scope,
     }
-    if profile.autoattack_targets is not None:  # with AutoAttack's own 9, the parameters are those it had before
+    # with AutoAttack's own target classes and iterations, the parameters are those they were before these settings
+    if profile.autoattack_targets is not None:
         params["autoattack_targets"] = profile.autoattack_targets
+    if profile.autoattack_iterations is not None:
+        params["autoattack_iterations"] = profile.autoattack_iterations
     return Result(config, "evaluation", params, tensors=False)
 
 
@@ -287,6 +290,7 @@ def evaluate(
             autoattack_version=profile.autoattack_version,
             autoattack_scope=autoattack_scope,
             autoattack_targets=profile.autoattack_targets,
+            autoattack_iterations=profile.autoattack_iterations,
         )
 
     return evaluation_result(profile, config, autoattack_scope=autoattack_scope).get_or_compute(compute, store=store)
