@@ -62,38 +62,38 @@ def test_autoattack_standard_adds_attacks_to_fast_with_five_classes():
     assert fast < 0.9
 
 
-def test_n_targets_sets_how_many_target_classes_apgd_t_tries():
-    """On images no attack can flip (eps 1e-4), APGD-T runs its 100 iterations once per target class: 1 target class
-    makes a ninth of the default's passes through it, and the result is the same."""
+def passes_on_unflippable_images(**settings) -> int:
+    """The model passes of the fast AutoAttack at ``settings`` on two images no attack can flip (eps 1e-4), where
+    every attack makes all its iterations."""
     torch.manual_seed(0)
     model = CountingModel().eval()
     x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x).argmax(dim=1)
-    calls = {}
-    for n_targets in (None, 1):
-        model.calls = 0
-        robust = autoattack_correct(model, x, y, eps=1e-4, version="fast", n_targets=n_targets)
-        assert robust.all()
-        calls[n_targets] = model.calls
+    model.calls = 0
+    assert autoattack_correct(model, x, y, eps=1e-4, version="fast", **settings).all()
+    return model.calls
+
+
+def test_n_targets_sets_how_many_target_classes_apgd_t_tries():
+    """APGD-T runs its 100 iterations once per target class: 1 target class makes a ninth of the default's passes
+    through it, and the result is the same."""
+    calls = {n: passes_on_unflippable_images(n_targets=n) for n in (None, 1)}
     ce_only = calls[1] - (calls[None] - calls[1]) / 8  # the calls outside APGD-T: APGD-CE, checks
     assert 0 < ce_only < calls[1] < calls[None] and calls[None] - ce_only == pytest.approx(9 * (calls[1] - ce_only))
 
 
 def test_n_iter_sets_how_many_iterations_apgd_makes():
-    """On images no attack can flip (eps 1e-4), APGD-CE and APGD-T make every iteration, one pass each: the passes
-    grow linearly in ``n_iter``, AutoAttack's 100 being the default."""
-    torch.manual_seed(0)
+    """APGD-CE and APGD-T make every iteration, one pass each: the passes grow linearly in ``n_iter``, AutoAttack's
+    100 being the default; `autoattack_accuracy` passes it on."""
+    calls = {n: passes_on_unflippable_images(n_targets=1, n_iter=n) for n in (10, 20, None)}
+    assert calls[20] > calls[10] and calls[None] - calls[20] == 8 * (calls[20] - calls[10])
     model = CountingModel().eval()
     x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y = model(x).argmax(dim=1)
-    calls = {}
-    for n_iter in (10, 20, None):
-        model.calls = 0
-        assert autoattack_accuracy(model, x, y, eps=1e-4, version="fast", n_targets=1, n_iter=n_iter) == 1.0
-        calls[n_iter] = model.calls
-    assert calls[20] > calls[10] and calls[None] - calls[20] == 8 * (calls[20] - calls[10])
+    assert autoattack_accuracy(model, x, y, eps=1e-4, version="fast", n_targets=1, n_iter=10) == 1.0
+    assert model.calls == calls[10] + 1, "the same passes, and the one that labelled the images"
 
 
 @pytest.mark.slow
