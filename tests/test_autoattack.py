@@ -137,6 +137,22 @@ def test_adversary_gives_apgd_the_schedule_autoattack_builds_for_those_iteration
     assert model.calls == 0, "configuring runs nothing"
 
 
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        (dict(norm="Linf"), r"norm must be one of 'linf', 'l2' \(got 'Linf'\)"),
+        (dict(n_targets=0), r"n_targets must be an integer >= 1 \(got 0\)"),
+        (dict(n_iter=0), r"n_iter must be an integer >= 1 \(got 0\)"),
+        (dict(attacks=["apgd"]), r"attacks must be a non-empty list of distinct AutoAttack attacks"),
+    ],
+)
+def test_adversary_refuses_bad_settings(kw, match):
+    settings = dict(attacks=["apgd-ce"], eps=0.1, norm="linf", device=torch.device("cpu"), seed=0, n_targets=3)
+    settings.update(kw)
+    with pytest.raises(ValueError, match=match):
+        adversary(CountingModel(), settings.pop("attacks"), **settings)
+
+
 def test_autoattack_eps_zero_is_clean_accuracy(cnn, test_data):
     x, y = test_data[0][:100], test_data[1][:100]
     assert autoattack_accuracy(cnn, x, y, eps=0.0) == accuracy_by_hand(cnn, x, y)

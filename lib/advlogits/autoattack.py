@@ -145,7 +145,8 @@ def autoattack_attacks_correct(
 
         robust = autoattack_attacks_correct(model, x, y, attacks=["square"], eps=0.1, square_queries=1000)
     """
-    _check_attacks_args(attacks, eps, norm, square_queries, n_targets, n_iter, batch_size, seed)
+    _check_attacks_args(attacks, eps, norm, square_queries, n_targets, n_iter, seed)
+    check_int("batch_size", batch_size, at_least=1)
     _check_images(x, y)
     if eps == 0:
         return clean_correct(model, x, y, batch_size=batch_size)
@@ -181,10 +182,9 @@ def _check_attacks_args(
     square_queries: object,
     n_targets: object,
     n_iter: object,
-    batch_size: object,
     seed: object,
 ) -> None:
-    """The checks of `autoattack_attacks_correct`'s arguments other than the images."""
+    """The checks of the attacks' settings, shared by `autoattack_attacks_correct` and `adversary`."""
     if (
         not isinstance(attacks, (list, tuple))
         or not attacks
@@ -203,7 +203,6 @@ def _check_attacks_args(
         check_int("n_targets", n_targets, at_least=1)
     if n_iter is not None:
         check_int("n_iter", n_iter, at_least=1)
-    check_int("batch_size", batch_size, at_least=1)
     check_int("seed", seed)
 
 
@@ -240,7 +239,9 @@ def adversary(
 ) -> Any:
     """AutoAttack's "custom" version running ``attacks`` as `autoattack_attacks_correct` runs them: AutoAttack's
     standard settings (one restart each, silent), with ``n_targets`` target classes, Square's queries and, where
-    ``n_iter`` is given, the iterations of APGD and FAB. The norm is given in the library's spelling."""
+    ``n_iter`` is given, the iterations of APGD and FAB. The norm is given in the library's spelling; a bad setting
+    raises a ValueError naming it."""
+    _check_attacks_args(attacks, eps, norm, square_queries, n_targets, n_iter, seed)
     aa = import_autoattack().AutoAttack(
         model, attacks=list(attacks), norm=_AUTOATTACK_NORM[norm], eps=eps, version="custom", device=device, seed=seed
     )
