@@ -21,9 +21,11 @@ whether the warm run really was warm (it should add no files).
 
 The compute floor: every cold run counts the model passes it makes (``$ADVLOGITS_COUNT_PASSES``, see
 `advlogits.passes`: images through each architecture in attack steps, in training steps and in inference), and the
-benchmark times a bare loop of each kind before the builds, on the quiet machine (`per_image_seconds`: one thread,
-each kind at the batch size the book runs it at). The passes times those per-image costs, shared over the
-machine's cores, is the floor (``floor.floor_s``), and ``floor.ratio_cold`` the cold build's multiple of it.
+benchmark times a bare loop of each kind before the builds and again after them, on the quiet machine
+(`per_image_seconds`: one thread, each kind at the batch size the book runs it at), keeping the faster of the two
+timings of each kind (the machine's speed moves by several per cent from one hour to the next). The passes times
+those per-image costs, shared over the machine's cores, is the floor (``floor.floor_s``), and ``floor.ratio_cold``
+the cold build's multiple of it.
 
 Both runs build as ``make book`` does by default: they first compute the book's plan (``advlogits run`` with one
 one-thread worker per core, or ``--plan-workers N``; ``--plan-executor ray`` on a cluster), then the chapters, which
@@ -237,15 +239,27 @@ def bare_costs(archs: list[str], *, profile: str) -> dict[str, dict[str, float]]
 def compute_floor(
     counted: dict[str, dict[str, int]], *, costs: dict[str, dict[str, float]], profile: str, cores: int
 ) -> dict[str, Any] | None:
-    """The floor of a run from its counted passes: each pass at its bare per-image cost (``costs``, timed before
-    the builds; an architecture missing there is timed now), over ``cores`` cores."""
+    """The floor of a run from its counted passes: each pass at its bare per-image cost over ``cores`` cores. The
+    bare loops are timed again now, after the builds, and each kind keeps the faster of that and ``costs`` (timed
+    before them; an architecture missing there has only the second timing): the machine's speed moves from one
+    hour to the next, and the floor is a lower bound."""
     if not counted:
         return None
-    missing = sorted(arch for arch in counted if arch not in costs)
-    costs = {**costs, **(bare_costs(missing, profile=profile) if missing else {})}
-    costs = {arch: costs[arch] for arch in counted}
-    serial = sum(counted[arch].get(kind, 0) * costs[arch][kind] for arch in counted for kind in passes.KINDS)
-    return {"passes": counted, "per_image_s": costs, "cores": cores, "serial_s": serial, "floor_s": serial / cores}
+    after = bare_costs(sorted(counted), profile=profile)
+    faster = {
+        arch: {kind: min(after[arch][kind], costs.get(arch, after[arch])[kind]) for kind in after[arch]}
+        for arch in counted
+    }
+    serial = sum(counted[arch].get(kind, 0) * faster[arch][kind] for arch in counted for kind in passes.KINDS)
+    return {
+        "passes": counted,
+        "per_image_s": faster,
+        "per_image_s_before": {arch: costs[arch] for arch in counted if arch in costs},
+        "per_image_s_after": after,
+        "cores": cores,
+        "serial_s": serial,
+        "floor_s": serial / cores,
+    }
 
 
 def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

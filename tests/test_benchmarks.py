@@ -318,7 +318,7 @@ def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkey
     monkeypatch.syspath_prepend(str(ROOT))
     book = importlib.import_module("benchmarks.book")
     costs = {"cnn-small": {"input_gradient": 1e-3, "parameter_gradient": 8e-4, "forward": 2e-4}}
-    late = {"input_gradient": 1e-5, "parameter_gradient": 2e-5, "forward": 1e-6}
+    late = {"input_gradient": 1e-5, "parameter_gradient": 9e-4, "forward": 1e-6}
     timed_now = []
     monkeypatch.setattr(book, "bare_costs", lambda archs, profile: {a: late for a in archs if not timed_now.append(a)})
     counted = {
@@ -326,8 +326,14 @@ def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkey
         "linear": {"input_gradient": 0, "parameter_gradient": 100, "forward": 4000},
     }
     floor = book.compute_floor(counted, costs=costs, profile="smoke", cores=2)
-    assert timed_now == ["linear"], "only an architecture the costs lack is timed after the builds"
-    assert floor["serial_s"] == pytest.approx(1000 * 1e-3 + 3000 * 8e-4 + 500 * 2e-4 + 100 * 2e-5 + 4000 * 1e-6)
+    assert timed_now == ["cnn-small", "linear"], "every counted architecture is timed again after the builds"
+    # each kind at the faster of its two timings; the architecture timed only after the builds at that timing
+    assert floor["per_image_s"] == {
+        "cnn-small": {"input_gradient": 1e-5, "parameter_gradient": 8e-4, "forward": 1e-6},
+        "linear": late,
+    }
+    assert floor["per_image_s_before"] == costs and floor["per_image_s_after"] == {"cnn-small": late, "linear": late}
+    assert floor["serial_s"] == pytest.approx(1000 * 1e-5 + 3000 * 8e-4 + 500 * 1e-6 + 100 * 9e-4 + 4000 * 1e-6)
     assert floor["floor_s"] == pytest.approx(floor["serial_s"] / 2) and floor["passes"] == counted
     assert book.compute_floor({}, costs=costs, profile="smoke", cores=2) is None
 
