@@ -88,15 +88,10 @@ def autoattack_correct(
 
         robust = autoattack_correct(model, x, y, eps=0.1, version="fast", seed=0)
     """
-    check_number("eps", eps, at_least=0)
-    check_choice("norm", norm, NORMS)
     check_choice("version", version, get_args(Version))
+    attacks = _STANDARD_ATTACKS if version == "standard" else _FAST_ATTACKS
+    _check_attacks_args(attacks, eps, norm, AA_SQUARE_QUERIES, n_targets, n_iter, seed)
     check_int("batch_size", batch_size, at_least=1)
-    check_int("seed", seed)
-    if n_targets is not None:
-        check_int("n_targets", n_targets, at_least=1)
-    if n_iter is not None:
-        check_int("n_iter", n_iter, at_least=1)
     _check_images(x, y)
     if eps > 0:
         n_classes = _num_classes(model, x)
@@ -109,7 +104,6 @@ def autoattack_correct(
                 hint="AutoAttack's targeted DLR loss is undefined below that; use "
                 "robust_accuracy(attack='pgd') instead",
             )
-    attacks = _STANDARD_ATTACKS if version == "standard" else _FAST_ATTACKS
     return autoattack_attacks_correct(
         model, x, y, attacks=attacks, eps=eps, norm=norm, batch_size=batch_size, seed=seed, n_targets=n_targets,
         n_iter=n_iter,
