@@ -60,6 +60,27 @@ def test_model_from_state_checks_the_weights(teacher):
         training.model_from_state(dataclasses.replace(TEACHER, arch="cnn"), model.state_dict(), source="entry/model.pt")
 
 
+@pytest.mark.parametrize("arch", ["cnn-small", "preact-resnet18"])
+def test_model_from_state_holds_the_state_in_its_layout_and_leaves_the_global_generator_alone(arch):
+    """Loading builds no initial weights: every parameter and buffer is the state's, in the layout a built model
+    has (the convolutions channels-last), on the CPU; and torch's global generator is where it was, so loading a
+    teacher cannot change what a computation drawing from it after the load gets."""
+    resnet = arch.startswith("preact")
+    config = dataclasses.replace(TEACHER, arch=arch, dataset="cifar10" if resnet else TEACHER.dataset)
+    built = training.init_model(config)
+    state = built.state_dict()
+    before = torch.random.get_rng_state()
+    rebuilt = training.model_from_state(config, state, source="entry/model.pt")
+    assert torch.equal(torch.random.get_rng_state(), before)
+    loaded = rebuilt.state_dict()
+    assert list(loaded) == list(state)
+    for name, value in state.items():
+        assert torch.equal(loaded[name], value) and loaded[name].stride() == value.stride(), name
+        assert loaded[name].device.type == "cpu" and loaded[name].data_ptr() != value.data_ptr(), name
+    x = torch.rand(4, *((3, 32, 32) if resnet else (1, 28, 28)))
+    assert torch.equal(rebuilt(x), built.eval()(x))
+
+
 def test_flatten_targets_use_the_teachers_average_confidence(teacher):
     _, _, logits = teacher
     student = dataclasses.replace(TEACHER, method="distilled", teacher=TEACHER, targets="flatten")

@@ -26,8 +26,14 @@ def init_model(config: TrainConfig) -> nn.Module:
 
 
 def model_from_state(config: TrainConfig, state: dict[str, Tensor], *, source: str | Path) -> nn.Module:
-    """The model of ``config`` holding the weights ``state`` (checked key by key), in eval mode on the CPU."""
-    model = build_for(config.arch, config.dataset)
+    """The model of ``config`` holding the weights ``state`` (checked key by key), in eval mode on the CPU.
+
+    The network is built on the meta device and given uninitialised CPU memory: every parameter and buffer comes
+    from ``state``, so drawing initial weights (most of the cost of loading a ResNet) would be thrown away, and
+    torch's global generator is left as it was."""
+    with torch.device("meta"):
+        model = build_for(config.arch, config.dataset)
+    model = model.to_empty(device="cpu")
     load_state_dict_checked(model, state, source=source)
     return model.eval()
 
