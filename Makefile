@@ -533,7 +533,8 @@ test: check-browser setup $(LAB_STAMP) $(PAPER_STAMP)
 	@echo "==> site tests against _build/jb/smoke/_build/html (and the student edition)"
 	ADVLOGITS_SITE_DIR="$(abspath _build/jb/smoke/_build/html)" \
 	ADVLOGITS_STUDENT_SITE_DIR="$(abspath _build/jb/smoke-student/_build/html)" \
-	  $(BIN)/pytest -m site tests/test_site.py tests/test_site_reader.py tests/test_site_prose.py $(PYTEST_ARGS)
+	  $(BIN)/pytest -m site tests/test_site.py tests/test_site_reader.py tests/test_site_prose.py \
+	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
