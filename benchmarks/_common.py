@@ -283,11 +283,25 @@ def bare_passes(
     return {kind: runs[kind] for kind in batches}
 
 
+def run_children(module: str, args: list[str], *, n: int, env: Mapping[str, str], what: str) -> list[dict[str, Any]]:
+    """Run ``n`` copies of ``python -m <module> <args>`` at once, from the repository root with ``env``; return the
+    JSON of each one's last stdout line. A failing child raises RuntimeError naming ``what`` it was doing, with the
+    end of its stderr (the others are waited for first)."""
+    command = [sys.executable, "-m", module, *args]
+    procs = [
+        subprocess.Popen(
+            command, env=dict(env), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(n)
+    ]
+    done = [(proc, *proc.communicate()) for proc in procs]
+    for proc, _, err in done:
+        if proc.returncode != 0:
+            raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{err[-2000:]}")
+    return [json.loads(out.strip().splitlines()[-1]) for _, out, _ in done]
+
+
 def run_child(module: str, args: list[str], *, env: Mapping[str, str], what: str) -> dict[str, Any]:
     """Run ``python -m <module> <args>`` from the repository root with ``env``; return the JSON of its last stdout
     line. A failing child raises RuntimeError naming ``what`` it was doing, with the end of its stderr."""
-    command = [sys.executable, "-m", module, *args]
-    done = subprocess.run(command, env=dict(env), cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_children(module, args, n=1, env=env, what=what)[0]

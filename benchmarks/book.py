@@ -22,10 +22,10 @@ whether the warm run really was warm (it should add no files).
 The compute floor: every cold run counts the model passes it makes (``$ADVLOGITS_COUNT_PASSES``, see
 `advlogits.passes`: images through each architecture in attack steps, in training steps and in inference), and the
 benchmark times a bare loop of each kind before the builds and again after them, on the quiet machine
-(`per_image_seconds`: one thread, each kind at the batch size the book runs it at), keeping the faster of the two
-timings of each kind (the machine's speed moves by several per cent from one hour to the next). The passes times
-those per-image costs, shared over the machine's cores, is the floor (``floor.floor_s``), and ``floor.ratio_cold``
-the cold build's multiple of it.
+(`per_image_seconds`: one thread, each kind at the batch size the book runs it at; one such loop on every core at
+once, as the build's workers run, `bare_costs`), keeping the faster of the two timings of each kind (the machine's
+speed moves by several per cent from one hour to the next). The passes times those per-image costs, shared over the
+machine's cores, is the floor (``floor.floor_s``), and ``floor.ratio_cold`` the cold build's multiple of it.
 
 Both runs build as ``make book`` does by default: they first compute the book's plan (``advlogits run`` with one
 one-thread worker per core, or ``--plan-workers N``; ``--plan-executor ray`` on a cluster), then the chapters, which
@@ -43,8 +43,10 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,7 @@ from benchmarks._common import (
     environment_outside_make,
     load_average,
     median_per_image,
-    run_child,
+    run_children,
     run_time_stamped,
     verdict,
     write_result,
@@ -82,6 +84,7 @@ TARGETS = {
 # `advlogits.pipeline.measures.pgd_correct`) and inference (`advlogits.predict.predict_logits`); training runs at
 # the profile's batch size.
 FLOOR_BATCHES = {"input_gradient": 500, "forward": 1000}
+BARRIER_TIMEOUT_S = 300  # how long a child of `bare_costs` waits for its siblings to start
 _START = re.compile(r"^==> executing chapters/(?P<name>[^\s/]+)\.ipynb\b")
 _END = re.compile(r"^mv \S*/\.partial/(?P<name>[^\s/]+)\.ipynb\s")
 _PLAN = re.compile(r"^==> computing the plan of PROFILE=")
@@ -107,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = base_parser(__doc__, name=NAME)  # --threads is passed to the build as OMP_NUM_THREADS
     parser.add_argument("--keep", action="store_true", help="keep the temporary store and build folders")
     parser.add_argument("--bare-costs", help=argparse.SUPPRESS)  # a child timing `per_image_seconds` of these archs
+    parser.add_argument("--bare-barrier", type=Path, help=argparse.SUPPRESS)  # the folder where its siblings check in
+    parser.add_argument("--bare-children", type=int, default=1, help=argparse.SUPPRESS)  # how many time at once
     parser.add_argument(
         "--plan-workers",
         type=int,
@@ -226,26 +231,53 @@ def plan_archs(profile: str) -> list[str]:
     return sorted({u.config.arch for u in units if u.kind == "model"})
 
 
-def bare_costs(archs: list[str], *, profile: str) -> dict[str, dict[str, float]]:
-    """`per_image_seconds` of each of ``archs``, timed in a child process that starts with the allocator settings
-    the Makefile gives every build (`benchmarks.allocator.KEPT`, unless the environment sets them): this process
-    may have started without them, and the bare loops must run as the build's passes do."""
+def bare_costs(archs: list[str], *, profile: str, cores: int = 1) -> dict[str, dict[str, float]]:
+    """`per_image_seconds` of each of ``archs`` with ``cores`` loops at once: one child process per core, all timing
+    together (each waits at a barrier until every child has started), each kind's cost the mean over the children.
+    The build keeps every core busy, and cores share caches and memory bandwidth: on two cores the same bare loop
+    runs 5-12% slower per kind with a second one beside it (`benchmarks/README.md`), so a floor priced from one loop
+    alone would be a floor no build on every core can reach. The children start with the allocator settings the
+    Makefile gives every build (`benchmarks.allocator.KEPT`, unless the environment sets them): this process may
+    have started without them, and the bare loops must run as the build's passes do."""
     env = environment_outside_make()
     env.update({k: os.environ.get(k, v) for k, v in KEPT.items()})
-    args = ["--profile", profile, "--bare-costs", ",".join(archs)]
-    return run_child("benchmarks.book", args, env=env, what="timing the bare passes")
+    with tempfile.TemporaryDirectory(prefix="advlogits-bare-") as barrier:
+        args = ["--profile", profile, "--bare-costs", ",".join(archs)]
+        args += ["--bare-barrier", barrier, "--bare-children", str(cores)]
+        children = run_children("benchmarks.book", args, n=cores, env=env, what="timing the bare passes")
+    windows = [child["window"] for child in children]
+    if max(start for start, _ in windows) >= min(end for _, end in windows):
+        raise RuntimeError(f"the {cores} children timing the bare passes did not run at once: windows {windows}")
+    return {
+        arch: {kind: statistics.fmean(c["per_image_s"][arch][kind] for c in children) for kind in passes.KINDS}
+        for arch in archs
+    }
+
+
+def _time_bare_passes(args: argparse.Namespace) -> dict[str, Any]:
+    """The child of `bare_costs`: check in at the barrier, wait for every sibling, then time each architecture."""
+    if args.bare_barrier is not None:
+        (args.bare_barrier / str(os.getpid())).touch()
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S
+        while sum(1 for _ in args.bare_barrier.iterdir()) < args.bare_children:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only some of the {args.bare_children} children started in {BARRIER_TIMEOUT_S} s")
+            time.sleep(0.01)
+    began = time.time()
+    costs = {arch: per_image_seconds(arch, profile=args.profile) for arch in args.bare_costs.split(",")}
+    return {"per_image_s": costs, "window": [began, time.time()]}
 
 
 def compute_floor(
     counted: dict[str, dict[str, int]], *, costs: dict[str, dict[str, float]], profile: str, cores: int
 ) -> dict[str, Any] | None:
-    """The floor of a run from its counted passes: each pass at its bare per-image cost over ``cores`` cores. The
-    bare loops are timed again now, after the builds, and each kind keeps the faster of that and ``costs`` (timed
-    before them; an architecture missing there has only the second timing): the machine's speed moves from one
-    hour to the next, and the floor is a lower bound."""
+    """The floor of a run from its counted passes: each pass at its bare per-image cost with ``cores`` loops at once
+    (`bare_costs`), over ``cores`` cores. The bare loops are timed again now, after the builds, and each kind keeps
+    the faster of that and ``costs`` (timed before them; an architecture missing there has only the second timing):
+    the machine's speed moves from one hour to the next, and the floor is a lower bound."""
     if not counted:
         return None
-    after = bare_costs(sorted(counted), profile=profile)
+    after = bare_costs(sorted(counted), profile=profile, cores=cores)
     faster = {
         arch: {kind: min(after[arch][kind], costs.get(arch, after[arch])[kind]) for kind in after[arch]}
         for arch in counted
@@ -289,14 +321,14 @@ def target_line(name: str, target: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.bare_costs:
-        print(json.dumps({arch: per_image_seconds(arch, profile=args.profile) for arch in args.bare_costs.split(",")}))
+        print(json.dumps(_time_bare_passes(args)))
         return {}
     load_avg_start = load_average()
     scratch = Path(tempfile.mkdtemp(prefix="advlogits-bench-book-"))
     home = scratch / "store"
     home.mkdir()
     print("==> book benchmark, timing the bare passes of the compute floor", file=sys.stderr, flush=True)
-    costs = bare_costs(plan_archs(args.profile), profile=args.profile)
+    costs = bare_costs(plan_archs(args.profile), profile=args.profile, cores=os.cpu_count() or 1)
     try:
         runs: dict[str, BuildTime] = {}
         for run in ("cold", "warm"):

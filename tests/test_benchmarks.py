@@ -320,13 +320,15 @@ def test_book_floor_is_every_counted_pass_at_its_bare_cost_over_the_cores(monkey
     costs = {"cnn-small": {"input_gradient": 1e-3, "parameter_gradient": 8e-4, "forward": 2e-4}}
     late = {"input_gradient": 1e-5, "parameter_gradient": 9e-4, "forward": 1e-6}
     timed_now = []
-    monkeypatch.setattr(book, "bare_costs", lambda archs, profile: {a: late for a in archs if not timed_now.append(a)})
+    monkeypatch.setattr(
+        book, "bare_costs", lambda archs, profile, cores: {a: late for a in archs if not timed_now.append((a, cores))}
+    )
     counted = {
         "cnn-small": {"input_gradient": 1000, "parameter_gradient": 3000, "forward": 500},
         "linear": {"input_gradient": 0, "parameter_gradient": 100, "forward": 4000},
     }
     floor = book.compute_floor(counted, costs=costs, profile="smoke", cores=2)
-    assert timed_now == ["cnn-small", "linear"], "every counted architecture is timed again after the builds"
+    assert timed_now == [("cnn-small", 2), ("linear", 2)], "every counted architecture timed again, on every core"
     # each kind at the faster of its two timings; the architecture timed only after the builds at that timing
     assert floor["per_image_s"] == {
         "cnn-small": {"input_gradient": 1e-5, "parameter_gradient": 8e-4, "forward": 1e-6},
@@ -343,9 +345,36 @@ def test_book_bare_passes_cost_something_per_image_at_the_books_batch_sizes(monk
     book = importlib.import_module("benchmarks.book")
     costs = book.per_image_seconds("linear", profile="smoke", repeats=2)
     assert set(costs) == {"input_gradient", "parameter_gradient", "forward"} and min(costs.values()) > 0
-    in_child = book.bare_costs(["linear"], profile="smoke")  # under the Makefile's allocator settings
-    assert set(in_child) == {"linear"} and set(in_child["linear"]) == set(costs)
+    in_children = book.bare_costs(["linear"], profile="smoke", cores=2)  # under the Makefile's allocator settings
+    assert set(in_children) == {"linear"} and set(in_children["linear"]) == set(costs)
+    assert min(in_children["linear"].values()) > 0
     assert "cnn-small" in book.plan_archs("smoke") and "linear" in book.plan_archs("smoke")
+
+
+def test_book_bare_costs_time_one_loop_per_core_at_once_and_average_them(monkeypatch):
+    """The floor's loops run together, as the build's workers do: their timing windows must overlap (a child that
+    ran alone would time an idle machine's loop), and each kind's cost is the children's mean."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    book = importlib.import_module("benchmarks.book")
+    seen = {}
+
+    def children(windows):
+        def run(module, args, *, n, env, what):
+            seen.update(module=module, args=args, n=n, allocator={k: env[k] for k in book.KEPT})
+            costs = [{"input_gradient": 1.0, "parameter_gradient": 2.0, "forward": 3.0}, {}]
+            costs[1] = {kind: 2 * cost for kind, cost in costs[0].items()}
+            return [{"per_image_s": {"cnn-small": c}, "window": w} for c, w in zip(costs, windows)]
+
+        return run
+
+    monkeypatch.setattr(book, "run_children", children([[0.0, 10.0], [5.0, 12.0]]))
+    costs = book.bare_costs(["cnn-small"], profile="cpu", cores=2)
+    assert costs == {"cnn-small": {"input_gradient": 1.5, "parameter_gradient": 3.0, "forward": 4.5}}
+    assert seen["n"] == 2 and seen["args"][seen["args"].index("--bare-children") + 1] == "2"
+    assert seen["allocator"] == {k: os.environ.get(k, v) for k, v in book.KEPT.items()}
+    monkeypatch.setattr(book, "run_children", children([[0.0, 4.0], [5.0, 12.0]]))
+    with pytest.raises(RuntimeError, match=r"the 2 children timing the bare passes did not run at once"):
+        book.bare_costs(["cnn-small"], profile="cpu", cores=2)
 
 
 def test_book_refuses_a_build_without_plan_workers():
