@@ -110,6 +110,21 @@ def test_a_serial_run_computes_with_one_torch_thread_per_unit_whatever_this_proc
     assert len(seen) == len(spec().units()) and set(seen) == {UNIT_THREADS} == {1}
 
 
+def test_a_worker_builds_the_plan_once_and_finds_every_unit_in_it(tmp_path, monkeypatch):
+    """A local worker is handed unit ids: it builds the plan (and checks its code) once, not once per unit."""
+    built: list[int] = []
+    real = executors.book_plan
+    monkeypatch.setattr(executors, "book_plan", lambda *a, **k: built.append(1) or real(*a, **k))
+    monkeypatch.setattr(executors, "_compute", lambda unit, profile, store: (0.0, unit.id))
+    executors._units_by_id.cache_clear()
+    units = spec().units()
+    seen = [executors._compute_in_worker(spec(), unit.id, str(tmp_path))[1] for unit in units]
+    assert seen == [unit.id for unit in units] and len(built) == 2, "once for this list, once for the worker"
+    other = dataclasses.replace(spec(), profile=dataclasses.replace(spec().profile, n_eval=16))
+    executors._compute_in_worker(other, other.units()[0].id, str(tmp_path))
+    assert len(built) == 4, "another plan is built for itself"
+
+
 def test_busy_is_the_unit_time_over_the_workers_wall_time():
     report = RunReport(computed={"a": 30.0, "b": 50.0}, wall_s=50.0, workers=2)
     assert report.busy() == pytest.approx(0.8)

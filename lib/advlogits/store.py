@@ -69,11 +69,17 @@ def source_digest(modules: Iterable[ModuleType]) -> str:
 
     Only the code enters (`advlogits.codekey.code_text`): comments, docstrings, error messages and log lines do
     not, so editing prose never retrains a model. Each file is read once per process, so a process keeps one
-    digest (that of the code it imported, near enough) even if the files are edited while it runs."""
+    digest (that of the code it imported, near enough) even if the files are edited while it runs; and each set of
+    modules is hashed once per process (a plan asks for the same digests about a thousand times)."""
+    return _digest_of(tuple(sorted((module.__name__, module.__file__) for module in modules)))
+
+
+@functools.cache
+def _digest_of(named_files: tuple[tuple[str, str], ...]) -> str:
     digest = hashlib.sha256()
-    for module in sorted(modules, key=lambda m: m.__name__):
-        digest.update(module.__name__.encode())
-        digest.update(_code_of(module.__file__))
+    for name, file in named_files:
+        digest.update(name.encode())
+        digest.update(_code_of(file))
     return digest.hexdigest()[:12]
 
 
