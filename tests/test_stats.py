@@ -21,7 +21,9 @@ from advlogits.stats import (
     resampled_spearman,
     resampled_top_jaccard,
     spearman,
+    spearman_bootstraps,
     top_fraction_jaccard,
+    top_positions,
 )
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,6 +228,38 @@ def test_image_bootstrap_of_a_mean_is_bootstrap_ci_with_a_standard_error() -> No
     assert e.interval == pytest.approx(bootstrap_ci("mean", values, n_resamples=1000, seed=5))
     assert e.se == pytest.approx(values.std(ddof=1) / math.sqrt(300), rel=0.15)
     assert isinstance(e, Estimate) and e.interval == (e.estimate, e.low, e.high)
+
+
+def test_top_positions_are_the_first_k_of_a_stable_descending_sort() -> None:
+    """Selection gives the sort's top k exactly: ties (the rule in a resample, which repeats images) broken
+    towards lower positions, infinite values, every k from 1 to N."""
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 6, size=(40, 30)).astype(np.float64)  # six distinct values: ties everywhere
+    values[3, :4] = np.inf
+    values[5, 10:] = -np.inf
+    values[7] = 2.0  # one value throughout
+    for k in range(1, 31):
+        top = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        expected = np.zeros_like(values, dtype=bool)
+        expected[np.arange(40)[:, None], top] = True
+        assert np.array_equal(top_positions(values, k), expected), k
+    for bad in (0, 31):
+        with pytest.raises(ValueError, match=rf"^k must be an integer >= 1 and <= 30 \(got {bad}\)"):
+            top_positions(values, bad)
+
+
+def test_spearman_bootstraps_are_bootstrap_ci_of_each_pair_bit_for_bit() -> None:
+    rng = np.random.default_rng(6)
+    base = rng.normal(size=300)
+    values = {name: np.round(base + rng.normal(size=300) * s, 1) for name, s in (("A", 1), ("B", 2), ("C", 0.5))}
+    values["D"] = torch.tensor(values["A"] * 2)  # a tensor, ranked as A is
+    pairs = {"A-B": ("A", "B"), "B-C": ("B", "C"), "A-D": ("A", "D"), "C-A": ("C", "A")}
+    shared = spearman_bootstraps(values, pairs, n_resamples=7000, level=0.9, seed=3)  # more than one chunk
+    for label, (a, b) in pairs.items():
+        assert shared[label] == bootstrap_ci("spearman", values[a], values[b], n_resamples=7000, level=0.9, seed=3)
+    assert shared["A-D"][0] == 1.0
+    with pytest.raises(ValueError, match=r"^values must be of one length"):
+        spearman_bootstraps({"A": values["A"], "B": values["B"][:10]}, {"A-B": ("A", "B")})
 
 
 def test_resampled_statistics_equal_the_plain_ones_row_by_row() -> None:

@@ -8,7 +8,7 @@ values or floats, since they feed tables and figures. Per-image statistics of lo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple, get_args
 
 import numpy as np
@@ -216,6 +216,39 @@ def bootstrap_ci(
     return estimate, float(low), float(high)
 
 
+def spearman_bootstraps(
+    values: Mapping[str, ArrayLike | Tensor],
+    pairs: Mapping[str, tuple[str, str]],
+    *,
+    n_resamples: int = 20_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """``bootstrap_ci("spearman", values[a], values[b], ...)`` for every ``label: (a, b)`` of ``pairs``, the same
+    numbers bit for bit, in one pass over the resamples: every pair uses the same ``seed``, hence the same resampled
+    images, so each model's ranks in a resample are computed once and shared by the pairs it is in."""
+    check_number("level", level, above=0, below=1, hint="e.g. 0.95")
+    names = sorted({name for pair in pairs.values() for name in pair})
+    arrays = {name: check_vector(values[name], f"values[{name!r}]", min_len=2) for name in names}
+    if len({a.shape[0] for a in arrays.values()}) != 1:
+        fail("values", "of one length (paired values on the same test images)", None, shown="lengths differ")
+    dense = {name: np.unique(a, return_inverse=True) for name, a in arrays.items()}
+
+    def correlations(idx: NDArray[np.intp]) -> NDArray[np.float64]:
+        ranks = {name: _resampled_ranks(inverse, unique.shape[0], idx) for name, (unique, inverse) in dense.items()}
+        return np.stack([_row_pearson(ranks[a], ranks[b]) for a, b in pairs.values()], axis=1)
+
+    n = next(iter(arrays.values())).shape[0]
+    # the draws of bootstrap_ci: one generator seeded with ``seed``, the same chunks of resamples
+    estimate, replicates = image_bootstrap_replicates(correlations, n, n_resamples=n_resamples, seed=seed)
+    alpha = 1.0 - level
+    out = {}
+    for k, label in enumerate(pairs):
+        low, high = np.quantile(replicates[:, k], [alpha / 2.0, 1.0 - alpha / 2.0])
+        out[label] = (float(estimate[k]), float(low), float(high))
+    return out
+
+
 def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval:
     """Accuracy and its bootstrap 95% interval, in percent, from per-image correctness (N,) booleans."""
     values = check_vector(
@@ -294,15 +327,22 @@ def resampled_top_jaccard(
     check_same_length(a_arr, b_arr)
 
     def statistic(idx: NDArray[np.intp]) -> NDArray[np.float64]:
-        r, n = idx.shape
-        k = max(1, math.floor(fraction * n + 0.5))
-        top_a = np.argsort(-a_arr[idx], axis=1, kind="stable")[:, :k]
-        top_b = np.argsort(-b_arr[idx], axis=1, kind="stable")[:, :k]
-        in_a = np.zeros((r, n), dtype=bool)
-        in_b = np.zeros((r, n), dtype=bool)
-        rows = np.arange(r)[:, None]
-        in_a[rows, top_a] = True
-        in_b[rows, top_b] = True
+        k = max(1, math.floor(fraction * idx.shape[1] + 0.5))
+        in_a, in_b = top_positions(a_arr[idx], k), top_positions(b_arr[idx], k)
         return (in_a & in_b).sum(axis=1) / (in_a | in_b).sum(axis=1)
 
     return statistic
+
+
+def top_positions(values: NDArray[np.float64], k: int) -> NDArray[np.bool_]:
+    """Which positions of each row of ``values`` (R, N) are among its ``k`` largest, ties broken towards lower
+    positions: (R, N) bool, the first ``k`` of a stable descending sort of each row. Found by selection, not
+    sorting: a row's k-th largest value is its threshold, every larger value is in, and so are the first of the
+    values equal to it, as many as are left."""
+    n = values.shape[1]
+    check_int("k", k, at_least=1, at_most=n)
+    threshold = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
+    above = values > threshold
+    at = values == threshold
+    left = k - above.sum(axis=1, keepdims=True)
+    return above | (at & (np.cumsum(at, axis=1) <= left))

@@ -28,13 +28,13 @@ from ..checks import check_index, check_int, check_labels, check_logits, check_v
 from ..inference import BootstrapTested, percentile_tested
 from ..stats import (
     Interval,
-    bootstrap_ci,
     image_bootstrap_replicates,
     rank_difference,
     rank_normalise,
     resampled_spearman,
     resampled_top_jaccard,
     spearman,
+    spearman_bootstraps,
     top_fraction_jaccard,
 )
 from . import style
@@ -82,10 +82,7 @@ def spearman_intervals(
     same ``seed``, hence the same resampled images, so the intervals differ only through the models.
     """
     _check_pairs(values, pairs)
-    return {
-        label: bootstrap_ci("spearman", values[a], values[b], n_resamples=n_resamples, level=level, seed=seed)
-        for label, (a, b) in pairs.items()
-    }
+    return spearman_bootstraps(values, pairs, n_resamples=n_resamples, level=level, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------------------
