@@ -280,8 +280,11 @@ def test_book_prints_its_json_first_and_writes_every_field_without_building(tmp_
         )
 
     monkeypatch.setattr(book, "timed_make", fake_make)
+    timed = []  # the bare loops are timed for real in the test of `bare_costs`; here no pass is counted to price
+    monkeypatch.setattr(book, "bare_costs", lambda archs, *, profile, cores: timed.append(cores) or {})
     out = tmp_path / "book.json"
     book.main(["--profile", "smoke", "--plan-workers", "2", "--plan-executor", "ray", "--out", str(out)])
+    assert timed == [os.cpu_count() or 1], "the floor's loops timed before the builds, one per core"
     stdout = capsys.readouterr().out
     result = json.loads(out.read_text())
     assert json.loads(stdout.splitlines()[0]) == result, "the first printed line is the JSON result"
