@@ -232,17 +232,23 @@ def test_image_bootstrap_of_a_mean_is_bootstrap_ci_with_a_standard_error() -> No
 
 def test_top_positions_are_the_first_k_of_a_stable_descending_sort() -> None:
     """Selection gives the sort's top k exactly: ties (the rule in a resample, which repeats images) broken
-    towards lower positions, infinite values, every k from 1 to N."""
+    towards lower positions, infinite values, NaN, every k from 1 to N."""
     rng = np.random.default_rng(4)
     values = rng.integers(0, 6, size=(40, 30)).astype(np.float64)  # six distinct values: ties everywhere
     values[3, :4] = np.inf
     values[5, 10:] = -np.inf
     values[7] = 2.0  # one value throughout
+    nan_row = values[8].copy()
+    nan_row[[2, 9, 20]] = np.nan  # after every number in the sort, in position order
     for k in range(1, 31):
         top = np.argsort(-values, axis=1, kind="stable")[:, :k]
         expected = np.zeros_like(values, dtype=bool)
         expected[np.arange(40)[:, None], top] = True
         assert np.array_equal(top_positions(values, k), expected), k
+        with_nan = np.vstack([values, nan_row])
+        expected = np.zeros_like(with_nan, dtype=bool)
+        expected[np.arange(41)[:, None], np.argsort(-with_nan, axis=1, kind="stable")[:, :k]] = True
+        assert np.array_equal(top_positions(with_nan, k), expected), k
     for bad in (0, 31):
         with pytest.raises(ValueError, match=rf"^k must be an integer >= 1 and <= 30 \(got {bad}\)"):
             top_positions(values, bad)

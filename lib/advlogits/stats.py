@@ -338,9 +338,13 @@ def top_positions(values: NDArray[np.float64], k: int) -> NDArray[np.bool_]:
     """Which positions of each row of ``values`` (R, N) are among its ``k`` largest, ties broken towards lower
     positions: (R, N) bool, the first ``k`` of a stable descending sort of each row. Found by selection, not
     sorting: a row's k-th largest value is its threshold, every larger value is in, and so are the first of the
-    values equal to it, as many as are left."""
-    n = values.shape[1]
+    values equal to it, as many as are left. A row holding NaN (after every number in that sort) is sorted."""
+    r, n = values.shape
     check_int("k", k, at_least=1, at_most=n)
+    if np.isnan(values).any():
+        top = np.zeros((r, n), dtype=bool)
+        top[np.arange(r)[:, None], np.argsort(-values, axis=1, kind="stable")[:, :k]] = True
+        return top
     threshold = -np.partition(-values, k - 1, axis=1)[:, k - 1 : k]
     above = values > threshold
     at = values == threshold
