@@ -211,9 +211,7 @@ def bootstrap_ci(
     for start in range(0, n_resamples, chunk):
         stop = min(start + chunk, n_resamples)
         replicates[start:stop] = on_indices(rng.integers(0, n, size=(stop - start, n)))
-    alpha = 1.0 - level
-    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return estimate, float(low), float(high)
+    return estimate, *_percentile_bounds(replicates, level)
 
 
 def spearman_bootstraps(
@@ -241,12 +239,7 @@ def spearman_bootstraps(
     n = next(iter(arrays.values())).shape[0]
     # the draws of bootstrap_ci: one generator seeded with ``seed``, the same chunks of resamples
     estimate, replicates = image_bootstrap_replicates(correlations, n, n_resamples=n_resamples, seed=seed)
-    alpha = 1.0 - level
-    out = {}
-    for k, label in enumerate(pairs):
-        low, high = np.quantile(replicates[:, k], [alpha / 2.0, 1.0 - alpha / 2.0])
-        out[label] = (float(estimate[k]), float(low), float(high))
-    return out
+    return {label: (float(estimate[k]), *_percentile_bounds(replicates[:, k], level)) for k, label in enumerate(pairs)}
 
 
 def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval:
@@ -263,13 +256,19 @@ def accuracy_interval(correct: ArrayLike | Tensor, *, seed: int = 0) -> Interval
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _percentile(replicates: NDArray[np.float64], estimate: float, level: float) -> Estimate:
+def _percentile_bounds(replicates: NDArray[np.float64], level: float) -> tuple[float, float]:
+    """The ``(1 - level)/2`` and ``(1 + level)/2`` quantiles of ``replicates``: a percentile interval's bounds."""
     alpha = 1.0 - level
+    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
+    return float(low), float(high)
+
+
+def _percentile(replicates: NDArray[np.float64], estimate: float, level: float) -> Estimate:
     finite = replicates[np.isfinite(replicates)]
     if len(finite) < len(replicates):  # an undefined replicate makes the interval undefined
         return Estimate(estimate, math.nan, math.nan, math.nan)
-    low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
-    return Estimate(estimate, float(low), float(high), float(replicates.std(ddof=1)) if len(replicates) > 1 else 0.0)
+    low, high = _percentile_bounds(replicates, level)
+    return Estimate(estimate, low, high, float(replicates.std(ddof=1)) if len(replicates) > 1 else 0.0)
 
 
 def image_bootstrap_replicates(
