@@ -10,7 +10,6 @@ out, one worker after the other, to the start of each worker's share, and the lo
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import types
@@ -27,7 +26,7 @@ from advlogits.pipeline import executors
 from advlogits.pipeline.executors import PlanSpec, run_plan
 from advlogits.store import Store
 
-from helpers import SMOKE, claim_records, fashion_test_images, trained_tiny_cnn
+from helpers import SMOKE, claim_records, computed_once, fashion_test_images, shared_folder, trained_tiny_cnn
 
 LONGEST_FIRST = ("test_paper_path.py", "test_lab.py", "test_pipeline_executors.py", "test_pipeline_plan.py")
 WHOLE_BOOK = "whole_book"
@@ -68,15 +67,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # workers (the first to ask computes it under a file lock in the session's shared folder, the others find it stored).
 
 
-def _shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="session")
 def smoke_serial_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store of the smoke plan computed by ``run_plan`` with every setting left at its default (serial)."""
-    home = _shared(tmp_path_factory) / "smoke-serial-store"
+    home = shared_folder(tmp_path_factory) / "smoke-serial-store"
     with FileLock(str(home) + ".lock"):
         run_plan(PlanSpec(profiles.resolve(SMOKE, device="cpu")), store=Store(home), progress=False)
     return home
@@ -85,13 +79,12 @@ def smoke_serial_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def smoke_serial_claims(tmp_path_factory: pytest.TempPathFactory, smoke_serial_store: Path) -> list[dict]:
     """The scorecard's records of `smoke_serial_store`: the chapters that decide claims, executed on it."""
-    executed = _shared(tmp_path_factory) / "smoke-serial-executed"
-    with FileLock(str(executed) + ".lock"):
-        done = executed / "records.json"
-        if not done.exists():
-            records = claim_records(smoke_serial_store, executed, profile=SMOKE)
-            done.write_text(json.dumps(records))
-    return json.loads(done.read_text())
+    _, records = computed_once(
+        tmp_path_factory,
+        "smoke-serial-executed",
+        lambda executed: claim_records(smoke_serial_store, executed, profile=SMOKE),
+    )
+    return records
 
 
 # The command line's fixtures (tests/test_cli.py, tests/test_reliability.py): a store of the test's own and no compute.

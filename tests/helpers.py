@@ -1,8 +1,8 @@
 """Helpers shared by several test files: a crafted pickle payload, an internet check, RobustBench checkpoints where
 RobustBench looks first, a model that counts its calls, a tiny training config, a chapter executed as the build
-executes it, a store's contents as runs compare them, and the attack tests' data and models (Fashion-MNIST read by
-hand, a tiny CNN, a two-class linear model). (CIFAR-10 files in the real format come from `advlogits.synthetic`,
-which the GPU check uses too.)"""
+executes it, a store's contents as runs compare them, work done once per test session, and the attack tests' data
+and models (Fashion-MNIST read by hand, a tiny CNN, a two-class linear model). (CIFAR-10 files in the real format
+come from `advlogits.synthetic`, which the GPU check uses too.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import socket
 import struct
 import subprocess
@@ -23,8 +24,10 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 
 from advlogits.buildfiles import PAPERMILL_ENGINE
@@ -216,6 +219,31 @@ def store_differences(home: Path, reference: Path) -> list[str]:
         for name in sorted(ours.keys() | theirs.keys())
         if ours.get(name) != theirs.get(name)
     ]
+
+
+def shared_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder that every pytest-xdist worker of this session shares (the session's base folder without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def computed_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, compute: Callable[[Path], Any]
+) -> tuple[Path, Any]:
+    """``compute(folder)`` run once per session, even over several pytest-xdist workers, in the folder ``name`` of
+    the session's shared folder: the first worker to ask runs it under a file lock and keeps its result (JSON), the
+    others find it there. Returns the folder and the result.
+
+    A module-scoped fixture is set up again by every worker that runs a test of its module, and again whenever a
+    worker comes back to the module after stealing other tests: an expensive one belongs here instead."""
+    folder = shared_folder(tmp_path_factory) / name
+    done = folder / ".computed.json"
+    with FileLock(str(folder) + ".lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
+            folder.mkdir(parents=True)
+            done.write_text(json.dumps(compute(folder)))
+    return folder, json.loads(done.read_text())
 
 
 def claim_chapters() -> list[Path]:

@@ -32,6 +32,7 @@ from fault_workers import (
     training_log,
     worker_command,
 )
+from helpers import computed_once
 
 pytestmark = pytest.mark.faults
 
@@ -80,8 +81,10 @@ TRIALS = [
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> dict:
-    """Uninterrupted runs of ST and AT through the store: name -> (state dict, history)."""
-    return reference_runs(tmp_path_factory.mktemp("reference"))
+    """Uninterrupted runs of ST and AT through the store: name -> (state dict, history). They train once per session
+    (every pytest-xdist worker that runs these tests reads them from that store)."""
+    root, _ = computed_once(tmp_path_factory, "kill-reference", lambda folder: bool(reference_runs(folder)))
+    return reference_runs(root)
 
 
 def _timed_kill(root: Path, config: str, fraction: float, *, epoch_s: float) -> tuple[int, str]:
@@ -114,10 +117,15 @@ def _timed_kill(root: Path, config: str, fraction: float, *, epoch_s: float) -> 
 
 @pytest.fixture(scope="module")
 def killed_runs(tmp_path_factory, reference) -> dict:
-    """Every trial's runs: trial id -> (store root, [exit status of each run], stderr). The self-killing trials
-    run as forks of one worker (`fault_workers.worker_trials`), the timed ones as worker processes killed from
-    here."""
-    base = tmp_path_factory.mktemp("killed")
+    """Every trial's runs: trial id -> (store root, [exit status of each run], stderr), once per session (each
+    trial's store is resumed by its own test, whichever worker runs it)."""
+    _, runs = computed_once(tmp_path_factory, "killed", lambda base: _kill_every_trial(base, reference))
+    return {trial_id: (Path(root), statuses, stderr) for trial_id, (root, statuses, stderr) in runs.items()}
+
+
+def _kill_every_trial(base: Path, reference: dict) -> dict:
+    """The trials' runs in stores under ``base``: the self-killing trials as forks of one worker
+    (`fault_workers.worker_trials`), the timed ones as worker processes killed from here."""
     forked = [
         {"id": t.id, "config": t.config, "root": str(base / t.id), "kills": t.kills}
         for t in TRIALS
@@ -131,11 +139,11 @@ def killed_runs(tmp_path_factory, reference) -> dict:
         if "timed" in t.kills[0]:
             epoch_s = reference[t.config][1]["seconds"][1]  # the uninterrupted run's second epoch
             code, err = _timed_kill(base / t.id, t.config, t.kills[0]["timed"], epoch_s=epoch_s)
-            out[t.id] = (base / t.id, [code], err)
+            out[t.id] = (str(base / t.id), [code], err)
     stdout, stderr = trials.communicate(timeout=2 * WORKER_TIMEOUT_S)
     assert trials.returncode == 0, stderr[-3000:]
     for trial_id, statuses in json.loads(stdout.splitlines()[-1]).items():
-        out[trial_id] = (base / trial_id, statuses, stderr)
+        out[trial_id] = (str(base / trial_id), statuses, stderr)
     return out
 
 
