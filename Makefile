@@ -3,7 +3,7 @@
 #   make book                           set up, compute the plan on every core, execute every chapter (profile
 #                                       cpu), build _build/html, compare its scorecard with results/cpu/
 #   make book PROFILE=paper DEVICE=cuda the same at the paper's scale, on a GPU
-#   make test                           set up, lint, pytest, every chapter at profile smoke, book build, site tests
+#   make test                           set up, lint, the smoke book (its own store) and both site editions, pytest
 #   make lint                           ruff (lint and format) and the chapters' hygiene, without the set-up
 #   make lab                            set up, then the chapters in JupyterLab on 127.0.0.1:LAB_PORT (8888)
 #   make bench                          time PGD, training epochs and the book build (JSON in _build/bench/)
@@ -79,11 +79,11 @@ export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 export MALLOC_TOP_PAD_ ?= 268435456
 
 # -- tests and benchmarks
-# A pytest marker expression for the unit tests, combined with `not site and not bench`, e.g. PYTEST_MARK='not slow'
+# A pytest marker expression for `make test`'s tests, combined with `not bench`, e.g. PYTEST_MARK='not slow'
 PYTEST_MARK ?=
 # Other pytest arguments for every pytest run, e.g. -x (a -m here replaces the marker expression above)
 PYTEST_ARGS ?=
-# pytest-xdist workers for the unit tests, one torch thread each (beats threads in one process); 0: in this process
+# pytest-xdist workers for `make test`, one torch thread each (beats threads in one process); 0: in this process
 PYTEST_WORKERS ?= $(CORES)
 # The port of `make lab`'s JupyterLab on 127.0.0.1 (it stops if the port is taken)
 LAB_PORT ?= 8888
@@ -213,6 +213,7 @@ EXECUTED := $(CHAPTERS:chapters/%=$(EXEC_DIR)/%)
 SCORECARD := $(EXEC_DIR)/05_scorecard.ipynb
 PARAMS_FILE := $(EXEC_DIR)/.params
 PLAN_STAMP := $(EXEC_DIR)/.plan
+PLAN_RUN := $(EXEC_DIR)/plan-run.txt
 EDITION := $(PROFILE)$(if $(filter-out 0,$(STUDENT)),-student)
 SRC_DIR := _build/src/$(EDITION)
 JB_OUT := _build/jb/$(EDITION)
@@ -229,7 +230,8 @@ help:
 	@echo "                 every chapter, build _build/html and compare its scorecard with results/PROFILE/ (one line)"
 	@echo "                 (STUDENT=1: the student edition, without solutions, in _build/html-student)"
 	@echo "  make repository REPO_URL=...  write the repository's address into the chapters' Colab cell"
-	@echo "  make test      set up, lint, pytest, execute every chapter at PROFILE=smoke, build the book (-W -n), site tests"
+	@echo "  make test      set up, lint, build the book at PROFILE=smoke (-W -n, both editions, a store of its own:"
+	@echo "                 $(TEST_HOME)), then pytest: the unit tests, the site's in a browser, the build's store"
 	@echo "                 (the site tests need Debian's chromium: \`make system-packages\` as root first, as .ci/run does)"
 	@echo "  make lint      ruff check, ruff format --check and the chapters' hygiene (no outputs), as pre-commit's hooks;"
 	@echo "                 needs no set-up: the lock's ruff from $(VENV), or alone in $(RUFF_VENV)"
@@ -352,7 +354,7 @@ system-packages browser:
 	  echo "note: Debian's$$missing missing, and apt-get is not usable here (not root or not Debian): run \`sudo make $@\`"; \
 	fi
 
-# `make test` ends with the browser tests: without the browser it stops before anything else, saying what to run.
+# `make test`'s tests drive a browser through the site: without it, make test stops before anything else, saying what to run.
 check-browser:
 	@for file in $(foreach p,$(BROWSER_PACKAGES),$(firstword $(subst :, ,$(p)))); do \
 	  [ -x "$$file" ] || { echo "error: $$file is missing, and the site tests need Debian's chromium and chromium-driver: run \`sudo make system-packages\` (or \`make browser\` as root), then \`make test\`" >&2; exit 1; }; \
@@ -418,12 +420,13 @@ endif
 # with one torch thread per unit (the same bytes on any number of cores) and uses all its cores; PLAN_WORKERS=1 is
 # the one-process build, with the same numbers. The plan runs again only when a chapter would (a chapter, the
 # library, the set-up or DEVICE changed); from a warm store it finds every unit stored in seconds. A finished
-# `advlogits run` has stored every unit, so the stamp lets CHAPTER_JOBS chapters run at once.
+# `advlogits run` has stored every unit, so the stamp lets CHAPTER_JOBS chapters run at once. Its last line (what it
+# computed, on how many workers) is kept in $(PLAN_RUN), where `make test`'s tests read it.
 $(PLAN_STAMP): $(CHAPTERS) $(LIB_SOURCES) $(STAMP) $(PARAMS_FILE) | setup data
 	@mkdir -p $(@D)
 	@echo "==> computing the plan of PROFILE=$(PROFILE) with $(PLAN_WORKERS) $(PLAN_EXECUTOR) workers"
 	$(VPY) -m advlogits run --profile $(PROFILE) --device $(DEVICE) --executor $(PLAN_EXECUTOR) \
-	  --workers $(PLAN_WORKERS) --threads 1
+	  --workers $(PLAN_WORKERS) --threads 1 | tee $(PLAN_RUN)
 	@echo "==> advlogits run finished, all stored: the chapters run $(CHAPTER_JOBS) at a time"
 	@echo $(CHAPTER_JOBS) > $@
 
@@ -521,20 +524,25 @@ $(RUFF_STAMP):
 	$(RUFF_VENV)/bin/python -m pip install --disable-pip-version-check --quiet 'ruff==$(RUFF_VERSION)'
 	touch $@
 
-# ---- tests: lint, unit tests, then every chapter at the smoke profile, then the site -------------
+# ---- tests: lint, the smoke book, then every test in one pytest run -------------
+# The smoke book is built as `make book` builds (the plan on one local worker per core, then the chapters), into a
+# store of its own emptied first: the tests then find in it exactly what the default build computed, compare it
+# with a serial run's (tests/test_pipeline_executors.py) and drive a browser through the site it made.
+TEST_HOME := _build/test/store
+TEST_BOOK := PROFILE=smoke PLAN_EXECUTOR=local ADVLOGITS_HOME=$(abspath $(TEST_HOME))
 test: check-browser setup $(LAB_STAMP) $(PAPER_STAMP)
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory data PROFILE=smoke
-	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
-	  -m "not site and not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" \
-	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) --durations=10 $(PYTEST_ARGS)
-	@$(MAKE) --no-print-directory site PROFILE=smoke
-	@$(MAKE) --no-print-directory site PROFILE=smoke STUDENT=1
-	@echo "==> site tests against _build/jb/smoke/_build/html (and the student edition)"
+	rm -rf $(TEST_HOME) _build/executed/smoke
+	@$(MAKE) --no-print-directory site $(TEST_BOOK)
+	@$(MAKE) --no-print-directory site $(TEST_BOOK) STUDENT=1
+	@echo "==> the tests: unit tests, the site's against _build/jb/smoke/_build/html (and the student edition), the build's store"
 	ADVLOGITS_SITE_DIR="$(abspath _build/jb/smoke/_build/html)" \
 	ADVLOGITS_STUDENT_SITE_DIR="$(abspath _build/jb/smoke-student/_build/html)" \
-	  $(BIN)/pytest -m site tests/test_site.py tests/test_site_reader.py tests/test_site_prose.py \
-	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
+	ADVLOGITS_BOOK_HOME="$(abspath $(TEST_HOME))" ADVLOGITS_BOOK_EXECUTED="$(abspath _build/executed/smoke)" \
+	$(if $(filter-out 0,$(PYTEST_WORKERS)),OMP_NUM_THREADS=1 )$(BIN)/pytest \
+	  -m "not bench$(if $(strip $(PYTEST_MARK)), and ($(PYTEST_MARK)))" \
+	  $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist worksteal) --durations=10 $(PYTEST_ARGS)
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.

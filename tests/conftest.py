@@ -1,7 +1,7 @@
 """Session hooks and shared fixtures for pytest: the whole-book tests start first, one on each pytest-xdist worker;
 the command line's fixtures; the smoke plan computed serially, once per session; the attack tests' images and CNN.
 
-`make test` runs the unit tests in several workers (pytest-xdist, ``--dist worksteal``), which split the collected
+`make test` runs its tests in several workers (pytest-xdist, ``--dist worksteal``), which split the collected
 tests into one contiguous share each, run their share in order and, once idle, take tests from the end of another
 worker's share. A whole-book test (marked ``whole_book``: it computes a whole plan or executes every chapter, a minute
 or more) collected late would start when the others are nearly done and run alone; so the whole-book tests are dealt

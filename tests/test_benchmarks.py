@@ -166,26 +166,26 @@ def test_make_test_quick_times_a_make_in_a_fresh_clone_of_head(tmp_path):
         "log": str(out.with_suffix(".log")),
     }
     assert 0 < result["clone_s"] < result["total_s"]
-    assert result["unit_tests"] is None and result["marks"] == []  # `make help` prints no ==> line, runs no test
+    assert result["tests"] is None and result["marks"] == []  # `make help` prints no ==> line, runs no test
     assert result["targets"]["total_s"] == {"value": result["total_s"], "at_most": 300.0, "met": True}
-    assert "make test      set up, lint, pytest" in out.with_suffix(".log").read_text()  # make ran in the clone
+    assert "make test      set up, lint, build the book" in out.with_suffix(".log").read_text()  # make ran in the clone
     assert f"total_s = {result['total_s']:.1f} (target <= 300): met" in stdout
     check_env(result["env"])
 
 
-def test_make_test_reads_the_unit_tests_and_the_phases_from_makes_output(tmp_path, monkeypatch):
+def test_make_test_reads_pytests_time_and_the_phases_from_makes_output(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     make_test = importlib.import_module("benchmarks.make_test")
     script = tmp_path / "fake.sh"
     script.write_text(
         "echo '==> setting up .venv'\n"
+        "echo '==> the tests: unit tests, the site'\n"
         "echo '=========== 896 passed, 3 skipped, 34 warnings in 378.77s (0:06:18) ==========='\n"
-        "echo '==> site tests against _build'\n"
         "echo '============================= 32 passed in 45.85s =============================='\n"
     )
     run = make_test.timed_run(["bash", str(script)], cwd=tmp_path, env={}, log=tmp_path / "log")
-    assert [m["what"] for m in run["marks"]] == ["setting up .venv", "site tests against _build"]
-    assert run["unit_tests"] == {"seconds": 378.77, "counts": "896 passed, 3 skipped, 34 warnings"}
+    assert [m["what"] for m in run["marks"]] == ["setting up .venv", "the tests: unit tests, the site"]
+    assert run["tests"] == {"seconds": 378.77, "counts": "896 passed, 3 skipped, 34 warnings"}
     script.write_text("echo '==> a step'; exit 3\n")
     with pytest.raises(SystemExit, match=r"(?s)failed with exit code 3;.*Last lines:\n==> a step"):
         make_test.timed_run(["bash", str(script)], cwd=tmp_path, env={}, log=tmp_path / "log")

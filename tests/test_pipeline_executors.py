@@ -1,12 +1,14 @@
-"""advlogits.pipeline.executors: the smoke plan run serially, by two local worker processes and by two Ray workers,
-every setting left at its default, leaves the same store, byte for byte, and the same scorecard; once it has run,
-the chapters compute nothing more; a Ray worker killed mid-unit is retried and changes no byte of it."""
+"""advlogits.pipeline.executors: the smoke plan run serially, by local worker processes (one per core: those of the
+smoke book that `make test` builds before its tests, as `make book` builds it) and by two Ray workers, every setting
+left at its default, leaves the same store, byte for byte, and the same scorecard; once it has run, the chapters
+compute nothing more; a Ray worker killed mid-unit is retried and changes no byte of it."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -66,28 +68,65 @@ def files_of(home: Path) -> list[str]:
     return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file())
 
 
-@pytest.mark.whole_book
-def test_two_local_workers_leave_the_serial_store_and_scorecard_and_the_chapters_compute_nothing(
-    smoke_serial_store, smoke_serial_claims, tmp_path
-):
-    """The default settings (one torch thread per unit whatever the executor) give one store; once the plan has run,
-    executing every chapter adds no file to it, and the claims they decide are the serial store's."""
-    home = tmp_path / "store"
+# `make test` builds the smoke book before its tests as `make book` does, in a store of its own emptied first, and
+# names that store and the executed chapters here.
+BOOK_HOME, BOOK_EXECUTED = "ADVLOGITS_BOOK_HOME", "ADVLOGITS_BOOK_EXECUTED"
+PLAN_RUN = "plan-run.txt"  # the line `advlogits run` ended with, which the Makefile keeps beside the chapters
+RUN_LINE = re.compile(
+    r"^computed (?P<units>\d+) units .* on (?P<workers>\d+) workers, busy (?P<busy>\d+)% of it; 0 already stored"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Book:
+    """A smoke book whose plan ran on local workers before its chapters: its store, the folder of its executed
+    chapters' records and the line its plan run ended with."""
+
+    home: Path
+    executed: Path
+    run_line: str
+
+
+def _workers(book: Book) -> int:
+    match = RUN_LINE.match(book.run_line)
+    return int(match["workers"]) if match else 0
+
+
+@pytest.fixture()
+def local_workers_book(tmp_path: Path) -> Book:
+    """The smoke book `make test` built (`BOOK_HOME`, `BOOK_EXECUTED`), if its plan ran on two workers or more
+    (one per core); otherwise, as when pytest runs alone, one built here the same way: the plan on two local
+    workers, then every chapter, one after the other."""
+    if os.environ.get(BOOK_HOME):
+        executed = Path(os.environ[BOOK_EXECUTED])
+        book = Book(Path(os.environ[BOOK_HOME]), executed, (executed / PLAN_RUN).read_text().strip())
+        if _workers(book) >= 2:
+            return book
+    home, executed = tmp_path / "store", tmp_path / "executed"
     report = run_plan(smoke_spec(), store=Store(home), executor="local", workers=2, progress=False)
-    assert report.computed and not report.from_store
-    assert report.workers == 2 and 0 < report.busy() <= 1, "two workers cannot compute more than their wall time"
-    assert store_differences(home, smoke_serial_store) == [], "the same seeds and threads: the same bytes"
-    before = files_of(home)
-    executed = tmp_path / "executed"
     env = {**os.environ, "ADVLOGITS_HOME": str(home), "ADVLOGITS_EXECUTED_DIR": str(executed)}
     for chapter in CHAPTERS:
         proc = execute_chapter(chapter, tmp_path / chapter.name, env=env, profile=SMOKE)
         assert proc.returncode == 0, f"{chapter.name}:\n{proc.stderr[-3000:]}"
-    added = sorted(set(files_of(home)) - set(before))
-    assert files_of(home) == before, f"the chapters added {added[:5]}"
-    assert json.loads((executed / "scorecard.json").read_text()) == smoke_serial_claims, "the serial store's verdicts"
-    again = run_plan(smoke_spec(), store=Store(home), progress=False)
-    assert not again.computed and len(again.from_store) == len(report.computed)
+    return Book(home, executed, run_summary(report))
+
+
+@pytest.mark.whole_book
+def test_local_workers_leave_the_serial_store_and_scorecard_and_the_chapters_compute_nothing(
+    smoke_serial_store, smoke_serial_claims, local_workers_book
+):
+    """The default settings (one torch thread per unit whatever the executor) give one store; once the plan has run,
+    executing every chapter adds no file to it, and the claims they decide are the serial store's."""
+    book, units = local_workers_book, smoke_spec().units()
+    match = RUN_LINE.match(book.run_line)
+    assert match and int(match["units"]) == len(units), f"every unit computed by this run: {book.run_line}"
+    assert int(match["workers"]) >= 2 and 0 < int(match["busy"]) <= 100, "workers cannot compute more than their time"
+    assert store_differences(book.home, smoke_serial_store) == [], "the same seeds and threads: the same bytes"
+    planned = {str(p.relative_to(book.home)) for unit in units for p in unit.files(Store(book.home))}
+    added = [f for f in files_of(book.home / "entries") if f"entries/{f}" not in planned and not f.endswith(".log")]
+    assert added == [], "the chapters added files to the store: every file is one a unit of the plan leaves"
+    assert json.loads((book.executed / "scorecard.json").read_text()) == smoke_serial_claims, "the serial verdicts"
+    assert not run_plan(smoke_spec(), store=Store(book.home), progress=False).computed, "nothing left to compute"
 
 
 def test_a_serial_run_computes_with_one_torch_thread_per_unit_whatever_this_process_has(tmp_path, monkeypatch):
