@@ -183,6 +183,22 @@ def test_mismatched_weights_are_refused_with_the_bad_keys():
     assert torch.all(model[0].weight == 0.5)
 
 
+def test_assigning_a_state_takes_its_tensors_and_copies_only_those_in_another_dtype_or_layout():
+    """With ``assign=True`` the model ends as a copy would leave it (its dtypes and strides), holding the state's own
+    tensors wherever they already have them."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    state = {k: torch.full_like(v, 0.25) for k, v in model.state_dict().items()}
+    state["0.weight"] = torch.full((3, 2), 0.5).t()  # the right shape, strides (1, 2) where the model's are (3, 1)
+    state["1.bias"] = torch.full((2,), 0.75, dtype=torch.float64)
+    load_state_dict_checked(model, state, source="x.pt", assign=True)
+    loaded = model.state_dict()
+    assert loaded["0.weight"].stride() == (3, 1) and torch.all(loaded["0.weight"] == 0.5)
+    assert loaded["1.bias"].dtype == torch.float32 and torch.all(loaded["1.bias"] == 0.75)
+    assert loaded["0.bias"].data_ptr() == state["0.bias"].data_ptr(), "in the model's layout: taken as it is"
+    assert loaded["0.weight"].data_ptr() != state["0.weight"].data_ptr()
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters())
+
+
 def test_a_state_that_is_not_a_dict_or_has_many_bad_keys_is_refused():
     model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(6)])
     with pytest.raises(StoreError, match=r"x\.pt does not hold a state dict \(got list\)"):

@@ -11,6 +11,7 @@ import torch
 from advlogits.data import load_dataset
 from advlogits.distill import average_confidence, label_correct, make_targets
 from advlogits.fileio import StoreError
+from advlogits.models import build_for
 from advlogits.pipeline import training
 from advlogits.predict import predict_logits
 
@@ -62,23 +63,44 @@ def test_model_from_state_checks_the_weights(teacher):
 
 @pytest.mark.parametrize("arch", ["cnn-small", "preact-resnet18"])
 def test_model_from_state_holds_the_state_in_its_layout_and_leaves_the_global_generator_alone(arch):
-    """Loading builds no initial weights: every parameter and buffer is the state's, in the layout a built model
-    has (the convolutions channels-last), on the CPU; and torch's global generator is where it was, so loading a
-    teacher cannot change what a computation drawing from it after the load gets."""
+    """Loading builds no initial weights and copies nothing: every parameter and buffer is the state's own tensor,
+    on the CPU; a tensor in another layout than a built model's (a contiguous convolution weight where the model
+    keeps it channels-last) is copied into the built model's layout; and torch's global generator is where it was,
+    so loading a teacher cannot change what a computation drawing from it after the load gets."""
     resnet = arch.startswith("preact")
     config = dataclasses.replace(TEACHER, arch=arch, dataset="cifar10" if resnet else TEACHER.dataset)
     built = training.init_model(config)
-    state = built.state_dict()
+    layout = {name: value.stride() for name, value in built.state_dict().items()}
+    state = {name: value.clone() for name, value in built.state_dict().items()}
+    relaid = [name for name, value in state.items() if not value.is_contiguous()]
+    assert relaid and all(name.endswith(".weight") for name in relaid), "the built convolutions are channels-last"
+    state.update({name: state[name].contiguous() for name in relaid})
     before = torch.random.get_rng_state()
     rebuilt = training.model_from_state(config, state, source="entry/model.pt")
     assert torch.equal(torch.random.get_rng_state(), before)
     loaded = rebuilt.state_dict()
     assert list(loaded) == list(state)
     for name, value in state.items():
-        assert torch.equal(loaded[name], value) and loaded[name].stride() == value.stride(), name
-        assert loaded[name].device.type == "cpu" and loaded[name].data_ptr() != value.data_ptr(), name
+        assert torch.equal(loaded[name], value) and loaded[name].stride() == layout[name], name
+        assert loaded[name].device.type == "cpu", name
+        assert (loaded[name].data_ptr() == value.data_ptr()) == (name not in relaid), name
     x = torch.rand(4, *((3, 32, 32) if resnet else (1, 28, 28)))
     assert torch.equal(rebuilt(x), built.eval()(x))
+
+
+def test_model_from_state_refuses_a_network_that_its_state_leaves_without_values(monkeypatch):
+    """A tensor outside the state dict (a buffer registered as not persistent) would be left on the meta device,
+    without a value: refused, naming it."""
+
+    def with_scale(arch: str, dataset: str) -> torch.nn.Module:
+        model = build_for(arch, dataset)
+        model.register_buffer("scale", torch.ones(1), persistent=False)
+        return model
+
+    state = training.init_model(TEACHER).state_dict()
+    monkeypatch.setattr(training, "build_for", with_scale)
+    with pytest.raises(StoreError, match=r"^entry/model\.pt leaves scale of cnn-small without a value$"):
+        training.model_from_state(TEACHER, state, source="entry/model.pt")
 
 
 def test_flatten_targets_use_the_teachers_average_confidence(teacher):

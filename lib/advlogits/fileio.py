@@ -132,8 +132,12 @@ def verify_checked(path: Path) -> str:
         return "corrupt"
 
 
-def load_state_dict_checked(model: nn.Module, state: Any, *, source: str | Path) -> None:
-    """Load ``state`` into ``model``, refusing missing, unexpected or mis-shaped keys and naming them."""
+def load_state_dict_checked(model: nn.Module, state: Any, *, source: str | Path, assign: bool = False) -> None:
+    """Load ``state`` into ``model``, refusing missing, unexpected or mis-shaped keys and naming them.
+
+    ``assign=True`` makes the state's tensors the model's own instead of copying them (a model built on the meta
+    device has no memory to copy into); a tensor whose layout or dtype differs from the model's is first copied into
+    the model's, so that the model ends as a copy would leave it."""
     if not isinstance(state, dict):
         raise StoreError(f"{source} does not hold a state dict (got {type(state).__name__}).")
     expected = model.state_dict()
@@ -156,4 +160,13 @@ def load_state_dict_checked(model: nn.Module, state: Any, *, source: str | Path)
             + ". They were saved from another architecture or are corrupt: delete the file to recompute "
             "it, or load it into the model it was saved from."
         )
-    model.load_state_dict(state)
+    if assign:
+        state = {k: _in_layout_of(expected[k], v) for k, v in state.items()}
+    model.load_state_dict(state, assign=assign)
+
+
+def _in_layout_of(like: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` itself when it has the strides and dtype of ``like``, else a copy of it that has them."""
+    if value.stride() == like.stride() and value.dtype == like.dtype:
+        return value
+    return torch.empty_strided(like.shape, like.stride(), dtype=like.dtype, device=value.device).copy_(value)

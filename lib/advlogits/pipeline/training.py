@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..checks import fail
 from ..data import load_dataset
 from ..distill import average_confidence, label_correct, make_targets
-from ..fileio import load_state_dict_checked
+from ..fileio import StoreError, load_state_dict_checked
 from ..models import build_for
 from ..train import TrainConfig, train_adversarial, train_distilled, train_standard
 
@@ -28,13 +28,16 @@ def init_model(config: TrainConfig) -> nn.Module:
 def model_from_state(config: TrainConfig, state: dict[str, Tensor], *, source: str | Path) -> nn.Module:
     """The model of ``config`` holding the weights ``state`` (checked key by key), in eval mode on the CPU.
 
-    The network is built on the meta device and given uninitialised CPU memory: every parameter and buffer comes
-    from ``state``, so drawing initial weights (most of the cost of loading a ResNet) would be thrown away, and
-    torch's global generator is left as it was."""
+    The network is built on the meta device and takes the tensors of ``state`` as its parameters and buffers (the
+    model owns them from then on; one in another layout than the built model's is copied into that layout): drawing
+    initial weights (most of the cost of loading a ResNet), or memory only to copy the state into, would be thrown
+    away, and torch's global generator is left as it was."""
     with torch.device("meta"):
         model = build_for(config.arch, config.dataset)
-    model = model.to_empty(device="cpu")
-    load_state_dict_checked(model, state, source=source)
+    load_state_dict_checked(model, state, source=source, assign=True)
+    unfilled = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if unfilled:  # a tensor outside the state dict (a non-persistent buffer) would have no value
+        raise StoreError(f"{source} leaves {', '.join(unfilled)} of {config.arch} without a value")
     return model.eval()
 
 
