@@ -42,7 +42,9 @@ GCS_PORT = 6379
 OUTSIDE = "192.0.2.1"  # TEST-NET-1: an address outside the two namespaces, which no process inside may reach
 OBJECT_STORE_BYTES = 200 * 1024**2  # each node's Ray object store (the smoke store is about 40 MB)
 RUN_TIMEOUT_S = 900
-STOP_WAIT_S = 10.0
+# How long a node's processes get to exit after SIGTERM before SIGKILL: the head's GCS server, raylet, monitor and
+# runtime-env agent outlast a SIGTERM by ten seconds and more; the worker node's processes exit at once.
+STOP_WAIT_S = 2.0
 # Ray's sockets live in its --temp-dir, several folders deep, and a socket's path has at most 107 bytes: the nodes'
 # folders go under /tmp, not under pytest's long temporary paths.
 SHORT_ROOT = "/tmp"
