@@ -546,7 +546,7 @@ test: check-browser setup $(LAB_STAMP) $(PAPER_STAMP)
 
 # ---- benchmarks: each prints a JSON line and a summary and writes $(BENCH_DIR)/<name>.json -----------
 # `book` builds the book twice (empty store, then warm) in temporary folders: many minutes at PROFILE=cpu.
-# `make_test` runs `make test` in a fresh clone of HEAD, as CI does (about eight minutes on two cores).
+# `make_test` runs `make test` in a fresh clone of HEAD, as CI does (about six minutes on two cores).
 # `gpu` always measures and prices the paper profile, whatever PROFILE says.
 bench: setup data
 	$(BIN)/pytest -m bench tests/test_benchmarks.py $(PYTEST_ARGS)
