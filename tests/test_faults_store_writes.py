@@ -35,6 +35,7 @@ from fault_workers import (
     store_write,
     worker_command,
 )
+from helpers import computed_once
 
 pytestmark = pytest.mark.faults
 
@@ -54,20 +55,26 @@ STORE_CASES = (
 
 @pytest.fixture(scope="module")
 def store_kills(tmp_path_factory) -> tuple[Path, dict, list[dict]]:
-    base = tmp_path_factory.mktemp("store-kills")
+    """Every case's store under one folder, the worker's report (case -> exit status) and the cases; the worker runs
+    once per session (the tests only read its stores)."""
     torn = [
         {"name": "save-new-torn-model", "scenario": "save-new", "torn_at": _model_bytes() // 2},
         {"name": "overwrite-result-torn", "scenario": "overwrite-result", "torn_at": len(NEW_RESULT) // 2},
     ]
     cases = STORE_CASES + torn
-    proc = subprocess.run(
-        worker_command("store-kills", {"base": str(base), "cases": cases}),
-        capture_output=True,
-        text=True,
-        timeout=WORKER_TIMEOUT_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return base, json.loads(proc.stdout.splitlines()[-1]), cases
+
+    def kill_every_case(base: Path) -> dict:
+        proc = subprocess.run(
+            worker_command("store-kills", {"base": str(base), "cases": cases}),
+            capture_output=True,
+            text=True,
+            timeout=WORKER_TIMEOUT_S,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.splitlines()[-1])
+
+    base, report = computed_once(tmp_path_factory, "store-kills", kill_every_case)
+    return base, report, cases
 
 
 def _readable(path: Path) -> bytes | None:
