@@ -354,7 +354,7 @@ system-packages browser:
 	  echo "note: Debian's$$missing missing, and apt-get is not usable here (not root or not Debian): run \`sudo make $@\`"; \
 	fi
 
-# `make test`'s tests drive a browser through the site: without it, make test stops before anything else, saying what to run.
+# `make test`'s tests drive a browser through its site: without one, it stops before anything else, saying what to run.
 check-browser:
 	@for file in $(foreach p,$(BROWSER_PACKAGES),$(firstword $(subst :, ,$(p)))); do \
 	  [ -x "$$file" ] || { echo "error: $$file is missing, and the site tests need Debian's chromium and chromium-driver: run \`sudo make system-packages\` (or \`make browser\` as root), then \`make test\`" >&2; exit 1; }; \
@@ -536,7 +536,7 @@ test: check-browser setup $(LAB_STAMP) $(PAPER_STAMP)
 	rm -rf $(TEST_HOME) _build/executed/smoke
 	@$(MAKE) --no-print-directory site $(TEST_BOOK)
 	@$(MAKE) --no-print-directory site $(TEST_BOOK) STUDENT=1
-	@echo "==> the tests: unit tests, the site's against _build/jb/smoke/_build/html (and the student edition), the build's store"
+	@echo "==> every test: unit, browser (the sites in _build/jb/smoke*/) and the build's store ($(TEST_HOME))"
 	ADVLOGITS_SITE_DIR="$(abspath _build/jb/smoke/_build/html)" \
 	ADVLOGITS_STUDENT_SITE_DIR="$(abspath _build/jb/smoke-student/_build/html)" \
 	ADVLOGITS_BOOK_HOME="$(abspath $(TEST_HOME))" ADVLOGITS_BOOK_EXECUTED="$(abspath _build/executed/smoke)" \

@@ -179,12 +179,12 @@ def test_make_test_reads_pytests_time_and_the_phases_from_makes_output(tmp_path,
     script = tmp_path / "fake.sh"
     script.write_text(
         "echo '==> setting up .venv'\n"
-        "echo '==> the tests: unit tests, the site'\n"
+        "echo '==> every test: unit, browser'\n"
         "echo '=========== 896 passed, 3 skipped, 34 warnings in 378.77s (0:06:18) ==========='\n"
         "echo '============================= 32 passed in 45.85s =============================='\n"
     )
     run = make_test.timed_run(["bash", str(script)], cwd=tmp_path, env={}, log=tmp_path / "log")
-    assert [m["what"] for m in run["marks"]] == ["setting up .venv", "the tests: unit tests, the site"]
+    assert [m["what"] for m in run["marks"]] == ["setting up .venv", "every test: unit, browser"]
     assert run["tests"] == {"seconds": 378.77, "counts": "896 passed, 3 skipped, 34 warnings"}
     script.write_text("echo '==> a step'; exit 3\n")
     with pytest.raises(SystemExit, match=r"(?s)failed with exit code 3;.*Last lines:\n==> a step"):

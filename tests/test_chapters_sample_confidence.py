@@ -7,6 +7,7 @@ The decisions of claims C4 and C5 on these numbers are tested with the claims re
 
 from __future__ import annotations
 
+import functools
 import math
 
 import matplotlib
@@ -28,7 +29,8 @@ from advlogits.chapters.sample_confidence import (
     spearman_intervals,
     tiles,
 )
-from advlogits.stats import bootstrap_ci
+from advlogits.inference import percentile_tested
+from advlogits.stats import bootstrap_ci, image_bootstrap_replicates, resampled_spearman, resampled_top_jaccard
 
 # ---------------------------------------------------------------------------------------------------------
 # C4's numbers: rank correlations with intervals
@@ -196,6 +198,31 @@ def test_figures_draw_what_they_are_given() -> None:
     assert fig.axes[0].get_xlabel() == "share of the images (%)"
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["S (2 images)", "evaluation subset (5 images)"]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("statistic", ["spearman", "jaccard"])
+def test_baseline_distances_rank_each_model_once_and_give_the_per_pair_numbers_bit_for_bit(statistic):
+    """Each model's ranks (or top set) in a resample are computed once, whatever pairs it is in: the distances are
+    those of the statistic computed pair by pair on the same resamples, exactly."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=400)
+    values = {name: np.round(base + s * rng.normal(size=400), 1) for name, s in (("ST", 0.5), ("AT", 2), ("ST'", 0.6))}
+    values["AT'"] = torch.tensor(np.round(base + 2 * rng.normal(size=400), 1))  # ties, and a tensor
+    baselines = {"ST vs ST'": ("ST", "ST'"), "AT vs AT'": ("AT", "AT'")}
+    per_pair = {"spearman": resampled_spearman, "jaccard": functools.partial(resampled_top_jaccard, fraction=0.2)}
+    pairs = {**baselines, "pair": ("ST", "AT")}
+    pair_of = {name: per_pair[statistic](values[a], values[b]) for name, (a, b) in pairs.items()}
+
+    def distances(idx):
+        each = np.stack([pair_of[name](idx) for name in baselines], axis=1)
+        return np.concatenate([each, each.min(axis=1, keepdims=True)], axis=1) - pair_of["pair"](idx)[:, None]
+
+    estimate, replicates = image_bootstrap_replicates(distances, 400, n_resamples=3000, seed=5)
+    shared = sample_confidence.baseline_distances(
+        values, ("ST", "AT"), baselines, statistic=statistic, threshold=0.1, fraction=0.2, n_resamples=3000, seed=5
+    )
+    for k, name in enumerate([*baselines, "closest"]):
+        assert shared[name] == percentile_tested(float(estimate[k]), replicates[:, k], threshold=0.1), name
 
 
 def test_baseline_distances_are_paired_and_the_closest_is_their_minimum():

@@ -230,11 +230,11 @@ def spearman_bootstraps(
     arrays = {name: check_vector(values[name], f"values[{name!r}]", min_len=2) for name in names}
     if len({a.shape[0] for a in arrays.values()}) != 1:
         fail("values", "of one length (paired values on the same test images)", None, shown="lengths differ")
-    dense = {name: np.unique(a, return_inverse=True) for name, a in arrays.items()}
+    rankers = {name: resampled_ranks(a, name=f"values[{name!r}]") for name, a in arrays.items()}
 
     def correlations(idx: NDArray[np.intp]) -> NDArray[np.float64]:
-        ranks = {name: _resampled_ranks(inverse, unique.shape[0], idx) for name, (unique, inverse) in dense.items()}
-        return np.stack([_row_pearson(ranks[a], ranks[b]) for a, b in pairs.values()], axis=1)
+        ranks = {name: ranks_of(idx) for name, ranks_of in rankers.items()}
+        return np.stack([rank_correlation(ranks[a], ranks[b]) for a, b in pairs.values()], axis=1)
 
     n = next(iter(arrays.values())).shape[0]
     # the draws of bootstrap_ci: one generator seeded with ``seed``, the same chunks of resamples
@@ -306,31 +306,53 @@ def image_bootstrap(
     return _percentile(replicates, estimate, level)
 
 
-def resampled_spearman(
-    a: ArrayLike | Tensor, b: ArrayLike | Tensor
-) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+Resampler = Callable[[NDArray[np.intp]], NDArray[Any]]  # (R, N) resample indices -> per-resample values
+
+
+def resampled_spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor) -> Resampler:
     """Spearman(a, b) on resampled indices: (R, N) -> (R,), with average ranks within each resample (for
     `image_bootstrap`)."""
-    a_arr, b_arr = check_vector(a, "a", min_len=2), check_vector(b, "b", min_len=2)
-    check_same_length(a_arr, b_arr)
-    return _named_statistic("spearman", (a_arr, b_arr))
+    ranks_a, ranks_b = resampled_ranks(a, name="a"), resampled_ranks(b, name="b")
+    check_same_length(*(check_vector(v, name) for v, name in ((a, "a"), (b, "b"))))
+    return lambda idx: rank_correlation(ranks_a(idx), ranks_b(idx))
 
 
-def resampled_top_jaccard(
-    a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float
-) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+def resampled_ranks(values: ArrayLike | Tensor, *, name: str = "values") -> Resampler:
+    """The average ranks of ``values`` within each resample: (R, N) indices -> (R, N) ranks. With `rank_correlation`,
+    `resampled_spearman` in two steps, so that a sample in several pairs is ranked once per resample."""
+    unique, dense = np.unique(check_vector(values, name, min_len=2), return_inverse=True)
+    return lambda idx: _resampled_ranks(dense, unique.shape[0], idx)
+
+
+def rank_correlation(ranks_a: NDArray[np.float64], ranks_b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Spearman's correlation of each resample from the two samples' ranks in it: (R, N), (R, N) -> (R,)."""
+    return _row_pearson(ranks_a, ranks_b)
+
+
+def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float) -> Resampler:
     """`top_fraction_jaccard` of a and b on resampled indices: (R, N) -> (R,); the top sets hold positions of the
     resample (an image drawn twice can be selected twice), ties broken towards lower positions."""
+    top_a, top_b = resampled_top(a, fraction=fraction, name="a"), resampled_top(b, fraction=fraction, name="b")
+    check_same_length(check_vector(a, "a"), check_vector(b, "b"))
+    return lambda idx: top_jaccard(top_a(idx), top_b(idx))
+
+
+def resampled_top(values: ArrayLike | Tensor, *, fraction: float, name: str = "values") -> Resampler:
+    """Which positions of each resample hold its top ``fraction`` of ``values``: (R, N) indices -> (R, N) bool (see
+    `top_positions`). With `top_jaccard`, `resampled_top_jaccard` in two steps, so that a sample in several pairs
+    is selected once per resample."""
     check_number("fraction", fraction, above=0, at_most=1)
-    a_arr, b_arr = check_vector(a, "a"), check_vector(b, "b")
-    check_same_length(a_arr, b_arr)
+    array = check_vector(values, name)
 
-    def statistic(idx: NDArray[np.intp]) -> NDArray[np.float64]:
-        k = max(1, math.floor(fraction * idx.shape[1] + 0.5))
-        in_a, in_b = top_positions(a_arr[idx], k), top_positions(b_arr[idx], k)
-        return (in_a & in_b).sum(axis=1) / (in_a | in_b).sum(axis=1)
+    def top(idx: NDArray[np.intp]) -> NDArray[np.bool_]:
+        return top_positions(array[idx], max(1, math.floor(fraction * idx.shape[1] + 0.5)))
 
-    return statistic
+    return top
+
+
+def top_jaccard(in_a: NDArray[np.bool_], in_b: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """The Jaccard index of two top sets in each resample: (R, N) bool, (R, N) bool -> (R,)."""
+    return (in_a & in_b).sum(axis=1) / (in_a | in_b).sum(axis=1)
 
 
 def top_positions(values: NDArray[np.float64], k: int) -> NDArray[np.bool_]:

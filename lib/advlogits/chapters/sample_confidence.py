@@ -29,13 +29,15 @@ from ..inference import BootstrapTested, percentile_tested
 from ..stats import (
     Interval,
     image_bootstrap_replicates,
+    rank_correlation,
     rank_difference,
     rank_normalise,
-    resampled_spearman,
-    resampled_top_jaccard,
+    resampled_ranks,
+    resampled_top,
     spearman,
     spearman_bootstraps,
     top_fraction_jaccard,
+    top_jaccard,
 )
 from . import style
 from .claims import C5_FRACTION
@@ -122,21 +124,23 @@ def baseline_distances(
     percentile interval, p-values and the Monte-Carlo error of its bounds (`advlogits.inference.percentile_tested`).
     """
     _check_pairs(values, {"pair": pair, **baselines})
-    resamplers = {
-        "spearman": resampled_spearman,
-        "jaccard": functools.partial(resampled_top_jaccard, fraction=fraction),
+    # each statistic in two steps: what one model's values give in a resample, then what two of those give
+    steps = {
+        "spearman": (resampled_ranks, rank_correlation),
+        "jaccard": (functools.partial(resampled_top, fraction=fraction), top_jaccard),
     }
-    if statistic not in resamplers:
+    if statistic not in steps:
         fail("statistic", "one of 'spearman', 'jaccard'", statistic)
-    resampled = resamplers[statistic]
-    of_pair = resampled(values[pair[0]], values[pair[1]])
-    of_baseline = {name: resampled(values[a], values[b]) for name, (a, b) in baselines.items()}
+    of_model, of_two = steps[statistic]
+    models = sorted({name for two in (pair, *baselines.values()) for name in two})
+    per_model = {name: of_model(values[name], name=f"values[{name!r}]") for name in models}
     n = len(np.asarray(values[pair[0]].cpu() if isinstance(values[pair[0]], Tensor) else values[pair[0]]))
-    names = [*of_baseline, "closest"]
+    names = [*baselines, "closest"]
 
     def distances(idx: np.ndarray) -> np.ndarray:  # (R, n) -> (R, baselines + 1), one pass over the resamples
-        pair_value = of_pair(idx)
-        each = np.stack([f(idx) for f in of_baseline.values()], axis=1)
+        seen = {name: f(idx) for name, f in per_model.items()}  # each model once, whatever pairs it is in
+        pair_value = of_two(seen[pair[0]], seen[pair[1]])
+        each = np.stack([of_two(seen[a], seen[b]) for a, b in baselines.values()], axis=1)
         return np.concatenate([each, each.min(axis=1, keepdims=True)], axis=1) - pair_value[:, None]
 
     estimate, replicates = image_bootstrap_replicates(distances, n, n_resamples=n_resamples, seed=seed)
