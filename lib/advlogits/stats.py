@@ -133,11 +133,8 @@ def _named_statistic(
     if name == "mean_difference":
         diff = samples[0] - samples[1]  # mean(a) - mean(b) over the same resampled indices = mean(a - b)
         return lambda idx: diff[idx].mean(axis=1)
-    a_unique, a_dense = np.unique(samples[0], return_inverse=True)
-    b_unique, b_dense = np.unique(samples[1], return_inverse=True)
-    return lambda idx: _row_pearson(
-        _resampled_ranks(a_dense, a_unique.shape[0], idx), _resampled_ranks(b_dense, b_unique.shape[0], idx)
-    )
+    ranks_a, ranks_b = (resampled_ranks(sample, name=f"samples[{i}]") for i, sample in enumerate(samples[:2]))
+    return lambda idx: rank_correlation(ranks_a(idx), ranks_b(idx))
 
 
 def bootstrap_ci(
@@ -312,9 +309,9 @@ Resampler = Callable[[NDArray[np.intp]], NDArray[Any]]  # (R, N) resample indice
 def resampled_spearman(a: ArrayLike | Tensor, b: ArrayLike | Tensor) -> Resampler:
     """Spearman(a, b) on resampled indices: (R, N) -> (R,), with average ranks within each resample (for
     `image_bootstrap`)."""
-    ranks_a, ranks_b = resampled_ranks(a, name="a"), resampled_ranks(b, name="b")
-    check_same_length(*(check_vector(v, name) for v, name in ((a, "a"), (b, "b"))))
-    return lambda idx: rank_correlation(ranks_a(idx), ranks_b(idx))
+    a_arr, b_arr = check_vector(a, "a", min_len=2), check_vector(b, "b", min_len=2)
+    check_same_length(a_arr, b_arr)
+    return _named_statistic("spearman", (a_arr, b_arr))
 
 
 def resampled_ranks(values: ArrayLike | Tensor, *, name: str = "values") -> Resampler:
