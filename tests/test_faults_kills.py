@@ -66,12 +66,13 @@ TRIALS = [
     *(Trial(f"ST-after-step-{k}", "ST", ({"after_step": k},), done=_done_after_step(k)) for k in _ST_STEPS),
     *(Trial(f"AT-after-step-{k}", "AT", ({"after_step": k},), done=_done_after_step(k)) for k in _AT_STEPS),
     # inside the checkpoint writes (fsync 1: epoch 1's checkpoint still a temporary file; fsync 4: epoch 2's
-    # renamed into place) and inside save_weights after the last epoch (fsyncs 7-18: config, history, model.pt;
-    # fsync 15: model.pt a temporary file; fsync 18: model.pt's record in place, so the model is stored)
+    # renamed into place; the last epoch writes none) and inside save_weights after the last epoch (fsyncs 5-16:
+    # config, history, model.pt; fsync 13: model.pt a temporary file, so the last epoch is trained again; fsync 16:
+    # model.pt's record in place, so the model is stored)
     Trial("ST-in-checkpoint-1-write", "ST", ({"at_fsync": 1},), done=0),
     Trial("ST-after-checkpoint-2-rename", "ST", ({"at_fsync": 4},), done=2),
-    Trial("ST-in-save-model", "ST", ({"at_fsync": 15},), done=3),
-    Trial("ST-after-model-record", "ST", ({"at_fsync": 18},), done=3, stored=True),
+    Trial("ST-in-save-model", "ST", ({"at_fsync": 13},), done=2),
+    Trial("ST-after-model-record", "ST", ({"at_fsync": 16},), done=2, stored=True),
     # killed twice: in epoch 2's checkpoint write, then after 6 steps of the resumed run (2 in epoch 3)
     Trial("ST-killed-twice", "ST", ({"at_fsync": 3}, {"after_step": 6}), done=_done_after_step(6, start=1)),
     # SIGKILL from outside at a seeded random time within epoch 2 (after epoch 1's checkpoint appears)

@@ -87,6 +87,18 @@ def test_same_seed_same_model_other_seed_other_model(data):
     assert not weights_equal(runs[0], runs[2])
 
 
+def test_the_checkpoint_holds_the_last_epoch_but_one_and_a_one_epoch_run_writes_none(data, tmp_path):
+    """The weights after the last epoch are the caller's to store, so no checkpoint repeats them."""
+    x, y, *_ = data
+    x, y = x[:256], y[:256]
+    two, one = tmp_path / "two.pt", tmp_path / "one.pt"
+    train_standard(fresh(), x, y, train_config(epochs=2), checkpoint=two, progress=False)
+    train_standard(fresh(), x, y, train_config(epochs=1), checkpoint=one, progress=False)
+    state = safe_torch_load(two)
+    assert state["epoch"] == 0 and state["history"]["epoch"] == [1]
+    assert not one.exists()
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(data, tmp_path):
     """SIGKILL a training run after its first checkpoint; resuming must end where an uninterrupted run ends."""

@@ -4,8 +4,9 @@ PGD adversarial (AT) and distillation on clean images (KD).
 All three share one loop (`fit`), which takes the config whole: SGD with Nesterov momentum and a triangular
 learning-rate schedule, a data order drawn from ``seed`` and the epoch number (`epoch_generator`, so a resumed run
 sees the same batches), an optional augmentation of every training batch (`advlogits.augmentation.augment`, also
-drawn from seed and epoch), a checkpoint after every epoch and resumption from it, a tqdm bar, and a history dict
-for the curves. A config's ``precision`` and ``compile`` choose how forward passes run (`advlogits.accel`, for GPUs).
+drawn from seed and epoch), a checkpoint after every epoch but the last (which the caller saves as the model) and
+resumption from it, a tqdm bar, and a history dict for the curves. A config's ``precision`` and ``compile``
+choose how forward passes run (`advlogits.accel`, for GPUs).
 
 Adversarial training also logs, after every epoch, the PGD accuracy of its validation images (``val_pgd_acc``,
 the training attack with a seeded random start); standard and distilled training have no such key.
@@ -197,6 +198,11 @@ def fit(
     precision, compile, augment). ``target`` is what ``step`` consumes (labels or teacher logits); ``y_true`` counts
     accuracy. ``step(net, x batch, target batch, attack generator)`` returns the loss and the logits.
 
+    ``checkpoint``: where the weights, optimizer, scheduler and history are saved after every epoch but the last, and
+    resumed from when the file exists. None is written after the last epoch: the caller stores the trained model next
+    (a run killed before that retrains only its last epoch), and a ResNet's checkpoint, optimizer state included, is
+    twice the model's size.
+
     ``step`` gets the `accelerate`-d model (bf16 autocast and/or compiled, sharing ``model``'s weights); the loop
     never reads a value back from the device inside an epoch, so a GPU runs ahead of the host.
 
@@ -235,7 +241,7 @@ def fit(
             history.setdefault(key, [float("nan")] * epoch).append(float(value))
         history["seconds"].append(time.perf_counter() - began)
         model.train()
-        if ckpt is not None:
+        if ckpt is not None and epoch + 1 < config.epochs:  # after the last epoch the caller stores the model
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
             state.update(scheduler=scheduler.state_dict(), epoch=epoch, history=history)
             _save_checkpoint(ckpt, state)
