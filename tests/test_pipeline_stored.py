@@ -638,45 +638,31 @@ def _fashion_copy(folder: Path, *, images: int, truncate_to: int | None = None) 
     return folder
 
 
-PAPERMILL_CASES = [
-    # (id, papermill parameters, environment, expected message)
-    (
-        "unknown-profile",
-        ["-p", "profile", "nope"],
-        {},
-        "profile must be one of 'smoke', 'cpu', 'decisive', 'paper' (got 'nope')",
-    ),
+# Bad parameters that the chapter's parameter cells refuse at `profiles.resolve`, as papermill types them (-p and -y):
+# run in this process through papermill's own injection, with no kernel.
+PARAMETER_CASES = [
+    # (id, papermill parameters, expected message)
+    ("unknown-profile", {"profile": "nope"}, "profile must be one of 'smoke', 'cpu', 'decisive', 'paper' (got 'nope')"),
     (
         "cuda-without-cuda",
-        ["-p", "profile", "smoke", "-p", "device", "cuda"],
-        {},
+        {"profile": "smoke", "device": "cuda"},
         "device must be 'cpu' or 'auto' on this machine (got 'cuda'); CUDA is not available here",
     ),
-    (
-        "negative-seed",
-        ["-p", "profile", "smoke", "-p", "seed", "-3"],
-        {},
-        "seed must be an integer >= 0 and <= 4294967295 (got -3)",
-    ),
-    ("eps-not-a-number", ["-p", "profile", "smoke", "-p", "eps", "abc"], {}, "eps must be a number (got 'abc')"),
-    (
-        "negative-eps",
-        ["-p", "profile", "smoke", "-p", "eps", "-1"],
-        {},
-        "eps must be a finite number > 0 and < 1 (got -1.0)",
-    ),
-    (
-        "zero-steps",
-        ["-p", "profile", "smoke", "-y", "overrides: {steps: 0}"],
-        {},
-        "steps must be an integer >= 1 (got 0)",
-    ),
+    ("negative-seed", {"profile": "smoke", "seed": -3}, "seed must be an integer >= 0 and <= 4294967295 (got -3)"),
+    ("negative-eps", {"profile": "smoke", "eps": -1}, "eps must be a finite number > 0 and < 1 (got -1.0)"),
+    ("zero-steps", {"profile": "smoke", "overrides": {"steps": 0}}, "steps must be an integer >= 1 (got 0)"),
     (
         "n-beyond-the-data",
-        ["-p", "profile", "smoke", "-y", "overrides: {n_train: 100000}"],
-        {},
+        {"profile": "smoke", "overrides": {"n_train": 100000}},
         "n_train must be an integer >= 1 and <= 60000 (got 100000); None uses the whole training split",
     ),
+]
+
+# One bad input for each place a chapter can fail before training: a parameter (as papermill's command line types
+# it), the store, the data; each through papermill and a kernel, as the build runs a chapter.
+PAPERMILL_CASES = [
+    # (id, papermill parameters, environment, expected message)
+    ("eps-not-a-number", ["-p", "profile", "smoke", "-p", "eps", "abc"], {}, "eps must be a number (got 'abc')"),
     (
         "unwritable-home",
         ["-p", "profile", "smoke"],
@@ -692,10 +678,30 @@ PAPERMILL_CASES = [
 ]
 
 
+@pytest.mark.parametrize("case", PARAMETER_CASES, ids=lambda c: c[0])
+def test_bad_parameters_are_refused_by_the_chapters_parameter_cells(case, tmp_path, monkeypatch):
+    """The chapter's code cells up to its `profiles.resolve`, run here with the parameters papermill injects."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    _, parameters, message = case
+    monkeypatch.setenv("ADVLOGITS_HOME", str(tmp_path / "store"))
+    notebook = parameterize_notebook(load_notebook_node(str(CHAPTER)), parameters)  # as papermill reads it
+    sources = [c.source for c in notebook.cells if c.cell_type == "code"]
+    upto = next(i for i, source in enumerate(sources) if "profiles.resolve(" in source)
+    assert sources[upto - 1].startswith("# Parameters"), "papermill's cell comes right before the check"
+    namespace: dict = {}
+    with pytest.raises(ValueError) as raised:
+        for source in sources[: upto + 1]:
+            exec(compile(source, str(CHAPTER), "exec"), namespace)
+    assert message in str(raised.value)
+    assert not (tmp_path / "store").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.faults
 def test_bad_papermill_parameters_fail_before_training(tmp_path):
-    """Nine bad inputs through the chapter's papermill interface, two kernels at a time."""
+    """A bad parameter, store and data set through the chapter's papermill interface, two kernels at a time."""
     (tmp_path / "a-file").write_text("a file where the store's parent folder should be")
     _fashion_copy(tmp_path / "data", images=60_000, truncate_to=1000)
 
