@@ -4,6 +4,7 @@ forward passes against RobustBench's independent implementations, and offline Ro
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,12 +16,20 @@ from advlogits.models import ARCHS, ARCHS_FOR, Normalize, WideResNet, build_for,
 
 from helpers import PICKLE_FORMATS, code_running_bytes, online, robustbench_zoo_model, write_robustbench_checkpoint
 
-try:  # aliases autoattack first: `import robustbench` alone fails where only pyautoattack is installed
-    import_robustbench_utils()
-except ModuleNotFoundError as missing:  # the message names the paper extra and how to install it
-    pytest.skip(str(missing), allow_module_level=True)
-from robustbench.model_zoo.architectures import resnet as rb_resnet  # noqa: E402
-from robustbench.model_zoo.architectures import wide_resnet as rb_wrn  # noqa: E402
+
+@pytest.fixture(scope="module")
+def robustbench() -> SimpleNamespace:
+    """RobustBench's ResNet and WideResNet modules (the paper extra), imported by the tests that compare with it or
+    load its models (a second and a half of import, paid by those tests only); without the extra they skip, naming
+    it and how to install it."""
+    try:  # aliases autoattack first: `import robustbench` alone fails where only pyautoattack is installed
+        import_robustbench_utils()
+    except ModuleNotFoundError as missing:
+        pytest.skip(str(missing))
+    from robustbench.model_zoo.architectures import resnet, wide_resnet
+
+    return SimpleNamespace(resnet=resnet, wrn=wide_resnet)
+
 
 FMNIST_STATS = ((0.2860,), (0.3530,))
 CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616))
@@ -235,14 +244,14 @@ def test_init_is_seeded() -> None:
     assert not torch.equal(states[0]["net.features.0.weight"], states[2]["net.features.0.weight"])
 
 
-def test_published_parameter_counts() -> None:
+def test_published_parameter_counts(robustbench: SimpleNamespace) -> None:
     # He et al. 2016 / Zagoruyko & Komodakis 2016 as reported for CIFAR-10: 11.17M and 46.16M parameters.
     preact, wrn = build_model("preact-resnet18"), build_model("wrn-34-10")
     assert abs(_n_params(preact) - 11.17e6) / 11.17e6 < 0.01
     assert abs(_n_params(wrn) - 46.16e6) / 46.16e6 < 0.01
     # Exact match with RobustBench's implementations (its PreActResNet-18 has the final BN as an option).
-    assert _n_params(wrn) == _n_params(rb_wrn.WideResNet(depth=34, widen_factor=10)) == 46_160_474
-    rb_preact = rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True)
+    assert _n_params(wrn) == _n_params(robustbench.wrn.WideResNet(depth=34, widen_factor=10)) == 46_160_474
+    rb_preact = robustbench.resnet.PreActResNet(robustbench.resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True)
     assert _n_params(preact) == _n_params(rb_preact) == 11_172_170
 
 
@@ -255,16 +264,17 @@ def test_small_cnn_sizes() -> None:
     assert build_model("cnn-small", in_channels=3).net.input_shape == (3, 32, 32)
 
 
-def test_resnets_match_robustbench_forward() -> None:
+def test_resnets_match_robustbench_forward(robustbench: SimpleNamespace) -> None:
     """Same weights in our networks and RobustBench's (independent code) give the same logits."""
+    resnet = robustbench.resnet
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     pairs = [
         (
             build_model("preact-resnet18").net,
-            rb_resnet.PreActResNet(rb_resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True),
+            resnet.PreActResNet(resnet.PreActBlock, [2, 2, 2, 2], bn_before_fc=True, out_shortcut=True),
         ),
-        (WideResNet(3, 10, depth=16, width=2), rb_wrn.WideResNet(depth=16, widen_factor=2)),
+        (WideResNet(3, 10, depth=16, width=2), robustbench.wrn.WideResNet(depth=16, widen_factor=2)),
     ]
     x = torch.rand(2, 3, 32, 32, generator=gen)
     for ours, theirs in pairs:
@@ -280,7 +290,7 @@ def test_resnets_match_robustbench_forward() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
+def test_load_robustbench_from_local_checkpoint(robustbench: SimpleNamespace, tmp_path: Path) -> None:
     torch.manual_seed(0)
     reference = robustbench_zoo_model(RB_NAME)
     _randomise_bn(reference, torch.Generator().manual_seed(1))
@@ -300,7 +310,9 @@ def test_load_robustbench_from_local_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", PICKLE_FORMATS)
-def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path, monkeypatch, fmt: str) -> None:
+def test_load_robustbench_refuses_code_in_checkpoint(
+    robustbench: SimpleNamespace, tmp_path: Path, monkeypatch, fmt: str
+) -> None:
     """In every format, even where the environment turns off torch's safe default."""
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     marker = tmp_path / "pwned"
@@ -316,7 +328,7 @@ def test_load_robustbench_refuses_code_in_checkpoint(tmp_path: Path, monkeypatch
     assert not marker.exists()
 
 
-def test_load_robustbench_bad_names(tmp_path: Path) -> None:
+def test_load_robustbench_bad_names(robustbench: SimpleNamespace, tmp_path: Path) -> None:
     with pytest.raises(
         ValueError,
         match=r"name must be a RobustBench model of cifar10/Linf \(got 'NoSuchModel'\); "
@@ -331,7 +343,7 @@ def test_load_robustbench_bad_names(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(online("docs.google.com"), reason="network reachable: the download would succeed")
-def test_load_robustbench_missing_offline(tmp_path: Path) -> None:
+def test_load_robustbench_missing_offline(robustbench: SimpleNamespace, tmp_path: Path) -> None:
     path = tmp_path / "cifar10" / "Linf" / f"{RB_NAME}.pt"
     with pytest.raises(
         FileNotFoundError,
