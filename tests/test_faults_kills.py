@@ -1,9 +1,9 @@
 """Fault injection: a training run killed at any point resumes to the result of an uninterrupted run.
 
 Every kill is real (SIGKILL, from inside the run at an exact optimizer step or fsync, or from outside at a seeded
-random time); the workers are functions of `fault_workers`. A killed run resumes from its last completed epoch,
-trains the rest once, keeps the timings of the epochs done before the kill, and leaves no checkpoint or
-temporary file behind.
+random time); the workers are functions of `fault_workers`. A killed run resumes from its last checkpoint (written
+after every epoch but the last, whose weights are stored as the model), trains the rest once, keeps the timings of
+the epochs checkpointed before the kill, and leaves no checkpoint or temporary file behind.
 """
 
 from __future__ import annotations
