@@ -329,8 +329,10 @@ def rank_correlation(ranks_a: NDArray[np.float64], ranks_b: NDArray[np.float64])
 def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float) -> Resampler:
     """`top_fraction_jaccard` of a and b on resampled indices: (R, N) -> (R,); the top sets hold positions of the
     resample (an image drawn twice can be selected twice), ties broken towards lower positions."""
-    top_a, top_b = resampled_top(a, fraction=fraction, name="a"), resampled_top(b, fraction=fraction, name="b")
-    check_same_length(check_vector(a, "a"), check_vector(b, "b"))
+    check_number("fraction", fraction, above=0, at_most=1)
+    a_arr, b_arr = check_vector(a, "a"), check_vector(b, "b")
+    check_same_length(a_arr, b_arr)
+    top_a, top_b = (resampled_top(arr, fraction=fraction, name=name) for arr, name in ((a_arr, "a"), (b_arr, "b")))
     return lambda idx: top_jaccard(top_a(idx), top_b(idx))
 
 
