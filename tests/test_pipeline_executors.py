@@ -1,7 +1,7 @@
 """advlogits.pipeline.executors: the smoke plan run serially, by local worker processes (one per core: those of the
 smoke book that `make test` builds before its tests, as `make book` builds it) and by two Ray workers, every setting
 left at its default, leaves the same store, byte for byte, and the same scorecard; once it has run, the chapters
-compute nothing more; a Ray worker killed mid-unit is retried and changes no byte of it."""
+compute nothing more; a Ray worker killed mid-unit is retried, changes no byte of it and leaves no folder behind."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -183,10 +187,15 @@ def test_two_ray_workers_leave_the_serial_store_even_when_one_is_killed_mid_unit
 ):
     """Two Ray workers at their defaults compute the smoke plan; the first worker seen computing a unit is killed, Ray
     retries its unit, and the store is the serial store byte for byte, the entries' logs too (so its scorecard is the
-    serial store's: the chapters only read the store, as the local workers' test shows on a byte-identical one)."""
+    serial store's: the chapters only read the store, as the local workers' test shows on a byte-identical one). The
+    killed worker's temporary folder, which it could not remove, is gone too."""
     pytest.importorskip("ray", reason="the Ray executor needs the cluster extra (pip install 'advlogits[cluster]')")
     pids = tmp_path / "pids"
     pids.mkdir()
+    # The workers' temporary folder (and Ray's, whose sockets need a short path), so that what they leave can be seen.
+    workers_tmp = Path(tempfile.mkdtemp(prefix="advlogits-test-", dir="/tmp"))
+    monkeypatch.setenv("TMPDIR", str(workers_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # this process reads TMPDIR again
     monkeypatch.setenv("ADVLOGITS_RAY_WORKER_PIDS", str(pids))  # each task writes <pid>.unit when it starts
     killed: list[int] = []
 
@@ -206,15 +215,38 @@ def test_two_ray_workers_leave_the_serial_store_even_when_one_is_killed_mid_unit
     watcher = threading.Thread(target=kill_the_first_worker, daemon=True)
     watcher.start()
     home = tmp_path / "store"
-    report = run_plan(smoke_spec(), store=Store(home), executor="ray", workers=2, progress=False)
+    try:
+        report = run_plan(smoke_spec(), store=Store(home), executor="ray", workers=2, progress=False)
+        left = sorted(p.name for p in workers_tmp.glob("advlogits-unit-*"))
+    finally:
+        shutil.rmtree(workers_tmp, ignore_errors=True)
     watcher.join(timeout=5)
     assert killed, "a worker was killed while it computed a unit"
+    assert left == [], "the killed worker's unit folder was removed"
     assert report.computed and not report.from_store
     assert store_differences(home, smoke_serial_store) == [], (
         "the retried unit gave the same bytes, and so did the rest"
     )
     assert not list((home / "entries").rglob("*.tmp"))
     assert not run_plan(smoke_spec(), store=Store(home), progress=False).computed, "nothing left to compute"
+
+
+def test_a_run_removes_the_unit_folders_of_its_dead_workers_and_no_others(tmp_path, monkeypatch):
+    """A dead worker's folder goes with ``only_dead``; a live process's folder stays until the run's end removes
+    every folder of the run; another run's folders are never touched."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(ended.stdout), os.getpid()
+    mine, other = executors.unit_folder_prefix("run1"), executors.unit_folder_prefix("run2")
+    folders = {name: tmp_path / name for name in (f"{mine}{dead}-a", f"{mine}{alive}-b", f"{other}{dead}-c")}
+    for folder in folders.values():
+        (folder / "entries").mkdir(parents=True)
+        (folder / "entries" / "model.pt").write_bytes(b"weights")
+
+    assert executors.remove_unit_folders("run1", only_dead=True) == [folders[f"{mine}{dead}-a"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{mine}{alive}-b", f"{other}{dead}-c"]
+    assert executors.remove_unit_folders("run1", only_dead=False) == [folders[f"{mine}{alive}-b"]]
+    assert [p.name for p in tmp_path.iterdir()] == [f"{other}{dead}-c"]
 
 
 def test_a_plan_made_with_other_code_is_refused_by_the_workers(tmp_path):

@@ -8,7 +8,10 @@ Every executor computes only the units the store lacks, each after its dependenc
 * ``ray``: each unit a Ray task (one CPU and ``threads`` torch threads, or one GPU on a CUDA profile), its
   dependencies' outputs passed as object references. No shared filesystem is assumed: a task computes in a store
   of its own, seeded with the files its dependencies left, and returns the files it added with the lines of its
-  entry's logs; only this process writes the real store. Ray retries a task whose worker dies.
+  entry's logs; only this process writes the real store. Ray retries a task whose worker dies. A task's store is a
+  temporary folder named after the run and the worker's process (`unit_folder_prefix`): a dying worker cannot remove
+  it, so the run's next task on that machine removes the folders of its dead workers, and a run on a Ray it started
+  here removes every folder of the run when it ends.
 
 Every unit computes with ``threads`` torch threads, `UNIT_THREADS` unless told otherwise, whatever the executor
 and the machine's cores: torch's thread count changes trained weights in their last bits, so a fixed count is what
@@ -21,8 +24,10 @@ import functools
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -259,20 +264,61 @@ def _write_files(store: Store, files: dict[str, bytes]) -> None:
         atomic_write_bytes(files[relative], store.root / relative)
 
 
+def unit_folder_prefix(run: str) -> str:
+    """The name's start of every temporary folder in which a Ray task of the run ``run`` computes its unit; the
+    worker's process id follows it (`_unit_folder`)."""
+    return f"advlogits-unit-{run}-"
+
+
+def _unit_folder(run: str) -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix=f"{unit_folder_prefix(run)}{os.getpid()}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_unit_folders(run: str, *, only_dead: bool) -> list[Path]:
+    """Remove the run's unit folders from this machine's temporary folder, with ``only_dead`` only those of
+    processes that no longer exist (a worker killed mid-unit); return what was removed."""
+    prefix = unit_folder_prefix(run)
+    removed = []
+    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if only_dead and (not pid.isdigit() or _alive(int(pid))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def _ray_unit(
-    spec: PlanSpec, unit_id: str, threads: int, device: str, stored: dict[str, bytes], *dep_outputs: dict[str, bytes]
+    spec: PlanSpec,
+    unit_id: str,
+    threads: int,
+    device: str,
+    run: str,
+    stored: dict[str, bytes],
+    *dep_outputs: dict[str, bytes],
 ) -> dict[str, bytes]:
     """A Ray task: compute one unit in a store of its own, seeded with its dependencies' files; return what it
     added (data files, their checksum records and its lines of the entry's logs) and, under `SECONDS`, how long the
-    unit took."""
+    unit took. It first removes the folders that the run's dead workers left on this machine."""
     began = time.perf_counter()
     torch.set_num_threads(threads)
+    remove_unit_folders(run, only_dead=True)
     pid_dir = os.environ.get("ADVLOGITS_RAY_WORKER_PIDS")  # where each unit runs, for whoever watches the workers
     marker = Path(pid_dir, f"{os.getpid()}.unit") if pid_dir else None
     if marker is not None:
         marker.write_text(unit_id)
     try:
-        return _compute_in_own_store(spec, unit_id, device, stored, dep_outputs, began)
+        return _compute_in_own_store(spec, unit_id, device, run, stored, dep_outputs, began)
     finally:
         if marker is not None:
             marker.unlink(missing_ok=True)
@@ -282,11 +328,12 @@ def _compute_in_own_store(
     spec: PlanSpec,
     unit_id: str,
     device: str,
+    run: str,
     stored: dict[str, bytes],
     dep_outputs: tuple[dict[str, bytes], ...],
     began: float,
 ) -> dict[str, bytes]:
-    with tempfile.TemporaryDirectory(prefix="advlogits-unit-") as tmp:
+    with _unit_folder(run) as tmp:
         local = Store(tmp)
         seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if _checked(k)}}
         _write_files(local, seeded)
@@ -341,6 +388,7 @@ def _run_ray(
     started = not ray.is_initialized()
     if started:
         _start_ray(ray, workers, address)
+    run = uuid.uuid4().hex[:12]
     try:
         gpu = spec.profile.device.startswith("cuda")
         resources = dict(num_gpus=1, num_cpus=0) if gpu else dict(num_cpus=1)
@@ -352,7 +400,8 @@ def _run_ray(
             stored_deps = [units[d] for d in unit.deps if d not in pending]
             stored_files = _files(store, [p for d in stored_deps for p in d.files(store)])
             dep_refs = [refs[d] for d in unit.deps if d in pending]
-            refs[unit.id] = task.remote(spec, unit.id, threads, "cuda" if gpu else "cpu", stored_files, *dep_refs)
+            args = (spec, unit.id, threads, "cuda" if gpu else "cpu", run, stored_files)
+            refs[unit.id] = task.remote(*args, *dep_refs)
         by_ref = {ref: unit_id for unit_id, ref in refs.items()}
         remaining = list(refs.values())
         while remaining:
@@ -368,3 +417,5 @@ def _run_ray(
     finally:
         if started:
             ray.shutdown()
+            if address is None:  # every worker ran on this machine, and none is left
+                remove_unit_folders(run, only_dead=False)
