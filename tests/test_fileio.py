@@ -1,13 +1,16 @@
-"""advlogits.fileio: atomic writes that survive a kill, checksummed files, safe tensor loads, checked state dicts."""
+"""advlogits.fileio: atomic writes that survive a kill, checksummed files, safe tensor loads, checked state dicts,
+temporary folders that outlive no process."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +22,10 @@ from advlogits.fileio import (
     atomic_torch_save,
     atomic_write_bytes,
     load_state_dict_checked,
+    process_folder,
     read_checked,
     record_path,
+    remove_process_folders,
     safe_torch_load,
     tensor_bytes,
     verify_checked,
@@ -213,3 +218,33 @@ def test_a_state_that_is_not_a_dict_or_has_many_bad_keys_is_refused():
     with pytest.raises(StoreError, match=r"mis-shaped keys: 0\.weight"):
         load_state_dict_checked(model, {**model.state_dict(), "0.weight": "not a tensor"}, source="x.pt")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "a refused state loads nothing"
+
+
+def _folders_of_a_dead_process(parent: Path, *prefixes: str) -> list[Path]:
+    """A `process_folder` of each prefix, made by a child that then exits as a killed process does, without
+    removing them."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from advlogits.fileio import process_folder
+        folders = [process_folder(p, parent=sys.argv[1]) for p in sys.argv[2:]]  # held: collected, they would go
+        print("\\n".join(f.name for f in folders), flush=True)
+        os._exit(0)  # no clean-up, as after SIGKILL
+        """
+    )
+    child = subprocess.run([sys.executable, "-c", code, str(parent), *prefixes], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    return [Path(line) for line in child.stdout.split()]
+
+
+def test_the_folders_of_dead_processes_go_and_the_others_stay_until_asked(tmp_path):
+    """A folder whose process is gone goes with ``only_dead``; this live process's stays until every folder of the
+    prefix is asked for; a folder of another prefix is never touched."""
+    dead, other = _folders_of_a_dead_process(tmp_path, "run1-", "run2-")
+    with process_folder("run1-", parent=tmp_path) as alive:
+        assert Path(alive).name.startswith(f"run1-{os.getpid()}-") and dead.is_dir()
+        (Path(alive) / "model.pt").write_bytes(b"weights")
+        assert remove_process_folders("run1-", parent=tmp_path, only_dead=True) == [dead]
+        assert sorted(tmp_path.iterdir()) == sorted([Path(alive), other])
+        assert remove_process_folders("run1-", parent=tmp_path, only_dead=False) == [Path(alive)]
+    assert list(tmp_path.iterdir()) == [other]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from advlogits import paths
 from advlogits.chapters import claims
+from advlogits.fileio import process_folder, remove_process_folders
 from advlogits.synthetic import cifar_batch, write_cifar
 
 from helpers import (
@@ -87,6 +87,7 @@ OVERRIDES = {
 }
 CHAPTER_TIMEOUT_S = 900
 MEMORY = Path("/dev/shm")  # a tmpfs on Linux
+MEMORY_PREFIX = "advlogits-paper-path-"
 STORE_ROOM = 6 * 1024**3  # free room (bytes) in MEMORY, and free memory, for the store of about 2.6 GB
 
 
@@ -103,14 +104,13 @@ def _memory_available() -> int:
 @pytest.fixture
 def store_folder(tmp_path: Path) -> Iterator[Path]:
     """A folder for the test's store: in memory (`MEMORY`) where it and the machine have `STORE_ROOM`, otherwise
-    under tmp_path. The memory folder is removed when the test ends, passed or failed."""
-    if MEMORY.is_dir() and os.access(MEMORY, os.W_OK) and shutil.disk_usage(MEMORY).free >= STORE_ROOM:
-        if _memory_available() >= STORE_ROOM:
-            folder = Path(tempfile.mkdtemp(prefix="advlogits-paper-path-", dir=MEMORY))
-            try:
-                yield folder
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
+    under tmp_path. The memory folder is removed when the test ends, passed or failed, and a later run removes the
+    folder of a run that was killed before it could (`advlogits.fileio.process_folder`)."""
+    if MEMORY.is_dir() and os.access(MEMORY, os.W_OK):
+        remove_process_folders(MEMORY_PREFIX, parent=MEMORY, only_dead=True)
+        if shutil.disk_usage(MEMORY).free >= STORE_ROOM and _memory_available() >= STORE_ROOM:
+            with process_folder(MEMORY_PREFIX, parent=MEMORY) as folder:
+                yield Path(folder)
             return
     yield tmp_path
 

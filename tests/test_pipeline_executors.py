@@ -11,8 +11,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -229,24 +227,6 @@ def test_two_ray_workers_leave_the_serial_store_even_when_one_is_killed_mid_unit
     )
     assert not list((home / "entries").rglob("*.tmp"))
     assert not run_plan(smoke_spec(), store=Store(home), progress=False).computed, "nothing left to compute"
-
-
-def test_a_run_removes_the_unit_folders_of_its_dead_workers_and_no_others(tmp_path, monkeypatch):
-    """A dead worker's folder goes with ``only_dead``; a live process's folder stays until the run's end removes
-    every folder of the run; another run's folders are never touched."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead, alive = int(ended.stdout), os.getpid()
-    mine, other = executors.unit_folder_prefix("run1"), executors.unit_folder_prefix("run2")
-    folders = {name: tmp_path / name for name in (f"{mine}{dead}-a", f"{mine}{alive}-b", f"{other}{dead}-c")}
-    for folder in folders.values():
-        (folder / "entries").mkdir(parents=True)
-        (folder / "entries" / "model.pt").write_bytes(b"weights")
-
-    assert executors.remove_unit_folders("run1", only_dead=True) == [folders[f"{mine}{dead}-a"]]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{mine}{alive}-b", f"{other}{dead}-c"]
-    assert executors.remove_unit_folders("run1", only_dead=False) == [folders[f"{mine}{alive}-b"]]
-    assert [p.name for p in tmp_path.iterdir()] == [f"{other}{dead}-c"]
 
 
 def test_a_plan_made_with_other_code_is_refused_by_the_workers(tmp_path):

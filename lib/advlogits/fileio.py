@@ -5,6 +5,8 @@
 * `write_checked` / `read_checked` add a checksum record beside a file; a file whose record is missing was never
   completed (it reads as absent), one that disagrees with its record is refused.
 * Tensors are always read with ``torch.load(..., weights_only=True)``: a checkpoint cannot run code.
+* `process_folder` makes a temporary folder named after the process that owns it, so that when that process is
+  killed before it can remove the folder, `remove_process_folders` finds and removes it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,36 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def process_folder(prefix: str, *, parent: str | Path | None = None) -> tempfile.TemporaryDirectory:
+    """A temporary folder ``<prefix><this process's id>-<random>`` in ``parent`` (default: the temporary folder),
+    removed when its context ends: a context manager, as `tempfile.TemporaryDirectory`."""
+    return tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", dir=parent)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_process_folders(prefix: str, *, parent: str | Path | None = None, only_dead: bool) -> list[Path]:
+    """Remove the `process_folder` folders of ``prefix`` in ``parent`` (default: the temporary folder), with
+    ``only_dead`` only those whose process no longer exists (one killed before it could remove its folder); return
+    what was removed."""
+    removed = []
+    for folder in Path(parent if parent is not None else tempfile.gettempdir()).glob(f"{prefix}*"):
+        pid = folder.name[len(prefix) :].split("-", 1)[0]
+        if only_dead and (not pid.isdigit() or _alive(int(pid))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> None:

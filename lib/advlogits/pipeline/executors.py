@@ -24,8 +24,6 @@ import functools
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import uuid
 import warnings
@@ -40,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from ..checks import check_choice, check_int, fail
-from ..fileio import atomic_write_bytes, record_path
+from ..fileio import atomic_write_bytes, process_folder, record_path, remove_process_folders
 from ..names import EXECUTORS
 from ..profiles import Profile
 from ..store import LOG_FILES, Store
@@ -265,37 +263,9 @@ def _write_files(store: Store, files: dict[str, bytes]) -> None:
 
 
 def unit_folder_prefix(run: str) -> str:
-    """The name's start of every temporary folder in which a Ray task of the run ``run`` computes its unit; the
-    worker's process id follows it (`_unit_folder`)."""
+    """The name's start of every temporary folder in which a Ray task of the run ``run`` computes its unit
+    (`advlogits.fileio.process_folder`: the worker's process id follows it)."""
     return f"advlogits-unit-{run}-"
-
-
-def _unit_folder(run: str) -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix=f"{unit_folder_prefix(run)}{os.getpid()}-")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def remove_unit_folders(run: str, *, only_dead: bool) -> list[Path]:
-    """Remove the run's unit folders from this machine's temporary folder, with ``only_dead`` only those of
-    processes that no longer exist (a worker killed mid-unit); return what was removed."""
-    prefix = unit_folder_prefix(run)
-    removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
-        pid = folder.name[len(prefix) :].split("-", 1)[0]
-        if only_dead and (not pid.isdigit() or _alive(int(pid))):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    return removed
 
 
 def _ray_unit(
@@ -312,7 +282,7 @@ def _ray_unit(
     unit took. It first removes the folders that the run's dead workers left on this machine."""
     began = time.perf_counter()
     torch.set_num_threads(threads)
-    remove_unit_folders(run, only_dead=True)
+    remove_process_folders(unit_folder_prefix(run), only_dead=True)
     pid_dir = os.environ.get("ADVLOGITS_RAY_WORKER_PIDS")  # where each unit runs, for whoever watches the workers
     marker = Path(pid_dir, f"{os.getpid()}.unit") if pid_dir else None
     if marker is not None:
@@ -333,7 +303,7 @@ def _compute_in_own_store(
     dep_outputs: tuple[dict[str, bytes], ...],
     began: float,
 ) -> dict[str, bytes]:
-    with _unit_folder(run) as tmp:
+    with process_folder(unit_folder_prefix(run)) as tmp:
         local = Store(tmp)
         seeded = {**stored, **{k: v for out in dep_outputs for k, v in out.items() if _checked(k)}}
         _write_files(local, seeded)
@@ -418,4 +388,4 @@ def _run_ray(
         if started:
             ray.shutdown()
             if address is None:  # every worker ran on this machine, and none is left
-                remove_unit_folders(run, only_dead=False)
+                remove_process_folders(unit_folder_prefix(run), only_dead=False)
