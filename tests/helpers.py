@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,23 @@ def online(host: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def folders_of_a_dead_process(parent: Path, *prefixes: str) -> list[Path]:
+    """A `process_folder` of each prefix, made by a child that then exits as a killed process does, without
+    removing them."""
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from advlogits.fileio import process_folder
+        folders = [process_folder(p, parent=sys.argv[1]) for p in sys.argv[2:]]  # held: collected, they would go
+        print("\\n".join(f.name for f in folders), flush=True)
+        os._exit(0)  # no clean-up, as after SIGKILL
+        """
+    )
+    child = subprocess.run([sys.executable, "-c", code, str(parent), *prefixes], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+    return [Path(line) for line in child.stdout.split()]
 
 
 def robustbench_zoo_model(name: str) -> Any:

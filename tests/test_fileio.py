@@ -32,7 +32,7 @@ from advlogits.fileio import (
     write_checked,
 )
 
-from helpers import PICKLE_FORMATS, code_running_bytes
+from helpers import PICKLE_FORMATS, code_running_bytes, folders_of_a_dead_process
 
 
 def test_write_killed_midway_leaves_old_file_intact(tmp_path):
@@ -220,27 +220,10 @@ def test_a_state_that_is_not_a_dict_or_has_many_bad_keys_is_refused():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "a refused state loads nothing"
 
 
-def _folders_of_a_dead_process(parent: Path, *prefixes: str) -> list[Path]:
-    """A `process_folder` of each prefix, made by a child that then exits as a killed process does, without
-    removing them."""
-    code = textwrap.dedent(
-        """
-        import os, sys
-        from advlogits.fileio import process_folder
-        folders = [process_folder(p, parent=sys.argv[1]) for p in sys.argv[2:]]  # held: collected, they would go
-        print("\\n".join(f.name for f in folders), flush=True)
-        os._exit(0)  # no clean-up, as after SIGKILL
-        """
-    )
-    child = subprocess.run([sys.executable, "-c", code, str(parent), *prefixes], capture_output=True, text=True)
-    assert child.returncode == 0, child.stderr
-    return [Path(line) for line in child.stdout.split()]
-
-
 def test_the_folders_of_dead_processes_go_and_the_others_stay_until_asked(tmp_path):
     """A folder whose process is gone goes with ``only_dead``; this live process's stays until every folder of the
     prefix is asked for; a folder of another prefix is never touched."""
-    dead, other = _folders_of_a_dead_process(tmp_path, "run1-", "run2-")
+    dead, other = folders_of_a_dead_process(tmp_path, "run1-", "run2-")
     with process_folder("run1-", parent=tmp_path) as alive:
         assert Path(alive).name.startswith(f"run1-{os.getpid()}-") and dead.is_dir()
         (Path(alive) / "model.pt").write_bytes(b"weights")

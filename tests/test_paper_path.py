@@ -226,4 +226,4 @@ def test_every_chapter_runs_the_paper_profile_on_the_cpu(tmp_path: Path, store_f
     assert [r["id"] for r in card] == list(claims.CLAIM_IDS)
     assert all(r["verdict"] in claims.VERDICTS and r["chapter"] in written for r in card)
     assert all(set(r) >= {"estimate", "ci", "threshold", "n_seeds", "n_images", "holds"} for r in card)
-    shutil.rmtree(home)  # 2.6 GB of ResNet weights; a failed run keeps a store on disk for inspection
+    shutil.rmtree(home)  # 2.6 GB of ResNet weights; on disk, a failed run keeps them for inspection

@@ -25,7 +25,7 @@ from advlogits.pipeline import executors
 from advlogits.pipeline.executors import UNIT_THREADS, PlanSpec, RunReport, run_plan
 from advlogits.store import Store
 
-from helpers import CHAPTERS, SMOKE, execute_chapter, store_differences
+from helpers import CHAPTERS, SMOKE, execute_chapter, folders_of_a_dead_process, store_differences
 
 # A small but complete plan: one student seed, one sweep radius, tiny sets (for the tests that compute little of it).
 TINY = dict(
@@ -227,6 +227,24 @@ def test_two_ray_workers_leave_the_serial_store_even_when_one_is_killed_mid_unit
     )
     assert not list((home / "entries").rglob("*.tmp"))
     assert not run_plan(smoke_spec(), store=Store(home), progress=False).computed, "nothing left to compute"
+
+
+def test_a_ray_task_first_removes_the_folders_that_dead_workers_of_its_run_left(tmp_path, monkeypatch):
+    """What a Ray task does, called here without Ray: it removes the unit folders that killed workers of its run left
+    in this machine's temporary folder (another run's stay), then computes its unit in a folder of its own, which
+    goes when the unit is done."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prefixes = executors.unit_folder_prefix("run1"), executors.unit_folder_prefix("run2")
+    dead, other = folders_of_a_dead_process(tmp_path, *prefixes)
+    first = spec().units()[0]
+    assert not first.deps
+    threads = torch.get_num_threads()
+    try:
+        out = executors._ray_unit(spec(), first.id, UNIT_THREADS, "cpu", "run1", {})
+    finally:
+        torch.set_num_threads(threads)
+    assert any(name.endswith("model.pt") for name in out), sorted(out)
+    assert list(tmp_path.glob("advlogits-unit-*")) == [other] and not dead.exists()
 
 
 def test_a_plan_made_with_other_code_is_refused_by_the_workers(tmp_path):
