@@ -115,14 +115,6 @@ def _resampled_ranks(dense: NDArray[np.intp], n_unique: int, idx: NDArray[np.int
     return np.take_along_axis(average, d, axis=1)
 
 
-def _row_pearson(x: NDArray[np.float64], y: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Pearson correlation of each row pair: (R, N), (R, N) -> (R,); NaN for a constant row."""
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
-
-
 def _named_statistic(
     name: str, samples: tuple[NDArray[np.float64], ...]
 ) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
@@ -322,8 +314,12 @@ def resampled_ranks(values: ArrayLike | Tensor, *, name: str = "values") -> Resa
 
 
 def rank_correlation(ranks_a: NDArray[np.float64], ranks_b: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Spearman's correlation of each resample from the two samples' ranks in it: (R, N), (R, N) -> (R,)."""
-    return _row_pearson(ranks_a, ranks_b)
+    """Spearman's correlation of each resample from the two samples' ranks in it (the Pearson correlation of each
+    row pair): (R, N), (R, N) -> (R,); NaN for a constant row."""
+    x = ranks_a - ranks_a.mean(axis=1, keepdims=True)
+    y = ranks_b - ranks_b.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
 
 
 def resampled_top_jaccard(a: ArrayLike | Tensor, b: ArrayLike | Tensor, *, fraction: float) -> Resampler:
